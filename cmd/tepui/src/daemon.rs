@@ -1,0 +1,198 @@
+//! Starting the long-running modes and waiting for a signal to stop.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tepui_agent::{Agent, AgentConfig, AgentStart, ResourceOverrides};
+use tepui_pki::token::JoinToken;
+use tepui_pki::Role;
+use tepui_server::{FirstStart, Server, ServerConfig, StartedAs};
+
+use crate::DaemonArgs;
+
+pub enum Mode {
+    Dev,
+    Server {
+        bootstrap: bool,
+        join: Option<(String, String)>,
+        agent_timeout_secs: f64,
+    },
+    Agent {
+        join: Option<(String, String)>,
+    },
+    Join {
+        addr: String,
+        token: String,
+    },
+}
+
+/// `HOST` means `HOST:5052`, the default cluster port.
+pub fn default_cluster_port(addr: &str) -> String {
+    if addr.parse::<SocketAddr>().is_ok()
+        || (addr.contains(':') && !addr.starts_with('[') && addr.matches(':').count() == 1)
+    {
+        addr.to_string()
+    } else if addr.starts_with('[') && addr.contains("]:") {
+        addr.to_string()
+    } else {
+        format!("{addr}:5052")
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("/var/lib"));
+    base.join("tepui")
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TEPUI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,h2=warn,tower=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub fn run(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
+    init_tracing(args.log_json);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run_async(mode, args))
+}
+
+fn token_role(token: &str) -> anyhow::Result<Role> {
+    let t: JoinToken = token.parse().context("the join token does not parse")?;
+    Ok(t.role)
+}
+
+async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+    let (run_server, run_agent, first_start, agent_start, agent_timeout) = match mode {
+        Mode::Dev => (true, true, FirstStart::Bootstrap, AgentStart::Refuse, 15.0),
+        Mode::Server {
+            bootstrap,
+            join,
+            agent_timeout_secs,
+        } => {
+            let first = match (bootstrap, join) {
+                (true, _) => FirstStart::Bootstrap,
+                (false, Some((addr, token))) => FirstStart::Join { addr, token },
+                (false, None) => FirstStart::Refuse,
+            };
+            (true, false, first, AgentStart::Refuse, agent_timeout_secs)
+        }
+        Mode::Agent { join } => {
+            let start = match join {
+                Some((addr, token)) => AgentStart::Join { addr, token },
+                None => AgentStart::Refuse,
+            };
+            (false, true, FirstStart::Refuse, start, 15.0)
+        }
+        Mode::Join { addr, token } => match token_role(&token)? {
+            Role::Server => (true, false, FirstStart::Join { addr, token }, AgentStart::Refuse, 15.0),
+            Role::Agent => (false, true, FirstStart::Refuse, AgentStart::Join { addr, token }, 15.0),
+        },
+    };
+
+    let mut server = None;
+    if run_server {
+        let mut cfg = ServerConfig::new(name.clone(), data_dir.clone());
+        cfg.cluster_listen = SocketAddr::new(args.bind, args.cluster_port);
+        cfg.http_listen = SocketAddr::new(args.bind, args.http_port);
+        cfg.advertise = args.advertise;
+        cfg.first_start = first_start;
+        cfg.agent_timeout = Duration::from_secs_f64(agent_timeout);
+        let s = Server::start(cfg).await.context("the server did not start")?;
+        println!("tepui server {} ({}) is up", s.identity.name, s.identity.node_id);
+        println!("  data dir:     {}", data_dir.display());
+        println!("  http api:     http://{}", s.advertised_http_addr());
+        println!("  cluster port: {}", s.advertised_cluster_addr());
+        if let StartedAs::Bootstrapped {
+            server_token,
+            agent_token,
+        } = &s.started_as
+        {
+            println!(
+                "a new cluster {} was created; join tokens (also under the data dir):",
+                s.identity.cluster_id
+            );
+            println!("  server: {server_token}");
+            println!("  agent:  {agent_token}");
+            println!(
+                "  join another machine: tepui join {} --token <token>",
+                s.advertised_cluster_addr()
+            );
+        }
+        server = Some(s);
+    }
+
+    let mut agent = None;
+    if run_agent {
+        let mut cfg = AgentConfig::new(name.clone(), data_dir.clone());
+        cfg.http_listen = SocketAddr::new(args.bind, args.agent_port);
+        cfg.advertise = args.advertise;
+        cfg.start = match &server {
+            Some(s) => {
+                let mut identity = s.identity.clone();
+                identity.servers = vec![s.advertised_cluster_addr().to_string()];
+                AgentStart::WithIdentity(Box::new(identity))
+            }
+            None => agent_start,
+        };
+        cfg.resources = ResourceOverrides {
+            cpus: args.agent.cpus,
+            mem_mb: args.agent.mem,
+            disk_mb: args.agent.disk,
+            ports: args.agent.ports,
+        };
+        cfg.attributes = args.agent.attrs.iter().cloned().collect::<BTreeMap<_, _>>();
+        cfg.heartbeat = Duration::from_secs_f64(args.agent.heartbeat_secs.max(0.05));
+        let mut a = Agent::start(cfg).await.context("the agent did not start")?;
+        if server.is_none() {
+            println!("tepui agent {} ({}) is up", a.identity.name, a.identity.node_id);
+            println!("  data dir:   {}", data_dir.display());
+            println!("  agent http: http://{}", a.http_addr);
+        }
+        if a.wait_registered(Duration::from_secs(10)).await {
+            let leader = a.connection.borrow().leader.clone().unwrap_or_default();
+            println!("agent registered with the leader at {leader}");
+        } else {
+            println!("agent is still looking for the leader; it keeps trying");
+        }
+        agent = Some(a);
+    }
+    println!("ready in {} ms", started.elapsed().as_millis());
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    if let Some(a) = agent {
+        a.shutdown().await;
+    }
+    if let Some(s) = server {
+        s.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

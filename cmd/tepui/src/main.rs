@@ -1,0 +1,369 @@
+//! The `tepui` binary: argument parsing, tracing setup and wiring. Daemons (`dev`, `server`,
+//! `agent`, `join`) start crates; every other verb is a client of the HTTP API.
+
+mod client;
+mod daemon;
+mod output;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "tepui", version, about = "A data-center operating system in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Server and agent in one process, on one node: a cluster on a laptop.
+    Dev(DaemonArgs),
+    /// A control-plane node: a Raft voter, the API and the schedulers.
+    Server(ServerArgs),
+    /// A worker node that runs tasks.
+    Agent(AgentArgs),
+    /// Join a cluster as a server or an agent, by the token's kind.
+    Join(JoinArgs),
+    /// The cluster at a glance.
+    Status(ClientArgs),
+    /// Nodes: servers and agents.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Join tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Replicated variables (small configuration values).
+    #[command(subcommand)]
+    Var(VarCmd),
+    /// Backup, restore and Raft maintenance.
+    #[command(subcommand)]
+    Operator(OperatorCmd),
+}
+
+#[derive(Args, Clone)]
+struct DaemonArgs {
+    /// Where this node keeps its state [default: ~/.local/share/tepui]
+    #[arg(long, env = "TEPUI_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The IP every listener binds to.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// The IP other nodes reach this one on [default: the bind IP]
+    #[arg(long)]
+    advertise: Option<IpAddr>,
+    /// The node's name [default: the host name]
+    #[arg(long)]
+    name: Option<String>,
+    /// HTTP API port.
+    #[arg(long, default_value_t = 5050)]
+    http_port: u16,
+    /// Agent HTTP port.
+    #[arg(long, default_value_t = 5051)]
+    agent_port: u16,
+    /// Cluster (gRPC, mTLS) port.
+    #[arg(long, default_value_t = 5052)]
+    cluster_port: u16,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+    #[command(flatten)]
+    agent: AgentResourceArgs,
+}
+
+#[derive(Args, Clone, Default)]
+struct AgentResourceArgs {
+    /// CPUs to offer [default: detected]
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Memory to offer, in MB [default: detected]
+    #[arg(long)]
+    mem: Option<u64>,
+    /// Disk to offer, in MB [default: free space of the data dir]
+    #[arg(long)]
+    disk: Option<u64>,
+    /// Port range for tasks, LOW-HIGH [default: 31000-32000]
+    #[arg(long, value_parser = parse_port_range)]
+    ports: Option<(u16, u16)>,
+    /// An attribute for placement constraints, KEY=VALUE; repeatable.
+    #[arg(long = "attr", value_parser = parse_key_value)]
+    attrs: Vec<(String, String)>,
+    /// Seconds an agent waits between heartbeats.
+    #[arg(long, default_value_t = 2.0)]
+    heartbeat_secs: f64,
+}
+
+#[derive(Args, Clone)]
+struct ServerArgs {
+    #[command(flatten)]
+    daemon: DaemonArgs,
+    /// Start a new cluster with this server as its first voter.
+    #[arg(long, conflicts_with = "join")]
+    bootstrap: bool,
+    /// A server of the cluster to join, HOST:PORT of its cluster port.
+    #[arg(long, requires = "token")]
+    join: Option<String>,
+    /// A server join token.
+    #[arg(long, env = "TEPUI_TOKEN")]
+    token: Option<String>,
+    /// Seconds without heartbeats before an agent is marked lost.
+    #[arg(long, default_value_t = 15.0)]
+    agent_timeout_secs: f64,
+}
+
+#[derive(Args, Clone)]
+struct AgentArgs {
+    #[command(flatten)]
+    daemon: DaemonArgs,
+    /// A server to join through, HOST:PORT of its cluster port.
+    #[arg(long, requires = "token")]
+    join: Option<String>,
+    /// An agent join token.
+    #[arg(long, env = "TEPUI_TOKEN")]
+    token: Option<String>,
+}
+
+#[derive(Args, Clone)]
+struct JoinArgs {
+    /// A server's cluster address, HOST[:PORT] (port 5052 by default).
+    addr: String,
+    #[arg(long, env = "TEPUI_TOKEN")]
+    token: String,
+    #[command(flatten)]
+    daemon: DaemonArgs,
+}
+
+#[derive(Copy, Clone, Default, ValueEnum)]
+enum Format {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Args, Clone)]
+struct ClientArgs {
+    /// A server's HTTP API address.
+    #[arg(long, env = "TEPUI_ADDR", default_value = "127.0.0.1:5050", global = true)]
+    addr: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table, global = true)]
+    output: Format,
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// List servers and agents.
+    Ls(ClientArgs),
+    /// One node, by id or name.
+    Show {
+        node: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create a join token.
+    Create {
+        /// server or agent
+        #[arg(long)]
+        role: String,
+        /// How long the token is valid, like 24h or 30m [default: forever]
+        #[arg(long)]
+        ttl: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// List tokens (their secrets are not stored).
+    Ls(ClientArgs),
+    /// Revoke a token by id: no new node joins with it.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum VarCmd {
+    Put {
+        key: String,
+        value: String,
+        /// Only write if the current modify index is this (0: the key is absent).
+        #[arg(long)]
+        cas: Option<u64>,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    Get {
+        key: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    Ls(ClientArgs),
+    Rm {
+        key: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorCmd {
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
+    #[command(subcommand)]
+    Raft(RaftCmd),
+}
+
+#[derive(Subcommand)]
+enum SnapshotCmd {
+    /// Save the whole replicated state to FILE.
+    Save {
+        file: PathBuf,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// Replace the replicated state with FILE (this cluster's CA and nodes stay).
+    Restore {
+        file: PathBuf,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum RaftCmd {
+    /// List the Raft peers.
+    ListPeers(ClientArgs),
+    /// Remove a server from the Raft membership, by id or name.
+    RemovePeer {
+        peer: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+}
+
+/// `server members` reads better than `operator raft list-peers`; both exist.
+#[derive(Parser)]
+#[command(name = "tepui server members")]
+struct MembersCli {
+    #[command(flatten)]
+    c: ClientArgs,
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not a range like 31000-32000"))?;
+    let lo: u16 = lo.trim().parse().map_err(|_| format!("{lo:?} is not a port"))?;
+    let hi: u16 = hi.trim().parse().map_err(|_| format!("{hi:?} is not a port"))?;
+    if lo > hi {
+        return Err(format!("the range {s} is empty: {lo} > {hi}"));
+    }
+    Ok((lo, hi))
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    if k.is_empty() {
+        return Err(format!("{s:?} has an empty key"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn main() {
+    // `tepui server members` shares its first word with the daemon; pick it out before clap.
+    let args: Vec<String> = std::env::args().collect();
+    let outcome =
+        if args.get(1).map(String::as_str) == Some("server") && args.get(2).map(String::as_str) == Some("members") {
+            let rest = std::iter::once("tepui server members".to_string()).chain(args[3..].iter().cloned());
+            let m = MembersCli::parse_from(rest);
+            run_client(client::Verb::Members, m.c)
+        } else {
+            run(Cli::parse())
+        };
+    if let Err(e) = outcome {
+        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        let mut line = String::new();
+        for part in chain {
+            if !line.contains(&part) {
+                if !line.is_empty() {
+                    line.push_str(": ");
+                }
+                line.push_str(&part);
+            }
+        }
+        eprintln!("error: {line}");
+        std::process::exit(1);
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn run_client(verb: client::Verb, c: ClientArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(client::run(verb, &c.addr, c.output))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    use client::Verb;
+    match cli.command {
+        Command::Dev(d) => daemon::run(daemon::Mode::Dev, d),
+        Command::Server(s) => {
+            let mode = daemon::Mode::Server {
+                bootstrap: s.bootstrap,
+                join: s
+                    .join
+                    .map(|addr| (daemon::default_cluster_port(&addr), s.token.unwrap_or_default())),
+                agent_timeout_secs: s.agent_timeout_secs,
+            };
+            daemon::run(mode, s.daemon)
+        }
+        Command::Agent(a) => {
+            let join = a
+                .join
+                .map(|addr| (daemon::default_cluster_port(&addr), a.token.unwrap_or_default()));
+            daemon::run(daemon::Mode::Agent { join }, a.daemon)
+        }
+        Command::Join(j) => daemon::run(
+            daemon::Mode::Join {
+                addr: daemon::default_cluster_port(&j.addr),
+                token: j.token,
+            },
+            j.daemon,
+        ),
+        Command::Status(c) => run_client(Verb::Status, c),
+        Command::Node(NodeCmd::Ls(c)) => run_client(Verb::Nodes, c),
+        Command::Node(NodeCmd::Show { node, c }) => run_client(Verb::Node(node), c),
+        Command::Token(TokenCmd::Create {
+            role,
+            ttl,
+            description,
+            c,
+        }) => run_client(
+            Verb::TokenCreate(tepui_api::TokenCreateRequest { role, ttl, description }),
+            c,
+        ),
+        Command::Token(TokenCmd::Ls(c)) => run_client(Verb::Tokens, c),
+        Command::Token(TokenCmd::Revoke { id, c }) => run_client(Verb::TokenRevoke(id), c),
+        Command::Var(VarCmd::Put { key, value, cas, c }) => run_client(Verb::VarPut(key, value, cas), c),
+        Command::Var(VarCmd::Get { key, c }) => run_client(Verb::VarGet(key), c),
+        Command::Var(VarCmd::Ls(c)) => run_client(Verb::Vars, c),
+        Command::Var(VarCmd::Rm { key, c }) => run_client(Verb::VarRm(key), c),
+        Command::Operator(OperatorCmd::Snapshot(SnapshotCmd::Save { file, c })) => {
+            run_client(Verb::SnapshotSave(file), c)
+        }
+        Command::Operator(OperatorCmd::Snapshot(SnapshotCmd::Restore { file, c })) => {
+            run_client(Verb::SnapshotRestore(file), c)
+        }
+        Command::Operator(OperatorCmd::Raft(RaftCmd::ListPeers(c))) => run_client(Verb::Members, c),
+        Command::Operator(OperatorCmd::Raft(RaftCmd::RemovePeer { peer, c })) => run_client(Verb::RemovePeer(peer), c),
+    }
+}

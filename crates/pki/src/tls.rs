@@ -1,0 +1,451 @@
+//! rustls configurations for node-to-node mutual TLS against the cluster CA.
+//!
+//! Every config is built with an explicit ring provider and advertises ALPN "h2" (the cluster
+//! speaks gRPC). Clients always verify servers under [`SERVER_NAME`], which only server
+//! certificates carry, so an agent certificate can never pose as a server. What a verified
+//! peer is allowed to do is the caller's decision (see [`crate::identity_from_der`]).
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, WebPkiServerVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+
+use crate::{all_cert_ders, cert_der_to_pem, first_cert_der, sha256_hex, CertifiedKey, PkiError};
+
+/// The name every client uses to verify a server.
+pub const SERVER_NAME: &str = crate::SERVER_DNS_NAME;
+
+const ALPN_H2: &[u8] = b"h2";
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_err(context: &'static str) -> impl FnOnce(rustls::Error) -> PkiError {
+    move |source| PkiError::Tls { context, source }
+}
+
+fn ca_roots(ca_cert_pem: &str) -> Result<Arc<RootCertStore>, PkiError> {
+    let mut roots = RootCertStore::empty();
+    for der in all_cert_ders(ca_cert_pem, "ca certificate")? {
+        roots
+            .add(der)
+            .map_err(tls_err("cannot use ca certificate as trust anchor"))?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The node's certificate chain (node cert, then the CA so peers get the whole path) and key.
+fn node_chain(
+    ca_cert_pem: &str,
+    node: &CertifiedKey,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
+    let mut chain = all_cert_ders(&node.cert_pem, "node certificate")?;
+    let ca = first_cert_der(ca_cert_pem, "ca certificate")?;
+    if !chain.contains(&ca) {
+        chain.push(ca);
+    }
+    let key = PrivateKeyDer::from_pem_slice(node.key_pem.as_bytes()).map_err(|e| PkiError::Pem {
+        what: "node key",
+        reason: e.to_string(),
+    })?;
+    Ok((chain, key))
+}
+
+/// Server side: presents `[node cert, CA cert]`, ALPN "h2".
+///
+/// Client certificates are optional, so that a joining node without a certificate can reach
+/// the join endpoint; when one is presented it must chain to the CA. Callers must therefore
+/// check `peer_certificates()` on every request that needs an authenticated node.
+pub fn server_config(ca_cert_pem: &str, node: &CertifiedKey) -> Result<Arc<ServerConfig>, PkiError> {
+    let provider = provider();
+    let client_verifier = WebPkiClientVerifier::builder_with_provider(ca_roots(ca_cert_pem)?, provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|source| PkiError::Verifier {
+            context: "cannot build client certificate verifier",
+            source,
+        })?;
+    let (chain, key) = node_chain(ca_cert_pem, node)?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err("cannot select tls versions"))?
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(chain, key)
+        .map_err(tls_err("cannot use node certificate and key"))?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Client side with a known CA: the server must chain to the CA and be named [`SERVER_NAME`];
+/// presents the node certificate if one is given. ALPN "h2".
+pub fn client_config(ca_cert_pem: &str, node: Option<&CertifiedKey>) -> Result<Arc<ClientConfig>, PkiError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err("cannot select tls versions"))?
+        .with_root_certificates(ca_roots(ca_cert_pem)?);
+    let mut config = match node {
+        Some(node) => {
+            let (chain, key) = node_chain(ca_cert_pem, node)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(tls_err("cannot use node certificate and key"))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Client side for joining: no CA is known yet, only its pinned SHA-256 from the join token.
+///
+/// The server must present, among its intermediates, a certificate whose DER hashes to the pin,
+/// and its end-entity certificate must verify (chain, validity, name [`SERVER_NAME`]) against
+/// that certificate as the only root. On success the CA is stored into the returned
+/// [`PinnedCa`]. Presents no client certificate. ALPN "h2".
+pub fn pinned_client_config(ca_sha256: &str) -> Result<(Arc<ClientConfig>, PinnedCa), PkiError> {
+    if ca_sha256.len() != 64 || !ca_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(PkiError::Token("ca hash must be 64 hex characters".to_string()));
+    }
+    let provider = provider();
+    let pinned = PinnedCa::default();
+    let verifier = PinnedVerifier {
+        pin: ca_sha256.to_ascii_lowercase(),
+        provider: provider.clone(),
+        found: pinned.clone(),
+    };
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err("cannot select tls versions"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    // A resumed session would skip certificate verification and leave the handle empty.
+    config.resumption = Resumption::disabled();
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok((Arc::new(config), pinned))
+}
+
+/// Where [`pinned_client_config`] puts the CA it verified; empty until a handshake succeeds.
+#[derive(Clone, Debug, Default)]
+pub struct PinnedCa(Arc<Mutex<Option<String>>>);
+
+impl PinnedCa {
+    /// PEM of the cluster CA, once a server has proven it holds the pinned one.
+    pub fn ca_pem(&self) -> Option<String> {
+        // A poisoned lock only means another thread panicked mid-store of a plain String.
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, pem: String) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(pem);
+    }
+}
+
+struct PinnedVerifier {
+    pin: String,
+    provider: Arc<CryptoProvider>,
+    found: PinnedCa,
+}
+
+impl fmt::Debug for PinnedVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PinnedVerifier")
+            .field("pin", &self.pin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerCertVerifier for PinnedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(ca) = intermediates.iter().find(|c| sha256_hex(c.as_ref()) == self.pin) else {
+            // Servers send the CA last; report its hash so the operator can compare.
+            let actual = intermediates
+                .last()
+                .map(|c| sha256_hex(c.as_ref()))
+                .unwrap_or_else(|| "no ca certificate".to_string());
+            return Err(rustls::Error::General(format!(
+                "cluster CA hash mismatch: the token pins {}, the server presented {actual}; \
+                 check the token and the address",
+                self.pin
+            )));
+        };
+
+        // The hash only proves the server sent the right CA; the real check is that its own
+        // certificate chains to that CA, which the stock webpki verifier does for us.
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.clone().into_owned())?;
+        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+            .build()
+            .map_err(|e| rustls::Error::General(format!("cannot verify against pinned ca: {e}")))?;
+        let others: Vec<CertificateDer<'_>> = intermediates.iter().filter(|c| *c != ca).cloned().collect();
+        let verified = inner.verify_server_cert(end_entity, &others, server_name, ocsp_response, now)?;
+        self.found.set(cert_der_to_pem(ca.as_ref()));
+        Ok(verified)
+    }
+
+    // Same signature checks WebPkiServerVerifier performs, with the same provider algorithms.
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        ca_fingerprint, generate_ca, generate_csr, identity_from_der, issue_node_cert, sign_node_csr, NodeIdentity,
+        Role,
+    };
+    use rustls::{ClientConnection, Connection, ServerConnection};
+    use std::io::{Read, Write};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    fn ident(id: u64, role: Role) -> NodeIdentity {
+        NodeIdentity {
+            id,
+            role,
+            name: format!("node-{id}"),
+        }
+    }
+
+    /// Moves everything `from` wants to send into `to`. Returns whether anything moved.
+    fn pump(from: &mut Connection, to: &mut Connection) -> Result<bool, rustls::Error> {
+        let mut buf = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut buf).expect("write to vec");
+        }
+        let mut rd = &buf[..];
+        while !rd.is_empty() {
+            to.read_tls(&mut rd).expect("read from slice");
+            to.process_new_packets()?;
+        }
+        Ok(!buf.is_empty())
+    }
+
+    /// Drives a full in-memory handshake and one round of application data both ways.
+    /// Errors are prefixed with the side that raised them.
+    fn connect(
+        client: Arc<ClientConfig>,
+        server: Arc<ServerConfig>,
+    ) -> Result<(ClientConnection, ServerConnection), String> {
+        let name = ServerName::try_from(SERVER_NAME).unwrap();
+        let mut c = Connection::Client(ClientConnection::new(client, name).unwrap());
+        let mut s = Connection::Server(ServerConnection::new(server).unwrap());
+        let exchange = |c: &mut Connection, s: &mut Connection| -> Result<(), String> {
+            loop {
+                let a = pump(c, s).map_err(|e| format!("server: {e}"))?;
+                let b = pump(s, c).map_err(|e| format!("client: {e}"))?;
+                if !a && !b {
+                    return Ok(());
+                }
+            }
+        };
+        exchange(&mut c, &mut s)?;
+        if c.is_handshaking() || s.is_handshaking() {
+            return Err("handshake stalled".to_string());
+        }
+        c.writer().write_all(b"ping").unwrap();
+        s.writer().write_all(b"pong").unwrap();
+        exchange(&mut c, &mut s)?;
+        let mut got = [0u8; 4];
+        s.reader()
+            .read_exact(&mut got)
+            .map_err(|e| format!("server read: {e}"))?;
+        assert_eq!(&got, b"ping");
+        c.reader()
+            .read_exact(&mut got)
+            .map_err(|e| format!("client read: {e}"))?;
+        assert_eq!(&got, b"pong");
+        match (c, s) {
+            (Connection::Client(c), Connection::Server(s)) => Ok((c, s)),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn mutual_tls_with_node_certs() {
+        let ca = generate_ca("c1").unwrap();
+        let server = issue_node_cert(&ca, &ident(1, Role::Server), &[LOOPBACK]).unwrap();
+        // The client goes the joining way: own key, CSR, signed by the CA.
+        let (key_pem, csr_pem) = generate_csr("agent").unwrap();
+        let cert_pem = sign_node_csr(&ca, &csr_pem, &ident(7, Role::Agent), &[]).unwrap();
+        let agent = CertifiedKey { cert_pem, key_pem };
+
+        let (c, s) = connect(
+            client_config(&ca.cert_pem, Some(&agent)).unwrap(),
+            server_config(&ca.cert_pem, &server).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(c.alpn_protocol(), Some(&b"h2"[..]));
+        assert_eq!(s.alpn_protocol(), Some(&b"h2"[..]));
+
+        let peer = s.peer_certificates().expect("client presented a cert");
+        assert_eq!(identity_from_der(peer[0].as_ref()).unwrap(), ident(7, Role::Agent));
+        let peer = c.peer_certificates().expect("server presented a cert");
+        assert_eq!(peer.len(), 2, "server sends node cert and ca");
+        assert_eq!(identity_from_der(peer[0].as_ref()).unwrap(), ident(1, Role::Server));
+    }
+
+    #[test]
+    fn client_cert_from_another_ca_is_refused() {
+        let ca = generate_ca("c1").unwrap();
+        let other = generate_ca("c2").unwrap();
+        let server = issue_node_cert(&ca, &ident(1, Role::Server), &[]).unwrap();
+        let intruder = issue_node_cert(&other, &ident(1, Role::Server), &[]).unwrap();
+        let err = connect(
+            client_config(&ca.cert_pem, Some(&intruder)).unwrap(),
+            server_config(&ca.cert_pem, &server).unwrap(),
+        )
+        .unwrap_err();
+        assert!(err.starts_with("server:"), "{err}");
+        assert!(err.contains("UnknownIssuer"), "{err}");
+    }
+
+    #[test]
+    fn client_without_cert_is_accepted_but_unauthenticated() {
+        let ca = generate_ca("c1").unwrap();
+        let server = issue_node_cert(&ca, &ident(1, Role::Server), &[]).unwrap();
+        let (_, s) = connect(
+            client_config(&ca.cert_pem, None).unwrap(),
+            server_config(&ca.cert_pem, &server).unwrap(),
+        )
+        .unwrap();
+        assert!(s.peer_certificates().is_none());
+    }
+
+    #[test]
+    fn client_refuses_server_from_another_ca_or_an_agent() {
+        let ca = generate_ca("c1").unwrap();
+        let other = generate_ca("c2").unwrap();
+        let foreign = issue_node_cert(&other, &ident(1, Role::Server), &[]).unwrap();
+        let err = connect(
+            client_config(&ca.cert_pem, None).unwrap(),
+            server_config(&other.cert_pem, &foreign).unwrap(),
+        )
+        .unwrap_err();
+        assert!(err.starts_with("client:") && err.contains("UnknownIssuer"), "{err}");
+
+        // An agent certificate is CA-signed but not named server.tepui.
+        let agent = issue_node_cert(&ca, &ident(2, Role::Agent), &[]).unwrap();
+        let err = connect(
+            client_config(&ca.cert_pem, None).unwrap(),
+            server_config(&ca.cert_pem, &agent).unwrap(),
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("client:") && err.contains("not valid for name"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn pinned_client_learns_the_ca() {
+        let ca = generate_ca("c1").unwrap();
+        let server = issue_node_cert(&ca, &ident(1, Role::Server), &[LOOPBACK]).unwrap();
+        let (config, pinned) = pinned_client_config(&ca_fingerprint(&ca.cert_pem).unwrap()).unwrap();
+        assert_eq!(pinned.ca_pem(), None);
+        let (c, _) = connect(config, server_config(&ca.cert_pem, &server).unwrap()).unwrap();
+        assert_eq!(c.alpn_protocol(), Some(&b"h2"[..]));
+        assert_eq!(pinned.ca_pem().as_deref(), Some(ca.cert_pem.as_str()));
+        // The learned CA is good enough for a normal client afterwards.
+        let learned = pinned.ca_pem().unwrap();
+        connect(
+            client_config(&learned, None).unwrap(),
+            server_config(&ca.cert_pem, &server).unwrap(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn pinned_client_refuses_wrong_pin() {
+        let ca = generate_ca("c1").unwrap();
+        let other = generate_ca("c2").unwrap();
+        let server = issue_node_cert(&ca, &ident(1, Role::Server), &[]).unwrap();
+        let pin = ca_fingerprint(&other.cert_pem).unwrap();
+        let (config, pinned) = pinned_client_config(&pin).unwrap();
+        let err = connect(config, server_config(&ca.cert_pem, &server).unwrap()).unwrap_err();
+        assert!(err.starts_with("client:"), "{err}");
+        assert!(err.contains("hash mismatch"), "{err}");
+        assert!(err.contains(&pin), "{err}");
+        assert!(err.contains(&ca_fingerprint(&ca.cert_pem).unwrap()), "{err}");
+        assert_eq!(pinned.ca_pem(), None);
+    }
+
+    #[test]
+    fn pinned_client_still_checks_the_chain() {
+        // A server that sends the right CA but a certificate signed by someone else must fail
+        // even though the pin matches.
+        let ca = generate_ca("c1").unwrap();
+        let other = generate_ca("c2").unwrap();
+        let forged = issue_node_cert(&other, &ident(1, Role::Server), &[]).unwrap();
+        // server_config appends the given CA to the chain; use the genuine one.
+        let pin = ca_fingerprint(&ca.cert_pem).unwrap();
+        let (config, pinned) = pinned_client_config(&pin).unwrap();
+        let server = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![
+                    first_cert_der(&forged.cert_pem, "n").unwrap(),
+                    first_cert_der(&ca.cert_pem, "ca").unwrap(),
+                ],
+                PrivateKeyDer::from_pem_slice(forged.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        let err = connect(config, Arc::new(server)).unwrap_err();
+        assert!(err.starts_with("client:"), "{err}");
+        assert!(!err.contains("hash mismatch"), "{err}");
+        assert_eq!(pinned.ca_pem(), None);
+    }
+
+    #[test]
+    fn bad_inputs_are_reported() {
+        assert!(pinned_client_config("abc").is_err());
+        let ca = generate_ca("c1").unwrap();
+        let node = issue_node_cert(&ca, &ident(1, Role::Server), &[]).unwrap();
+        let err = server_config("nope", &node).unwrap_err();
+        assert!(err.to_string().contains("ca certificate"), "{err}");
+        let other = issue_node_cert(&ca, &ident(2, Role::Server), &[]).unwrap();
+        let mixed = CertifiedKey {
+            cert_pem: node.cert_pem,
+            key_pem: other.key_pem,
+        };
+        assert!(server_config(&ca.cert_pem, &mixed).is_err());
+        assert!(client_config(&ca.cert_pem, Some(&mixed)).is_err());
+    }
+}

@@ -1,0 +1,382 @@
+//! The cluster port's gRPC service: Raft RPCs, joins, forwarded API calls, agent streams.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::Stream;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tepui_pki::{NodeIdentity, Role};
+use tepui_proto::agent::{AgentToServer, ServerToAgent};
+use tepui_proto::cluster_server::{Cluster, ClusterServer};
+use tepui_proto::{
+    AddServerRequest, AddServerResponse, Envelope, HttpRequest, HttpResponse, JoinRequest, JoinResponse, RaftPayload,
+};
+use tepui_state::{AgentInfo, ApplyError, Command, Resources, Response};
+use tepui_transport::PeerInfo;
+use tokio::net::TcpListener;
+use tonic::{Request, Status, Streaming};
+
+use crate::node::{Inner, WriteError};
+use crate::now_ms;
+
+pub(crate) async fn serve(inner: Arc<Inner>, listener: TcpListener, tls: Arc<rustls::ServerConfig>) {
+    let incoming = tepui_transport::incoming(listener, tls);
+    let service = ClusterServer::new(ClusterService { inner })
+        .max_decoding_message_size(512 << 20)
+        .max_encoding_message_size(512 << 20);
+    if let Err(e) = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming(incoming)
+        .await
+    {
+        tracing::error!(error = %e, "cluster port stopped");
+    }
+}
+
+struct ClusterService {
+    inner: Arc<Inner>,
+}
+
+fn peer<T>(req: &Request<T>) -> Option<NodeIdentity> {
+    req.extensions().get::<PeerInfo>().and_then(|p| p.identity.clone())
+}
+
+/// Only servers may speak Raft or forward requests.
+fn require_server<T>(req: &Request<T>) -> Result<NodeIdentity, Status> {
+    match peer(req) {
+        Some(id) if id.role == Role::Server => Ok(id),
+        Some(id) => Err(Status::permission_denied(format!(
+            "node {} is an {}, not a server",
+            id.id, id.role
+        ))),
+        None => Err(Status::unauthenticated("a server certificate is required")),
+    }
+}
+
+fn decode<T: DeserializeOwned>(p: &RaftPayload) -> Result<T, Status> {
+    serde_json::from_slice(&p.json).map_err(|e| Status::invalid_argument(format!("bad raft payload: {e}")))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<tonic::Response<RaftPayload>, Status> {
+    serde_json::to_vec(v)
+        .map(|json| tonic::Response::new(RaftPayload { json }))
+        .map_err(|e| Status::internal(e.to_string()))
+}
+
+fn write_status(e: WriteError) -> Status {
+    match e {
+        WriteError::NotLeader { .. } => Status::unavailable("not the leader; retry"),
+        WriteError::Rejected(e) => Status::permission_denied(e.to_string()),
+        WriteError::Raft(e) => Status::unavailable(e),
+    }
+}
+
+impl ClusterService {
+    async fn leader_addr(&self) -> Result<(u64, String), Status> {
+        let leader = self
+            .inner
+            .leader_id()
+            .ok_or_else(|| Status::unavailable("no leader elected yet; retry"))?;
+        let addr = self
+            .inner
+            .member_addr(leader)
+            .ok_or_else(|| Status::unavailable("the leader's address is unknown; retry"))?;
+        Ok((leader, addr))
+    }
+
+    async fn join_as_leader(&self, req: JoinRequest) -> Result<JoinResponse, Status> {
+        let inner = &self.inner;
+        let role =
+            Role::parse(&req.role).ok_or_else(|| Status::invalid_argument(format!("unknown role {:?}", req.role)))?;
+        let now = now_ms();
+        let secret_sha256 = tepui_pki::sha256_hex(req.secret.as_bytes());
+        let (token_role, ca) = inner.state.read(|s| {
+            let token = s.check_token(&req.token_id, &secret_sha256, now).map(|t| t.role);
+            (token, s.cluster.clone())
+        });
+        let token_role = token_role.map_err(|e| Status::permission_denied(e.to_string()))?;
+        if token_role != role {
+            return Err(Status::permission_denied(format!(
+                "token {} is a {token_role} token, but the node asked to join as {role}",
+                req.token_id
+            )));
+        }
+        let cluster = ca.ok_or_else(|| Status::unavailable("the cluster is not initialized yet; retry"))?;
+        let ca = tepui_pki::CertifiedKey {
+            cert_pem: cluster.ca_cert_pem.clone(),
+            key_pem: cluster.ca_key_pem.clone(),
+        };
+        let ips: Vec<std::net::IpAddr> = req
+            .ips
+            .iter()
+            .map(|ip| {
+                ip.parse()
+                    .map_err(|_| Status::invalid_argument(format!("bad IP address {ip:?}")))
+            })
+            .collect::<Result<_, _>>()?;
+        // Check the request before it is admitted, so a bad CSR leaves no node record behind.
+        let probe = NodeIdentity {
+            id: 0,
+            role,
+            name: req.name.clone(),
+        };
+        tepui_pki::sign_node_csr(&ca, &req.csr_pem, &probe, &ips)
+            .map_err(|e| Status::invalid_argument(format!("bad certificate request: {e}")))?;
+        let admitted = inner
+            .write(Command::AdmitNode {
+                token_id: req.token_id.clone(),
+                secret_sha256,
+                name: req.name.clone(),
+                role,
+                cluster_addr: req.cluster_addr.clone(),
+                http_addr: req.http_addr.clone(),
+                now,
+            })
+            .await
+            .map_err(write_status)?;
+        let Response::NodeAdmitted { id } = admitted else {
+            return Err(Status::internal("unexpected answer to admit"));
+        };
+        let identity = NodeIdentity {
+            id,
+            role,
+            name: req.name.clone(),
+        };
+        let cert_pem = tepui_pki::sign_node_csr(&ca, &req.csr_pem, &identity, &ips)
+            .map_err(|e| Status::internal(format!("signing failed: {e}")))?;
+        tracing::info!(node = id, name = %req.name, %role, token = %req.token_id, "node admitted");
+        Ok(JoinResponse {
+            node_id: id,
+            cert_pem,
+            ca_pem: cluster.ca_cert_pem,
+            cluster_id: cluster.cluster_id,
+            servers: inner.server_addrs(),
+        })
+    }
+}
+
+type EnvelopeStream = Pin<Box<dyn Stream<Item = Result<Envelope, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, Status> {
+        let from = require_server(&req)?;
+        if !self.inner.filter.admit(from.id, self.inner.id).await {
+            return Err(Status::unavailable("dropped by the network filter"));
+        }
+        let rpc = decode(req.get_ref())?;
+        encode(&self.inner.raft.append_entries(rpc).await)
+    }
+
+    async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, Status> {
+        let from = require_server(&req)?;
+        if !self.inner.filter.admit(from.id, self.inner.id).await {
+            return Err(Status::unavailable("dropped by the network filter"));
+        }
+        let rpc = decode(req.get_ref())?;
+        encode(&self.inner.raft.install_snapshot(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, Status> {
+        let from = require_server(&req)?;
+        if !self.inner.filter.admit(from.id, self.inner.id).await {
+            return Err(Status::unavailable("dropped by the network filter"));
+        }
+        let rpc = decode(req.get_ref())?;
+        encode(&self.inner.raft.vote(rpc).await)
+    }
+
+    async fn join(&self, req: Request<JoinRequest>) -> Result<tonic::Response<JoinResponse>, Status> {
+        let req = req.into_inner();
+        if self.inner.is_leader() {
+            return self.join_as_leader(req).await.map(tonic::Response::new);
+        }
+        // The joining node only knows the address it was given; a follower relays for it.
+        let (leader, addr) = self.leader_addr().await?;
+        self.inner
+            .peers
+            .join(leader, &addr, req)
+            .await
+            .map(tonic::Response::new)
+    }
+
+    async fn add_server(&self, req: Request<AddServerRequest>) -> Result<tonic::Response<AddServerResponse>, Status> {
+        let from = require_server(&req)?;
+        let req = req.into_inner();
+        if from.id != req.node_id {
+            return Err(Status::permission_denied(format!(
+                "node {} cannot add node {}",
+                from.id, req.node_id
+            )));
+        }
+        if !self.inner.is_leader() {
+            let (_, addr) = self.leader_addr().await?;
+            self.inner
+                .peers
+                .add_server(&addr, req.node_id, &req.cluster_addr)
+                .await
+                .map_err(Status::unavailable)?;
+        } else {
+            let known = self.inner.state.read(|s| s.nodes.contains_key(&req.node_id));
+            if !known {
+                return Err(Status::permission_denied(format!(
+                    "node {} was never admitted or was removed",
+                    req.node_id
+                )));
+            }
+            self.inner
+                .add_server(req.node_id, req.cluster_addr)
+                .await
+                .map_err(write_status)?;
+        }
+        Ok(tonic::Response::new(AddServerResponse {
+            servers: self.inner.server_addrs(),
+        }))
+    }
+
+    async fn forward_http(&self, req: Request<HttpRequest>) -> Result<tonic::Response<HttpResponse>, Status> {
+        require_server(&req)?;
+        let req = req.into_inner();
+        let router = self
+            .inner
+            .router
+            .get()
+            .ok_or_else(|| Status::unavailable("starting up"))?
+            .clone();
+        Ok(tonic::Response::new(crate::http::execute_forwarded(router, req).await))
+    }
+
+    type AgentStreamStream = EnvelopeStream;
+
+    async fn agent_stream(
+        &self,
+        req: Request<Streaming<Envelope>>,
+    ) -> Result<tonic::Response<Self::AgentStreamStream>, Status> {
+        let Some(who) = peer(&req) else {
+            return Err(Status::unauthenticated("an agent certificate is required"));
+        };
+        let inner = self.inner.clone();
+        if !inner.is_leader() {
+            let leader = inner.leader_id().and_then(|l| inner.member_addr(l)).unwrap_or_default();
+            let mut status = Status::unavailable(format!("not the leader; the leader is at {leader:?}"));
+            if let Ok(v) = leader.parse() {
+                status.metadata_mut().insert("x-tepui-leader", v);
+            }
+            return Err(status);
+        }
+        let mut inbound = req.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("the stream ended before registering"))?;
+        let AgentToServer::Register {
+            resources,
+            attributes,
+            http_addr,
+            version,
+        } = parse_envelope(&first)?
+        else {
+            return Err(Status::invalid_argument("the first message must be register"));
+        };
+        let agent = AgentInfo {
+            resources: Resources {
+                cpus_milli: resources.cpus_milli,
+                mem_mb: resources.mem_mb,
+                disk_mb: resources.disk_mb,
+                ports: resources.ports,
+            },
+            attributes,
+            http_addr,
+            version,
+            registered_at: now_ms(),
+        };
+        match inner
+            .write(Command::RegisterAgent {
+                id: who.id,
+                agent,
+                now: now_ms(),
+            })
+            .await
+        {
+            Ok(_) => {}
+            Err(WriteError::Rejected(ApplyError::UnknownNode { id })) => {
+                return Err(Status::permission_denied(format!(
+                    "node {id} is not part of this cluster (removed?); join it again"
+                )))
+            }
+            Err(e) => return Err(write_status(e)),
+        }
+        touch(&inner.agent_seen, who.id);
+        tracing::info!(node = who.id, name = %who.name, "agent registered");
+
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Envelope, Status>>(16);
+        let _ = tx
+            .send(Ok(envelope(&ServerToAgent::Registered {
+                node_id: who.id,
+                servers: inner.server_addrs(),
+            })))
+            .await;
+        tokio::spawn(async move {
+            let mut metrics = inner.raft.metrics();
+            loop {
+                tokio::select! {
+                    msg = inbound.message() => {
+                        let msg = match msg {
+                            Ok(Some(m)) => m,
+                            Ok(None) | Err(_) => break,
+                        };
+                        if !inner.filter.admit(who.id, inner.id).await {
+                            continue;
+                        }
+                        match parse_envelope(&msg) {
+                            Ok(AgentToServer::Heartbeat { seq }) => {
+                                touch(&inner.agent_seen, who.id);
+                                if tx.send(Ok(envelope(&ServerToAgent::HeartbeatAck { seq }))).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(AgentToServer::Register { .. }) => {
+                                let _ = tx.send(Err(Status::invalid_argument("already registered"))).await;
+                                break;
+                            }
+                            Err(status) => {
+                                let _ = tx.send(Err(status)).await;
+                                break;
+                            }
+                        }
+                    }
+                    changed = metrics.changed() => {
+                        // A deposed leader ends its streams, so agents find the new one.
+                        if changed.is_err() || metrics.borrow().current_leader != Some(inner.id) {
+                            let _ = tx.send(Err(Status::unavailable("leadership changed; reconnect"))).await;
+                            break;
+                        }
+                    }
+                }
+            }
+            tracing::debug!(node = who.id, "agent stream ended");
+        });
+        Ok(tonic::Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+fn touch(seen: &std::sync::Mutex<HashMap<u64, Instant>>, id: u64) {
+    seen.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, Instant::now());
+}
+
+fn parse_envelope(e: &Envelope) -> Result<AgentToServer, Status> {
+    serde_json::from_slice(&e.json).map_err(|err| Status::invalid_argument(format!("bad agent message: {err}")))
+}
+
+fn envelope(m: &ServerToAgent) -> Envelope {
+    Envelope {
+        json: serde_json::to_vec(m).expect("agent messages always serialize"),
+    }
+}

@@ -1,0 +1,804 @@
+//! The HTTP API (`/v1`, `/metrics`). Handlers run on the leader; a follower forwards every call
+//! it cannot answer locally over the cluster port, so any server answers any call.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use http_body_util::BodyExt;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tepui_api::{
+    ErrorBody, Health, LeaderView, MemberView, NodeView, ResourcesView, RestoreResult, StatusView, TokenCreateRequest,
+    TokenCreated, TokenView, VarPutRequest, VarView,
+};
+use tepui_pki::token::JoinToken;
+use tepui_pki::Role;
+use tepui_proto::{HttpRequest, HttpResponse};
+use tepui_state::{ApplyError, Command, NodeRecord, NodeStatus, Response as Applied, State as Replicated};
+
+use crate::node::{token_record, Inner, WriteError};
+use crate::{now_ms, VERSION};
+
+/// JSON bodies are small; a snapshot upload may be large.
+const JSON_LIMIT: usize = 1 << 20;
+const SNAPSHOT_LIMIT: usize = 512 << 20;
+const FORWARDED: &str = "x-tepui-forwarded";
+
+type Shared = State<Arc<Inner>>;
+
+pub(crate) fn router(inner: Arc<Inner>) -> Router {
+    let api = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/members", get(members))
+        .route("/v1/nodes", get(nodes))
+        .route("/v1/nodes/{id}", get(node))
+        .route("/v1/tokens", get(tokens).post(create_token))
+        .route("/v1/tokens/{id}", get(token).delete(revoke_token))
+        .route("/v1/vars", get(vars))
+        .route("/v1/vars/{*key}", get(get_var).put(put_var).delete(delete_var))
+        .route("/v1/operator/raft/peers", get(members))
+        .route("/v1/operator/raft/peers/{peer}", axum::routing::delete(remove_peer))
+        .route(
+            "/v1/operator/snapshot",
+            get(snapshot_save)
+                .post(snapshot_restore)
+                .layer(DefaultBodyLimit::max(SNAPSHOT_LIMIT)),
+        )
+        .layer(DefaultBodyLimit::max(JSON_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(inner.clone(), forward_to_leader));
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(inner.clone(), observe))
+        .with_state(inner)
+}
+
+/// An API error: a status, a stable code and a message that says what to do.
+pub(crate) struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: ErrorBody {
+                code: code.into(),
+                message: message.into(),
+                field: None,
+            },
+        }
+    }
+
+    fn field(mut self, path: impl Into<String>) -> ApiError {
+        self.body.field = Some(path.into());
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> ApiError {
+        match e {
+            WriteError::NotLeader { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_leader",
+                "leadership is changing; retry in a moment",
+            ),
+            WriteError::Raft(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "raft_unavailable", e),
+            WriteError::Rejected(e) => apply_error(e),
+        }
+    }
+}
+
+fn apply_error(e: ApplyError) -> ApiError {
+    let (status, code) = match &e {
+        ApplyError::AlreadyInitialized => (StatusCode::CONFLICT, "already_initialized"),
+        ApplyError::NotInitialized => (StatusCode::SERVICE_UNAVAILABLE, "not_initialized"),
+        ApplyError::TokenExists { .. } => (StatusCode::CONFLICT, "token_exists"),
+        ApplyError::UnknownToken { .. } => (StatusCode::NOT_FOUND, "unknown_token"),
+        ApplyError::WrongSecret { .. } => (StatusCode::FORBIDDEN, "wrong_secret"),
+        ApplyError::TokenRevoked { .. } => (StatusCode::FORBIDDEN, "token_revoked"),
+        ApplyError::TokenExpired { .. } => (StatusCode::FORBIDDEN, "token_expired"),
+        ApplyError::NameInUse { .. } => (StatusCode::CONFLICT, "name_in_use"),
+        ApplyError::UnknownNode { .. } => (StatusCode::NOT_FOUND, "unknown_node"),
+        ApplyError::NotAnAgent { .. } => (StatusCode::CONFLICT, "not_an_agent"),
+        ApplyError::CasFailed { .. } => (StatusCode::CONFLICT, "cas_failed"),
+        ApplyError::UnknownVar { .. } => (StatusCode::NOT_FOUND, "unknown_var"),
+    };
+    ApiError::new(status, code, e.to_string())
+}
+
+/// A JSON body, parsed with the path of the field at fault in every error.
+pub(crate) struct JsonBody<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is larger than {JSON_LIMIT} bytes"),
+        )
+    } else {
+        ApiError::new(e.status(), "bad_body", e.body_text())
+    }
+}
+
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let (status, code) = match inner.classify() {
+            serde_json::error::Category::Data => {
+                let text = inner.to_string();
+                if text.starts_with("unknown field") {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "unknown_field")
+                } else {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+                }
+            }
+            _ => (StatusCode::BAD_REQUEST, "invalid_json"),
+        };
+        let err = ApiError::new(status, code, format!("{inner}"));
+        if path == "." {
+            err
+        } else {
+            err.field(path)
+        }
+    })
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no such endpoint: {} {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+/// Counts and traces every request.
+async fn observe(State(inner): Shared, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    inner.metrics.http_request(status);
+    tracing::debug!(%method, %path, status, elapsed_ms = started.elapsed().as_millis() as u64, "http request");
+    resp
+}
+
+/// On a follower, sends the request to the leader over the cluster port and relays its answer.
+async fn forward_to_leader(State(inner): Shared, req: Request, next: Next) -> Response {
+    if inner.is_leader() {
+        return next.run(req).await;
+    }
+    if req.headers().contains_key(FORWARDED) {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_leader",
+            "leadership is changing; retry in a moment",
+        )
+        .into_response();
+    }
+    let Some(leader) = inner.leader_id() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_leader",
+            "no leader is elected yet; retry in a moment",
+        )
+        .into_response();
+    };
+    let Some(addr) = inner.member_addr(leader) else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_leader",
+            "the leader's address is unknown; retry",
+        )
+        .into_response();
+    };
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, SNAPSHOT_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is too large",
+            )
+            .into_response()
+        }
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .filter(|(k, _)| *k == http::header::CONTENT_TYPE || *k == http::header::ACCEPT)
+        .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let forwarded = HttpRequest {
+        method: parts.method.to_string(),
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "/".into()),
+        headers,
+        body: body.to_vec(),
+    };
+    match inner.peers.forward_http(leader, &addr, forwarded).await {
+        Ok(answer) => {
+            let mut resp = Response::new(Body::from(answer.body));
+            *resp.status_mut() = StatusCode::from_u16(answer.status as u16).unwrap_or(StatusCode::BAD_GATEWAY);
+            for (k, v) in answer.headers {
+                if let (Ok(k), Ok(v)) = (http::HeaderName::try_from(k), HeaderValue::try_from(v)) {
+                    resp.headers_mut().insert(k, v);
+                }
+            }
+            resp
+        }
+        Err(status) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_leader",
+            format!(
+                "the leader did not answer: {}; retry in a moment",
+                tepui_transport::status_message(&status)
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// Runs a request a follower forwarded through this server's own router.
+pub(crate) async fn execute_forwarded(router: Router, req: HttpRequest) -> HttpResponse {
+    use tower::ServiceExt;
+    let mut builder = http::Request::builder()
+        .method(Method::from_bytes(req.method.as_bytes()).unwrap_or(Method::GET))
+        .uri(&req.path_and_query)
+        .header(FORWARDED, "1");
+    for (k, v) in &req.headers {
+        builder = builder.header(k, v);
+    }
+    let request = match builder.body(Body::from(req.body)) {
+        Ok(r) => r,
+        Err(e) => return error_answer(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
+    };
+    let resp = match router.oneshot(request).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let status = resp.status().as_u16() as u32;
+    let headers = resp
+        .headers()
+        .iter()
+        .filter(|(k, _)| *k == http::header::CONTENT_TYPE)
+        .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let body = match resp.into_body().collect().await {
+        Ok(b) => b.to_bytes().to_vec(),
+        Err(e) => return error_answer(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
+    };
+    HttpResponse { status, headers, body }
+}
+
+fn error_answer(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    let body = serde_json::to_vec(&ErrorBody {
+        code: code.into(),
+        message: message.into(),
+        field: None,
+    })
+    .unwrap_or_default();
+    let headers = [("content-type".to_string(), "application/json".to_string())]
+        .into_iter()
+        .collect();
+    HttpResponse {
+        status: status.as_u16() as u32,
+        headers,
+        body,
+    }
+}
+
+type Json<T> = axum::Json<T>;
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+async fn health(State(inner): Shared) -> Json<Health> {
+    axum::Json(Health {
+        status: "ok".into(),
+        node: inner.name.clone(),
+        role: if inner.is_leader() {
+            "leader".into()
+        } else {
+            "server".into()
+        },
+        version: VERSION.into(),
+    })
+}
+
+async fn metrics(State(inner): Shared) -> Response {
+    let text = crate::metrics::render(&inner);
+    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+fn millis_ago(at: Option<Instant>) -> Option<u64> {
+    at.map(|t| t.elapsed().as_millis() as u64)
+}
+
+async fn status(State(inner): Shared) -> ApiResult<StatusView> {
+    inner.linearize().await?;
+    let m = inner.raft.metrics().borrow().clone();
+    let leader = m.current_leader.and_then(|id| {
+        inner.state.read(|s| {
+            s.nodes.get(&id).map(|n| LeaderView {
+                id,
+                name: n.name.clone(),
+                cluster_addr: n.cluster_addr.clone(),
+                http_addr: n.http_addr.clone(),
+            })
+        })
+    });
+    let servers = m.membership_config.membership().voter_ids().count();
+    let view = inner.state.read(|s| {
+        let agents: Vec<&NodeRecord> = s.nodes.values().filter(|n| n.agent.is_some()).collect();
+        StatusView {
+            cluster_id: s.cluster.as_ref().map(|c| c.cluster_id.clone()).unwrap_or_default(),
+            leader,
+            term: m.current_term,
+            commit_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            applied_index: inner.state.applied_index(),
+            servers,
+            agents: agents.len(),
+            agents_ready: agents.iter().filter(|n| n.status == NodeStatus::Ready).count(),
+            version: VERSION.into(),
+        }
+    });
+    Ok(axum::Json(view))
+}
+
+pub(crate) fn member_views(inner: &Inner) -> Vec<MemberView> {
+    let m = inner.raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+    let replication = m.replication.clone().unwrap_or_default();
+    membership
+        .nodes()
+        .map(|(id, node)| {
+            let (name, http_addr) = inner
+                .state
+                .read(|s| s.nodes.get(id).map(|n| (n.name.clone(), n.http_addr.clone())))
+                .unwrap_or_default();
+            let voter = voters.contains(id);
+            let raft_role = if m.current_leader == Some(*id) {
+                "leader"
+            } else if voter {
+                "follower"
+            } else {
+                "learner"
+            };
+            MemberView {
+                id: *id,
+                name,
+                cluster_addr: node.addr.clone(),
+                http_addr,
+                raft_role: raft_role.into(),
+                voter,
+                matched_index: replication.get(id).and_then(|l| l.map(|l| l.index)),
+            }
+        })
+        .collect()
+}
+
+async fn members(State(inner): Shared) -> ApiResult<Vec<MemberView>> {
+    inner.linearize().await?;
+    Ok(axum::Json(member_views(&inner)))
+}
+
+fn node_view(inner: &Inner, n: &NodeRecord) -> NodeView {
+    let agent_seen = inner
+        .agent_seen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&n.id)
+        .copied();
+    let peer_seen = inner
+        .peer_seen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&n.id)
+        .copied();
+    let is_server = n.role == Role::Server;
+    let roles = match (is_server, n.agent.is_some()) {
+        (true, true) => "server+agent",
+        (true, false) => "server",
+        (false, _) => "agent",
+    };
+    let mut status = n.status.as_str().to_string();
+    let last_heartbeat_ms_ago = if n.agent.is_some() {
+        millis_ago(agent_seen)
+    } else if is_server && n.id == inner.id {
+        Some(0)
+    } else if is_server {
+        millis_ago(peer_seen)
+    } else {
+        None
+    };
+    // Servers do not heartbeat through the state: the leader knows them from Raft traffic.
+    if is_server && n.agent.is_none() && n.id != inner.id && n.status == NodeStatus::Ready {
+        let silent = last_heartbeat_ms_ago.is_none_or(|ms| ms > inner.agent_timeout.as_millis() as u64);
+        if silent {
+            status = "unreachable".into();
+        }
+    }
+    NodeView {
+        id: n.id,
+        name: n.name.clone(),
+        roles: roles.into(),
+        status,
+        cluster_addr: n.cluster_addr.clone(),
+        http_addr: n
+            .agent
+            .as_ref()
+            .map(|a| a.http_addr.clone())
+            .unwrap_or_else(|| n.http_addr.clone()),
+        resources: n.agent.as_ref().map(|a| ResourcesView {
+            cpus: a.resources.cpus_milli as f64 / 1000.0,
+            mem_mb: a.resources.mem_mb,
+            disk_mb: a.resources.disk_mb,
+            ports: a.resources.ports.iter().map(|(lo, hi)| format!("{lo}-{hi}")).collect(),
+        }),
+        attributes: n.agent.as_ref().map(|a| a.attributes.clone()).unwrap_or_default(),
+        version: n.agent.as_ref().map(|a| a.version.clone()),
+        joined_at_ms: n.joined_at,
+        status_changed_at_ms: n.status_changed_at,
+        last_heartbeat_ms_ago,
+    }
+}
+
+async fn nodes(State(inner): Shared) -> ApiResult<Vec<NodeView>> {
+    inner.linearize().await?;
+    let records: Vec<NodeRecord> = inner.state.read(|s| s.nodes.values().cloned().collect());
+    Ok(axum::Json(records.iter().map(|n| node_view(&inner, n)).collect()))
+}
+
+fn find_node(s: &Replicated, key: &str) -> Option<NodeRecord> {
+    key.parse::<u64>()
+        .ok()
+        .and_then(|id| s.nodes.get(&id).cloned())
+        .or_else(|| s.node_by_name(key).cloned())
+}
+
+async fn node(State(inner): Shared, Path(key): Path<String>) -> ApiResult<NodeView> {
+    inner.linearize().await?;
+    let n = inner.state.read(|s| find_node(s, &key)).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_node",
+            format!("no node with id or name {key:?}"),
+        )
+    })?;
+    Ok(axum::Json(node_view(&inner, &n)))
+}
+
+fn token_view(t: &tepui_state::TokenRecord) -> TokenView {
+    TokenView {
+        id: t.id.clone(),
+        role: t.role.to_string(),
+        description: t.description.clone(),
+        created_at_ms: t.created_at,
+        expires_at_ms: t.expires_at,
+        revoked: t.revoked,
+        uses: t.uses,
+    }
+}
+
+async fn tokens(State(inner): Shared) -> ApiResult<Vec<TokenView>> {
+    inner.linearize().await?;
+    Ok(axum::Json(
+        inner.state.read(|s| s.tokens.values().map(token_view).collect()),
+    ))
+}
+
+async fn token(State(inner): Shared, Path(id): Path<String>) -> ApiResult<TokenView> {
+    inner.linearize().await?;
+    inner
+        .state
+        .read(|s| s.tokens.get(&id).map(token_view))
+        .map(axum::Json)
+        .ok_or_else(|| apply_error(ApplyError::UnknownToken { id }))
+}
+
+async fn create_token(
+    State(inner): Shared,
+    JsonBody(req): JsonBody<TokenCreateRequest>,
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    let role = Role::parse(&req.role).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!("role must be server or agent, not {:?}", req.role),
+        )
+        .field("role")
+    })?;
+    let now = now_ms();
+    let expires_at = match &req.ttl {
+        None => None,
+        Some(ttl) => {
+            let d = humantime::parse_duration(ttl).map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    format!("ttl {ttl:?} is not a duration like 24h or 30m: {e}"),
+                )
+                .field("ttl")
+            })?;
+            Some(now + d.as_millis() as u64)
+        }
+    };
+    let ca = inner.state.read(|s| s.cluster.as_ref().map(|c| c.ca_cert_pem.clone()));
+    let ca = ca.ok_or_else(|| apply_error(ApplyError::NotInitialized))?;
+    let fingerprint = tepui_pki::ca_fingerprint(&ca)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let token = JoinToken::generate(role, &fingerprint);
+    let record = token_record(&token, &req.description, now, expires_at);
+    inner.write(Command::CreateToken { token: record.clone() }).await?;
+    tracing::info!(token = %token.id, %role, "token created");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(TokenCreated {
+            token: token.to_string(),
+            view: token_view(&record),
+        }),
+    ))
+}
+
+async fn revoke_token(State(inner): Shared, Path(id): Path<String>) -> ApiResult<TokenView> {
+    inner.write(Command::RevokeToken { id: id.clone() }).await?;
+    tracing::info!(token = %id, "token revoked");
+    inner
+        .state
+        .read(|s| s.tokens.get(&id).map(token_view))
+        .map(axum::Json)
+        .ok_or_else(|| apply_error(ApplyError::UnknownToken { id }))
+}
+
+fn var_view(key: &str, v: &tepui_state::Var) -> VarView {
+    VarView {
+        key: key.to_string(),
+        value: v.value.clone(),
+        modify_index: v.modify_index,
+        modified_at_ms: v.modified_at,
+    }
+}
+
+fn check_var_key(key: &str) -> Result<(), ApiError> {
+    let ok = !key.is_empty()
+        && key.len() <= 256
+        && key.split('/').all(|part| !part.is_empty())
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_key",
+            format!(
+                "variable key {key:?} must be 1-256 characters of letters, digits, - _ . and / between non-empty parts"
+            ),
+        ))
+    }
+}
+
+async fn vars(State(inner): Shared) -> ApiResult<Vec<VarView>> {
+    inner.linearize().await?;
+    Ok(axum::Json(
+        inner
+            .state
+            .read(|s| s.vars.iter().map(|(k, v)| var_view(k, v)).collect()),
+    ))
+}
+
+async fn get_var(State(inner): Shared, Path(key): Path<String>) -> ApiResult<VarView> {
+    inner.linearize().await?;
+    inner
+        .state
+        .read(|s| s.vars.get(&key).map(|v| var_view(&key, v)))
+        .map(axum::Json)
+        .ok_or_else(|| apply_error(ApplyError::UnknownVar { key }))
+}
+
+const VALUE_LIMIT: usize = 64 << 10;
+
+async fn put_var(
+    State(inner): Shared,
+    Path(key): Path<String>,
+    JsonBody(req): JsonBody<VarPutRequest>,
+) -> ApiResult<VarView> {
+    check_var_key(&key)?;
+    if req.value.len() > VALUE_LIMIT {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "value_too_large",
+            format!(
+                "a variable holds at most {VALUE_LIMIT} bytes; this one has {}",
+                req.value.len()
+            ),
+        )
+        .field("value"));
+    }
+    let now = now_ms();
+    let answer = inner
+        .write(Command::PutVar {
+            key: key.clone(),
+            value: req.value.clone(),
+            cas: req.cas,
+            now,
+        })
+        .await?;
+    let modify_index = match answer {
+        Applied::Var { modify_index, .. } => modify_index,
+        _ => 0,
+    };
+    Ok(axum::Json(VarView {
+        key,
+        value: req.value,
+        modify_index,
+        modified_at_ms: now,
+    }))
+}
+
+#[derive(Deserialize)]
+struct CasQuery {
+    cas: Option<u64>,
+}
+
+async fn delete_var(
+    State(inner): Shared,
+    Path(key): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<CasQuery>,
+) -> ApiResult<serde_json::Value> {
+    inner
+        .write(Command::DeleteVar {
+            key: key.clone(),
+            cas: q.cas,
+        })
+        .await?;
+    Ok(axum::Json(serde_json::json!({ "deleted": key })))
+}
+
+async fn remove_peer(State(inner): Shared, Path(peer): Path<String>) -> ApiResult<Vec<MemberView>> {
+    inner.linearize().await?;
+    let id = inner
+        .state
+        .read(|s| find_node(s, &peer))
+        .map(|n| n.id)
+        .or_else(|| peer.parse().ok());
+    let id = id.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_node",
+            format!("no server with id or name {peer:?}"),
+        )
+    })?;
+    let is_member = member_views(&inner).iter().any(|m| m.id == id);
+    if !is_member {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_a_peer",
+            format!("node {id} is not a raft peer; see `tepui server members`"),
+        ));
+    }
+    let voters = member_views(&inner).iter().filter(|m| m.voter).count();
+    if voters <= 1 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_voter",
+            "cannot remove the last voter of the cluster",
+        ));
+    }
+    inner.remove_server(id).await?;
+    tracing::info!(node = id, "raft peer removed");
+    Ok(axum::Json(member_views(&inner)))
+}
+
+/// A backup file: the whole replicated state with a checksum, so a damaged file is refused.
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    format: String,
+    cluster_id: String,
+    index: u64,
+    created_at_ms: u64,
+    sha256: String,
+    state: Box<serde_json::value::RawValue>,
+}
+
+const SNAPSHOT_FORMAT: &str = "tepui-snapshot/1";
+
+async fn snapshot_save(State(inner): Shared) -> Result<Response, ApiError> {
+    inner.linearize().await?;
+    let (state_json, cluster_id) = inner.state.read(|s| {
+        (
+            serde_json::to_string(s),
+            s.cluster.as_ref().map(|c| c.cluster_id.clone()).unwrap_or_default(),
+        )
+    });
+    let state_json =
+        state_json.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let file = SnapshotFile {
+        format: SNAPSHOT_FORMAT.into(),
+        cluster_id,
+        index: inner.state.applied_index(),
+        created_at_ms: now_ms(),
+        sha256: tepui_pki::sha256_hex(state_json.as_bytes()),
+        state: serde_json::value::RawValue::from_string(state_json)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?,
+    };
+    let body = serde_json::to_vec(&file)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(([(http::header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
+}
+
+async fn snapshot_restore(State(inner): Shared, body: Bytes) -> ApiResult<RestoreResult> {
+    let bad = |msg: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_snapshot", msg);
+    let file: SnapshotFile =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("not a tepui snapshot file: {e}")))?;
+    if file.format != SNAPSHOT_FORMAT {
+        return Err(bad(format!(
+            "snapshot format {:?} is not {SNAPSHOT_FORMAT:?}",
+            file.format
+        )));
+    }
+    if tepui_pki::sha256_hex(file.state.get().as_bytes()) != file.sha256 {
+        return Err(bad(
+            "the snapshot's checksum does not match its content: the file is damaged".into(),
+        ));
+    }
+    let state: Replicated =
+        serde_json::from_str(file.state.get()).map_err(|e| bad(format!("the snapshot's state does not parse: {e}")))?;
+    let (vars, tokens) = (state.vars.len(), state.tokens.len());
+    inner.write(Command::Restore { state: Box::new(state) }).await?;
+    tracing::warn!(from_cluster = %file.cluster_id, index = file.index, "state restored from a snapshot");
+    Ok(axum::Json(RestoreResult {
+        restored_index: inner.state.applied_index(),
+        vars,
+        tokens,
+    }))
+}

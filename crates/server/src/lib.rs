@@ -1,0 +1,130 @@
+//! A tepui control-plane server: one Raft voter with its storage, the cluster port (Raft RPCs,
+//! joins, forwarding, agent streams over mTLS), the HTTP API, and the leader's loops.
+//!
+//! Any server answers any API call: a follower forwards what it cannot answer to the leader over
+//! the cluster port. This crate wires parts together; decisions live in `tepui-state` (what a
+//! command does) and the scheduler crates, and wire formats in `tepui-proto` and `tepui-api`.
+
+mod cluster;
+mod http;
+mod liveness;
+mod metrics;
+mod node;
+mod peers;
+mod raft_net;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use node::{Server, StartedAs};
+pub use tepui_transport::NetFilter;
+
+/// How a server comes up when its data dir holds no identity yet.
+#[derive(Clone, Debug)]
+pub enum FirstStart {
+    /// Create a new cluster with this server as its only voter.
+    Bootstrap,
+    /// Join an existing cluster through a server's cluster address with a server token.
+    Join { addr: String, token: String },
+    /// Refuse to start: the operator must say which of the two.
+    Refuse,
+}
+
+#[derive(Clone, Debug)]
+pub struct RaftTimings {
+    pub heartbeat: Duration,
+    pub election_min: Duration,
+    pub election_max: Duration,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot, for followers that lag a little.
+    pub keep_behind_snapshot: u64,
+}
+
+impl Default for RaftTimings {
+    fn default() -> Self {
+        RaftTimings {
+            heartbeat: Duration::from_millis(200),
+            election_min: Duration::from_millis(1000),
+            election_max: Duration::from_millis(2000),
+            snapshot_every: 10_000,
+            keep_behind_snapshot: 1_000,
+        }
+    }
+}
+
+impl RaftTimings {
+    /// Fast timings for in-process tests on loopback.
+    pub fn fast() -> Self {
+        RaftTimings {
+            heartbeat: Duration::from_millis(50),
+            election_min: Duration::from_millis(300),
+            election_max: Duration::from_millis(600),
+            snapshot_every: 10_000,
+            keep_behind_snapshot: 1_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    /// The cluster port (gRPC over mTLS); port 0 picks a free one.
+    pub cluster_listen: SocketAddr,
+    /// The HTTP API; port 0 picks a free one.
+    pub http_listen: SocketAddr,
+    /// The IP other nodes reach this one on; defaults to the listen IP.
+    pub advertise: Option<std::net::IpAddr>,
+    pub first_start: FirstStart,
+    pub raft: RaftTimings,
+    /// An agent not heard from for this long is marked lost.
+    pub agent_timeout: Duration,
+    pub filter: NetFilter,
+}
+
+impl ServerConfig {
+    pub fn new(name: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            name: name.into(),
+            data_dir: data_dir.into(),
+            cluster_listen: ([127, 0, 0, 1], 5052).into(),
+            http_listen: ([127, 0, 0, 1], 5050).into(),
+            advertise: None,
+            first_start: FirstStart::Refuse,
+            raft: RaftTimings::default(),
+            agent_timeout: Duration::from_secs(15),
+            filter: NetFilter::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot listen on {addr}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("identity")]
+    Identity(#[from] tepui_transport::IdentityError),
+    #[error("join failed")]
+    Join(#[from] tepui_transport::JoinError),
+    #[error("certificates")]
+    Pki(#[from] tepui_pki::PkiError),
+    #[error("raft storage")]
+    Store(#[from] tepui_store::StoreError),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("bootstrap: {0}")]
+    Bootstrap(String),
+}
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

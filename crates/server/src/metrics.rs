@@ -1,0 +1,80 @@
+//! Prometheus text exposition of the server's own numbers.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tepui_state::NodeStatus;
+
+use crate::node::Inner;
+
+#[derive(Default)]
+pub(crate) struct Metrics {
+    http_2xx: AtomicU64,
+    http_4xx: AtomicU64,
+    http_5xx: AtomicU64,
+}
+
+impl Metrics {
+    pub fn http_request(&self, status: u16) {
+        let counter = match status {
+            500.. => &self.http_5xx,
+            400..=499 => &self.http_4xx,
+            _ => &self.http_2xx,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) fn render(inner: &Inner) -> String {
+    let m = inner.raft.metrics().borrow().clone();
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    };
+    gauge("tepui_raft_term", "Current Raft term.", m.current_term);
+    gauge(
+        "tepui_raft_is_leader",
+        "1 when this server leads.",
+        u64::from(m.current_leader == Some(inner.id)),
+    );
+    gauge(
+        "tepui_raft_last_log_index",
+        "Last index in this server's Raft log.",
+        m.last_log_index.unwrap_or(0),
+    );
+    gauge(
+        "tepui_raft_applied_index",
+        "Last index applied to the state machine.",
+        inner.state.applied_index(),
+    );
+    gauge(
+        "tepui_raft_voters",
+        "Voters in the Raft membership.",
+        m.membership_config.membership().voter_ids().count() as u64,
+    );
+    let (ready, lost, pending) = inner.state.read(|s| {
+        let count = |st| s.nodes.values().filter(|n| n.status == st).count() as u64;
+        (
+            count(NodeStatus::Ready),
+            count(NodeStatus::Lost),
+            count(NodeStatus::Pending),
+        )
+    });
+    let _ = writeln!(out, "# HELP tepui_nodes Nodes by status.\n# TYPE tepui_nodes gauge");
+    let _ = writeln!(out, "tepui_nodes{{status=\"ready\"}} {ready}");
+    let _ = writeln!(out, "tepui_nodes{{status=\"lost\"}} {lost}");
+    let _ = writeln!(out, "tepui_nodes{{status=\"pending\"}} {pending}");
+    let _ = writeln!(out, "# HELP tepui_http_requests_total HTTP requests answered, by status class.\n# TYPE tepui_http_requests_total counter");
+    for (class, c) in [
+        ("2xx", &inner.metrics.http_2xx),
+        ("4xx", &inner.metrics.http_4xx),
+        ("5xx", &inner.metrics.http_5xx),
+    ] {
+        let _ = writeln!(
+            out,
+            "tepui_http_requests_total{{class=\"{class}\"}} {}",
+            c.load(Ordering::Relaxed)
+        );
+    }
+    out
+}

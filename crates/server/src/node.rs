@@ -1,0 +1,549 @@
+//! Bringing a server up: identity (bootstrap, join or restart), Raft, listeners, loops.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::{BasicNode, ChangeMembers};
+use tepui_pki::token::JoinToken;
+use tepui_pki::{NodeIdentity, Role};
+use tepui_state::{ApplyError, ClusterInfo, Command, NodeRecord, NodeStatus, Response, TokenRecord};
+use tepui_store::{Raft, StateReader};
+use tepui_transport::{Identity, NetFilter};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::metrics::Metrics;
+use crate::peers::Peers;
+use crate::{now_ms, FirstStart, ServerConfig, ServerError};
+
+/// What a write to the replicated state can end in, short of an answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WriteError {
+    #[error("this server is not the leader")]
+    NotLeader { leader: Option<u64> },
+    #[error("{0}")]
+    Rejected(ApplyError),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// The parts every handler shares.
+pub(crate) struct Inner {
+    pub id: u64,
+    pub name: String,
+    pub raft: Raft,
+    pub state: StateReader,
+    pub identity: Identity,
+    pub peers: Peers,
+    pub filter: NetFilter,
+    pub cluster_addr: String,
+    pub http_addr: String,
+    pub agent_timeout: Duration,
+    /// When the leader last heard from each agent. Leader memory only: rebuilt from agents
+    /// re-registering after a failover.
+    pub agent_seen: Mutex<HashMap<u64, Instant>>,
+    /// When this node's Raft client last got an answer from each peer.
+    pub peer_seen: Arc<Mutex<HashMap<u64, Instant>>>,
+    /// Membership changes go one at a time.
+    pub membership_lock: tokio::sync::Mutex<()>,
+    pub metrics: Metrics,
+    /// The HTTP router, to execute requests forwarded by followers.
+    pub router: std::sync::OnceLock<axum::Router>,
+}
+
+impl Inner {
+    pub fn leader_id(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader_id() == Some(self.id)
+    }
+
+    /// The cluster address of a Raft member.
+    pub fn member_addr(&self, id: u64) -> Option<String> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        m.membership().get_node(&id).map(|n| n.addr.clone())
+    }
+
+    /// The cluster addresses of all voters and learners.
+    pub fn server_addrs(&self) -> Vec<String> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        m.membership().nodes().map(|(_, n)| n.addr.clone()).collect()
+    }
+
+    pub async fn write(&self, cmd: Command) -> Result<Response, WriteError> {
+        let kind = cmd.kind();
+        match self.raft.client_write(cmd).await {
+            Ok(r) => match r.data {
+                Response::Rejected(e) => {
+                    tracing::debug!(command = kind, error = %e, "command rejected");
+                    Err(WriteError::Rejected(e))
+                }
+                other => Ok(other),
+            },
+            Err(openraft::error::RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(f))) => {
+                Err(WriteError::NotLeader { leader: f.leader_id })
+            }
+            Err(e) => Err(WriteError::Raft(e.to_string())),
+        }
+    }
+
+    /// Waits until this leader has confirmed it still leads and applied everything committed
+    /// before now: a read after this sees every acknowledged write.
+    pub async fn linearize(&self) -> Result<(), WriteError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(openraft::error::RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(WriteError::NotLeader { leader: f.leader_id })
+            }
+            Err(e) => Err(WriteError::Raft(e.to_string())),
+        }
+    }
+
+    /// Adds a joined server as a learner, lets it catch up, then makes it a voter.
+    pub async fn add_server(&self, id: u64, addr: String) -> Result<(), WriteError> {
+        let _one_at_a_time = self.membership_lock.lock().await;
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        if membership.membership().voter_ids().any(|v| v == id) {
+            if membership.membership().get_node(&id).map(|n| n.addr.as_str()) == Some(addr.as_str()) {
+                return Ok(());
+            }
+        }
+        let raft_err = |e: String| WriteError::Raft(e);
+        self.raft
+            .add_learner(id, BasicNode::new(addr.clone()), true)
+            .await
+            .map_err(|e| raft_err(e.to_string()))?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds([id].into_iter().collect()), false)
+            .await
+            .map_err(|e| raft_err(e.to_string()))?;
+        let http_addr = self
+            .state
+            .read(|s| s.nodes.get(&id).map(|n| n.http_addr.clone()))
+            .unwrap_or_default();
+        self.write(Command::UpdateNodeAddrs {
+            id,
+            cluster_addr: addr,
+            http_addr,
+        })
+        .await?;
+        self.write(Command::SetNodeStatus {
+            id,
+            status: NodeStatus::Ready,
+            now: now_ms(),
+        })
+        .await?;
+        tracing::info!(node = id, "server is now a voter");
+        Ok(())
+    }
+
+    pub async fn remove_server(&self, id: u64) -> Result<(), WriteError> {
+        let _one_at_a_time = self.membership_lock.lock().await;
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let m = membership.membership();
+        if m.voter_ids().any(|v| v == id) {
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters([id].into_iter().collect()), false)
+                .await
+                .map_err(|e| WriteError::Raft(e.to_string()))?;
+        } else if m.learner_ids().any(|v| v == id) {
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes([id].into_iter().collect()), false)
+                .await
+                .map_err(|e| WriteError::Raft(e.to_string()))?;
+        }
+        match self.write(Command::RemoveNode { id }).await {
+            Ok(_) | Err(WriteError::Rejected(ApplyError::UnknownNode { .. })) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// How this start went, for the operator's first screen.
+#[derive(Clone, Debug)]
+pub enum StartedAs {
+    /// A new cluster: the two join tokens, also written under the data dir.
+    Bootstrapped {
+        server_token: String,
+        agent_token: String,
+    },
+    Joined,
+    Restarted,
+}
+
+/// A running server. Dropping it does not stop it; call [`Server::shutdown`].
+pub struct Server {
+    pub(crate) inner: Arc<Inner>,
+    tasks: JoinSet<()>,
+    pub started_as: StartedAs,
+    pub cluster_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub identity: Identity,
+}
+
+impl Server {
+    pub async fn start(cfg: ServerConfig) -> Result<Server, ServerError> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| ServerError::Config(format!("cannot create data dir {}: {e}", cfg.data_dir.display())))?;
+        // Bind first: port 0 must be resolved before the address goes into a certificate or a token.
+        let cluster_listener = TcpListener::bind(cfg.cluster_listen)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: cfg.cluster_listen,
+                source,
+            })?;
+        let http_listener = TcpListener::bind(cfg.http_listen)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: cfg.http_listen,
+                source,
+            })?;
+        let cluster_local = cluster_listener.local_addr().map_err(|source| ServerError::Listen {
+            addr: cfg.cluster_listen,
+            source,
+        })?;
+        let http_local = http_listener.local_addr().map_err(|source| ServerError::Listen {
+            addr: cfg.http_listen,
+            source,
+        })?;
+        let advertise_ip = cfg.advertise.unwrap_or_else(|| {
+            if cluster_local.ip().is_unspecified() {
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                cluster_local.ip()
+            }
+        });
+        let cluster_addr = SocketAddr::new(advertise_ip, cluster_local.port()).to_string();
+        let http_addr = SocketAddr::new(advertise_ip, http_local.port()).to_string();
+
+        let existing = Identity::load(&cfg.data_dir)?;
+        let raft_dir = cfg.data_dir.join("raft");
+        let (identity, mut pending) = match existing {
+            Some(id) => {
+                if id.role != Role::Server {
+                    return Err(ServerError::Config(format!(
+                        "{} holds the identity of an agent ({}); start it with `tepui agent`",
+                        cfg.data_dir.display(),
+                        id.name
+                    )));
+                }
+                (id, Pending::Restart)
+            }
+            None => {
+                if raft_dir.join("raft.redb").exists() {
+                    return Err(ServerError::Config(format!(
+                        "{} has Raft data but no identity: an earlier bootstrap or join was interrupted; move the directory away and start again",
+                        cfg.data_dir.display()
+                    )));
+                }
+                match &cfg.first_start {
+                    FirstStart::Refuse => {
+                        return Err(ServerError::Config(format!(
+                            "{} holds no cluster yet: pass --bootstrap to start a new cluster, or --join ADDR --token TOKEN to join one",
+                            cfg.data_dir.display()
+                        )))
+                    }
+                    FirstStart::Bootstrap => {
+                        let (identity, ca) = new_cluster_identity(&cfg.name, advertise_ip)?;
+                        (identity, Pending::Bootstrap { ca })
+                    }
+                    FirstStart::Join { addr, token } => {
+                        let token: JoinToken = token.parse()?;
+                        if token.role != Role::Server {
+                            return Err(ServerError::Config(format!(
+                                "this is an {} token; a server needs a server token (`tepui token create --role server`)",
+                                token.role
+                            )));
+                        }
+                        let identity = tepui_transport::join(&tepui_transport::JoinParams {
+                            addr: addr.clone(),
+                            token,
+                            name: cfg.name.clone(),
+                            cluster_addr: cluster_addr.clone(),
+                            http_addr: http_addr.clone(),
+                            ips: vec![advertise_ip],
+                        })
+                        .await?;
+                        identity.save(&cfg.data_dir)?;
+                        tracing::info!(node = identity.node_id, cluster = %identity.cluster_id, "joined the cluster");
+                        (identity, Pending::Join)
+                    }
+                }
+            }
+        };
+
+        let (log_store, sm_store) = tepui_store::open(&raft_dir)?;
+        let reader = sm_store.reader();
+        let raft_config = openraft::Config {
+            cluster_name: identity.cluster_id.clone(),
+            heartbeat_interval: cfg.raft.heartbeat.as_millis() as u64,
+            election_timeout_min: cfg.raft.election_min.as_millis() as u64,
+            election_timeout_max: cfg.raft.election_max.as_millis() as u64,
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.raft.snapshot_every),
+            max_in_snapshot_log_to_keep: cfg.raft.keep_behind_snapshot,
+            purge_batch_size: 256,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ServerError::Raft(e.to_string()))?;
+        let client_tls = identity.client_tls()?;
+        let peer_seen = Arc::new(Mutex::new(HashMap::new()));
+        let peers = Peers::new(identity.node_id, client_tls, cfg.filter.clone());
+        let network = crate::raft_net::Network::new(peers.clone(), peer_seen.clone());
+        let raft = Raft::new(identity.node_id, Arc::new(raft_config), network, log_store, sm_store)
+            .await
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
+
+        let metrics = Metrics::default();
+        let inner = Arc::new(Inner {
+            id: identity.node_id,
+            name: identity.name.clone(),
+            raft,
+            state: reader,
+            identity: identity.clone(),
+            peers,
+            filter: cfg.filter.clone(),
+            cluster_addr: cluster_addr.clone(),
+            http_addr: http_addr.clone(),
+            agent_timeout: cfg.agent_timeout,
+            agent_seen: Mutex::new(HashMap::new()),
+            peer_seen,
+            membership_lock: tokio::sync::Mutex::new(()),
+            metrics,
+            router: std::sync::OnceLock::new(),
+        });
+
+        let mut tasks = JoinSet::new();
+        let router = crate::http::router(inner.clone());
+        let _ = inner.router.set(router.clone());
+        tasks.spawn(crate::cluster::serve(
+            inner.clone(),
+            cluster_listener,
+            identity.server_tls()?,
+        ));
+        tasks.spawn(async move {
+            if let Err(e) = axum::serve(http_listener, router).await {
+                tracing::error!(error = %e, "http server stopped");
+            }
+        });
+        tasks.spawn(crate::liveness::run(inner.clone()));
+
+        let started_as = match std::mem::replace(&mut pending, Pending::Restart) {
+            Pending::Bootstrap { ca } => {
+                let (server_token, agent_token) = bootstrap(&inner, &cfg, ca).await?;
+                StartedAs::Bootstrapped {
+                    server_token,
+                    agent_token,
+                }
+            }
+            Pending::Join => {
+                tasks.spawn(become_voter(inner.clone()));
+                StartedAs::Joined
+            }
+            Pending::Restart => {
+                let member = {
+                    let m = inner.raft.metrics().borrow().membership_config.clone();
+                    let found = m.membership().get_node(&inner.id).is_some();
+                    found
+                };
+                if !member {
+                    tasks.spawn(become_voter(inner.clone()));
+                }
+                StartedAs::Restarted
+            }
+        };
+        tracing::info!(node = inner.id, name = %inner.name, cluster = %cluster_addr, http = %http_addr, "server started");
+        Ok(Server {
+            inner,
+            tasks,
+            started_as,
+            cluster_addr: cluster_local,
+            http_addr: http_local,
+            identity,
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    pub fn state(&self) -> &StateReader {
+        &self.inner.state
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.inner.is_leader()
+    }
+
+    pub fn leader_id(&self) -> Option<u64> {
+        self.inner.leader_id()
+    }
+
+    /// The cluster address other nodes should dial.
+    pub fn advertised_cluster_addr(&self) -> &str {
+        &self.inner.cluster_addr
+    }
+
+    pub fn advertised_http_addr(&self) -> &str {
+        &self.inner.http_addr
+    }
+
+    /// Stops Raft and every listener and loop. The data dir can be reopened afterwards.
+    pub async fn shutdown(mut self) {
+        let _ = self.inner.raft.shutdown().await;
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Waits until the Raft core has stopped (it stops on a fatal storage error).
+    pub async fn wait_stopped(&mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+enum Pending {
+    Bootstrap { ca: tepui_pki::CertifiedKey },
+    Join,
+    Restart,
+}
+
+fn new_cluster_identity(name: &str, ip: std::net::IpAddr) -> Result<(Identity, tepui_pki::CertifiedKey), ServerError> {
+    let cluster_id = hex::encode(rand::random::<[u8; 8]>());
+    let ca = tepui_pki::generate_ca(&cluster_id)?;
+    let node = NodeIdentity {
+        id: 1,
+        role: Role::Server,
+        name: name.to_string(),
+    };
+    let cert = tepui_pki::issue_node_cert(&ca, &node, &[ip])?;
+    let identity = Identity {
+        node_id: 1,
+        name: name.to_string(),
+        role: Role::Server,
+        cluster_id,
+        servers: vec![],
+        ca_pem: ca.cert_pem.clone(),
+        cert_pem: cert.cert_pem,
+        key_pem: cert.key_pem,
+    };
+    Ok((identity, ca))
+}
+
+/// Makes a single-voter cluster, records its identity and makes the first two join tokens.
+/// The identity goes to disk last: a data dir with an identity is a bootstrapped one.
+async fn bootstrap(
+    inner: &Arc<Inner>,
+    cfg: &ServerConfig,
+    ca: tepui_pki::CertifiedKey,
+) -> Result<(String, String), ServerError> {
+    let boot = |e: String| ServerError::Bootstrap(e);
+    let mut members = BTreeMap::new();
+    members.insert(inner.id, BasicNode::new(inner.cluster_addr.clone()));
+    inner.raft.initialize(members).await.map_err(|e| boot(e.to_string()))?;
+    inner
+        .raft
+        .wait(Some(Duration::from_secs(10)))
+        .current_leader(inner.id, "bootstrap leader")
+        .await
+        .map_err(|e| boot(e.to_string()))?;
+    let now = now_ms();
+    let cluster = ClusterInfo {
+        cluster_id: inner.identity.cluster_id.clone(),
+        ca_cert_pem: ca.cert_pem.clone(),
+        ca_key_pem: ca.key_pem.clone(),
+        created_at: now,
+    };
+    let record = NodeRecord {
+        id: inner.id,
+        name: inner.name.clone(),
+        role: Role::Server,
+        cluster_addr: inner.cluster_addr.clone(),
+        http_addr: inner.http_addr.clone(),
+        agent: None,
+        status: NodeStatus::Ready,
+        joined_at: now,
+        status_changed_at: now,
+        token_id: None,
+    };
+    inner
+        .write(Command::InitCluster {
+            cluster,
+            bootstrap: record,
+        })
+        .await
+        .map_err(|e| boot(e.to_string()))?;
+    let fingerprint = tepui_pki::ca_fingerprint(&ca.cert_pem)?;
+    let mut tokens = vec![];
+    for role in [Role::Server, Role::Agent] {
+        let token = JoinToken::generate(role, &fingerprint);
+        inner
+            .write(Command::CreateToken {
+                token: token_record(&token, "created at bootstrap", now, None),
+            })
+            .await
+            .map_err(|e| boot(e.to_string()))?;
+        let path = cfg.data_dir.join(format!("{role}-token"));
+        write_secret(&path, &token.to_string()).map_err(|e| boot(format!("cannot write {}: {e}", path.display())))?;
+        tokens.push(token.to_string());
+    }
+    inner.identity.save(&cfg.data_dir)?;
+    Ok((tokens[0].clone(), tokens[1].clone()))
+}
+
+pub(crate) fn token_record(token: &JoinToken, description: &str, now: u64, expires_at: Option<u64>) -> TokenRecord {
+    TokenRecord {
+        id: token.id.clone(),
+        role: token.role,
+        secret_sha256: token.secret_sha256(),
+        description: description.to_string(),
+        created_at: now,
+        expires_at,
+        revoked: false,
+        uses: 0,
+    }
+}
+
+fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
+
+/// Asks the servers this node knows until one makes it a voter. Runs after a join, and after a
+/// restart that finds this node outside the membership (a join cut short).
+async fn become_voter(inner: Arc<Inner>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        for addr in inner.identity.servers.iter().chain(inner.server_addrs().iter()) {
+            if addr == &inner.cluster_addr {
+                continue;
+            }
+            match inner.peers.add_server(addr, inner.id, &inner.cluster_addr).await {
+                Ok(()) => {
+                    tracing::info!(via = %addr, "joined the raft membership");
+                    return;
+                }
+                Err(e) => tracing::debug!(via = %addr, error = %e, "asking to become a voter failed"),
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,744 @@
+//! The replicated state machine of a tepui cluster.
+//!
+//! Every server holds one [`State`] and changes it only by applying [`Command`]s in log order.
+//! `apply` is pure and deterministic: no clock, no randomness, no I/O. Anything that depends on
+//! time (token expiry, heartbeats) carries the leader's `now` inside the command, so every
+//! replica reaches the same answer.
+//!
+//! This crate does not know about Raft, the network or the HTTP API; later capabilities (apps,
+//! jobs, frameworks) extend [`Command`] and [`State`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub type NodeId = u64;
+
+/// Unix time in milliseconds.
+pub type Millis = u64;
+
+/// The cluster's identity: created once by the bootstrap server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub cluster_id: String,
+    pub ca_cert_pem: String,
+    /// The CA's private key lives in the replicated state so that whichever server leads can
+    /// sign the certificates of joining nodes.
+    pub ca_key_pem: String,
+    pub created_at: Millis,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Server,
+    Agent,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Agent => "agent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "server" => Some(Role::Server),
+            "agent" => Some(Role::Agent),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Resources an agent offers, in exact units (no floating point drift).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Thousandths of a CPU.
+    pub cpus_milli: u64,
+    pub mem_mb: u64,
+    pub disk_mb: u64,
+    /// Inclusive port ranges.
+    pub ports: Vec<(u16, u16)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    /// Admitted, but not heard from yet.
+    Pending,
+    Ready,
+    /// An agent whose heartbeats stopped.
+    Lost,
+}
+
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Pending => "pending",
+            NodeStatus::Ready => "ready",
+            NodeStatus::Lost => "lost",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub resources: Resources,
+    pub attributes: BTreeMap<String, String>,
+    /// Where the agent's own HTTP endpoint listens.
+    pub http_addr: String,
+    pub version: String,
+    pub registered_at: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub id: NodeId,
+    pub name: String,
+    /// The role the node joined with; a server may also run an agent (`tepui dev`).
+    pub role: Role,
+    /// The cluster (gRPC) address a server listens on; empty for agents.
+    pub cluster_addr: String,
+    /// The node's HTTP API address, when it serves one.
+    pub http_addr: String,
+    pub agent: Option<AgentInfo>,
+    pub status: NodeStatus,
+    pub joined_at: Millis,
+    pub status_changed_at: Millis,
+    /// The token the node joined with (none for the bootstrap server).
+    pub token_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: String,
+    pub role: Role,
+    /// SHA-256 (hex) of the secret; the secret itself is never stored.
+    pub secret_sha256: String,
+    pub description: String,
+    pub created_at: Millis,
+    /// None: never expires.
+    pub expires_at: Option<Millis>,
+    pub revoked: bool,
+    pub uses: u64,
+}
+
+impl TokenRecord {
+    /// Why this token cannot admit a node at `now`, if it cannot.
+    pub fn refusal(&self, now: Millis) -> Option<ApplyError> {
+        if self.revoked {
+            return Some(ApplyError::TokenRevoked { id: self.id.clone() });
+        }
+        if let Some(exp) = self.expires_at {
+            if now >= exp {
+                return Some(ApplyError::TokenExpired {
+                    id: self.id.clone(),
+                    expired_at: exp,
+                });
+            }
+        }
+        None
+    }
+}
+
+/// A small replicated key/value entry (Nomad calls these variables).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Var {
+    pub value: String,
+    /// The log index that last wrote it; used for check-and-set.
+    pub modify_index: u64,
+    pub modified_at: Millis,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub cluster: Option<ClusterInfo>,
+    pub next_node_id: NodeId,
+    pub nodes: BTreeMap<NodeId, NodeRecord>,
+    pub tokens: BTreeMap<String, TokenRecord>,
+    pub vars: BTreeMap<String, Var>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Sets the cluster identity and records the bootstrap server. Only valid once.
+    InitCluster {
+        cluster: ClusterInfo,
+        bootstrap: NodeRecord,
+    },
+    CreateToken {
+        token: TokenRecord,
+    },
+    RevokeToken {
+        id: String,
+    },
+    /// Admits a joining node with a token; the id is assigned here.
+    AdmitNode {
+        token_id: String,
+        secret_sha256: String,
+        name: String,
+        role: Role,
+        cluster_addr: String,
+        http_addr: String,
+        now: Millis,
+    },
+    /// An agent (or a server that also runs tasks) reports its resources.
+    RegisterAgent {
+        id: NodeId,
+        agent: AgentInfo,
+        now: Millis,
+    },
+    SetNodeStatus {
+        id: NodeId,
+        status: NodeStatus,
+        now: Millis,
+    },
+    /// Updates where a server listens, for example after a restart with new flags.
+    UpdateNodeAddrs {
+        id: NodeId,
+        cluster_addr: String,
+        http_addr: String,
+    },
+    RemoveNode {
+        id: NodeId,
+    },
+    PutVar {
+        key: String,
+        value: String,
+        cas: Option<u64>,
+        now: Millis,
+    },
+    DeleteVar {
+        key: String,
+        cas: Option<u64>,
+    },
+    /// Replaces the state with a backup, keeping this cluster's identity and nodes.
+    Restore {
+        state: Box<State>,
+    },
+    /// Does nothing; used to commit a barrier.
+    Noop,
+}
+
+impl Command {
+    /// A short stable name, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::InitCluster { .. } => "init_cluster",
+            Command::CreateToken { .. } => "create_token",
+            Command::RevokeToken { .. } => "revoke_token",
+            Command::AdmitNode { .. } => "admit_node",
+            Command::RegisterAgent { .. } => "register_agent",
+            Command::SetNodeStatus { .. } => "set_node_status",
+            Command::UpdateNodeAddrs { .. } => "update_node_addrs",
+            Command::RemoveNode { .. } => "remove_node",
+            Command::PutVar { .. } => "put_var",
+            Command::DeleteVar { .. } => "delete_var",
+            Command::Restore { .. } => "restore",
+            Command::Noop => "noop",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Ok,
+    NodeAdmitted { id: NodeId },
+    Var { key: String, modify_index: u64 },
+    Rejected(ApplyError),
+}
+
+/// Deterministic refusals of a command. They are answers, not failures of the store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ApplyError {
+    #[error("the cluster is already initialized")]
+    AlreadyInitialized,
+    #[error("the cluster is not initialized")]
+    NotInitialized,
+    #[error("token {id} already exists")]
+    TokenExists { id: String },
+    #[error("unknown token {id}")]
+    UnknownToken { id: String },
+    #[error("wrong secret for token {id}")]
+    WrongSecret { id: String },
+    #[error("token {id} was revoked; create a new one with `tepui token create`")]
+    TokenRevoked { id: String },
+    #[error("token {id} expired at {expired_at} (unix ms); create a new one with `tepui token create`")]
+    TokenExpired { id: String, expired_at: Millis },
+    #[error("node name {name:?} is already used by node {id} ({role}); pick another --name or remove that node")]
+    NameInUse { name: String, id: NodeId, role: Role },
+    #[error("unknown node {id}")]
+    UnknownNode { id: NodeId },
+    #[error("node {id} is a server; an agent cannot register with its id")]
+    NotAnAgent { id: NodeId },
+    #[error("check-and-set failed for {key}: expected index {expected}, found {found}")]
+    CasFailed { key: String, expected: u64, found: u64 },
+    #[error("unknown variable {key}")]
+    UnknownVar { key: String },
+}
+
+impl State {
+    /// Applies one committed command at log index `index`.
+    pub fn apply(&mut self, index: u64, cmd: &Command) -> Response {
+        match self.try_apply(index, cmd) {
+            Ok(r) => r,
+            Err(e) => Response::Rejected(e),
+        }
+    }
+
+    fn try_apply(&mut self, index: u64, cmd: &Command) -> Result<Response, ApplyError> {
+        match cmd {
+            Command::Noop => Ok(Response::Ok),
+            Command::InitCluster { cluster, bootstrap } => {
+                if self.cluster.is_some() {
+                    return Err(ApplyError::AlreadyInitialized);
+                }
+                self.cluster = Some(cluster.clone());
+                self.next_node_id = self.next_node_id.max(bootstrap.id + 1);
+                self.nodes.insert(bootstrap.id, bootstrap.clone());
+                Ok(Response::Ok)
+            }
+            Command::CreateToken { token } => {
+                self.require_cluster()?;
+                if self.tokens.contains_key(&token.id) {
+                    return Err(ApplyError::TokenExists { id: token.id.clone() });
+                }
+                self.tokens.insert(token.id.clone(), token.clone());
+                Ok(Response::Ok)
+            }
+            Command::RevokeToken { id } => {
+                let t = self
+                    .tokens
+                    .get_mut(id)
+                    .ok_or_else(|| ApplyError::UnknownToken { id: id.clone() })?;
+                t.revoked = true;
+                Ok(Response::Ok)
+            }
+            Command::AdmitNode {
+                token_id,
+                secret_sha256,
+                name,
+                role,
+                cluster_addr,
+                http_addr,
+                now,
+            } => {
+                self.require_cluster()?;
+                self.check_token(token_id, secret_sha256, *now)?;
+                if let Some(existing) = self.nodes.values().find(|n| &n.name == name) {
+                    return Err(ApplyError::NameInUse {
+                        name: name.clone(),
+                        id: existing.id,
+                        role: existing.role,
+                    });
+                }
+                let id = self.next_node_id.max(1);
+                self.next_node_id = id + 1;
+                self.nodes.insert(
+                    id,
+                    NodeRecord {
+                        id,
+                        name: name.clone(),
+                        role: *role,
+                        cluster_addr: cluster_addr.clone(),
+                        http_addr: http_addr.clone(),
+                        agent: None,
+                        status: NodeStatus::Pending,
+                        joined_at: *now,
+                        status_changed_at: *now,
+                        token_id: Some(token_id.clone()),
+                    },
+                );
+                if let Some(t) = self.tokens.get_mut(token_id) {
+                    t.uses += 1;
+                }
+                Ok(Response::NodeAdmitted { id })
+            }
+            Command::RegisterAgent { id, agent, now } => {
+                let node = self.nodes.get_mut(id).ok_or(ApplyError::UnknownNode { id: *id })?;
+                node.agent = Some(agent.clone());
+                if node.status != NodeStatus::Ready {
+                    node.status = NodeStatus::Ready;
+                    node.status_changed_at = *now;
+                }
+                Ok(Response::Ok)
+            }
+            Command::SetNodeStatus { id, status, now } => {
+                let node = self.nodes.get_mut(id).ok_or(ApplyError::UnknownNode { id: *id })?;
+                if node.status != *status {
+                    node.status = *status;
+                    node.status_changed_at = *now;
+                }
+                Ok(Response::Ok)
+            }
+            Command::UpdateNodeAddrs {
+                id,
+                cluster_addr,
+                http_addr,
+            } => {
+                let node = self.nodes.get_mut(id).ok_or(ApplyError::UnknownNode { id: *id })?;
+                node.cluster_addr = cluster_addr.clone();
+                node.http_addr = http_addr.clone();
+                Ok(Response::Ok)
+            }
+            Command::RemoveNode { id } => {
+                self.nodes.remove(id).ok_or(ApplyError::UnknownNode { id: *id })?;
+                Ok(Response::Ok)
+            }
+            Command::PutVar { key, value, cas, now } => {
+                let found = self.vars.get(key).map(|v| v.modify_index).unwrap_or(0);
+                if let Some(expected) = cas {
+                    if *expected != found {
+                        return Err(ApplyError::CasFailed {
+                            key: key.clone(),
+                            expected: *expected,
+                            found,
+                        });
+                    }
+                }
+                self.vars.insert(
+                    key.clone(),
+                    Var {
+                        value: value.clone(),
+                        modify_index: index,
+                        modified_at: *now,
+                    },
+                );
+                Ok(Response::Var {
+                    key: key.clone(),
+                    modify_index: index,
+                })
+            }
+            Command::DeleteVar { key, cas } => {
+                let found = self
+                    .vars
+                    .get(key)
+                    .map(|v| v.modify_index)
+                    .ok_or_else(|| ApplyError::UnknownVar { key: key.clone() })?;
+                if let Some(expected) = cas {
+                    if *expected != found {
+                        return Err(ApplyError::CasFailed {
+                            key: key.clone(),
+                            expected: *expected,
+                            found,
+                        });
+                    }
+                }
+                self.vars.remove(key);
+                Ok(Response::Ok)
+            }
+            Command::Restore { state } => {
+                self.require_cluster()?;
+                let mut restored = (**state).clone();
+                // A backup may come from another cluster: this cluster's CA and its nodes stay,
+                // since the running nodes hold certificates of this CA.
+                restored.cluster = self.cluster.clone();
+                restored.nodes = std::mem::take(&mut self.nodes);
+                restored.next_node_id = self.next_node_id.max(restored.next_node_id);
+                *self = restored;
+                Ok(Response::Ok)
+            }
+        }
+    }
+
+    fn require_cluster(&self) -> Result<&ClusterInfo, ApplyError> {
+        self.cluster.as_ref().ok_or(ApplyError::NotInitialized)
+    }
+
+    /// Checks a join token without changing anything; used by the leader before it signs a
+    /// certificate, and again inside `AdmitNode` so that a revocation racing a join wins.
+    pub fn check_token(&self, id: &str, secret_sha256: &str, now: Millis) -> Result<&TokenRecord, ApplyError> {
+        let t = self
+            .tokens
+            .get(id)
+            .ok_or_else(|| ApplyError::UnknownToken { id: id.to_string() })?;
+        if !constant_time_eq(t.secret_sha256.as_bytes(), secret_sha256.as_bytes()) {
+            return Err(ApplyError::WrongSecret { id: id.to_string() });
+        }
+        if let Some(refusal) = t.refusal(now) {
+            return Err(refusal);
+        }
+        Ok(t)
+    }
+
+    pub fn node_by_name(&self, name: &str) -> Option<&NodeRecord> {
+        self.nodes.values().find(|n| n.name == name)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster() -> ClusterInfo {
+        ClusterInfo {
+            cluster_id: "c1".into(),
+            ca_cert_pem: "cert".into(),
+            ca_key_pem: "key".into(),
+            created_at: 1,
+        }
+    }
+
+    fn bootstrap() -> NodeRecord {
+        NodeRecord {
+            id: 1,
+            name: "s1".into(),
+            role: Role::Server,
+            cluster_addr: "127.0.0.1:5052".into(),
+            http_addr: "127.0.0.1:5050".into(),
+            agent: None,
+            status: NodeStatus::Ready,
+            joined_at: 1,
+            status_changed_at: 1,
+            token_id: None,
+        }
+    }
+
+    fn token(id: &str, expires_at: Option<Millis>) -> TokenRecord {
+        TokenRecord {
+            id: id.into(),
+            role: Role::Agent,
+            secret_sha256: "abc".into(),
+            description: String::new(),
+            created_at: 1,
+            expires_at,
+            revoked: false,
+            uses: 0,
+        }
+    }
+
+    fn admit(token_id: &str, secret: &str, name: &str, now: Millis) -> Command {
+        Command::AdmitNode {
+            token_id: token_id.into(),
+            secret_sha256: secret.into(),
+            name: name.into(),
+            role: Role::Agent,
+            cluster_addr: String::new(),
+            http_addr: String::new(),
+            now,
+        }
+    }
+
+    fn initialized() -> State {
+        let mut s = State::default();
+        assert_eq!(
+            s.apply(
+                1,
+                &Command::InitCluster {
+                    cluster: cluster(),
+                    bootstrap: bootstrap()
+                }
+            ),
+            Response::Ok
+        );
+        s
+    }
+
+    #[test]
+    fn init_only_once() {
+        let mut s = initialized();
+        let again = s.apply(
+            2,
+            &Command::InitCluster {
+                cluster: cluster(),
+                bootstrap: bootstrap(),
+            },
+        );
+        assert_eq!(again, Response::Rejected(ApplyError::AlreadyInitialized));
+    }
+
+    #[test]
+    fn admit_assigns_fresh_ids_and_counts_uses() {
+        let mut s = initialized();
+        s.apply(
+            2,
+            &Command::CreateToken {
+                token: token("t1", None),
+            },
+        );
+        assert_eq!(
+            s.apply(3, &admit("t1", "abc", "a1", 5)),
+            Response::NodeAdmitted { id: 2 }
+        );
+        assert_eq!(
+            s.apply(4, &admit("t1", "abc", "a2", 5)),
+            Response::NodeAdmitted { id: 3 }
+        );
+        assert_eq!(s.tokens["t1"].uses, 2);
+        assert_eq!(s.nodes[&3].status, NodeStatus::Pending);
+    }
+
+    #[test]
+    fn admit_refusals_each_have_their_reason() {
+        let mut s = initialized();
+        s.apply(
+            2,
+            &Command::CreateToken {
+                token: token("t1", Some(100)),
+            },
+        );
+        assert_eq!(
+            s.apply(3, &admit("nope", "abc", "a1", 5)),
+            Response::Rejected(ApplyError::UnknownToken { id: "nope".into() })
+        );
+        assert_eq!(
+            s.apply(3, &admit("t1", "xyz", "a1", 5)),
+            Response::Rejected(ApplyError::WrongSecret { id: "t1".into() })
+        );
+        assert_eq!(
+            s.apply(3, &admit("t1", "abc", "a1", 100)),
+            Response::Rejected(ApplyError::TokenExpired {
+                id: "t1".into(),
+                expired_at: 100
+            })
+        );
+        s.apply(4, &Command::RevokeToken { id: "t1".into() });
+        assert_eq!(
+            s.apply(5, &admit("t1", "abc", "a1", 5)),
+            Response::Rejected(ApplyError::TokenRevoked { id: "t1".into() })
+        );
+        assert!(s.apply(6, &admit("t1", "abc", "s1", 5)) != Response::NodeAdmitted { id: 2 });
+        assert_eq!(s.nodes.len(), 1, "nothing joined");
+    }
+
+    #[test]
+    fn duplicate_name_is_refused() {
+        let mut s = initialized();
+        s.apply(
+            2,
+            &Command::CreateToken {
+                token: token("t1", None),
+            },
+        );
+        assert_eq!(
+            s.apply(3, &admit("t1", "abc", "s1", 5)),
+            Response::Rejected(ApplyError::NameInUse {
+                name: "s1".into(),
+                id: 1,
+                role: Role::Server
+            })
+        );
+    }
+
+    #[test]
+    fn vars_check_and_set() {
+        let mut s = initialized();
+        let put = |cas| Command::PutVar {
+            key: "k".into(),
+            value: "v".into(),
+            cas,
+            now: 1,
+        };
+        assert_eq!(
+            s.apply(7, &put(Some(0))),
+            Response::Var {
+                key: "k".into(),
+                modify_index: 7
+            }
+        );
+        assert_eq!(
+            s.apply(8, &put(Some(0))),
+            Response::Rejected(ApplyError::CasFailed {
+                key: "k".into(),
+                expected: 0,
+                found: 7
+            })
+        );
+        assert_eq!(
+            s.apply(9, &put(Some(7))),
+            Response::Var {
+                key: "k".into(),
+                modify_index: 9
+            }
+        );
+        assert_eq!(
+            s.apply(
+                10,
+                &Command::DeleteVar {
+                    key: "k".into(),
+                    cas: None
+                }
+            ),
+            Response::Ok
+        );
+        assert!(s.vars.is_empty());
+    }
+
+    #[test]
+    fn restore_keeps_identity_and_nodes() {
+        let mut s = initialized();
+        let mut backup = State::default();
+        backup.cluster = Some(ClusterInfo {
+            cluster_id: "other".into(),
+            ..cluster()
+        });
+        backup.vars.insert(
+            "k".into(),
+            Var {
+                value: "v".into(),
+                modify_index: 3,
+                modified_at: 1,
+            },
+        );
+        backup.tokens.insert("t9".into(), token("t9", None));
+        assert_eq!(
+            s.apply(
+                2,
+                &Command::Restore {
+                    state: Box::new(backup)
+                }
+            ),
+            Response::Ok
+        );
+        assert_eq!(s.cluster.as_ref().unwrap().cluster_id, "c1");
+        assert_eq!(s.nodes.len(), 1);
+        assert_eq!(s.vars["k"].value, "v");
+        assert!(s.tokens.contains_key("t9"));
+    }
+
+    #[test]
+    fn apply_is_deterministic() {
+        let cmds = vec![
+            Command::InitCluster {
+                cluster: cluster(),
+                bootstrap: bootstrap(),
+            },
+            Command::CreateToken {
+                token: token("t1", None),
+            },
+            admit("t1", "abc", "a1", 3),
+            Command::PutVar {
+                key: "x".into(),
+                value: "1".into(),
+                cas: None,
+                now: 4,
+            },
+            Command::SetNodeStatus {
+                id: 2,
+                status: NodeStatus::Lost,
+                now: 5,
+            },
+        ];
+        let run = || {
+            let mut s = State::default();
+            let rs: Vec<_> = cmds.iter().enumerate().map(|(i, c)| s.apply(i as u64 + 1, c)).collect();
+            (s, rs)
+        };
+        assert_eq!(run(), run());
+    }
+}

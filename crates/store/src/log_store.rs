@@ -1,0 +1,203 @@
+//! The Raft log, the vote and the committed log id, in redb.
+
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{Entry, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageError, Vote};
+use redb::{Database, ReadableDatabase, ReadableTable};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::db::{
+    blocking, decode, encode, get_json, sto_err, StoreError, KEY_COMMITTED, KEY_PURGED, KEY_VOTE, LOGS, META,
+};
+use crate::{LogId, NodeId, TypeConfig};
+
+/// The log half of the store, handed to `Raft::new`. Clones share one database.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+impl LogStore {
+    pub(crate) fn new(db: Arc<Database>) -> Self {
+        LogStore { db }
+    }
+
+    fn read_meta<T: DeserializeOwned>(&self, key: &'static str) -> Result<Option<T>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(META)?;
+        get_json(&table, key, key)
+    }
+
+    async fn write_meta<T: Serialize + ?Sized>(&self, key: &'static str, value: &T) -> Result<(), StoreError> {
+        let bytes = encode(key, value)?;
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            txn.open_table(META)?.insert(key, bytes.as_slice())?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn read_range<RB: RangeBounds<u64>>(&self, range: RB) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LOGS)?;
+        let mut entries = Vec::new();
+        for item in table.range(range)? {
+            let (_, value) = item?;
+            entries.push(decode("log entry", value.value())?);
+        }
+        Ok(entries)
+    }
+
+    fn log_state(&self) -> Result<LogState<TypeConfig>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let last_purged_log_id: Option<LogId> = get_json(&txn.open_table(META)?, KEY_PURGED, "last purged log id")?;
+        let last = match txn.open_table(LOGS)?.last()? {
+            Some((_, value)) => Some(decode::<Entry<TypeConfig>>("log entry", value.value())?.log_id),
+            None => None,
+        };
+        // With every log purged, the last log id is the last purged one.
+        let last_log_id = last.or(last_purged_log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    /// Deletes the logs in `range` and, for a purge, records how far it went, in one commit.
+    async fn delete_logs(
+        &self,
+        range: (std::ops::Bound<u64>, std::ops::Bound<u64>),
+        purged: Option<LogId>,
+    ) -> Result<(), StoreError> {
+        let purged = purged.map(|p| encode("last purged log id", &p)).transpose()?;
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            {
+                let mut logs = txn.open_table(LOGS)?;
+                logs.retain_in::<u64, _>(range, |_, _| false)?;
+                if let Some(bytes) = purged {
+                    txn.open_table(META)?.insert(KEY_PURGED, bytes.as_slice())?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        self.read_range(range)
+            .map_err(sto_err(ErrorSubject::Logs, ErrorVerb::Read))
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        self.log_state().map_err(sto_err(ErrorSubject::Logs, ErrorVerb::Read))
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.write_meta(KEY_VOTE, vote)
+            .await
+            .map_err(sto_err(ErrorSubject::Vote, ErrorVerb::Write))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        self.read_meta(KEY_VOTE)
+            .map_err(sto_err(ErrorSubject::Vote, ErrorVerb::Read))
+    }
+
+    // Persisting the committed log id lets openraft re-apply committed logs on start, so the
+    // in-memory state machine is whole again before this server serves reads.
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError<NodeId>> {
+        self.write_meta(KEY_COMMITTED, &committed)
+            .await
+            .map_err(sto_err(ErrorSubject::Store, ErrorVerb::Write))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError<NodeId>> {
+        let committed: Option<Option<LogId>> = self
+            .read_meta(KEY_COMMITTED)
+            .map_err(sto_err(ErrorSubject::Store, ErrorVerb::Read))?;
+        Ok(committed.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut rows = Vec::new();
+        for entry in entries {
+            let bytes =
+                encode("log entry", &entry).map_err(sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write))?;
+            rows.push((entry.log_id.index, bytes));
+        }
+        let (first, last) = (rows.first().map(|r| r.0), rows.last().map(|r| r.0));
+        let db = self.db.clone();
+        let res = blocking(move || {
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let txn = db.begin_write()?;
+            {
+                let mut logs = txn.open_table(LOGS)?;
+                for (index, bytes) in &rows {
+                    logs.insert(*index, bytes.as_slice())?;
+                }
+            }
+            // Durability::Immediate (redb's default): commit returns after the fsync.
+            txn.commit()?;
+            Ok(())
+        })
+        .await;
+        match res {
+            Ok(()) => {
+                tracing::trace!(first = ?first, last = ?last, "appended logs");
+                // Only now are the entries on disk, so only now may openraft count them.
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, first = ?first, last = ?last, "cannot append logs");
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(sto_err(ErrorSubject::Logs, ErrorVerb::Write)(e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
+        tracing::debug!(since = %log_id, "truncating logs");
+        let range = (std::ops::Bound::Included(log_id.index), std::ops::Bound::Unbounded);
+        self.delete_logs(range, None)
+            .await
+            .map_err(sto_err(ErrorSubject::Logs, ErrorVerb::Delete))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
+        tracing::debug!(upto = %log_id, "purging logs");
+        let range = (std::ops::Bound::Unbounded, std::ops::Bound::Included(log_id.index));
+        self.delete_logs(range, Some(log_id))
+            .await
+            .map_err(sto_err(ErrorSubject::Logs, ErrorVerb::Delete))
+    }
+}

@@ -1,0 +1,438 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
+use openraft::testing::{log_id, StoreBuilder, Suite};
+use openraft::{
+    Entry, EntryPayload, Membership, RaftLogReader, RaftSnapshotBuilder, StorageError, StorageHelper, StorageIOError,
+    Vote,
+};
+use tempfile::TempDir;
+use tepui_state::{Command, Response};
+
+use super::*;
+
+struct TempStoreBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for TempStoreBuilder {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
+        let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(&e))?;
+        let (log, sm) = open(dir.path()).map_err(|e| StorageIOError::write(&e))?;
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn openraft_suite() {
+    Suite::test_all(TempStoreBuilder).expect("openraft storage suite");
+}
+
+fn put(key: &str, value: &str) -> Command {
+    Command::PutVar {
+        key: key.into(),
+        value: value.into(),
+        cas: None,
+        now: 1,
+    }
+}
+
+fn normal(index: u64, cmd: Command) -> Entry<TypeConfig> {
+    Entry {
+        log_id: log_id(1, 1, index),
+        payload: EntryPayload::Normal(cmd),
+    }
+}
+
+fn blank(index: u64) -> Entry<TypeConfig> {
+    Entry {
+        log_id: log_id(1, 1, index),
+        payload: EntryPayload::Blank,
+    }
+}
+
+fn membership(index: u64) -> Entry<TypeConfig> {
+    let voters = BTreeSet::from([1u64]);
+    Entry {
+        log_id: log_id(1, 1, index),
+        payload: EntryPayload::Membership(Membership::new(vec![voters], None)),
+    }
+}
+
+fn as_json(entries: &[Entry<TypeConfig>]) -> serde_json::Value {
+    serde_json::to_value(entries).unwrap()
+}
+
+fn var(reader: &StateReader, key: &str) -> Option<String> {
+    reader.read(|s| s.vars.get(key).map(|v| v.value.clone()))
+}
+
+#[tokio::test]
+async fn logs_vote_and_committed_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries = vec![
+        // openraft's first log index is 0.
+        blank(0),
+        blank(1),
+        membership(2),
+        normal(3, put("a", "1")),
+        normal(4, put("b", "2")),
+        normal(5, put("c", "3")),
+    ];
+    {
+        let (mut log, _sm) = open(dir.path()).unwrap();
+        log.save_vote(&Vote::new(3, 1)).await.unwrap();
+        log.blocking_append(entries.clone()).await.unwrap();
+        log.save_committed(Some(log_id(1, 1, 4))).await.unwrap();
+        // The state machine never applied anything: as if killed right after the commit.
+    }
+
+    {
+        let (mut log, mut sm) = open(dir.path()).unwrap();
+        assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(3, 1)));
+        assert_eq!(log.read_committed().await.unwrap(), Some(log_id(1, 1, 4)));
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, None);
+        assert_eq!(state.last_log_id, Some(log_id(1, 1, 5)));
+        let read = log.try_get_log_entries(0..100).await.unwrap();
+        assert_eq!(as_json(&read), as_json(&entries));
+        let read = log.try_get_log_entries(2..4).await.unwrap();
+        assert_eq!(as_json(&read), as_json(&entries[2..4]));
+
+        // openraft's start-up path re-applies the committed logs to the in-memory state.
+        let initial = StorageHelper::new(&mut log, &mut sm).get_initial_state().await.unwrap();
+        assert_eq!(initial.committed, Some(log_id(1, 1, 4)));
+        let reader = sm.reader();
+        assert_eq!(reader.applied_index(), 4);
+        assert_eq!(var(&reader, "a").as_deref(), Some("1"));
+        assert_eq!(var(&reader, "b").as_deref(), Some("2"));
+        assert_eq!(var(&reader, "c"), None, "index 5 is not committed");
+        let (applied, mem) = sm.applied_state().await.unwrap();
+        assert_eq!(applied, Some(log_id(1, 1, 4)));
+        assert_eq!(mem.log_id(), &Some(log_id(1, 1, 2)));
+
+        log.truncate(log_id(1, 1, 5)).await.unwrap();
+    }
+
+    let (mut log, _sm) = open(dir.path()).unwrap();
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id, Some(log_id(1, 1, 4)), "truncate is durable");
+    assert_eq!(
+        as_json(&log.try_get_log_entries(..).await.unwrap()),
+        as_json(&entries[..5])
+    );
+}
+
+#[tokio::test]
+async fn all_logs_purged_keeps_last_log_id() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _sm) = open(dir.path()).unwrap();
+        log.blocking_append([blank(1), blank(2)]).await.unwrap();
+        log.purge(log_id(1, 1, 2)).await.unwrap();
+    }
+    let (mut log, _sm) = open(dir.path()).unwrap();
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 2)));
+    assert_eq!(state.last_log_id, Some(log_id(1, 1, 2)));
+    assert!(log.try_get_log_entries(..).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn snapshot_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = {
+        let (_log, mut sm) = open(dir.path()).unwrap();
+        sm.apply([
+            blank(1),
+            membership(2),
+            normal(3, put("a", "1")),
+            normal(4, put("b", "2")),
+        ])
+        .await
+        .unwrap();
+        let snap = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        assert_eq!(snap.meta.last_log_id, Some(log_id(1, 1, 4)));
+        // Applied after the snapshot and never logged: gone after the restart.
+        sm.apply([normal(5, put("c", "3"))]).await.unwrap();
+        snap
+    };
+
+    let (_log, mut sm) = open(dir.path()).unwrap();
+    let reader = sm.reader();
+    assert_eq!(reader.applied_index(), 4);
+    assert_eq!(var(&reader, "a").as_deref(), Some("1"));
+    assert_eq!(var(&reader, "b").as_deref(), Some("2"));
+    assert_eq!(var(&reader, "c"), None);
+    let (applied, mem) = sm.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(1, 1, 4)));
+    assert_eq!(mem.log_id(), &Some(log_id(1, 1, 2)));
+
+    let current = sm.get_current_snapshot().await.unwrap().expect("stored snapshot");
+    assert_eq!(current.meta, first.meta);
+    assert_eq!(current.snapshot.get_ref(), first.snapshot.get_ref());
+
+    let again = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    assert_eq!(again.meta.last_log_id, first.meta.last_log_id);
+    assert_ne!(
+        again.meta.snapshot_id, first.meta.snapshot_id,
+        "snapshot ids stay unique across restarts"
+    );
+}
+
+#[tokio::test]
+async fn install_snapshot_replaces_state_and_keeps_newest() {
+    let leader_dir = tempfile::tempdir().unwrap();
+    let follower_dir = tempfile::tempdir().unwrap();
+    let (_l, mut leader) = open(leader_dir.path()).unwrap();
+    let (_f, mut follower) = open(follower_dir.path()).unwrap();
+
+    leader.apply([membership(1), normal(2, put("a", "1"))]).await.unwrap();
+    let old = leader.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    leader.apply([normal(3, put("b", "2"))]).await.unwrap();
+    let new = leader.get_snapshot_builder().await.build_snapshot().await.unwrap();
+
+    follower.apply([normal(1, put("stale", "x"))]).await.unwrap();
+    let reader = follower.reader();
+    follower
+        .install_snapshot(&new.meta, new.snapshot.clone())
+        .await
+        .unwrap();
+    assert_eq!(reader.applied_index(), 3);
+    assert_eq!(var(&reader, "stale"), None);
+    assert_eq!(var(&reader, "b").as_deref(), Some("2"));
+    assert_eq!(follower.applied_state().await.unwrap().0, Some(log_id(1, 1, 3)));
+
+    // A build that finishes after a newer install must not replace the stored snapshot.
+    let stored = follower
+        .persist_snapshot(&old.meta, old.snapshot.get_ref().clone())
+        .await
+        .unwrap();
+    assert!(!stored);
+    let current = follower.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta, new.meta);
+}
+
+#[tokio::test]
+async fn reader_waits_for_applied_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm) = open(dir.path()).unwrap();
+    let reader = sm.reader();
+    let mut rx = reader.subscribe();
+    assert_eq!(*rx.borrow_and_update(), 0);
+
+    let waiter = tokio::spawn({
+        let reader = reader.clone();
+        async move { reader.wait_applied(3).await }
+    });
+    sm.apply([blank(1), normal(2, put("a", "1"))]).await.unwrap();
+    assert!(rx.has_changed().unwrap());
+    assert_eq!(*rx.borrow_and_update(), 2);
+    assert!(!waiter.is_finished());
+    sm.apply([normal(3, put("b", "2"))]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("wait_applied resolves")
+        .unwrap();
+    // Already reached: returns at once.
+    reader.wait_applied(1).await;
+    assert_eq!(reader.applied_index(), 3);
+}
+
+#[test]
+fn second_open_of_same_dir_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = open(dir.path()).unwrap();
+    match open(dir.path()) {
+        Err(StoreError::Open { .. }) => {}
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("a second open of a locked database succeeded"),
+    }
+}
+
+/// A network for a one-node cluster, which never needs one.
+struct NoNetwork;
+
+fn unreachable<E: std::error::Error>() -> RPCError<NodeId, BasicNode, E> {
+    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(
+        "single-node test has no network",
+    )))
+}
+
+impl RaftNetworkFactory<TypeConfig> for NoNetwork {
+    type Network = NoNetwork;
+
+    async fn new_client(&mut self, _target: NodeId, _node: &BasicNode) -> NoNetwork {
+        NoNetwork
+    }
+}
+
+impl RaftNetwork<TypeConfig> for NoNetwork {
+    async fn append_entries(
+        &mut self,
+        _rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        Err(unreachable())
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        Err(unreachable())
+    }
+
+    async fn vote(
+        &mut self,
+        _rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        Err(unreachable())
+    }
+}
+
+async fn start(dir: &std::path::Path) -> (Raft, StateReader) {
+    let t0 = std::time::Instant::now();
+    let (log, sm) = loop {
+        match open(dir) {
+            Ok(halves) => break halves,
+            // The previous Raft's state machine worker drops its half just after `shutdown`.
+            Err(e) if e.is_already_open() && t0.elapsed() < Duration::from_secs(5) => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let reader = sm.reader();
+    let config = openraft::Config {
+        heartbeat_interval: 50,
+        election_timeout_min: 150,
+        election_timeout_max: 300,
+        ..Default::default()
+    };
+    let raft = Raft::new(1, Arc::new(config.validate().unwrap()), NoNetwork, log, sm)
+        .await
+        .unwrap();
+    (raft, reader)
+}
+
+async fn write(raft: &Raft, cmd: Command) -> (u64, Response) {
+    let resp = raft.client_write(cmd).await.unwrap();
+    (resp.log_id.index, resp.data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_raft_restarts_with_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let wait = Some(Duration::from_secs(10));
+    let last = {
+        let (raft, reader) = start(dir.path()).await;
+        raft.initialize(BTreeMap::from([(1, BasicNode::default())]))
+            .await
+            .unwrap();
+        raft.wait(wait).current_leader(1, "leader").await.unwrap();
+
+        let (i1, r1) = write(&raft, put("a", "1")).await;
+        assert_eq!(
+            r1,
+            Response::Var {
+                key: "a".into(),
+                modify_index: i1
+            }
+        );
+        write(&raft, put("b", "2")).await;
+        raft.trigger().snapshot().await.unwrap();
+        raft.wait(wait)
+            .snapshot(log_id(1, 1, i1 + 1), "snapshot")
+            .await
+            .unwrap();
+        let (last, _) = write(&raft, put("c", "3")).await;
+        reader.wait_applied(last).await;
+        raft.shutdown().await.unwrap();
+        last
+    };
+
+    let (raft, reader) = start(dir.path()).await;
+    tokio::time::timeout(Duration::from_secs(10), reader.wait_applied(last))
+        .await
+        .expect("state restored");
+    for (k, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        assert_eq!(var(&reader, k).as_deref(), Some(v), "{k}");
+    }
+    raft.wait(wait).current_leader(1, "leader again").await.unwrap();
+    let (_, r) = write(&raft, put("d", "4")).await;
+    assert!(matches!(r, Response::Var { .. }));
+    raft.shutdown().await.unwrap();
+}
+
+const KILL_DIR_ENV: &str = "TEPUI_STORE_KILL9_DIR";
+
+/// The writer half of `appended_logs_survive_kill_9`, run in a child process.
+#[tokio::test]
+#[ignore = "run by appended_logs_survive_kill_9 in a child process"]
+async fn kill9_child_writer() {
+    let Some(dir) = std::env::var_os(KILL_DIR_ENV) else {
+        return;
+    };
+    let (mut log, _sm) = open(std::path::Path::new(&dir)).unwrap();
+    for index in 0.. {
+        log.blocking_append([normal(index, put("k", &index.to_string()))])
+            .await
+            .unwrap();
+        // Reported only after the append returned, i.e. after the fsync.
+        println!("appended {index}");
+    }
+}
+
+#[test]
+fn appended_logs_survive_kill_9() {
+    use std::io::BufRead;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "tests::kill9_child_writer",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(KILL_DIR_ENV, dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut acked = None;
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        if let Some(i) = line.unwrap().strip_prefix("appended ") {
+            acked = Some(i.parse::<u64>().unwrap());
+            if acked >= Some(30) {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: no destructors, no clean close of the database
+    child.wait().unwrap();
+    let acked = acked.expect("the child appended logs");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (mut log, _sm) = open(dir.path()).unwrap();
+        let last = log.get_log_state().await.unwrap().last_log_id.expect("logs survive");
+        assert!(
+            last.index >= acked,
+            "acknowledged log {acked} lost, last is {}",
+            last.index
+        );
+        let entries = log.try_get_log_entries(..).await.unwrap();
+        assert_eq!(entries.len() as u64, last.index + 1, "no holes");
+    });
+}

@@ -1,0 +1,37 @@
+//! The cluster port's plumbing: mTLS listeners and channels for tonic, the node identity kept
+//! on disk, the join handshake, and a fault-injection filter for tests.
+//!
+//! It knows certificates and sockets, not Raft or the state model: servers and agents build
+//! their gRPC services on top of it.
+
+mod filter;
+mod identity;
+mod join;
+mod tls;
+
+pub use filter::{NetFilter, Verdict};
+pub use identity::{Identity, IdentityError};
+pub use join::{join, JoinError, JoinParams};
+pub use tls::{channel, incoming, PeerInfo, TlsConn};
+
+/// Turns a tonic status into one line a person can act on.
+pub fn status_message(status: &tonic::Status) -> String {
+    use std::error::Error as _;
+    let mut msg = status.message().to_string();
+    let mut source = status.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&text);
+        }
+        source = s.source();
+    }
+    if msg.is_empty() {
+        format!("{:?}", status.code())
+    } else {
+        msg
+    }
+}
