@@ -93,6 +93,7 @@ pub struct Agent {
     pub http_addr: SocketAddr,
     pub connection: watch::Receiver<Connection>,
     tasks: JoinSet<()>,
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl Agent {
@@ -189,7 +190,10 @@ impl Agent {
             name: identity.name.clone(),
             resources,
         }));
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let shutdown_http = shutdown.clone();
         tasks.spawn(async move {
+            let listener = tepui_transport::KillableListener::new(listener, shutdown_http);
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "agent http server stopped");
             }
@@ -200,6 +204,7 @@ impl Agent {
             http_addr,
             connection: conn_rx,
             tasks,
+            shutdown,
         })
     }
 
@@ -215,6 +220,7 @@ impl Agent {
     }
 
     pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
     }

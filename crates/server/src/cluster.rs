@@ -22,8 +22,13 @@ use tonic::{Request, Status, Streaming};
 use crate::node::{Inner, WriteError};
 use crate::now_ms;
 
-pub(crate) async fn serve(inner: Arc<Inner>, listener: TcpListener, tls: Arc<rustls::ServerConfig>) {
-    let incoming = tepui_transport::incoming(listener, tls);
+pub(crate) async fn serve(
+    inner: Arc<Inner>,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let incoming = tepui_transport::incoming(listener, tls, shutdown);
     let service = ClusterServer::new(ClusterService { inner })
         .max_decoding_message_size(512 << 20)
         .max_encoding_message_size(512 << 20);

@@ -179,6 +179,7 @@ pub enum StartedAs {
 pub struct Server {
     pub(crate) inner: Arc<Inner>,
     tasks: JoinSet<()>,
+    shutdown: tokio_util::sync::CancellationToken,
     pub started_as: StartedAs,
     pub cluster_addr: SocketAddr,
     pub http_addr: SocketAddr,
@@ -276,7 +277,7 @@ impl Server {
             }
         };
 
-        let (log_store, sm_store) = tepui_store::open(&raft_dir)?;
+        let (log_store, sm_store) = open_store(&raft_dir).await?;
         let reader = sm_store.reader();
         let raft_config = openraft::Config {
             cluster_name: identity.cluster_id.clone(),
@@ -321,12 +322,16 @@ impl Server {
         let mut tasks = JoinSet::new();
         let router = crate::http::router(inner.clone());
         let _ = inner.router.set(router.clone());
+        let shutdown = tokio_util::sync::CancellationToken::new();
         tasks.spawn(crate::cluster::serve(
             inner.clone(),
             cluster_listener,
             identity.server_tls()?,
+            shutdown.clone(),
         ));
+        let shutdown_http = shutdown.clone();
         tasks.spawn(async move {
+            let http_listener = tepui_transport::KillableListener::new(http_listener, shutdown_http);
             if let Err(e) = axum::serve(http_listener, router).await {
                 tracing::error!(error = %e, "http server stopped");
             }
@@ -361,6 +366,7 @@ impl Server {
         Ok(Server {
             inner,
             tasks,
+            shutdown,
             started_as,
             cluster_addr: cluster_local,
             http_addr: http_local,
@@ -399,6 +405,7 @@ impl Server {
 
     /// Stops Raft and every listener and loop. The data dir can be reopened afterwards.
     pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
         let _ = self.inner.raft.shutdown().await;
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
@@ -407,6 +414,22 @@ impl Server {
     /// Waits until the Raft core has stopped (it stops on a fatal storage error).
     pub async fn wait_stopped(&mut self) {
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Opens the Raft store. A server restarted in the same process may find the previous Raft's
+/// state-machine worker still holding the file for a moment after shutdown; wait for it.
+async fn open_store(
+    dir: &std::path::Path,
+) -> Result<(tepui_store::LogStore, tepui_store::StateMachineStore), ServerError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tepui_store::open(dir) {
+            Err(e) if e.is_already_open() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return Ok(other?),
+        }
     }
 }
 

@@ -7,11 +7,13 @@
 mod filter;
 mod identity;
 mod join;
+mod killable;
 mod tls;
 
 pub use filter::{NetFilter, Verdict};
 pub use identity::{Identity, IdentityError};
 pub use join::{join, JoinError, JoinParams};
+pub use killable::{Killable, KillableListener};
 pub use tls::{channel, incoming, PeerInfo, TlsConn};
 
 /// Turns a tonic status into one line a person can act on.

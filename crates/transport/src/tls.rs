@@ -10,8 +10,11 @@ use tepui_pki::NodeIdentity;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::Killable;
 
 /// Who is on the other end of an accepted connection, as tonic hands it to every request.
 #[derive(Clone, Debug)]
@@ -23,7 +26,7 @@ pub struct PeerInfo {
 
 /// An accepted, handshaken TLS connection.
 pub struct TlsConn {
-    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    stream: Killable<tokio_rustls::server::TlsStream<TcpStream>>,
     info: PeerInfo,
 }
 
@@ -72,6 +75,7 @@ impl AsyncWrite for TlsConn {
 pub fn incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
+    shutdown: CancellationToken,
 ) -> ReceiverStream<Result<TlsConn, io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -79,6 +83,7 @@ pub fn incoming(
         loop {
             let accepted = tokio::select! {
                 _ = tx.closed() => break,
+                _ = shutdown.cancelled() => break,
                 a = listener.accept() => a,
             };
             let (tcp, remote) = match accepted {
@@ -92,6 +97,7 @@ pub fn incoming(
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let shutdown = shutdown.clone();
             tokio::spawn(async move {
                 let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,
@@ -112,7 +118,7 @@ pub fn incoming(
                     .and_then(|leaf| tepui_pki::identity_from_der(leaf.as_ref()).ok());
                 let _ = tx
                     .send(Ok(TlsConn {
-                        stream,
+                        stream: Killable::new(stream, &shutdown),
                         info: PeerInfo { identity, remote },
                     }))
                     .await;
