@@ -26,6 +26,7 @@ pub enum Mode {
     Join {
         addr: String,
         token: String,
+        agent_timeout_secs: f64,
     },
 }
 
@@ -102,8 +103,18 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
             };
             (false, true, FirstStart::Refuse, start, 15.0)
         }
-        Mode::Join { addr, token } => match token_role(&token)? {
-            Role::Server => (true, false, FirstStart::Join { addr, token }, AgentStart::Refuse, 15.0),
+        Mode::Join {
+            addr,
+            token,
+            agent_timeout_secs,
+        } => match token_role(&token)? {
+            Role::Server => (
+                true,
+                false,
+                FirstStart::Join { addr, token },
+                AgentStart::Refuse,
+                agent_timeout_secs,
+            ),
             Role::Agent => (false, true, FirstStart::Refuse, AgentStart::Join { addr, token }, 15.0),
         },
     };

@@ -131,6 +131,9 @@ struct JoinArgs {
     addr: String,
     #[arg(long, env = "TEPUI_TOKEN")]
     token: String,
+    /// With a server token: seconds without heartbeats before an agent is marked lost.
+    #[arg(long, default_value_t = 15.0)]
+    agent_timeout_secs: f64,
     #[command(flatten)]
     daemon: DaemonArgs,
 }
@@ -336,6 +339,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             daemon::Mode::Join {
                 addr: daemon::default_cluster_port(&j.addr),
                 token: j.token,
+                agent_timeout_secs: j.agent_timeout_secs,
             },
             j.daemon,
         ),

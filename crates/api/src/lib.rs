@@ -156,6 +156,17 @@ pub enum ClientError {
     Decode { addr: String, detail: String },
 }
 
+/// `no_leader` is answered before anything ran; `leader_unreachable` may follow a write the old
+/// leader committed, so only idempotent requests go again.
+fn retryable(code: &str, req: &reqwest::RequestBuilder) -> bool {
+    let idempotent = req
+        .try_clone()
+        .and_then(|r| r.build().ok())
+        .map(|r| r.method() != reqwest::Method::POST)
+        .unwrap_or(false);
+    code == "no_leader" || (code == "leader_unreachable" && idempotent)
+}
+
 /// A client of one server's HTTP API. Any server answers every call.
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -192,23 +203,39 @@ impl Client {
         })
     }
 
+    /// Sends a request; while the cluster elects a leader (503 `no_leader`), tries again for a
+    /// while. A request the old leader may have executed is retried only when it is idempotent.
     async fn send_raw(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, ClientError> {
-        let resp = req.send().await.map_err(|source| ClientError::Connect {
-            addr: self.base.clone(),
-            source,
-        })?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let mut pause = Duration::from_millis(100);
+        loop {
+            // A streamed body cannot be sent twice; it gets one try.
+            let Some(this_try) = req.try_clone() else {
+                return self.send_once(req).await;
+            };
+            let result = self.send_once(this_try).await;
+            match &result {
+                Err(ClientError::Api { status: 503, code, .. })
+                    if tokio::time::Instant::now() < deadline && retryable(code, &req) =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                _ => return result,
+            }
+        }
+    }
+
+    async fn send_once(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, ClientError> {
+        let resp = req.send().await.map_err(|source| ClientError::Connect { addr: self.base.clone(), source })?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Decode {
-            addr: self.base.clone(),
-            detail: e.to_string(),
-        })?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Decode { addr: self.base.clone(), detail: e.to_string() })?;
         if status >= 400 {
             return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(e) => ClientError::Api {
-                    status,
-                    code: e.code,
-                    message: e.message,
-                },
+                Ok(e) => ClientError::Api { status, code: e.code, message: e.message },
                 Err(_) => ClientError::Api {
                     status,
                     code: "http_error".into(),

@@ -279,7 +279,7 @@ async fn forward_to_leader(State(inner): Shared, req: Request, next: Next) -> Re
         }
         Err(status) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "no_leader",
+            "leader_unreachable",
             format!(
                 "the leader did not answer: {}; retry in a moment",
                 tepui_transport::status_message(&status)

@@ -1,0 +1,418 @@
+//! writebench: committed writes per second and commit latency of a replicated store.
+//!
+//! A benchmark, not a test. It drives one HTTP endpoint (the leader's, so the numbers compare
+//! consensus and not request forwarding) with N concurrent workers, each a sequential loop of
+//! writes over its own keep-alive connection, and reports what the server acknowledged:
+//!
+//! - `tepui`: `PUT http://ADDR/v1/vars/bench/<n>` with `{"value": "..."}`, answered after the
+//!   Raft commit;
+//! - `etcd`: `POST http://ADDR/v3/kv/put` with `{"key": base64, "value": base64}` on etcd's v3
+//!   JSON gateway, answered after the Raft commit and apply.
+//!
+//! Only 2xx answers count as writes. A warm-up runs first and is not measured; then writes
+//! that complete inside the measured window (a duration, or until a count is reached) count.
+//! It prints one JSON line, then one readable line.
+//!
+//! `writebench leader --target KIND --addrs A,B,C` prints the HTTP address of the current leader,
+//! waiting for one to be elected.
+//!
+//! Usage:
+//!   writebench run --target tepui --addr 127.0.20.1:5050 --concurrency 64 --duration 20 --value-size 64
+//!   writebench leader --target etcd --addrs 127.0.21.1:2379,127.0.21.2:2379,127.0.21.3:2379
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(name = "writebench", about = "Committed writes/s and commit latency of tepui or etcd")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum Target {
+    Tepui,
+    Etcd,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Tepui => "tepui",
+            Target::Etcd => "etcd",
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the load and report.
+    Run(RunArgs),
+    /// Print the leader's HTTP address (HOST:PORT), waiting for one.
+    Leader {
+        #[arg(long, value_enum)]
+        target: Target,
+        /// HTTP addresses of all members, comma separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        addrs: Vec<String>,
+        /// Seconds to wait for a leader.
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[arg(long, value_enum)]
+    target: Target,
+    /// The leader's HTTP address, HOST:PORT.
+    #[arg(long)]
+    addr: String,
+    /// Concurrent clients, each with its own keep-alive connection and one write in flight.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds of measured load (ignored when --count is given).
+    #[arg(long, default_value_t = 20.0)]
+    duration: f64,
+    /// Measure this many successful writes instead of a duration.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Seconds of unmeasured load first.
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 64)]
+    value_size: usize,
+    /// Key space: write bench/<n % keys>; 0 makes every key new (bench/0, bench/1, ...).
+    #[arg(long, default_value_t = 0)]
+    keys: u64,
+    /// Seconds one request may take before it counts as an error.
+    #[arg(long, default_value_t = 10.0)]
+    request_timeout: f64,
+    /// Hard limit on the whole run, in seconds, whatever else is asked.
+    #[arg(long, default_value_t = 300.0)]
+    max_seconds: f64,
+}
+
+/// What one worker saw during the measured window.
+#[derive(Default)]
+struct WorkerResult {
+    /// Latencies of successful writes, in microseconds.
+    latencies_us: Vec<u32>,
+    http_errors: u64,
+    transport_errors: u64,
+    first_error: Option<String>,
+}
+
+struct Plan {
+    target: Target,
+    base: String,
+    value: String,
+    value_b64: String,
+    keys: u64,
+    measure_from: Instant,
+    /// Measuring stops here (duration mode) or at the hard limit (count mode).
+    stop_at: Instant,
+    /// Count mode: successful measured writes still wanted.
+    remaining: Option<AtomicU64>,
+    seq: AtomicU64,
+    /// Writes acknowledged after the window, by requests already in flight: not counted.
+    late: AtomicU64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.cmd {
+        Cmd::Run(args) => rt.block_on(run(args)),
+        Cmd::Leader { target, addrs, timeout } => {
+            let leader = rt.block_on(find_leader(target, &addrs, Duration::from_secs_f64(timeout)))?;
+            println!("{leader}");
+            Ok(())
+        }
+    }
+}
+
+fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .pool_idle_timeout(None)
+        .tcp_nodelay(true)
+        .timeout(timeout)
+        .build()?)
+}
+
+async fn find_leader(target: Target, addrs: &[String], timeout: Duration) -> anyhow::Result<String> {
+    let http = client(Duration::from_secs(2))?;
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no answer yet");
+    loop {
+        match leader_once(&http, target, addrs).await {
+            Ok(Some(addr)) => return Ok(addr),
+            Ok(None) => last = "no leader elected".into(),
+            Err(e) => last = format!("{e:#}"),
+        }
+        if Instant::now() >= deadline {
+            bail!("no {} leader among {} after {:?}: {last}", target.name(), addrs.join(","), timeout);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn leader_once(http: &reqwest::Client, target: Target, addrs: &[String]) -> anyhow::Result<Option<String>> {
+    match target {
+        Target::Tepui => {
+            // Any server answers /v1/status with the leader's HTTP address.
+            let mut last_err = None;
+            for a in addrs {
+                match http.get(format!("http://{a}/v1/status")).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let v: Value = r.json().await?;
+                        let addr = v["leader"]["http_addr"].as_str().unwrap_or("");
+                        return Ok((!addr.is_empty()).then(|| addr.to_string()));
+                    }
+                    Ok(r) => last_err = Some(anyhow::anyhow!("{a}: HTTP {}", r.status())),
+                    Err(e) => last_err = Some(anyhow::anyhow!("{a}: {e}")),
+                }
+            }
+            Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no address given")))
+        }
+        Target::Etcd => {
+            // Each member tells its own id and the leader's; the leader is the one where they match.
+            let mut answered = 0;
+            for a in addrs {
+                let Ok(r) = http.post(format!("http://{a}/v3/maintenance/status")).json(&json!({})).send().await
+                else {
+                    continue;
+                };
+                if !r.status().is_success() {
+                    continue;
+                }
+                answered += 1;
+                let v: Value = r.json().await?;
+                let me = id_string(&v["header"]["member_id"]);
+                let leader = id_string(&v["leader"]);
+                if !me.is_empty() && me == leader {
+                    return Ok(Some(a.clone()));
+                }
+            }
+            if answered == 0 {
+                bail!("no etcd member answered");
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// etcd's gateway writes uint64 ids as JSON strings; accept numbers too.
+fn id_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    if args.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    let value: String = (0..args.value_size)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let value_b64 = B64.encode(value.as_bytes());
+    let started = Instant::now();
+    let measure_from = started + Duration::from_secs_f64(args.warmup);
+    let hard_stop = started + Duration::from_secs_f64(args.max_seconds);
+    let stop_at = match args.count {
+        Some(_) => hard_stop,
+        None => (measure_from + Duration::from_secs_f64(args.duration)).min(hard_stop),
+    };
+    let plan = Arc::new(Plan {
+        target: args.target,
+        base: format!("http://{}", args.addr),
+        value,
+        value_b64,
+        keys: args.keys,
+        measure_from,
+        stop_at,
+        remaining: args.count.map(AtomicU64::new),
+        seq: AtomicU64::new(0),
+        late: AtomicU64::new(0),
+    });
+
+    let timeout = Duration::from_secs_f64(args.request_timeout);
+    let mut workers = Vec::with_capacity(args.concurrency);
+    for _ in 0..args.concurrency {
+        let http = client(timeout)?;
+        let plan = plan.clone();
+        workers.push(tokio::spawn(worker(http, plan)));
+    }
+    let mut results = Vec::with_capacity(workers.len());
+    for w in workers {
+        results.push(w.await.context("a worker panicked")?);
+    }
+    // The measured window ends when the last counted write completed (count mode) or at stop_at.
+    let window_end = match args.count {
+        Some(_) => Instant::now().min(hard_stop),
+        None => stop_at,
+    };
+    let window = window_end.saturating_duration_since(measure_from).as_secs_f64();
+
+    let mut lat: Vec<u32> = Vec::new();
+    let (mut http_errors, mut transport_errors, mut first_error) = (0, 0, None);
+    for r in results {
+        lat.extend(r.latencies_us);
+        http_errors += r.http_errors;
+        transport_errors += r.transport_errors;
+        if first_error.is_none() {
+            first_error = r.first_error;
+        }
+    }
+    lat.sort_unstable();
+    let writes = lat.len() as u64;
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        let i = ((p / 100.0) * lat.len() as f64).ceil() as usize;
+        lat[i.clamp(1, lat.len()) - 1] as f64 / 1000.0
+    };
+    let mean = if lat.is_empty() {
+        0.0
+    } else {
+        lat.iter().map(|&v| v as f64).sum::<f64>() / lat.len() as f64 / 1000.0
+    };
+    let wps = if window > 0.0 { writes as f64 / window } else { 0.0 };
+    let errors = http_errors + transport_errors;
+    let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    let report = json!({
+        "target": args.target.name(),
+        "addr": args.addr,
+        "concurrency": args.concurrency,
+        "value_size": args.value_size,
+        "warmup_s": args.warmup,
+        "window_s": r3(window),
+        "writes": writes,
+        "writes_per_s": r3(wps),
+        "p50_ms": r3(pct(50.0)),
+        "p90_ms": r3(pct(90.0)),
+        "p99_ms": r3(pct(99.0)),
+        "p999_ms": r3(pct(99.9)),
+        "max_ms": r3(lat.last().map_or(0.0, |&v| v as f64 / 1000.0)),
+        "mean_ms": r3(mean),
+        "errors": errors,
+        "http_errors": http_errors,
+        "transport_errors": transport_errors,
+        "late_writes": plan.late.load(Ordering::Relaxed),
+        "first_error": first_error,
+    });
+    println!("{report}");
+    println!(
+        "{}: {:.0} writes/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, {} writes in {:.1} s, {} errors ({} clients, {} B values)",
+        args.target.name(),
+        wps,
+        pct(50.0),
+        pct(99.0),
+        lat.last().map_or(0.0, |&v| v as f64 / 1000.0),
+        writes,
+        window,
+        errors,
+        args.concurrency,
+        args.value_size
+    );
+    if writes == 0 {
+        bail!("no write succeeded: {}", report["first_error"]);
+    }
+    Ok(())
+}
+
+async fn worker(http: reqwest::Client, plan: Arc<Plan>) -> WorkerResult {
+    let mut out = WorkerResult::default();
+    loop {
+        let now = Instant::now();
+        if now >= plan.stop_at {
+            break;
+        }
+        if let Some(rem) = &plan.remaining {
+            if now >= plan.measure_from && rem.load(Ordering::Relaxed) == 0 {
+                break;
+            }
+        }
+        let n = plan.seq.fetch_add(1, Ordering::Relaxed);
+        let n = if plan.keys > 0 { n % plan.keys } else { n };
+        let req = match plan.target {
+            Target::Tepui => http
+                .put(format!("{}/v1/vars/bench/{n}", plan.base))
+                .json(&json!({ "value": plan.value })),
+            Target::Etcd => http.post(format!("{}/v3/kv/put", plan.base)).json(&json!({
+                "key": B64.encode(format!("bench/{n}")),
+                "value": plan.value_b64,
+            })),
+        };
+        let sent = Instant::now();
+        let outcome = match req.send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                // Read the whole body so the connection is reused.
+                let body = resp.bytes().await;
+                match body {
+                    Ok(_) if status.is_success() => Ok(()),
+                    Ok(b) => Err((true, format!("HTTP {status}: {}", String::from_utf8_lossy(&b[..b.len().min(300)])))),
+                    Err(e) => Err((false, format!("reading the answer: {e}"))),
+                }
+            }
+            Err(e) => Err((false, format!("{e:#}"))),
+        };
+        let done = Instant::now();
+        // Only requests sent inside the window and answered by its end are measured.
+        let in_window = sent >= plan.measure_from && done <= plan.stop_at;
+        match outcome {
+            Ok(()) if in_window => {
+                if let Some(rem) = &plan.remaining {
+                    // Count mode: take one ticket; past zero, the write is extra and not counted.
+                    if rem
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1))
+                        .is_err()
+                    {
+                        continue;
+                    }
+                }
+                let us = done.duration_since(sent).as_micros().min(u32::MAX as u128) as u32;
+                out.latencies_us.push(us);
+            }
+            Ok(()) => {
+                if sent >= plan.measure_from {
+                    plan.late.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err((is_http, msg)) => {
+                if sent >= plan.measure_from {
+                    if is_http {
+                        out.http_errors += 1;
+                    } else {
+                        out.transport_errors += 1;
+                    }
+                    if out.first_error.is_none() {
+                        out.first_error = Some(msg);
+                    }
+                } else if is_http {
+                    // Errors in the warm-up do not count, but do not spin on them either.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                if !is_http {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+    out
+}
