@@ -32,12 +32,13 @@ pub enum Mode {
 
 /// `HOST` means `HOST:5052`, the default cluster port.
 pub fn default_cluster_port(addr: &str) -> String {
-    if addr.parse::<SocketAddr>().is_ok()
-        || (addr.contains(':') && !addr.starts_with('[') && addr.matches(':').count() == 1)
-    {
+    let has_port = addr.parse::<SocketAddr>().is_ok()
+        || (addr.starts_with('[') && addr.contains("]:"))
+        || (!addr.starts_with('[') && addr.matches(':').count() == 1);
+    if has_port {
         addr.to_string()
-    } else if addr.starts_with('[') && addr.contains("]:") {
-        addr.to_string()
+    } else if let Ok(std::net::IpAddr::V6(v6)) = addr.parse() {
+        format!("[{v6}]:5052")
     } else {
         format!("{addr}:5052")
     }
@@ -205,5 +206,20 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_cluster_port;
+
+    #[test]
+    fn cluster_port_defaults_to_5052() {
+        assert_eq!(default_cluster_port("10.0.0.1"), "10.0.0.1:5052");
+        assert_eq!(default_cluster_port("10.0.0.1:6000"), "10.0.0.1:6000");
+        assert_eq!(default_cluster_port("node-a"), "node-a:5052");
+        assert_eq!(default_cluster_port("node-a:7"), "node-a:7");
+        assert_eq!(default_cluster_port("::1"), "[::1]:5052");
+        assert_eq!(default_cluster_port("[::1]:9"), "[::1]:9");
     }
 }

@@ -45,7 +45,7 @@ fn memory_mb() -> u64 {
 
 fn disk_mb(dir: &Path) -> u64 {
     nix::sys::statvfs::statvfs(dir)
-        .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64 / (1024 * 1024))
+        .map(|s| s.blocks_available() * s.fragment_size() / (1024 * 1024))
         .unwrap_or(0)
 }
 

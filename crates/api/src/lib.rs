@@ -227,15 +227,22 @@ impl Client {
     }
 
     async fn send_once(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, ClientError> {
-        let resp = req.send().await.map_err(|source| ClientError::Connect { addr: self.base.clone(), source })?;
+        let resp = req.send().await.map_err(|source| ClientError::Connect {
+            addr: self.base.clone(),
+            source,
+        })?;
         let status = resp.status().as_u16();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Decode { addr: self.base.clone(), detail: e.to_string() })?;
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Decode {
+            addr: self.base.clone(),
+            detail: e.to_string(),
+        })?;
         if status >= 400 {
             return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(e) => ClientError::Api { status, code: e.code, message: e.message },
+                Ok(e) => ClientError::Api {
+                    status,
+                    code: e.code,
+                    message: e.message,
+                },
                 Err(_) => ClientError::Api {
                     status,
                     code: "http_error".into(),
