@@ -22,7 +22,7 @@ enum Command {
     /// Server and agent in one process, on one node: a cluster on a laptop.
     Dev(DaemonArgs),
     /// A control-plane node: a Raft voter, the API and the schedulers.
-    Server(ServerArgs),
+    Server(ServerCmd),
     /// A worker node that runs tasks.
     Agent(AgentArgs),
     /// Join a cluster as a server or an agent, by the token's kind.
@@ -93,6 +93,22 @@ struct AgentResourceArgs {
     /// Seconds an agent waits between heartbeats.
     #[arg(long, default_value_t = 2.0)]
     heartbeat_secs: f64,
+}
+
+/// `tepui server` runs the daemon; `tepui server members` lists the Raft peers.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct ServerCmd {
+    #[command(subcommand)]
+    sub: Option<ServerSub>,
+    #[command(flatten)]
+    daemon: ServerArgs,
+}
+
+#[derive(Subcommand)]
+enum ServerSub {
+    /// List the servers of the Raft membership.
+    Members(ClientArgs),
 }
 
 #[derive(Args, Clone)]
@@ -252,14 +268,6 @@ enum RaftCmd {
     },
 }
 
-/// `server members` reads better than `operator raft list-peers`; both exist.
-#[derive(Parser)]
-#[command(name = "tepui server members")]
-struct MembersCli {
-    #[command(flatten)]
-    c: ClientArgs,
-}
-
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     let (lo, hi) = s
         .split_once('-')
@@ -281,16 +289,7 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 }
 
 fn main() {
-    // `tepui server members` shares its first word with the daemon; pick it out before clap.
-    let args: Vec<String> = std::env::args().collect();
-    let outcome =
-        if args.get(1).map(String::as_str) == Some("server") && args.get(2).map(String::as_str) == Some("members") {
-            let rest = std::iter::once("tepui server members".to_string()).chain(args[3..].iter().cloned());
-            let m = MembersCli::parse_from(rest);
-            run_client(client::Verb::Members, m.c)
-        } else {
-            run(Cli::parse())
-        };
+    let outcome = run(Cli::parse());
     if let Err(e) = outcome {
         let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
         let mut line = String::new();
@@ -319,7 +318,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     use client::Verb;
     match cli.command {
         Command::Dev(d) => daemon::run(daemon::Mode::Dev, d),
-        Command::Server(s) => {
+        Command::Server(ServerCmd {
+            sub: Some(ServerSub::Members(c)),
+            ..
+        }) => run_client(Verb::Members, c),
+        Command::Server(ServerCmd { daemon: s, .. }) => {
             let mode = daemon::Mode::Server {
                 bootstrap: s.bootstrap,
                 join: s

@@ -150,10 +150,19 @@ pub struct RestoreResult {
 pub enum ClientError {
     #[error("{message} ({code}, HTTP {status})")]
     Api { status: u16, code: String, message: String },
-    #[error("cannot reach {addr}: {source}; is a tepui server running there? (set --addr or TEPUI_ADDR)")]
-    Connect { addr: String, source: reqwest::Error },
+    #[error("cannot reach {addr}: {detail}; is a tepui server running there? (set --addr or TEPUI_ADDR)")]
+    Connect { addr: String, detail: String },
     #[error("unexpected answer from {addr}: {detail}")]
     Decode { addr: String, detail: String },
+}
+
+/// The innermost error says what happened ("connection refused"); the outer ones only add the URL.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
 }
 
 /// `no_leader` is answered before anything ran; `leader_unreachable` may follow a write the old
@@ -227,9 +236,9 @@ impl Client {
     }
 
     async fn send_once(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, ClientError> {
-        let resp = req.send().await.map_err(|source| ClientError::Connect {
+        let resp = req.send().await.map_err(|e| ClientError::Connect {
             addr: self.base.clone(),
-            source,
+            detail: root_cause(&e),
         })?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|e| ClientError::Decode {
