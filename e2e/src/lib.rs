@@ -1,1 +1,422 @@
-//! e2e
+//! Support for end-to-end tests that drive the real `tepui` binary as separate processes.
+//!
+//! A test gets a [`Sandbox`] (a temp dir for data dirs, logs and files), spawns daemons in it
+//! as [`Daemon`]s (stdout and stderr go to files; the process is killed when the value drops),
+//! runs client commands with [`tepui`], and waits on conditions with [`wait_for`], which has a
+//! deadline and never sleeps for a fixed time to let something happen.
+//!
+//! This crate knows nothing of tepui's internals: only its command line, the files it writes and
+//! the JSON of its API. Every test binds its own loopback addresses (127.0.N.x, N per test), so
+//! tests run in parallel and never meet a developer's `tepui dev` on 127.0.0.1.
+
+use std::ffi::OsString;
+use std::fmt::Display;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+/// How long a client command may run before the test gives up on it.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often [`wait_for`] looks again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Environment variables the binary reads that must not leak in from a developer's shell.
+const SCRUBBED_ENV: &[&str] = &["TEPUI_ADDR", "TEPUI_TOKEN", "TEPUI_DATA_DIR"];
+
+/// The `tepui` binary: `$TEPUI_BIN`, else `debug/tepui` under `$CARGO_TARGET_DIR`, else
+/// `<workspace>/target/debug/tepui`. Panics with what to do when it is missing.
+pub fn tepui_bin() -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e lives inside the workspace")
+        .to_path_buf();
+    let path = if let Some(bin) = std::env::var_os("TEPUI_BIN") {
+        PathBuf::from(bin)
+    } else {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .or_else(|| option_env!("CARGO_TARGET_DIR").map(PathBuf::from))
+            .map(|t| if t.is_relative() { workspace.join(t) } else { t })
+            .unwrap_or_else(|| workspace.join("target"));
+        target.join("debug").join("tepui")
+    };
+    if !path.is_file() {
+        panic!(
+            "no tepui binary at {}: build it first: cargo build -p tepui (or set TEPUI_BIN)",
+            path.display()
+        );
+    }
+    path
+}
+
+fn command(args: &[OsString]) -> Command {
+    let mut cmd = Command::new(tepui_bin());
+    cmd.args(args).stdin(Stdio::null());
+    for var in SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn os_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<OsString> {
+    args.iter().map(|a| a.as_ref().to_os_string()).collect()
+}
+
+/// Waits until `check` returns `Ok`, looking again every 100 ms, and returns its value.
+/// Panics after `timeout` with `what` and the last reason `check` gave.
+pub fn wait_for<T, E: Display>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<T, E>) -> T {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    loop {
+        let reason = match check() {
+            Ok(v) => return v,
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}; last: {reason}");
+        }
+        std::thread::sleep(POLL.min(deadline.saturating_duration_since(Instant::now())));
+    }
+}
+
+/// What a finished client command left behind.
+#[derive(Clone, Debug)]
+pub struct Output {
+    /// The exit code; -1 if a signal ended the process.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// The command line, for messages.
+    pub command: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+
+    /// Panics with the whole output unless the command exited 0.
+    pub fn ok(self) -> Output {
+        assert!(self.success(), "`{}` failed:\n{self}", self.command);
+        self
+    }
+
+    /// Stdout parsed as JSON (for `-o json`); panics with the output if it does not parse.
+    pub fn json<T: DeserializeOwned>(&self) -> T {
+        match serde_json::from_str(&self.stdout) {
+            Ok(v) => v,
+            Err(e) => panic!("`{}` did not print the expected JSON: {e}\n{self}", self.command),
+        }
+    }
+
+    /// Like [`Output::json`], but an error for [`wait_for`] instead of a panic, and a failed
+    /// command is an error too.
+    pub fn try_json<T: DeserializeOwned>(&self) -> Result<T, String> {
+        if !self.success() {
+            return Err(format!(
+                "`{}` exited {}: {}",
+                self.command,
+                self.code,
+                self.stderr.trim()
+            ));
+        }
+        serde_json::from_str(&self.stdout).map_err(|e| format!("`{}` printed bad JSON: {e}", self.command))
+    }
+
+    /// The non-empty lines of stderr.
+    pub fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr.lines().filter(|l| !l.trim().is_empty()).collect()
+    }
+}
+
+impl Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit code {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code,
+            self.stdout.trim_end(),
+            self.stderr.trim_end()
+        )
+    }
+}
+
+/// Runs `tepui ARGS...` to the end (at most [`COMMAND_TIMEOUT`]) and returns what it printed.
+pub fn tepui<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    tepui_with_timeout(args, COMMAND_TIMEOUT)
+}
+
+/// [`tepui`] with a deadline of its own; panics if the command runs past it.
+pub fn tepui_with_timeout<S: AsRef<std::ffi::OsStr>>(args: &[S], timeout: Duration) -> Output {
+    let args = os_args(args);
+    let line = format!(
+        "tepui {}",
+        args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+    );
+    let mut child = command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {line}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout is piped")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr is piped")));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("`{line}` did not finish within {timeout:?}");
+            }
+            Err(e) => panic!("cannot wait for `{line}`: {e}"),
+        }
+    };
+    Output {
+        code: status.code().unwrap_or(-1),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        command: line,
+    }
+}
+
+/// A temp dir for one test: data dirs, daemon logs, files. Kept (and its path printed) when
+/// the test fails, so the logs can be read.
+pub struct Sandbox {
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Sandbox {
+    /// `label` names the dir, to tell the sandboxes of parallel tests apart.
+    pub fn new(label: &str) -> Sandbox {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("tepui-e2e-{label}-"))
+            .tempdir()
+            .expect("a temp dir can be created");
+        Sandbox { dir: Some(dir) }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().expect("the dir lives as long as the sandbox").path()
+    }
+
+    /// A path inside the sandbox (not created).
+    pub fn join(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.path().join(rel)
+    }
+
+    /// Starts `tepui ARGS...` as a long-running process named `name`, logging to
+    /// `<sandbox>/<name>.stdout` and `.stderr`. Returns at once; see [`Daemon::wait_ready`].
+    pub fn spawn<S: AsRef<std::ffi::OsStr>>(&self, name: &str, args: &[S]) -> Daemon {
+        let mut d = Daemon {
+            name: name.to_string(),
+            stdout_path: self.join(format!("{name}.stdout")),
+            stderr_path: self.join(format!("{name}.stderr")),
+            args: vec![],
+            child: None,
+            stdout_from: 0,
+        };
+        d.start(args);
+        d
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(dir) = self.dir.take() {
+                let path = dir.keep();
+                eprintln!("e2e: kept {} for the logs", path.display());
+            }
+        }
+    }
+}
+
+/// A `tepui` daemon process. Dropping it kills the process (SIGKILL).
+pub struct Daemon {
+    name: String,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+    args: Vec<OsString>,
+    child: Option<Child>,
+    /// Where this run's output starts in the stdout file: restarts append.
+    stdout_from: u64,
+}
+
+impl Daemon {
+    fn start<S: AsRef<std::ffi::OsStr>>(&mut self, args: &[S]) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        self.args = os_args(args);
+        let open = |p: &Path| {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .unwrap_or_else(|e| panic!("cannot open {}: {e}", p.display()))
+        };
+        let stdout = open(&self.stdout_path);
+        let stderr = open(&self.stderr_path);
+        self.stdout_from = stdout.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut cmd = command(&self.args);
+        // Plain logs: they are read in files, not on a terminal.
+        cmd.env("NO_COLOR", "1").stdout(stdout).stderr(stderr);
+        die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.name));
+        self.child = Some(child);
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The exit status if the process has ended, `None` while it runs (or after a kill).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.is_some() && self.exited().is_none()
+    }
+
+    /// SIGKILL, like a power cut, and reap the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again on the same logs, with new arguments (a restart usually drops
+    /// `--token` or `--bootstrap`).
+    pub fn restart<S: AsRef<std::ffi::OsStr>>(&mut self, args: &[S]) {
+        self.kill();
+        self.start(args);
+    }
+
+    /// This run's stdout so far.
+    pub fn stdout(&self) -> String {
+        read_from(&self.stdout_path, self.stdout_from)
+    }
+
+    /// Everything the process wrote to stderr, over all its runs.
+    pub fn stderr(&self) -> String {
+        read_from(&self.stderr_path, 0)
+    }
+
+    /// The last `n` lines of stderr.
+    pub fn stderr_tail(&self, n: usize) -> String {
+        let all = self.stderr();
+        let lines: Vec<&str> = all.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Waits until this run printed its `ready in N ms` line. Panics if the process exits first,
+    /// with its stderr.
+    pub fn wait_ready(&mut self, timeout: Duration) -> &mut Daemon {
+        let what = format!("{} to print `ready in`", self.name);
+        wait_for(&what, timeout, || {
+            if let Some(status) = self.exited() {
+                panic!(
+                    "{} exited ({status}) before it was ready\n--- stdout\n{}\n--- stderr\n{}",
+                    self.name,
+                    self.stdout(),
+                    self.stderr_tail(40)
+                );
+            }
+            if self.stdout().lines().any(|l| l.starts_with("ready in ")) {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
+        });
+        self
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let crashed = self.exited();
+        self.kill();
+        if std::thread::panicking() {
+            let state = match crashed {
+                Some(status) => format!("had exited ({status})"),
+                None => "was running".to_string(),
+            };
+            eprintln!(
+                "e2e: daemon {} {state}; args: {:?}; last stderr lines:\n{}\n",
+                self.name,
+                self.args,
+                self.stderr_tail(25)
+            );
+        }
+    }
+}
+
+fn read_from(path: &Path, offset: u64) -> String {
+    let mut buf = Vec::new();
+    if let Ok(mut f) = File::open(path) {
+        if f.seek(SeekFrom::Start(offset)).is_ok() {
+            let _ = f.read_to_end(&mut buf);
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// On Linux, the daemon gets SIGKILL when the test thread that started it goes away, so an
+/// aborted test run leaves no process holding its addresses.
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+    // async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut Command) {}
+
+/// `IP:5050`, the HTTP API of a node bound to `ip`.
+pub fn http_addr(ip: &str) -> String {
+    format!("{ip}:5050")
+}
+
+/// `IP:5052`, the cluster port of a server bound to `ip`.
+pub fn cluster_addr(ip: &str) -> String {
+    format!("{ip}:5052")
+}
+
+/// A join token a bootstrapped server wrote under its data dir (`server-token`, `agent-token`).
+pub fn read_token(data_dir: &Path, role: &str) -> String {
+    let path = data_dir.join(format!("{role}-token"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}

@@ -91,7 +91,7 @@ struct AgentResourceArgs {
     #[arg(long = "attr", value_parser = parse_key_value)]
     attrs: Vec<(String, String)>,
     /// Seconds an agent waits between heartbeats.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = parse_secs)]
     heartbeat_secs: f64,
 }
 
@@ -125,7 +125,7 @@ struct ServerArgs {
     #[arg(long, env = "TEPUI_TOKEN")]
     token: Option<String>,
     /// Seconds without heartbeats before an agent is marked lost.
-    #[arg(long, default_value_t = 15.0)]
+    #[arg(long, default_value_t = 15.0, value_parser = parse_secs)]
     agent_timeout_secs: f64,
 }
 
@@ -148,7 +148,7 @@ struct JoinArgs {
     #[arg(long, env = "TEPUI_TOKEN")]
     token: String,
     /// With a server token: seconds without heartbeats before an agent is marked lost.
-    #[arg(long, default_value_t = 15.0)]
+    #[arg(long, default_value_t = 15.0, value_parser = parse_secs)]
     agent_timeout_secs: f64,
     #[command(flatten)]
     daemon: DaemonArgs,
@@ -266,6 +266,14 @@ enum RaftCmd {
         #[command(flatten)]
         c: ClientArgs,
     },
+}
+
+/// A number of seconds a `Duration` can hold: positive, finite, at most a day.
+fn parse_secs(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(secs),
+        _ => Err(format!("{s:?} is not a number of seconds between 0 and 86400")),
+    }
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {

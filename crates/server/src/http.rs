@@ -29,6 +29,8 @@ use crate::{now_ms, VERSION};
 /// JSON bodies are small; a snapshot upload may be large.
 const JSON_LIMIT: usize = 1 << 20;
 const SNAPSHOT_LIMIT: usize = 512 << 20;
+/// How much of an oversized JSON body is read and thrown away before the 413 goes out.
+const DRAIN_LIMIT: usize = 64 << 20;
 const FORWARDED: &str = "x-tepui-forwarded";
 
 type Shared = State<Arc<Inner>>;
@@ -131,22 +133,58 @@ pub(crate) struct JsonBody<T>(T);
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        let bytes = read_body(req, JSON_LIMIT).await?;
         parse_json(&bytes).map(JsonBody)
     }
 }
 
-fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+/// Reads a body of at most `limit` bytes. An oversized body is read to its end (up to
+/// [`DRAIN_LIMIT`]) and thrown away before the 413 goes out: a client that sends without
+/// `Expect: 100-continue` is still writing, and closing the connection on it resets it before
+/// the client reads the answer.
+async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
-            format!("the request body is larger than {JSON_LIMIT} bytes"),
+            format!("the request body is larger than {limit} bytes"),
         )
-    } else {
-        ApiError::new(e.status(), "bad_body", e.body_text())
+    };
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(len) = declared.filter(|len| *len > limit as u64) {
+        // A client waiting for `100 Continue` has sent nothing yet; one that announces more
+        // than is worth reading gets its answer now too.
+        if req.headers().contains_key(http::header::EXPECT) || len > DRAIN_LIMIT as u64 {
+            return Err(too_large());
+        }
     }
+    let mut body = req.into_body();
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("cannot read the request body: {e}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen = seen.saturating_add(data.len());
+        if seen <= limit {
+            buf.extend_from_slice(&data);
+        } else if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(buf))
 }
 
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -157,13 +195,28 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             "the request body is empty; send a JSON object",
         ));
     }
+    // Every body is an object; serde would also take a struct's fields from an array.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "the request body must be a JSON object",
+            ),
+            Err(e) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()),
+        });
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
+        let mut path = e.path().to_string();
         let inner = e.into_inner();
+        // The path of a missing field is its parent's; name the field itself.
+        let text = inner.to_string();
+        if let Some(name) = text.strip_prefix("missing field `").and_then(|t| t.split('`').next()) {
+            path = if path == "." { name.to_string() } else { format!("{path}.{name}") };
+        }
         let (status, code) = match inner.classify() {
             serde_json::error::Category::Data => {
-                let text = inner.to_string();
                 if text.starts_with("unknown field") {
                     (StatusCode::UNPROCESSABLE_ENTITY, "unknown_field")
                 } else {
@@ -172,8 +225,9 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             }
             _ => (StatusCode::BAD_REQUEST, "invalid_json"),
         };
-        let err = ApiError::new(status, code, format!("{inner}"));
-        if path == "." {
+        let err = ApiError::new(status, code, text);
+        // "?" stands for a segment the parser had not identified yet: no use to the caller.
+        if path == "." || path.split('.').any(|segment| segment == "?") {
             err
         } else {
             err.field(path)

@@ -126,6 +126,8 @@ struct Plan {
     seq: AtomicU64,
     /// Writes acknowledged after the window, by requests already in flight: not counted.
     late: AtomicU64,
+    /// Count mode: when the last wanted write was acknowledged.
+    finished_at: std::sync::Mutex<Option<Instant>>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -153,13 +155,12 @@ fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
 async fn find_leader(target: Target, addrs: &[String], timeout: Duration) -> anyhow::Result<String> {
     let http = client(Duration::from_secs(2))?;
     let deadline = Instant::now() + timeout;
-    let mut last = String::from("no answer yet");
     loop {
-        match leader_once(&http, target, addrs).await {
+        let last = match leader_once(&http, target, addrs).await {
             Ok(Some(addr)) => return Ok(addr),
-            Ok(None) => last = "no leader elected".into(),
-            Err(e) => last = format!("{e:#}"),
-        }
+            Ok(None) => "no leader elected".to_string(),
+            Err(e) => format!("{e:#}"),
+        };
         if Instant::now() >= deadline {
             bail!("no {} leader among {} after {:?}: {last}", target.name(), addrs.join(","), timeout);
         }
@@ -247,6 +248,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         remaining: args.count.map(AtomicU64::new),
         seq: AtomicU64::new(0),
         late: AtomicU64::new(0),
+        finished_at: std::sync::Mutex::new(None),
     });
 
     let timeout = Duration::from_secs_f64(args.request_timeout);
@@ -262,7 +264,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     // The measured window ends when the last counted write completed (count mode) or at stop_at.
     let window_end = match args.count {
-        Some(_) => Instant::now().min(hard_stop),
+        Some(_) => plan
+            .finished_at
+            .lock()
+            .unwrap()
+            .unwrap_or_else(Instant::now)
+            .min(hard_stop),
         None => stop_at,
     };
     let window = window_end.saturating_duration_since(measure_from).as_secs_f64();
@@ -379,11 +386,10 @@ async fn worker(http: reqwest::Client, plan: Arc<Plan>) -> WorkerResult {
             Ok(()) if in_window => {
                 if let Some(rem) = &plan.remaining {
                     // Count mode: take one ticket; past zero, the write is extra and not counted.
-                    if rem
-                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1))
-                        .is_err()
-                    {
-                        continue;
+                    match rem.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1)) {
+                        Err(_) => continue,
+                        Ok(1) => *plan.finished_at.lock().unwrap() = Some(done),
+                        Ok(_) => {}
                     }
                 }
                 let us = done.duration_since(sent).as_micros().min(u32::MAX as u128) as u32;
@@ -404,13 +410,9 @@ async fn worker(http: reqwest::Client, plan: Arc<Plan>) -> WorkerResult {
                     if out.first_error.is_none() {
                         out.first_error = Some(msg);
                     }
-                } else if is_http {
-                    // Errors in the warm-up do not count, but do not spin on them either.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                if !is_http {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
+                // Errors in the warm-up do not count; after any error, do not spin.
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
