@@ -1,0 +1,139 @@
+//! A task's sandbox directory: what the agent writes for the shim, and what the shim
+//! records for the agent. Every record is written to a temporary file and renamed, so a
+//! reader sees the old record or the new one, never half of one.
+
+use std::fs;
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::oci::User;
+use crate::spec::PortMapping;
+
+/// Paths inside one sandbox.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    pub dir: PathBuf,
+}
+
+impl Sandbox {
+    pub fn new(dir: PathBuf) -> Sandbox {
+        Sandbox { dir }
+    }
+    pub fn task(&self) -> PathBuf {
+        self.dir.join("task.json")
+    }
+    pub fn plan(&self) -> PathBuf {
+        self.dir.join("plan.json")
+    }
+    pub fn bundle(&self) -> PathBuf {
+        self.dir.join("bundle")
+    }
+    pub fn host_root(&self) -> PathBuf {
+        self.dir.join("host-root")
+    }
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+    pub fn hosts(&self) -> PathBuf {
+        self.dir.join("hosts")
+    }
+    /// libcontainer's state root (it keeps `<id>/state.json` and its sockets there).
+    pub fn lc_root(&self) -> PathBuf {
+        self.dir.join("lc")
+    }
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+    pub fn shim_log(&self) -> PathBuf {
+        self.dir.join("shim.log")
+    }
+    pub fn shim_lock(&self) -> PathBuf {
+        self.dir.join("shim.lock")
+    }
+    pub fn shim_pid(&self) -> PathBuf {
+        self.dir.join("shim.pid")
+    }
+    /// Relative to the sandbox, which is the shim's working directory; clients connect
+    /// through `/proc/self/fd/N/` so deep sandboxes do not hit the socket path limit.
+    pub const SOCKET: &'static str = "shim.sock";
+    /// The live state (starting, running with a pid).
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+    /// The final status; present once the task ended and its resources were released.
+    pub fn status(&self) -> PathBuf {
+        self.dir.join("status.json")
+    }
+}
+
+/// What the shim needs, decided by the agent at launch.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShimPlan {
+    pub id: String,
+    pub cgroup_path: String,
+    pub kill_grace: Duration,
+    pub log_max_bytes: u64,
+    pub log_max_files: u32,
+    pub user: User,
+    pub mem_mb: Option<u64>,
+    pub net: NetMode,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetMode {
+    Host,
+    /// Its own network namespace with loopback only.
+    None,
+    Bridge(NetPlan),
+}
+
+/// One task's place on the bridge.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetPlan {
+    pub bridge: String,
+    pub host_veth: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub ports: Vec<PortMapping>,
+    /// The address reservation to release at the end.
+    pub lease: PathBuf,
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_data()?;
+    }
+    fs::rename(&tmp, path)
+}
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    write_atomic(path, &bytes)
+}
+
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<T> {
+    let bytes = fs::read(path)?;
+    serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Whether a shim holds the sandbox's lock (it takes it first thing and keeps it until it
+/// exits, so the answer does not depend on pids, which are reused).
+pub fn shim_alive(sb: &Sandbox) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = fs::OpenOptions::new().read(true).open(sb.shim_lock()) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own; the lock (if taken) is released when `f` drops.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    r != 0
+}
