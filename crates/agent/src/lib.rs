@@ -179,6 +179,7 @@ impl Agent {
                 attributes: cfg.attributes.clone(),
                 http_addr: http_addr.to_string(),
                 version: VERSION.into(),
+                tasks: vec![],
             },
             heartbeat: cfg.heartbeat,
             filter: cfg.filter.clone(),
@@ -268,6 +269,7 @@ impl Session {
                     servers[next].clone()
                 }
             };
+            let registrations = self.connection.borrow().registrations;
             match self.connect(&addr).await {
                 Ended::Redirect(leader) => {
                     tracing::debug!(from = %addr, to = %leader, "following the leader hint");
@@ -278,6 +280,11 @@ impl Session {
                 Ended::Failed(why) => {
                     self.connection.send_modify(|c| c.leader = None);
                     tracing::debug!(server = %addr, reason = %why, "agent stream ended");
+                    // A stream that registered worked: reconnect with short pauses again instead
+                    // of the longest pause an earlier outage left behind.
+                    if self.connection.borrow().registrations > registrations {
+                        backoff = Duration::from_millis(100);
+                    }
                 }
             }
             tokio::time::sleep(backoff).await;
@@ -333,6 +340,7 @@ impl Session {
                             });
                         }
                         Ok(ServerToAgent::HeartbeatAck { .. }) => {}
+                        Ok(other) => tracing::debug!(message = ?other, "not handled by this agent yet"),
                         Err(e) => tracing::warn!(error = %e, "unreadable message from the server"),
                     }
                 }

@@ -22,6 +22,76 @@ pub mod agent {
         pub ports: Vec<(u16, u16)>,
     }
 
+    /// What a task is to run, as the leader sends it to its agent.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct TaskLaunch {
+        pub task_id: String,
+        pub name: String,
+        /// An OCI image reference; none runs the command on the host's root filesystem,
+        /// still isolated (the Mesos and Nomad `exec` style).
+        pub image: Option<String>,
+        /// Overrides the image's entrypoint and command when not empty.
+        pub args: Vec<String>,
+        pub env: BTreeMap<String, String>,
+        pub user: Option<String>,
+        pub cwd: Option<String>,
+        pub cpus_milli: u64,
+        pub mem_mb: u64,
+        pub disk_mb: u64,
+        pub pids: Option<u64>,
+        /// `host` or `bridge`.
+        pub network: String,
+        pub ports: Vec<PortAssignment>,
+        pub volumes: Vec<VolumeMount>,
+        pub read_only_rootfs: bool,
+        pub kill_grace_ms: u64,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct PortAssignment {
+        pub name: Option<String>,
+        /// The agent port given to the task (from the agent's range).
+        pub host_port: u16,
+        /// In bridge mode, the port inside the container; 0 means the same as host_port.
+        pub container_port: u16,
+        /// `tcp` or `udp`.
+        pub protocol: String,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct VolumeMount {
+        /// An absolute host path (allowed by the agent's config), or a path relative to the
+        /// task's sandbox.
+        pub source: String,
+        pub target: String,
+        pub read_only: bool,
+    }
+
+    /// A change of a task's state. The agent keeps each one on disk until the leader
+    /// acknowledges it, so none is lost to a restart or a partition.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct StatusUpdate {
+        pub task_id: String,
+        /// Unique per update; the acknowledgement names it.
+        pub uuid: String,
+        /// Mesos task states: `TASK_STARTING`, `TASK_RUNNING`, `TASK_FINISHED`, `TASK_FAILED`,
+        /// `TASK_KILLED`, `TASK_ERROR`, `TASK_LOST`...
+        pub state: String,
+        /// Mesos-style reason, e.g. `REASON_COMMAND_EXECUTOR_FAILED`, `REASON_CONTAINER_LIMITATION_MEMORY`.
+        pub reason: Option<String>,
+        pub message: String,
+        pub exit_code: Option<i32>,
+        pub signal: Option<i32>,
+        pub timestamp_ms: u64,
+    }
+
+    /// A task the agent has, as it reports it when it registers.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct TaskReport {
+        pub task_id: String,
+        pub state: String,
+    }
+
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     #[serde(tag = "type", rename_all = "snake_case")]
     pub enum AgentToServer {
@@ -31,10 +101,39 @@ pub mod agent {
             attributes: BTreeMap<String, String>,
             http_addr: String,
             version: String,
+            /// Every task the agent still has (running, or finished with updates unacknowledged).
+            #[serde(default)]
+            tasks: Vec<TaskReport>,
         },
-        Heartbeat {
-            seq: u64,
-        },
+        Heartbeat { seq: u64 },
+        Status { update: StatusUpdate },
+        /// Part of the answer to a [`ServerToAgent::Request`].
+        Reply { req_id: u64, reply: Reply },
+    }
+
+    /// Operations the leader asks an agent for on behalf of an API caller.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "op", rename_all = "snake_case")]
+    pub enum Request {
+        Logs { task_id: String, stderr: bool, tail: Option<usize>, follow: bool },
+        Exec { task_id: String, cmd: Vec<String> },
+        PullImage { reference: String },
+        ListImages,
+        RemoveImage { reference: String },
+        /// The archive follows as [`ServerToAgent::Upload`] chunks, ending with `last`.
+        ImportImage,
+    }
+
+    /// Answers stream back as zero or more `Data`/`Progress` parts and one `Done` or `Error`.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    pub enum Reply {
+        /// Bytes, base64.
+        Data { b64: String },
+        /// A JSON progress event (image pulls).
+        Progress { event: serde_json::Value },
+        Done { result: serde_json::Value },
+        Error { message: String, code: String },
     }
 
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -42,5 +141,16 @@ pub mod agent {
     pub enum ServerToAgent {
         Registered { node_id: u64, servers: Vec<String> },
         HeartbeatAck { seq: u64 },
+        Launch { task: TaskLaunch },
+        Kill { task_id: String },
+        /// The update is committed; the agent may forget it.
+        Ack { task_id: String, uuid: String },
+        /// The agent has a task the cluster does not know or already ended: kill and forget it.
+        Forget { task_id: String },
+        Request { req_id: u64, request: Request },
+        /// A chunk of an upload for request `req_id`, bytes base64.
+        Upload { req_id: u64, b64: String, last: bool },
+        /// The caller went away: stop answering `req_id`.
+        Cancel { req_id: u64 },
     }
 }

@@ -14,7 +14,7 @@ use tepui_proto::cluster_server::{Cluster, ClusterServer};
 use tepui_proto::{
     AddServerRequest, AddServerResponse, Envelope, HttpRequest, HttpResponse, JoinRequest, JoinResponse, RaftPayload,
 };
-use tepui_state::{AgentInfo, ApplyError, Command, Resources, Response};
+use tepui_state::{AgentInfo, ApplyError, Command, NodeStatus, Resources, Response};
 use tepui_transport::PeerInfo;
 use tokio::net::TcpListener;
 use tonic::{Request, Status, Streaming};
@@ -104,8 +104,9 @@ impl ClusterService {
         });
         let token_role = token_role.map_err(|e| Status::permission_denied(e.to_string()))?;
         if token_role != role {
+            let article = if token_role == Role::Agent { "an" } else { "a" };
             return Err(Status::permission_denied(format!(
-                "token {} is a {token_role} token, but the node asked to join as {role}",
+                "token {} is {article} {token_role} token, but the node asked to join as {role}",
                 req.token_id
             )));
         }
@@ -282,6 +283,7 @@ impl Cluster for ClusterService {
             attributes,
             http_addr,
             version,
+            ..
         } = parse_envelope(&first)?
         else {
             return Err(Status::invalid_argument("the first message must be register"));
@@ -339,6 +341,22 @@ impl Cluster for ClusterService {
                         match parse_envelope(&msg) {
                             Ok(AgentToServer::Heartbeat { seq }) => {
                                 touch(&inner.agent_seen, who.id);
+                                // Marked lost while its stream stayed open (a partition): its
+                                // heartbeats are back, and no new registration will come.
+                                let lost = inner
+                                    .state
+                                    .read(|s| s.nodes.get(&who.id).is_some_and(|n| n.status == NodeStatus::Lost));
+                                if lost {
+                                    let ready = Command::SetNodeStatus {
+                                        id: who.id,
+                                        status: NodeStatus::Ready,
+                                        now: now_ms(),
+                                    };
+                                    match inner.write(ready).await {
+                                        Ok(_) => tracing::info!(node = who.id, "lost agent heard from again; it is ready"),
+                                        Err(e) => tracing::debug!(node = who.id, error = %e, "could not mark agent ready"),
+                                    }
+                                }
                                 if tx.send(Ok(envelope(&ServerToAgent::HeartbeatAck { seq }))).await.is_err() {
                                     break;
                                 }
@@ -347,6 +365,7 @@ impl Cluster for ClusterService {
                                 let _ = tx.send(Err(Status::invalid_argument("already registered"))).await;
                                 break;
                             }
+                            Ok(AgentToServer::Status { .. } | AgentToServer::Reply { .. }) => {}
                             Err(status) => {
                                 let _ = tx.send(Err(status)).await;
                                 break;
