@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use tepui_api::{Client, MemberView, NodeView, TokenCreateRequest, TokenView, VarPutRequest, VarView};
+use tepui_api::{
+    AgentImage, Client, MemberView, NodeView, PortRequest, PullLine, TaskRunRequest, TaskView, TokenCreateRequest,
+    TokenView, VarPutRequest, VarView, VolumeRequest,
+};
 
 use crate::output::{ago, emit, table, when};
 use crate::Format;
@@ -23,6 +26,21 @@ pub enum Verb {
     SnapshotSave(PathBuf),
     SnapshotRestore(PathBuf),
     RemovePeer(String),
+    TaskRun(Box<crate::TaskRunArgs>),
+    Tasks,
+    Task(String),
+    TaskKill(String),
+    TaskLogs {
+        id: String,
+        follow: bool,
+        stderr: bool,
+        tail: Option<usize>,
+    },
+    TaskExec(String, Vec<String>),
+    ImagePull(String, Option<String>),
+    Images(Option<String>),
+    ImageRm(String, Option<String>),
+    ImageImport(PathBuf, String),
 }
 
 fn nodes_table(nodes: &[NodeView]) -> String {
@@ -183,9 +201,398 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
                 )
             })
         }
+        Verb::TaskRun(run) => {
+            let req = run_request(&run)?;
+            let t = c.run_task(&req).await?;
+            if run.follow {
+                eprintln!("task {} on {} ({})", t.id, t.agent_name, t.state);
+                return follow_to_end(&c, &t.id).await;
+            }
+            emit(format, &t, |t| {
+                format!("{}\n{}", t.id, tasks_table(std::slice::from_ref(t)))
+            })
+        }
+        Verb::Tasks => emit(format, &c.tasks().await?, |t| tasks_table(t)),
+        Verb::Task(id) => emit(format, &c.task(&id).await?, task_details),
+        Verb::TaskKill(id) => {
+            let t = c.kill_task(&id).await?;
+            emit(format, &t, |t| format!("task {} is {}", t.id, t.state))
+        }
+        Verb::TaskLogs {
+            id,
+            follow,
+            stderr,
+            tail,
+        } => {
+            let mut path = format!("/v1/tasks/{id}/logs?follow={follow}&stderr={stderr}");
+            if let Some(n) = tail {
+                path.push_str(&format!("&tail={n}"));
+            }
+            copy_stream(c.stream(&path).await?, stderr).await
+        }
+        Verb::TaskExec(id, cmd) => {
+            let r = c.exec(&id, cmd).await?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+                Format::Table => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(r.stdout.as_bytes())?;
+                    std::io::stderr().write_all(r.stderr.as_bytes())?;
+                }
+            }
+            if r.exit_code != 0 {
+                std::process::exit(r.exit_code.clamp(1, 255));
+            }
+            Ok(())
+        }
+        Verb::ImagePull(reference, agent) => pull(&c, reference, agent, format).await,
+        Verb::Images(agent) => {
+            let path = match &agent {
+                Some(a) => format!("/v1/images?agent={a}"),
+                None => "/v1/images".into(),
+            };
+            let images: Vec<AgentImage> = c.get(&path).await?;
+            emit(format, &images, |i| images_table(i))
+        }
+        Verb::ImageRm(reference, agent) => {
+            let mut path = format!("/v1/images/{reference}");
+            if let Some(a) = &agent {
+                path.push_str(&format!("?agent={a}"));
+            }
+            let r: serde_json::Value = c.delete(&path).await?;
+            emit(format, &r, |_| format!("removed {reference}"))
+        }
+        Verb::ImageImport(file, agent) => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let resp = c.upload(&format!("/v1/images/import?agent={agent}"), bytes).await?;
+            let r: serde_json::Value = resp.json().await.context("the server's answer is not JSON")?;
+            emit(format, &r, |r| {
+                let refs: Vec<String> = r
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|i| i.get("reference").and_then(|v| v.as_str()).map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                format!("imported {} on {agent}", refs.join(", "))
+            })
+        }
         Verb::RemovePeer(peer) => {
             let m = c.remove_peer(&peer).await?;
             emit(format, &m, |m| format!("removed {peer}\n{}", members_table(m)))
         }
+    }
+}
+
+fn tasks_table(tasks: &[TaskView]) -> String {
+    let rows = tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.clone(),
+                t.agent_name.clone(),
+                t.state.trim_start_matches("TASK_").to_string(),
+                t.image.clone().unwrap_or_else(|| "(host)".into()),
+                t.cmd.join(" "),
+                t.ports
+                    .iter()
+                    .map(|p| p.host_port.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                t.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                t.message.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "AGENT", "STATE", "IMAGE", "COMMAND", "PORTS", "EXIT", "MESSAGE"],
+        rows,
+    )
+}
+
+fn task_details(t: &TaskView) -> String {
+    let mut out = format!(
+        "id:       {}\nname:     {}\nagent:    {} ({})\nstate:    {}\nimage:    {}\ncommand:  {}\nresources: {} cpus, {} MB mem, {} MB disk\nnetwork:  {}",
+        t.id,
+        t.name,
+        t.agent_name,
+        t.agent_id,
+        t.state,
+        t.image.clone().unwrap_or_else(|| "(host)".into()),
+        t.cmd.join(" "),
+        t.cpus,
+        t.mem_mb,
+        t.disk_mb,
+        t.network
+    );
+    for p in &t.ports {
+        out.push_str(&format!(
+            "\nport:     {}{} -> {}/{}",
+            p.name.as_ref().map(|n| format!("{n} ")).unwrap_or_default(),
+            p.host_port,
+            p.container_port,
+            p.protocol
+        ));
+    }
+    if let Some(code) = t.exit_code {
+        out.push_str(&format!("\nexit:     {code}"));
+    }
+    if let Some(sig) = t.signal {
+        out.push_str(&format!("\nsignal:   {sig}"));
+    }
+    if let Some(r) = &t.reason {
+        out.push_str(&format!("\nreason:   {r}"));
+    }
+    if !t.message.is_empty() {
+        out.push_str(&format!("\nmessage:  {}", t.message));
+    }
+    out
+}
+
+fn images_table(images: &[AgentImage]) -> String {
+    let field = |v: &serde_json::Value, k: &str| {
+        v.get(k)
+            .map(|x| x.as_str().map(String::from).unwrap_or_else(|| x.to_string()))
+            .unwrap_or_default()
+    };
+    let rows = images
+        .iter()
+        .map(|i| {
+            let size = i.image.get("size").and_then(|s| s.as_u64()).unwrap_or(0);
+            let digest = field(&i.image, "manifest_digest");
+            vec![
+                i.agent.clone(),
+                field(&i.image, "reference"),
+                digest.chars().take(19).collect(),
+                format!("{:.1} MB", size as f64 / 1e6),
+            ]
+        })
+        .collect();
+    table(&["AGENT", "REFERENCE", "DIGEST", "SIZE"], rows)
+}
+
+/// `-p` forms: `[NAME=]CONTAINER`, `[NAME=]HOST:CONTAINER` (bridge), `[NAME=][HOST]` (host),
+/// with an optional `/udp`.
+fn parse_port(spec: &str, bridge: bool) -> anyhow::Result<PortRequest> {
+    let bad = || anyhow::anyhow!("port {spec:?} is not [NAME=]PORT, [NAME=]HOST:CONTAINER or NAME");
+    let (spec_body, protocol) = match spec.rsplit_once('/') {
+        Some((b, p)) if p == "tcp" || p == "udp" => (b, p.to_string()),
+        Some(_) => return Err(bad()),
+        None => (spec, "tcp".to_string()),
+    };
+    let (name, rest) = match spec_body.split_once('=') {
+        Some((n, r)) => (Some(n.to_string()), r),
+        None if spec_body.chars().all(|c| c.is_ascii_digit() || c == ':') => (None, spec_body),
+        None => (Some(spec_body.to_string()), ""),
+    };
+    let num = |s: &str| s.parse::<u16>().map_err(|_| bad());
+    let (host_port, container_port) = match rest.split_once(':') {
+        Some((h, c)) => (num(h)?, num(c)?),
+        None if rest.is_empty() => (0, 0),
+        None if bridge => (0, num(rest)?),
+        None => (num(rest)?, 0),
+    };
+    Ok(PortRequest {
+        name,
+        container_port,
+        host_port,
+        protocol,
+    })
+}
+
+fn run_request(r: &crate::TaskRunArgs) -> anyhow::Result<TaskRunRequest> {
+    if r.image.is_none() && !r.host {
+        anyhow::bail!("give an image, or --host to run the command on the agent's own filesystem");
+    }
+    let bridge = r.network == "bridge";
+    let ports = r
+        .ports
+        .iter()
+        .map(|p| parse_port(p, bridge))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let volumes = r
+        .volumes
+        .iter()
+        .map(|v| {
+            let parts: Vec<&str> = v.split(':').collect();
+            match parts.as_slice() {
+                [s, t] => Ok(VolumeRequest {
+                    source: s.to_string(),
+                    target: t.to_string(),
+                    read_only: false,
+                }),
+                [s, t, "ro"] => Ok(VolumeRequest {
+                    source: s.to_string(),
+                    target: t.to_string(),
+                    read_only: true,
+                }),
+                _ => Err(anyhow::anyhow!("volume {v:?} is not SOURCE:TARGET[:ro]")),
+            }
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(TaskRunRequest {
+        name: r.name.clone(),
+        image: r.image.clone(),
+        cmd: r.cmd.clone(),
+        env: r.env.iter().cloned().collect(),
+        user: r.user.clone(),
+        cwd: r.workdir.clone(),
+        cpus: r.cpus,
+        mem: r.mem,
+        disk: r.disk,
+        pids: r.pids,
+        network: r.network.clone(),
+        ports,
+        volumes,
+        read_only_rootfs: r.read_only,
+        kill_grace_period_secs: r.kill_grace,
+        agent: r.agent.clone(),
+    })
+}
+
+async fn copy_stream(mut resp: reqwest::Response, to_stderr: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    while let Some(chunk) = resp.chunk().await.context("the log stream broke off")? {
+        if to_stderr {
+            std::io::stderr().write_all(&chunk)?;
+        } else {
+            let mut out = std::io::stdout();
+            out.write_all(&chunk)?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints a task's output until it ends, then exits with the task's exit code.
+async fn follow_to_end(c: &Client, id: &str) -> anyhow::Result<()> {
+    copy_stream(c.stream(&format!("/v1/tasks/{id}/logs?follow=true")).await?, false).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let t = c.task(id).await?;
+        let terminal = !matches!(
+            t.state.as_str(),
+            "TASK_STAGING" | "TASK_STARTING" | "TASK_RUNNING" | "TASK_KILLING"
+        );
+        if terminal || std::time::Instant::now() > deadline {
+            eprintln!(
+                "task {} ended {}{}",
+                t.id,
+                t.state,
+                if t.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", t.message)
+                }
+            );
+            if t.state != "TASK_FINISHED" {
+                std::process::exit(t.exit_code.unwrap_or(1).clamp(1, 255));
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Pulls with a progress bar per agent (or JSON lines with -o json).
+async fn pull(c: &Client, reference: String, agent: Option<String>, format: Format) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let mut resp = c
+        .stream_post(
+            "/v1/images/pull",
+            &tepui_api::ImagePullRequest {
+                reference: reference.clone(),
+                agent,
+            },
+        )
+        .await?
+        .bytes_stream();
+    let bars = indicatif::MultiProgress::new();
+    let mut per_agent: std::collections::HashMap<String, indicatif::ProgressBar> = Default::default();
+    let style = indicatif::ProgressStyle::with_template("{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {msg}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let mut layers: std::collections::HashMap<(String, String), (u64, u64)> = Default::default();
+    let mut failed = false;
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp.next().await {
+        buf.extend_from_slice(&chunk.context("the pull stream broke off")?);
+        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            let Ok(l) = serde_json::from_slice::<PullLine>(&line) else {
+                continue;
+            };
+            if matches!(format, Format::Json) {
+                println!("{}", serde_json::to_string(&l)?);
+                failed |= l.error.is_some();
+                continue;
+            }
+            let bar = per_agent.entry(l.agent.clone()).or_insert_with(|| {
+                let b = bars.add(indicatif::ProgressBar::new(0));
+                b.set_style(style.clone());
+                b.set_prefix(l.agent.clone());
+                b
+            });
+            if let Some(ev) = &l.progress {
+                let digest = ev
+                    .get("digest")
+                    .and_then(|d| d.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let done = ev.get("done").and_then(|d| d.as_u64()).unwrap_or(0);
+                let total = ev.get("total").and_then(|d| d.as_u64()).unwrap_or(0);
+                layers.insert((l.agent.clone(), digest), (done, total));
+                let (d, t) = layers
+                    .iter()
+                    .filter(|((a, _), _)| a == &l.agent)
+                    .fold((0, 0), |acc, (_, (d, t))| (acc.0 + d, acc.1 + t));
+                bar.set_length(t.max(1));
+                bar.set_position(d);
+                bar.set_message(
+                    ev.get("state")
+                        .and_then(|s| s.as_str())
+                        .unwrap_or_default()
+                        .to_lowercase(),
+                );
+            }
+            if let Some(done) = &l.done {
+                let r = done
+                    .get("reference")
+                    .and_then(|r| r.as_str())
+                    .unwrap_or(&reference)
+                    .to_string();
+                bar.finish_with_message(format!("pulled {r}"));
+            }
+            if let Some(e) = &l.error {
+                failed = true;
+                bar.abandon_with_message(format!("failed: {}", e.message));
+            }
+        }
+    }
+    if failed {
+        anyhow::bail!("the pull of {reference} failed on some agents");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_port;
+
+    #[test]
+    fn port_forms() {
+        let p = parse_port("8080", true).unwrap();
+        assert_eq!((p.name, p.host_port, p.container_port), (None, 0, 8080));
+        let p = parse_port("web=31005:80", true).unwrap();
+        assert_eq!(
+            (p.name.as_deref(), p.host_port, p.container_port),
+            (Some("web"), 31005, 80)
+        );
+        let p = parse_port("http", false).unwrap();
+        assert_eq!((p.name.as_deref(), p.host_port), (Some("http"), 0));
+        let p = parse_port("31010/udp", false).unwrap();
+        assert_eq!((p.host_port, p.protocol.as_str()), (31010, "udp"));
+        assert!(parse_port("a=b:c", true).is_err());
     }
 }

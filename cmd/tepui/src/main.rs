@@ -35,9 +35,21 @@ enum Command {
     /// Join tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Tasks: run one on an agent, list, logs, exec, kill.
+    #[command(subcommand)]
+    Task(TaskCmd),
+    /// Images on the agents: pull, list, remove, import.
+    #[command(subcommand)]
+    Image(ImageCmd),
     /// Replicated variables (small configuration values).
     #[command(subcommand)]
     Var(VarCmd),
+    /// The per-task supervisor an agent starts; not for people.
+    #[command(hide = true)]
+    Shim {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Backup, restore and Raft maintenance.
     #[command(subcommand)]
     Operator(OperatorCmd),
@@ -208,6 +220,140 @@ enum TokenCmd {
     },
 }
 
+#[derive(Args, Clone)]
+pub struct TaskRunArgs {
+    /// An OCI image; leave it out with --host to run on the agent's own filesystem.
+    pub image: Option<String>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true)]
+    pub cmd: Vec<String>,
+    /// Run the command on the host's filesystem (still isolated), without an image.
+    #[arg(long, conflicts_with = "image")]
+    pub host: bool,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The agent to run on, by id or name [default: the cluster picks]
+    #[arg(long)]
+    pub agent: Option<String>,
+    #[arg(long, default_value_t = 0.1)]
+    pub cpus: f64,
+    /// Memory limit in MB.
+    #[arg(long, default_value_t = 64)]
+    pub mem: u64,
+    /// Disk in MB.
+    #[arg(long, default_value_t = 0)]
+    pub disk: u64,
+    /// Most processes the task may have.
+    #[arg(long)]
+    pub pids: Option<u64>,
+    /// host or bridge.
+    #[arg(long, default_value = "host")]
+    pub network: String,
+    /// A port: NAME:CONTAINER_PORT, CONTAINER_PORT, or HOST:CONTAINER (bridge); repeatable.
+    #[arg(short = 'p', long = "port")]
+    pub ports: Vec<String>,
+    /// KEY=VALUE; repeatable.
+    #[arg(short = 'e', long = "env", value_parser = parse_key_value)]
+    pub env: Vec<(String, String)>,
+    #[arg(long)]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub workdir: Option<String>,
+    /// SOURCE:TARGET[:ro]; repeatable.
+    #[arg(short = 'v', long = "volume")]
+    pub volumes: Vec<String>,
+    #[arg(long)]
+    pub read_only: bool,
+    /// Seconds between SIGTERM and SIGKILL when the task is killed.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_secs)]
+    pub kill_grace: f64,
+    /// Follow the task's output until it ends.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}
+
+#[derive(Subcommand)]
+enum TaskCmd {
+    /// Run a task on an agent.
+    Run {
+        #[command(flatten)]
+        run: TaskRunArgs,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// List tasks.
+    Ls(ClientArgs),
+    /// One task.
+    Show {
+        id: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// Kill a task: SIGTERM, then SIGKILL after its grace period.
+    Kill {
+        id: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// A task's output, through the servers.
+    Logs {
+        id: String,
+        /// Keep printing as the task writes.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        #[arg(long)]
+        stderr: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// Run a command inside a running task.
+    Exec {
+        id: String,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// Pull an image onto the agents (all ready ones, or --agent).
+    Pull {
+        reference: String,
+        #[arg(long)]
+        agent: Option<String>,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// List the images on the agents.
+    Ls {
+        #[arg(long)]
+        agent: Option<String>,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// Remove an image from the agents.
+    Rm {
+        reference: String,
+        #[arg(long)]
+        agent: Option<String>,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// Import a `docker save` archive or an OCI layout tar onto an agent.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        agent: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+}
+
 #[derive(Subcommand)]
 enum VarCmd {
     Put {
@@ -368,6 +514,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         Command::Token(TokenCmd::Ls(c)) => run_client(Verb::Tokens, c),
         Command::Token(TokenCmd::Revoke { id, c }) => run_client(Verb::TokenRevoke(id), c),
+        Command::Shim { args } => std::process::exit(tepui_runtime::shim_main(args)),
+        Command::Task(TaskCmd::Run { run, c }) => run_client(Verb::TaskRun(Box::new(run)), c),
+        Command::Task(TaskCmd::Ls(c)) => run_client(Verb::Tasks, c),
+        Command::Task(TaskCmd::Show { id, c }) => run_client(Verb::Task(id), c),
+        Command::Task(TaskCmd::Kill { id, c }) => run_client(Verb::TaskKill(id), c),
+        Command::Task(TaskCmd::Logs {
+            id,
+            follow,
+            stderr,
+            tail,
+            c,
+        }) => run_client(
+            Verb::TaskLogs {
+                id,
+                follow,
+                stderr,
+                tail,
+            },
+            c,
+        ),
+        Command::Task(TaskCmd::Exec { id, cmd, c }) => run_client(Verb::TaskExec(id, cmd), c),
+        Command::Image(ImageCmd::Pull { reference, agent, c }) => run_client(Verb::ImagePull(reference, agent), c),
+        Command::Image(ImageCmd::Ls { agent, c }) => run_client(Verb::Images(agent), c),
+        Command::Image(ImageCmd::Rm { reference, agent, c }) => run_client(Verb::ImageRm(reference, agent), c),
+        Command::Image(ImageCmd::Import { file, agent, c }) => run_client(Verb::ImageImport(file, agent), c),
         Command::Var(VarCmd::Put { key, value, cas, c }) => run_client(Verb::VarPut(key, value, cas), c),
         Command::Var(VarCmd::Get { key, c }) => run_client(Verb::VarGet(key), c),
         Command::Var(VarCmd::Ls(c)) => run_client(Verb::Vars, c),

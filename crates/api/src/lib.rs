@@ -340,3 +340,237 @@ impl Client {
         self.delete(&format!("/v1/operator/raft/peers/{id_or_name}")).await
     }
 }
+
+fn default_cpus() -> f64 {
+    0.1
+}
+
+fn default_mem() -> u64 {
+    64
+}
+
+fn default_network() -> String {
+    "host".into()
+}
+
+fn default_grace() -> f64 {
+    10.0
+}
+
+fn default_protocol() -> String {
+    "tcp".into()
+}
+
+/// `POST /v1/tasks`: run one task on an agent (the operator's way in; frameworks come later).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskRunRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// An OCI image reference; absent runs `cmd` on the host's filesystem, still isolated.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The command and its arguments; empty uses the image's entrypoint and command.
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    #[serde(default = "default_cpus")]
+    pub cpus: f64,
+    /// MB.
+    #[serde(default = "default_mem")]
+    pub mem: u64,
+    /// MB.
+    #[serde(default)]
+    pub disk: u64,
+    #[serde(default)]
+    pub pids: Option<u64>,
+    /// `host` or `bridge`.
+    #[serde(default = "default_network")]
+    pub network: String,
+    #[serde(default)]
+    pub ports: Vec<PortRequest>,
+    #[serde(default)]
+    pub volumes: Vec<VolumeRequest>,
+    #[serde(default)]
+    pub read_only_rootfs: bool,
+    #[serde(default = "default_grace")]
+    pub kill_grace_period_secs: f64,
+    /// An agent's id or name; absent lets the cluster choose.
+    #[serde(default)]
+    pub agent: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The port inside the container (bridge mode); 0 in host mode.
+    #[serde(default)]
+    pub container_port: u16,
+    /// A fixed agent port; 0 picks a free one from the agent's range.
+    #[serde(default)]
+    pub host_port: u16,
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeRequest {
+    pub source: String,
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PortView {
+    pub name: Option<String>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskView {
+    pub id: String,
+    pub name: String,
+    pub agent_id: u64,
+    pub agent_name: String,
+    /// Mesos task state, e.g. `TASK_RUNNING`.
+    pub state: String,
+    pub reason: Option<String>,
+    pub message: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub image: Option<String>,
+    pub cmd: Vec<String>,
+    pub cpus: f64,
+    pub mem_mb: u64,
+    pub disk_mb: u64,
+    pub network: String,
+    pub ports: Vec<PortView>,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    pub started_at_ms: Option<u64>,
+    pub finished_at_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    pub cmd: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExecResult {
+    pub exit_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePullRequest {
+    pub reference: String,
+    /// An agent's id or name; absent pulls on every ready agent.
+    #[serde(default)]
+    pub agent: Option<String>,
+}
+
+/// One line of the NDJSON stream `POST /v1/images/pull` answers with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PullLine {
+    pub agent: String,
+    /// A progress event from the agent's image store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<serde_json::Value>,
+    /// The pulled image, on the last line for this agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+/// An image on an agent, as its image store describes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentImage {
+    pub agent: String,
+    pub image: serde_json::Value,
+}
+
+impl Client {
+    pub async fn run_task(&self, req: &TaskRunRequest) -> Result<TaskView, ClientError> {
+        self.post("/v1/tasks", req).await
+    }
+
+    pub async fn tasks(&self) -> Result<Vec<TaskView>, ClientError> {
+        self.get("/v1/tasks").await
+    }
+
+    pub async fn task(&self, id: &str) -> Result<TaskView, ClientError> {
+        self.get(&format!("/v1/tasks/{id}")).await
+    }
+
+    pub async fn kill_task(&self, id: &str) -> Result<TaskView, ClientError> {
+        self.post(&format!("/v1/tasks/{id}/kill"), &serde_json::json!({})).await
+    }
+
+    pub async fn exec(&self, id: &str, cmd: Vec<String>) -> Result<ExecResult, ClientError> {
+        self.post(&format!("/v1/tasks/{id}/exec"), &ExecRequest { cmd }).await
+    }
+
+    /// A streaming GET: the response, for the caller to read chunk by chunk.
+    pub async fn stream(&self, path: &str) -> Result<reqwest::Response, ClientError> {
+        self.stream_request(self.http.get(self.url(path))).await
+    }
+
+    pub async fn stream_post<B: Serialize>(&self, path: &str, body: &B) -> Result<reqwest::Response, ClientError> {
+        self.stream_request(self.http.post(self.url(path)).json(body)).await
+    }
+
+    pub async fn upload(&self, path: &str, body: Vec<u8>) -> Result<reqwest::Response, ClientError> {
+        self.stream_request(
+            self.http
+                .post(self.url(path))
+                .header("content-type", "application/octet-stream")
+                .body(body),
+        )
+        .await
+    }
+
+    async fn stream_request(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        // Streams have no overall deadline: a followed log runs as long as the task does.
+        let resp = req
+            .timeout(Duration::from_secs(24 * 3600))
+            .send()
+            .await
+            .map_err(|e| ClientError::Connect {
+                addr: self.base.clone(),
+                detail: root_cause(&e),
+            })?;
+        let status = resp.status().as_u16();
+        if status >= 400 {
+            let bytes = resp.bytes().await.unwrap_or_default();
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(e) => ClientError::Api {
+                    status,
+                    code: e.code,
+                    message: e.message,
+                },
+                Err(_) => ClientError::Api {
+                    status,
+                    code: "http_error".into(),
+                    message: String::from_utf8_lossy(&bytes).trim().to_string(),
+                },
+            });
+        }
+        Ok(resp)
+    }
+}

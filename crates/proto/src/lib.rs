@@ -105,21 +105,40 @@ pub mod agent {
             #[serde(default)]
             tasks: Vec<TaskReport>,
         },
-        Heartbeat { seq: u64 },
-        Status { update: StatusUpdate },
+        Heartbeat {
+            seq: u64,
+        },
+        Status {
+            update: StatusUpdate,
+        },
         /// Part of the answer to a [`ServerToAgent::Request`].
-        Reply { req_id: u64, reply: Reply },
+        Reply {
+            req_id: u64,
+            reply: Reply,
+        },
     }
 
     /// Operations the leader asks an agent for on behalf of an API caller.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     #[serde(tag = "op", rename_all = "snake_case")]
     pub enum Request {
-        Logs { task_id: String, stderr: bool, tail: Option<usize>, follow: bool },
-        Exec { task_id: String, cmd: Vec<String> },
-        PullImage { reference: String },
+        Logs {
+            task_id: String,
+            stderr: bool,
+            tail: Option<usize>,
+            follow: bool,
+        },
+        Exec {
+            task_id: String,
+            cmd: Vec<String>,
+        },
+        PullImage {
+            reference: String,
+        },
         ListImages,
-        RemoveImage { reference: String },
+        RemoveImage {
+            reference: String,
+        },
         /// The archive follows as [`ServerToAgent::Upload`] chunks, ending with `last`.
         ImportImage,
     }
@@ -129,28 +148,60 @@ pub mod agent {
     #[serde(tag = "kind", rename_all = "snake_case")]
     pub enum Reply {
         /// Bytes, base64.
-        Data { b64: String },
+        Data {
+            b64: String,
+        },
         /// A JSON progress event (image pulls).
-        Progress { event: serde_json::Value },
-        Done { result: serde_json::Value },
-        Error { message: String, code: String },
+        Progress {
+            event: serde_json::Value,
+        },
+        Done {
+            result: serde_json::Value,
+        },
+        Error {
+            message: String,
+            code: String,
+        },
     }
 
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     #[serde(tag = "type", rename_all = "snake_case")]
     pub enum ServerToAgent {
-        Registered { node_id: u64, servers: Vec<String> },
-        HeartbeatAck { seq: u64 },
-        Launch { task: TaskLaunch },
-        Kill { task_id: String },
+        Registered {
+            node_id: u64,
+            servers: Vec<String>,
+        },
+        HeartbeatAck {
+            seq: u64,
+        },
+        Launch {
+            task: TaskLaunch,
+        },
+        Kill {
+            task_id: String,
+        },
         /// The update is committed; the agent may forget it.
-        Ack { task_id: String, uuid: String },
+        Ack {
+            task_id: String,
+            uuid: String,
+        },
         /// The agent has a task the cluster does not know or already ended: kill and forget it.
-        Forget { task_id: String },
-        Request { req_id: u64, request: Request },
+        Forget {
+            task_id: String,
+        },
+        Request {
+            req_id: u64,
+            request: Request,
+        },
         /// A chunk of an upload for request `req_id`, bytes base64.
-        Upload { req_id: u64, b64: String, last: bool },
+        Upload {
+            req_id: u64,
+            b64: String,
+            last: bool,
+        },
         /// The caller went away: stop answering `req_id`.
-        Cancel { req_id: u64 },
+        Cancel {
+            req_id: u64,
+        },
     }
 }

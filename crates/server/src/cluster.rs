@@ -11,9 +11,7 @@ use serde::Serialize;
 use tepui_pki::{NodeIdentity, Role};
 use tepui_proto::agent::{AgentToServer, ServerToAgent};
 use tepui_proto::cluster_server::{Cluster, ClusterServer};
-use tepui_proto::{
-    AddServerRequest, AddServerResponse, Envelope, HttpRequest, HttpResponse, JoinRequest, JoinResponse, RaftPayload,
-};
+use tepui_proto::{AddServerRequest, AddServerResponse, Envelope, HttpRequest, JoinRequest, JoinResponse, RaftPayload};
 use tepui_state::{AgentInfo, ApplyError, Command, NodeStatus, Resources, Response};
 use tepui_transport::PeerInfo;
 use tokio::net::TcpListener;
@@ -243,7 +241,12 @@ impl Cluster for ClusterService {
         }))
     }
 
-    async fn forward_http(&self, req: Request<HttpRequest>) -> Result<tonic::Response<HttpResponse>, Status> {
+    type ForwardHttpStream = crate::http::ChunkStream;
+
+    async fn forward_http(
+        &self,
+        req: Request<HttpRequest>,
+    ) -> Result<tonic::Response<Self::ForwardHttpStream>, Status> {
         require_server(&req)?;
         let req = req.into_inner();
         let router = self
@@ -283,7 +286,7 @@ impl Cluster for ClusterService {
             attributes,
             http_addr,
             version,
-            ..
+            tasks,
         } = parse_envelope(&first)?
         else {
             return Err(Status::invalid_argument("the first message must be register"));
@@ -319,13 +322,18 @@ impl Cluster for ClusterService {
         touch(&inner.agent_seen, who.id);
         tracing::info!(node = who.id, name = %who.name, "agent registered");
 
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Envelope, Status>>(16);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Envelope, Status>>(256);
         let _ = tx
             .send(Ok(envelope(&ServerToAgent::Registered {
                 node_id: who.id,
                 servers: inner.server_addrs(),
             })))
             .await;
+        let conn = inner.hub.attach(who.id, tx.clone());
+        {
+            let inner = inner.clone();
+            tokio::spawn(async move { crate::tasks::reconcile(&inner, who.id, tasks).await });
+        }
         tokio::spawn(async move {
             let mut metrics = inner.raft.metrics();
             loop {
@@ -365,7 +373,11 @@ impl Cluster for ClusterService {
                                 let _ = tx.send(Err(Status::invalid_argument("already registered"))).await;
                                 break;
                             }
-                            Ok(AgentToServer::Status { .. } | AgentToServer::Reply { .. }) => {}
+                            Ok(AgentToServer::Status { update }) => {
+                                touch(&inner.agent_seen, who.id);
+                                crate::tasks::handle_status(&inner, who.id, update).await;
+                            }
+                            Ok(AgentToServer::Reply { req_id, reply }) => inner.hub.deliver(who.id, req_id, reply),
                             Err(status) => {
                                 let _ = tx.send(Err(status)).await;
                                 break;
@@ -381,6 +393,7 @@ impl Cluster for ClusterService {
                     }
                 }
             }
+            inner.hub.detach(who.id, conn);
             tracing::debug!(node = who.id, "agent stream ended");
         });
         Ok(tonic::Response::new(Box::pin(

@@ -20,7 +20,7 @@ use tepui_api::{
 };
 use tepui_pki::token::JoinToken;
 use tepui_pki::Role;
-use tepui_proto::{HttpRequest, HttpResponse};
+use tepui_proto::{HttpChunk, HttpRequest};
 use tepui_state::{ApplyError, Command, NodeRecord, NodeStatus, Response as Applied, State as Replicated};
 
 use crate::node::{token_record, Inner, WriteError};
@@ -45,6 +45,7 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/tokens/{id}", get(token).delete(revoke_token))
         .route("/v1/vars", get(vars))
         .route("/v1/vars/{*key}", get(get_var).put(put_var).delete(delete_var))
+        .merge(crate::tasks::routes())
         .route("/v1/operator/raft/peers", get(members))
         .route("/v1/operator/raft/peers/{peer}", axum::routing::delete(remove_peer))
         .route(
@@ -72,7 +73,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             body: ErrorBody {
@@ -83,7 +84,7 @@ impl ApiError {
         }
     }
 
-    fn field(mut self, path: impl Into<String>) -> ApiError {
+    pub(crate) fn field(mut self, path: impl Into<String>) -> ApiError {
         self.body.field = Some(path.into());
         self
     }
@@ -123,12 +124,15 @@ fn apply_error(e: ApplyError) -> ApiError {
         ApplyError::NotAnAgent { .. } => (StatusCode::CONFLICT, "not_an_agent"),
         ApplyError::CasFailed { .. } => (StatusCode::CONFLICT, "cas_failed"),
         ApplyError::UnknownVar { .. } => (StatusCode::NOT_FOUND, "unknown_var"),
+        ApplyError::TaskExists { .. } => (StatusCode::CONFLICT, "task_exists"),
+        ApplyError::UnknownTask { .. } => (StatusCode::NOT_FOUND, "unknown_task"),
+        ApplyError::Placement(_) => (StatusCode::CONFLICT, "no_room"),
     };
     ApiError::new(status, code, e.to_string())
 }
 
 /// A JSON body, parsed with the path of the field at fault in every error.
-pub(crate) struct JsonBody<T>(T);
+pub(crate) struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
@@ -213,7 +217,11 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
         // The path of a missing field is its parent's; name the field itself.
         let text = inner.to_string();
         if let Some(name) = text.strip_prefix("missing field `").and_then(|t| t.split('`').next()) {
-            path = if path == "." { name.to_string() } else { format!("{path}.{name}") };
+            path = if path == "." {
+                name.to_string()
+            } else {
+                format!("{path}.{name}")
+            };
         }
         let (status, code) = match inner.classify() {
             serde_json::error::Category::Data => {
@@ -320,31 +328,51 @@ async fn forward_to_leader(State(inner): Shared, req: Request, next: Next) -> Re
         headers,
         body: body.to_vec(),
     };
-    match inner.peers.forward_http(leader, &addr, forwarded).await {
-        Ok(answer) => {
-            let mut resp = Response::new(Body::from(answer.body));
-            *resp.status_mut() = StatusCode::from_u16(answer.status as u16).unwrap_or(StatusCode::BAD_GATEWAY);
-            for (k, v) in answer.headers {
-                if let (Ok(k), Ok(v)) = (http::HeaderName::try_from(k), HeaderValue::try_from(v)) {
-                    resp.headers_mut().insert(k, v);
-                }
-            }
-            resp
-        }
-        Err(status) => ApiError::new(
+    let leader_unreachable = |status: &tonic::Status| {
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "leader_unreachable",
             format!(
                 "the leader did not answer: {}; retry in a moment",
-                tepui_transport::status_message(&status)
+                tepui_transport::status_message(status)
             ),
         )
-        .into_response(),
+        .into_response()
+    };
+    let mut chunks = match inner.peers.forward_http(leader, &addr, forwarded).await {
+        Ok(chunks) => chunks,
+        Err(status) => return leader_unreachable(&status),
+    };
+    let head = match chunks.message().await {
+        Ok(Some(head)) => head,
+        Ok(None) => return leader_unreachable(&tonic::Status::unavailable("empty answer")),
+        Err(status) => return leader_unreachable(&status),
+    };
+    // The rest of the body streams through as the leader produces it.
+    let first = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(head.body))]);
+    let rest = futures::stream::unfold(chunks, |mut chunks| async move {
+        match chunks.message().await {
+            Ok(Some(c)) => Some((Ok(Bytes::from(c.body)), chunks)),
+            Ok(None) => None,
+            Err(status) => Some((Err(std::io::Error::other(status.message().to_string())), chunks)),
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(futures::StreamExt::chain(first, rest)));
+    *resp.status_mut() = StatusCode::from_u16(head.status as u16).unwrap_or(StatusCode::BAD_GATEWAY);
+    for (k, v) in head.headers {
+        if let (Ok(k), Ok(v)) = (http::HeaderName::try_from(k), HeaderValue::try_from(v)) {
+            resp.headers_mut().insert(k, v);
+        }
     }
+    resp
 }
 
-/// Runs a request a follower forwarded through this server's own router.
-pub(crate) async fn execute_forwarded(router: Router, req: HttpRequest) -> HttpResponse {
+pub(crate) type ChunkStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<HttpChunk, tonic::Status>> + Send>>;
+
+/// Runs a request a follower forwarded through this server's own router and streams the
+/// answer back: status and headers first, then the body as it comes.
+pub(crate) async fn execute_forwarded(router: Router, req: HttpRequest) -> ChunkStream {
+    use futures::StreamExt;
     use tower::ServiceExt;
     let mut builder = http::Request::builder()
         .method(Method::from_bytes(req.method.as_bytes()).unwrap_or(Method::GET))
@@ -353,43 +381,32 @@ pub(crate) async fn execute_forwarded(router: Router, req: HttpRequest) -> HttpR
     for (k, v) in &req.headers {
         builder = builder.header(k, v);
     }
-    let request = match builder.body(Body::from(req.body)) {
-        Ok(r) => r,
-        Err(e) => return error_answer(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
+    let resp = match builder.body(Body::from(req.body)) {
+        Ok(request) => match router.oneshot(request).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        },
+        Err(e) => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()).into_response(),
     };
-    let resp = match router.oneshot(request).await {
-        Ok(r) => r,
-        Err(never) => match never {},
+    let head = HttpChunk {
+        status: resp.status().as_u16() as u32,
+        headers: resp
+            .headers()
+            .iter()
+            .filter(|(k, _)| *k == http::header::CONTENT_TYPE)
+            .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+        body: vec![],
     };
-    let status = resp.status().as_u16() as u32;
-    let headers = resp
-        .headers()
-        .iter()
-        .filter(|(k, _)| *k == http::header::CONTENT_TYPE)
-        .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
-        .collect();
-    let body = match resp.into_body().collect().await {
-        Ok(b) => b.to_bytes().to_vec(),
-        Err(e) => return error_answer(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
-    };
-    HttpResponse { status, headers, body }
-}
-
-fn error_answer(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    let body = serde_json::to_vec(&ErrorBody {
-        code: code.into(),
-        message: message.into(),
-        field: None,
-    })
-    .unwrap_or_default();
-    let headers = [("content-type".to_string(), "application/json".to_string())]
-        .into_iter()
-        .collect();
-    HttpResponse {
-        status: status.as_u16() as u32,
-        headers,
-        body,
-    }
+    let body = resp.into_body().into_data_stream().map(|frame| match frame {
+        Ok(bytes) => Ok(HttpChunk {
+            status: 0,
+            headers: Default::default(),
+            body: bytes.to_vec(),
+        }),
+        Err(e) => Err(tonic::Status::internal(e.to_string())),
+    });
+    Box::pin(futures::stream::iter([Ok(head)]).chain(body))
 }
 
 type Json<T> = axum::Json<T>;

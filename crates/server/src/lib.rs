@@ -7,11 +7,13 @@
 
 mod cluster;
 mod http;
+mod hub;
 mod liveness;
 mod metrics;
 mod node;
 mod peers;
 mod raft_net;
+mod tasks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

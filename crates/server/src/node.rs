@@ -49,6 +49,8 @@ pub(crate) struct Inner {
     /// Membership changes go one at a time.
     pub membership_lock: tokio::sync::Mutex<()>,
     pub metrics: Metrics,
+    /// Streams of the agents connected to this leader.
+    pub hub: crate::hub::AgentHub,
     /// The HTTP router, to execute requests forwarded by followers.
     pub router: std::sync::OnceLock<axum::Router>,
 }
@@ -315,6 +317,7 @@ impl Server {
             peer_seen,
             membership_lock: tokio::sync::Mutex::new(()),
             metrics,
+            hub: crate::hub::AgentHub::default(),
             router: std::sync::OnceLock::new(),
         });
 

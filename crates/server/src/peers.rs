@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tepui_proto::cluster_client::ClusterClient;
-use tepui_proto::{AddServerRequest, HttpRequest, HttpResponse, JoinRequest, JoinResponse};
+use tepui_proto::{AddServerRequest, HttpChunk, HttpRequest, JoinRequest, JoinResponse};
 use tepui_transport::{status_message, NetFilter};
 use tonic::transport::Channel;
 
@@ -58,13 +58,21 @@ impl Peers {
             .map_err(|s| status_message(&s))
     }
 
-    pub async fn forward_http(&self, leader: u64, addr: &str, req: HttpRequest) -> Result<HttpResponse, tonic::Status> {
+    pub async fn forward_http(
+        &self,
+        leader: u64,
+        addr: &str,
+        req: HttpRequest,
+    ) -> Result<tonic::Streaming<HttpChunk>, tonic::Status> {
         if !self.admit(leader).await {
             return Err(tonic::Status::unavailable("the leader is unreachable"));
         }
-        let mut req = tonic::Request::new(req);
-        req.set_timeout(Duration::from_secs(120));
-        Ok(self.client(addr).forward_http(req).await?.into_inner())
+        // No deadline: a followed log or a long pull streams for as long as the caller reads.
+        Ok(self
+            .client(addr)
+            .forward_http(tonic::Request::new(req))
+            .await?
+            .into_inner())
     }
 
     pub async fn join(&self, leader: u64, addr: &str, req: JoinRequest) -> Result<JoinResponse, tonic::Status> {

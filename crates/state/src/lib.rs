@@ -12,6 +12,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod task;
+
+pub use task::{Free, PlacementError, PortDef, TaskDef, TaskRecord, TaskState, TaskUpdate, VolumeDef};
+
 pub type NodeId = u64;
 
 /// Unix time in milliseconds.
@@ -165,6 +169,8 @@ pub struct State {
     pub nodes: BTreeMap<NodeId, NodeRecord>,
     pub tokens: BTreeMap<String, TokenRecord>,
     pub vars: BTreeMap<String, Var>,
+    #[serde(default)]
+    pub tasks: BTreeMap<String, TaskRecord>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +230,20 @@ pub enum Command {
     Restore {
         state: Box<State>,
     },
+    /// Records a task placed on an agent; refused if it no longer fits there.
+    CreateTask {
+        task: Box<TaskRecord>,
+    },
+    /// A status update from the task's agent.
+    TaskStatus {
+        task_id: String,
+        update: TaskUpdate,
+    },
+    /// An operator or framework asks for the task to be killed.
+    KillTask {
+        task_id: String,
+        now: Millis,
+    },
     /// Does nothing; used to commit a barrier.
     Noop,
 }
@@ -243,6 +263,9 @@ impl Command {
             Command::PutVar { .. } => "put_var",
             Command::DeleteVar { .. } => "delete_var",
             Command::Restore { .. } => "restore",
+            Command::CreateTask { .. } => "create_task",
+            Command::TaskStatus { .. } => "task_status",
+            Command::KillTask { .. } => "kill_task",
             Command::Noop => "noop",
         }
     }
@@ -283,6 +306,12 @@ pub enum ApplyError {
     CasFailed { key: String, expected: u64, found: u64 },
     #[error("unknown variable {key}")]
     UnknownVar { key: String },
+    #[error("task {id} already exists")]
+    TaskExists { id: String },
+    #[error("unknown task {id}")]
+    UnknownTask { id: String },
+    #[error("{0}")]
+    Placement(PlacementError),
 }
 
 impl State {
@@ -433,6 +462,56 @@ impl State {
                     }
                 }
                 self.vars.remove(key);
+                Ok(Response::Ok)
+            }
+            Command::CreateTask { task } => {
+                if self.tasks.contains_key(&task.id) {
+                    return Err(ApplyError::TaskExists { id: task.id.clone() });
+                }
+                self.check_fits(task.agent_id, &task.def)
+                    .map_err(ApplyError::Placement)?;
+                self.tasks.insert(task.id.clone(), (**task).clone());
+                Ok(Response::Ok)
+            }
+            Command::TaskStatus { task_id, update } => {
+                let t = self
+                    .tasks
+                    .get_mut(task_id)
+                    .ok_or_else(|| ApplyError::UnknownTask { id: task_id.clone() })?;
+                // At-least-once delivery: a resent or late update changes nothing.
+                if t.state.is_terminal() || t.last_update_uuid.as_deref() == Some(update.uuid.as_str()) {
+                    return Ok(Response::Ok);
+                }
+                // A kill was asked for: the task stays KILLING until it ends.
+                t.state = if t.kill_requested && !update.state.is_terminal() {
+                    TaskState::TaskKilling
+                } else {
+                    update.state
+                };
+                t.reason = update.reason.clone();
+                t.message = update.message.clone();
+                t.exit_code = update.exit_code;
+                t.signal = update.signal;
+                t.updated_at = update.at;
+                t.last_update_uuid = Some(update.uuid.clone());
+                if update.state == TaskState::TaskRunning && t.started_at.is_none() {
+                    t.started_at = Some(update.at);
+                }
+                if update.state.is_terminal() {
+                    t.finished_at = Some(update.at);
+                }
+                Ok(Response::Ok)
+            }
+            Command::KillTask { task_id, now } => {
+                let t = self
+                    .tasks
+                    .get_mut(task_id)
+                    .ok_or_else(|| ApplyError::UnknownTask { id: task_id.clone() })?;
+                if !t.state.is_terminal() {
+                    t.kill_requested = true;
+                    t.state = TaskState::TaskKilling;
+                    t.updated_at = *now;
+                }
                 Ok(Response::Ok)
             }
             Command::Restore { state } => {

@@ -1,0 +1,169 @@
+//! The leader's side of the agent streams: which agent is connected on which stream, sending
+//! to an agent, and requests answered by an agent (logs, exec, images) routed back to the API
+//! caller who asked.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use tepui_proto::agent::{Reply, Request, ServerToAgent};
+use tepui_proto::Envelope;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+pub(crate) type StreamTx = mpsc::Sender<Result<Envelope, Status>>;
+
+struct Session {
+    conn: u64,
+    tx: StreamTx,
+}
+
+struct Pending {
+    agent: u64,
+    replies: mpsc::Sender<Reply>,
+}
+
+#[derive(Default)]
+pub(crate) struct AgentHub {
+    sessions: Mutex<HashMap<u64, Session>>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_conn: AtomicU64,
+    next_req: AtomicU64,
+}
+
+/// Replies buffered per request before a slow reader loses it; the agent stream must not wait
+/// for one caller, or its heartbeats would stall.
+const REPLY_BUFFER: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HubError {
+    #[error("agent {0} is not connected to the leader")]
+    NotConnected(u64),
+}
+
+pub(crate) fn envelope(m: &ServerToAgent) -> Envelope {
+    Envelope {
+        json: serde_json::to_vec(m).expect("agent messages always serialize"),
+    }
+}
+
+impl AgentHub {
+    /// Records the stream of a newly registered agent; returns its connection number.
+    pub fn attach(&self, agent: u64, tx: StreamTx) -> u64 {
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(agent, Session { conn, tx });
+        conn
+    }
+
+    /// Forgets a stream that ended, unless a newer one of the same agent replaced it. Requests
+    /// in flight on it fail.
+    pub fn detach(&self, agent: u64, conn: u64) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if sessions.get(&agent).is_some_and(|s| s.conn == conn) {
+            sessions.remove(&agent);
+            drop(sessions);
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.retain(|_, p| {
+                if p.agent == agent {
+                    let _ = p.replies.try_send(Reply::Error {
+                        message: format!("agent {agent} disconnected"),
+                        code: "agent_disconnected".into(),
+                    });
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+    }
+
+    fn sender(&self, agent: u64) -> Option<StreamTx> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&agent)
+            .map(|s| s.tx.clone())
+    }
+
+    /// Sends one message; false when the agent is not connected (it gets what it missed when
+    /// it registers again).
+    pub async fn send(&self, agent: u64, msg: &ServerToAgent) -> bool {
+        match self.sender(agent) {
+            Some(tx) => tx.send(Ok(envelope(msg))).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Asks an agent for something; the replies arrive on the returned receiver, ending with
+    /// `Done` or `Error`.
+    pub async fn request(&self, agent: u64, request: Request) -> Result<(u64, mpsc::Receiver<Reply>), HubError> {
+        let tx = self.sender(agent).ok_or(HubError::NotConnected(agent))?;
+        let req_id = self.next_req.fetch_add(1, Ordering::Relaxed) + 1;
+        let (replies, rx) = mpsc::channel(REPLY_BUFFER);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(req_id, Pending { agent, replies });
+        if tx
+            .send(Ok(envelope(&ServerToAgent::Request { req_id, request })))
+            .await
+            .is_err()
+        {
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req_id);
+            return Err(HubError::NotConnected(agent));
+        }
+        Ok((req_id, rx))
+    }
+
+    /// Sends a chunk of an upload that belongs to request `req_id`.
+    pub async fn upload(&self, agent: u64, req_id: u64, b64: String, last: bool) -> Result<(), HubError> {
+        let tx = self.sender(agent).ok_or(HubError::NotConnected(agent))?;
+        tx.send(Ok(envelope(&ServerToAgent::Upload { req_id, b64, last })))
+            .await
+            .map_err(|_| HubError::NotConnected(agent))
+    }
+
+    /// Routes a reply from an agent to whoever asked.
+    pub fn deliver(&self, from: u64, req_id: u64, reply: Reply) {
+        let last = matches!(reply, Reply::Done { .. } | Reply::Error { .. });
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(p) = pending.get(&req_id).filter(|p| p.agent == from) else {
+            return;
+        };
+        let gone = match p.replies.try_send(reply) {
+            Ok(()) => false,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(req_id, agent = from, "a reader fell behind; dropping its request");
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => true,
+        };
+        if last || gone {
+            pending.remove(&req_id);
+        }
+        if gone && !last {
+            if let Some(tx) = self
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&from)
+                .map(|s| s.tx.clone())
+            {
+                let _ = tx.try_send(Ok(envelope(&ServerToAgent::Cancel { req_id })));
+            }
+        }
+    }
+
+    /// The caller went away before the answer ended.
+    pub fn cancel(&self, req_id: u64) {
+        let removed = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req_id);
+        if let Some(p) = removed {
+            if let Some(tx) = self.sender(p.agent) {
+                let _ = tx.try_send(Ok(envelope(&ServerToAgent::Cancel { req_id })));
+            }
+        }
+    }
+}

@@ -1,0 +1,832 @@
+//! Tasks on agents: the operator's `POST /v1/tasks`, status updates from agents (committed, then
+//! acknowledged), reconciliation when an agent registers, and the calls an agent answers for an
+//! API caller (logs, exec, images).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine;
+use serde::Deserialize;
+use tepui_api::{
+    AgentImage, ErrorBody, ExecRequest, ExecResult, ImagePullRequest, PortView, PullLine, TaskRunRequest, TaskView,
+};
+use tepui_proto::agent::{
+    PortAssignment, Reply, Request, ServerToAgent, StatusUpdate, TaskLaunch, TaskReport, VolumeMount,
+};
+use tepui_state::{
+    ApplyError, Command, NodeStatus, PortDef, State as Replicated, TaskDef, TaskRecord, TaskState, TaskUpdate,
+    VolumeDef,
+};
+
+use crate::http::{ApiError, JsonBody};
+use crate::node::{Inner, WriteError};
+use crate::now_ms;
+
+type Shared = State<Arc<Inner>>;
+type ApiResult<T> = Result<axum::Json<T>, ApiError>;
+
+pub(crate) fn routes() -> Router<Arc<Inner>> {
+    Router::new()
+        .route("/v1/tasks", get(list_tasks).post(run_task))
+        .route("/v1/tasks/{id}", get(get_task).delete(kill_task))
+        .route("/v1/tasks/{id}/kill", post(kill_task))
+        .route("/v1/tasks/{id}/logs", get(task_logs))
+        .route("/v1/tasks/{id}/exec", post(task_exec))
+        .route("/v1/images", get(list_images))
+        .route("/v1/images/pull", post(pull_image))
+        .route(
+            "/v1/images/import",
+            post(import_image).layer(axum::extract::DefaultBodyLimit::max(IMPORT_LIMIT)),
+        )
+        .route("/v1/images/{*reference}", axum::routing::delete(remove_image))
+}
+
+const IMPORT_LIMIT: usize = 512 << 20;
+/// Upload chunks on the agent stream; small enough not to hold up heartbeats behind them.
+const UPLOAD_CHUNK: usize = 256 << 10;
+
+pub(crate) fn launch_of(t: &TaskRecord) -> TaskLaunch {
+    TaskLaunch {
+        task_id: t.id.clone(),
+        name: t.name.clone(),
+        image: t.def.image.clone(),
+        args: t.def.args.clone(),
+        env: t.def.env.clone(),
+        user: t.def.user.clone(),
+        cwd: t.def.cwd.clone(),
+        cpus_milli: t.def.cpus_milli,
+        mem_mb: t.def.mem_mb,
+        disk_mb: t.def.disk_mb,
+        pids: t.def.pids,
+        network: t.def.network.clone(),
+        ports: t
+            .def
+            .ports
+            .iter()
+            .map(|p| PortAssignment {
+                name: p.name.clone(),
+                host_port: p.host_port,
+                container_port: p.container_port,
+                protocol: p.protocol.clone(),
+            })
+            .collect(),
+        volumes: t
+            .def
+            .volumes
+            .iter()
+            .map(|v| VolumeMount {
+                source: v.source.clone(),
+                target: v.target.clone(),
+                read_only: v.read_only,
+            })
+            .collect(),
+        read_only_rootfs: t.def.read_only_rootfs,
+        kill_grace_ms: t.def.kill_grace_ms,
+    }
+}
+
+/// Commits an agent's status update, then acknowledges it so the agent can forget it. An
+/// update the leader cannot commit is not acknowledged: the agent sends it again.
+pub(crate) async fn handle_status(inner: &Arc<Inner>, agent: u64, update: StatusUpdate) {
+    let Some(state) = TaskState::parse(&update.state) else {
+        tracing::warn!(agent, task = %update.task_id, state = %update.state, "unknown task state; acknowledging and ignoring it");
+        ack(inner, agent, &update).await;
+        return;
+    };
+    let owner = inner.state.read(|s| s.tasks.get(&update.task_id).map(|t| t.agent_id));
+    if owner.is_some_and(|o| o != agent) {
+        tracing::warn!(agent, task = %update.task_id, "update for a task of another agent; ignoring it");
+        ack(inner, agent, &update).await;
+        return;
+    }
+    let cmd = Command::TaskStatus {
+        task_id: update.task_id.clone(),
+        update: TaskUpdate {
+            uuid: update.uuid.clone(),
+            state,
+            reason: update.reason.clone(),
+            message: update.message.clone(),
+            exit_code: update.exit_code,
+            signal: update.signal,
+            at: update.timestamp_ms,
+        },
+    };
+    match inner.write(cmd).await {
+        Ok(_) => {
+            tracing::info!(agent, task = %update.task_id, state = %update.state, "task status");
+            ack(inner, agent, &update).await;
+        }
+        Err(WriteError::Rejected(ApplyError::UnknownTask { .. })) => {
+            ack(inner, agent, &update).await;
+            inner
+                .hub
+                .send(
+                    agent,
+                    &ServerToAgent::Forget {
+                        task_id: update.task_id.clone(),
+                    },
+                )
+                .await;
+        }
+        Err(e) => {
+            tracing::debug!(agent, task = %update.task_id, error = %e, "status update not committed; the agent will resend it")
+        }
+    }
+}
+
+async fn ack(inner: &Arc<Inner>, agent: u64, update: &StatusUpdate) {
+    let msg = ServerToAgent::Ack {
+        task_id: update.task_id.clone(),
+        uuid: update.uuid.clone(),
+    };
+    inner.hub.send(agent, &msg).await;
+}
+
+/// Settles the truth after an agent (re)registers: launches it missed go again, kills it
+/// missed go again, tasks it lost are marked lost, and tasks it has that the cluster does not
+/// want are forgotten.
+pub(crate) async fn reconcile(inner: &Arc<Inner>, agent: u64, reported: Vec<TaskReport>) {
+    let reported: HashMap<String, String> = reported.into_iter().map(|r| (r.task_id, r.state)).collect();
+    let ours: Vec<TaskRecord> = inner
+        .state
+        .read(|s| s.tasks.values().filter(|t| t.agent_id == agent).cloned().collect());
+    let known: HashMap<&str, &TaskRecord> = ours.iter().map(|t| (t.id.as_str(), t)).collect();
+    for t in ours.iter().filter(|t| !t.state.is_terminal()) {
+        match reported.get(&t.id) {
+            Some(_) if t.kill_requested => {
+                inner
+                    .hub
+                    .send(agent, &ServerToAgent::Kill { task_id: t.id.clone() })
+                    .await;
+            }
+            Some(_) => {}
+            None if t.state == TaskState::TaskStaging && !t.kill_requested => {
+                inner
+                    .hub
+                    .send(agent, &ServerToAgent::Launch { task: launch_of(t) })
+                    .await;
+            }
+            None => {
+                let lost = Command::TaskStatus {
+                    task_id: t.id.clone(),
+                    update: TaskUpdate {
+                        uuid: format!("reconcile-{}-{}", t.id, now_ms()),
+                        state: if t.kill_requested {
+                            TaskState::TaskKilled
+                        } else {
+                            TaskState::TaskLost
+                        },
+                        reason: Some("REASON_RECONCILIATION".into()),
+                        message: "the agent re-registered without this task".into(),
+                        exit_code: None,
+                        signal: None,
+                        at: now_ms(),
+                    },
+                };
+                if let Err(e) = inner.write(lost).await {
+                    tracing::debug!(task = %t.id, error = %e, "could not mark a task lost");
+                }
+            }
+        }
+    }
+    for (id, state) in reported {
+        let agent_running = TaskState::parse(&state).is_some_and(|s| !s.is_terminal());
+        let wanted = known.get(id.as_str()).is_some_and(|t| !t.state.is_terminal());
+        if agent_running && !wanted {
+            tracing::info!(agent, task = %id, "agent runs a task the cluster does not want; forgetting it");
+            inner.hub.send(agent, &ServerToAgent::Forget { task_id: id }).await;
+        }
+    }
+}
+
+fn task_view(s: &Replicated, t: &TaskRecord) -> TaskView {
+    TaskView {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        agent_id: t.agent_id,
+        agent_name: s.nodes.get(&t.agent_id).map(|n| n.name.clone()).unwrap_or_default(),
+        state: t.state.as_str().into(),
+        reason: t.reason.clone(),
+        message: t.message.clone(),
+        exit_code: t.exit_code,
+        signal: t.signal,
+        image: t.def.image.clone(),
+        cmd: t.def.args.clone(),
+        cpus: t.def.cpus_milli as f64 / 1000.0,
+        mem_mb: t.def.mem_mb,
+        disk_mb: t.def.disk_mb,
+        network: t.def.network.clone(),
+        ports: t
+            .def
+            .ports
+            .iter()
+            .map(|p| PortView {
+                name: p.name.clone(),
+                host_port: p.host_port,
+                container_port: p.container_port,
+                protocol: p.protocol.clone(),
+            })
+            .collect(),
+        created_at_ms: t.created_at,
+        updated_at_ms: t.updated_at,
+        started_at_ms: t.started_at,
+        finished_at_ms: t.finished_at,
+    }
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).field(field)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+/// Checks a run request and turns it into a task definition; ports still to assign come back
+/// as a count.
+fn task_def(req: &TaskRunRequest) -> Result<(TaskDef, usize), ApiError> {
+    if req.image.is_none() && req.cmd.is_empty() {
+        return Err(invalid("cmd", "a task without an image needs a command"));
+    }
+    if let Some(image) = &req.image {
+        if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
+            return Err(invalid("image", format!("{image:?} is not an image reference")));
+        }
+    }
+    if !(req.cpus > 0.0 && req.cpus <= 1024.0) {
+        return Err(invalid("cpus", "cpus must be more than 0 (for example 0.1)"));
+    }
+    if req.mem == 0 {
+        return Err(invalid("mem", "mem must be at least 1 (MB)"));
+    }
+    if req.pids == Some(0) {
+        return Err(invalid("pids", "pids must be at least 1 when set"));
+    }
+    if req.network != "host" && req.network != "bridge" {
+        return Err(invalid(
+            "network",
+            format!("network must be host or bridge, not {:?}", req.network),
+        ));
+    }
+    if !(req.kill_grace_period_secs >= 0.0 && req.kill_grace_period_secs <= 3600.0) {
+        return Err(invalid(
+            "kill_grace_period_secs",
+            "the grace period must be between 0 and 3600 seconds",
+        ));
+    }
+    for (i, p) in req.ports.iter().enumerate() {
+        if p.protocol != "tcp" && p.protocol != "udp" {
+            return Err(invalid(&format!("ports[{i}].protocol"), "protocol must be tcp or udp"));
+        }
+        if req.network == "bridge" && p.container_port == 0 {
+            return Err(invalid(
+                &format!("ports[{i}].container_port"),
+                "bridge mode needs the port inside the container",
+            ));
+        }
+        if let Some(name) = &p.name {
+            if !valid_name(name) {
+                return Err(invalid(
+                    &format!("ports[{i}].name"),
+                    "port names are letters, digits, - _ and .",
+                ));
+            }
+        }
+    }
+    for (i, v) in req.volumes.iter().enumerate() {
+        if !v.target.starts_with('/') {
+            return Err(invalid(
+                &format!("volumes[{i}].target"),
+                "the target must be an absolute path in the container",
+            ));
+        }
+    }
+    for key in req.env.keys() {
+        if key.is_empty() || key.contains('=') {
+            return Err(invalid(
+                &format!("env.{key}"),
+                "environment names cannot be empty or contain =",
+            ));
+        }
+    }
+    let fixed: Vec<PortDef> = req
+        .ports
+        .iter()
+        .filter(|p| p.host_port != 0)
+        .map(|p| PortDef {
+            name: p.name.clone(),
+            host_port: p.host_port,
+            container_port: p.container_port,
+            protocol: p.protocol.clone(),
+        })
+        .collect();
+    let unassigned = req.ports.iter().filter(|p| p.host_port == 0).count();
+    let def = TaskDef {
+        image: req.image.clone(),
+        args: req.cmd.clone(),
+        env: req.env.clone(),
+        user: req.user.clone(),
+        cwd: req.cwd.clone(),
+        cpus_milli: (req.cpus * 1000.0).round() as u64,
+        mem_mb: req.mem,
+        disk_mb: req.disk,
+        pids: req.pids,
+        network: req.network.clone(),
+        ports: fixed,
+        volumes: req
+            .volumes
+            .iter()
+            .map(|v| VolumeDef {
+                source: v.source.clone(),
+                target: v.target.clone(),
+                read_only: v.read_only,
+            })
+            .collect(),
+        read_only_rootfs: req.read_only_rootfs,
+        kill_grace_ms: (req.kill_grace_period_secs * 1000.0) as u64,
+    };
+    Ok((def, unassigned))
+}
+
+fn find_agent(s: &Replicated, key: &str) -> Option<u64> {
+    key.parse::<u64>()
+        .ok()
+        .filter(|id| s.nodes.contains_key(id))
+        .or_else(|| s.node_by_name(key).map(|n| n.id))
+}
+
+fn agent_arg(inner: &Inner, key: Option<&str>) -> Result<Option<u64>, ApiError> {
+    match key {
+        None => Ok(None),
+        Some(k) => inner.state.read(|s| find_agent(s, k)).map(Some).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_node",
+                format!("no agent with id or name {k:?}"),
+            )
+        }),
+    }
+}
+
+async fn run_task(
+    State(inner): Shared,
+    JsonBody(req): JsonBody<TaskRunRequest>,
+) -> Result<(StatusCode, axum::Json<TaskView>), ApiError> {
+    let (mut def, unassigned) = task_def(&req)?;
+    let name = req.name.clone().unwrap_or_else(|| "task".into());
+    if !valid_name(&name) {
+        return Err(invalid("name", "task names are 1-64 letters, digits, - _ and ."));
+    }
+    let only = agent_arg(&inner, req.agent.as_deref())?;
+    inner.linearize().await?;
+    let (agent, ports) = inner
+        .state
+        .read(|s| s.place(&def, unassigned, only))
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "no_room", e.to_string()))?;
+    let mut free = ports.into_iter();
+    for p in req.ports.iter().filter(|p| p.host_port == 0) {
+        let host_port = free.next().unwrap_or_default();
+        def.ports.push(PortDef {
+            name: p.name.clone(),
+            host_port,
+            container_port: p.container_port,
+            protocol: p.protocol.clone(),
+        });
+    }
+    let now = now_ms();
+    let id = format!("{name}.{}", hex::encode(rand::random::<[u8; 6]>()));
+    let record = TaskRecord {
+        id: id.clone(),
+        name,
+        agent_id: agent,
+        def,
+        state: TaskState::TaskStaging,
+        reason: None,
+        message: String::new(),
+        exit_code: None,
+        signal: None,
+        last_update_uuid: None,
+        kill_requested: false,
+        created_at: now,
+        updated_at: now,
+        started_at: None,
+        finished_at: None,
+    };
+    inner
+        .write(Command::CreateTask {
+            task: Box::new(record.clone()),
+        })
+        .await?;
+    let sent = inner
+        .hub
+        .send(
+            agent,
+            &ServerToAgent::Launch {
+                task: launch_of(&record),
+            },
+        )
+        .await;
+    tracing::info!(task = %id, agent, delivered = sent, "task created");
+    let view = inner.state.read(|s| task_view(s, &record));
+    Ok((StatusCode::CREATED, axum::Json(view)))
+}
+
+async fn list_tasks(State(inner): Shared) -> ApiResult<Vec<TaskView>> {
+    inner.linearize().await?;
+    Ok(axum::Json(
+        inner
+            .state
+            .read(|s| s.tasks.values().map(|t| task_view(s, t)).collect()),
+    ))
+}
+
+fn unknown_task(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_task",
+        format!("no task {id:?}; see `tepui task ls`"),
+    )
+}
+
+async fn get_task(State(inner): Shared, Path(id): Path<String>) -> ApiResult<TaskView> {
+    inner.linearize().await?;
+    inner
+        .state
+        .read(|s| s.tasks.get(&id).map(|t| task_view(s, t)))
+        .map(axum::Json)
+        .ok_or_else(|| unknown_task(&id))
+}
+
+async fn kill_task(State(inner): Shared, Path(id): Path<String>) -> ApiResult<TaskView> {
+    inner
+        .write(Command::KillTask {
+            task_id: id.clone(),
+            now: now_ms(),
+        })
+        .await
+        .map_err(|e| match e {
+            WriteError::Rejected(ApplyError::UnknownTask { .. }) => unknown_task(&id),
+            other => other.into(),
+        })?;
+    let (agent, terminal) = inner
+        .state
+        .read(|s| s.tasks.get(&id).map(|t| (t.agent_id, t.state.is_terminal())))
+        .ok_or_else(|| unknown_task(&id))?;
+    if !terminal {
+        inner
+            .hub
+            .send(agent, &ServerToAgent::Kill { task_id: id.clone() })
+            .await;
+    }
+    tracing::info!(task = %id, "task kill requested");
+    inner
+        .state
+        .read(|s| s.tasks.get(&id).map(|t| task_view(s, t)))
+        .map(axum::Json)
+        .ok_or_else(|| unknown_task(&id))
+}
+
+fn agent_error(code: &str, message: String) -> ApiError {
+    let status = match code {
+        "unknown_task" | "not_found" => StatusCode::NOT_FOUND,
+        "agent_disconnected" | "not_connected" => StatusCode::SERVICE_UNAVAILABLE,
+        "refused" | "in_use" | "task_not_running" => StatusCode::CONFLICT,
+        "bad_archive" | "bad_reference" | "insecure_registry" => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    ApiError::new(status, code, message)
+}
+
+fn not_connected(agent: u64, name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "agent_not_connected",
+        format!("agent {name} ({agent}) is not connected to the leader; try again when it is"),
+    )
+}
+
+/// Asks an agent and waits for its single answer.
+async fn ask(inner: &Arc<Inner>, agent: u64, request: Request) -> Result<serde_json::Value, ApiError> {
+    let name = inner
+        .state
+        .read(|s| s.nodes.get(&agent).map(|n| n.name.clone()))
+        .unwrap_or_default();
+    let (_, mut replies) = inner
+        .hub
+        .request(agent, request)
+        .await
+        .map_err(|_| not_connected(agent, &name))?;
+    loop {
+        match replies.recv().await {
+            Some(Reply::Done { result }) => return Ok(result),
+            Some(Reply::Error { message, code }) => return Err(agent_error(&code, message)),
+            Some(_) => {}
+            None => return Err(not_connected(agent, &name)),
+        }
+    }
+}
+
+/// Cancels an agent request when the HTTP response streaming its answer goes away.
+struct CancelOnDrop {
+    inner: Arc<Inner>,
+    req_id: u64,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.inner.hub.cancel(self.req_id);
+    }
+}
+
+fn task_agent(inner: &Inner, id: &str) -> Result<(u64, String), ApiError> {
+    inner
+        .state
+        .read(|s| {
+            s.tasks.get(id).map(|t| {
+                (
+                    t.agent_id,
+                    s.nodes.get(&t.agent_id).map(|n| n.name.clone()).unwrap_or_default(),
+                )
+            })
+        })
+        .ok_or_else(|| unknown_task(id))
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    #[serde(default)]
+    stderr: bool,
+    tail: Option<usize>,
+    #[serde(default)]
+    follow: bool,
+}
+
+async fn task_logs(
+    State(inner): Shared,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let (agent, name) = task_agent(&inner, &id)?;
+    let request = Request::Logs {
+        task_id: id.clone(),
+        stderr: q.stderr,
+        tail: q.tail,
+        follow: q.follow,
+    };
+    let (req_id, replies) = inner
+        .hub
+        .request(agent, request)
+        .await
+        .map_err(|_| not_connected(agent, &name))?;
+    let guard = CancelOnDrop {
+        inner: inner.clone(),
+        req_id,
+    };
+    // The agent's first answer decides the status: an error before any data is a 4xx/5xx.
+    let mut replies = replies;
+    let first = replies.recv().await;
+    let first = match first {
+        Some(Reply::Error { message, code }) => return Err(agent_error(&code, message)),
+        None => return Err(not_connected(agent, &name)),
+        Some(r) => r,
+    };
+    let stream = futures::stream::unfold(
+        (Some(first), replies, guard),
+        |(pending, mut replies, guard)| async move {
+            let reply = match pending {
+                Some(r) => r,
+                None => replies.recv().await?,
+            };
+            match reply {
+                Reply::Data { b64 } => {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .unwrap_or_default();
+                    Some((Ok::<_, std::io::Error>(Bytes::from(bytes)), (None, replies, guard)))
+                }
+                Reply::Progress { .. } => Some((Ok(Bytes::new()), (None, replies, guard))),
+                Reply::Done { .. } => None,
+                Reply::Error { message, .. } => Some((Err(std::io::Error::other(message)), (None, replies, guard))),
+            }
+        },
+    );
+    Ok((
+        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn task_exec(
+    State(inner): Shared,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<ExecRequest>,
+) -> ApiResult<ExecResult> {
+    if req.cmd.is_empty() {
+        return Err(invalid("cmd", "give the command to run, for example [\"ls\", \"/\"]"));
+    }
+    let (agent, _) = task_agent(&inner, &id)?;
+    let result = ask(
+        &inner,
+        agent,
+        Request::Exec {
+            task_id: id,
+            cmd: req.cmd,
+        },
+    )
+    .await?;
+    serde_json::from_value(result)
+        .map(axum::Json)
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "bad_agent_answer", e.to_string()))
+}
+
+fn ready_agents(s: &Replicated) -> Vec<(u64, String)> {
+    s.nodes
+        .values()
+        .filter(|n| n.agent.is_some() && n.status == NodeStatus::Ready)
+        .map(|n| (n.id, n.name.clone()))
+        .collect()
+}
+
+fn target_agents(inner: &Inner, key: Option<&str>) -> Result<Vec<(u64, String)>, ApiError> {
+    let agents = match agent_arg(inner, key)? {
+        Some(id) => inner
+            .state
+            .read(|s| vec![(id, s.nodes.get(&id).map(|n| n.name.clone()).unwrap_or_default())]),
+        None => inner.state.read(ready_agents),
+    };
+    if agents.is_empty() {
+        return Err(ApiError::new(StatusCode::CONFLICT, "no_agents", "no agent is ready"));
+    }
+    Ok(agents)
+}
+
+async fn pull_image(State(inner): Shared, JsonBody(req): JsonBody<ImagePullRequest>) -> Result<Response, ApiError> {
+    if req.reference.trim().is_empty() {
+        return Err(invalid(
+            "reference",
+            "give an image reference, for example busybox:latest",
+        ));
+    }
+    let agents = target_agents(&inner, req.agent.as_deref())?;
+    let (lines_tx, lines_rx) = tokio::sync::mpsc::channel::<PullLine>(256);
+    for (agent, name) in agents {
+        let inner = inner.clone();
+        let lines = lines_tx.clone();
+        let reference = req.reference.clone();
+        tokio::spawn(async move {
+            let line = |progress, done, error| PullLine {
+                agent: name.clone(),
+                progress,
+                done,
+                error,
+            };
+            let (req_id, mut replies) = match inner.hub.request(agent, Request::PullImage { reference }).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let err = ErrorBody {
+                        code: "agent_not_connected".into(),
+                        message: e.to_string(),
+                        field: None,
+                    };
+                    let _ = lines.send(line(None, None, Some(err))).await;
+                    return;
+                }
+            };
+            let _guard = CancelOnDrop {
+                inner: inner.clone(),
+                req_id,
+            };
+            while let Some(reply) = replies.recv().await {
+                let (out, last) = match reply {
+                    Reply::Progress { event } => (line(Some(event), None, None), false),
+                    Reply::Done { result } => (line(None, Some(result), None), true),
+                    Reply::Error { message, code } => (
+                        line(
+                            None,
+                            None,
+                            Some(ErrorBody {
+                                code,
+                                message,
+                                field: None,
+                            }),
+                        ),
+                        true,
+                    ),
+                    Reply::Data { .. } => continue,
+                };
+                if lines.send(out).await.is_err() || last {
+                    break;
+                }
+            }
+        });
+    }
+    drop(lines_tx);
+    let stream = futures::stream::unfold(lines_rx, |mut rx| async move {
+        let line = rx.recv().await?;
+        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+        bytes.push(b'\n');
+        Some((Ok::<_, std::io::Error>(Bytes::from(bytes)), rx))
+    });
+    Ok((
+        [(http::header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct AgentQuery {
+    agent: Option<String>,
+}
+
+async fn list_images(State(inner): Shared, Query(q): Query<AgentQuery>) -> ApiResult<Vec<AgentImage>> {
+    let agents = target_agents(&inner, q.agent.as_deref())?;
+    let mut out = vec![];
+    for (agent, name) in agents {
+        let result = ask(&inner, agent, Request::ListImages).await?;
+        let images: Vec<serde_json::Value> = serde_json::from_value(result).unwrap_or_default();
+        out.extend(images.into_iter().map(|image| AgentImage {
+            agent: name.clone(),
+            image,
+        }));
+    }
+    Ok(axum::Json(out))
+}
+
+async fn remove_image(
+    State(inner): Shared,
+    Path(reference): Path<String>,
+    Query(q): Query<AgentQuery>,
+) -> ApiResult<BTreeMap<String, serde_json::Value>> {
+    let agents = target_agents(&inner, q.agent.as_deref())?;
+    let mut out = BTreeMap::new();
+    for (agent, name) in agents {
+        let result = ask(
+            &inner,
+            agent,
+            Request::RemoveImage {
+                reference: reference.clone(),
+            },
+        )
+        .await?;
+        out.insert(name, result);
+    }
+    Ok(axum::Json(out))
+}
+
+async fn import_image(State(inner): Shared, Query(q): Query<AgentQuery>, body: Bytes) -> ApiResult<serde_json::Value> {
+    let key = q
+        .agent
+        .as_deref()
+        .ok_or_else(|| invalid("agent", "say which agent imports the archive: ?agent=ID"))?;
+    let agent = agent_arg(&inner, Some(key))?.unwrap_or_default();
+    let name = inner
+        .state
+        .read(|s| s.nodes.get(&agent).map(|n| n.name.clone()))
+        .unwrap_or_default();
+    if body.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_archive",
+            "the archive is empty",
+        ));
+    }
+    let (req_id, mut replies) = inner
+        .hub
+        .request(agent, Request::ImportImage)
+        .await
+        .map_err(|_| not_connected(agent, &name))?;
+    let _guard = CancelOnDrop {
+        inner: inner.clone(),
+        req_id,
+    };
+    let chunks: Vec<&[u8]> = body.chunks(UPLOAD_CHUNK).collect();
+    let count = chunks.len();
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(chunk);
+        inner
+            .hub
+            .upload(agent, req_id, b64, i + 1 == count)
+            .await
+            .map_err(|_| not_connected(agent, &name))?;
+    }
+    loop {
+        match replies.recv().await {
+            Some(Reply::Done { result }) => return Ok(axum::Json(result)),
+            Some(Reply::Error { message, code }) => return Err(agent_error(&code, message)),
+            Some(_) => {}
+            None => return Err(not_connected(agent, &name)),
+        }
+    }
+}

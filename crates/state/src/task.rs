@@ -1,0 +1,565 @@
+//! Tasks: what runs on an agent, where, with which resources, and in which state.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Millis, NodeId, NodeStatus, State};
+
+/// Task states as Mesos has them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskState {
+    TaskStaging,
+    TaskStarting,
+    TaskRunning,
+    TaskKilling,
+    TaskFinished,
+    TaskFailed,
+    TaskKilled,
+    TaskError,
+    TaskLost,
+    TaskDropped,
+    TaskUnreachable,
+    TaskGone,
+    TaskGoneByOperator,
+    TaskUnknown,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 14] = [
+        TaskState::TaskStaging,
+        TaskState::TaskStarting,
+        TaskState::TaskRunning,
+        TaskState::TaskKilling,
+        TaskState::TaskFinished,
+        TaskState::TaskFailed,
+        TaskState::TaskKilled,
+        TaskState::TaskError,
+        TaskState::TaskLost,
+        TaskState::TaskDropped,
+        TaskState::TaskUnreachable,
+        TaskState::TaskGone,
+        TaskState::TaskGoneByOperator,
+        TaskState::TaskUnknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::TaskStaging => "TASK_STAGING",
+            TaskState::TaskStarting => "TASK_STARTING",
+            TaskState::TaskRunning => "TASK_RUNNING",
+            TaskState::TaskKilling => "TASK_KILLING",
+            TaskState::TaskFinished => "TASK_FINISHED",
+            TaskState::TaskFailed => "TASK_FAILED",
+            TaskState::TaskKilled => "TASK_KILLED",
+            TaskState::TaskError => "TASK_ERROR",
+            TaskState::TaskLost => "TASK_LOST",
+            TaskState::TaskDropped => "TASK_DROPPED",
+            TaskState::TaskUnreachable => "TASK_UNREACHABLE",
+            TaskState::TaskGone => "TASK_GONE",
+            TaskState::TaskGoneByOperator => "TASK_GONE_BY_OPERATOR",
+            TaskState::TaskUnknown => "TASK_UNKNOWN",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TaskState> {
+        TaskState::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// A terminal state never changes again; its resources are free.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::TaskFinished
+                | TaskState::TaskFailed
+                | TaskState::TaskKilled
+                | TaskState::TaskError
+                | TaskState::TaskLost
+                | TaskState::TaskDropped
+                | TaskState::TaskGone
+                | TaskState::TaskGoneByOperator
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortDef {
+    pub name: Option<String>,
+    pub host_port: u16,
+    /// Bridge mode: the port inside the container (0: same as host_port).
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeDef {
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// What to run. Mirrors what the agent needs; the wire form lives in tepui-proto.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskDef {
+    pub image: Option<String>,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub user: Option<String>,
+    pub cwd: Option<String>,
+    pub cpus_milli: u64,
+    pub mem_mb: u64,
+    pub disk_mb: u64,
+    pub pids: Option<u64>,
+    /// `host` or `bridge`.
+    pub network: String,
+    pub ports: Vec<PortDef>,
+    pub volumes: Vec<VolumeDef>,
+    pub read_only_rootfs: bool,
+    pub kill_grace_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    pub name: String,
+    pub agent_id: NodeId,
+    pub def: TaskDef,
+    pub state: TaskState,
+    pub reason: Option<String>,
+    pub message: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Updates already applied, so a resent one changes nothing.
+    pub last_update_uuid: Option<String>,
+    pub kill_requested: bool,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+}
+
+/// One status change reported by an agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskUpdate {
+    pub uuid: String,
+    pub state: TaskState,
+    pub reason: Option<String>,
+    pub message: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub at: Millis,
+}
+
+/// What an agent has left after the tasks that are not terminal took their share.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Free {
+    pub cpus_milli: u64,
+    pub mem_mb: u64,
+    pub disk_mb: u64,
+    pub ports_in_use: Vec<u16>,
+}
+
+/// Why a task cannot go where it was asked to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum PlacementError {
+    #[error("no agent is ready to run tasks")]
+    NoAgents,
+    #[error("agent {0} is not a ready agent")]
+    AgentNotReady(String),
+    #[error("no agent has {need}: the most free is {best}")]
+    NotEnough { need: String, best: String },
+    #[error("port {0} is not free on agent {1}")]
+    PortTaken(u16, NodeId),
+    #[error("agent {agent} has no free port left for {wanted} more")]
+    NoPorts { agent: NodeId, wanted: usize },
+}
+
+impl State {
+    /// Free resources of an agent.
+    pub fn free_on(&self, agent: NodeId) -> Option<Free> {
+        let node = self.nodes.get(&agent)?;
+        let info = node.agent.as_ref()?;
+        let mut free = Free {
+            cpus_milli: info.resources.cpus_milli,
+            mem_mb: info.resources.mem_mb,
+            disk_mb: info.resources.disk_mb,
+            ports_in_use: vec![],
+        };
+        for t in self
+            .tasks
+            .values()
+            .filter(|t| t.agent_id == agent && !t.state.is_terminal())
+        {
+            free.cpus_milli = free.cpus_milli.saturating_sub(t.def.cpus_milli);
+            free.mem_mb = free.mem_mb.saturating_sub(t.def.mem_mb);
+            free.disk_mb = free.disk_mb.saturating_sub(t.def.disk_mb);
+            free.ports_in_use.extend(t.def.ports.iter().map(|p| p.host_port));
+        }
+        Some(free)
+    }
+
+    /// Whether `def` fits on `agent` now; the check `CreateTask` makes, so no agent is ever
+    /// over-committed whatever raced to it.
+    pub fn check_fits(&self, agent: NodeId, def: &TaskDef) -> Result<(), PlacementError> {
+        let node = self
+            .nodes
+            .get(&agent)
+            .ok_or_else(|| PlacementError::AgentNotReady(agent.to_string()))?;
+        let info = node
+            .agent
+            .as_ref()
+            .ok_or_else(|| PlacementError::AgentNotReady(agent.to_string()))?;
+        if node.status != NodeStatus::Ready {
+            return Err(PlacementError::AgentNotReady(node.name.clone()));
+        }
+        let free = self.free_on(agent).unwrap_or_default();
+        if def.cpus_milli > free.cpus_milli || def.mem_mb > free.mem_mb || def.disk_mb > free.disk_mb {
+            return Err(PlacementError::NotEnough {
+                need: describe(def),
+                best: describe_free(&free),
+            });
+        }
+        for p in &def.ports {
+            let in_range = info
+                .resources
+                .ports
+                .iter()
+                .any(|(lo, hi)| (*lo..=*hi).contains(&p.host_port));
+            if !in_range || free.ports_in_use.contains(&p.host_port) {
+                return Err(PlacementError::PortTaken(p.host_port, agent));
+            }
+        }
+        Ok(())
+    }
+
+    /// Picks an agent for a task that needs `def` (ports still unassigned: `want_ports` of
+    /// them), the one with the most free CPU, and assigns ports from its range. Pure: the
+    /// same state gives the same answer.
+    pub fn place(
+        &self,
+        def: &TaskDef,
+        want_ports: usize,
+        only: Option<NodeId>,
+    ) -> Result<(NodeId, Vec<u16>), PlacementError> {
+        let candidates: Vec<NodeId> = match only {
+            Some(id) => {
+                let ok = self
+                    .nodes
+                    .get(&id)
+                    .is_some_and(|n| n.agent.is_some() && n.status == NodeStatus::Ready);
+                if !ok {
+                    let name = self
+                        .nodes
+                        .get(&id)
+                        .map(|n| n.name.clone())
+                        .unwrap_or_else(|| id.to_string());
+                    return Err(PlacementError::AgentNotReady(name));
+                }
+                vec![id]
+            }
+            None => self
+                .nodes
+                .values()
+                .filter(|n| n.agent.is_some() && n.status == NodeStatus::Ready)
+                .map(|n| n.id)
+                .collect(),
+        };
+        if candidates.is_empty() {
+            return Err(PlacementError::NoAgents);
+        }
+        let mut best: Option<(NodeId, Free)> = None;
+        let mut most_free = Free::default();
+        for id in candidates {
+            let free = self.free_on(id).unwrap_or_default();
+            if free.cpus_milli >= most_free.cpus_milli {
+                most_free = free.clone();
+            }
+            let fits = def.cpus_milli <= free.cpus_milli && def.mem_mb <= free.mem_mb && def.disk_mb <= free.disk_mb;
+            if fits && best.as_ref().is_none_or(|(_, b)| free.cpus_milli > b.cpus_milli) {
+                best = Some((id, free));
+            }
+        }
+        let (agent, free) = best.ok_or_else(|| PlacementError::NotEnough {
+            need: describe(def),
+            best: describe_free(&most_free),
+        })?;
+        let ranges = self.nodes[&agent]
+            .agent
+            .as_ref()
+            .map(|a| a.resources.ports.clone())
+            .unwrap_or_default();
+        let mut ports = vec![];
+        'ranges: for (lo, hi) in ranges {
+            for p in lo..=hi {
+                if ports.len() == want_ports {
+                    break 'ranges;
+                }
+                let taken = free.ports_in_use.contains(&p) || def.ports.iter().any(|d| d.host_port == p);
+                if !taken {
+                    ports.push(p);
+                }
+            }
+        }
+        if ports.len() < want_ports {
+            return Err(PlacementError::NoPorts {
+                agent,
+                wanted: want_ports,
+            });
+        }
+        Ok((agent, ports))
+    }
+}
+
+fn describe(def: &TaskDef) -> String {
+    format!(
+        "{} cpus, {} MB mem, {} MB disk",
+        def.cpus_milli as f64 / 1000.0,
+        def.mem_mb,
+        def.disk_mb
+    )
+}
+
+fn describe_free(f: &Free) -> String {
+    format!(
+        "{} cpus, {} MB mem, {} MB disk",
+        f.cpus_milli as f64 / 1000.0,
+        f.mem_mb,
+        f.disk_mb
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::{AgentInfo, ClusterInfo, Command, NodeRecord, Resources, Response, Role};
+
+    fn agent(id: NodeId, cpus_milli: u64, mem_mb: u64) -> NodeRecord {
+        NodeRecord {
+            id,
+            name: format!("a{id}"),
+            role: Role::Agent,
+            cluster_addr: String::new(),
+            http_addr: String::new(),
+            agent: Some(AgentInfo {
+                resources: Resources {
+                    cpus_milli,
+                    mem_mb,
+                    disk_mb: 1000,
+                    ports: vec![(31000, 31002)],
+                },
+                attributes: BTreeMap::new(),
+                http_addr: String::new(),
+                version: String::new(),
+                registered_at: 0,
+            }),
+            status: NodeStatus::Ready,
+            joined_at: 0,
+            status_changed_at: 0,
+            token_id: None,
+        }
+    }
+
+    fn state_with_agents(n: u64) -> State {
+        let mut s = State {
+            cluster: Some(ClusterInfo {
+                cluster_id: "c".into(),
+                ca_cert_pem: String::new(),
+                ca_key_pem: String::new(),
+                created_at: 0,
+            }),
+            ..State::default()
+        };
+        for id in 1..=n {
+            s.nodes.insert(id, agent(id, 2000, 1024));
+        }
+        s
+    }
+
+    fn def(cpus_milli: u64, mem_mb: u64) -> TaskDef {
+        TaskDef {
+            image: None,
+            args: vec!["true".into()],
+            env: BTreeMap::new(),
+            user: None,
+            cwd: None,
+            cpus_milli,
+            mem_mb,
+            disk_mb: 0,
+            pids: None,
+            network: "host".into(),
+            ports: vec![],
+            volumes: vec![],
+            read_only_rootfs: false,
+            kill_grace_ms: 1000,
+        }
+    }
+
+    fn record(id: &str, agent_id: NodeId, def: TaskDef) -> Box<TaskRecord> {
+        Box::new(TaskRecord {
+            id: id.into(),
+            name: id.into(),
+            agent_id,
+            def,
+            state: TaskState::TaskStaging,
+            reason: None,
+            message: String::new(),
+            exit_code: None,
+            signal: None,
+            last_update_uuid: None,
+            kill_requested: false,
+            created_at: 0,
+            updated_at: 0,
+            started_at: None,
+            finished_at: None,
+        })
+    }
+
+    fn update(uuid: &str, state: TaskState) -> TaskUpdate {
+        TaskUpdate {
+            uuid: uuid.into(),
+            state,
+            reason: None,
+            message: String::new(),
+            exit_code: None,
+            signal: None,
+            at: 5,
+        }
+    }
+
+    #[test]
+    fn states_round_trip_their_mesos_names() {
+        for s in TaskState::ALL {
+            assert_eq!(TaskState::parse(s.as_str()), Some(s));
+        }
+        assert!(TaskState::TaskKilled.is_terminal());
+        assert!(!TaskState::TaskUnreachable.is_terminal());
+    }
+
+    #[test]
+    fn updates_are_idempotent_and_terminal_is_final() {
+        let mut s = state_with_agents(1);
+        s.apply(
+            1,
+            &Command::CreateTask {
+                task: record("t", 1, def(100, 10)),
+            },
+        );
+        let status = |u| Command::TaskStatus {
+            task_id: "t".into(),
+            update: u,
+        };
+        s.apply(2, &status(update("u1", TaskState::TaskRunning)));
+        assert_eq!(s.tasks["t"].started_at, Some(5));
+        s.apply(3, &status(update("u2", TaskState::TaskFinished)));
+        s.apply(4, &status(update("u3", TaskState::TaskRunning)));
+        assert_eq!(s.tasks["t"].state, TaskState::TaskFinished);
+        assert_eq!(
+            s.free_on(1).unwrap().cpus_milli,
+            2000,
+            "a finished task frees its resources"
+        );
+    }
+
+    #[test]
+    fn a_killed_task_stays_killing_until_it_ends() {
+        let mut s = state_with_agents(1);
+        s.apply(
+            1,
+            &Command::CreateTask {
+                task: record("t", 1, def(100, 10)),
+            },
+        );
+        s.apply(
+            2,
+            &Command::KillTask {
+                task_id: "t".into(),
+                now: 3,
+            },
+        );
+        s.apply(
+            3,
+            &Command::TaskStatus {
+                task_id: "t".into(),
+                update: update("u1", TaskState::TaskRunning),
+            },
+        );
+        assert_eq!(s.tasks["t"].state, TaskState::TaskKilling);
+        s.apply(
+            4,
+            &Command::TaskStatus {
+                task_id: "t".into(),
+                update: update("u2", TaskState::TaskKilled),
+            },
+        );
+        assert_eq!(s.tasks["t"].state, TaskState::TaskKilled);
+    }
+
+    #[test]
+    fn placement_prefers_the_freest_agent_and_assigns_ports() {
+        let mut s = state_with_agents(2);
+        s.apply(
+            1,
+            &Command::CreateTask {
+                task: record("t1", 1, def(1500, 10)),
+            },
+        );
+        let (agent, ports) = s.place(&def(500, 10), 2, None).unwrap();
+        assert_eq!(agent, 2);
+        assert_eq!(ports, vec![31000, 31001]);
+        assert!(matches!(
+            s.place(&def(4000, 10), 0, None),
+            Err(PlacementError::NotEnough { .. })
+        ));
+        assert_eq!(
+            s.place(&def(1, 1), 4, Some(2)),
+            Err(PlacementError::NoPorts { agent: 2, wanted: 4 })
+        );
+    }
+
+    #[test]
+    fn lost_agents_get_no_tasks() {
+        let mut s = state_with_agents(1);
+        s.nodes.get_mut(&1).unwrap().status = NodeStatus::Lost;
+        assert_eq!(s.place(&def(1, 1), 0, None), Err(PlacementError::NoAgents));
+        let refused = s.apply(
+            1,
+            &Command::CreateTask {
+                task: record("t", 1, def(1, 1)),
+            },
+        );
+        assert!(matches!(refused, Response::Rejected(_)));
+    }
+
+    proptest! {
+        /// Whatever order creates, kills and ends arrive in, no agent is ever over-committed.
+        #[test]
+        fn no_agent_is_ever_over_committed(ops in proptest::collection::vec((0u8..3, 1u64..4, 0u64..1500, 0u64..600, 0usize..40), 1..80)) {
+            let mut s = state_with_agents(3);
+            for (i, (op, agent, cpus, mem, pick)) in ops.into_iter().enumerate() {
+                let index = i as u64 + 1;
+                match op {
+                    0 => { s.apply(index, &Command::CreateTask { task: record(&format!("t{i}"), agent, def(cpus, mem)) }); }
+                    1 => {
+                        if let Some(id) = s.tasks.keys().nth(pick).cloned() {
+                            s.apply(index, &Command::TaskStatus { task_id: id, update: update(&format!("u{i}"), TaskState::TaskFinished) });
+                        }
+                    }
+                    _ => {
+                        if let Some(id) = s.tasks.keys().nth(pick).cloned() {
+                            s.apply(index, &Command::KillTask { task_id: id, now: 1 });
+                        }
+                    }
+                }
+                for a in 1..=3u64 {
+                    let used: (u64, u64) = s.tasks.values()
+                        .filter(|t| t.agent_id == a && !t.state.is_terminal())
+                        .fold((0, 0), |acc, t| (acc.0 + t.def.cpus_milli, acc.1 + t.def.mem_mb));
+                    prop_assert!(used.0 <= 2000 && used.1 <= 1024, "agent {} over-committed: {:?}", a, used);
+                }
+            }
+        }
+    }
+}
