@@ -31,7 +31,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
-#[command(name = "writebench", about = "Committed writes/s and commit latency of tepui or etcd")]
+#[command(
+    name = "writebench",
+    about = "Committed writes/s and commit latency of tepui or etcd"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -100,6 +103,10 @@ struct RunArgs {
     /// Hard limit on the whole run, in seconds, whatever else is asked.
     #[arg(long, default_value_t = 300.0)]
     max_seconds: f64,
+    /// Print acknowledged writes per interval to stderr every this many seconds (0: never),
+    /// to see stalls that a percentile hides.
+    #[arg(long, default_value_t = 0.0)]
+    progress: f64,
 }
 
 /// What one worker saw during the measured window.
@@ -128,6 +135,8 @@ struct Plan {
     late: AtomicU64,
     /// Count mode: when the last wanted write was acknowledged.
     finished_at: std::sync::Mutex<Option<Instant>>,
+    /// Every acknowledged write, warm-up included, for --progress.
+    acked: AtomicU64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -162,7 +171,12 @@ async fn find_leader(target: Target, addrs: &[String], timeout: Duration) -> any
             Err(e) => format!("{e:#}"),
         };
         if Instant::now() >= deadline {
-            bail!("no {} leader among {} after {:?}: {last}", target.name(), addrs.join(","), timeout);
+            bail!(
+                "no {} leader among {} after {:?}: {last}",
+                target.name(),
+                addrs.join(","),
+                timeout
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -190,7 +204,11 @@ async fn leader_once(http: &reqwest::Client, target: Target, addrs: &[String]) -
             // Each member tells its own id and the leader's; the leader is the one where they match.
             let mut answered = 0;
             for a in addrs {
-                let Ok(r) = http.post(format!("http://{a}/v3/maintenance/status")).json(&json!({})).send().await
+                let Ok(r) = http
+                    .post(format!("http://{a}/v3/maintenance/status"))
+                    .json(&json!({}))
+                    .send()
+                    .await
                 else {
                     continue;
                 };
@@ -226,9 +244,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
-    let value: String = (0..args.value_size)
-        .map(|i| (b'a' + (i % 26) as u8) as char)
-        .collect();
+    let value: String = (0..args.value_size).map(|i| (b'a' + (i % 26) as u8) as char).collect();
     let value_b64 = B64.encode(value.as_bytes());
     let started = Instant::now();
     let measure_from = started + Duration::from_secs_f64(args.warmup);
@@ -249,7 +265,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         seq: AtomicU64::new(0),
         late: AtomicU64::new(0),
         finished_at: std::sync::Mutex::new(None),
+        acked: AtomicU64::new(0),
     });
+    let ticker = (args.progress > 0.0).then(|| tokio::spawn(progress(plan.clone(), args.progress, started)));
 
     let timeout = Duration::from_secs_f64(args.request_timeout);
     let mut workers = Vec::with_capacity(args.concurrency);
@@ -261,6 +279,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut results = Vec::with_capacity(workers.len());
     for w in workers {
         results.push(w.await.context("a worker panicked")?);
+    }
+    if let Some(t) = ticker {
+        t.abort();
     }
     // The measured window ends when the last counted write completed (count mode) or at stop_at.
     let window_end = match args.count {
@@ -342,6 +363,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn progress(plan: Arc<Plan>, every: f64, started: Instant) {
+    let every = Duration::from_secs_f64(every);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::from_std(started) + every, every);
+    let mut last = 0;
+    loop {
+        tick.tick().await;
+        let now = plan.acked.load(Ordering::Relaxed);
+        eprintln!(
+            "  t={:6.1}s {:8.0} writes/s",
+            started.elapsed().as_secs_f64(),
+            (now - last) as f64 / every.as_secs_f64()
+        );
+        last = now;
+    }
+}
+
 async fn worker(http: reqwest::Client, plan: Arc<Plan>) -> WorkerResult {
     let mut out = WorkerResult::default();
     loop {
@@ -373,13 +410,19 @@ async fn worker(http: reqwest::Client, plan: Arc<Plan>) -> WorkerResult {
                 let body = resp.bytes().await;
                 match body {
                     Ok(_) if status.is_success() => Ok(()),
-                    Ok(b) => Err((true, format!("HTTP {status}: {}", String::from_utf8_lossy(&b[..b.len().min(300)])))),
+                    Ok(b) => Err((
+                        true,
+                        format!("HTTP {status}: {}", String::from_utf8_lossy(&b[..b.len().min(300)])),
+                    )),
                     Err(e) => Err((false, format!("reading the answer: {e}"))),
                 }
             }
             Err(e) => Err((false, format!("{e:#}"))),
         };
         let done = Instant::now();
+        if outcome.is_ok() {
+            plan.acked.fetch_add(1, Ordering::Relaxed);
+        }
         // Only requests sent inside the window and answered by its end are measured.
         let in_window = sent >= plan.measure_from && done <= plan.stop_at;
         match outcome {
