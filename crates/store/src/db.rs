@@ -78,6 +78,7 @@ from_redb!(
     redb::TableError,
     redb::StorageError,
     redb::CommitError,
+    redb::SetDurabilityError,
     redb::DatabaseError
 );
 

@@ -33,10 +33,20 @@ impl LogStore {
     }
 
     async fn write_meta<T: Serialize + ?Sized>(&self, key: &'static str, value: &T) -> Result<(), StoreError> {
+        self.write_meta_with(key, value, redb::Durability::Immediate).await
+    }
+
+    async fn write_meta_with<T: Serialize + ?Sized>(
+        &self,
+        key: &'static str,
+        value: &T,
+        durability: redb::Durability,
+    ) -> Result<(), StoreError> {
         let bytes = encode(key, value)?;
         let db = self.db.clone();
         blocking(move || {
-            let txn = db.begin_write()?;
+            let mut txn = db.begin_write()?;
+            txn.set_durability(durability)?;
             txn.open_table(META)?.insert(key, bytes.as_slice())?;
             txn.commit()?;
             Ok(())
@@ -129,7 +139,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     // Persisting the committed log id lets openraft re-apply committed logs on start, so the
     // in-memory state machine is whole again before this server serves reads.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError<NodeId>> {
-        self.write_meta(KEY_COMMITTED, &committed)
+        // The committed id is a hint for replay after a restart, not a promise: openraft learns
+        // it again from the leader. It rides on the next durable commit (the next append)
+        // instead of costing an fsync of its own.
+        self.write_meta_with(KEY_COMMITTED, &committed, redb::Durability::None)
             .await
             .map_err(sto_err(ErrorSubject::Store, ErrorVerb::Write))
     }
