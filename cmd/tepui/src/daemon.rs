@@ -173,6 +173,11 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
         };
         cfg.attributes = args.agent.attrs.iter().cloned().collect::<BTreeMap<_, _>>();
         cfg.heartbeat = Duration::from_secs_f64(args.agent.heartbeat_secs.max(0.05));
+        cfg.insecure_registries = args.agent.insecure_registries.clone();
+        cfg.runtime.allowed_host_volumes = args.agent.allowed_host_volumes.clone();
+        cfg.runtime.bridge.name = args.agent.bridge.clone();
+        (cfg.runtime.bridge.subnet, cfg.runtime.bridge.prefix) = args.agent.bridge_subnet;
+        cfg.task_retention = args.agent.task_retention;
         let mut a = Agent::start(cfg).await.context("the agent did not start")?;
         if server.is_none() {
             println!("tepui agent {} ({}) is up", a.identity.name, a.identity.node_id);

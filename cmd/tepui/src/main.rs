@@ -85,7 +85,7 @@ struct DaemonArgs {
     agent: AgentResourceArgs,
 }
 
-#[derive(Args, Clone, Default)]
+#[derive(Args, Clone)]
 struct AgentResourceArgs {
     /// CPUs to offer [default: detected]
     #[arg(long)]
@@ -102,6 +102,21 @@ struct AgentResourceArgs {
     /// An attribute for placement constraints, KEY=VALUE; repeatable.
     #[arg(long = "attr", value_parser = parse_key_value)]
     attrs: Vec<(String, String)>,
+    /// A registry that may be pulled from over plain HTTP, HOST:PORT; repeatable.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// A host path tasks may mount as a volume (and everything under it); repeatable.
+    #[arg(long = "allow-host-volume")]
+    allowed_host_volumes: Vec<PathBuf>,
+    /// The bridge for tasks in bridge mode.
+    #[arg(long, default_value = "tepui0")]
+    bridge: String,
+    /// The bridge's subnet, CIDR.
+    #[arg(long, default_value = "10.213.0.0/16", value_parser = parse_cidr)]
+    bridge_subnet: (std::net::Ipv4Addr, u8),
+    /// How long ended tasks' sandboxes are kept, like 1h or 10m.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    task_retention: std::time::Duration,
     /// Seconds an agent waits between heartbeats.
     #[arg(long, default_value_t = 2.0, value_parser = parse_secs)]
     heartbeat_secs: f64,
@@ -420,6 +435,19 @@ fn parse_secs(s: &str) -> Result<f64, String> {
         Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(secs),
         _ => Err(format!("{s:?} is not a number of seconds between 0 and 86400")),
     }
+}
+
+fn parse_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+    let (ip, prefix) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not a subnet like 10.213.0.0/16"))?;
+    let ip: std::net::Ipv4Addr = ip.parse().map_err(|_| format!("{ip:?} is not an IPv4 address"))?;
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| (8..=30).contains(p))
+        .ok_or_else(|| format!("prefix /{prefix} must be 8 to 30"))?;
+    Ok((ip, prefix))
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {

@@ -1,10 +1,23 @@
 //! A tepui agent: a worker node that joins with a token, reports its resources and attributes,
-//! and keeps one stream open to the leader, dialing out so that agents behind NAT work.
+//! keeps one stream open to the leader (dialing out, so agents behind NAT work), and runs the
+//! leader's tasks in containers.
 //!
-//! The agent finds the leader by itself: it dials the servers it knows, follows a follower's
-//! hint to the leader, and reconnects after a failover. It knows nothing of Raft.
+//! The agent finds the leader by itself (`session.rs`): it dials the servers it knows, follows a
+//! follower's hint to the leader, and reconnects after a failover. Tasks ([`TaskManager`]) run
+//! in the container runtime (tepui-runtime) from images in the image store (tepui-image); their
+//! status updates are kept on disk until the leader acknowledges them ([`UpdateQueue`]), and
+//! containers outlive the agent, which adopts them when it starts again.
+//!
+//! It knows nothing of Raft, the allocator or frameworks: the leader decides what runs where,
+//! the agent runs it and says how it went.
 
+mod http;
+pub mod launch;
+mod requests;
 mod resources;
+mod session;
+mod tasks;
+mod updates;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,16 +25,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use requests::{progress_json, ImageSummary, Requests};
 pub use resources::{detect, ResourceOverrides};
+pub use tasks::{CleanupReport, Phase, TaskConfig, TaskError, TaskManager};
 use tepui_pki::token::JoinToken;
 use tepui_pki::Role;
-use tepui_proto::agent::{AgentToServer, ServerToAgent};
-use tepui_proto::cluster_client::ClusterClient;
-use tepui_proto::Envelope;
+pub use tepui_runtime::{BridgeConfig, RuntimeConfig};
 use tepui_transport::{Identity, NetFilter};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
+pub use updates::{task_dir_name, UpdateQueue, FIRST_RETRY, MAX_RETRY};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -48,6 +62,18 @@ pub struct AgentConfig {
     pub attributes: BTreeMap<String, String>,
     pub heartbeat: Duration,
     pub filter: NetFilter,
+    /// How containers run: the shim program (default: this executable with `shim`), the
+    /// bridge network, host paths volumes may mount (`allowed_host_volumes`, empty refuses
+    /// all), the cgroup parent, log rotation. Sandboxes live under `<data_dir>/runtime`.
+    pub runtime: RuntimeConfig,
+    /// Registries (`host:port` as references write them) that may be pulled from over plain
+    /// HTTP. Images live under `<data_dir>/images`.
+    pub insecure_registries: Vec<String>,
+    /// Ended tasks whose updates are all acknowledged, and their sandboxes, are removed this
+    /// long after they ended.
+    pub task_retention: Duration,
+    /// How often that cleanup (and image garbage collection) runs.
+    pub cleanup_interval: Duration,
 }
 
 impl AgentConfig {
@@ -62,6 +88,10 @@ impl AgentConfig {
             attributes: BTreeMap::new(),
             heartbeat: Duration::from_secs(2),
             filter: NetFilter::default(),
+            runtime: RuntimeConfig::default(),
+            insecure_registries: Vec::new(),
+            task_retention: Duration::from_secs(3600),
+            cleanup_interval: Duration::from_secs(60),
         }
     }
 }
@@ -78,6 +108,8 @@ pub enum AgentError {
     Join(#[from] tepui_transport::JoinError),
     #[error("bad token")]
     Token(#[from] tepui_pki::PkiError),
+    #[error("cannot start the task manager")]
+    Tasks(#[from] TaskError),
 }
 
 /// What the agent's connection to the cluster looks like right now.
@@ -92,12 +124,16 @@ pub struct Agent {
     pub identity: Identity,
     pub http_addr: SocketAddr,
     pub connection: watch::Receiver<Connection>,
-    tasks: JoinSet<()>,
+    task_manager: TaskManager,
+    loops: JoinSet<()>,
     shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl Agent {
     pub async fn start(cfg: AgentConfig) -> Result<Agent, AgentError> {
+        // Linking the image store compiles rustls into reqwest (feature unification), and a
+        // reqwest client then needs a process-wide crypto provider: ring, the only one here.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| AgentError::Config(format!("cannot create data dir {}: {e}", cfg.data_dir.display())))?;
         let listener = TcpListener::bind(cfg.http_listen)
@@ -167,33 +203,49 @@ impl Agent {
             join_addr.get_or_insert(addr.clone());
         }
 
+        let task_manager = TaskManager::open(TaskConfig {
+            data_dir: cfg.data_dir.clone(),
+            runtime: cfg.runtime.clone(),
+            insecure_registries: cfg.insecure_registries.clone(),
+            task_retention: cfg.task_retention,
+        })
+        .await?;
+
         let resources = resources::detect(&cfg.data_dir, &cfg.resources);
         let (conn_tx, conn_rx) = watch::channel(Connection::default());
-        let mut tasks = JoinSet::new();
-        let session = Session {
+        let mut loops = JoinSet::new();
+        let session = session::Session {
             identity: identity.clone(),
             persist: !matches!(cfg.start, AgentStart::WithIdentity(_)),
             data_dir: cfg.data_dir.clone(),
-            register: AgentToServer::Register {
-                resources: resources.clone(),
-                attributes: cfg.attributes.clone(),
-                http_addr: http_addr.to_string(),
-                version: VERSION.into(),
-                tasks: vec![],
-            },
+            resources: resources.clone(),
+            attributes: cfg.attributes.clone(),
+            http_addr: http_addr.to_string(),
             heartbeat: cfg.heartbeat,
             filter: cfg.filter.clone(),
             extra_servers: join_addr.into_iter().collect(),
             connection: conn_tx,
+            tasks: task_manager.clone(),
         };
-        tasks.spawn(session.run());
-        let app = http_router(Arc::new(HttpState {
+        loops.spawn(session.run());
+        let cleaner = task_manager.clone();
+        let interval = cfg.cleanup_interval.max(Duration::from_millis(100));
+        loops.spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let r = cleaner.cleanup().await;
+                if !r.tasks.is_empty() || !r.sandboxes.is_empty() {
+                    tracing::info!(tasks = r.tasks.len(), sandboxes = r.sandboxes.len(), "cleanup");
+                }
+            }
+        });
+        let app = http::router(Arc::new(http::HttpState {
             name: identity.name.clone(),
             resources,
         }));
         let shutdown = tokio_util::sync::CancellationToken::new();
         let shutdown_http = shutdown.clone();
-        tasks.spawn(async move {
+        loops.spawn(async move {
             let listener = tepui_transport::KillableListener::new(listener, shutdown_http);
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "agent http server stopped");
@@ -204,7 +256,8 @@ impl Agent {
             identity,
             http_addr,
             connection: conn_rx,
-            tasks,
+            task_manager,
+            loops,
             shutdown,
         })
     }
@@ -220,185 +273,26 @@ impl Agent {
             .is_ok()
     }
 
+    /// The agent's tasks.
+    pub fn tasks(&self) -> &TaskManager {
+        &self.task_manager
+    }
+
+    /// Stops the agent. Its containers keep running; the next start adopts them.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
-        self.tasks.abort_all();
-        while self.tasks.join_next().await.is_some() {}
+        self.loops.abort_all();
+        while self.loops.join_next().await.is_some() {}
+        self.task_manager.shutdown().await;
     }
 }
 
-struct Session {
-    identity: Identity,
-    /// Whether to keep the server list on disk (not for an identity borrowed from a server).
-    persist: bool,
-    data_dir: PathBuf,
-    register: AgentToServer,
-    heartbeat: Duration,
-    filter: NetFilter,
-    extra_servers: Vec<String>,
-    connection: watch::Sender<Connection>,
-}
-
-enum Ended {
-    /// The server pointed at the leader.
-    Redirect(String),
-    Failed(String),
-}
-
-impl Session {
-    async fn run(mut self) {
-        let mut hint: Option<String> = None;
-        let mut backoff = Duration::from_millis(100);
-        let mut next = 0usize;
-        loop {
-            let mut servers = self.identity.servers.clone();
-            for s in &self.extra_servers {
-                if !servers.contains(s) {
-                    servers.push(s.clone());
-                }
-            }
-            let addr = match hint.take() {
-                Some(h) => h,
-                None if servers.is_empty() => {
-                    tracing::error!("this agent knows no server address; start it with --join ADDR");
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    continue;
-                }
-                None => {
-                    next = (next + 1) % servers.len();
-                    servers[next].clone()
-                }
-            };
-            let registrations = self.connection.borrow().registrations;
-            match self.connect(&addr).await {
-                Ended::Redirect(leader) => {
-                    tracing::debug!(from = %addr, to = %leader, "following the leader hint");
-                    hint = Some(leader);
-                    backoff = Duration::from_millis(100);
-                    continue;
-                }
-                Ended::Failed(why) => {
-                    self.connection.send_modify(|c| c.leader = None);
-                    tracing::debug!(server = %addr, reason = %why, "agent stream ended");
-                    // A stream that registered worked: reconnect with short pauses again instead
-                    // of the longest pause an earlier outage left behind.
-                    if self.connection.borrow().registrations > registrations {
-                        backoff = Duration::from_millis(100);
-                    }
-                }
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(3));
-        }
+impl Drop for Agent {
+    /// An agent dropped without [`Agent::shutdown`] stops too: nothing of it goes on writing
+    /// to its data dir, which a restarted agent may already use.
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.loops.abort_all();
+        self.task_manager.stop();
     }
-
-    async fn connect(&mut self, addr: &str) -> Ended {
-        let me = self.identity.node_id;
-        if self.filter.is_isolated(me) {
-            return Ended::Failed("isolated by the network filter".into());
-        }
-        let tls = match self.identity.client_tls() {
-            Ok(t) => t,
-            Err(e) => return Ended::Failed(e.to_string()),
-        };
-        let mut client = ClusterClient::new(tepui_transport::channel(addr, tls));
-        let (tx, rx) = mpsc::channel::<Envelope>(16);
-        let _ = tx.send(envelope(&self.register)).await;
-        let resp = match client
-            .agent_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-        {
-            Ok(r) => r,
-            Err(status) => {
-                if let Some(leader) = status.metadata().get("x-tepui-leader").and_then(|v| v.to_str().ok()) {
-                    if !leader.is_empty() && leader != addr {
-                        return Ended::Redirect(leader.to_string());
-                    }
-                }
-                return Ended::Failed(tepui_transport::status_message(&status));
-            }
-        };
-        let mut inbound = resp.into_inner();
-        let mut ticker = tokio::time::interval(self.heartbeat);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut seq = 0u64;
-        loop {
-            tokio::select! {
-                msg = inbound.message() => {
-                    let msg = match msg {
-                        Ok(Some(m)) => m,
-                        Ok(None) => return Ended::Failed("the server closed the stream".into()),
-                        Err(s) => return Ended::Failed(tepui_transport::status_message(&s)),
-                    };
-                    match serde_json::from_slice::<ServerToAgent>(&msg.json) {
-                        Ok(ServerToAgent::Registered { node_id, servers }) => {
-                            tracing::info!(node = node_id, leader = %addr, "registered with the leader");
-                            self.remember_servers(servers);
-                            self.connection.send_modify(|c| {
-                                c.leader = Some(addr.to_string());
-                                c.registrations += 1;
-                            });
-                        }
-                        Ok(ServerToAgent::HeartbeatAck { .. }) => {}
-                        Ok(other) => tracing::debug!(message = ?other, "not handled by this agent yet"),
-                        Err(e) => tracing::warn!(error = %e, "unreadable message from the server"),
-                    }
-                }
-                _ = ticker.tick() => {
-                    if self.filter.is_isolated(me) {
-                        return Ended::Failed("isolated by the network filter".into());
-                    }
-                    seq += 1;
-                    if tx.send(envelope(&AgentToServer::Heartbeat { seq })).await.is_err() {
-                        return Ended::Failed("the stream closed".into());
-                    }
-                }
-            }
-        }
-    }
-
-    fn remember_servers(&mut self, servers: Vec<String>) {
-        if servers.is_empty() || servers == self.identity.servers {
-            return;
-        }
-        self.identity.servers = servers;
-        if self.persist {
-            if let Err(e) = self.identity.save(&self.data_dir) {
-                tracing::warn!(error = %e, "could not save the server list");
-            }
-        }
-    }
-}
-
-fn envelope(m: &AgentToServer) -> Envelope {
-    Envelope {
-        json: serde_json::to_vec(m).expect("agent messages always serialize"),
-    }
-}
-
-struct HttpState {
-    name: String,
-    resources: tepui_proto::agent::Resources,
-}
-
-fn http_router(state: Arc<HttpState>) -> axum::Router {
-    use axum::extract::State;
-    use axum::routing::get;
-    axum::Router::new()
-        .route(
-            "/v1/health",
-            get(|State(s): State<Arc<HttpState>>| async move {
-                axum::Json(tepui_api::Health {
-                    status: "ok".into(),
-                    node: s.name.clone(),
-                    role: "agent".into(),
-                    version: VERSION.into(),
-                })
-            }),
-        )
-        .route(
-            "/v1/agent/resources",
-            get(|State(s): State<Arc<HttpState>>| async move { axum::Json(s.resources.clone()) }),
-        )
-        .with_state(state)
 }

@@ -186,6 +186,9 @@ pub struct Client {
 impl Client {
     /// `addr` is `host:port` or a URL; `http://` is assumed.
     pub fn new(addr: &str) -> Client {
+        // reqwest's rustls needs a process-wide crypto provider when more than one could be
+        // linked in; ring is the only one this project uses.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let base = if addr.starts_with("http://") || addr.starts_with("https://") {
             addr.trim_end_matches('/').to_string()
         } else {

@@ -12,6 +12,7 @@ use tepui_state::{ApplyError, ClusterInfo, Command, NodeRecord, NodeStatus, Resp
 use tepui_store::{Raft, StateReader};
 use tepui_transport::{Identity, NetFilter};
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::metrics::Metrics;
@@ -19,7 +20,7 @@ use crate::peers::Peers;
 use crate::{now_ms, FirstStart, ServerConfig, ServerError};
 
 /// What a write to the replicated state can end in, short of an answer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub(crate) enum WriteError {
     #[error("this server is not the leader")]
     NotLeader { leader: Option<u64> },
@@ -27,6 +28,52 @@ pub(crate) enum WriteError {
     Rejected(ApplyError),
     #[error("raft: {0}")]
     Raft(String),
+}
+
+pub(crate) type PendingWrite = (Command, oneshot::Sender<Result<Response, WriteError>>);
+
+/// Takes every write that queued while the previous group was committing and commits them as
+/// one entry. One group is in flight at a time, so groups grow with the load.
+async fn group_commit(inner: std::sync::Weak<Inner>, mut queue: mpsc::Receiver<PendingWrite>) {
+    while let Some(first) = queue.recv().await {
+        let mut group = vec![first];
+        while group.len() < tepui_state::MAX_BATCH {
+            match queue.try_recv() {
+                Ok(w) => group.push(w),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let answer = |r: Response| match r {
+            Response::Rejected(e) => Err(WriteError::Rejected(e)),
+            other => Ok(other),
+        };
+        if group.len() == 1 {
+            let (cmd, done) = group.pop().expect("one write");
+            let _ = done.send(inner.write_now(cmd).await.and_then(answer));
+            continue;
+        }
+        let (cmds, waiters): (Vec<Command>, Vec<_>) = group.into_iter().unzip();
+        match inner.write_now(Command::Batch { cmds }).await {
+            Ok(Response::Batch(answers)) => {
+                for (done, r) in waiters.into_iter().zip(answers) {
+                    let _ = done.send(answer(r));
+                }
+            }
+            Ok(other) => {
+                for done in waiters {
+                    let _ = done.send(Err(WriteError::Raft(format!(
+                        "unexpected answer to a batch: {other:?}"
+                    ))));
+                }
+            }
+            Err(e) => {
+                for done in waiters {
+                    let _ = done.send(Err(e.clone()));
+                }
+            }
+        }
+    }
 }
 
 /// The parts every handler shares.
@@ -49,6 +96,8 @@ pub(crate) struct Inner {
     /// Membership changes go one at a time.
     pub membership_lock: tokio::sync::Mutex<()>,
     pub metrics: Metrics,
+    /// Writes waiting for the group committer.
+    pub writes: mpsc::Sender<PendingWrite>,
     /// Streams of the agents connected to this leader.
     pub hub: crate::hub::AgentHub,
     /// The HTTP router, to execute requests forwarded by followers.
@@ -76,16 +125,21 @@ impl Inner {
         m.membership().nodes().map(|(_, n)| n.addr.clone()).collect()
     }
 
+    /// Commits a command and returns its answer. Concurrent writes are grouped into one log
+    /// entry (group commit): the log is fsynced once per group, not once per write.
     pub async fn write(&self, cmd: Command) -> Result<Response, WriteError> {
-        let kind = cmd.kind();
+        let (done, answer) = tokio::sync::oneshot::channel();
+        if self.writes.send((cmd, done)).await.is_err() {
+            return Err(WriteError::Raft("the server is shutting down".into()));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(WriteError::Raft("the server is shutting down".into())))
+    }
+
+    async fn write_now(&self, cmd: Command) -> Result<Response, WriteError> {
         match self.raft.client_write(cmd).await {
-            Ok(r) => match r.data {
-                Response::Rejected(e) => {
-                    tracing::debug!(command = kind, error = %e, "command rejected");
-                    Err(WriteError::Rejected(e))
-                }
-                other => Ok(other),
-            },
+            Ok(r) => Ok(r.data),
             Err(openraft::error::RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(f))) => {
                 Err(WriteError::NotLeader { leader: f.leader_id })
             }
@@ -302,7 +356,9 @@ impl Server {
             .map_err(|e| ServerError::Raft(e.to_string()))?;
 
         let metrics = Metrics::default();
+        let (writes, write_queue) = mpsc::channel(4096);
         let inner = Arc::new(Inner {
+            writes,
             id: identity.node_id,
             name: identity.name.clone(),
             raft,
@@ -322,6 +378,7 @@ impl Server {
         });
 
         let mut tasks = JoinSet::new();
+        tasks.spawn(group_commit(Arc::downgrade(&inner), write_queue));
         let router = crate::http::router(inner.clone());
         let _ = inner.router.set(router.clone());
         let shutdown = tokio_util::sync::CancellationToken::new();

@@ -501,7 +501,9 @@ fn agent_error(code: &str, message: String) -> ApiError {
         "unknown_task" | "not_found" => StatusCode::NOT_FOUND,
         "agent_disconnected" | "not_connected" => StatusCode::SERVICE_UNAVAILABLE,
         "refused" | "in_use" | "task_not_running" => StatusCode::CONFLICT,
-        "bad_archive" | "bad_reference" | "insecure_registry" => StatusCode::UNPROCESSABLE_ENTITY,
+        "bad_archive" | "bad_reference" | "insecure_registry" | "bad_image" | "digest_mismatch"
+        | "upload_incomplete" => StatusCode::UNPROCESSABLE_ENTITY,
+        "bad_request" => StatusCode::BAD_REQUEST,
         _ => StatusCode::BAD_GATEWAY,
     };
     ApiError::new(status, code, message)

@@ -244,9 +244,17 @@ pub enum Command {
         task_id: String,
         now: Millis,
     },
+    /// Several commands committed as one log entry (the leader groups concurrent writes);
+    /// each is applied in order and answered on its own.
+    Batch {
+        cmds: Vec<Command>,
+    },
     /// Does nothing; used to commit a barrier.
     Noop,
 }
+
+/// Commands in one batch at most; each gets its own version number (see [`State::apply`]).
+pub const MAX_BATCH: usize = 999;
 
 impl Command {
     /// A short stable name, for logs and metrics.
@@ -266,6 +274,7 @@ impl Command {
             Command::CreateTask { .. } => "create_task",
             Command::TaskStatus { .. } => "task_status",
             Command::KillTask { .. } => "kill_task",
+            Command::Batch { .. } => "batch",
             Command::Noop => "noop",
         }
     }
@@ -277,6 +286,7 @@ pub enum Response {
     NodeAdmitted { id: NodeId },
     Var { key: String, modify_index: u64 },
     Rejected(ApplyError),
+    Batch(Vec<Response>),
 }
 
 /// Deterministic refusals of a command. They are answers, not failures of the store.
@@ -315,9 +325,23 @@ pub enum ApplyError {
 }
 
 impl State {
-    /// Applies one committed command at log index `index`.
+    /// Applies one committed command at log index `index`. What a command writes is versioned
+    /// `index * 1000 + position in its batch`, so versions only grow and never repeat.
     pub fn apply(&mut self, index: u64, cmd: &Command) -> Response {
-        match self.try_apply(index, cmd) {
+        match cmd {
+            Command::Batch { cmds } => Response::Batch(
+                cmds.iter()
+                    .take(MAX_BATCH)
+                    .enumerate()
+                    .map(|(pos, c)| self.apply_one(index * 1000 + pos as u64 + 1, c))
+                    .collect(),
+            ),
+            other => self.apply_one(index * 1000, other),
+        }
+    }
+
+    fn apply_one(&mut self, version: u64, cmd: &Command) -> Response {
+        match self.try_apply(version, cmd) {
             Ok(r) => r,
             Err(e) => Response::Rejected(e),
         }
@@ -325,6 +349,8 @@ impl State {
 
     fn try_apply(&mut self, index: u64, cmd: &Command) -> Result<Response, ApplyError> {
         match cmd {
+            // Batches do not nest.
+            Command::Batch { .. } => Ok(Response::Batch(vec![])),
             Command::Noop => Ok(Response::Ok),
             Command::InitCluster { cluster, bootstrap } => {
                 if self.cluster.is_some() {
@@ -723,28 +749,20 @@ mod tests {
             cas,
             now: 1,
         };
-        assert_eq!(
-            s.apply(7, &put(Some(0))),
-            Response::Var {
-                key: "k".into(),
-                modify_index: 7
-            }
-        );
+        let var = |modify_index| Response::Var {
+            key: "k".into(),
+            modify_index,
+        };
+        assert_eq!(s.apply(7, &put(Some(0))), var(7000));
         assert_eq!(
             s.apply(8, &put(Some(0))),
             Response::Rejected(ApplyError::CasFailed {
                 key: "k".into(),
                 expected: 0,
-                found: 7
+                found: 7000
             })
         );
-        assert_eq!(
-            s.apply(9, &put(Some(7))),
-            Response::Var {
-                key: "k".into(),
-                modify_index: 9
-            }
-        );
+        assert_eq!(s.apply(9, &put(Some(7000))), var(9000));
         assert_eq!(
             s.apply(
                 10,
@@ -756,6 +774,52 @@ mod tests {
             Response::Ok
         );
         assert!(s.vars.is_empty());
+    }
+
+    #[test]
+    fn a_batch_answers_each_command_and_versions_never_repeat() {
+        let mut s = initialized();
+        let put = |value: &str, cas| Command::PutVar {
+            key: "k".into(),
+            value: value.into(),
+            cas,
+            now: 1,
+        };
+        let answer = s.apply(
+            5,
+            &Command::Batch {
+                cmds: vec![put("a", None), put("b", Some(5001)), put("c", Some(5001))],
+            },
+        );
+        let Response::Batch(answers) = answer else {
+            panic!("a batch answers with a batch")
+        };
+        assert_eq!(
+            answers[0],
+            Response::Var {
+                key: "k".into(),
+                modify_index: 5001
+            }
+        );
+        assert_eq!(
+            answers[1],
+            Response::Var {
+                key: "k".into(),
+                modify_index: 5002
+            }
+        );
+        assert!(
+            matches!(answers[2], Response::Rejected(ApplyError::CasFailed { .. })),
+            "the second write moved it on"
+        );
+        assert_eq!(s.vars["k"].value, "b");
+        assert_eq!(
+            s.apply(6, &put("d", Some(5002))),
+            Response::Var {
+                key: "k".into(),
+                modify_index: 6000
+            }
+        );
     }
 
     #[test]

@@ -106,7 +106,10 @@ async fn fetch_pinned_ca(
             let detail = match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
                 Some(rustls::Error::General(msg)) => msg.clone(),
                 Some(other) => other.to_string(),
-                None => e.get_ref().map(|inner| inner.to_string()).unwrap_or_else(|| e.to_string()),
+                None => e
+                    .get_ref()
+                    .map(|inner| inner.to_string())
+                    .unwrap_or_else(|| e.to_string()),
             };
             Err(JoinError::WrongCluster {
                 addr: addr.to_string(),
