@@ -346,7 +346,7 @@ async fn single_node_raft_restarts_with_its_state() {
             r1,
             Response::Var {
                 key: "a".into(),
-                modify_index: i1
+                modify_index: i1 * 1000
             }
         );
         write(&raft, put("b", "2")).await;
