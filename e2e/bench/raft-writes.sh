@@ -5,7 +5,7 @@
 # A benchmark, not a test. It
 #   1. installs etcd (Debian's etcd-server, etcd-client) and jq if they are missing;
 #   2. builds tepui and the load generator (e2e/src/bin/writebench.rs) in release, in
-#      CARGO_TARGET_DIR (default /work/target-bench, outside the workspace's shared target/);
+#      CARGO_TARGET_DIR (default target/bench, apart from the usual target/ so builds do not wait on each other);
 #   3. starts 3 tepui servers on 127.0.20.1-3 (the first bootstraps, the others join with its
 #      server token), waits for 3 voters, and loads the leader's HTTP API;
 #   4. stops them, starts a 3-member etcd cluster on 127.0.21.1-3 (default fsync behaviour) and
@@ -18,7 +18,7 @@
 #   KEYS=0            write bench/<n % KEYS>; 0 makes every key new
 #   ROUNDS=1          rounds of (tepui, etcd), each on fresh clusters; the table shows medians
 #   PROGRESS=0        seconds between writes/s lines on stderr (0: none), to see stalls
-#   CARGO_TARGET_DIR=/work/target-bench
+#   CARGO_TARGET_DIR=target/bench
 #   BENCH_TMP=/var/tmp  where the data dirs go: a real disk (on tmpfs, fsync is free)
 #   BENCH_TIMEOUT=1800  seconds for the whole run, build included
 #   RESULTS=FILE      also write both JSON result lines there
@@ -35,9 +35,8 @@ PROGRESS=${PROGRESS:-0}
 ROUNDS=${ROUNDS:-1}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-1800}
 BENCH_TMP=${BENCH_TMP:-/var/tmp}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-bench}
-
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target/bench}
 TEPUI_IPS=(127.0.20.1 127.0.20.2 127.0.20.3)
 ETCD_IPS=(127.0.21.1 127.0.21.2 127.0.21.3)
 
