@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tepui_agent::{Agent, AgentConfig, AgentStart, ResourceOverrides};
+use tepui_image::RegistryAuth;
 use tepui_pki::token::JoinToken;
 use tepui_pki::Role;
 use tepui_server::{FirstStart, Server, ServerConfig, StartedAs};
@@ -174,6 +175,9 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
         cfg.attributes = args.agent.attrs.iter().cloned().collect::<BTreeMap<_, _>>();
         cfg.heartbeat = Duration::from_secs_f64(args.agent.heartbeat_secs.max(0.05));
         cfg.insecure_registries = args.agent.insecure_registries.clone();
+        if let Some(file) = &args.agent.registry_auth_file {
+            cfg.registry_auth = registry_auth(file)?;
+        }
         cfg.runtime.allowed_host_volumes = args.agent.allowed_host_volumes.clone();
         cfg.runtime.bridge.name = args.agent.bridge.clone();
         (cfg.runtime.bridge.subnet, cfg.runtime.bridge.prefix) = args.agent.bridge_subnet;
@@ -205,6 +209,61 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads registry credentials from a Docker-style config.json.
+fn registry_auth(file: &std::path::Path) -> anyhow::Result<std::collections::HashMap<String, RegistryAuth>> {
+    use base64::Engine;
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    let auths = doc
+        .get("auths")
+        .and_then(|a| a.as_object())
+        .with_context(|| format!("{} has no \"auths\" object", file.display()))?;
+    let mut out = std::collections::HashMap::new();
+    for (host, entry) in auths {
+        let field = |k: &str| {
+            entry
+                .get(k)
+                .and_then(|v| v.as_str())
+                .filter(|v| !v.is_empty())
+                .map(String::from)
+        };
+        // Docker names Docker Hub by its index URL; references say docker.io.
+        let host = if host.contains("index.docker.io") {
+            "docker.io".to_string()
+        } else {
+            host.trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string()
+        };
+        let auth = if let Some(token) = field("registrytoken") {
+            RegistryAuth::Bearer { token }
+        } else if let (Some(username), Some(password)) = (field("username"), field("password")) {
+            RegistryAuth::Basic { username, password }
+        } else if let Some(encoded) = field("auth") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .with_context(|| format!("the auth of {host} in {} is not base64", file.display()))?;
+            let text = String::from_utf8(decoded).with_context(|| format!("the auth of {host} is not text"))?;
+            let (username, password) = text
+                .split_once(':')
+                .with_context(|| format!("the auth of {host} is not user:password"))?;
+            RegistryAuth::Basic {
+                username: username.into(),
+                password: password.into(),
+            }
+        } else {
+            anyhow::bail!(
+                "{}: {host} has no auth, username/password or registrytoken",
+                file.display()
+            );
+        };
+        out.insert(host, auth);
+    }
+    Ok(out)
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler installs");
@@ -226,5 +285,34 @@ mod tests {
         assert_eq!(default_cluster_port("node-a:7"), "node-a:7");
         assert_eq!(default_cluster_port("::1"), "[::1]:5052");
         assert_eq!(default_cluster_port("[::1]:9"), "[::1]:9");
+    }
+
+    #[test]
+    fn registry_auth_reads_docker_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        std::fs::write(
+            &file,
+            r#"{"auths": {"127.0.0.1:5000": {"auth": "dXNlcjpwYXNz"}, "https://index.docker.io/v1/": {"username": "u", "password": "p"}, "r.example:443": {"registrytoken": "t"}}}"#,
+        )
+        .unwrap();
+        let auth = super::registry_auth(&file).unwrap();
+        assert_eq!(
+            auth["127.0.0.1:5000"],
+            super::RegistryAuth::Basic {
+                username: "user".into(),
+                password: "pass".into()
+            }
+        );
+        assert_eq!(
+            auth["docker.io"],
+            super::RegistryAuth::Basic {
+                username: "u".into(),
+                password: "p".into()
+            }
+        );
+        assert_eq!(auth["r.example:443"], super::RegistryAuth::Bearer { token: "t".into() });
+        std::fs::write(&file, r#"{"auths": {"h": {}}}"#).unwrap();
+        assert!(super::registry_auth(&file).is_err());
     }
 }

@@ -105,6 +105,10 @@ struct AgentResourceArgs {
     /// A registry that may be pulled from over plain HTTP, HOST:PORT; repeatable.
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
+    /// Registry credentials for pulls, in Docker's config.json format (`{"auths": {"HOST":
+    /// {"auth": base64(user:password)}}}`, or `username`/`password`, or `registrytoken`).
+    #[arg(long)]
+    registry_auth_file: Option<PathBuf>,
     /// A host path tasks may mount as a volume (and everything under it); repeatable.
     #[arg(long = "allow-host-volume")]
     allowed_host_volumes: Vec<PathBuf>,

@@ -69,6 +69,8 @@ pub struct AgentConfig {
     /// Registries (`host:port` as references write them) that may be pulled from over plain
     /// HTTP. Images live under `<data_dir>/images`.
     pub insecure_registries: Vec<String>,
+    /// Credentials by registry host, for pulls; other registries are pulled anonymously.
+    pub registry_auth: std::collections::HashMap<String, tepui_image::RegistryAuth>,
     /// Ended tasks whose updates are all acknowledged, and their sandboxes, are removed this
     /// long after they ended.
     pub task_retention: Duration,
@@ -90,6 +92,7 @@ impl AgentConfig {
             filter: NetFilter::default(),
             runtime: RuntimeConfig::default(),
             insecure_registries: Vec::new(),
+            registry_auth: Default::default(),
             task_retention: Duration::from_secs(3600),
             cleanup_interval: Duration::from_secs(60),
         }
@@ -207,6 +210,7 @@ impl Agent {
             data_dir: cfg.data_dir.clone(),
             runtime: cfg.runtime.clone(),
             insecure_registries: cfg.insecure_registries.clone(),
+            registry_auth: cfg.registry_auth.clone(),
             task_retention: cfg.task_retention,
         })
         .await?;

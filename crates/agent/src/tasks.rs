@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tepui_image::{Image, ImageStore, PullOptions, StoreConfig};
+use tepui_image::{Image, ImageRef, ImageStore, PullOptions, RegistryAuth, StoreConfig};
 use tepui_proto::agent::{StatusUpdate, TaskLaunch, TaskReport};
 use tepui_runtime::{Rootfs, Runtime, RuntimeConfig, TaskState, TaskStatus};
 use tokio::sync::{watch, Notify};
@@ -43,6 +43,9 @@ pub struct TaskConfig {
     pub runtime: RuntimeConfig,
     /// Registries (`host:port`) that may be pulled from over plain HTTP.
     pub insecure_registries: Vec<String>,
+    /// Credentials by registry host (`host:port` as references write it; `docker.io` for
+    /// Docker Hub). Registries not named here are pulled from anonymously.
+    pub registry_auth: HashMap<String, RegistryAuth>,
     /// Ended tasks whose updates are all acknowledged, and ended containers' sandboxes, are
     /// removed this long after they ended.
     pub task_retention: Duration,
@@ -54,6 +57,7 @@ impl TaskConfig {
             data_dir: data_dir.into(),
             runtime: RuntimeConfig::default(),
             insecure_registries: Vec::new(),
+            registry_auth: HashMap::new(),
             task_retention: Duration::from_secs(3600),
         }
     }
@@ -137,6 +141,7 @@ struct Inner {
     uploads_dir: PathBuf,
     runtime: Runtime,
     images: ImageStore,
+    registry_auth: HashMap<String, RegistryAuth>,
     retention: Duration,
     table: Mutex<HashMap<String, Entry>>,
     updates: Mutex<UpdateQueue>,
@@ -211,6 +216,7 @@ impl TaskManager {
                 uploads_dir,
                 runtime,
                 images,
+                registry_auth: cfg.registry_auth.clone(),
                 retention: cfg.task_retention,
                 table: Mutex::new(HashMap::new()),
                 updates: Mutex::new(updates),
@@ -718,6 +724,15 @@ impl TaskManager {
         pulls.entry(key).or_default().clone()
     }
 
+    /// The credentials configured for the reference's registry, if any.
+    fn pull_options(&self, reference: &str) -> PullOptions {
+        let auth = ImageRef::parse(reference)
+            .ok()
+            .and_then(|r| self.inner.registry_auth.get(r.registry()).cloned())
+            .unwrap_or_default();
+        PullOptions { auth }
+    }
+
     /// The image from the store, pulled first if the store does not have it.
     pub async fn ensure_image(&self, reference: &str) -> Result<Image, tepui_image::Error> {
         let m = self.pull_lock(reference);
@@ -728,7 +743,7 @@ impl TaskManager {
                 tracing::info!(%reference, "pulling the image of a task");
                 self.inner
                     .images
-                    .pull(reference, &PullOptions::default(), &|_| {})
+                    .pull(reference, &self.pull_options(reference), &|_| {})
                     .await
             }
             Err(e) => Err(e),
@@ -745,7 +760,7 @@ impl TaskManager {
         let _one = m.lock().await;
         self.inner
             .images
-            .pull(reference, &PullOptions::default(), progress)
+            .pull(reference, &self.pull_options(reference), progress)
             .await
     }
 
