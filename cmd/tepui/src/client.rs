@@ -576,6 +576,132 @@ async fn pull(c: &Client, reference: String, agent: Option<String>, format: Form
     Ok(())
 }
 
+/// Puts the terminal in raw mode while alive, so keys reach the remote shell as typed.
+struct RawTerminal(Option<nix::sys::termios::Termios>);
+
+impl RawTerminal {
+    fn enter(want: bool) -> RawTerminal {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        if !want || !nix::unistd::isatty(&stdin).unwrap_or(false) {
+            return RawTerminal(None);
+        }
+        let Ok(saved) = tcgetattr(&stdin) else {
+            return RawTerminal(None);
+        };
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
+        RawTerminal(Some(saved))
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            let _ = nix::sys::termios::tcsetattr(std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, saved);
+        }
+    }
+}
+
+/// `tepui task exec -i/-t`: a websocket to the leader, which relays to the task's agent.
+pub async fn exec_interactive(
+    addr: &str,
+    id: &str,
+    cmd: Vec<String>,
+    interactive: bool,
+    tty: bool,
+) -> anyhow::Result<()> {
+    use futures::{SinkExt, StreamExt};
+    use tokio::io::AsyncReadExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let c = Client::new(addr);
+    // Only the leader holds the agents' streams; ask any server where it is.
+    let leader = c
+        .status()
+        .await?
+        .leader
+        .map(|l| l.http_addr)
+        .unwrap_or_else(|| c.base().trim_start_matches("http://").to_string());
+    let url = reqwest::Url::parse_with_params(
+        &format!("ws://{leader}/v1/tasks/{id}/exec/ws"),
+        &[("cmd", serde_json::to_string(&cmd)?), ("tty", tty.to_string())],
+    )?;
+    let (socket, _) = match tokio_tungstenite::connect_async(url.as_str()).await {
+        Ok(s) => s,
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body = resp
+                .body()
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).to_string())
+                .unwrap_or_default();
+            let message = serde_json::from_str::<tepui_api::ErrorBody>(&body)
+                .map(|e| e.message)
+                .unwrap_or(body);
+            anyhow::bail!("{message}");
+        }
+        Err(e) => anyhow::bail!("cannot open an exec session at {leader}: {e}"),
+    };
+    let (mut to_server, mut from_server) = socket.split();
+    let terminal = RawTerminal::enter(tty && interactive);
+    let feeding = async move {
+        if !interactive {
+            let _ = to_server.send(Message::Text("eof".into())).await;
+            return;
+        }
+        let mut stdin = tokio::io::stdin();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match stdin.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    let _ = to_server.send(Message::Text("eof".into())).await;
+                    return;
+                }
+                Ok(n) => {
+                    if to_server.send(Message::Binary(buf[..n].to_vec().into())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let feeder = tokio::spawn(feeding);
+    let mut exit_code = 1;
+    while let Some(frame) = from_server.next().await {
+        use std::io::Write;
+        match frame.context("the exec session broke off")? {
+            Message::Binary(bytes) if !bytes.is_empty() => {
+                if bytes[0] == 2 {
+                    let mut err = std::io::stderr();
+                    err.write_all(&bytes[1..])?;
+                    err.flush()?;
+                } else {
+                    let mut out = std::io::stdout();
+                    out.write_all(&bytes[1..])?;
+                    out.flush()?;
+                }
+            }
+            Message::Text(text) => {
+                let v: serde_json::Value = serde_json::from_str(text.as_str()).unwrap_or_default();
+                if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+                    drop(terminal);
+                    anyhow::bail!("{e}");
+                }
+                exit_code = v.get("exit_code").and_then(|c| c.as_i64()).unwrap_or(1) as i32;
+                break;
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    feeder.abort();
+    drop(terminal);
+    if exit_code != 0 {
+        std::process::exit(exit_code.clamp(1, 255));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_port;

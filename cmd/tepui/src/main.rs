@@ -331,6 +331,12 @@ enum TaskCmd {
     /// Run a command inside a running task.
     Exec {
         id: String,
+        /// Send this terminal's input to the command.
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// Give the command a terminal (use with -i for a shell).
+        #[arg(short = 't', long)]
+        tty: bool,
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
         #[command(flatten)]
@@ -566,7 +572,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             },
             c,
         ),
-        Command::Task(TaskCmd::Exec { id, cmd, c }) => run_client(Verb::TaskExec(id, cmd), c),
+        Command::Task(TaskCmd::Exec {
+            id,
+            cmd,
+            interactive,
+            tty,
+            c,
+        }) if interactive || tty => runtime()?.block_on(client::exec_interactive(&c.addr, &id, cmd, interactive, tty)),
+        Command::Task(TaskCmd::Exec { id, cmd, c, .. }) => run_client(Verb::TaskExec(id, cmd), c),
         Command::Image(ImageCmd::Pull { reference, agent, c }) => run_client(Verb::ImagePull(reference, agent), c),
         Command::Image(ImageCmd::Ls { agent, c }) => run_client(Verb::Images(agent), c),
         Command::Image(ImageCmd::Rm { reference, agent, c }) => run_client(Verb::ImageRm(reference, agent), c),

@@ -180,7 +180,7 @@ impl Requests {
             old.abort.abort();
         }
         let (upload_tx, upload_rx) = match request {
-            Request::ImportImage => {
+            Request::ImportImage | Request::ExecStream { .. } => {
                 let (t, r) = mpsc::channel(8);
                 (Some(t), Some(r))
             }
@@ -264,6 +264,10 @@ async fn serve(
             follow,
         } => logs(tasks, out, &task_id, stderr, tail, follow).await,
         Request::Exec { task_id, cmd } => exec(tasks, &task_id, cmd).await.map(Some),
+        Request::ExecStream { task_id, cmd, tty } => {
+            let upload = upload.ok_or_else(|| err("internal", "no input channel"))?;
+            exec_stream(tasks, out, &task_id, cmd, tty, upload).await.map(Some)
+        }
         Request::PullImage { reference } => pull(tasks, out, &reference).await,
         Request::ListImages => {
             let list: Vec<ImageSummary> = tasks.images().list().iter().map(ImageSummary::from).collect();
@@ -372,6 +376,114 @@ async fn exec(tasks: &TaskManager, task_id: &str, cmd: Vec<String>) -> Result<Va
         "stderr": String::from_utf8_lossy(&stderr),
         "truncated": t1 || t2,
     }))
+}
+
+/// An interactive exec: input from the caller's upload chunks, output streamed back as it
+/// comes, the exit code at the end.
+async fn exec_stream(
+    tasks: &TaskManager,
+    out: &Out,
+    task_id: &str,
+    cmd: Vec<String>,
+    tty: bool,
+    mut input: mpsc::Receiver<Upload>,
+) -> Result<Value, ReqError> {
+    let phase = tasks
+        .phase(task_id)
+        .ok_or_else(|| err("unknown_task", format!("task {task_id} is not on this agent")))?;
+    if cmd.is_empty() {
+        return Err(err("bad_request", "exec needs a command"));
+    }
+    if phase != Phase::Running {
+        return Err(err("task_not_running", format!("task {task_id} is not running")));
+    }
+    let spec = ExecSpec {
+        args: cmd,
+        tty,
+        ..ExecSpec::default()
+    };
+    let mut s = tasks
+        .runtime()
+        .exec_stream(task_id, &spec)
+        .await
+        .map_err(|e| runtime_err(&e))?;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+
+    // Where input goes and where output comes from: one terminal, or three pipes.
+    let (mut writer, readers): (
+        Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+        Vec<(bool, Box<dyn AsyncRead + Send + Unpin>)>,
+    ) = match s.pty.take() {
+        Some(pty) => {
+            let read_side = pty
+                .try_clone()
+                .map_err(|e| err("internal", format!("cannot share the terminal: {e}")))?;
+            (
+                Box::new(tokio::fs::File::from_std(std::fs::File::from(pty))),
+                vec![(
+                    false,
+                    Box::new(tokio::fs::File::from_std(std::fs::File::from(read_side))),
+                )],
+            )
+        }
+        None => {
+            let stdin = s.stdin.take().ok_or_else(|| err("internal", "the exec has no stdin"))?;
+            let mut readers: Vec<(bool, Box<dyn AsyncRead + Send + Unpin>)> = vec![];
+            if let Some(o) = s.stdout.take() {
+                readers.push((false, Box::new(o)));
+            }
+            if let Some(e) = s.stderr.take() {
+                readers.push((true, Box::new(e)));
+            }
+            (Box::new(stdin), readers)
+        }
+    };
+    let feeding = async move {
+        while let Some(chunk) = input.recv().await {
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(chunk.b64) {
+                if writer.write_all(&bytes).await.is_err() {
+                    break;
+                }
+                let _ = writer.flush().await;
+            }
+            if chunk.last {
+                break;
+            }
+        }
+        // Dropping the writer closes stdin (pipes); a terminal stays open until the process ends.
+    };
+    let pumping = futures::future::join_all(readers.into_iter().map(|(is_err, mut r)| async move {
+        let mut buf = vec![0u8; LOG_CHUNK];
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let reply = if is_err {
+                        Reply::Stderr { b64: b64(&buf[..n]) }
+                    } else {
+                        Reply::Data { b64: b64(&buf[..n]) }
+                    };
+                    if out.send(reply).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }));
+    let waiting = s.wait();
+    tokio::pin!(feeding);
+    tokio::pin!(waiting);
+    let mut fed = false;
+    let exit = loop {
+        tokio::select! {
+            _ = &mut feeding, if !fed => fed = true,
+            code = &mut waiting => break code,
+        }
+    };
+    let exit_code = exit.map_err(|e| runtime_err(&e))?;
+    // Output still in the pipes after the exit; a terminal reports an error once drained.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), pumping).await;
+    Ok(json!({ "exit_code": exit_code }))
 }
 
 async fn pull(tasks: &TaskManager, out: &Out, reference: &str) -> Result<Option<Value>, ReqError> {

@@ -132,6 +132,13 @@ pub mod agent {
             task_id: String,
             cmd: Vec<String>,
         },
+        /// An interactive exec: stdin arrives as [`ServerToAgent::Upload`] chunks (`last` is end
+        /// of input), stdout as `Data`, stderr as `Stderr`, the exit code in `Done`.
+        ExecStream {
+            task_id: String,
+            cmd: Vec<String>,
+            tty: bool,
+        },
         PullImage {
             reference: String,
         },
@@ -149,6 +156,10 @@ pub mod agent {
     pub enum Reply {
         /// Bytes, base64.
         Data {
+            b64: String,
+        },
+        /// Standard error of an interactive exec, base64.
+        Stderr {
             b64: String,
         },
         /// A JSON progress event (image pulls).

@@ -38,6 +38,7 @@ pub(crate) fn routes() -> Router<Arc<Inner>> {
         .route("/v1/tasks/{id}/kill", post(kill_task))
         .route("/v1/tasks/{id}/logs", get(task_logs))
         .route("/v1/tasks/{id}/exec", post(task_exec))
+        .route("/v1/tasks/{id}/exec/ws", get(task_exec_ws))
         .route("/v1/images", get(list_images))
         .route("/v1/images/pull", post(pull_image))
         .route(
@@ -616,7 +617,7 @@ async fn task_logs(
                         .unwrap_or_default();
                     Some((Ok::<_, std::io::Error>(Bytes::from(bytes)), (None, replies, guard)))
                 }
-                Reply::Progress { .. } => Some((Ok(Bytes::new()), (None, replies, guard))),
+                Reply::Progress { .. } | Reply::Stderr { .. } => Some((Ok(Bytes::new()), (None, replies, guard))),
                 Reply::Done { .. } => None,
                 Reply::Error { message, .. } => Some((Err(std::io::Error::other(message)), (None, replies, guard))),
             }
@@ -725,7 +726,7 @@ async fn pull_image(State(inner): Shared, JsonBody(req): JsonBody<ImagePullReque
                         ),
                         true,
                     ),
-                    Reply::Data { .. } => continue,
+                    Reply::Data { .. } | Reply::Stderr { .. } => continue,
                 };
                 if lines.send(out).await.is_err() || last {
                     break;
@@ -831,4 +832,107 @@ async fn import_image(State(inner): Shared, Query(q): Query<AgentQuery>, body: B
             None => return Err(not_connected(agent, &name)),
         }
     }
+}
+
+#[derive(Deserialize)]
+struct ExecWsQuery {
+    /// The command as a JSON array of strings.
+    cmd: String,
+    #[serde(default)]
+    tty: bool,
+}
+
+/// Frames of an interactive exec. Client to server: binary frames are stdin, the text frame
+/// `eof` closes it. Server to client: binary frames start with 1 (stdout) or 2 (stderr); a
+/// text frame `{"exit_code": N}` or `{"error": ..., "code": ...}` ends the session.
+async fn task_exec_ws(
+    State(inner): Shared,
+    Path(id): Path<String>,
+    Query(q): Query<ExecWsQuery>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let cmd: Vec<String> = serde_json::from_str(&q.cmd)
+        .map_err(|_| invalid("cmd", "cmd must be a JSON array of strings, for example [\"sh\"]"))?;
+    if cmd.is_empty() {
+        return Err(invalid("cmd", "give the command to run"));
+    }
+    let (agent, name) = task_agent(&inner, &id)?;
+    let (req_id, replies) = inner
+        .hub
+        .request(
+            agent,
+            Request::ExecStream {
+                task_id: id,
+                cmd,
+                tty: q.tty,
+            },
+        )
+        .await
+        .map_err(|_| not_connected(agent, &name))?;
+    Ok(ws.on_upgrade(move |socket| exec_session(inner, agent, req_id, replies, socket)))
+}
+
+async fn exec_session(
+    inner: Arc<Inner>,
+    agent: u64,
+    req_id: u64,
+    mut replies: tokio::sync::mpsc::Receiver<Reply>,
+    socket: axum::extract::ws::WebSocket,
+) {
+    use axum::extract::ws::Message;
+    use futures::{SinkExt, StreamExt};
+    let _guard = CancelOnDrop {
+        inner: inner.clone(),
+        req_id,
+    };
+    let (mut to_client, mut from_client) = socket.split();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut input_open = true;
+    loop {
+        tokio::select! {
+            msg = from_client.next(), if input_open => match msg {
+                Some(Ok(Message::Binary(bytes))) => {
+                    if inner.hub.upload(agent, req_id, b64(&bytes), false).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Text(t))) if t.as_str() == "eof" => {
+                    let _ = inner.hub.upload(agent, req_id, String::new(), true).await;
+                    input_open = false;
+                }
+                Some(Ok(_)) => {}
+                // The client went away: the guard cancels the exec on the agent.
+                None | Some(Err(_)) => return,
+            },
+            reply = replies.recv() => {
+                let (frame, last) = match reply {
+                    Some(Reply::Data { b64 }) => (out_frame(1, &b64), false),
+                    Some(Reply::Stderr { b64 }) => (out_frame(2, &b64), false),
+                    Some(Reply::Done { result }) => (Message::Text(result.to_string().into()), true),
+                    Some(Reply::Error { message, code }) => {
+                        (Message::Text(serde_json::json!({ "error": message, "code": code }).to_string().into()), true)
+                    }
+                    Some(Reply::Progress { .. }) => continue,
+                    None => (Message::Text(serde_json::json!({ "error": "the agent went away", "code": "agent_disconnected" }).to_string().into()), true),
+                };
+                if to_client.send(frame).await.is_err() {
+                    return;
+                }
+                if last {
+                    let _ = to_client.send(Message::Close(None)).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn out_frame(stream: u8, b64: &str) -> axum::extract::ws::Message {
+    let mut bytes = vec![stream];
+    bytes.extend(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap_or_default(),
+    );
+    axum::extract::ws::Message::Binary(bytes.into())
 }
