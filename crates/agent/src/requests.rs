@@ -546,7 +546,14 @@ async fn import(tasks: &TaskManager, req_id: u64, mut upload: mpsc::Receiver<Upl
     let images = tasks
         .blocking(move |images| images.import(&p, None))
         .await
-        .map_err(|e| image_err(&e))?;
+        .map_err(|e| match &e {
+            // The upload's temporary path means nothing to the person who sent the file.
+            tepui_image::Error::BadArchive { reason, .. } => err(
+                "bad_archive",
+                format!("not a docker save archive or OCI layout: {reason}"),
+            ),
+            _ => image_err(&e),
+        })?;
     drop(temp);
     let list: Vec<ImageSummary> = images.iter().map(ImageSummary::from).collect();
     Ok(json!(list))

@@ -531,7 +531,7 @@ fn extract(path: &Path, dest: &Path) -> Result<(), String> {
     let entries = archive.entries().map_err(|e| format!("not a tar file: {e}"))?;
     let mut count = 0;
     for entry in entries {
-        let mut entry = entry.map_err(|e| format!("broken or truncated tar: {}", error_chain(&e)))?;
+        let mut entry = entry.map_err(|e| format!("broken or truncated tar: {}", printable(&error_chain(&e))))?;
         use tar::EntryType::*;
         match entry.header().entry_type() {
             Regular | Directory | Symlink | Link | Continuous => {}
@@ -539,7 +539,7 @@ fn extract(path: &Path, dest: &Path) -> Result<(), String> {
         }
         let ok = entry
             .unpack_in(dest)
-            .map_err(|e| format!("broken or truncated tar: {}", error_chain(&e)))?;
+            .map_err(|e| format!("broken or truncated tar: {}", printable(&error_chain(&e))))?;
         if !ok {
             return Err("an entry points outside the archive".to_string());
         }
@@ -600,5 +600,24 @@ mod tests {
         assert!(inside(&root, "missing").unwrap_err().contains("incomplete"));
         std::os::unix::fs::symlink("/etc/hostname", root.join("l")).unwrap();
         assert!(inside(&root, "l").unwrap_err().contains("outside"));
+    }
+}
+
+/// The tar crate quotes raw header bytes in its errors; an error message must stay one short
+/// printable line whatever a broken upload contains.
+fn printable(text: &str) -> String {
+    let mut out: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if out.chars().count() > 160 {
+        out = out.chars().take(160).collect::<String>() + "...";
+    }
+    out
+}
+
+#[cfg(test)]
+mod printable_tests {
+    #[test]
+    fn control_characters_and_length_are_tamed() {
+        assert_eq!(super::printable("a\nb\u{0}c"), "a b c");
+        assert!(super::printable(&"x".repeat(500)).ends_with("..."));
     }
 }
