@@ -183,6 +183,37 @@ fn wait_ended(addr: &str, id: &str) -> TaskView {
     })
 }
 
+/// `tepui task exec -i ID -- sh` fed `input` on stdin: (exit code, stdout, stderr).
+fn exec_interactive(addr: &str, id: &str, input: &str) -> (i32, String, String) {
+    let mut child = std::process::Command::new(tepui_bin())
+        .args(["task", "exec", "-i", id, "--addr", addr, "--", "sh"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tepui runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input.as_bytes())
+        .expect("input goes in");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if child.try_wait().expect("waitable").is_some() || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn exec(addr: &str, id: &str, cmd: &[&str]) -> Output {
     let mut args = vec!["task", "exec", id, "--addr", addr, "--"];
     args.extend(cmd);
@@ -619,6 +650,11 @@ fn tasks_run_in_real_containers() {
     assert_eq!(out.stdout, "hello-bridge\n");
     let out = exec(&addr, &httpd.id, &["sh", "-c", "exit 3"]);
     assert_eq!(out.code, 3, "exec passes the exit code on: {out}");
+    // An interactive exec: stdin goes in, stdout and stderr come back apart, the exit code too.
+    let (code, stdout, stderr) =
+        exec_interactive(&addr, &httpd.id, "echo interactive $((1+2)); echo oops >&2; exit 4\n");
+    assert_eq!((code, stdout.as_str()), (4, "interactive 3\n"), "stderr: {stderr}");
+    assert!(stderr.contains("oops"), "{stderr}");
     tepui(&["task", "kill", &httpd.id, "--addr", &addr]).ok();
     wait_state(&addr, &httpd.id, "TASK_KILLED");
 
