@@ -244,6 +244,8 @@ fn bad_requests() -> Vec<Case> {
 async fn http_refuses_bad_requests_and_stays_up() {
     let sb = Sandbox::new("bad-http");
     let mut server = start_server(&sb, SERVER_IP);
+    // reqwest's rustls (linked in for registry pulls) needs the process's crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()

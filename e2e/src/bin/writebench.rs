@@ -153,6 +153,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    // reqwest's rustls (linked in for registry pulls) needs the process's crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     Ok(reqwest::Client::builder()
         .pool_max_idle_per_host(1)
         .pool_idle_timeout(None)
