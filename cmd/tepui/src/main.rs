@@ -296,7 +296,7 @@ enum TaskCmd {
     /// Run a task on an agent.
     Run {
         #[command(flatten)]
-        run: TaskRunArgs,
+        run: Box<TaskRunArgs>,
         #[command(flatten)]
         c: ClientArgs,
     },
@@ -553,7 +553,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(TokenCmd::Ls(c)) => run_client(Verb::Tokens, c),
         Command::Token(TokenCmd::Revoke { id, c }) => run_client(Verb::TokenRevoke(id), c),
         Command::Shim { args } => std::process::exit(tepui_runtime::shim_main(args)),
-        Command::Task(TaskCmd::Run { run, c }) => run_client(Verb::TaskRun(Box::new(run)), c),
+        Command::Task(TaskCmd::Run { run, c }) => run_client(Verb::TaskRun(run), c),
         Command::Task(TaskCmd::Ls(c)) => run_client(Verb::Tasks, c),
         Command::Task(TaskCmd::Show { id, c }) => run_client(Verb::Task(id), c),
         Command::Task(TaskCmd::Kill { id, c }) => run_client(Verb::TaskKill(id), c),

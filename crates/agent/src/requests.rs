@@ -378,6 +378,10 @@ async fn exec(tasks: &TaskManager, task_id: &str, cmd: Vec<String>) -> Result<Va
     }))
 }
 
+type Input = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+/// An output stream of an exec; the flag says stderr.
+type Output = Box<dyn AsyncRead + Send + Unpin>;
+
 /// An interactive exec: input from the caller's upload chunks, output streamed back as it
 /// comes, the exit code at the end.
 async fn exec_stream(
@@ -410,10 +414,7 @@ async fn exec_stream(
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
 
     // Where input goes and where output comes from: one terminal, or three pipes.
-    let (mut writer, readers): (
-        Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
-        Vec<(bool, Box<dyn AsyncRead + Send + Unpin>)>,
-    ) = match s.pty.take() {
+    let (mut writer, readers): (Input, Vec<(bool, Output)>) = match s.pty.take() {
         Some(pty) => {
             let read_side = pty
                 .try_clone()
@@ -428,7 +429,7 @@ async fn exec_stream(
         }
         None => {
             let stdin = s.stdin.take().ok_or_else(|| err("internal", "the exec has no stdin"))?;
-            let mut readers: Vec<(bool, Box<dyn AsyncRead + Send + Unpin>)> = vec![];
+            let mut readers: Vec<(bool, Output)> = vec![];
             if let Some(o) = s.stdout.take() {
                 readers.push((false, Box::new(o)));
             }

@@ -825,11 +825,10 @@ mod tests {
     #[test]
     fn restore_keeps_identity_and_nodes() {
         let mut s = initialized();
-        let mut backup = State::default();
-        backup.cluster = Some(ClusterInfo {
-            cluster_id: "other".into(),
-            ..cluster()
-        });
+        let mut backup = State {
+            cluster: Some(ClusterInfo { cluster_id: "other".into(), ..cluster() }),
+            ..State::default()
+        };
         backup.vars.insert(
             "k".into(),
             Var {
@@ -856,7 +855,7 @@ mod tests {
 
     #[test]
     fn apply_is_deterministic() {
-        let cmds = vec![
+        let cmds = [
             Command::InitCluster {
                 cluster: cluster(),
                 bootstrap: bootstrap(),
