@@ -826,7 +826,10 @@ mod tests {
     fn restore_keeps_identity_and_nodes() {
         let mut s = initialized();
         let mut backup = State {
-            cluster: Some(ClusterInfo { cluster_id: "other".into(), ..cluster() }),
+            cluster: Some(ClusterInfo {
+                cluster_id: "other".into(),
+                ..cluster()
+            }),
             ..State::default()
         };
         backup.vars.insert(
