@@ -249,6 +249,7 @@ pub struct TaskRunArgs {
     /// Run the command on the host's filesystem (still isolated), without an image.
     #[arg(long, conflicts_with = "image")]
     pub host: bool,
+    /// A name for the task; its id is NAME.<random> [default: task]
     #[arg(long)]
     pub name: Option<String>,
     /// The agent to run on, by id or name [default: the cluster picks]
@@ -268,19 +269,23 @@ pub struct TaskRunArgs {
     /// host or bridge.
     #[arg(long, default_value = "host")]
     pub network: String,
-    /// A port: NAME:CONTAINER_PORT, CONTAINER_PORT, or HOST:CONTAINER (bridge); repeatable.
+    /// A port, repeatable: bridge mode `[NAME=]CONTAINER` or `[NAME=]HOST:CONTAINER`; host
+    /// mode `NAME` (any free port) or `[NAME=]HOST`; add `/udp` for UDP.
     #[arg(short = 'p', long = "port")]
     pub ports: Vec<String>,
     /// KEY=VALUE; repeatable.
     #[arg(short = 'e', long = "env", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
+    /// The user to run as: uid, uid:gid or a name from the image [default: the image's]
     #[arg(long)]
     pub user: Option<String>,
+    /// The working directory inside the container [default: the image's]
     #[arg(long)]
     pub workdir: Option<String>,
     /// SOURCE:TARGET[:ro]; repeatable.
     #[arg(short = 'v', long = "volume")]
     pub volumes: Vec<String>,
+    /// Mount the container's root filesystem read-only.
     #[arg(long)]
     pub read_only: bool,
     /// Seconds between SIGTERM and SIGKILL when the task is killed.
