@@ -120,8 +120,9 @@ async fn an_isolated_agent_is_lost_and_ready_again_after_heal() {
     c.shutdown().await;
 }
 
-/// A partition leaves the agent's stream open (only its messages are dropped), so the agent does
-/// not reconnect: its heartbeats alone must bring it back.
+/// A partition leaves the agent's stream open (only its messages are dropped). The leader closes
+/// the stream of an agent it marks lost, so that after the heal the agent registers again and
+/// reports its tasks for reconciliation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_partitioned_from_the_servers_is_lost_and_ready_again_after_heal() {
     let mut c = Cluster::builder().servers(3).agents(1).start().await;
@@ -150,10 +151,9 @@ async fn an_agent_partitioned_from_the_servers_is_lost_and_ready_again_after_hea
         }
     })
     .await;
-    assert_eq!(
-        c.agent(agent).connection.borrow().registrations,
-        registrations,
-        "the agent kept its stream: its heartbeats made it ready, not a new registration"
+    assert!(
+        c.agent(agent).connection.borrow().registrations > registrations,
+        "the leader closed the lost agent's stream, so it registered again with its tasks"
     );
     c.check_invariants();
     c.shutdown().await;

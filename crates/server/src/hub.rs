@@ -58,6 +58,20 @@ impl AgentHub {
         conn
     }
 
+    /// Ends an agent's stream from this side.
+    pub fn kick(&self, agent: u64, why: &str) {
+        let session = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&agent)
+            .map(|s| (s.conn, s.tx.clone()));
+        if let Some((conn, tx)) = session {
+            let _ = tx.try_send(Err(Status::unavailable(why.to_string())));
+            self.detach(agent, conn);
+        }
+    }
+
     /// Forgets a stream that ended, unless a newer one of the same agent replaced it. Requests
     /// in flight on it fail.
     pub fn detach(&self, agent: u64, conn: u64) {

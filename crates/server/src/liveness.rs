@@ -52,7 +52,12 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 .await
             {
                 tracing::debug!(node = id, error = %e, "could not mark agent lost");
+                continue;
             }
+            crate::tasks::mark_unreachable(&inner, id).await;
+            // A silent stream may still be open (a stopped process, a half-open connection):
+            // close it, so the agent registers again with its tasks when it comes back.
+            inner.hub.kick(id, "the agent was marked lost; register again");
         }
     }
 }

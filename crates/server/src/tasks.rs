@@ -149,6 +149,39 @@ async fn ack(inner: &Arc<Inner>, agent: u64, update: &StatusUpdate) {
     inner.hub.send(agent, &msg).await;
 }
 
+/// The agent's tasks can no longer be vouched for: they become `TASK_UNREACHABLE` until the
+/// agent registers again and reports them.
+pub(crate) async fn mark_unreachable(inner: &Arc<Inner>, agent: u64) {
+    let (name, tasks): (String, Vec<String>) = inner.state.read(|s| {
+        let name = s.nodes.get(&agent).map(|n| n.name.clone()).unwrap_or_default();
+        let tasks = s
+            .tasks
+            .values()
+            .filter(|t| t.agent_id == agent && !t.state.is_terminal() && t.state != TaskState::TaskUnreachable)
+            .map(|t| t.id.clone())
+            .collect();
+        (name, tasks)
+    });
+    for id in tasks {
+        let now = now_ms();
+        let cmd = Command::TaskStatus {
+            task_id: id.clone(),
+            update: TaskUpdate {
+                uuid: format!("unreachable-{id}-{now}"),
+                state: TaskState::TaskUnreachable,
+                reason: Some("REASON_SLAVE_REMOVED".into()),
+                message: format!("agent {name} is unreachable: no heartbeat within the timeout"),
+                exit_code: None,
+                signal: None,
+                at: now,
+            },
+        };
+        if let Err(e) = inner.write(cmd).await {
+            tracing::debug!(task = %id, error = %e, "could not mark a task unreachable");
+        }
+    }
+}
+
 /// Settles the truth after an agent (re)registers: launches it missed go again, kills it
 /// missed go again, tasks it lost are marked lost, and tasks it has that the cluster does not
 /// want are forgotten.
@@ -165,6 +198,28 @@ pub(crate) async fn reconcile(inner: &Arc<Inner>, agent: u64, reported: Vec<Task
                     .hub
                     .send(agent, &ServerToAgent::Kill { task_id: t.id.clone() })
                     .await;
+            }
+            Some(reported) if t.state == TaskState::TaskUnreachable => {
+                // Back from a partition: the agent's word is the truth again.
+                let Some(state) = TaskState::parse(reported) else {
+                    continue;
+                };
+                let now = now_ms();
+                let back = Command::TaskStatus {
+                    task_id: t.id.clone(),
+                    update: TaskUpdate {
+                        uuid: format!("reregistered-{}-{now}", t.id),
+                        state,
+                        reason: Some("REASON_RECONCILIATION".into()),
+                        message: "the agent registered again and reported the task".into(),
+                        exit_code: None,
+                        signal: None,
+                        at: now,
+                    },
+                };
+                if let Err(e) = inner.write(back).await {
+                    tracing::debug!(task = %t.id, error = %e, "could not restore a reachable task");
+                }
             }
             Some(_) => {}
             None if t.state == TaskState::TaskStaging && !t.kill_requested => {
