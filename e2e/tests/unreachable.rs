@@ -1,3 +1,5 @@
+//! Agents in trouble and in maintenance.
+//!
 //! An agent that goes silent (its process stopped, its connection still open) is marked lost
 //! and its tasks TASK_UNREACHABLE; the task itself keeps running under its shim. When the agent
 //! comes back, the leader has closed its old stream, the agent registers again with its tasks,
@@ -44,7 +46,7 @@ fn signal(pid: u32, sig: libc::c_int) {
 }
 
 #[test]
-fn a_silent_agent_makes_its_tasks_unreachable_until_it_returns() {
+fn silent_agents_and_agents_in_maintenance() {
     // SAFETY: geteuid(2) has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         panic!("this test runs containers and needs root");
@@ -148,4 +150,54 @@ fn a_silent_agent_makes_its_tasks_unreachable_until_it_returns() {
 
     tepui(&["task", "kill", &t.id, "--addr", &addr]).ok();
     wait_task_state(&addr, &t.id, "TASK_KILLED");
+
+    // Maintenance. Deactivated: running tasks stay, no new ones.
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "task",
+            "run",
+            "--host",
+            "--kill-grace",
+            "1",
+            "--addr",
+            &addr,
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "/bin/sleep", "1000"]);
+        tepui(&args)
+    };
+    let keeps: TaskView = run(&[]).ok().json();
+    wait_task_state(&addr, &keeps.id, "TASK_RUNNING");
+    tepui(&["node", "deactivate", "a1", "--addr", &addr]).ok();
+    let refused = run(&["--agent", "a1"]);
+    assert!(!refused.success(), "a deactivated agent takes no task: {refused}");
+    assert!(refused.stderr.contains("maintenance"), "{refused}");
+    assert_eq!(task(&addr, &keeps.id).map(|t| t.state).as_deref(), Ok("TASK_RUNNING"));
+    tepui(&["node", "reactivate", "a1", "--addr", &addr]).ok();
+    let second: TaskView = run(&["--agent", "a1"]).ok().json();
+    wait_task_state(&addr, &second.id, "TASK_RUNNING");
+
+    // Drained: every task killed, then the agent is drained and takes nothing new.
+    let drained = tepui(&["node", "drain", "a1", "--addr", &addr, "-o", "json"]).ok();
+    assert!(
+        drained.stdout.contains("draining") || drained.stdout.contains("drained"),
+        "{drained}"
+    );
+    wait_task_state(&addr, &keeps.id, "TASK_KILLED");
+    wait_task_state(&addr, &second.id, "TASK_KILLED");
+    wait_for("the agent to be drained", SETTLE, || {
+        let nodes: Vec<NodeView> = tepui(&["node", "ls", "--addr", &addr, "-o", "json"]).try_json()?;
+        match nodes.iter().find(|n| n.name == "a1").map(|n| n.maintenance.as_str()) {
+            Some("drained") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert!(!run(&[]).success(), "no agent is left to take a task");
+    tepui(&["node", "reactivate", "a1", "--addr", &addr]).ok();
+    let after: TaskView = run(&[]).ok().json();
+    wait_task_state(&addr, &after.id, "TASK_RUNNING");
+    tepui(&["task", "kill", &after.id, "--addr", &addr]).ok();
+    wait_task_state(&addr, &after.id, "TASK_KILLED");
 }

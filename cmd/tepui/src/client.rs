@@ -15,6 +15,7 @@ pub enum Verb {
     Status,
     Nodes,
     Node(String),
+    Maintenance(String, &'static str),
     Members,
     TokenCreate(TokenCreateRequest),
     Tokens,
@@ -52,7 +53,11 @@ fn nodes_table(nodes: &[NodeView]) -> String {
                 n.id.to_string(),
                 n.name.clone(),
                 n.roles.clone(),
-                n.status.clone(),
+                if n.maintenance.is_empty() || n.maintenance == "active" {
+                    n.status.clone()
+                } else {
+                    format!("{} ({})", n.status, n.maintenance)
+                },
                 if n.cluster_addr.is_empty() {
                     n.http_addr.clone()
                 } else {
@@ -160,6 +165,18 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
             })
         }
         Verb::Members => emit(format, &c.members().await?, |m| members_table(m)),
+        Verb::Maintenance(node, action) => {
+            let r: serde_json::Value = c
+                .post(&format!("/v1/nodes/{node}/{action}"), &serde_json::json!({}))
+                .await?;
+            emit(format, &r, |r| {
+                format!(
+                    "node {} is {}",
+                    r["name"].as_str().unwrap_or(&node),
+                    r["maintenance"].as_str().unwrap_or("?")
+                )
+            })
+        }
         Verb::TokenCreate(req) => {
             let t = c.create_token(&req).await?;
             emit(format, &t, |t| t.token.clone())

@@ -212,6 +212,24 @@ enum NodeCmd {
         #[command(flatten)]
         c: ClientArgs,
     },
+    /// Drain an agent: no new tasks, its tasks killed with their grace periods, then drained.
+    Drain {
+        node: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// Stop giving an agent new tasks; its tasks keep running.
+    Deactivate {
+        node: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// Bring a drained or deactivated agent back into service.
+    Reactivate {
+        node: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -546,6 +564,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(c) => run_client(Verb::Status, c),
         Command::Node(NodeCmd::Ls(c)) => run_client(Verb::Nodes, c),
         Command::Node(NodeCmd::Show { node, c }) => run_client(Verb::Node(node), c),
+        Command::Node(NodeCmd::Drain { node, c }) => run_client(Verb::Maintenance(node, "drain"), c),
+        Command::Node(NodeCmd::Deactivate { node, c }) => run_client(Verb::Maintenance(node, "deactivate"), c),
+        Command::Node(NodeCmd::Reactivate { node, c }) => run_client(Verb::Maintenance(node, "reactivate"), c),
         Command::Token(TokenCmd::Create {
             role,
             ttl,

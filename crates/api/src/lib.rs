@@ -45,6 +45,9 @@ pub struct NodeView {
     pub roles: String,
     /// `pending`, `ready`, `lost`.
     pub status: String,
+    /// `active`, `draining`, `drained` or `deactivated` (agents only).
+    #[serde(default)]
+    pub maintenance: String,
     pub cluster_addr: String,
     pub http_addr: String,
     pub resources: Option<ResourcesView>,

@@ -544,6 +544,7 @@ fn node_view(inner: &Inner, n: &NodeRecord) -> NodeView {
         name: n.name.clone(),
         roles: roles.into(),
         status,
+        maintenance: n.maintenance.as_str().into(),
         cluster_addr: n.cluster_addr.clone(),
         http_addr: n
             .agent

@@ -17,6 +17,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             leading_since = None;
             continue;
         }
+        crate::tasks::finish_drains(&inner).await;
         // A new leader has no heartbeat history: every agent gets a full timeout to find it.
         let since = *leading_since.get_or_insert_with(Instant::now);
         let now = Instant::now();

@@ -555,6 +555,7 @@ async fn bootstrap(
         joined_at: now,
         status_changed_at: now,
         token_id: None,
+        maintenance: tepui_state::Maintenance::Active,
     };
     inner
         .write(Command::InitCluster {

@@ -20,8 +20,8 @@ use tepui_proto::agent::{
     PortAssignment, Reply, Request, ServerToAgent, StatusUpdate, TaskLaunch, TaskReport, VolumeMount,
 };
 use tepui_state::{
-    ApplyError, Command, NodeStatus, PortDef, State as Replicated, TaskDef, TaskRecord, TaskState, TaskUpdate,
-    VolumeDef,
+    ApplyError, Command, Maintenance, NodeStatus, PortDef, State as Replicated, TaskDef, TaskRecord, TaskState,
+    TaskUpdate, VolumeDef,
 };
 
 use crate::http::{ApiError, JsonBody};
@@ -39,6 +39,9 @@ pub(crate) fn routes() -> Router<Arc<Inner>> {
         .route("/v1/tasks/{id}/logs", get(task_logs))
         .route("/v1/tasks/{id}/exec", post(task_exec))
         .route("/v1/tasks/{id}/exec/ws", get(task_exec_ws))
+        .route("/v1/nodes/{id}/drain", post(drain_node))
+        .route("/v1/nodes/{id}/deactivate", post(deactivate_node))
+        .route("/v1/nodes/{id}/reactivate", post(reactivate_node))
         .route("/v1/images", get(list_images))
         .route("/v1/images/pull", post(pull_image))
         .route(
@@ -990,4 +993,95 @@ fn out_frame(stream: u8, b64: &str) -> axum::extract::ws::Message {
             .unwrap_or_default(),
     );
     axum::extract::ws::Message::Binary(bytes.into())
+}
+
+fn agent_node(inner: &Inner, key: &str) -> Result<u64, ApiError> {
+    let id = agent_arg(inner, Some(key))?.unwrap_or_default();
+    let is_agent = inner
+        .state
+        .read(|s| s.nodes.get(&id).is_some_and(|n| n.agent.is_some()));
+    if !is_agent {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_an_agent",
+            format!("node {key} runs no agent"),
+        ));
+    }
+    Ok(id)
+}
+
+async fn set_maintenance(inner: &Arc<Inner>, id: u64, maintenance: Maintenance) -> Result<(), ApiError> {
+    inner.write(Command::SetMaintenance { id, maintenance }).await?;
+    tracing::info!(node = id, maintenance = maintenance.as_str(), "agent maintenance");
+    Ok(())
+}
+
+fn node_answer(inner: &Inner, id: u64) -> axum::Json<serde_json::Value> {
+    let (name, maintenance) = inner
+        .state
+        .read(|s| s.nodes.get(&id).map(|n| (n.name.clone(), n.maintenance.as_str())))
+        .unwrap_or_default();
+    axum::Json(serde_json::json!({ "id": id, "name": name, "maintenance": maintenance }))
+}
+
+/// Drains an agent: no new tasks, its tasks killed with their grace periods; the leader marks
+/// it drained once none is left.
+async fn drain_node(State(inner): Shared, Path(key): Path<String>) -> ApiResult<serde_json::Value> {
+    let id = agent_node(&inner, &key)?;
+    set_maintenance(&inner, id, Maintenance::Draining).await?;
+    let running: Vec<String> = inner.state.read(|s| {
+        s.tasks
+            .values()
+            .filter(|t| t.agent_id == id && !t.state.is_terminal())
+            .map(|t| t.id.clone())
+            .collect()
+    });
+    for task_id in running {
+        inner
+            .write(Command::KillTask {
+                task_id: task_id.clone(),
+                now: now_ms(),
+            })
+            .await?;
+        inner.hub.send(id, &ServerToAgent::Kill { task_id }).await;
+    }
+    finish_drains(&inner).await;
+    Ok(node_answer(&inner, id))
+}
+
+async fn deactivate_node(State(inner): Shared, Path(key): Path<String>) -> ApiResult<serde_json::Value> {
+    let id = agent_node(&inner, &key)?;
+    set_maintenance(&inner, id, Maintenance::Deactivated).await?;
+    Ok(node_answer(&inner, id))
+}
+
+async fn reactivate_node(State(inner): Shared, Path(key): Path<String>) -> ApiResult<serde_json::Value> {
+    let id = agent_node(&inner, &key)?;
+    set_maintenance(&inner, id, Maintenance::Active).await?;
+    Ok(node_answer(&inner, id))
+}
+
+/// Marks draining agents whose tasks have all ended as drained. The leader's loop calls it.
+pub(crate) async fn finish_drains(inner: &Arc<Inner>) {
+    let done: Vec<u64> = inner.state.read(|s| {
+        s.nodes
+            .values()
+            .filter(|n| n.maintenance == Maintenance::Draining)
+            .filter(|n| !s.tasks.values().any(|t| t.agent_id == n.id && !t.state.is_terminal()))
+            .map(|n| n.id)
+            .collect()
+    });
+    for id in done {
+        if let Err(e) = inner
+            .write(Command::SetMaintenance {
+                id,
+                maintenance: Maintenance::Drained,
+            })
+            .await
+        {
+            tracing::debug!(node = id, error = %e, "could not mark an agent drained");
+        } else {
+            tracing::info!(node = id, "agent drained");
+        }
+    }
 }

@@ -119,6 +119,32 @@ pub struct NodeRecord {
     pub status_changed_at: Millis,
     /// The token the node joined with (none for the bootstrap server).
     pub token_id: Option<String>,
+    /// Operator maintenance: an agent that is not `Active` gets no new tasks.
+    #[serde(default)]
+    pub maintenance: Maintenance,
+}
+
+/// Maintenance of an agent, as Mesos has it: draining kills its tasks and ends drained;
+/// deactivated only stops new work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Maintenance {
+    #[default]
+    Active,
+    Draining,
+    Drained,
+    Deactivated,
+}
+
+impl Maintenance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Maintenance::Active => "active",
+            Maintenance::Draining => "draining",
+            Maintenance::Drained => "drained",
+            Maintenance::Deactivated => "deactivated",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,6 +256,11 @@ pub enum Command {
     Restore {
         state: Box<State>,
     },
+    /// Puts an agent into (or out of) maintenance.
+    SetMaintenance {
+        id: NodeId,
+        maintenance: Maintenance,
+    },
     /// Records a task placed on an agent; refused if it no longer fits there.
     CreateTask {
         task: Box<TaskRecord>,
@@ -271,6 +302,7 @@ impl Command {
             Command::PutVar { .. } => "put_var",
             Command::DeleteVar { .. } => "delete_var",
             Command::Restore { .. } => "restore",
+            Command::SetMaintenance { .. } => "set_maintenance",
             Command::CreateTask { .. } => "create_task",
             Command::TaskStatus { .. } => "task_status",
             Command::KillTask { .. } => "kill_task",
@@ -410,6 +442,7 @@ impl State {
                         joined_at: *now,
                         status_changed_at: *now,
                         token_id: Some(token_id.clone()),
+                        maintenance: Maintenance::Active,
                     },
                 );
                 if let Some(t) = self.tokens.get_mut(token_id) {
@@ -488,6 +521,14 @@ impl State {
                     }
                 }
                 self.vars.remove(key);
+                Ok(Response::Ok)
+            }
+            Command::SetMaintenance { id, maintenance } => {
+                let node = self.nodes.get_mut(id).ok_or(ApplyError::UnknownNode { id: *id })?;
+                if node.agent.is_none() {
+                    return Err(ApplyError::NotAnAgent { id: *id });
+                }
+                node.maintenance = *maintenance;
                 Ok(Response::Ok)
             }
             Command::CreateTask { task } => {
@@ -611,6 +652,7 @@ mod tests {
             joined_at: 1,
             status_changed_at: 1,
             token_id: None,
+            maintenance: Maintenance::Active,
         }
     }
 

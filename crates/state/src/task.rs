@@ -165,7 +165,7 @@ pub struct Free {
 pub enum PlacementError {
     #[error("no agent is ready to run tasks")]
     NoAgents,
-    #[error("agent {0} is not a ready agent")]
+    #[error("agent {0} is not a ready agent, or is in maintenance")]
     AgentNotReady(String),
     #[error("no agent has {need}: the most free is {best}")]
     NotEnough { need: String, best: String },
@@ -210,7 +210,7 @@ impl State {
             .agent
             .as_ref()
             .ok_or_else(|| PlacementError::AgentNotReady(agent.to_string()))?;
-        if node.status != NodeStatus::Ready {
+        if node.status != NodeStatus::Ready || node.maintenance != crate::Maintenance::Active {
             return Err(PlacementError::AgentNotReady(node.name.clone()));
         }
         let free = self.free_on(agent).unwrap_or_default();
@@ -244,10 +244,9 @@ impl State {
     ) -> Result<(NodeId, Vec<u16>), PlacementError> {
         let candidates: Vec<NodeId> = match only {
             Some(id) => {
-                let ok = self
-                    .nodes
-                    .get(&id)
-                    .is_some_and(|n| n.agent.is_some() && n.status == NodeStatus::Ready);
+                let ok = self.nodes.get(&id).is_some_and(|n| {
+                    n.agent.is_some() && n.status == NodeStatus::Ready && n.maintenance == crate::Maintenance::Active
+                });
                 if !ok {
                     let name = self
                         .nodes
@@ -261,7 +260,9 @@ impl State {
             None => self
                 .nodes
                 .values()
-                .filter(|n| n.agent.is_some() && n.status == NodeStatus::Ready)
+                .filter(|n| {
+                    n.agent.is_some() && n.status == NodeStatus::Ready && n.maintenance == crate::Maintenance::Active
+                })
                 .map(|n| n.id)
                 .collect(),
         };
@@ -330,6 +331,11 @@ fn describe_free(f: &Free) -> String {
 }
 
 #[cfg(test)]
+mod tests_support {
+    pub(crate) use super::tests::{def, record, state_with_agents};
+}
+
+#[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
@@ -359,10 +365,11 @@ mod tests {
             joined_at: 0,
             status_changed_at: 0,
             token_id: None,
+            maintenance: crate::Maintenance::Active,
         }
     }
 
-    fn state_with_agents(n: u64) -> State {
+    pub(crate) fn state_with_agents(n: u64) -> State {
         let mut s = State {
             cluster: Some(ClusterInfo {
                 cluster_id: "c".into(),
@@ -378,7 +385,7 @@ mod tests {
         s
     }
 
-    fn def(cpus_milli: u64, mem_mb: u64) -> TaskDef {
+    pub(crate) fn def(cpus_milli: u64, mem_mb: u64) -> TaskDef {
         TaskDef {
             image: None,
             args: vec!["true".into()],
@@ -397,7 +404,7 @@ mod tests {
         }
     }
 
-    fn record(id: &str, agent_id: NodeId, def: TaskDef) -> Box<TaskRecord> {
+    pub(crate) fn record(id: &str, agent_id: NodeId, def: TaskDef) -> Box<TaskRecord> {
         Box::new(TaskRecord {
             id: id.into(),
             name: id.into(),
@@ -561,5 +568,41 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod maintenance_tests {
+    use super::tests_support::*;
+    use crate::{Command, Maintenance, Response};
+
+    #[test]
+    fn agents_in_maintenance_get_no_tasks() {
+        let mut s = state_with_agents(1);
+        for m in [Maintenance::Draining, Maintenance::Drained, Maintenance::Deactivated] {
+            assert_eq!(
+                s.apply(1, &Command::SetMaintenance { id: 1, maintenance: m }),
+                Response::Ok
+            );
+            assert!(s.place(&def(1, 1), 0, None).is_err(), "{m:?}");
+            assert!(s.place(&def(1, 1), 0, Some(1)).is_err(), "{m:?}");
+            assert!(matches!(
+                s.apply(
+                    2,
+                    &Command::CreateTask {
+                        task: record("t", 1, def(1, 1))
+                    }
+                ),
+                Response::Rejected(_)
+            ));
+        }
+        s.apply(
+            3,
+            &Command::SetMaintenance {
+                id: 1,
+                maintenance: Maintenance::Active,
+            },
+        );
+        assert!(s.place(&def(1, 1), 0, None).is_ok());
     }
 }
