@@ -64,6 +64,18 @@ pub(crate) fn render(inner: &Inner) -> String {
     let _ = writeln!(out, "tepui_nodes{{status=\"ready\"}} {ready}");
     let _ = writeln!(out, "tepui_nodes{{status=\"lost\"}} {lost}");
     let _ = writeln!(out, "tepui_nodes{{status=\"pending\"}} {pending}");
+    let by_state: std::collections::BTreeMap<&'static str, u64> = inner.state.read(|s| {
+        let mut m = std::collections::BTreeMap::new();
+        for t in s.tasks.values() {
+            *m.entry(t.state.as_str()).or_insert(0) += 1;
+        }
+        m
+    });
+    let _ = writeln!(out, "# HELP tepui_tasks Tasks by Mesos state.\n# TYPE tepui_tasks gauge");
+    for state in tepui_state::TaskState::ALL {
+        let n = by_state.get(state.as_str()).copied().unwrap_or(0);
+        let _ = writeln!(out, "tepui_tasks{{state=\"{}\"}} {n}", state.as_str());
+    }
     let _ = writeln!(out, "# HELP tepui_http_requests_total HTTP requests answered, by status class.\n# TYPE tepui_http_requests_total counter");
     for (class, c) in [
         ("2xx", &inner.metrics.http_2xx),
