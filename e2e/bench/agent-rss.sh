@@ -12,10 +12,13 @@
 #      data dir, waits until its agent is ready, lets it idle SETTLE seconds and reads the
 #      process's VmRSS (0 containers); imports the image, runs TASKS tasks
 #        tepui task run IMAGE --mem 8 --cpus 0.01 --kill-grace 1 -- /bin/sleep 1000
-#      waits until all are TASK_RUNNING (`tepui task ls -o json`), idles SETTLE seconds, and
-#      reads VmRSS again, plus every shim's VmRSS and PSS (shims share the tepui binary's pages,
-#      so the sum of their RSS counts those pages once per shim; PSS splits them) and the
-#      containers' own processes; kills the tasks and stops the process;
+#      (reading VmRSS again after the import, the base for the per-container figure), waits
+#      until all are TASK_RUNNING (`tepui task ls -o json`), idles SETTLE seconds, and
+#      reads VmRSS again, plus every shim's VmRSS, PSS and RssAnon (shims share the tepui
+#      binary's pages, so the sum of their RSS counts those pages once per shim; PSS splits them;
+#      RssAnon is each shim's own heap and stacks) and the containers' own processes; kills the
+#      tasks and stops the process. One shim's RSS by mapping (binary, libraries, heap, stack,
+#      other anonymous) goes into the JSON;
 #   5. `agent`: the same for a separate `tepui agent` on 127.0.30.3 that joins a
 #      `tepui server --bootstrap` on 127.0.30.2 with the agent token from the server's data dir.
 #      This is the agent on its own, as it runs on a worker node.
@@ -28,6 +31,7 @@
 #   TASKS=50 SETTLE=15       containers to run; seconds of idling before each reading
 #   MODES="dev agent"        which setups to measure
 #   CARGO_TARGET_DIR=target/bench
+#   TEPUI_BIN=PATH           use this tepui binary instead of building one
 #   BENCH_TMP=/var/tmp       where the data dirs go
 #   BENCH_TIMEOUT=1800       seconds for the whole run, build included
 #   RESULTS=FILE             also write the JSON results there
@@ -49,6 +53,14 @@ AGENT_IP=127.0.30.3
 
 log() { printf '[agent-rss %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# The commit the sources are at, or that they are not a git checkout (an export).
+tree_version() {
+    if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+        echo "$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD || echo ' (with local changes)')"
+    else
+        echo "$ROOT (not a git checkout)"
+    fi
+}
 
 [[ $(id -u) -eq 0 ]] || die "run as root: the agent runs containers"
 
@@ -68,8 +80,8 @@ live_shims() { # DATA_DIR
     local f pid
     for f in $(find "$1" -name shim.pid 2>/dev/null); do
         pid=$(cat "$f" 2>/dev/null) || continue
-        [[ -n $pid ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "shim --sandbox $(dirname "$f")" \
-            && echo "$pid"
+        [[ -n $pid ]] && { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null |
+            grep -q -- "shim --sandbox $(dirname "$f")" && echo "$pid"
     done
     return 0
 }
@@ -124,11 +136,16 @@ if ((${#need_pkgs[@]})); then
 fi
 
 # --- 2. build ---------------------------------------------------------------------------------
-log "building tepui (release) in $CARGO_TARGET_DIR"
-cargo build --manifest-path "$ROOT/Cargo.toml" --release --quiet -p tepui --bin tepui &
-build=$!
-wait "$build" || die "the build failed"
-TEPUI=$CARGO_TARGET_DIR/release/tepui
+if [[ -n ${TEPUI_BIN:-} ]]; then
+    TEPUI=$TEPUI_BIN
+    log "using $TEPUI (TEPUI_BIN), not building"
+else
+    log "building tepui (release) in $CARGO_TARGET_DIR"
+    cargo build --manifest-path "$ROOT/Cargo.toml" --release --quiet -p tepui --bin tepui &
+    build=$!
+    wait "$build" || die "the build failed"
+    TEPUI=$CARGO_TARGET_DIR/release/tepui
+fi
 [[ -x $TEPUI ]] || die "the build did not produce $TEPUI"
 
 WORK=$(mktemp -d "$BENCH_TMP/tepui-agent-rss.XXXXXX")
@@ -172,6 +189,19 @@ make_archive "$ARCHIVE"
 kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }        # PID FIELD
 pss_kb() { awk '$1 == "Pss:" {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; } # PID
 children() { ps -o pid= --ppid "$1" | tr -d ' '; }
+# One process's resident memory by kind of mapping, in kB, as JSON.
+shim_breakdown() { # PID
+    awk -v exe="$(readlink "/proc/$1/exe")" '
+        /^[0-9a-f]+-[0-9a-f]+ / {
+            n = $6
+            if (n == exe) k = "binary"; else if (n ~ /\.so/) k = "libraries"
+            else if (n == "[heap]") k = "heap"; else if (n == "[stack]") k = "stack"
+            else if (n == "") k = "other_anon"; else k = "other"
+        }
+        /^Rss:/ { r[k] += $2 }
+        END { printf "{"; sep = ""; for (k in r) { printf "%s\"%s\": %d", sep, k, r[k]; sep = ", " }; print "}" }
+    ' "/proc/$1/smaps" 2>/dev/null || echo '{}'
+}
 
 wait_ready() { # ADDR AGENT_NAME
     for _ in $(seq 300); do
@@ -202,7 +232,9 @@ measure() { # MODE PID ADDR AGENT DATA SERVER_PID
     local ref
     ref=$("$TEPUI" image import "$ARCHIVE" --agent "$agent" --addr "$addr" -o json | jq -r '.[0].reference')
     [[ -n $ref && $ref != null ]] || die "the image import returned no reference"
-    log "$mode: imported $ref; starting $TASKS tasks"
+    local rss_img
+    rss_img=$(kb "$pid" VmRSS)
+    log "$mode: imported $ref (agent VmRSS now ${rss_img} kB); starting $TASKS tasks"
     local t0 i
     t0=$(date +%s.%N)
     for i in $(seq "$TASKS"); do
@@ -224,12 +256,13 @@ measure() { # MODE PID ADDR AGENT DATA SERVER_PID
     pss50=$(pss_kb "$pid")
     hwm=$(kb "$pid" VmHWM)
     [[ -n $spid ]] && srv50=$(kb "$spid" VmRSS)
-    local shims nshims=0 shim_rss=0 shim_pss=0 ctr_rss=0 s c
+    local shims nshims=0 shim_rss=0 shim_pss=0 shim_anon=0 ctr_rss=0 s c
     shims=$(live_shims "$data")
     for s in $shims; do
         nshims=$((nshims + 1))
         shim_rss=$((shim_rss + $(kb "$s" VmRSS)))
         shim_pss=$((shim_pss + $(pss_kb "$s")))
+        shim_anon=$((shim_anon + $(kb "$s" RssAnon)))
         for c in $(children "$s"); do ctr_rss=$((ctr_rss + $(kb "$c" VmRSS))); done
     done
     log "$mode: agent VmRSS ${rss50} kB with $TASKS containers; $nshims shims, RSS sum ${shim_rss} kB, PSS sum ${shim_pss} kB"
@@ -237,15 +270,18 @@ measure() { # MODE PID ADDR AGENT DATA SERVER_PID
 
     local line
     line=$(jq -cn --arg mode "$mode" --argjson tasks "$TASKS" --argjson nshims "$nshims" \
-        --argjson rss0 "$rss0" --argjson rss50 "$rss50" --argjson pss0 "$pss0" --argjson pss50 "$pss50" \
-        --argjson hwm "$hwm" --argjson shim_rss "$shim_rss" --argjson shim_pss "$shim_pss" \
-        --argjson ctr_rss "$ctr_rss" --argjson srv0 "$srv0" --argjson srv50 "$srv50" '{
+        --argjson rss0 "$rss0" --argjson rss_img "$rss_img" --argjson rss50 "$rss50" --argjson pss0 "$pss0" --argjson pss50 "$pss50" \
+        --argjson hwm "$hwm" --argjson shim_rss "$shim_rss" --argjson shim_pss "$shim_pss" --argjson shim_anon "$shim_anon" \
+        --argjson ctr_rss "$ctr_rss" --argjson breakdown "$(shim_breakdown "${shims%%$'\n'*}")" \
+        --argjson srv0 "$srv0" --argjson srv50 "$srv50" '{
           mode: $mode, tasks: $tasks, shims: $nshims,
-          agent_rss_kb_0: $rss0, agent_rss_kb_n: $rss50, agent_pss_kb_0: $pss0, agent_pss_kb_n: $pss50,
+          agent_rss_kb_0: $rss0, agent_rss_kb_imported: $rss_img, agent_rss_kb_n: $rss50, agent_pss_kb_0: $pss0, agent_pss_kb_n: $pss50,
           agent_hwm_kb: $hwm,
-          agent_kb_per_task: (($rss50 - $rss0) / $tasks),
+          agent_kb_per_task: (($rss50 - $rss_img) / $tasks),
+          shim_rss_breakdown_kb: $breakdown,
           shim_rss_kb_sum: $shim_rss, shim_rss_kb_each: ($shim_rss / ([$nshims, 1] | max)),
           shim_pss_kb_sum: $shim_pss, shim_pss_kb_each: ($shim_pss / ([$nshims, 1] | max)),
+          shim_anon_kb_sum: $shim_anon, shim_anon_kb_each: ($shim_anon / ([$nshims, 1] | max)),
           container_rss_kb_sum: $ctr_rss,
           server_rss_kb_0: $srv0, server_rss_kb_n: $srv50}')
     echo "$line" >&2
@@ -320,15 +356,15 @@ fi
 ALL=$(printf '%s\n' "${RESULT_LINES[@]}" | jq -s '.')
 [[ -n $RESULTS ]] && echo "$ALL" >"$RESULTS"
 echo
-echo "tepui $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with local changes)'), release; $(nproc) CPUs, kernel $(uname -r)"
+echo "tepui $(tree_version), release; $(nproc) CPUs, kernel $(uname -r)"
 echo "$ALL" | jq -r '
   def mb: . / 1024 * 10 | round / 10;
-  ["process", "0 containers (MB)", "\(.[0].tasks) containers (MB)", "per container (kB)",
-   "shim RSS each (MB)", "shim PSS each (MB)", "containers RSS sum (MB)"],
+  ["process", "0 containers (MiB)", "image imported (MiB)", "\(.[0].tasks) containers (MiB)", "per container (kB)",
+   "shim RSS each (MiB)", "shim PSS each (MiB)", "shim anon each (MiB)", "containers RSS sum (MiB)"],
   (.[] | [
     (if .mode == "dev" then "tepui dev (server+agent)" else "tepui agent" end),
-    (.agent_rss_kb_0 | mb), (.agent_rss_kb_n | mb), (.agent_kb_per_task | round),
-    (.shim_rss_kb_each | mb), (.shim_pss_kb_each | mb), (.container_rss_kb_sum | mb)
+    (.agent_rss_kb_0 | mb), (.agent_rss_kb_imported | mb), (.agent_rss_kb_n | mb), (.agent_kb_per_task | round),
+    (.shim_rss_kb_each | mb), (.shim_pss_kb_each | mb), (.shim_anon_kb_each | mb), (.container_rss_kb_sum | mb)
   ]),
-  (.[] | select(.mode == "agent") | ["tepui server (beside it)", (.server_rss_kb_0 | mb), (.server_rss_kb_n | mb), "", "", "", ""])
+  (.[] | select(.mode == "agent") | ["tepui server (beside it)", (.server_rss_kb_0 | mb), "", (.server_rss_kb_n | mb), "", "", "", "", ""])
   | @tsv' | column -t -s $'\t'

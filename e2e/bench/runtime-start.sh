@@ -12,7 +12,7 @@
 #      paths and binds (a sandbox dir at /mnt/sandbox, /etc/hosts) that tepui's runtime generates
 #      for the same task, and an absolute cgroupsPath;
 #   4. tries crun on the bundle, and leaves it out (printing its error) when it cannot run here;
-#   5. per bundle and round, runs hyperfine over, in this order:
+#   5. per bundle and round, runs hyperfine over (each round starting with the next one):
 #        tepui          tepui-bench-run BUNDLE           Runtime::launch (sandbox + shim) + wait
 #        tepui-tmpfs    the same, sandboxes on /dev/shm  (no fsync cost for the sandbox records)
 #        libcontainer   tepui-bench-run --direct BUNDLE  create + start + waitpid + delete, in-process
@@ -24,18 +24,20 @@
 # Everything it made is removed at exit. Needs root (namespaces and cgroups).
 #
 # Settings (environment):
-#   RUNS=200 WARMUP=10 ROUNDS=3    runs per command per round; rounds are pooled for the table
+#   RUNS=60 WARMUP=10 ROUNDS=10    runs per command per round (the rounds rotate the order of the
+#                                  commands); all rounds are pooled for the table
 #   BUNDLES="netns hostnet"        which bundles to time
 #   CARGO_TARGET_DIR=target/bench
+#   BENCH_RUN_BIN=PATH             use this tepui-bench-run instead of building one
 #   BENCH_TMP=/var/tmp             where bundles and tepui's sandboxes go (a real disk, as an agent's data dir)
 #   RESULTS=DIR                    keep hyperfine's JSON exports and the summary there
 #
 #   e2e/bench/runtime-start.sh
 set -euo pipefail
 
-RUNS=${RUNS:-200}
+RUNS=${RUNS:-60}
 WARMUP=${WARMUP:-10}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-10}
 BUNDLES=${BUNDLES:-netns hostnet}
 BENCH_TMP=${BENCH_TMP:-/var/tmp}
 RESULTS=${RESULTS:-}
@@ -44,6 +46,14 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target/bench}
 
 log() { printf '[runtime-start %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# The commit the sources are at, or that they are not a git checkout (an export).
+tree_version() {
+    if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+        echo "$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD || echo ' (with local changes)')"
+    else
+        echo "$ROOT (not a git checkout)"
+    fi
+}
 
 [[ $(id -u) -eq 0 ]] || die "run as root: containers need namespaces and cgroups"
 
@@ -87,9 +97,14 @@ if ((${#need_pkgs[@]})); then
 fi
 
 # --- 2. build ---------------------------------------------------------------------------------
-log "building tepui-bench-run (release) in $CARGO_TARGET_DIR"
-cargo build --manifest-path "$ROOT/Cargo.toml" --release --quiet -p tepui-runtime --bin tepui-bench-run
-BIN=$CARGO_TARGET_DIR/release/tepui-bench-run
+if [[ -n ${BENCH_RUN_BIN:-} ]]; then
+    BIN=$BENCH_RUN_BIN
+    log "using $BIN (BENCH_RUN_BIN), not building"
+else
+    log "building tepui-bench-run (release) in $CARGO_TARGET_DIR"
+    cargo build --manifest-path "$ROOT/Cargo.toml" --release --quiet -p tepui-runtime --bin tepui-bench-run
+    BIN=$CARGO_TARGET_DIR/release/tepui-bench-run
+fi
 [[ -x $BIN ]] || die "the build did not produce $BIN"
 
 # --- 3. rootfs and bundles ----------------------------------------------------------------
@@ -186,23 +201,53 @@ machine() {
     echo "cpu: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "mem: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); kernel $(uname -r)"
     echo "runc: $(runc --version | head -1 | awk '{print $3}'); crun: $(crun --version | head -1 | awk '{print $3}'); $(hyperfine --version)"
-    echo "tepui: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"
+    echo "tepui: $(tree_version)"
 }
 machine | while read -r l; do log "$l"; done
 
+# What one sandbox record costs on the sandboxes' disk right now: tepui writes each record to a
+# new file, fdatasyncs it and renames it over the old one. 50 such writes with fdatasync minus
+# 50 without, per write, in ms.
+record_sync_ms() {
+    local t0 t1 t2 i
+    t0=$(date +%s%N)
+    for i in $(seq 50); do
+        dd if=/dev/zero of="$WORK/probe.tmp" bs=600 count=1 conv=fdatasync status=none
+        mv -f "$WORK/probe.tmp" "$WORK/probe.json"
+    done
+    t1=$(date +%s%N)
+    for i in $(seq 50); do
+        dd if=/dev/zero of="$WORK/probe.tmp" bs=600 count=1 status=none
+        mv -f "$WORK/probe.tmp" "$WORK/probe.json"
+    done
+    t2=$(date +%s%N)
+    rm -f "$WORK/probe.tmp" "$WORK/probe.json"
+    awk -v a=$((t1 - t0)) -v b=$((t2 - t1)) 'BEGIN {printf "%.2f", (a - b) / 50 / 1e6}'
+}
 JSONS=$WORK/json
 mkdir -p "$JSONS"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+SYNC_START=$(record_sync_ms)
 for b in $BUNDLES; do
     B=$WORK/$b
     for r in $(seq "$ROUNDS"); do
         log "bundle $b, round $r/$ROUNDS: $RUNS runs each (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-        cmds=(
-            -n tepui "$BIN --root $TROOT $B"
-            -n tepui-tmpfs "$BIN --root $TROOT_SHM $B"
-            -n libcontainer "$BIN --direct --root $LCROOT $B"
-            -n runc "${RUNC[*]} run -b $B b\$\$"
+        names=(tepui tepui-tmpfs libcontainer runc)
+        lines=(
+            "$BIN --root $TROOT $B"
+            "$BIN --root $TROOT_SHM $B"
+            "$BIN --direct --root $LCROOT $B"
+            "${RUNC[*]} run -b $B b\$\$"
         )
-        ((CRUN_OK)) && cmds+=(-n crun "${CRUN[*]} run -b $B c\$\$")
+        ((CRUN_OK)) && { names+=(crun); lines+=("${CRUN[*]} run -b $B c\$\$"); }
+        # hyperfine runs one command after the other: start each round with the next command,
+        # so that no command always gets the same slice of a noisy machine.
+        cmds=()
+        n=${#names[@]}
+        for i in $(seq 0 $((n - 1))); do
+            k=$(((i + r - 1) % n))
+            cmds+=(-n "${names[$k]}" "${lines[$k]}")
+        done
         hyperfine --style basic --runs "$RUNS" --warmup "$WARMUP" \
             --export-json "$JSONS/$b-$r.json" "${cmds[@]}" >&2
     done
@@ -232,20 +277,22 @@ SUMMARY=$(summary)
 
 echo
 machine
+echo "load average: $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+echo "fdatasync of a new 600-byte file in $BENCH_TMP (one sandbox record): $SYNC_START ms at the start, $(record_sync_ms) ms at the end"
 echo
 for b in $BUNDLES; do
     echo "bundle $b ($RUNS runs x $ROUNDS rounds per command; ms):"
     echo "$SUMMARY" | jq -r --arg b "$b" '
       map(select(.bundle == $b)) as $rows
       | ($rows[] | select(.command == "runc")) as $runc
-      | ["command", "median", "p99", "mean", "min", "median/runc", "p99/runc", "round medians"],
+      | ["command", "median", "p99", "mean", "min", "median/runc", "p99/runc", "round medians (min-max)"],
         ($rows | sort_by(.median_ms)[] | [
           .command,
           (.median_ms * 100 | round / 100), (.p99_ms * 100 | round / 100),
           (.mean_ms * 100 | round / 100), (.min_ms * 100 | round / 100),
           (.median_ms / $runc.median_ms * 100 | round / 100),
           (.p99_ms / $runc.p99_ms * 100 | round / 100),
-          (.round_medians_ms | map(. * 10 | round / 10 | tostring) | join(" / "))
+          (.round_medians_ms | "\(min * 10 | round / 10)-\(max * 10 | round / 10)")
         ]) | @tsv' | column -t -s $'\t'
     echo
 done
