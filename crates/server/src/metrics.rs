@@ -71,7 +71,10 @@ pub(crate) fn render(inner: &Inner) -> String {
         }
         m
     });
-    let _ = writeln!(out, "# HELP tepui_tasks Tasks by Mesos state.\n# TYPE tepui_tasks gauge");
+    let _ = writeln!(
+        out,
+        "# HELP tepui_tasks Tasks by Mesos state.\n# TYPE tepui_tasks gauge"
+    );
     for state in tepui_state::TaskState::ALL {
         let n = by_state.get(state.as_str()).copied().unwrap_or(0);
         let _ = writeln!(out, "tepui_tasks{{state=\"{}\"}} {n}", state.as_str());
