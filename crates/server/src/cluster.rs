@@ -346,6 +346,11 @@ impl Cluster for ClusterService {
                         if !inner.filter.admit(who.id, inner.id).await {
                             continue;
                         }
+                        // A stream the leader closed (the agent was marked lost) is dead even
+                        // if messages still arrive on it: the agent must register again.
+                        if !inner.hub.is_current(who.id, conn) {
+                            break;
+                        }
                         match parse_envelope(&msg) {
                             Ok(AgentToServer::Heartbeat { seq }) => {
                                 touch(&inner.agent_seen, who.id);

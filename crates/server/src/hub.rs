@@ -58,6 +58,15 @@ impl AgentHub {
         conn
     }
 
+    /// Whether `conn` is still the agent's stream.
+    pub fn is_current(&self, agent: u64, conn: u64) -> bool {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&agent)
+            .is_some_and(|s| s.conn == conn)
+    }
+
     /// Ends an agent's stream from this side.
     pub fn kick(&self, agent: u64, why: &str) {
         let session = self
