@@ -106,12 +106,16 @@ pub struct NetPlan {
     pub lease: PathBuf,
 }
 
+/// Writes a sandbox record whole or not at all (a temporary file renamed into place). It is not
+/// fsynced: the records describe processes, which do not outlive the machine, and they outlive
+/// an agent or shim crash through the page cache. After a power loss an empty record reads as
+/// unreadable, and the task is reported lost with its machine, which is the truth. (The fsyncs
+/// were most of a container's start time; see docs/benchmarks.md.)
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_data()?;
     }
     fs::rename(&tmp, path)
 }
