@@ -213,17 +213,23 @@ async fn a_task_that_handles_sigterm_ends_before_the_grace_period() {
     let mut s = spec(
         &f,
         &id,
-        &["sh", "-c", "trap 'echo bye; exit 0' TERM; while :; do sleep 1; done"],
+        &["sh", "-c", "trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 1; done"],
     );
     s.kill_grace_period = Duration::from_secs(30);
     f.rt.launch(&s).await.unwrap();
+    // pid 1 ignores SIGTERM until its handler is installed: wait for the shell to say so.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log(&f.rt, &id, LogStream::Stdout, None).await != "ready\n" {
+        assert!(Instant::now() < deadline, "the shell never installed its trap");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let asked = Instant::now();
     f.rt.kill(&id).await.unwrap();
     let st = wait(&f.rt, &id).await;
     assert_eq!(st.state, TaskState::Killed);
     assert_eq!(st.exit_code, Some(0));
     assert!(asked.elapsed() < Duration::from_secs(20));
-    assert_eq!(log(&f.rt, &id, LogStream::Stdout, None).await, "bye\n");
+    assert_eq!(log(&f.rt, &id, LogStream::Stdout, None).await, "ready\nbye\n");
 }
 
 #[tokio::test]
