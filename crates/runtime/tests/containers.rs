@@ -213,7 +213,11 @@ async fn a_task_that_handles_sigterm_ends_before_the_grace_period() {
     let mut s = spec(
         &f,
         &id,
-        &["sh", "-c", "trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 1; done"],
+        &[
+            "sh",
+            "-c",
+            "trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 1; done",
+        ],
     );
     s.kill_grace_period = Duration::from_secs(30);
     f.rt.launch(&s).await.unwrap();
