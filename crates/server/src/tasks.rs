@@ -152,6 +152,26 @@ async fn ack(inner: &Arc<Inner>, agent: u64, update: &StatusUpdate) {
     inner.hub.send(agent, &msg).await;
 }
 
+/// A status the leader sets itself (not an agent's report), committed like any other update.
+async fn leader_status(inner: &Arc<Inner>, task_id: &str, kind: &str, state: TaskState, reason: &str, message: String) {
+    let now = now_ms();
+    let cmd = Command::TaskStatus {
+        task_id: task_id.to_string(),
+        update: TaskUpdate {
+            uuid: format!("{kind}-{task_id}-{now}"),
+            state,
+            reason: Some(reason.into()),
+            message,
+            exit_code: None,
+            signal: None,
+            at: now,
+        },
+    };
+    if let Err(e) = inner.write(cmd).await {
+        tracing::debug!(task = %task_id, state = state.as_str(), error = %e, "could not set a task's status");
+    }
+}
+
 /// The agent's tasks can no longer be vouched for: they become `TASK_UNREACHABLE` until the
 /// agent registers again and reports them.
 pub(crate) async fn mark_unreachable(inner: &Arc<Inner>, agent: u64) {
@@ -166,22 +186,16 @@ pub(crate) async fn mark_unreachable(inner: &Arc<Inner>, agent: u64) {
         (name, tasks)
     });
     for id in tasks {
-        let now = now_ms();
-        let cmd = Command::TaskStatus {
-            task_id: id.clone(),
-            update: TaskUpdate {
-                uuid: format!("unreachable-{id}-{now}"),
-                state: TaskState::TaskUnreachable,
-                reason: Some("REASON_SLAVE_REMOVED".into()),
-                message: format!("agent {name} is unreachable: no heartbeat within the timeout"),
-                exit_code: None,
-                signal: None,
-                at: now,
-            },
-        };
-        if let Err(e) = inner.write(cmd).await {
-            tracing::debug!(task = %id, error = %e, "could not mark a task unreachable");
-        }
+        let message = format!("agent {name} is unreachable: no heartbeat within the timeout");
+        leader_status(
+            inner,
+            &id,
+            "unreachable",
+            TaskState::TaskUnreachable,
+            "REASON_SLAVE_REMOVED",
+            message,
+        )
+        .await;
     }
 }
 
@@ -207,22 +221,8 @@ pub(crate) async fn reconcile(inner: &Arc<Inner>, agent: u64, reported: Vec<Task
                 let Some(state) = TaskState::parse(reported) else {
                     continue;
                 };
-                let now = now_ms();
-                let back = Command::TaskStatus {
-                    task_id: t.id.clone(),
-                    update: TaskUpdate {
-                        uuid: format!("reregistered-{}-{now}", t.id),
-                        state,
-                        reason: Some("REASON_RECONCILIATION".into()),
-                        message: "the agent registered again and reported the task".into(),
-                        exit_code: None,
-                        signal: None,
-                        at: now,
-                    },
-                };
-                if let Err(e) = inner.write(back).await {
-                    tracing::debug!(task = %t.id, error = %e, "could not restore a reachable task");
-                }
+                let message = "the agent registered again and reported the task".to_string();
+                leader_status(inner, &t.id, "reregistered", state, "REASON_RECONCILIATION", message).await;
             }
             Some(_) => {}
             None if t.state == TaskState::TaskStaging && !t.kill_requested => {
@@ -232,25 +232,13 @@ pub(crate) async fn reconcile(inner: &Arc<Inner>, agent: u64, reported: Vec<Task
                     .await;
             }
             None => {
-                let lost = Command::TaskStatus {
-                    task_id: t.id.clone(),
-                    update: TaskUpdate {
-                        uuid: format!("reconcile-{}-{}", t.id, now_ms()),
-                        state: if t.kill_requested {
-                            TaskState::TaskKilled
-                        } else {
-                            TaskState::TaskLost
-                        },
-                        reason: Some("REASON_RECONCILIATION".into()),
-                        message: "the agent re-registered without this task".into(),
-                        exit_code: None,
-                        signal: None,
-                        at: now_ms(),
-                    },
+                let state = if t.kill_requested {
+                    TaskState::TaskKilled
+                } else {
+                    TaskState::TaskLost
                 };
-                if let Err(e) = inner.write(lost).await {
-                    tracing::debug!(task = %t.id, error = %e, "could not mark a task lost");
-                }
+                let message = "the agent re-registered without this task".to_string();
+                leader_status(inner, &t.id, "reconcile", state, "REASON_RECONCILIATION", message).await;
             }
         }
     }
@@ -576,6 +564,22 @@ fn not_connected(agent: u64, name: &str) -> ApiError {
     )
 }
 
+/// Waits for the answer that ends an agent request, skipping progress and data.
+async fn final_reply(
+    replies: &mut tokio::sync::mpsc::Receiver<Reply>,
+    agent: u64,
+    name: &str,
+) -> Result<serde_json::Value, ApiError> {
+    loop {
+        match replies.recv().await {
+            Some(Reply::Done { result }) => return Ok(result),
+            Some(Reply::Error { message, code }) => return Err(agent_error(&code, message)),
+            Some(_) => {}
+            None => return Err(not_connected(agent, name)),
+        }
+    }
+}
+
 /// Asks an agent and waits for its single answer.
 async fn ask(inner: &Arc<Inner>, agent: u64, request: Request) -> Result<serde_json::Value, ApiError> {
     let name = inner
@@ -587,14 +591,7 @@ async fn ask(inner: &Arc<Inner>, agent: u64, request: Request) -> Result<serde_j
         .request(agent, request)
         .await
         .map_err(|_| not_connected(agent, &name))?;
-    loop {
-        match replies.recv().await {
-            Some(Reply::Done { result }) => return Ok(result),
-            Some(Reply::Error { message, code }) => return Err(agent_error(&code, message)),
-            Some(_) => {}
-            None => return Err(not_connected(agent, &name)),
-        }
-    }
+    final_reply(&mut replies, agent, &name).await
 }
 
 /// Cancels an agent request when the HTTP response streaming its answer goes away.
@@ -882,14 +879,7 @@ async fn import_image(State(inner): Shared, Query(q): Query<AgentQuery>, body: B
             .await
             .map_err(|_| not_connected(agent, &name))?;
     }
-    loop {
-        match replies.recv().await {
-            Some(Reply::Done { result }) => return Ok(axum::Json(result)),
-            Some(Reply::Error { message, code }) => return Err(agent_error(&code, message)),
-            Some(_) => {}
-            None => return Err(not_connected(agent, &name)),
-        }
-    }
+    final_reply(&mut replies, agent, &name).await.map(axum::Json)
 }
 
 #[derive(Deserialize)]
