@@ -575,7 +575,7 @@ async fn bootstrap(
             .await
             .map_err(|e| boot(e.to_string()))?;
         let path = cfg.data_dir.join(format!("{role}-token"));
-        write_secret(&path, &token.to_string()).map_err(|e| boot(format!("cannot write {}: {e}", path.display())))?;
+        tepui_transport::write_atomic(&path, format!("{token}\n").as_bytes(), 0o600)?;
         tokens.push(token.to_string());
     }
     inner.identity.save(&cfg.data_dir)?;
@@ -593,20 +593,6 @@ pub(crate) fn token_record(token: &JoinToken, description: &str, now: u64, expir
         revoked: false,
         uses: 0,
     }
-}
-
-fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()
 }
 
 /// Asks the servers this node knows until one makes it a voter. Runs after a join, and after a

@@ -107,7 +107,8 @@ impl Identity {
     }
 }
 
-fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), IdentityError> {
+/// Writes a file whole or not at all, fsynced, with `mode` (0o600 for secrets).
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), IdentityError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");

@@ -11,7 +11,7 @@ mod killable;
 mod tls;
 
 pub use filter::{NetFilter, Verdict};
-pub use identity::{Identity, IdentityError};
+pub use identity::{write_atomic, Identity, IdentityError};
 pub use join::{join, JoinError, JoinParams};
 pub use killable::{Killable, KillableListener};
 pub use tls::{channel, incoming, PeerInfo, TlsConn};
