@@ -183,7 +183,9 @@ impl Session {
                 }
                 ServerToAgent::HeartbeatAck { .. } => {}
                 ServerToAgent::Launch { task } => self.tasks.launch(task),
-                ServerToAgent::Kill { task_id } => self.tasks.kill(&task_id),
+                ServerToAgent::Kill { task_id, grace_ms } => {
+                    self.tasks.kill(&task_id, grace_ms.map(Duration::from_millis))
+                }
                 ServerToAgent::Ack { task_id, uuid } => {
                     self.tasks.ack(&task_id, &uuid);
                 }

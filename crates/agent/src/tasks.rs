@@ -324,7 +324,7 @@ impl TaskManager {
     /// `TASK_KILLED`. A task still starting is stopped before its container runs. A kill of a
     /// task the agent does not have is answered `TASK_KILLED` with reason
     /// `REASON_TASK_UNKNOWN` (it is not running here, which is what the kill wants).
-    pub fn kill(&self, task_id: &str) {
+    pub fn kill(&self, task_id: &str, grace: Option<Duration>) {
         let kill_now = {
             let mut table = lock(&self.inner.table);
             match table.get_mut(task_id) {
@@ -355,15 +355,15 @@ impl TaskManager {
         };
         tracing::info!(task = %task_id, "killing");
         if kill_now {
-            self.kill_container(task_id);
+            self.kill_container(task_id, grace);
         }
     }
 
-    fn kill_container(&self, task_id: &str) {
+    fn kill_container(&self, task_id: &str, grace: Option<Duration>) {
         let me = self.clone();
         let id = task_id.to_string();
         self.spawn(async move {
-            if let Err(e) = me.inner.runtime.kill(&id).await {
+            if let Err(e) = me.inner.runtime.kill_within(&id, grace).await {
                 tracing::warn!(task = %id, error = %chain(&e), "kill failed");
             }
         });
@@ -406,7 +406,7 @@ impl TaskManager {
         };
         tracing::info!(task = %task_id, "forgetting");
         if kill_now {
-            self.kill_container(task_id);
+            self.kill_container(task_id, None);
         }
         if let Some(dir) = remove {
             let me = self.clone();
@@ -622,7 +622,7 @@ impl TaskManager {
                 };
                 self.push(&id, Change::running(&handle));
                 if kill_now {
-                    self.kill_container(&id);
+                    self.kill_container(&id, None);
                 }
             }
             Err(e) => {
@@ -824,7 +824,7 @@ impl TaskManager {
                 e.kill.cancel();
                 lock(&self.inner.table).insert(id.clone(), e);
                 tracing::info!(task = %id, "adopted a forgotten task: killing it");
-                self.kill_container(&id);
+                self.kill_container(&id, None);
                 self.follow(id, container_dir, has_image, true);
             } else {
                 self.remove_task_files(&id, &dir, has_image).await;
@@ -893,7 +893,7 @@ impl TaskManager {
                             }
                         };
                         if kill_now {
-                            me.kill_container(&id);
+                            me.kill_container(&id, None);
                         }
                         if !running_reported {
                             let message = format!("running as pid {}", st.pid.unwrap_or_default());

@@ -237,7 +237,7 @@ async fn logs_follow_to_the_end_exec_runs_inside_and_cancel_stops_a_request() {
     );
     assert_eq!(error(&replies.until_end(9).await).0, "task_not_running");
 
-    mgr.kill(&sleeper);
+    mgr.kill(&sleeper, None);
     leader.wait_end(&sleeper).await;
     // Only to show that nothing comes: the cancelled follow would have ended with the task.
     reqs.start(10, Request::ListImages);

@@ -152,31 +152,31 @@ async fn kill_ends_a_task_killed_even_before_it_runs() {
     leader.wait_state(&id, "TASK_RUNNING").await;
     let pid = mgr.runtime().status(&id).await.unwrap().pid.unwrap();
     assert!(alive(pid));
-    mgr.kill(&id);
-    mgr.kill(&id);
+    mgr.kill(&id, None);
+    mgr.kill(&id, None);
     let end = leader.wait_end(&id).await;
     assert_eq!(end.state, "TASK_KILLED", "{end:?}");
     assert_eq!(leader.states(&id), ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]);
     assert!(!alive(pid));
-    mgr.kill(&id);
+    mgr.kill(&id, None);
     assert!(mgr.pending(&id).is_empty(), "a kill of an ended task changes nothing");
 
     // Killed while its image is being pulled.
     let stuck = task_id("stuck");
     mgr.launch(launch(&stuck, Some(&format!("{silent_host}/slow/image:1")), &["true"]));
     leader.wait_state(&stuck, "TASK_STARTING").await;
-    mgr.kill(&stuck);
+    mgr.kill(&stuck, None);
     let end = leader.wait_end(&stuck).await;
     assert_eq!(end.state, "TASK_KILLED", "{end:?}");
     assert_eq!(end.reason.as_deref(), Some("REASON_TASK_KILLED_DURING_LAUNCH"));
 
     // A task this agent never had.
-    mgr.kill("never-here");
+    mgr.kill("never-here", None);
     let end = leader.wait_end("never-here").await;
     assert_eq!(end.state, "TASK_KILLED");
     assert_eq!(end.reason.as_deref(), Some("REASON_TASK_UNKNOWN"));
     assert_eq!(end.message, "not on this agent");
-    mgr.kill("never-here");
+    mgr.kill("never-here", None);
     assert_eq!(leader.states("never-here").len(), 1);
     drop(silent);
     mgr.shutdown().await;
@@ -322,7 +322,7 @@ async fn a_new_manager_adopts_running_containers_and_reports_what_ended_meanwhil
         leader.states(&keeps).is_empty(),
         "RUNNING was acknowledged before the restart"
     );
-    mgr.kill(&keeps);
+    mgr.kill(&keeps, None);
     let end = leader.wait_end(&keeps).await;
     assert_eq!(end.state, "TASK_KILLED", "{end:?}");
     assert!(!alive(keeps_pid));

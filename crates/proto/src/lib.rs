@@ -190,6 +190,9 @@ pub mod agent {
         },
         Kill {
             task_id: String,
+            /// Overrides the task's grace period (a framework's kill policy, a drain's deadline).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            grace_ms: Option<u64>,
         },
         /// The update is committed; the agent may forget it.
         Ack {

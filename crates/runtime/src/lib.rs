@@ -605,6 +605,11 @@ impl Runtime {
     /// `kill_grace_period`. Returns once asked; [`Runtime::wait`] gives the end
     /// ([`TaskState::Killed`]).
     pub async fn kill(&self, id: &str) -> Result<()> {
+        self.kill_within(id, None).await
+    }
+
+    /// [`Runtime::kill`] with another grace period than the task's own.
+    pub async fn kill_within(&self, id: &str, grace: Option<Duration>) -> Result<()> {
         validate_id(id)?;
         let sb = self.sandbox(id);
         let st = self.status_of(&sb, id)?;
@@ -613,7 +618,7 @@ impl Runtime {
         }
         let asked = async {
             let mut c = Conn::connect(&sb).await?;
-            c.send(&Request::Kill { grace: None }, &[]).await?;
+            c.send(&Request::Kill { grace }, &[]).await?;
             c.recv().await
         }
         .await;

@@ -46,6 +46,7 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/vars", get(vars))
         .route("/v1/vars/{*key}", get(get_var).put(put_var).delete(delete_var))
         .merge(crate::tasks::routes())
+        .merge(crate::master::operator::routes())
         .route("/v1/operator/raft/peers", get(members))
         .route("/v1/operator/raft/peers/{peer}", axum::routing::delete(remove_peer))
         .route(
@@ -59,6 +60,7 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
+        .merge(crate::master::scheduler_api::routes())
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -127,6 +129,9 @@ fn apply_error(e: ApplyError) -> ApiError {
         ApplyError::TaskExists { .. } => (StatusCode::CONFLICT, "task_exists"),
         ApplyError::UnknownTask { .. } => (StatusCode::NOT_FOUND, "unknown_task"),
         ApplyError::Placement(_) => (StatusCode::CONFLICT, "no_room"),
+        ApplyError::UnknownFramework { .. } => (StatusCode::NOT_FOUND, "unknown_framework"),
+        ApplyError::StaleAcknowledgement { .. } => (StatusCode::CONFLICT, "stale_acknowledgement"),
+        ApplyError::InvalidRole { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_role"),
     };
     ApiError::new(status, code, e.to_string())
 }

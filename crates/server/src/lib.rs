@@ -9,6 +9,7 @@ mod cluster;
 mod http;
 mod hub;
 mod liveness;
+mod master;
 mod metrics;
 mod node;
 mod peers;

@@ -100,6 +100,8 @@ pub(crate) struct Inner {
     pub writes: mpsc::Sender<PendingWrite>,
     /// Streams of the agents connected to this leader.
     pub hub: crate::hub::AgentHub,
+    /// Two-level scheduling: the allocator, offers and frameworks (a core only on the leader).
+    pub master: crate::master::Master,
     /// The HTTP router, to execute requests forwarded by followers.
     pub router: std::sync::OnceLock<axum::Router>,
 }
@@ -374,6 +376,7 @@ impl Server {
             membership_lock: tokio::sync::Mutex::new(()),
             metrics,
             hub: crate::hub::AgentHub::default(),
+            master: crate::master::Master::default(),
             router: std::sync::OnceLock::new(),
         });
 
@@ -396,6 +399,7 @@ impl Server {
             }
         });
         tasks.spawn(crate::liveness::run(inner.clone()));
+        tasks.spawn(crate::master::run(inner.clone()));
 
         let started_as = match std::mem::replace(&mut pending, Pending::Restart) {
             Pending::Bootstrap { ca } => {

@@ -125,6 +125,7 @@ pub(crate) async fn handle_status(inner: &Arc<Inner>, agent: u64, update: Status
         Ok(_) => {
             tracing::info!(agent, task = %update.task_id, state = %update.state, "task status");
             ack(inner, agent, &update).await;
+            inner.master.task_changed(inner, &update.task_id);
         }
         Err(WriteError::Rejected(ApplyError::UnknownTask { .. })) => {
             ack(inner, agent, &update).await;
@@ -167,8 +168,9 @@ async fn leader_status(inner: &Arc<Inner>, task_id: &str, kind: &str, state: Tas
             at: now,
         },
     };
-    if let Err(e) = inner.write(cmd).await {
-        tracing::debug!(task = %task_id, state = state.as_str(), error = %e, "could not set a task's status");
+    match inner.write(cmd).await {
+        Ok(_) => inner.master.task_changed(inner, task_id),
+        Err(e) => tracing::debug!(task = %task_id, state = state.as_str(), error = %e, "could not set a task's status"),
     }
 }
 
@@ -213,7 +215,13 @@ pub(crate) async fn reconcile(inner: &Arc<Inner>, agent: u64, reported: Vec<Task
             Some(_) if t.kill_requested => {
                 inner
                     .hub
-                    .send(agent, &ServerToAgent::Kill { task_id: t.id.clone() })
+                    .send(
+                        agent,
+                        &ServerToAgent::Kill {
+                            task_id: t.id.clone(),
+                            grace_ms: None,
+                        },
+                    )
                     .await;
             }
             Some(reported) if t.state == TaskState::TaskUnreachable => {
@@ -452,7 +460,7 @@ async fn run_task(
     }
     let now = now_ms();
     let id = format!("{name}.{}", hex::encode(rand::random::<[u8; 6]>()));
-    let record = TaskRecord {
+    let mut record = TaskRecord {
         id: id.clone(),
         name,
         agent_id: agent,
@@ -468,12 +476,27 @@ async fn run_task(
         updated_at: now,
         started_at: None,
         finished_at: None,
+        framework_id: String::new(),
+        role: String::new(),
+        resources: String::new(),
+        acknowledged_uuid: None,
     };
-    inner
+    let resources = crate::master::convert::task_resources(&record);
+    record.resources = crate::master::convert::text(&resources);
+    if !inner.master.take_for_operator(&id, agent, &resources) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_room",
+            format!("the resources on agent {agent} are held by frameworks' tasks; retry or pick another agent"),
+        ));
+    }
+    let created = inner
         .write(Command::CreateTask {
             task: Box::new(record.clone()),
         })
-        .await?;
+        .await;
+    inner.master.operator_launch(&id, created.is_ok());
+    created?;
     let sent = inner
         .hub
         .send(
@@ -514,27 +537,41 @@ async fn get_task(State(inner): Shared, Path(id): Path<String>) -> ApiResult<Tas
         .ok_or_else(|| unknown_task(&id))
 }
 
-async fn kill_task(State(inner): Shared, Path(id): Path<String>) -> ApiResult<TaskView> {
+/// Asks for a task to be killed: committed first (so a new leader still kills it), then sent
+/// to its agent. An unreachable agent gets the kill when it registers again.
+pub(crate) async fn kill(inner: &Arc<Inner>, id: &str) -> Result<(), WriteError> {
+    kill_within(inner, id, None).await
+}
+
+/// [`kill`] with a grace period other than the task's own (never longer than the task's).
+pub(crate) async fn kill_within(inner: &Arc<Inner>, id: &str, grace_ms: Option<u64>) -> Result<(), WriteError> {
     inner
         .write(Command::KillTask {
-            task_id: id.clone(),
+            task_id: id.to_string(),
             now: now_ms(),
         })
-        .await
-        .map_err(|e| match e {
-            WriteError::Rejected(ApplyError::UnknownTask { .. }) => unknown_task(&id),
-            other => other.into(),
-        })?;
-    let (agent, terminal) = inner
-        .state
-        .read(|s| s.tasks.get(&id).map(|t| (t.agent_id, t.state.is_terminal())))
-        .ok_or_else(|| unknown_task(&id))?;
-    if !terminal {
-        inner
-            .hub
-            .send(agent, &ServerToAgent::Kill { task_id: id.clone() })
-            .await;
+        .await?;
+    let live = inner.state.read(|s| {
+        s.tasks
+            .get(id)
+            .filter(|t| !t.state.is_terminal())
+            .map(|t| (t.agent_id, t.def.kill_grace_ms))
+    });
+    if let Some((agent, own)) = live {
+        let kill = ServerToAgent::Kill {
+            task_id: id.to_string(),
+            grace_ms: grace_ms.map(|g| g.min(own)),
+        };
+        inner.hub.send(agent, &kill).await;
     }
+    Ok(())
+}
+
+async fn kill_task(State(inner): Shared, Path(id): Path<String>) -> ApiResult<TaskView> {
+    kill(&inner, &id).await.map_err(|e| match e {
+        WriteError::Rejected(ApplyError::UnknownTask { .. }) => unknown_task(&id),
+        other => other.into(),
+    })?;
     tracing::info!(task = %id, "task kill requested");
     inner
         .state
@@ -1016,9 +1053,35 @@ fn node_answer(inner: &Inner, id: u64) -> axum::Json<serde_json::Value> {
 
 /// Drains an agent: no new tasks, its tasks killed with their grace periods; the leader marks
 /// it drained once none is left.
-async fn drain_node(State(inner): Shared, Path(key): Path<String>) -> ApiResult<serde_json::Value> {
-    let id = agent_node(&inner, &key)?;
-    set_maintenance(&inner, id, Maintenance::Draining).await?;
+#[derive(Deserialize)]
+struct DrainQuery {
+    /// Mesos' `max_grace_period`: no task gets longer than this to stop.
+    #[serde(default)]
+    deadline_secs: Option<f64>,
+}
+
+async fn drain_node(
+    State(inner): Shared,
+    Path(key): Path<String>,
+    Query(q): Query<DrainQuery>,
+) -> ApiResult<serde_json::Value> {
+    let grace_ms = match q.deadline_secs {
+        None => None,
+        Some(s) if s.is_finite() && (0.0..=86_400.0).contains(&s) => Some((s * 1000.0) as u64),
+        Some(_) => {
+            return Err(invalid(
+                "deadline_secs",
+                "the deadline must be between 0 and 86400 seconds",
+            ))
+        }
+    };
+    drain(&inner, &key, grace_ms).await.map(axum::Json)
+}
+
+/// Drains an agent (see `drain_node`); the operator API's DRAIN_AGENT does the same.
+pub(crate) async fn drain(inner: &Arc<Inner>, key: &str, grace_ms: Option<u64>) -> Result<serde_json::Value, ApiError> {
+    let id = agent_node(inner, key)?;
+    set_maintenance(inner, id, Maintenance::Draining).await?;
     let running: Vec<String> = inner.state.read(|s| {
         s.tasks
             .values()
@@ -1027,16 +1090,10 @@ async fn drain_node(State(inner): Shared, Path(key): Path<String>) -> ApiResult<
             .collect()
     });
     for task_id in running {
-        inner
-            .write(Command::KillTask {
-                task_id: task_id.clone(),
-                now: now_ms(),
-            })
-            .await?;
-        inner.hub.send(id, &ServerToAgent::Kill { task_id }).await;
+        kill_within(inner, &task_id, grace_ms).await?;
     }
-    finish_drains(&inner).await;
-    Ok(node_answer(&inner, id))
+    finish_drains(inner).await;
+    Ok(node_answer(inner, id).0)
 }
 
 async fn deactivate_node(State(inner): Shared, Path(key): Path<String>) -> ApiResult<serde_json::Value> {

@@ -12,8 +12,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod framework;
 mod task;
 
+pub use framework::{FrameworkRecord, RoleConfig};
 pub use task::{Free, PlacementError, PortDef, TaskDef, TaskRecord, TaskState, TaskUpdate, VolumeDef};
 
 pub type NodeId = u64;
@@ -197,6 +199,14 @@ pub struct State {
     pub vars: BTreeMap<String, Var>,
     #[serde(default)]
     pub tasks: BTreeMap<String, TaskRecord>,
+    #[serde(default)]
+    pub frameworks: BTreeMap<String, FrameworkRecord>,
+    /// Roles with an operator's weight or quota.
+    #[serde(default)]
+    pub roles: BTreeMap<String, RoleConfig>,
+    /// Dynamic reservations per agent, in the allocator's text form.
+    #[serde(default)]
+    pub reservations: BTreeMap<NodeId, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,6 +285,40 @@ pub enum Command {
         task_id: String,
         now: Millis,
     },
+    /// A framework subscribes or re-subscribes (with its id).
+    SubscribeFramework {
+        framework: FrameworkRecord,
+    },
+    /// The framework's connection ended; its failover timeout runs from `now`.
+    DisconnectFramework {
+        id: String,
+        now: Millis,
+    },
+    /// Teardown or failover timeout: the framework is removed and its live tasks are to be killed.
+    RemoveFramework {
+        id: String,
+        now: Millis,
+    },
+    /// The framework acknowledged the task's latest status update.
+    AcknowledgeTask {
+        task_id: String,
+        uuid: String,
+    },
+    /// Role weights in thousandths.
+    UpdateWeights {
+        weights: Vec<(String, u64)>,
+    },
+    /// A role's quota (empty strings: none). The leader checks it against the allocator first.
+    SetQuota {
+        role: String,
+        guarantees: String,
+        limits: String,
+    },
+    /// The dynamic reservations on an agent, as a whole (empty: none).
+    SetReservations {
+        agent: NodeId,
+        resources: String,
+    },
     /// Several commands committed as one log entry (the leader groups concurrent writes);
     /// each is applied in order and answered on its own.
     Batch {
@@ -306,6 +350,13 @@ impl Command {
             Command::CreateTask { .. } => "create_task",
             Command::TaskStatus { .. } => "task_status",
             Command::KillTask { .. } => "kill_task",
+            Command::SubscribeFramework { .. } => "subscribe_framework",
+            Command::DisconnectFramework { .. } => "disconnect_framework",
+            Command::RemoveFramework { .. } => "remove_framework",
+            Command::AcknowledgeTask { .. } => "acknowledge_task",
+            Command::UpdateWeights { .. } => "update_weights",
+            Command::SetQuota { .. } => "set_quota",
+            Command::SetReservations { .. } => "set_reservations",
             Command::Batch { .. } => "batch",
             Command::Noop => "noop",
         }
@@ -354,6 +405,12 @@ pub enum ApplyError {
     UnknownTask { id: String },
     #[error("{0}")]
     Placement(PlacementError),
+    #[error("unknown framework {id}")]
+    UnknownFramework { id: String },
+    #[error("acknowledgement {uuid} of task {task_id} is not for its latest status update")]
+    StaleAcknowledgement { task_id: String, uuid: String },
+    #[error("invalid role name {role:?}")]
+    InvalidRole { role: String },
 }
 
 impl State {
@@ -578,6 +635,40 @@ impl State {
                     t.kill_requested = true;
                     t.state = TaskState::TaskKilling;
                     t.updated_at = *now;
+                }
+                Ok(Response::Ok)
+            }
+            Command::SubscribeFramework { framework } => self.subscribe_framework(framework),
+            Command::DisconnectFramework { id, now } => self.disconnect_framework(id, *now),
+            Command::RemoveFramework { id, now } => self.remove_framework(id, *now),
+            Command::AcknowledgeTask { task_id, uuid } => self.acknowledge(task_id, uuid),
+            Command::UpdateWeights { weights } => {
+                for (role, _) in weights {
+                    if role.is_empty() {
+                        return Err(ApplyError::InvalidRole { role: role.clone() });
+                    }
+                }
+                for (role, w) in weights {
+                    self.update_role(role, |c| c.weight_milli = *w)?;
+                }
+                Ok(Response::Ok)
+            }
+            Command::SetQuota {
+                role,
+                guarantees,
+                limits,
+            } => self.update_role(role, |c| {
+                c.quota_guarantees = guarantees.clone();
+                c.quota_limits = limits.clone();
+            }),
+            Command::SetReservations { agent, resources } => {
+                if !self.nodes.contains_key(agent) {
+                    return Err(ApplyError::UnknownNode { id: *agent });
+                }
+                if resources.is_empty() {
+                    self.reservations.remove(agent);
+                } else {
+                    self.reservations.insert(*agent, resources.clone());
                 }
                 Ok(Response::Ok)
             }

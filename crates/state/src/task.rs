@@ -137,6 +137,19 @@ pub struct TaskRecord {
     pub updated_at: Millis,
     pub started_at: Option<Millis>,
     pub finished_at: Option<Millis>,
+    /// The framework that launched it; empty for tasks run through `/v1/tasks`.
+    #[serde(default)]
+    pub framework_id: String,
+    /// The role its resources are allocated in (`*` when empty).
+    #[serde(default)]
+    pub role: String,
+    /// Exactly the resources it holds, in the allocator's text form (reservations included);
+    /// empty: derived from `def`.
+    #[serde(default)]
+    pub resources: String,
+    /// The latest status update its framework acknowledged.
+    #[serde(default)]
+    pub acknowledged_uuid: Option<String>,
 }
 
 /// One status change reported by an agent.
@@ -331,7 +344,7 @@ fn describe_free(f: &Free) -> String {
 }
 
 #[cfg(test)]
-mod tests_support {
+pub(crate) mod tests_support {
     pub(crate) use super::tests::{def, record, state_with_agents};
 }
 
@@ -421,6 +434,10 @@ mod tests {
             updated_at: 0,
             started_at: None,
             finished_at: None,
+            framework_id: String::new(),
+            role: String::new(),
+            resources: String::new(),
+            acknowledged_uuid: None,
         })
     }
 

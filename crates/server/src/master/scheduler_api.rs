@@ -1,0 +1,690 @@
+//! The Mesos v1 scheduler HTTP API (`POST /api/v1/scheduler`, JSON), translated to and from
+//! the in-process scheduler interface. Errors are answered as Mesos answers them: a status and
+//! a plain-text message.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures::StreamExt;
+use tepui_allocator::{
+    AttributeValue, Filters, Ranges, Reservation, ReservationKind, Resource, ResourceName, Resources, Scalar, Value,
+    ValueSet,
+};
+use tepui_mesos::scheduler::{Call, CallType, Event, Failure, STREAM_ID_HEADER};
+use tepui_mesos::v1 as mesos;
+use tepui_state::{PortDef, TaskDef};
+
+use super::{CallError, FrameworkSpec, LaunchSpec, OfferView, Operation, SchedulerEvent, StatusView};
+use crate::node::Inner;
+
+/// Mesos' default kill grace period.
+const DEFAULT_GRACE_MS: u64 = 3_000;
+const MAX_CALL_BYTES: usize = 16 << 20;
+
+pub(crate) fn routes() -> Router<Arc<Inner>> {
+    Router::new().route(
+        "/api/v1/scheduler",
+        post(scheduler).layer(axum::extract::DefaultBodyLimit::max(MAX_CALL_BYTES)),
+    )
+}
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        message.into(),
+    )
+        .into_response()
+}
+
+/// Mesos answers scheduler calls on a non-leading master with a redirect to the leader.
+fn to_leader(inner: &Inner) -> Response {
+    let addr = inner
+        .leader_id()
+        .and_then(|id| inner.state.read(|s| s.nodes.get(&id).map(|n| n.http_addr.clone())))
+        .filter(|a| !a.is_empty());
+    match addr {
+        Some(addr) => (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(header::LOCATION, format!("http://{addr}/api/v1/scheduler"))],
+        )
+            .into_response(),
+        None => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "No leader is elected yet; retry in a moment",
+        ),
+    }
+}
+
+fn refuse(inner: &Inner, e: CallError) -> Response {
+    match e {
+        // Elected a moment ago: the allocator is being rebuilt.
+        CallError::NotLeader if inner.is_leader() => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The leader is starting its allocator; retry in a moment",
+        ),
+        CallError::NotLeader => to_leader(inner),
+        CallError::NotSubscribed(_) | CallError::Removed(_) => text(StatusCode::FORBIDDEN, e.to_string()),
+        CallError::WrongStream { .. } | CallError::Invalid(_) => text(StatusCode::BAD_REQUEST, e.to_string()),
+        CallError::Write(w) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{w}; retry")),
+    }
+}
+
+async fn scheduler(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !inner.is_leader() {
+        return to_leader(&inner);
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    if !content_type.starts_with("application/json") {
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Unsupported Content-Type {content_type:?}; tepui accepts 'application/json'"),
+        );
+    }
+    let de = &mut serde_json::Deserializer::from_slice(&body);
+    let call: Call = match serde_path_to_error::deserialize(de) {
+        Ok(c) => c,
+        Err(e) => {
+            let path = e.path().to_string();
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to parse body into Call: {} (at {path})", e.inner()),
+            );
+        }
+    };
+    if let Err(e) = call.validate() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("Failed to validate scheduler::Call: {e}"),
+        );
+    }
+    if call.kind == CallType::Subscribe {
+        return subscribe(inner, call).await;
+    }
+    let framework = call.framework_id.as_ref().map(|f| f.value.clone()).unwrap_or_default();
+    let Some(stream_id) = headers.get(STREAM_ID_HEADER).and_then(|v| v.to_str().ok()) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("All non-subscribe calls should include the '{STREAM_ID_HEADER}' header"),
+        );
+    };
+    if let Err(e) = inner.master.check_stream(&framework, stream_id) {
+        return refuse(&inner, e);
+    }
+    match dispatch(&inner, &framework, call).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(e) => refuse(&inner, e),
+    }
+}
+
+async fn dispatch(inner: &Arc<Inner>, framework: &str, call: Call) -> Result<(), CallError> {
+    let master = &inner.master;
+    match call.kind {
+        CallType::Teardown => master.teardown(inner, framework).await,
+        CallType::Accept => {
+            let a = call.accept.unwrap_or_default();
+            let offers: Vec<String> = a.offer_ids.iter().map(|o| o.value.clone()).collect();
+            let mut ops = Vec::new();
+            for (i, op) in a.operations.iter().enumerate() {
+                ops.push(operation(op).map_err(|e| CallError::Invalid(format!("accept.operations[{i}]: {e}")))?);
+            }
+            master
+                .accept(inner, framework, &offers, ops, filters(a.filters.as_ref()))
+                .await
+        }
+        CallType::Decline => {
+            let d = call.decline.unwrap_or_default();
+            let offers: Vec<String> = d.offer_ids.iter().map(|o| o.value.clone()).collect();
+            master.decline(framework, &offers, filters(d.filters.as_ref()))
+        }
+        CallType::Revive => master.revive(framework, &call.revive.map(|r| r.roles).unwrap_or_default()),
+        CallType::Suppress => master.suppress(framework, &call.suppress.map(|r| r.roles).unwrap_or_default()),
+        CallType::Kill => {
+            let k = call.kill.expect("validated");
+            let grace_ms = k
+                .kill_policy
+                .and_then(|p| p.grace_period)
+                .map(|g| (g.nanoseconds.max(0) / 1_000_000) as u64);
+            master.kill(inner, framework, &k.task_id.value, grace_ms).await
+        }
+        CallType::Acknowledge => {
+            let a = call.acknowledge.expect("validated");
+            let uuid = String::from_utf8(a.uuid.as_slice().to_vec())
+                .map_err(|_| CallError::Invalid("acknowledge.uuid is not an update's uuid".into()))?;
+            master.acknowledge(inner, framework, &a.task_id.value, &uuid).await
+        }
+        CallType::Reconcile => {
+            let tasks: Vec<String> = call
+                .reconcile
+                .map(|r| r.tasks.into_iter().map(|t| t.task_id.value).collect())
+                .unwrap_or_default();
+            master.reconcile(inner, framework, &tasks)
+        }
+        // tepui runs no custom executors: there is nobody to shut down or to message, and
+        // requests are a no-op in Mesos too.
+        CallType::Shutdown | CallType::Message | CallType::Request => {
+            tracing::debug!(framework, call = %call.kind, "call without an effect: tepui runs no custom executors");
+            Ok(())
+        }
+        CallType::AcceptInverseOffers | CallType::DeclineInverseOffers => Ok(()),
+        CallType::AcknowledgeOperationStatus | CallType::ReconcileOperations | CallType::UpdateFramework => Err(
+            CallError::Invalid(format!("{} is not supported by tepui yet", call.kind)),
+        ),
+        CallType::Subscribe | CallType::Unknown(_) => unreachable!("handled before"),
+    }
+}
+
+fn filters(f: Option<&mesos::Filters>) -> Filters {
+    match f.and_then(|f| f.refuse_seconds) {
+        Some(secs) => Filters::refuse_seconds(secs),
+        None => Filters::default(),
+    }
+}
+
+async fn subscribe(inner: Arc<Inner>, call: Call) -> Response {
+    let sub = call.subscribe.expect("validated");
+    let info = sub.framework_info;
+    let spec = FrameworkSpec {
+        id: info.id.as_ref().map(|i| i.value.clone()),
+        name: info.name.clone(),
+        user: info.user.clone(),
+        principal: info.principal.clone(),
+        hostname: info.hostname.clone(),
+        webui_url: info.webui_url.clone(),
+        roles: info.effective_roles(),
+        capabilities: info
+            .capabilities
+            .iter()
+            .filter_map(|c| c.kind.as_ref())
+            .map(|k| k.as_str().to_string())
+            .collect(),
+        failover_timeout_ms: (info.failover_timeout_secs().max(0.0) * 1000.0) as u64,
+        suppressed_roles: sub.suppressed_roles,
+    };
+    let refinement = spec.capabilities.iter().any(|c| c == "RESERVATION_REFINEMENT");
+    let subscription = match inner.master.subscribe(&inner, spec).await {
+        Ok(s) => s,
+        Err(CallError::Removed(id)) => {
+            // Mesos tells a removed framework on the stream itself, then closes it.
+            let event = Event::error(format!("Framework {id} has been removed"));
+            let body = tepui_mesos::recordio::encode_json(&event).unwrap_or_default();
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                body,
+            )
+                .into_response();
+        }
+        Err(e) => return refuse(&inner, e),
+    };
+    let framework = subscription.framework_id.clone();
+    let events = tokio_stream::wrappers::ReceiverStream::new(subscription.events).map(move |e| {
+        let event = to_mesos(e, &framework, refinement);
+        tepui_mesos::recordio::encode_json(&event).map(Bytes::from)
+    });
+    let mut resp = Response::new(Body::from_stream(events));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(&subscription.stream_id) {
+        h.insert(STREAM_ID_HEADER, v);
+    }
+    resp
+}
+
+fn to_mesos(e: SchedulerEvent, framework: &str, refinement: bool) -> Event {
+    match e {
+        SchedulerEvent::Subscribed { framework_id } => Event::subscribed(
+            mesos::FrameworkId::new(framework_id),
+            Some(super::HEARTBEAT_INTERVAL.as_secs_f64()),
+            None,
+        ),
+        SchedulerEvent::Offers(offers) => Event::offers(offers.iter().map(|o| offer(o, refinement)).collect()),
+        SchedulerEvent::Rescind { offer_id } => Event::rescind(mesos::OfferId::new(offer_id)),
+        SchedulerEvent::Update(s) => Event::update(status(&s)),
+        SchedulerEvent::AgentFailure { agent_id } => Event::failure(Failure {
+            agent_id: Some(mesos::AgentId::new(agent_id.to_string())),
+            executor_id: None,
+            status: None,
+        }),
+        SchedulerEvent::Error { message } => {
+            tracing::info!(framework, %message, "subscription ended");
+            Event::error(message)
+        }
+        SchedulerEvent::Heartbeat => Event::heartbeat(),
+    }
+}
+
+fn offer(o: &OfferView, refinement: bool) -> mesos::Offer {
+    mesos::Offer {
+        id: mesos::OfferId::new(o.id.clone()),
+        framework_id: mesos::FrameworkId::new(o.framework_id.clone()),
+        agent_id: mesos::AgentId::new(o.agent_id.to_string()),
+        hostname: o.hostname.clone(),
+        url: None,
+        domain: None,
+        resources: to_mesos_resources(&o.resources, Some(o.role.as_str()), refinement),
+        attributes: o.attributes.iter().map(|(k, v)| attribute(k, v)).collect(),
+        executor_ids: vec![],
+        unavailability: None,
+        allocation_info: Some(mesos::AllocationInfo {
+            role: Some(o.role.as_str().to_string()),
+        }),
+    }
+}
+
+fn attribute(name: &str, v: &AttributeValue) -> mesos::Attribute {
+    let mut a = mesos::Attribute {
+        name: name.to_string(),
+        kind: mesos::ValueType::Text,
+        scalar: None,
+        ranges: None,
+        set: None,
+        text: None,
+    };
+    match v {
+        AttributeValue::Text(t) => a.text = Some(mesos::Text { value: t.clone() }),
+        AttributeValue::Scalar(s) => {
+            a.kind = mesos::ValueType::Scalar;
+            a.scalar = Some(mesos::Scalar::new(s.as_f64()));
+        }
+        AttributeValue::Ranges(r) => {
+            a.kind = mesos::ValueType::Ranges;
+            a.ranges = Some(mesos::Ranges::new(r.pairs().iter().copied()));
+        }
+        AttributeValue::Set(s) => {
+            a.kind = mesos::ValueType::Set;
+            a.set = Some(mesos::Set {
+                item: s.items().map(str::to_string).collect(),
+            });
+        }
+    }
+    a
+}
+
+/// Resources in Mesos' shape: reservations in the refinement format for frameworks that have
+/// RESERVATION_REFINEMENT, the older `role`/`reservation` fields for the others.
+pub(crate) fn to_mesos_resources(r: &Resources, allocated_to: Option<&str>, refinement: bool) -> Vec<mesos::Resource> {
+    r.iter()
+        .map(|e| {
+            let mut m = match &e.value {
+                Value::Scalar(s) => mesos::Resource::scalar(e.name.as_str(), s.as_f64()),
+                Value::Ranges(rg) => mesos::Resource::ranges(e.name.as_str(), rg.pairs().iter().copied()),
+                Value::Set(set) => mesos::Resource::set(e.name.as_str(), set.items()),
+            };
+            match &e.reservation {
+                Some(rv) => {
+                    let kind = match rv.kind {
+                        ReservationKind::Static => mesos::ReservationType::Static,
+                        ReservationKind::Dynamic => mesos::ReservationType::Dynamic,
+                    };
+                    if refinement {
+                        m = m.reserved(kind, rv.role.as_str(), None);
+                    } else {
+                        m.role = Some(rv.role.as_str().to_string());
+                        if rv.kind == ReservationKind::Dynamic {
+                            m.reservation = Some(mesos::ReservationInfo::default());
+                        }
+                    }
+                }
+                None if !refinement => m.role = Some("*".into()),
+                None => {}
+            }
+            if let Some(role) = allocated_to {
+                m = m.allocated_to(role);
+            }
+            m
+        })
+        .collect()
+}
+
+/// Mesos resources to the allocator's model; refuses what tepui does not support, by name.
+pub(crate) fn from_mesos_resources(list: &[mesos::Resource]) -> Result<Resources, String> {
+    let mut out = Resources::new();
+    for (i, r) in list.iter().enumerate() {
+        let at = |msg: String| format!("resources[{i}] ({}): {msg}", r.name);
+        if r.is_revocable() || r.shared.is_some() || r.disk.is_some() || r.provider_id.is_some() {
+            return Err(at(
+                "revocable, shared, disk-source and provider resources are not supported".into(),
+            ));
+        }
+        let name = ResourceName::new(&r.name).map_err(|e| at(e.to_string()))?;
+        let value = match &r.kind {
+            mesos::ValueType::Scalar => {
+                let v = r.scalar.ok_or_else(|| at("a SCALAR needs `scalar`".into()))?.value;
+                Value::Scalar(Scalar::from_f64(v).ok_or_else(|| at(format!("{v} is not a valid amount")))?)
+            }
+            mesos::ValueType::Ranges => {
+                let rg = r.ranges.as_ref().ok_or_else(|| at("RANGES needs `ranges`".into()))?;
+                Value::Ranges(
+                    Ranges::from_pairs(rg.range.iter().map(|x| (x.begin, x.end))).map_err(|e| at(e.to_string()))?,
+                )
+            }
+            mesos::ValueType::Set => {
+                let set = r.set.as_ref().ok_or_else(|| at("SET needs `set`".into()))?;
+                Value::Set(ValueSet::from_items(set.item.iter().cloned()))
+            }
+            other => return Err(at(format!("resources of type {other} are not supported"))),
+        };
+        let reservation = match r.reservation_role() {
+            None => None,
+            Some(role) => {
+                let kind = match r.reservations.last().and_then(|x| x.kind.as_ref()) {
+                    Some(mesos::ReservationType::Static) => ReservationKind::Static,
+                    Some(_) => ReservationKind::Dynamic,
+                    None if r.reservation.is_some() => ReservationKind::Dynamic,
+                    None => ReservationKind::Static,
+                };
+                let role = tepui_allocator::Role::new(role).map_err(|e| at(e.to_string()))?;
+                Some(Reservation { role, kind })
+            }
+        };
+        out.push(Resource {
+            name,
+            reservation,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+fn status(s: &StatusView) -> mesos::TaskStatus {
+    let mut t = mesos::TaskStatus::new(
+        mesos::TaskId::new(s.task_id.clone()),
+        mesos::TaskState::from_name(s.state.as_str()),
+    );
+    t.message = (!s.message.is_empty()).then(|| s.message.clone());
+    t.source = Some(if s.from_master {
+        mesos::TaskStatusSource::Master
+    } else {
+        mesos::TaskStatusSource::Executor
+    });
+    t.reason = s.reason.as_deref().map(mesos::TaskStatusReason::from_name);
+    t.agent_id = s.agent_id.map(|a| mesos::AgentId::new(a.to_string()));
+    t.timestamp = Some(s.timestamp_ms as f64 / 1000.0);
+    t.uuid = s.uuid.as_ref().map(|u| tepui_mesos::Bytes::new(u.as_bytes().to_vec()));
+    t
+}
+
+fn operation(op: &mesos::OfferOperation) -> Result<Operation, String> {
+    use mesos::OfferOperationType as T;
+    match &op.kind {
+        T::Launch => {
+            let l = op.launch.as_ref().ok_or("LAUNCH needs `launch`")?;
+            Ok(Operation::Launch(l.task_infos.iter().map(launch_spec).collect()))
+        }
+        T::LaunchGroup => {
+            let g = op.launch_group.as_ref().ok_or("LAUNCH_GROUP needs `launch_group`")?;
+            let mut specs: Vec<LaunchSpec> = g.task_group.tasks.iter().map(|t| group_member(t)).collect();
+            // All or nothing, as a task group is.
+            if let Some(why) = specs.iter().find_map(|s| s.invalid.clone()) {
+                for s in &mut specs {
+                    s.invalid
+                        .get_or_insert_with(|| format!("another task of its group is invalid: {why}"));
+                }
+            }
+            Ok(Operation::Launch(specs))
+        }
+        T::Reserve => {
+            let r = op.reserve.as_ref().ok_or("RESERVE needs `reserve`")?;
+            let res = from_mesos_resources(&r.resources)?;
+            if res.iter().any(|e| {
+                e.reservation
+                    .as_ref()
+                    .is_none_or(|rv| rv.kind != ReservationKind::Dynamic)
+            }) {
+                return Err("RESERVE takes resources with a dynamic reservation for a role".into());
+            }
+            Ok(Operation::Reserve(res))
+        }
+        T::Unreserve => {
+            let r = op.unreserve.as_ref().ok_or("UNRESERVE needs `unreserve`")?;
+            Ok(Operation::Unreserve(from_mesos_resources(&r.resources)?))
+        }
+        other => Err(format!("operation {other} is not supported by tepui")),
+    }
+}
+
+fn group_member(t: &mesos::TaskInfo) -> LaunchSpec {
+    // The default executor's tasks are plain tasks to tepui.
+    let mut t = t.clone();
+    t.executor = None;
+    launch_spec(&t)
+}
+
+fn launch_spec(t: &mesos::TaskInfo) -> LaunchSpec {
+    let mut spec = LaunchSpec {
+        task_id: t.task_id.value.clone(),
+        name: t.name.clone(),
+        agent_id: t.agent_id.value.parse().ok(),
+        def: empty_def(),
+        resources: Resources::new(),
+        invalid: None,
+    };
+    match task_def(t) {
+        Ok((def, resources)) => {
+            spec.def = def;
+            spec.resources = resources;
+        }
+        Err(why) => spec.invalid = Some(why),
+    }
+    spec
+}
+
+pub(crate) fn empty_def() -> TaskDef {
+    TaskDef {
+        image: None,
+        args: vec![],
+        env: Default::default(),
+        user: None,
+        cwd: None,
+        cpus_milli: 0,
+        mem_mb: 0,
+        disk_mb: 0,
+        pids: None,
+        network: "host".into(),
+        ports: vec![],
+        volumes: vec![],
+        read_only_rootfs: false,
+        kill_grace_ms: DEFAULT_GRACE_MS,
+    }
+}
+
+/// Task ids name directories on the agent: a conservative alphabet.
+fn valid_task_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 200
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '@' | '+'))
+}
+
+fn task_def(t: &mesos::TaskInfo) -> Result<(TaskDef, Resources), String> {
+    if !valid_task_id(&t.task_id.value) {
+        return Err(format!(
+            "task_id {:?} is not valid: use 1-200 letters, digits and . - _ : @ +, not starting with '.'",
+            t.task_id.value
+        ));
+    }
+    if t.executor.is_some() {
+        return Err(
+            "custom executors are not supported; give the task a command (and a container if it needs an image)".into(),
+        );
+    }
+    if t.command.is_none() && t.container.is_none() {
+        return Err("the task has neither a command nor a container".into());
+    }
+    let resources = from_mesos_resources(&t.resources)?;
+    let cpus = resources.scalar_sum(&ResourceName::CPUS).milli();
+    let mem = super::convert::units(&resources, &ResourceName::MEM);
+    if cpus == 0 && mem == 0 {
+        return Err("the task needs cpus or mem in its resources".into());
+    }
+    let mut def = empty_def();
+    def.cpus_milli = cpus;
+    def.mem_mb = mem;
+    def.disk_mb = super::convert::units(&resources, &ResourceName::DISK);
+    if let Some(c) = &t.command {
+        if c.is_shell() {
+            let value = c.value.as_deref().filter(|v| !v.trim().is_empty());
+            let value = value.ok_or("command.value is required for a shell command")?;
+            def.args = vec!["/bin/sh".into(), "-c".into(), value.to_string()];
+        } else if let Some(v) = &c.value {
+            def.args = std::iter::once(v.clone())
+                .chain(c.arguments.iter().skip(1).cloned())
+                .collect();
+        } else {
+            def.args = c.arguments.clone();
+        }
+        if let Some(env) = &c.environment {
+            for (i, v) in env.variables.iter().enumerate() {
+                let value = v
+                    .value
+                    .clone()
+                    .ok_or_else(|| format!("command.environment.variables[{i}]: secrets are not supported"))?;
+                if v.name.is_empty() || v.name.contains('=') {
+                    return Err(format!("command.environment.variables[{i}]: invalid name {:?}", v.name));
+                }
+                def.env.insert(v.name.clone(), value);
+            }
+        }
+        def.user = c.user.clone();
+    }
+    let mut mappings = vec![];
+    if let Some(c) = &t.container {
+        if !c.volumes.is_empty() {
+            return Err("container.volumes are not supported yet".into());
+        }
+        def.image = c.image_name().map(str::to_string);
+        if let Some(d) = &c.docker {
+            if d.network == Some(mesos::DockerNetwork::Bridge) {
+                def.network = "bridge".into();
+                mappings = d.port_mappings.clone();
+            }
+        }
+        if def.image.is_none() && t.command.is_none() {
+            return Err("the container names no image and the task has no command".into());
+        }
+    }
+    for (lo, hi) in resources
+        .unreserved_ranges(&ResourceName::PORTS)
+        .pairs()
+        .iter()
+        .copied()
+        .chain(
+            resources
+                .reserved()
+                .filter(|e| e.name == ResourceName::PORTS)
+                .iter()
+                .flat_map(|e| match &e.value {
+                    Value::Ranges(r) => r.pairs().to_vec(),
+                    _ => vec![],
+                }),
+        )
+    {
+        if hi - lo > 1024 {
+            return Err(format!("resources: the port range {lo}-{hi} is too large for one task"));
+        }
+        for port in lo..=hi {
+            let port = u16::try_from(port).map_err(|_| format!("port {port} is out of range"))?;
+            let mapping = mappings.iter().find(|m| m.host_port == port as u32);
+            let container_port = match (def.network.as_str(), mapping) {
+                (_, Some(m)) => u16::try_from(m.container_port).map_err(|_| "container_port is out of range")?,
+                ("bridge", None) => port,
+                _ => 0,
+            };
+            def.ports.push(PortDef {
+                name: None,
+                host_port: port,
+                container_port,
+                protocol: mapping.and_then(|m| m.protocol.clone()).unwrap_or_else(|| "tcp".into()),
+            });
+        }
+    }
+    if let Some(grace) = t.kill_policy.as_ref().and_then(|k| k.grace_period.as_ref()) {
+        def.kill_grace_ms = (grace.nanoseconds.max(0) / 1_000_000) as u64;
+    }
+    Ok((def, resources))
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) use super::empty_def;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(json: serde_json::Value) -> mesos::TaskInfo {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_shell_task_becomes_a_task_definition() {
+        let t = task(serde_json::json!({
+            "name": "web", "task_id": {"value": "web.1"}, "agent_id": {"value": "3"},
+            "resources": [
+                {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.25}, "role": "*"},
+                {"name": "mem", "type": "SCALAR", "scalar": {"value": 64}},
+                {"name": "ports", "type": "RANGES", "ranges": {"range": [{"begin": 31000, "end": 31001}]}}
+            ],
+            "command": {"value": "echo hi", "environment": {"variables": [{"name": "A", "value": "1"}]}},
+            "kill_policy": {"grace_period": {"nanoseconds": 2000000000}}
+        }));
+        let spec = launch_spec(&t);
+        assert_eq!(spec.invalid, None);
+        assert_eq!(spec.agent_id, Some(3));
+        assert_eq!(spec.def.args, vec!["/bin/sh", "-c", "echo hi"]);
+        assert_eq!((spec.def.cpus_milli, spec.def.mem_mb), (250, 64));
+        assert_eq!(
+            spec.def.ports.iter().map(|p| p.host_port).collect::<Vec<_>>(),
+            vec![31000, 31001]
+        );
+        assert_eq!(spec.def.env["A"], "1");
+        assert_eq!(spec.def.kill_grace_ms, 2000);
+        assert_eq!(spec.resources.to_string(), "cpus:0.25;mem:64;ports:[31000-31001]");
+    }
+
+    #[test]
+    fn unsupported_tasks_say_why() {
+        let base = serde_json::json!({
+            "name": "x", "task_id": {"value": "x"}, "agent_id": {"value": "1"},
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1}}],
+        });
+        let mut no_command = base.clone();
+        no_command["task_id"]["value"] = "x".into();
+        assert!(launch_spec(&task(no_command))
+            .invalid
+            .unwrap()
+            .contains("neither a command"));
+        let mut bad_id = base.clone();
+        bad_id["task_id"]["value"] = "../etc".into();
+        bad_id["command"] = serde_json::json!({"value": "true"});
+        assert!(launch_spec(&task(bad_id)).invalid.unwrap().contains("task_id"));
+        let mut executor = base;
+        executor["command"] = serde_json::json!({"value": "true"});
+        executor["executor"] = serde_json::json!({"executor_id": {"value": "e"}, "command": {"value": "x"}});
+        assert!(launch_spec(&task(executor)).invalid.unwrap().contains("executors"));
+    }
+
+    #[test]
+    fn reservations_round_trip_in_both_formats() {
+        let r: Resources = "cpus:1;cpus(eng,dynamic):2;mem(ops):64".parse().unwrap();
+        for refinement in [false, true] {
+            let m = to_mesos_resources(&r, Some("eng"), refinement);
+            assert_eq!(from_mesos_resources(&m).unwrap(), r, "refinement {refinement}");
+        }
+    }
+}
