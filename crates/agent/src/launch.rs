@@ -36,6 +36,8 @@ pub const REASON_TASK_KILLED_DURING_LAUNCH: &str = "REASON_TASK_KILLED_DURING_LA
 pub const REASON_EXECUTOR_TERMINATED: &str = "REASON_EXECUTOR_TERMINATED";
 /// The agent restarted while the task was being prepared, before its container existed.
 pub const REASON_AGENT_RESTARTED: &str = "REASON_AGENT_RESTARTED";
+/// A health check changed the task's health.
+pub const REASON_TASK_HEALTH_CHECK_STATUS_UPDATED: &str = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED";
 
 /// The grace period when the launch gives none (`kill_grace_ms: 0`).
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
@@ -58,6 +60,8 @@ pub struct Change {
     pub signal: Option<i32>,
     /// When it happened, if not now.
     pub at: Option<SystemTime>,
+    /// Set by health checks.
+    pub healthy: Option<bool>,
 }
 
 impl Change {
@@ -69,6 +73,15 @@ impl Change {
             exit_code: None,
             signal: None,
             at: None,
+            healthy: None,
+        }
+    }
+
+    /// The task's health changed (still running).
+    pub fn health(healthy: bool, message: impl Into<String>) -> Change {
+        Change {
+            healthy: Some(healthy),
+            ..Change::new(TASK_RUNNING, Some(REASON_TASK_HEALTH_CHECK_STATUS_UPDATED), message)
         }
     }
 
@@ -123,6 +136,7 @@ impl Change {
             exit_code: st.exit_code.or((st.state == TaskState::Finished).then_some(0)),
             signal: st.signal,
             at: st.finished_at,
+            healthy: None,
         }
     }
 
@@ -137,6 +151,7 @@ impl Change {
             exit_code: self.exit_code,
             signal: self.signal,
             timestamp_ms: at.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            healthy: self.healthy,
         }
     }
 }

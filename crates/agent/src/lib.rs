@@ -11,6 +11,7 @@
 //! It knows nothing of Raft, the allocator or frameworks: the leader decides what runs where,
 //! the agent runs it and says how it went.
 
+mod health;
 mod http;
 pub mod launch;
 mod requests;

@@ -27,6 +27,7 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::health;
 use crate::launch::{self, Change};
 use crate::updates::{self, task_dir_name, valid_task_id, UpdateQueue};
 
@@ -623,6 +624,8 @@ impl TaskManager {
                 self.push(&id, Change::running(&handle));
                 if kill_now {
                     self.kill_container(&id, None);
+                } else {
+                    self.start_health_checks(&id, &launch);
                 }
             }
             Err(e) => {
@@ -637,6 +640,72 @@ impl TaskManager {
             }
         }
         self.wait_end(&id, &container_dir, has_image).await;
+    }
+
+    fn launch_of(&self, id: &str) -> Option<Arc<TaskLaunch>> {
+        lock(&self.inner.table).get(id).and_then(|e| e.launch.clone())
+    }
+
+    /// Runs the task's health checks until it ends; reports changes of health and kills it
+    /// when a check fails too often in a row.
+    fn start_health_checks(&self, id: &str, launch: &TaskLaunch) {
+        if launch.health_checks.is_empty() {
+            return;
+        }
+        let Some(mut phase) = self.watch_phase(id) else { return };
+        let me = self.clone();
+        let id = id.to_string();
+        let checks = launch.health_checks.clone();
+        self.spawn(async move {
+            let started = Instant::now();
+            let mut tracker = health::Tracker::new(checks.clone());
+            let mut due: Vec<Instant> = checks
+                .iter()
+                .map(|c| started + Duration::from_millis(c.delay_ms))
+                .collect();
+            loop {
+                let (i, at) = due
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .min_by_key(|(_, t)| *t)
+                    .expect("at least one check");
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    changed = phase.changed() => {
+                        if changed.is_err() || *phase.borrow() == Phase::Ended {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+                if *phase.borrow() != Phase::Running {
+                    return;
+                }
+                let result = health::probe(&me.inner.runtime, &id, &checks[i]).await;
+                due[i] = Instant::now() + Duration::from_millis(checks[i].interval_ms.max(100));
+                if *phase.borrow() != Phase::Running {
+                    return;
+                }
+                match tracker.record(i, result, started.elapsed()) {
+                    health::Verdict::Same => {}
+                    health::Verdict::Healthy(h) => {
+                        let message = if h {
+                            "health checks pass"
+                        } else {
+                            "a health check fails"
+                        };
+                        me.push(&id, Change::health(h, message));
+                    }
+                    health::Verdict::Kill(why) => {
+                        tracing::warn!(task = %id, reason = %why, "unhealthy; killing the task");
+                        me.push(&id, Change::health(false, format!("{why}; killing the task")));
+                        me.kill(&id, None);
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     /// Waits until the container ends and reports how.
@@ -894,6 +963,8 @@ impl TaskManager {
                         };
                         if kill_now {
                             me.kill_container(&id, None);
+                        } else if let Some(launch) = me.launch_of(&id) {
+                            me.start_health_checks(&id, &launch);
                         }
                         if !running_reported {
                             let message = format!("running as pid {}", st.pid.unwrap_or_default());

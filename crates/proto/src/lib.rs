@@ -45,6 +45,33 @@ pub mod agent {
         pub volumes: Vec<VolumeMount>,
         pub read_only_rootfs: bool,
         pub kill_grace_ms: u64,
+        /// Checks the agent runs next to the task; all must pass for it to be healthy.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub health_checks: Vec<HealthCheck>,
+    }
+
+    /// A health check as the agent runs it.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct HealthCheck {
+        /// `HTTP`, `HTTPS`, `TCP` or `COMMAND`.
+        pub protocol: String,
+        #[serde(default)]
+        pub path: Option<String>,
+        /// The host port to reach (HTTP, HTTPS, TCP), on 127.0.0.1.
+        #[serde(default)]
+        pub port: Option<u16>,
+        /// A shell command run in the task's container (COMMAND); exit 0 is healthy.
+        #[serde(default)]
+        pub command: Option<String>,
+        /// Failures in this long after the start do not count, until the first success.
+        pub grace_period_ms: u64,
+        pub interval_ms: u64,
+        pub timeout_ms: u64,
+        /// This many failures in a row make the task unhealthy, and it is killed.
+        pub max_consecutive_failures: u32,
+        /// Wait before the first check.
+        #[serde(default)]
+        pub delay_ms: u64,
     }
 
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +110,9 @@ pub mod agent {
         pub exit_code: Option<i32>,
         pub signal: Option<i32>,
         pub timestamp_ms: u64,
+        /// Set by health checks: the task passed (or failed) them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub healthy: Option<bool>,
     }
 
     /// A task the agent has, as it reports it when it registers.

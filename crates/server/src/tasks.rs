@@ -17,7 +17,7 @@ use tepui_api::{
     AgentImage, ErrorBody, ExecRequest, ExecResult, ImagePullRequest, PortView, PullLine, TaskRunRequest, TaskView,
 };
 use tepui_proto::agent::{
-    PortAssignment, Reply, Request, ServerToAgent, StatusUpdate, TaskLaunch, TaskReport, VolumeMount,
+    HealthCheck, PortAssignment, Reply, Request, ServerToAgent, StatusUpdate, TaskLaunch, TaskReport, VolumeMount,
 };
 use tepui_state::{
     ApplyError, Command, Maintenance, NodeStatus, PortDef, State as Replicated, TaskDef, TaskRecord, TaskState,
@@ -92,6 +92,22 @@ pub(crate) fn launch_of(t: &TaskRecord) -> TaskLaunch {
             .collect(),
         read_only_rootfs: t.def.read_only_rootfs,
         kill_grace_ms: t.def.kill_grace_ms,
+        health_checks: t
+            .def
+            .health_checks
+            .iter()
+            .map(|h| HealthCheck {
+                protocol: h.protocol.clone(),
+                path: h.path.clone(),
+                port: h.port,
+                command: h.command.clone(),
+                grace_period_ms: h.grace_period_ms,
+                interval_ms: h.interval_ms,
+                timeout_ms: h.timeout_ms,
+                max_consecutive_failures: h.max_consecutive_failures,
+                delay_ms: h.delay_ms,
+            })
+            .collect(),
     }
 }
 
@@ -119,6 +135,7 @@ pub(crate) async fn handle_status(inner: &Arc<Inner>, agent: u64, update: Status
             exit_code: update.exit_code,
             signal: update.signal,
             at: update.timestamp_ms,
+            healthy: update.healthy,
         },
     };
     match inner.write(cmd).await {
@@ -166,6 +183,7 @@ async fn leader_status(inner: &Arc<Inner>, task_id: &str, kind: &str, state: Tas
             exit_code: None,
             signal: None,
             at: now,
+            healthy: None,
         },
     };
     match inner.write(cmd).await {
@@ -409,6 +427,7 @@ fn task_def(req: &TaskRunRequest) -> Result<(TaskDef, usize), ApiError> {
             .collect(),
         read_only_rootfs: req.read_only_rootfs,
         kill_grace_ms: (req.kill_grace_period_secs * 1000.0) as u64,
+        health_checks: vec![],
     };
     Ok((def, unassigned))
 }
@@ -480,6 +499,7 @@ async fn run_task(
         role: String::new(),
         resources: String::new(),
         acknowledged_uuid: None,
+        healthy: None,
     };
     let resources = crate::master::convert::task_resources(&record);
     record.resources = crate::master::convert::text(&resources);

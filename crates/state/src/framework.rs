@@ -261,6 +261,7 @@ mod tests {
                 exit_code: None,
                 signal: None,
                 at: 1,
+                healthy: None,
             },
         };
         s.apply(2, &update("u1", TaskState::TaskRunning));

@@ -16,7 +16,7 @@ mod framework;
 mod task;
 
 pub use framework::{FrameworkRecord, RoleConfig};
-pub use task::{Free, PlacementError, PortDef, TaskDef, TaskRecord, TaskState, TaskUpdate, VolumeDef};
+pub use task::{Free, HealthCheckDef, PlacementError, PortDef, TaskDef, TaskRecord, TaskState, TaskUpdate, VolumeDef};
 
 pub type NodeId = u64;
 
@@ -618,6 +618,9 @@ impl State {
                 t.signal = update.signal;
                 t.updated_at = update.at;
                 t.last_update_uuid = Some(update.uuid.clone());
+                if update.healthy.is_some() {
+                    t.healthy = update.healthy;
+                }
                 if update.state == TaskState::TaskRunning && t.started_at.is_none() {
                     t.started_at = Some(update.at);
                 }

@@ -117,6 +117,24 @@ pub struct TaskDef {
     pub volumes: Vec<VolumeDef>,
     pub read_only_rootfs: bool,
     pub kill_grace_ms: u64,
+    #[serde(default)]
+    pub health_checks: Vec<HealthCheckDef>,
+}
+
+/// A health check the agent runs next to the task (see tepui-proto's `HealthCheck`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheckDef {
+    /// `HTTP`, `HTTPS`, `TCP` or `COMMAND`.
+    pub protocol: String,
+    pub path: Option<String>,
+    /// The host port to check.
+    pub port: Option<u16>,
+    pub command: Option<String>,
+    pub grace_period_ms: u64,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub max_consecutive_failures: u32,
+    pub delay_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +168,9 @@ pub struct TaskRecord {
     /// The latest status update its framework acknowledged.
     #[serde(default)]
     pub acknowledged_uuid: Option<String>,
+    /// What its health checks last said (none: it has none, or no result yet).
+    #[serde(default)]
+    pub healthy: Option<bool>,
 }
 
 /// One status change reported by an agent.
@@ -162,6 +183,8 @@ pub struct TaskUpdate {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub at: Millis,
+    #[serde(default)]
+    pub healthy: Option<bool>,
 }
 
 /// What an agent has left after the tasks that are not terminal took their share.
@@ -414,6 +437,7 @@ mod tests {
             volumes: vec![],
             read_only_rootfs: false,
             kill_grace_ms: 1000,
+            health_checks: vec![],
         }
     }
 
@@ -438,6 +462,7 @@ mod tests {
             role: String::new(),
             resources: String::new(),
             acknowledged_uuid: None,
+            healthy: None,
         })
     }
 
@@ -450,6 +475,7 @@ mod tests {
             exit_code: None,
             signal: None,
             at: 5,
+            healthy: None,
         }
     }
 

@@ -134,6 +134,7 @@ pub fn launch(id: &str, image: Option<&str>, args: &[&str]) -> TaskLaunch {
         volumes: vec![],
         read_only_rootfs: false,
         kill_grace_ms: 1000,
+        health_checks: vec![],
     }
 }
 
@@ -174,6 +175,29 @@ impl Leader {
 
     pub fn last(&self, task: &str) -> Option<&StatusUpdate> {
         self.seen.iter().rev().find(|u| u.task_id == task)
+    }
+
+    /// Receives updates until one of `task` matches `wanted`; returns it.
+    pub async fn wait_update(
+        &mut self,
+        task: &str,
+        what: &str,
+        wanted: impl Fn(&StatusUpdate) -> bool,
+    ) -> StatusUpdate {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            self.pump();
+            if let Some(u) = self.seen.iter().find(|u| u.task_id == task && wanted(u)) {
+                return u.clone();
+            }
+            if tokio::time::timeout_at(deadline, self.mgr.changed()).await.is_err() {
+                self.pump();
+                panic!(
+                    "task {task}: no update {what} within {DEADLINE:?}; last: {:?}",
+                    self.last(task)
+                );
+            }
+        }
     }
 
     /// Receives updates until `task` reached `state`; returns that update.

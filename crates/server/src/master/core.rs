@@ -1097,6 +1097,7 @@ fn task_record(l: &LaunchSpec, agent: u64, framework: &str, role: &Role, now: Mi
         },
         resources: convert::text(&l.resources),
         acknowledged_uuid: None,
+        healthy: None,
     }
 }
 
@@ -1373,5 +1374,16 @@ mod tests {
         s.tasks.get_mut("t1").unwrap().acknowledged_uuid = Some("u1".into());
         tick(&mut c, &s, sent + 30_000);
         assert!(updates(&mut rx).is_empty(), "acknowledged: never again");
+    }
+
+    #[test]
+    fn partition_unaware_frameworks_see_lost_where_others_see_unreachable() {
+        let s = state(1);
+        let mut t = plan_record(&s, "t1");
+        t.state = TaskState::TaskUnreachable;
+        assert_eq!(status_of(&t, &framework("f", true)).state, TaskState::TaskUnreachable);
+        assert_eq!(status_of(&t, &framework("f", false)).state, TaskState::TaskLost);
+        t.state = TaskState::TaskRunning;
+        assert_eq!(status_of(&t, &framework("f", false)).state, TaskState::TaskRunning);
     }
 }

@@ -105,6 +105,8 @@ pub struct StatusView {
     pub timestamp_ms: u64,
     /// The leader made it (not the agent).
     pub from_master: bool,
+    /// What the task's health checks last said.
+    pub healthy: Option<bool>,
 }
 
 /// One task of a LAUNCH, already checked and translated by the caller, or refused with `invalid`.
@@ -521,6 +523,7 @@ fn refused(task_id: &str, agent: Option<u64>, state: TaskState, reason: &str, me
         uuid: None,
         timestamp_ms: now_ms(),
         from_master: true,
+        healthy: None,
     }
 }
 
@@ -552,6 +555,7 @@ pub(crate) fn status_of(t: &TaskRecord, f: &FrameworkRecord) -> StatusView {
         uuid: t.last_update_uuid.clone(),
         timestamp_ms: t.updated_at,
         from_master,
+        healthy: t.healthy,
     }
 }
 

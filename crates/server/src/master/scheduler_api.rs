@@ -17,7 +17,7 @@ use tepui_allocator::{
 };
 use tepui_mesos::scheduler::{Call, CallType, Event, Failure, STREAM_ID_HEADER};
 use tepui_mesos::v1 as mesos;
-use tepui_state::{PortDef, TaskDef};
+use tepui_state::{HealthCheckDef, PortDef, TaskDef};
 
 use super::{CallError, FrameworkSpec, LaunchSpec, OfferView, Operation, SchedulerEvent, StatusView};
 use crate::node::Inner;
@@ -413,6 +413,7 @@ fn status(s: &StatusView) -> mesos::TaskStatus {
     t.agent_id = s.agent_id.map(|a| mesos::AgentId::new(a.to_string()));
     t.timestamp = Some(s.timestamp_ms as f64 / 1000.0);
     t.uuid = s.uuid.as_ref().map(|u| tepui_mesos::Bytes::new(u.as_bytes().to_vec()));
+    t.healthy = s.healthy;
     t
 }
 
@@ -497,6 +498,7 @@ pub(crate) fn empty_def() -> TaskDef {
         volumes: vec![],
         read_only_rootfs: false,
         kill_grace_ms: DEFAULT_GRACE_MS,
+        health_checks: vec![],
     }
 }
 
@@ -615,7 +617,73 @@ fn task_def(t: &mesos::TaskInfo) -> Result<(TaskDef, Resources), String> {
     if let Some(grace) = t.kill_policy.as_ref().and_then(|k| k.grace_period.as_ref()) {
         def.kill_grace_ms = (grace.nanoseconds.max(0) / 1_000_000) as u64;
     }
+    if let Some(h) = &t.health_check {
+        let check = health_check(h, &def.ports).map_err(|e| format!("health_check: {e}"))?;
+        def.health_checks.push(check);
+    }
     Ok((def, resources))
+}
+
+/// A Mesos health check with Mesos' defaults. Its port is the task's port (the container port
+/// for a bridge task); the agent checks the host port that maps to it.
+fn health_check(h: &mesos::HealthCheck, ports: &[PortDef]) -> Result<HealthCheckDef, String> {
+    let secs = |v: Option<f64>, default: f64| -> Result<u64, String> {
+        let v = v.unwrap_or(default);
+        if v.is_finite() && v >= 0.0 && v <= 86_400.0 {
+            Ok((v * 1000.0) as u64)
+        } else {
+            Err(format!("{v} is not a number of seconds between 0 and 86400"))
+        }
+    };
+    let host_port = |port: u32| -> Result<u16, String> {
+        let port = u16::try_from(port).map_err(|_| format!("port {port} is out of range"))?;
+        Ok(ports
+            .iter()
+            .find(|p| p.container_port == port && p.container_port != 0)
+            .map(|p| p.host_port)
+            .unwrap_or(port))
+    };
+    let (protocol, path, port, command) = match h.kind.as_ref().map(|k| k.as_str()) {
+        Some("HTTP") => {
+            let http = h.http.as_ref().ok_or("an HTTP check needs `http`")?;
+            let scheme = http.scheme.as_deref().unwrap_or("http");
+            let protocol = if scheme.eq_ignore_ascii_case("https") {
+                "HTTPS"
+            } else {
+                "HTTP"
+            };
+            (protocol, http.path.clone(), Some(host_port(http.port)?), None)
+        }
+        Some("TCP") => {
+            let tcp = h.tcp.as_ref().ok_or("a TCP check needs `tcp`")?;
+            ("TCP", None, Some(host_port(tcp.port)?), None)
+        }
+        Some("COMMAND") => {
+            let c = h.command.as_ref().and_then(|c| c.value.clone());
+            (
+                "COMMAND",
+                None,
+                None,
+                Some(c.ok_or("a COMMAND check needs `command.value`")?),
+            )
+        }
+        other => {
+            return Err(format!(
+                "the check type {other:?} is not supported; use HTTP, TCP or COMMAND"
+            ))
+        }
+    };
+    Ok(HealthCheckDef {
+        protocol: protocol.into(),
+        path,
+        port,
+        command,
+        grace_period_ms: secs(h.grace_period_seconds, 10.0)?,
+        interval_ms: secs(h.interval_seconds, 10.0)?.max(100),
+        timeout_ms: secs(h.timeout_seconds, 20.0)?.max(100),
+        max_consecutive_failures: h.consecutive_failures.unwrap_or(3).max(1),
+        delay_ms: secs(h.delay_seconds, 15.0)?,
+    })
 }
 
 #[cfg(test)]
@@ -686,5 +754,34 @@ mod tests {
             let m = to_mesos_resources(&r, Some("eng"), refinement);
             assert_eq!(from_mesos_resources(&m).unwrap(), r, "refinement {refinement}");
         }
+    }
+
+    #[test]
+    fn mesos_health_checks_get_mesos_defaults_and_the_host_port() {
+        let t = task(serde_json::json!({
+            "name": "web", "task_id": {"value": "web.1"}, "agent_id": {"value": "3"},
+            "resources": [
+                {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                {"name": "ports", "type": "RANGES", "ranges": {"range": [{"begin": 31005, "end": 31005}]}}
+            ],
+            "container": {"type": "DOCKER", "docker": {"image": "nginx", "network": "BRIDGE",
+                "port_mappings": [{"host_port": 31005, "container_port": 80}]}},
+            "health_check": {"type": "HTTP", "http": {"port": 80, "path": "/ping"}, "consecutive_failures": 5}
+        }));
+        let spec = launch_spec(&t);
+        assert_eq!(spec.invalid, None);
+        let h = &spec.def.health_checks[0];
+        assert_eq!(
+            (h.protocol.as_str(), h.port, h.path.as_deref()),
+            ("HTTP", Some(31005), Some("/ping"))
+        );
+        assert_eq!(
+            (h.interval_ms, h.timeout_ms, h.grace_period_ms, h.delay_ms),
+            (10_000, 20_000, 10_000, 15_000)
+        );
+        assert_eq!(h.max_consecutive_failures, 5);
+        let mut bad = t.clone();
+        bad.health_check.as_mut().unwrap().kind = Some(mesos::CheckType::from_name("GRPC"));
+        assert!(launch_spec(&bad).invalid.unwrap().contains("health_check"));
     }
 }
