@@ -179,14 +179,35 @@ fn silent_agents_and_agents_in_maintenance() {
     let second: TaskView = run(&["--agent", "a1"]).ok().json();
     wait_task_state(&addr, &second.id, "TASK_RUNNING");
 
+    // A task that ignores SIGTERM and has ten minutes to stop: the drain's deadline cuts that.
+    let stubborn: TaskView = tepui(&[
+        "task",
+        "run",
+        "--host",
+        "--kill-grace",
+        "600",
+        "--addr",
+        &addr,
+        "-o",
+        "json",
+        "--",
+        "/bin/sh",
+        "-c",
+        "trap '' TERM; while true; do sleep 1; done",
+    ])
+    .ok()
+    .json();
+    wait_task_state(&addr, &stubborn.id, "TASK_RUNNING");
+
     // Drained: every task killed, then the agent is drained and takes nothing new.
-    let drained = tepui(&["node", "drain", "a1", "--addr", &addr, "-o", "json"]).ok();
+    let drained = tepui(&["node", "drain", "a1", "--deadline", "1s", "--addr", &addr, "-o", "json"]).ok();
     assert!(
         drained.stdout.contains("draining") || drained.stdout.contains("drained"),
         "{drained}"
     );
     wait_task_state(&addr, &keeps.id, "TASK_KILLED");
     wait_task_state(&addr, &second.id, "TASK_KILLED");
+    wait_task_state(&addr, &stubborn.id, "TASK_KILLED");
     wait_for("the agent to be drained", SETTLE, || {
         let nodes: Vec<NodeView> = tepui(&["node", "ls", "--addr", &addr, "-o", "json"]).try_json()?;
         match nodes.iter().find(|n| n.name == "a1").map(|n| n.maintenance.as_str()) {

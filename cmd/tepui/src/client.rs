@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use tepui_api::{
-    AgentImage, Client, MemberView, NodeView, PortRequest, PullLine, TaskRunRequest, TaskView, TokenCreateRequest,
-    TokenView, VarPutRequest, VarView, VolumeRequest,
+    AgentImage, Client, FrameworkView, MemberView, NodeView, PortRequest, PullLine, QuotaRequest, RoleView,
+    TaskRunRequest, TaskView, TokenCreateRequest, TokenView, VarPutRequest, VarView, VolumeRequest,
 };
 
 use crate::output::{ago, emit, table, when};
@@ -15,7 +15,8 @@ pub enum Verb {
     Status,
     Nodes,
     Node(String),
-    Maintenance(String, &'static str),
+    /// A node and the maintenance action's path (`drain?deadline_secs=30`).
+    Maintenance(String, String),
     Members,
     TokenCreate(TokenCreateRequest),
     Tokens,
@@ -42,6 +43,11 @@ pub enum Verb {
     Images(Option<String>),
     ImageRm(String, Option<String>),
     ImageImport(PathBuf, String),
+    Frameworks,
+    FrameworkTeardown(String),
+    Roles,
+    RoleWeight(String, f64),
+    QuotaSet(String, QuotaRequest),
 }
 
 fn nodes_table(nodes: &[NodeView]) -> String {
@@ -131,6 +137,72 @@ fn vars_table(vars: &[VarView]) -> String {
         .map(|v| vec![v.key.clone(), v.modify_index.to_string(), v.value.clone()])
         .collect();
     table(&["KEY", "INDEX", "VALUE"], rows)
+}
+
+fn frameworks_table(frameworks: &[FrameworkView]) -> String {
+    let rows = frameworks
+        .iter()
+        .map(|f| {
+            vec![
+                f.id.clone(),
+                f.name.clone(),
+                f.user.clone(),
+                f.roles.join(","),
+                if f.connected {
+                    "connected".into()
+                } else {
+                    "disconnected".into()
+                },
+                f.tasks.to_string(),
+                format!("{}", f.cpus),
+                format!("{} MB", f.mem_mb),
+                when(Some(f.registered_at_ms)),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "NAME",
+            "USER",
+            "ROLES",
+            "STATE",
+            "TASKS",
+            "CPUS",
+            "MEM",
+            "REGISTERED",
+        ],
+        rows,
+    )
+}
+
+/// `cpus:2 mem:1024`, or `-` for none.
+fn amounts(m: &std::collections::BTreeMap<String, f64>) -> String {
+    if m.is_empty() {
+        return "-".into();
+    }
+    m.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(" ")
+}
+
+fn roles_table(roles: &[RoleView]) -> String {
+    let rows = roles
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                format!("{}", r.weight),
+                r.frameworks.len().to_string(),
+                format!("{}", r.cpus),
+                format!("{} MB", r.mem_mb),
+                amounts(&r.guarantees),
+                amounts(&r.limits),
+            ]
+        })
+        .collect();
+    table(
+        &["ROLE", "WEIGHT", "FRAMEWORKS", "CPUS", "MEM", "GUARANTEE", "LIMIT"],
+        rows,
+    )
 }
 
 pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
@@ -293,6 +365,36 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
                     })
                     .unwrap_or_default();
                 format!("imported {} on {agent}", refs.join(", "))
+            })
+        }
+        Verb::Frameworks => emit(format, &c.frameworks().await?, |f| frameworks_table(f)),
+        Verb::FrameworkTeardown(id) => {
+            let f = c.teardown_framework(&id).await?;
+            emit(format, &f, |f| {
+                format!(
+                    "framework {} ({}) torn down; {} tasks are being killed",
+                    f.id, f.name, f.tasks
+                )
+            })
+        }
+        Verb::Roles => emit(format, &c.roles().await?, |r| roles_table(r)),
+        Verb::RoleWeight(role, weight) => {
+            let r = c.set_weight(&role, weight).await?;
+            emit(format, &r, |r| format!("role {} has weight {}", r.name, r.weight))
+        }
+        Verb::QuotaSet(role, req) => {
+            let r = c.set_quota(&role, &req).await?;
+            emit(format, &r, |r| {
+                if r.guarantees.is_empty() && r.limits.is_empty() {
+                    format!("role {} has no quota", r.name)
+                } else {
+                    format!(
+                        "role {} is guaranteed {} and limited to {}",
+                        r.name,
+                        amounts(&r.guarantees),
+                        amounts(&r.limits)
+                    )
+                }
             })
         }
         Verb::RemovePeer(peer) => {

@@ -44,6 +44,15 @@ enum Command {
     /// Replicated variables (small configuration values).
     #[command(subcommand)]
     Var(VarCmd),
+    /// Mesos frameworks: list, tear down.
+    #[command(subcommand)]
+    Framework(FrameworkCmd),
+    /// Roles: their weights, quota, frameworks and what they hold.
+    #[command(subcommand)]
+    Role(RoleCmd),
+    /// Role quota: guarantees and limits.
+    #[command(subcommand)]
+    Quota(QuotaCmd),
     /// The per-task supervisor an agent starts; not for people.
     #[command(hide = true)]
     Shim {
@@ -215,6 +224,9 @@ enum NodeCmd {
     /// Drain an agent: no new tasks, its tasks killed with their grace periods, then drained.
     Drain {
         node: String,
+        /// No task gets longer than this to stop (Mesos' max_grace_period), e.g. 30s.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        deadline: Option<std::time::Duration>,
         #[command(flatten)]
         c: ClientArgs,
     },
@@ -427,6 +439,51 @@ enum VarCmd {
 }
 
 #[derive(Subcommand)]
+enum FrameworkCmd {
+    /// List frameworks (`tepui` holds the tasks of `tepui task run`).
+    Ls(ClientArgs),
+    /// Remove a framework: its tasks are killed and it cannot subscribe again.
+    Teardown {
+        id: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoleCmd {
+    /// List roles.
+    Ls(ClientArgs),
+    /// Set a role's weight: its fair share grows with it (1 is the default).
+    Weight {
+        role: String,
+        weight: f64,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuotaCmd {
+    /// Set a role's quota; without --guarantee and --limit it is removed.
+    Set {
+        role: String,
+        /// What the role is guaranteed, NAME=AMOUNT[,NAME=AMOUNT...] (mem and disk in MB);
+        /// repeatable.
+        #[arg(long = "guarantee", value_parser = parse_amounts)]
+        guarantees: Vec<Amounts>,
+        /// The most the role may hold, NAME=AMOUNT[,NAME=AMOUNT...]; repeatable.
+        #[arg(long = "limit", value_parser = parse_amounts)]
+        limits: Vec<Amounts>,
+        /// Set it even if the role already holds more than the new limits.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum OperatorCmd {
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
@@ -493,6 +550,37 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
         return Err(format!("the range {s} is empty: {lo} > {hi}"));
     }
     Ok((lo, hi))
+}
+
+/// Resource amounts by name, as `cpus=2,mem=1024` gives them.
+#[derive(Clone, Debug, PartialEq)]
+struct Amounts(Vec<(String, f64)>);
+
+fn parse_amounts(s: &str) -> Result<Amounts, String> {
+    let amounts = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|part| {
+            let (name, amount) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} is not NAME=AMOUNT, like cpus=2 or mem=1024"))?;
+            let amount: f64 = amount
+                .trim()
+                .parse()
+                .ok()
+                .filter(|a: &f64| a.is_finite() && *a >= 0.0)
+                .ok_or_else(|| format!("{amount:?} in {part:?} is not a non-negative number"))?;
+            if name.trim().is_empty() {
+                return Err(format!("{part:?} has no resource name"));
+            }
+            Ok((name.trim().to_string(), amount))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if amounts.is_empty() {
+        return Err(format!("{s:?} names no resource; give NAME=AMOUNT, like cpus=2"));
+    }
+    Ok(Amounts(amounts))
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -564,9 +652,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(c) => run_client(Verb::Status, c),
         Command::Node(NodeCmd::Ls(c)) => run_client(Verb::Nodes, c),
         Command::Node(NodeCmd::Show { node, c }) => run_client(Verb::Node(node), c),
-        Command::Node(NodeCmd::Drain { node, c }) => run_client(Verb::Maintenance(node, "drain"), c),
-        Command::Node(NodeCmd::Deactivate { node, c }) => run_client(Verb::Maintenance(node, "deactivate"), c),
-        Command::Node(NodeCmd::Reactivate { node, c }) => run_client(Verb::Maintenance(node, "reactivate"), c),
+        Command::Node(NodeCmd::Drain { node, deadline, c }) => {
+            let action = match deadline {
+                Some(d) => format!("drain?deadline_secs={}", d.as_secs_f64()),
+                None => "drain".to_string(),
+            };
+            run_client(Verb::Maintenance(node, action), c)
+        }
+        Command::Node(NodeCmd::Deactivate { node, c }) => run_client(Verb::Maintenance(node, "deactivate".into()), c),
+        Command::Node(NodeCmd::Reactivate { node, c }) => run_client(Verb::Maintenance(node, "reactivate".into()), c),
         Command::Token(TokenCmd::Create {
             role,
             ttl,
@@ -614,6 +708,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Var(VarCmd::Get { key, c }) => run_client(Verb::VarGet(key), c),
         Command::Var(VarCmd::Ls(c)) => run_client(Verb::Vars, c),
         Command::Var(VarCmd::Rm { key, c }) => run_client(Verb::VarRm(key), c),
+        Command::Framework(FrameworkCmd::Ls(c)) => run_client(Verb::Frameworks, c),
+        Command::Framework(FrameworkCmd::Teardown { id, c }) => run_client(Verb::FrameworkTeardown(id), c),
+        Command::Role(RoleCmd::Ls(c)) => run_client(Verb::Roles, c),
+        Command::Role(RoleCmd::Weight { role, weight, c }) => run_client(Verb::RoleWeight(role, weight), c),
+        Command::Quota(QuotaCmd::Set {
+            role,
+            guarantees,
+            limits,
+            force,
+            c,
+        }) => run_client(
+            Verb::QuotaSet(
+                role,
+                tepui_api::QuotaRequest {
+                    guarantees: guarantees.into_iter().flat_map(|a| a.0).collect(),
+                    limits: limits.into_iter().flat_map(|a| a.0).collect(),
+                    force,
+                },
+            ),
+            c,
+        ),
         Command::Operator(OperatorCmd::Snapshot(SnapshotCmd::Save { file, c })) => {
             run_client(Verb::SnapshotSave(file), c)
         }
@@ -622,5 +737,57 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Operator(OperatorCmd::Raft(RaftCmd::ListPeers(c))) => run_client(Verb::Members, c),
         Command::Operator(OperatorCmd::Raft(RaftCmd::RemovePeer { peer, c })) => run_client(Verb::RemovePeer(peer), c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_name_equals_number() {
+        assert_eq!(
+            parse_amounts("cpus=2, mem=1024").unwrap(),
+            Amounts(vec![("cpus".into(), 2.0), ("mem".into(), 1024.0)])
+        );
+        assert_eq!(parse_amounts("cpus=0.5").unwrap(), Amounts(vec![("cpus".into(), 0.5)]));
+        assert!(parse_amounts("cpus").unwrap_err().contains("NAME=AMOUNT"));
+        assert!(parse_amounts("cpus=-1").unwrap_err().contains("non-negative"));
+        assert!(parse_amounts("cpus=lots").is_err());
+        assert!(parse_amounts("=2").is_err());
+        assert!(parse_amounts(",").is_err());
+    }
+
+    #[test]
+    fn quota_flags_repeat_and_merge() {
+        let cli = Cli::try_parse_from([
+            "tepui",
+            "quota",
+            "set",
+            "eng",
+            "--guarantee",
+            "cpus=2,mem=1024",
+            "--limit",
+            "cpus=4",
+            "--limit",
+            "mem=2048",
+            "--force",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Quota(QuotaCmd::Set {
+                role,
+                guarantees,
+                limits,
+                force,
+                ..
+            }) => {
+                assert_eq!(role, "eng");
+                assert_eq!(guarantees.len(), 1);
+                assert_eq!(limits.into_iter().flat_map(|a| a.0).count(), 2);
+                assert!(force);
+            }
+            _ => panic!("not quota set"),
+        }
     }
 }

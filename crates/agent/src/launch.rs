@@ -329,6 +329,7 @@ mod tests {
             ],
             read_only_rootfs: true,
             kill_grace_ms: 1500,
+            health_checks: vec![],
         }
     }
 

@@ -16,6 +16,7 @@ fn update(task: &str, uuid: &str, state: &str) -> StatusUpdate {
         exit_code: None,
         signal: None,
         timestamp_ms: 1,
+        healthy: None,
     }
 }
 

@@ -580,3 +580,99 @@ impl Client {
         Ok(resp)
     }
 }
+
+/// A framework as `GET /v1/frameworks` lists it. Tasks run with `tepui task run` belong to the
+/// built-in framework `tepui` (`tepui-tasks`), listed while it has tasks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FrameworkView {
+    pub id: String,
+    pub name: String,
+    pub user: String,
+    pub principal: Option<String>,
+    pub hostname: Option<String>,
+    pub webui_url: Option<String>,
+    pub roles: Vec<String>,
+    pub capabilities: Vec<String>,
+    /// Subscribed to the current leader.
+    pub connected: bool,
+    /// Tasks that have not ended.
+    pub tasks: usize,
+    /// What its live tasks hold.
+    pub cpus: f64,
+    pub mem_mb: u64,
+    pub registered_at_ms: u64,
+    pub reregistered_at_ms: Option<u64>,
+    pub disconnected_at_ms: Option<u64>,
+    /// How long it may stay disconnected before it is torn down.
+    pub failover_timeout_secs: f64,
+}
+
+/// A role as `GET /v1/roles` lists it: its weight, its quota, who uses it and what it holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoleView {
+    pub name: String,
+    pub weight: f64,
+    /// Ids of the frameworks subscribed to it.
+    pub frameworks: Vec<String>,
+    /// Held by its tasks and outstanding offers.
+    pub cpus: f64,
+    pub mem_mb: u64,
+    /// Quota, by resource name (`cpus`, `mem` in MB, ...); empty: none.
+    pub guarantees: BTreeMap<String, f64>,
+    pub limits: BTreeMap<String, f64>,
+}
+
+/// `PUT /v1/roles/{role}/quota`: the role's whole quota (both maps empty: no quota).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaRequest {
+    /// What the role is guaranteed, by resource name.
+    #[serde(default)]
+    pub guarantees: BTreeMap<String, f64>,
+    /// The most the role may hold, by resource name.
+    #[serde(default)]
+    pub limits: BTreeMap<String, f64>,
+    /// Apply even if the role already holds more than the new limits.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `PUT /v1/roles/{role}/weight`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightRequest {
+    /// Positive; 1.0 is the default.
+    pub weight: f64,
+}
+
+/// A role name as one path segment (hierarchical roles hold `/`).
+fn role_path(role: &str) -> String {
+    role.replace('%', "%25").replace('/', "%2F")
+}
+
+impl Client {
+    pub async fn frameworks(&self) -> Result<Vec<FrameworkView>, ClientError> {
+        self.get("/v1/frameworks").await
+    }
+
+    /// Removes a framework; its tasks are killed. Answers with the framework as it was.
+    pub async fn teardown_framework(&self, id: &str) -> Result<FrameworkView, ClientError> {
+        self.delete(&format!("/v1/frameworks/{id}")).await
+    }
+
+    pub async fn roles(&self) -> Result<Vec<RoleView>, ClientError> {
+        self.get("/v1/roles").await
+    }
+
+    pub async fn set_quota(&self, role: &str, req: &QuotaRequest) -> Result<RoleView, ClientError> {
+        self.put(&format!("/v1/roles/{}/quota", role_path(role)), req).await
+    }
+
+    pub async fn set_weight(&self, role: &str, weight: f64) -> Result<RoleView, ClientError> {
+        self.put(
+            &format!("/v1/roles/{}/weight", role_path(role)),
+            &WeightRequest { weight },
+        )
+        .await
+    }
+}

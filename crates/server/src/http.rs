@@ -61,6 +61,7 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
         .merge(crate::master::scheduler_api::routes())
+        .merge(crate::master::operator::local_routes())
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

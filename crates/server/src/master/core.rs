@@ -983,7 +983,7 @@ impl Core {
             cluster_total: self.alloc.cluster_total(),
             ..AllocationView::default()
         };
-        for (&id, _) in &self.agents {
+        for &id in self.agents.keys() {
             let a = AgentId(id);
             v.agents.insert(
                 id,
@@ -1250,7 +1250,9 @@ mod tests {
             launch("too-big", 1, "cpus:4;mem:128"),
             launch("ok", 1, "cpus:0.1;mem:32"),
         ])];
-        let plan = c.accept(&s, "f1", &[offer.id.clone()], ops, Filters::NONE, 2).unwrap();
+        let plan = c
+            .accept(&s, "f1", std::slice::from_ref(&offer.id), ops, Filters::NONE, 2)
+            .unwrap();
         assert_eq!(plan.launches.len(), 1);
         assert_eq!(plan.launches[0].framework_id, "f1");
         assert_eq!(plan.launches[0].resources, "cpus:0.5;mem:128");
@@ -1267,7 +1269,7 @@ mod tests {
         // The offer is used up: a second accept of it drops its tasks.
         let again = vec![Operation::Launch(vec![launch("late", 1, "cpus:0.1;mem:32")])];
         let plan = c
-            .accept(&s, "f1", &[offer.id.clone()], again, Filters::NONE, 3)
+            .accept(&s, "f1", std::slice::from_ref(&offer.id), again, Filters::NONE, 3)
             .unwrap();
         assert!(plan.launches.is_empty());
         let dropped = updates(&mut rx);

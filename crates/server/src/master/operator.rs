@@ -1,11 +1,144 @@
-//! The Mesos operator endpoints: `/master/*`, `/metrics/snapshot` and the v1 operator API.
+//! The Mesos operator endpoints: the legacy JSON (`/master/state`, `/master/state-summary`,
+//! `/master/tasks`, `/master/frameworks`, `/master/slaves`, `/master/roles`), `/metrics/snapshot`
+//! and the v1 operator API (`POST /api/v1`, JSON, with its SUBSCRIBE event stream); and tepui's
+//! own `/v1/frameworks` and `/v1/roles` that the CLI uses.
+//!
+//! What they show comes from the replicated state (agents, tasks, frameworks, roles,
+//! reservations); the leader's allocator adds only what lives in its memory, the outstanding
+//! offers. Every endpoint but `/metrics/snapshot` runs on the leader (a follower forwards the
+//! request and relays the answer, streams included); `/metrics/snapshot` is answered by the
+//! server asked, from its own copy of the state, so that `master/elected` says whether that
+//! server leads.
+//!
+//! How tepui maps onto Mesos' words:
+//! - An agent is a node that runs one; its id is the node id in decimal, its hostname the node's
+//!   name. Registered agents (`slaves`) are those not lost; lost ones count as unreachable.
+//!   `active` means ready and in no maintenance.
+//! - Tasks run with `tepui task run` (empty framework id) belong to the framework `tepui`
+//!   (`tepui-tasks`, user root, role `*`), listed while the state holds any of its tasks.
+//! - A removed framework whose tasks the state still holds is a completed framework; only its
+//!   id is known by then.
+//! - Mesos' version is reported as [`wire::MESOS_VERSION`], the API level tepui speaks;
+//!   tepui's own version travels in `git_tag`.
+//!
+//! Refusals of the Mesos endpoints are a status and a plain-text message, as Mesos answers;
+//! the `/v1` ones are tepui's `{code, message, field}`.
+
+mod cli;
+mod events;
+mod legacy;
+mod metrics;
+mod model;
+mod v1;
+mod wire;
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use axum::Router;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Extension, Router};
 
-use crate::node::Inner;
+use crate::master::CallError;
+use crate::node::{Inner, WriteError};
 
+/// What the handlers know of this server beyond `Inner`.
+struct Ctx {
+    started: Instant,
+    /// Unix ms.
+    started_ms: u64,
+}
+
+/// The endpoints that run on the leader: merged behind the forwarding middleware.
 pub(crate) fn routes() -> Router<Arc<Inner>> {
+    let ctx = Arc::new(Ctx {
+        started: Instant::now(),
+        started_ms: crate::now_ms(),
+    });
     Router::new()
+        .route("/master/state", get(legacy::state))
+        .route("/master/state.json", get(legacy::state))
+        .route("/state", get(legacy::state))
+        .route("/state.json", get(legacy::state))
+        .route("/master/state-summary", get(legacy::state_summary))
+        .route("/master/tasks", get(legacy::tasks))
+        .route("/master/frameworks", get(legacy::frameworks))
+        .route("/master/slaves", get(legacy::slaves))
+        .route("/master/roles", get(legacy::roles))
+        .route("/api/v1", post(v1::call))
+        .route("/v1/frameworks", get(cli::frameworks))
+        .route("/v1/frameworks/{id}", get(cli::framework).delete(cli::teardown))
+        .route("/v1/roles", get(cli::roles))
+        .route("/v1/roles/{role}/quota", put(cli::set_quota))
+        .route("/v1/roles/{role}/weight", put(cli::set_weight))
+        .layer(Extension(ctx))
+}
+
+/// The endpoints every server answers itself: merged outside the forwarding middleware.
+pub(crate) fn local_routes() -> Router<Arc<Inner>> {
+    let started = Instant::now();
+    Router::new().route(
+        "/metrics/snapshot",
+        get(move |inner: State<Arc<Inner>>| metrics::snapshot(inner, started)),
+    )
+}
+
+/// A refusal as Mesos answers it: a status and a plain-text message.
+#[derive(Debug)]
+pub(crate) struct MesosError {
+    status: StatusCode,
+    message: String,
+}
+
+impl MesosError {
+    fn new(status: StatusCode, message: impl Into<String>) -> MesosError {
+        MesosError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> MesosError {
+        MesosError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn unavailable(message: impl Into<String>) -> MesosError {
+        MesosError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+}
+
+impl IntoResponse for MesosError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            )],
+            self.message,
+        )
+            .into_response()
+    }
+}
+
+impl From<WriteError> for MesosError {
+    fn from(e: WriteError) -> MesosError {
+        match e {
+            WriteError::NotLeader { .. } => MesosError::unavailable("No leader is elected yet; retry in a moment"),
+            WriteError::Raft(e) => MesosError::unavailable(format!("The replicated log is unavailable: {e}; retry")),
+            WriteError::Rejected(e) => MesosError::new(StatusCode::CONFLICT, e.to_string()),
+        }
+    }
+}
+
+impl From<CallError> for MesosError {
+    fn from(e: CallError) -> MesosError {
+        match e {
+            CallError::NotLeader => MesosError::unavailable("This master is not leading (yet); retry in a moment"),
+            CallError::Write(w) => w.into(),
+            other => MesosError::bad_request(other.to_string()),
+        }
+    }
 }

@@ -426,7 +426,7 @@ fn operation(op: &mesos::OfferOperation) -> Result<Operation, String> {
         }
         T::LaunchGroup => {
             let g = op.launch_group.as_ref().ok_or("LAUNCH_GROUP needs `launch_group`")?;
-            let mut specs: Vec<LaunchSpec> = g.task_group.tasks.iter().map(|t| group_member(t)).collect();
+            let mut specs: Vec<LaunchSpec> = g.task_group.tasks.iter().map(group_member).collect();
             // All or nothing, as a task group is.
             if let Some(why) = specs.iter().find_map(|s| s.invalid.clone()) {
                 for s in &mut specs {
@@ -629,7 +629,7 @@ fn task_def(t: &mesos::TaskInfo) -> Result<(TaskDef, Resources), String> {
 fn health_check(h: &mesos::HealthCheck, ports: &[PortDef]) -> Result<HealthCheckDef, String> {
     let secs = |v: Option<f64>, default: f64| -> Result<u64, String> {
         let v = v.unwrap_or(default);
-        if v.is_finite() && v >= 0.0 && v <= 86_400.0 {
+        if v.is_finite() && (0.0..=86_400.0).contains(&v) {
             Ok((v * 1000.0) as u64)
         } else {
             Err(format!("{v} is not a number of seconds between 0 and 86400"))
