@@ -133,6 +133,8 @@ fn apply_error(e: ApplyError) -> ApiError {
         ApplyError::UnknownFramework { .. } => (StatusCode::NOT_FOUND, "unknown_framework"),
         ApplyError::StaleAcknowledgement { .. } => (StatusCode::CONFLICT, "stale_acknowledgement"),
         ApplyError::InvalidRole { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_role"),
+        ApplyError::InvalidApp { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_app"),
+        ApplyError::UnknownDeployment { .. } => (StatusCode::NOT_FOUND, "unknown_deployment"),
     };
     ApiError::new(status, code, e.to_string())
 }

@@ -10,6 +10,7 @@ mod http;
 mod hub;
 mod liveness;
 mod master;
+mod services;
 mod metrics;
 mod node;
 mod peers;

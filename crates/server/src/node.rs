@@ -102,6 +102,9 @@ pub(crate) struct Inner {
     pub hub: crate::hub::AgentHub,
     /// Two-level scheduling: the allocator, offers and frameworks (a core only on the leader).
     pub master: crate::master::Master,
+    /// Long-running services (the built-in Marathon-like framework).
+    pub services: crate::services::Services,
+    services_wake: tokio::sync::Notify,
     /// The HTTP router, to execute requests forwarded by followers.
     pub router: std::sync::OnceLock<axum::Router>,
 }
@@ -109,6 +112,15 @@ pub(crate) struct Inner {
 impl Inner {
     pub fn leader_id(&self) -> Option<u64> {
         self.raft.metrics().borrow().current_leader
+    }
+
+    /// Asks the services scheduler to look at its apps now.
+    pub(crate) fn services_kick(&self) {
+        self.services_wake.notify_one();
+    }
+
+    pub(crate) async fn services_kicked(&self) {
+        self.services_wake.notified().await
     }
 
     pub fn is_leader(&self) -> bool {
@@ -377,6 +389,8 @@ impl Server {
             metrics,
             hub: crate::hub::AgentHub::default(),
             master: crate::master::Master::default(),
+            services: crate::services::Services::default(),
+            services_wake: tokio::sync::Notify::new(),
             router: std::sync::OnceLock::new(),
         });
 
@@ -400,6 +414,7 @@ impl Server {
         });
         tasks.spawn(crate::liveness::run(inner.clone()));
         tasks.spawn(crate::master::run(inner.clone()));
+        tasks.spawn(crate::services::run(inner.clone()));
 
         let started_as = match std::mem::replace(&mut pending, Pending::Restart) {
             Pending::Bootstrap { ca } => {

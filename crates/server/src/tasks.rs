@@ -500,6 +500,7 @@ async fn run_task(
         resources: String::new(),
         acknowledged_uuid: None,
         healthy: None,
+        labels: Default::default(),
     };
     let resources = crate::master::convert::task_resources(&record);
     record.resources = crate::master::convert::text(&resources);

@@ -13,9 +13,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 mod framework;
+mod service;
 mod task;
 
 pub use framework::{FrameworkRecord, RoleConfig};
+pub use service::{AppRecord, DeploymentRecord, ServiceChange, MAX_APP_VERSIONS};
 pub use task::{Free, HealthCheckDef, PlacementError, PortDef, TaskDef, TaskRecord, TaskState, TaskUpdate, VolumeDef};
 
 pub type NodeId = u64;
@@ -207,6 +209,11 @@ pub struct State {
     /// Dynamic reservations per agent, in the allocator's text form.
     #[serde(default)]
     pub reservations: BTreeMap<NodeId, String>,
+    /// Long-running services (Marathon apps) by path id.
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppRecord>,
+    #[serde(default)]
+    pub deployments: BTreeMap<String, DeploymentRecord>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -319,6 +326,15 @@ pub enum Command {
         agent: NodeId,
         resources: String,
     },
+    /// Apps put and removed, with the deployment that carries the change out.
+    ChangeServices {
+        change: ServiceChange,
+    },
+    /// A deployment's progress (`plan`), or its end (`None`).
+    UpdateDeployment {
+        id: String,
+        plan: Option<serde_json::Value>,
+    },
     /// Several commands committed as one log entry (the leader groups concurrent writes);
     /// each is applied in order and answered on its own.
     Batch {
@@ -357,6 +373,8 @@ impl Command {
             Command::UpdateWeights { .. } => "update_weights",
             Command::SetQuota { .. } => "set_quota",
             Command::SetReservations { .. } => "set_reservations",
+            Command::ChangeServices { .. } => "change_services",
+            Command::UpdateDeployment { .. } => "update_deployment",
             Command::Batch { .. } => "batch",
             Command::Noop => "noop",
         }
@@ -411,6 +429,10 @@ pub enum ApplyError {
     StaleAcknowledgement { task_id: String, uuid: String },
     #[error("invalid role name {role:?}")]
     InvalidRole { role: String },
+    #[error("app id {id:?} must be an absolute path such as /prod/web")]
+    InvalidApp { id: String },
+    #[error("unknown deployment {id}")]
+    UnknownDeployment { id: String },
 }
 
 impl State {
@@ -675,6 +697,8 @@ impl State {
                 }
                 Ok(Response::Ok)
             }
+            Command::ChangeServices { change } => self.change_services(change),
+            Command::UpdateDeployment { id, plan } => self.update_deployment(id, plan.as_ref()),
             Command::Restore { state } => {
                 self.require_cluster()?;
                 let mut restored = (**state).clone();

@@ -171,6 +171,9 @@ pub struct TaskRecord {
     /// What its health checks last said (none: it has none, or no result yet).
     #[serde(default)]
     pub healthy: Option<bool>,
+    /// Free-form labels (a framework's TaskInfo labels; the services scheduler's app and version).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// One status change reported by an agent.
@@ -463,6 +466,7 @@ mod tests {
             resources: String::new(),
             acknowledged_uuid: None,
             healthy: None,
+            labels: Default::default(),
         })
     }
 

@@ -1098,6 +1098,7 @@ fn task_record(l: &LaunchSpec, agent: u64, framework: &str, role: &Role, now: Mi
         resources: convert::text(&l.resources),
         acknowledged_uuid: None,
         healthy: None,
+        labels: l.labels.clone(),
     }
 }
 
@@ -1223,6 +1224,7 @@ mod tests {
             def,
             resources,
             invalid: None,
+            labels: Default::default(),
         }
     }
 

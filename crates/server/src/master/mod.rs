@@ -57,6 +57,8 @@ pub struct FrameworkSpec {
     pub failover_timeout_ms: u64,
     /// Roles to subscribe to with offers suppressed.
     pub suppressed_roles: Vec<String>,
+    /// A framework built into tepui: it registers under its fixed `id` the first time.
+    pub builtin: bool,
 }
 
 /// Events to a subscribed framework, in tepui's terms; the Mesos API translates them.
@@ -120,6 +122,7 @@ pub struct LaunchSpec {
     pub resources: Resources,
     /// Why the task is refused before it reaches the offer (TASK_ERROR, REASON_TASK_INVALID).
     pub invalid: Option<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug)]
@@ -197,6 +200,7 @@ impl Master {
         let now = now_ms();
         let record = inner.state.read(|s| -> Result<FrameworkRecord, CallError> {
             let existing = match &spec.id {
+                Some(id) if spec.builtin => s.frameworks.get(id),
                 Some(id) => Some(s.frameworks.get(id).ok_or_else(|| CallError::Removed(id.clone()))?),
                 None => None,
             };

@@ -211,6 +211,7 @@ async fn subscribe(inner: Arc<Inner>, call: Call) -> Response {
             .collect(),
         failover_timeout_ms: (info.failover_timeout_secs().max(0.0) * 1000.0) as u64,
         suppressed_roles: sub.suppressed_roles,
+        builtin: false,
     };
     let refinement = spec.capabilities.iter().any(|c| c == "RESERVATION_REFINEMENT");
     let subscription = match inner.master.subscribe(&inner, spec).await {
@@ -471,6 +472,12 @@ fn launch_spec(t: &mesos::TaskInfo) -> LaunchSpec {
         def: empty_def(),
         resources: Resources::new(),
         invalid: None,
+        labels: t
+            .labels
+            .iter()
+            .flat_map(|l| &l.labels)
+            .map(|l| (l.key.clone(), l.value.clone().unwrap_or_default()))
+            .collect(),
     };
     match task_def(t) {
         Ok((def, resources)) => {

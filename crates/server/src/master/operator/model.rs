@@ -529,6 +529,7 @@ pub(crate) mod tests_support {
             resources: String::new(),
             acknowledged_uuid: None,
             healthy: None,
+            labels: Default::default(),
         }
     }
 

@@ -1,0 +1,369 @@
+//! Long-running services (Marathon's job) on the leader: a built-in framework on `Master`'s
+//! in-process scheduler interface that keeps every app at its definition.
+//!
+//! The decisions are tepui-services' (`plan::step`, deployments, constraints, backoff); this
+//! module reads apps, deployments and instances from the replicated state, carries the
+//! decisions out (launch through offers, kill, commit deployment progress) and publishes
+//! Marathon's events. Changes from the API go through [`Services::deploy`], which plans the
+//! deployment and commits the apps and the deployment in one command.
+
+mod runtime;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tepui_services::deployment::DEFAULT_TIMEOUT_MS;
+use tepui_services::events::Event;
+use tepui_services::{AppSpec, Deployment, Health, Instance, InstanceState, PathId, ValidationErrors};
+use tepui_state::{Command, DeploymentRecord, ServiceChange, State, TaskRecord, TaskState};
+use tokio::sync::broadcast;
+
+pub(crate) use self::runtime::run;
+use crate::node::{Inner, WriteError};
+use crate::now_ms;
+
+/// The framework id of the services scheduler.
+pub(crate) const FRAMEWORK_ID: &str = "tepui-services";
+/// Labels on an instance's task.
+pub(crate) const LABEL_APP: &str = "tepui.app";
+pub(crate) const LABEL_VERSION: &str = "tepui.version";
+
+/// Why a change of the services is refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ChangeError {
+    #[error("{}", .0.message)]
+    Invalid(ValidationErrors),
+    #[error("App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'.")]
+    Locked { deployments: Vec<String> },
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+/// What a change started: the deployment that carries it out (none when nothing changes).
+#[derive(Clone, Debug)]
+pub(crate) struct Started {
+    pub deployment_id: Option<String>,
+    pub version: String,
+}
+
+/// A queued app: instances waiting for offers, and why offers did not fit.
+#[derive(Clone, Debug)]
+pub(crate) struct QueueItem {
+    pub app: AppSpec,
+    pub count: u32,
+    pub delay: Option<tepui_services::backoff::QueueDelay>,
+    pub summary: tepui_services::why::ProcessedOffersSummary,
+    pub explanation: Option<String>,
+}
+
+/// The services scheduler's shared half: events and the leader's in-memory queue.
+pub(crate) struct Services {
+    events: broadcast::Sender<Event>,
+    pub(crate) queue: Mutex<runtime::Queue>,
+}
+
+impl Default for Services {
+    fn default() -> Services {
+        Services {
+            events: broadcast::channel(1024).0,
+            queue: Mutex::new(runtime::Queue::default()),
+        }
+    }
+}
+
+/// Every app of the state, decoded.
+pub(crate) fn apps(s: &State) -> Vec<AppSpec> {
+    s.apps
+        .values()
+        .filter_map(|a| match serde_json::from_value::<AppSpec>(a.spec.clone()) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                tracing::error!(app = %a.id, error = %e, "stored app does not decode");
+                None
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn app(s: &State, id: &PathId) -> Option<AppSpec> {
+    let record = s.apps.get(&id.to_string())?;
+    serde_json::from_value(record.spec.clone()).ok()
+}
+
+/// Earlier versions of an app, oldest first, then the current one.
+pub(crate) fn versions(s: &State, id: &PathId) -> Vec<(String, AppSpec)> {
+    let Some(record) = s.apps.get(&id.to_string()) else {
+        return vec![];
+    };
+    record
+        .history
+        .iter()
+        .chain(std::iter::once(&(record.version.clone(), record.spec.clone())))
+        .filter_map(|(v, spec)| Some((v.clone(), serde_json::from_value(spec.clone()).ok()?)))
+        .collect()
+}
+
+pub(crate) fn deployments(s: &State) -> Vec<Deployment> {
+    s.deployments
+        .values()
+        .filter_map(|d| serde_json::from_value(d.plan.clone()).ok())
+        .collect()
+}
+
+/// The tasks that are instances of `app` (live and ended), oldest first.
+pub(crate) fn tasks_of<'a>(s: &'a State, app: &PathId) -> Vec<&'a TaskRecord> {
+    let app = app.to_string();
+    let mut tasks: Vec<&TaskRecord> = s
+        .tasks
+        .values()
+        .filter(|t| t.framework_id == FRAMEWORK_ID && t.labels.get(LABEL_APP) == Some(&app))
+        .collect();
+    tasks.sort_by_key(|t| (t.created_at, t.id.clone()));
+    tasks
+}
+
+/// An app's live instances as the planner sees them.
+pub(crate) fn instances(s: &State, spec: &AppSpec) -> Vec<Instance> {
+    tasks_of(s, &spec.id)
+        .into_iter()
+        .filter(|t| !t.state.is_terminal())
+        .map(|t| instance(s, spec, t))
+        .collect()
+}
+
+fn instance(s: &State, spec: &AppSpec, t: &TaskRecord) -> Instance {
+    let state = match t.state {
+        _ if t.kill_requested => InstanceState::Killing,
+        TaskState::TaskStaging => InstanceState::Staged,
+        TaskState::TaskStarting => InstanceState::Starting,
+        TaskState::TaskUnreachable => InstanceState::Unreachable,
+        TaskState::TaskKilling => InstanceState::Killing,
+        _ => InstanceState::Running,
+    };
+    let version = t.labels.get(LABEL_VERSION).cloned().unwrap_or_default();
+    // The checks of the version it runs decide whether it has any.
+    let has_checks = if version == spec.config_version() {
+        !spec.health_checks.is_empty()
+    } else {
+        !t.def.health_checks.is_empty()
+    };
+    let health = match (has_checks, t.healthy) {
+        (false, _) => Health::NoChecks,
+        (true, None) => Health::Pending,
+        (true, Some(true)) => Health::Healthy,
+        (true, Some(false)) => Health::Unhealthy,
+    };
+    let agent = s
+        .nodes
+        .get(&t.agent_id)
+        .map(|n| tepui_services::constraints::AgentInfo {
+            id: n.id.to_string(),
+            hostname: n.name.clone(),
+            attributes: n.agent.as_ref().map(|a| a.attributes.clone()).unwrap_or_default(),
+        });
+    Instance {
+        id: t.id.clone(),
+        version,
+        state,
+        health,
+        agent,
+        started_at: Some(t.created_at),
+        unreachable_since: (t.state == TaskState::TaskUnreachable).then_some(t.updated_at),
+    }
+}
+
+impl Services {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    /// Puts `put` and removes `remove` as one deployment. A deployment that already holds one
+    /// of the apps refuses the change unless `force`, which cancels it.
+    pub(crate) async fn deploy(
+        &self,
+        inner: &Arc<Inner>,
+        put: Vec<AppSpec>,
+        remove: Vec<PathId>,
+        force: bool,
+    ) -> Result<Started, ChangeError> {
+        inner.linearize().await?;
+        let now = now_ms();
+        let (change, started, deployment) = inner.state.read(|s| plan_change(s, put, remove, force, now))?;
+        if change.put.is_empty() && change.remove.is_empty() {
+            return Ok(started);
+        }
+        inner.write(Command::ChangeServices { change }).await?;
+        if let Some(d) = deployment {
+            tracing::info!(deployment = %d.id, apps = ?d.affected_apps, "deployment started");
+            self.emit(runtime::deployment_info_event(&d, now));
+        }
+        inner.services_kick();
+        Ok(started)
+    }
+
+    /// Ends a deployment: rolled back (its apps back to what they were), or with `force` just
+    /// dropped, leaving the apps as they are now.
+    pub(crate) async fn cancel_deployment(
+        &self,
+        inner: &Arc<Inner>,
+        id: &str,
+        force: bool,
+    ) -> Result<Option<Started>, ChangeError> {
+        inner.linearize().await?;
+        let d = inner
+            .state
+            .read(|s| deployments(s).into_iter().find(|d| d.id == id))
+            .ok_or_else(|| ChangeError::NotFound(format!("DeploymentPlan {id} does not exist")))?;
+        if force {
+            inner
+                .write(Command::UpdateDeployment {
+                    id: id.to_string(),
+                    plan: None,
+                })
+                .await?;
+            return Ok(None);
+        }
+        let started = rollback(inner, &d, now_ms()).await?;
+        inner.services_kick();
+        Ok(Some(started))
+    }
+
+    /// Resets an app's launch delay (`DELETE /v2/queue/{id}/delay`).
+    pub(crate) fn reset_delay(&self, app: &PathId) -> bool {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).reset_delay(app)
+    }
+
+    pub(crate) fn queue_items(&self, s: &State) -> Vec<QueueItem> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).items(s, now_ms())
+    }
+}
+
+/// The commit and the deployment for a change, decided on one view of the state.
+fn plan_change(
+    s: &State,
+    put: Vec<AppSpec>,
+    remove: Vec<PathId>,
+    force: bool,
+    now: u64,
+) -> Result<(ServiceChange, Started, Option<Deployment>), ChangeError> {
+    let current: BTreeMap<PathId, AppSpec> = apps(s).into_iter().map(|a| (a.id.clone(), a)).collect();
+    for id in &remove {
+        if !current.contains_key(id) {
+            return Err(ChangeError::NotFound(format!("App '{id}' does not exist")));
+        }
+    }
+    let mut target = current.clone();
+    let mut touched = vec![];
+    for mut spec in put {
+        spec.stamp(current.get(&spec.id), now);
+        touched.push(spec.id.clone());
+        target.insert(spec.id.clone(), spec);
+    }
+    for id in &remove {
+        target.remove(id);
+        touched.push(id.clone());
+    }
+    let target_list: Vec<AppSpec> = target.values().cloned().collect();
+    tepui_services::group::dependency_order(&target_list).map_err(ChangeError::Invalid)?;
+    let running = deployments(s);
+    let locked: Vec<String> = tepui_services::deployment::conflicting(&running, &touched)
+        .into_iter()
+        .map(|d| d.id.clone())
+        .collect();
+    if !locked.is_empty() && !force {
+        return Err(ChangeError::Locked { deployments: locked });
+    }
+    let original: Vec<AppSpec> = current.values().cloned().collect();
+    let id = uuid_like();
+    let deployment =
+        Deployment::plan(id.clone(), &original, &target_list, now, DEFAULT_TIMEOUT_MS).map_err(ChangeError::Invalid)?;
+    let version = deployment.version.clone();
+    let mut change = ServiceChange {
+        put: vec![],
+        remove: remove.iter().map(|r| r.to_string().to_string()).collect(),
+        deployment: None,
+        cancel: if force { locked } else { vec![] },
+    };
+    for id in &touched {
+        if let Some(spec) = target.get(id) {
+            if current.get(id) != Some(spec) {
+                let json = serde_json::to_value(spec).expect("app specs serialize");
+                change
+                    .put
+                    .push((id.to_string().to_string(), spec.version.clone(), json));
+            }
+        }
+    }
+    let has_steps = !deployment.steps.is_empty();
+    if has_steps {
+        change.deployment = Some(DeploymentRecord {
+            id: id.clone(),
+            plan: serde_json::to_value(&deployment).expect("deployments serialize"),
+        });
+    }
+    let started = Started {
+        deployment_id: has_steps.then_some(id),
+        version,
+    };
+    Ok((change, started, has_steps.then_some(deployment)))
+}
+
+/// Rolls a deployment back: its apps return to their original definitions, under a new
+/// deployment that replaces it.
+pub(crate) async fn rollback(inner: &Arc<Inner>, d: &Deployment, now: u64) -> Result<Started, ChangeError> {
+    let back = d
+        .rollback(uuid_like(), now, DEFAULT_TIMEOUT_MS)
+        .map_err(ChangeError::Invalid)?;
+    let originals: BTreeMap<&PathId, &AppSpec> = d.original.iter().map(|a| (&a.id, a)).collect();
+    let mut change = ServiceChange {
+        put: vec![],
+        remove: vec![],
+        deployment: None,
+        cancel: vec![d.id.clone()],
+    };
+    for id in &d.affected_apps {
+        match originals.get(id) {
+            Some(spec) => {
+                let mut spec = (*spec).clone();
+                spec.version = tepui_services::time::format_timestamp(now);
+                let json = serde_json::to_value(&spec).expect("app specs serialize");
+                change
+                    .put
+                    .push((id.to_string().to_string(), spec.version.clone(), json));
+            }
+            None => change.remove.push(id.to_string().to_string()),
+        }
+    }
+    if !back.steps.is_empty() {
+        change.deployment = Some(DeploymentRecord {
+            id: back.id.clone(),
+            plan: serde_json::to_value(&back).expect("deployments serialize"),
+        });
+    }
+    inner.write(Command::ChangeServices { change }).await?;
+    tracing::warn!(deployment = %d.id, rollback = %back.id, "deployment rolled back");
+    Ok(Started {
+        deployment_id: (!back.steps.is_empty()).then(|| back.id.clone()),
+        version: back.version,
+    })
+}
+
+/// Marathon's ids look like UUIDs; these are random, in that shape.
+pub(crate) fn uuid_like() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}

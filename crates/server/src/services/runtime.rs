@@ -1,0 +1,825 @@
+//! The services framework's loop on the leader: subscribe to `Master`, match offers to
+//! instances waiting in the launch queue, and on every tick bring each app to its definition
+//! and each deployment forward.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tepui_allocator::{Filters, Ranges, Resource, ResourceName, Resources, Scalar};
+use tepui_services::app::{HealthCheckProtocol, NetworkMode};
+use tepui_services::backoff::LaunchQueue;
+use tepui_services::constraints::AgentInfo;
+use tepui_services::deployment::ActionKind;
+use tepui_services::events::{
+    CurrentStep, DeploymentResultEvent, DeploymentStepEvent, Event, HealthStatusChangedEvent, StatusUpdateEvent,
+};
+use tepui_services::fit::{self, OfferSummary, RoleResources};
+use tepui_services::time::format_timestamp;
+use tepui_services::why::OfferStats;
+use tepui_services::{plan, AppSpec, Deployment, PathId};
+use tepui_state::{Command, HealthCheckDef, PortDef, State, TaskDef, TaskState};
+
+use super::{apps, deployments, instances, tasks_of, QueueItem, FRAMEWORK_ID, LABEL_APP, LABEL_VERSION};
+use crate::master::{FrameworkSpec, LaunchSpec, OfferView, Operation, SchedulerEvent, StatusView, Subscription};
+use crate::node::Inner;
+use crate::now_ms;
+
+const TICK: Duration = Duration::from_millis(500);
+/// Offers that fit nothing are declined for this long; short, so new demand is served soon.
+const DECLINE_SECS: f64 = 2.0;
+/// Mesos' default grace period when an app sets none.
+const DEFAULT_KILL_GRACE_MS: u64 = 3_000;
+
+/// The leader's launch queue and offer statistics.
+#[derive(Default)]
+pub(crate) struct Queue {
+    launch: LaunchQueue,
+    stats: BTreeMap<PathId, OfferStats>,
+    /// Ended tasks already counted (as failures, or not).
+    counted: HashSet<String>,
+    revived: Option<bool>,
+}
+
+impl Queue {
+    pub(crate) fn reset_delay(&mut self, app: &PathId) -> bool {
+        self.launch.reset_delay(app)
+    }
+
+    pub(crate) fn items(&self, s: &State, now: u64) -> Vec<QueueItem> {
+        let specs: BTreeMap<PathId, AppSpec> = apps(s).into_iter().map(|a| (a.id.clone(), a)).collect();
+        self.launch
+            .waiting()
+            .filter(|e| e.count > 0)
+            .filter_map(|e| {
+                let spec = specs.get(&e.app)?.clone();
+                let stats = self.stats.get(&e.app).cloned().unwrap_or_default();
+                Some(QueueItem {
+                    count: e.count,
+                    delay: self.launch.delay(&e.app, now),
+                    summary: stats.summary(),
+                    explanation: stats.explain(),
+                    app: spec,
+                })
+            })
+            .collect()
+    }
+}
+
+fn spec() -> FrameworkSpec {
+    FrameworkSpec {
+        id: Some(FRAMEWORK_ID.to_string()),
+        name: "tepui-services".into(),
+        user: "root".into(),
+        roles: vec!["*".into()],
+        capabilities: vec!["PARTITION_AWARE".into(), "MULTI_ROLE".into()],
+        // Its own: it comes back with every leader.
+        failover_timeout_ms: 7 * 24 * 3600 * 1000,
+        builtin: true,
+        ..FrameworkSpec::default()
+    }
+}
+
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let mut sub: Option<Subscription> = None;
+    loop {
+        let event = match sub.as_mut() {
+            Some(s) => tokio::select! {
+                e = s.events.recv() => Some(e),
+                _ = inner.services_kicked() => None,
+                _ = tokio::time::sleep(TICK) => None,
+            },
+            None => {
+                tokio::select! {
+                    _ = inner.services_kicked() => {},
+                    _ = tokio::time::sleep(TICK) => {},
+                }
+                None
+            }
+        };
+        if !inner.is_leader() {
+            sub = None;
+            continue;
+        }
+        match event {
+            Some(None) => {
+                tracing::info!("services framework lost its subscription");
+                sub = None;
+                continue;
+            }
+            Some(Some(e)) => on_event(&inner, e).await,
+            None => {}
+        }
+        if sub.is_none() {
+            match inner.master.subscribe(&inner, spec()).await {
+                Ok(s) => {
+                    tracing::info!("services framework subscribed");
+                    inner.services.queue.lock().unwrap_or_else(|e| e.into_inner()).revived = None;
+                    sub = Some(s);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "services framework cannot subscribe yet");
+                    continue;
+                }
+            }
+        }
+        reconcile(&inner).await;
+    }
+}
+
+async fn on_event(inner: &Arc<Inner>, e: SchedulerEvent) {
+    match e {
+        SchedulerEvent::Offers(offers) => on_offers(inner, offers).await,
+        SchedulerEvent::Update(status) => on_update(inner, status).await,
+        SchedulerEvent::Error { message } => tracing::warn!(%message, "services framework error"),
+        _ => {}
+    }
+}
+
+async fn on_update(inner: &Arc<Inner>, status: StatusView) {
+    if let Some(uuid) = &status.uuid {
+        if let Err(e) = inner
+            .master
+            .acknowledge(inner, FRAMEWORK_ID, &status.task_id, uuid)
+            .await
+        {
+            tracing::debug!(task = %status.task_id, error = %e, "acknowledgement not recorded");
+        }
+    }
+    let event = inner.state.read(|s| {
+        let t = s.tasks.get(&status.task_id)?;
+        let app = PathId::parse(t.labels.get(LABEL_APP)?).ok()?;
+        let host = s.nodes.get(&t.agent_id).map(|n| n.name.clone()).unwrap_or_default();
+        let version = t.labels.get(LABEL_VERSION).cloned().unwrap_or_default();
+        let now = format_timestamp(now_ms());
+        let mut events = vec![Event::StatusUpdate(StatusUpdateEvent {
+            timestamp: now.clone(),
+            slave_id: t.agent_id.to_string(),
+            task_id: t.id.clone(),
+            task_status: status.state.as_str().to_string(),
+            message: status.message.clone(),
+            app_id: app.clone(),
+            host,
+            ip_addresses: vec![],
+            ports: t.def.ports.iter().map(|p| p.host_port).collect(),
+            version: version.clone(),
+        })];
+        if let (Some(alive), Some(TaskState::TaskRunning)) = (status.healthy, Some(status.state)) {
+            events.push(Event::HealthStatusChanged(HealthStatusChangedEvent {
+                timestamp: now,
+                app_id: app,
+                instance_id: t.id.clone(),
+                task_id: Some(t.id.clone()),
+                version,
+                alive,
+            }));
+        }
+        Some(events)
+    });
+    for e in event.into_iter().flatten() {
+        inner.services.emit(e);
+    }
+    inner.services_kick();
+}
+
+/// One offer as the services scheduler sees it.
+fn summary(s: &State, o: &OfferView) -> OfferSummary {
+    let attributes = s
+        .nodes
+        .get(&o.agent_id)
+        .and_then(|n| n.agent.as_ref())
+        .map(|a| a.attributes.clone())
+        .unwrap_or_default();
+    let r = &o.resources;
+    let ports: Vec<(u16, u16)> = r
+        .iter()
+        .filter(|e| e.name == ResourceName::PORTS)
+        .flat_map(|e| match &e.value {
+            tepui_allocator::Value::Ranges(rg) => rg.pairs().to_vec(),
+            _ => vec![],
+        })
+        .filter_map(|(lo, hi)| Some((u16::try_from(lo).ok()?, u16::try_from(hi).ok()?)))
+        .collect();
+    OfferSummary {
+        agent: AgentInfo {
+            id: o.agent_id.to_string(),
+            hostname: o.hostname.clone(),
+            attributes,
+        },
+        resources: vec![RoleResources {
+            role: o.role.as_str().to_string(),
+            cpus: r.scalar_sum(&ResourceName::CPUS).as_f64(),
+            mem: r.scalar_sum(&ResourceName::MEM).as_f64(),
+            disk: r.scalar_sum(&ResourceName::DISK).as_f64(),
+            gpus: r.scalar_sum(&ResourceName::GPUS).as_f64() as u32,
+            ports,
+        }],
+        maintenance: false,
+    }
+}
+
+/// Takes what one instance uses out of an offer summary.
+fn deduct(summary: &mut OfferSummary, spec: &AppSpec, host_ports: &[u16]) {
+    if let Some(r) = summary.resources.first_mut() {
+        r.cpus -= spec.cpus;
+        r.mem -= spec.mem;
+        r.disk -= spec.disk;
+        r.gpus = r.gpus.saturating_sub(spec.gpus);
+        for p in host_ports {
+            let mut next = vec![];
+            for &(lo, hi) in &r.ports {
+                if *p < lo || *p > hi {
+                    next.push((lo, hi));
+                    continue;
+                }
+                if lo < *p {
+                    next.push((lo, p - 1));
+                }
+                if *p < hi {
+                    next.push((p + 1, hi));
+                }
+            }
+            r.ports = next;
+        }
+    }
+}
+
+async fn on_offers(inner: &Arc<Inner>, offers: Vec<OfferView>) {
+    let now = now_ms();
+    for offer in offers {
+        let launches = inner.state.read(|s| {
+            let mut q = inner.services.queue.lock().unwrap_or_else(|e| e.into_inner());
+            match_offer(&mut q, s, &offer, now)
+        });
+        let result = if launches.is_empty() {
+            inner
+                .master
+                .decline(FRAMEWORK_ID, &[offer.id.clone()], Filters::refuse_seconds(DECLINE_SECS))
+        } else {
+            tracing::info!(agent = offer.agent_id, count = launches.len(), "launching instances");
+            inner
+                .master
+                .accept(
+                    inner,
+                    FRAMEWORK_ID,
+                    &[offer.id.clone()],
+                    vec![Operation::Launch(launches)],
+                    Filters::refuse_seconds(DECLINE_SECS),
+                )
+                .await
+        };
+        if let Err(e) = result {
+            tracing::debug!(offer = %offer.id, error = %e, "offer not answered");
+        }
+    }
+}
+
+/// Packs waiting instances into one offer, app by app, recording why it did not fit.
+fn match_offer(q: &mut Queue, s: &State, offer: &OfferView, now: u64) -> Vec<LaunchSpec> {
+    let mut summary = summary(s, offer);
+    let mut launches = vec![];
+    for spec in apps(s) {
+        let waiting = q.launch.entry(&spec.id).map(|e| e.count).unwrap_or(0);
+        if waiting == 0 || !q.launch.can_launch(&spec.id, now) {
+            continue;
+        }
+        let mut placed: Vec<AgentInfo> = instances(s, &spec).into_iter().filter_map(|i| i.agent).collect();
+        let mut launched = 0;
+        while launched < waiting {
+            let refs: Vec<&AgentInfo> = placed.iter().collect();
+            match fit::evaluate(&spec, &summary, &refs) {
+                Ok(f) => {
+                    launches.push(launch_spec(&spec, offer.agent_id, &f.host_ports));
+                    deduct(&mut summary, &spec, &f.host_ports);
+                    placed.push(summary.agent.clone());
+                    q.stats
+                        .entry(spec.id.clone())
+                        .or_default()
+                        .record(now, &offer.agent_id.to_string(), vec![]);
+                    launched += 1;
+                }
+                Err(rejections) => {
+                    if launched == 0 {
+                        q.stats.entry(spec.id.clone()).or_default().record(
+                            now,
+                            &offer.agent_id.to_string(),
+                            rejections,
+                        );
+                    }
+                    break;
+                }
+            }
+        }
+        if launched > 0 {
+            q.launch.set_waiting(&spec, waiting - launched, now);
+        }
+    }
+    launches
+}
+
+/// The task of one new instance of `spec` on `agent` with these host ports.
+fn launch_spec(spec: &AppSpec, agent: u64, host_ports: &[u16]) -> LaunchSpec {
+    let base: String = spec
+        .id
+        .segments()
+        .join("_")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        .collect();
+    let task_id = format!("{base}.instance-{}", super::uuid_like());
+    let bridge = spec.network_mode() == NetworkMode::Bridge;
+    let mut ports = vec![];
+    if bridge {
+        let mapped = spec.port_mappings().iter().filter(|m| m.host_port.is_some());
+        for (m, host) in mapped.zip(host_ports) {
+            ports.push(PortDef {
+                name: m.name.clone(),
+                host_port: *host,
+                container_port: m.container_port,
+                protocol: protocol(&m.protocol),
+            });
+        }
+    } else {
+        for (d, host) in spec.port_definitions.iter().zip(host_ports) {
+            ports.push(PortDef {
+                name: d.name.clone(),
+                host_port: *host,
+                container_port: 0,
+                protocol: protocol(&d.protocol),
+            });
+        }
+    }
+    let mut env = spec.env.clone();
+    env.insert("MARATHON_APP_ID".into(), spec.id.to_string());
+    env.insert("MARATHON_APP_VERSION".into(), spec.version.clone());
+    let health_checks = spec
+        .health_checks
+        .iter()
+        .map(|h| HealthCheckDef {
+            protocol: match h.protocol {
+                HealthCheckProtocol::Http | HealthCheckProtocol::MesosHttp => "HTTP",
+                HealthCheckProtocol::Https | HealthCheckProtocol::MesosHttps => "HTTPS",
+                HealthCheckProtocol::Tcp | HealthCheckProtocol::MesosTcp => "TCP",
+                HealthCheckProtocol::Command => "COMMAND",
+            }
+            .into(),
+            path: h.path.clone(),
+            port: h
+                .port
+                .or_else(|| h.port_index.and_then(|i| host_ports.get(i as usize).copied())),
+            command: h.command.as_ref().map(|c| c.value.clone()),
+            grace_period_ms: h.grace_period_seconds * 1000,
+            interval_ms: (h.interval_seconds * 1000).max(100),
+            timeout_ms: (h.timeout_seconds * 1000).max(100),
+            max_consecutive_failures: if h.max_consecutive_failures == 0 {
+                u32::MAX
+            } else {
+                h.max_consecutive_failures
+            },
+            delay_ms: h.delay_seconds * 1000,
+        })
+        .collect();
+    let def = TaskDef {
+        image: spec.image().map(str::to_string),
+        args: match &spec.cmd {
+            Some(cmd) => vec!["/bin/sh".into(), "-c".into(), cmd.clone()],
+            None => spec.args.clone(),
+        },
+        env,
+        user: spec.user.clone(),
+        cwd: None,
+        cpus_milli: (spec.cpus * 1000.0).round() as u64,
+        mem_mb: spec.mem.ceil() as u64,
+        disk_mb: spec.disk.ceil() as u64,
+        pids: None,
+        network: if bridge { "bridge" } else { "host" }.into(),
+        ports,
+        volumes: vec![],
+        read_only_rootfs: false,
+        kill_grace_ms: spec
+            .task_kill_grace_period_seconds
+            .map(|s| s * 1000)
+            .unwrap_or(DEFAULT_KILL_GRACE_MS),
+        health_checks,
+    };
+    let mut resources = Resources::new();
+    resources.push(Resource::scalar(ResourceName::CPUS, Scalar::from_milli(def.cpus_milli)));
+    resources.push(Resource::scalar(ResourceName::MEM, Scalar::from_units(def.mem_mb)));
+    if def.disk_mb > 0 {
+        resources.push(Resource::scalar(ResourceName::DISK, Scalar::from_units(def.disk_mb)));
+    }
+    if spec.gpus > 0 {
+        resources.push(Resource::scalar(
+            ResourceName::GPUS,
+            Scalar::from_units(spec.gpus as u64),
+        ));
+    }
+    if let Ok(r) = Ranges::from_pairs(host_ports.iter().map(|p| (*p as u64, *p as u64))) {
+        if !r.is_empty() {
+            resources.push(Resource::ranges(ResourceName::PORTS, r));
+        }
+    }
+    LaunchSpec {
+        task_id,
+        name: spec.id.to_string(),
+        agent_id: Some(agent),
+        def,
+        resources,
+        invalid: None,
+        labels: BTreeMap::from([
+            (LABEL_APP.to_string(), spec.id.to_string()),
+            (LABEL_VERSION.to_string(), spec.config_version().to_string()),
+        ]),
+    }
+}
+
+fn protocol(p: &tepui_services::app::Protocol) -> String {
+    match p {
+        tepui_services::app::Protocol::Udp => "udp",
+        _ => "tcp",
+    }
+    .to_string()
+}
+
+/// What one tick decided, to be carried out after the state is read.
+#[derive(Default)]
+struct Work {
+    kill: Vec<String>,
+    deployment_updates: Vec<(String, Option<serde_json::Value>)>,
+    overdue: Vec<Deployment>,
+    events: Vec<Event>,
+    waiting: bool,
+}
+
+/// Brings every app towards its definition and every deployment forward.
+async fn reconcile(inner: &Arc<Inner>) {
+    let now = now_ms();
+    let work = inner.state.read(|s| {
+        let mut q = inner.services.queue.lock().unwrap_or_else(|e| e.into_inner());
+        decide(&mut q, s, now)
+    });
+    for id in work.kill {
+        if let Err(e) = crate::tasks::kill(inner, &id).await {
+            tracing::debug!(task = %id, error = %e, "could not kill an instance");
+        }
+    }
+    for (id, plan) in work.deployment_updates {
+        if let Err(e) = inner.write(Command::UpdateDeployment { id: id.clone(), plan }).await {
+            tracing::debug!(deployment = %id, error = %e, "could not record deployment progress");
+        }
+    }
+    for d in work.overdue {
+        inner
+            .services
+            .emit(Event::DeploymentFailed(Box::new(DeploymentResultEvent {
+                timestamp: format_timestamp(now),
+                id: d.id.clone(),
+                plan: Some(d.plan_view()),
+                reason: Some("the deployment did not finish before its deadline; rolling back".into()),
+            })));
+        if let Err(e) = super::rollback(inner, &d, now).await {
+            tracing::warn!(deployment = %d.id, error = %e, "could not roll back an overdue deployment");
+        }
+    }
+    for e in work.events {
+        inner.services.emit(e);
+    }
+    let mut q = inner.services.queue.lock().unwrap_or_else(|e| e.into_inner());
+    if q.revived != Some(work.waiting) {
+        q.revived = Some(work.waiting);
+        drop(q);
+        let r = if work.waiting {
+            inner.master.revive(FRAMEWORK_ID, &[])
+        } else {
+            inner.master.suppress(FRAMEWORK_ID, &[])
+        };
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "could not revive or suppress offers");
+            inner.services.queue.lock().unwrap_or_else(|e| e.into_inner()).revived = None;
+        }
+    }
+}
+
+fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
+    let mut work = Work::default();
+    let specs = apps(s);
+    let known: HashSet<String> = specs.iter().map(|a| a.id.to_string()).collect();
+    q.launch.tick(now);
+    for spec in &specs {
+        for t in tasks_of(s, &spec.id) {
+            if t.state.is_terminal() && q.counted.insert(t.id.clone()) {
+                let failed = matches!(
+                    t.state,
+                    TaskState::TaskFailed | TaskState::TaskError | TaskState::TaskLost | TaskState::TaskDropped
+                ) || (t.state == TaskState::TaskKilled && !t.kill_requested);
+                if failed && now.saturating_sub(t.updated_at) < 600_000 {
+                    q.launch.record_failure(spec, now);
+                }
+            }
+            if t.state == TaskState::TaskRunning && t.healthy != Some(false) {
+                if let Some(since) = t.started_at {
+                    q.launch.instance_healthy_since(&spec.id, since, now);
+                }
+            }
+        }
+        let current = instances(s, spec);
+        let decision = plan::step(spec, &current, now);
+        q.launch.set_waiting(spec, decision.launch, now);
+        if decision.launch > 0 {
+            work.waiting = true;
+        }
+        let killing: HashSet<&str> = current
+            .iter()
+            .filter(|i| i.state == tepui_services::InstanceState::Killing)
+            .map(|i| i.id.as_str())
+            .collect();
+        for id in decision.kill.iter().chain(&decision.expunge) {
+            if !killing.contains(id.as_str()) {
+                work.kill.push(id.clone());
+            }
+        }
+    }
+    // Instances of removed apps stop.
+    for t in s.tasks.values() {
+        let orphan = t.framework_id == FRAMEWORK_ID
+            && !t.state.is_terminal()
+            && !t.kill_requested
+            && t.labels.get(LABEL_APP).is_none_or(|a| !known.contains(a));
+        if orphan {
+            work.kill.push(t.id.clone());
+        }
+    }
+    let stale: Vec<PathId> = q
+        .launch
+        .waiting()
+        .map(|e| e.app.clone())
+        .filter(|a| !known.contains(&a.to_string()))
+        .collect();
+    for a in stale {
+        q.launch.remove(&a);
+        q.stats.remove(&a);
+    }
+    for mut d in deployments(s) {
+        if d.is_overdue(now) {
+            work.overdue.push(d);
+            continue;
+        }
+        let step_done = d
+            .current_actions()
+            .iter()
+            .all(|a| action_done(s, a.action, &a.app, now));
+        if !step_done {
+            continue;
+        }
+        let step = CurrentStep {
+            actions: d.current_actions().to_vec(),
+        };
+        let finished = d.advance();
+        work.events
+            .push(Event::DeploymentStepSuccess(Box::new(DeploymentStepEvent {
+                timestamp: format_timestamp(now),
+                plan: d.plan_view(),
+                current_step: step,
+            })));
+        if finished {
+            tracing::info!(deployment = %d.id, "deployment finished");
+            work.events
+                .push(Event::DeploymentSuccess(Box::new(DeploymentResultEvent {
+                    timestamp: format_timestamp(now),
+                    id: d.id.clone(),
+                    plan: Some(d.plan_view()),
+                    reason: None,
+                })));
+            work.deployment_updates.push((d.id.clone(), None));
+        } else {
+            let plan = serde_json::to_value(&d).expect("deployments serialize");
+            work.deployment_updates.push((d.id.clone(), Some(plan)));
+        }
+    }
+    work
+}
+
+/// Whether a deployment action has reached its goal.
+fn action_done(s: &State, action: ActionKind, app: &PathId, now: u64) -> bool {
+    match (action, super::app(s, app)) {
+        (ActionKind::StopApplication, _) | (_, None) => tasks_of(s, app).iter().all(|t| t.state.is_terminal()),
+        (_, Some(spec)) => plan::step(&spec, &instances(s, &spec), now).complete,
+    }
+}
+
+pub(crate) fn deployment_info_event(d: &Deployment, now: u64) -> Event {
+    Event::DeploymentInfo(Box::new(DeploymentStepEvent {
+        timestamp: format_timestamp(now),
+        plan: d.plan_view(),
+        current_step: CurrentStep {
+            actions: d.current_actions().to_vec(),
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use tepui_services::{validate_app, AppDefinition};
+    use tepui_state::{AgentInfo as StateAgent, ClusterInfo, Maintenance, NodeRecord, NodeStatus, TaskRecord};
+
+    use super::*;
+
+    fn state(agents: u64) -> State {
+        let mut s = State {
+            cluster: Some(ClusterInfo {
+                cluster_id: "c".into(),
+                ca_cert_pem: String::new(),
+                ca_key_pem: String::new(),
+                created_at: 0,
+            }),
+            ..State::default()
+        };
+        for id in 1..=agents {
+            s.nodes.insert(
+                id,
+                NodeRecord {
+                    id,
+                    name: format!("a{id}"),
+                    role: tepui_state::Role::Agent,
+                    cluster_addr: String::new(),
+                    http_addr: String::new(),
+                    agent: Some(StateAgent {
+                        resources: tepui_state::Resources {
+                            cpus_milli: 2000,
+                            mem_mb: 1024,
+                            disk_mb: 0,
+                            ports: vec![(31000, 31009)],
+                        },
+                        attributes: BTreeMap::new(),
+                        http_addr: String::new(),
+                        version: String::new(),
+                        registered_at: 0,
+                    }),
+                    status: NodeStatus::Ready,
+                    joined_at: 0,
+                    status_changed_at: 0,
+                    token_id: None,
+                    maintenance: Maintenance::Active,
+                },
+            );
+        }
+        s
+    }
+
+    fn put_app(s: &mut State, json: serde_json::Value, now: u64) -> AppSpec {
+        let def: AppDefinition = serde_json::from_value(json).unwrap();
+        let mut spec = validate_app(&def, &PathId::root(), now).unwrap();
+        spec.stamp(super::super::app(s, &spec.id).as_ref(), now);
+        s.apply(
+            now,
+            &Command::ChangeServices {
+                change: tepui_state::ServiceChange {
+                    put: vec![(
+                        spec.id.to_string(),
+                        spec.version.clone(),
+                        serde_json::to_value(&spec).unwrap(),
+                    )],
+                    remove: vec![],
+                    deployment: None,
+                    cancel: vec![],
+                },
+            },
+        );
+        spec
+    }
+
+    fn offer(agent: u64, resources: &str) -> OfferView {
+        OfferView {
+            id: format!("o{agent}"),
+            framework_id: FRAMEWORK_ID.into(),
+            agent_id: agent,
+            hostname: format!("a{agent}"),
+            role: tepui_allocator::Role::default_role(),
+            resources: resources.parse().unwrap(),
+            attributes: Default::default(),
+        }
+    }
+
+    /// Records launches as the leader would: tasks in the state, running.
+    fn run(s: &mut State, launches: Vec<LaunchSpec>, state: TaskState) {
+        for l in launches {
+            let t = TaskRecord {
+                id: l.task_id.clone(),
+                name: l.name.clone(),
+                agent_id: l.agent_id.unwrap(),
+                def: l.def.clone(),
+                state,
+                reason: None,
+                message: String::new(),
+                exit_code: None,
+                signal: None,
+                last_update_uuid: None,
+                kill_requested: false,
+                created_at: 1,
+                updated_at: 1,
+                started_at: Some(1),
+                finished_at: None,
+                framework_id: FRAMEWORK_ID.into(),
+                role: String::new(),
+                resources: crate::master::convert::text(&l.resources),
+                acknowledged_uuid: None,
+                healthy: None,
+                labels: l.labels.clone(),
+            };
+            s.tasks.insert(t.id.clone(), t);
+        }
+    }
+
+    #[test]
+    fn waiting_instances_are_packed_into_offers_with_their_constraints() {
+        let mut s = state(3);
+        let spec = put_app(
+            &mut s,
+            serde_json::json!({"id": "/web", "cmd": "sleep 100", "instances": 3, "cpus": 0.5, "mem": 64,
+                "constraints": [["hostname", "UNIQUE"]]}),
+            1_000,
+        );
+        let mut q = Queue::default();
+        let work = decide(&mut q, &s, 2_000);
+        assert!(work.waiting, "three instances wait");
+        assert!(work.kill.is_empty());
+        // UNIQUE hostname: one offer takes one instance however big it is.
+        let first = match_offer(&mut q, &s, &offer(1, "cpus:2;mem:1024;ports:[31000-31009]"), 2_000);
+        assert_eq!(first.len(), 1);
+        let l = &first[0];
+        assert_eq!(l.labels[LABEL_APP], "/web");
+        assert_eq!(l.labels[LABEL_VERSION], spec.config_version());
+        assert_eq!(l.def.args, vec!["/bin/sh", "-c", "sleep 100"]);
+        assert_eq!(l.def.ports.len(), 1, "one default port");
+        assert_eq!(l.resources.to_string(), "cpus:0.5;mem:64;ports:[31000-31000]");
+        run(&mut s, first, TaskState::TaskRunning);
+        // The same agent again: the constraint refuses it, and says so.
+        let again = match_offer(&mut q, &s, &offer(1, "cpus:1.5;mem:960;ports:[31001-31009]"), 2_100);
+        assert!(again.is_empty());
+        let why = q.stats[&spec.id].explain().unwrap_or_default();
+        assert!(why.to_lowercase().contains("constraint"), "{why}");
+        let second = match_offer(&mut q, &s, &offer(2, "cpus:2;mem:1024;ports:[31000-31009]"), 2_200);
+        let third = match_offer(&mut q, &s, &offer(3, "cpus:2;mem:1024;ports:[31000-31009]"), 2_300);
+        assert_eq!((second.len(), third.len()), (1, 1));
+        run(&mut s, second, TaskState::TaskRunning);
+        run(&mut s, third, TaskState::TaskRunning);
+        let work = decide(&mut q, &s, 3_000);
+        assert!(!work.waiting, "all three run");
+    }
+
+    #[test]
+    fn an_app_that_cannot_fit_says_why() {
+        let mut s = state(1);
+        let spec = put_app(
+            &mut s,
+            serde_json::json!({"id": "/big", "cmd": "sleep 1", "cpus": 100}),
+            1_000,
+        );
+        let mut q = Queue::default();
+        decide(&mut q, &s, 2_000);
+        assert!(match_offer(&mut q, &s, &offer(1, "cpus:2;mem:1024;ports:[31000-31009]"), 2_000).is_empty());
+        let items = q.items(&s, 2_000);
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].app.id, spec.id);
+        let why = items[0].explanation.clone().unwrap_or_default();
+        assert!(why.contains("cpus"), "{why}");
+    }
+
+    #[test]
+    fn scaling_down_kills_and_removed_apps_stop() {
+        let mut s = state(1);
+        put_app(
+            &mut s,
+            serde_json::json!({"id": "/web", "cmd": "sleep 100", "instances": 2, "cpus": 0.1, "mem": 32}),
+            1_000,
+        );
+        let mut q = Queue::default();
+        decide(&mut q, &s, 2_000);
+        let l = match_offer(&mut q, &s, &offer(1, "cpus:2;mem:1024;ports:[31000-31009]"), 2_000);
+        assert_eq!(l.len(), 2, "both fit on one agent");
+        run(&mut s, l, TaskState::TaskRunning);
+        put_app(
+            &mut s,
+            serde_json::json!({"id": "/web", "cmd": "sleep 100", "instances": 1, "cpus": 0.1, "mem": 32}),
+            3_000,
+        );
+        let work = decide(&mut q, &s, 4_000);
+        assert_eq!(work.kill.len(), 1);
+        s.apply(
+            5,
+            &Command::ChangeServices {
+                change: tepui_state::ServiceChange {
+                    put: vec![],
+                    remove: vec!["/web".into()],
+                    deployment: None,
+                    cancel: vec![],
+                },
+            },
+        );
+        let work = decide(&mut q, &s, 5_000);
+        assert_eq!(work.kill.len(), 2, "a removed app's instances all stop");
+        assert!(q.items(&s, 5_000).is_empty());
+    }
+}
