@@ -171,6 +171,7 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
             mem_mb: args.agent.mem,
             disk_mb: args.agent.disk,
             ports: args.agent.ports,
+            reserved: args.agent.reserve.clone(),
         };
         cfg.attributes = args.agent.attrs.iter().cloned().collect::<BTreeMap<_, _>>();
         cfg.heartbeat = Duration::from_secs_f64(args.agent.heartbeat_secs.max(0.05));

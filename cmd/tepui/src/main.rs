@@ -111,6 +111,9 @@ struct AgentResourceArgs {
     /// An attribute for placement constraints, KEY=VALUE; repeatable.
     #[arg(long = "attr", value_parser = parse_key_value)]
     attrs: Vec<(String, String)>,
+    /// Static reservations out of the resources above, Mesos style: `cpus(eng):2;mem(eng):1024`.
+    #[arg(long, value_parser = parse_reservations)]
+    reserve: Option<String>,
     /// A registry that may be pulled from over plain HTTP, HOST:PORT; repeatable.
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
@@ -581,6 +584,18 @@ fn parse_amounts(s: &str) -> Result<Amounts, String> {
         return Err(format!("{s:?} names no resource; give NAME=AMOUNT, like cpus=2"));
     }
     Ok(Amounts(amounts))
+}
+
+/// Static reservations: every entry reserved to a role other than `*`.
+fn parse_reservations(s: &str) -> Result<String, String> {
+    let r: tepui_allocator::Resources = s.parse().map_err(|e: tepui_allocator::Error| e.to_string())?;
+    if let Some(e) = r.iter().find(|e| e.reservation.is_none()) {
+        return Err(format!(
+            "{e} is not reserved to a role; write it as {}(ROLE):...",
+            e.name
+        ));
+    }
+    Ok(r.to_string())
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

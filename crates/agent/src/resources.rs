@@ -11,6 +11,8 @@ pub struct ResourceOverrides {
     pub disk_mb: Option<u64>,
     /// Inclusive range of ports handed to tasks.
     pub ports: Option<(u16, u16)>,
+    /// Static reservations (`cpus(eng):2;mem(eng):1024`), carved out of the totals.
+    pub reserved: Option<String>,
 }
 
 /// The Mesos default port range for tasks.
@@ -27,6 +29,7 @@ pub fn detect(data_dir: &Path, overrides: &ResourceOverrides) -> Resources {
         mem_mb: overrides.mem_mb.unwrap_or_else(memory_mb),
         disk_mb: overrides.disk_mb.unwrap_or_else(|| disk_mb(data_dir)),
         ports: vec![overrides.ports.unwrap_or(DEFAULT_PORTS)],
+        reserved: overrides.reserved.clone().unwrap_or_default(),
     }
 }
 
@@ -68,6 +71,7 @@ mod tests {
                 mem_mb: Some(512),
                 disk_mb: Some(100),
                 ports: Some((20000, 20010)),
+                reserved: Some("cpus(eng):1".into()),
             },
         );
         assert_eq!(
@@ -76,7 +80,8 @@ mod tests {
                 cpus_milli: 1500,
                 mem_mb: 512,
                 disk_mb: 100,
-                ports: vec![(20000, 20010)]
+                ports: vec![(20000, 20010)],
+                reserved: "cpus(eng):1".into()
             }
         );
     }

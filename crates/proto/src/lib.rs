@@ -20,6 +20,9 @@ pub mod agent {
         pub mem_mb: u64,
         pub disk_mb: u64,
         pub ports: Vec<(u16, u16)>,
+        /// Static reservations, Mesos' `--resources` form: `cpus(eng):2;mem(eng):1024`.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        pub reserved: String,
     }
 
     /// What a task is to run, as the leader sends it to its agent.

@@ -297,6 +297,7 @@ impl Cluster for ClusterService {
                 mem_mb: resources.mem_mb,
                 disk_mb: resources.disk_mb,
                 ports: resources.ports,
+                reserved: resources.reserved,
             },
             attributes,
             http_addr,

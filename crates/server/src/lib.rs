@@ -10,11 +10,11 @@ mod http;
 mod hub;
 mod liveness;
 mod master;
-mod services;
 mod metrics;
 mod node;
 mod peers;
 mod raft_net;
+mod services;
 mod tasks;
 
 use std::net::SocketAddr;

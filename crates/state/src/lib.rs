@@ -75,6 +75,10 @@ pub struct Resources {
     pub disk_mb: u64,
     /// Inclusive port ranges.
     pub ports: Vec<(u16, u16)>,
+    /// Static reservations from the agent's flags (`cpus(eng):2;mem(eng):1024`), part of the
+    /// totals above.
+    #[serde(default)]
+    pub reserved: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -393,6 +393,7 @@ mod tests {
                     cpus_milli,
                     mem_mb,
                     disk_mb: 1000,
+                    reserved: String::new(),
                     ports: vec![(31000, 31002)],
                 },
                 attributes: BTreeMap::new(),

@@ -41,7 +41,9 @@ pub(crate) fn agent_total(info: &AgentInfo, reserved: Option<&str>) -> Resources
             total.push(Resource::ranges(ResourceName::PORTS, ports));
         }
     }
-    let reserved = reserved.map(parse).unwrap_or_default();
+    let mut reserved = reserved.map(parse).unwrap_or_default();
+    // Static ones from the agent's flags; only reservations to a role count.
+    reserved.add(&parse(&r.reserved).filter(|e| e.reservation.is_some()));
     if reserved.is_empty() {
         return total;
     }
@@ -133,6 +135,7 @@ mod tests {
                 cpus_milli: 4000,
                 mem_mb: 2048,
                 disk_mb: 0,
+                reserved: String::new(),
                 ports: vec![(31000, 31009)],
             },
             attributes: BTreeMap::from([
@@ -158,6 +161,22 @@ mod tests {
         );
         assert_eq!(parse(&text(&total)), total);
         assert!(parse("").is_empty());
+    }
+
+    #[test]
+    fn static_reservations_from_the_agent_are_carved_out_too() {
+        let mut i = info();
+        i.resources.reserved = "cpus(eng):1;mem(eng):256".into();
+        let total = agent_total(&i, Some("cpus(eng,dynamic):0.5"));
+        assert_eq!(
+            total.to_string(),
+            "cpus:2.5;cpus(eng):1;cpus(eng,dynamic):0.5;mem:1792;mem(eng):256;ports:[31000-31009]"
+        );
+        assert_eq!(
+            text(&dynamic_part(&total)),
+            "cpus(eng,dynamic):0.5",
+            "only dynamic ones are stored"
+        );
     }
 
     #[test]

@@ -1136,6 +1136,7 @@ mod tests {
                             cpus_milli: 2000,
                             mem_mb: 2048,
                             disk_mb: 0,
+                            reserved: String::new(),
                             ports: vec![(31000, 31009)],
                         },
                         attributes: BTreeMap::new(),
@@ -1389,5 +1390,40 @@ mod tests {
         assert_eq!(status_of(&t, &framework("f", false)).state, TaskState::TaskLost);
         t.state = TaskState::TaskRunning;
         assert_eq!(status_of(&t, &framework("f", false)).state, TaskState::TaskRunning);
+    }
+
+    #[test]
+    fn statically_reserved_resources_go_only_to_their_role() {
+        let mut s = state(1);
+        s.nodes.get_mut(&1).unwrap().agent.as_mut().unwrap().resources.reserved = "cpus(eng):1;mem(eng):512".into();
+        let mut c = Core::new(1, 0, &s);
+        let mut star = subscribed(&mut c, &mut s, "star");
+        let mut eng_fw = framework("eng", true);
+        eng_fw.roles = vec!["eng".into()];
+        s.frameworks.insert("eng".into(), eng_fw.clone());
+        c.sync(&s);
+        let (tx, mut eng) = mpsc::channel(64);
+        c.subscribe(&eng_fw, &[], "e".into(), tx).unwrap();
+        tick(&mut c, &s, 1);
+        let mut offered: Vec<String> = offers(&mut star)
+            .into_iter()
+            .chain(offers(&mut eng))
+            .map(|o| format!("{}={}", o.role, o.resources))
+            .collect();
+        offered.sort();
+        assert!(
+            offered
+                .iter()
+                .any(|o| o.starts_with("eng=") && o.contains("cpus(eng):1")),
+            "{offered:?}"
+        );
+        assert!(
+            offered
+                .iter()
+                .filter(|o| o.starts_with("*="))
+                .all(|o| !o.contains("(eng)")),
+            "{offered:?}"
+        );
+        c.alloc.check_invariants().unwrap();
     }
 }

@@ -650,6 +650,7 @@ mod tests {
                             cpus_milli: 2000,
                             mem_mb: 1024,
                             disk_mb: 0,
+                            reserved: String::new(),
                             ports: vec![(31000, 31009)],
                         },
                         attributes: BTreeMap::new(),

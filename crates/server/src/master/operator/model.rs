@@ -476,6 +476,7 @@ pub(crate) mod tests_support {
                     cpus_milli: 4000,
                     mem_mb: 4096,
                     disk_mb: 1000,
+                    reserved: String::new(),
                     ports: vec![(31000, 31009)],
                 },
                 attributes: BTreeMap::from([("rack".to_string(), "r1".to_string())]),
