@@ -129,6 +129,7 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
         cfg.advertise = args.advertise;
         cfg.first_start = first_start;
         cfg.agent_timeout = Duration::from_secs_f64(agent_timeout);
+        cfg.deployment_timeout = args.deployment_timeout;
         let s = Server::start(cfg).await.context("the server did not start")?;
         println!("tepui server {} ({}) is up", s.identity.name, s.identity.node_id);
         println!("  data dir:     {}", data_dir.display());

@@ -90,6 +90,9 @@ struct DaemonArgs {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Servers: a deployment of services not done in this long rolls back by itself.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    deployment_timeout: std::time::Duration,
     #[command(flatten)]
     agent: AgentResourceArgs,
 }

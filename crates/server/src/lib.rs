@@ -85,6 +85,8 @@ pub struct ServerConfig {
     pub raft: RaftTimings,
     /// An agent not heard from for this long is marked lost.
     pub agent_timeout: Duration,
+    /// A deployment of services not done in this long rolls back.
+    pub deployment_timeout: Duration,
     pub filter: NetFilter,
 }
 
@@ -99,6 +101,7 @@ impl ServerConfig {
             first_start: FirstStart::Refuse,
             raft: RaftTimings::default(),
             agent_timeout: Duration::from_secs(15),
+            deployment_timeout: Duration::from_secs(600),
             filter: NetFilter::default(),
         }
     }

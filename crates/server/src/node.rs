@@ -88,6 +88,7 @@ pub(crate) struct Inner {
     pub cluster_addr: String,
     pub http_addr: String,
     pub agent_timeout: Duration,
+    pub deployment_timeout: Duration,
     /// When the leader last heard from each agent. Leader memory only: rebuilt from agents
     /// re-registering after a failover.
     pub agent_seen: Mutex<HashMap<u64, Instant>>,
@@ -383,6 +384,7 @@ impl Server {
             cluster_addr: cluster_addr.clone(),
             http_addr: http_addr.clone(),
             agent_timeout: cfg.agent_timeout,
+            deployment_timeout: cfg.deployment_timeout,
             agent_seen: Mutex::new(HashMap::new()),
             peer_seen,
             membership_lock: tokio::sync::Mutex::new(()),

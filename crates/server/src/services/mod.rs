@@ -12,7 +12,6 @@ mod runtime;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use tepui_services::deployment::DEFAULT_TIMEOUT_MS;
 use tepui_services::events::Event;
 use tepui_services::{AppSpec, Deployment, Health, Instance, InstanceState, PathId, ValidationErrors};
 use tepui_state::{Command, DeploymentRecord, ServiceChange, State, TaskRecord, TaskState};
@@ -194,7 +193,8 @@ impl Services {
     ) -> Result<Started, ChangeError> {
         inner.linearize().await?;
         let now = now_ms();
-        let (change, started, deployment) = inner.state.read(|s| plan_change(s, put, remove, force, now))?;
+        let timeout = inner.deployment_timeout.as_millis() as u64;
+        let (change, started, deployment) = inner.state.read(|s| plan_change(s, put, remove, force, now, timeout))?;
         if change.put.is_empty() && change.remove.is_empty() {
             return Ok(started);
         }
@@ -251,6 +251,7 @@ fn plan_change(
     remove: Vec<PathId>,
     force: bool,
     now: u64,
+    timeout_ms: u64,
 ) -> Result<(ServiceChange, Started, Option<Deployment>), ChangeError> {
     let current: BTreeMap<PathId, AppSpec> = apps(s).into_iter().map(|a| (a.id.clone(), a)).collect();
     for id in &remove {
@@ -282,7 +283,7 @@ fn plan_change(
     let original: Vec<AppSpec> = current.values().cloned().collect();
     let id = uuid_like();
     let deployment =
-        Deployment::plan(id.clone(), &original, &target_list, now, DEFAULT_TIMEOUT_MS).map_err(ChangeError::Invalid)?;
+        Deployment::plan(id.clone(), &original, &target_list, now, timeout_ms).map_err(ChangeError::Invalid)?;
     let version = deployment.version.clone();
     let mut change = ServiceChange {
         put: vec![],
@@ -318,7 +319,7 @@ fn plan_change(
 /// deployment that replaces it.
 pub(crate) async fn rollback(inner: &Arc<Inner>, d: &Deployment, now: u64) -> Result<Started, ChangeError> {
     let back = d
-        .rollback(uuid_like(), now, DEFAULT_TIMEOUT_MS)
+        .rollback(uuid_like(), now, inner.deployment_timeout.as_millis() as u64)
         .map_err(ChangeError::Invalid)?;
     let originals: BTreeMap<&PathId, &AppSpec> = d.original.iter().map(|a| (&a.id, a)).collect();
     let mut change = ServiceChange {
