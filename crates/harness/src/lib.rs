@@ -271,6 +271,7 @@ impl Default for ClusterBuilder {
                 mem_mb: Some(8192),
                 disk_mb: Some(100_000),
                 ports: Some((31000, 32000)),
+                reserved: None,
             },
             agent_attributes: Arc::new(|n| BTreeMap::from([("agent".to_string(), n.to_string())])),
             ready_timeout: Duration::from_secs(30),
