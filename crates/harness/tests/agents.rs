@@ -32,6 +32,7 @@ async fn agents_register_with_their_resources_and_attributes() {
             mem_mb: Some(4096),
             disk_mb: Some(50_000),
             ports: Some((20000, 20999)),
+            reserved: None,
         })
         .agent_attributes(|n| {
             BTreeMap::from([
