@@ -420,3 +420,55 @@ pub fn read_token(data_dir: &Path, role: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// The environment variable that marks the processes of one test's tasks.
+pub const MARKER_VAR: &str = "TEPUI_E2E_MARKER";
+
+/// Kills, when dropped, every process whose environment holds `TEPUI_E2E_MARKER=<marker>`.
+/// Tasks outlive their agents (they run under shims), so a test that fails half-way would
+/// otherwise leave them running, holding ports the next run needs. Put [`MarkedProcesses::value`]
+/// into the tasks' environment; declare the guard before the daemons so it runs after them.
+pub struct MarkedProcesses {
+    marker: String,
+}
+
+impl MarkedProcesses {
+    pub fn new(label: &str) -> MarkedProcesses {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        MarkedProcesses {
+            marker: format!("{label}-{}-{nanos}", std::process::id()),
+        }
+    }
+
+    /// The value to give [`MARKER_VAR`] in the tasks' environment.
+    pub fn value(&self) -> &str {
+        &self.marker
+    }
+
+    /// The marked processes alive now.
+    pub fn pids(&self) -> Vec<i32> {
+        let want = format!("{MARKER_VAR}={}", self.marker).into_bytes();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return vec![];
+        };
+        dir.filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == want.as_slice()))
+            })
+            .collect()
+    }
+}
+
+impl Drop for MarkedProcesses {
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            // SAFETY: kill(2) on a process of this test's tasks (its marker is in its environment).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}

@@ -8,11 +8,11 @@
 //! shape tepui gets wrong is one a Mesos tool would trip on. Needs root: it runs tasks.
 
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tepui_api::{FrameworkView, MemberView, NodeView, RoleView, StatusView, TaskView};
-use tepui_e2e::{cluster_addr, http_addr, read_token, tepui, wait_for, Daemon, Sandbox};
+use tepui_e2e::{cluster_addr, http_addr, read_token, tepui, wait_for, Daemon, MarkedProcesses, Sandbox, MARKER_VAR};
 
 const S1_IP: &str = "127.0.19.1";
 const S2_IP: &str = "127.0.19.2";
@@ -21,7 +21,6 @@ const START: Duration = Duration::from_secs(30);
 const SETTLE: Duration = Duration::from_secs(30);
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Marks this test's task processes, so a failed run leaves none behind.
-const MARKER_VAR: &str = "TEPUI_E2E_MARKER";
 const SLEEP_SECS: &str = "1019";
 
 /// Plain HTTP to the servers, on a runtime of its own (streams are read in the background).
@@ -189,41 +188,6 @@ fn need_root() {
     }
 }
 
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
-/// This test's `sleep` processes.
-fn marked_sleeps(marker: &str) -> Vec<i32> {
-    let want_cmdline = format!("/bin/sleep\0{SLEEP_SECS}\0").into_bytes();
-    let want_env = format!("{MARKER_VAR}={marker}").into_bytes();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return vec![];
-    };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
-        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want_cmdline))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == want_env.as_slice()))
-        })
-        .collect()
-}
-
-/// Kills this test's task processes when dropped (they outlive their agent). Declared before
-/// the daemons, so it runs after they are gone.
-struct KillMarked(String);
-
-impl Drop for KillMarked {
-    fn drop(&mut self) {
-        for pid in marked_sleeps(&self.0) {
-            // SAFETY: kill(2) on a process this test launched (its marker is in the environment).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-}
-
 fn spawn_cluster(sb: &Sandbox) -> Vec<Daemon> {
     let dir = |name: &str| sb.join(name).display().to_string();
     let mut s1 = sb.spawn(
@@ -388,8 +352,8 @@ fn metric(http: &Http, addr: &str, name: &str) -> Result<f64, String> {
 #[test]
 fn the_operator_api_and_the_role_verbs_through_a_follower() {
     need_root();
-    let marker = unique("op");
-    let _cleanup = KillMarked(marker.clone());
+    let marked = MarkedProcesses::new("op");
+    let marker = marked.value().to_string();
     let sb = Sandbox::new("operator");
     let _daemons = spawn_cluster(&sb);
     let http = Http::new();
@@ -820,7 +784,7 @@ fn the_operator_api_and_the_role_verbs_through_a_follower() {
         }
     });
     wait_for("the tasks' processes to be gone", SETTLE, || {
-        match marked_sleeps(&marker).len() {
+        match marked.pids().len() {
             0 => Ok(()),
             n => Err(format!("{n} left")),
         }

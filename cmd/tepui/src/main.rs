@@ -1,6 +1,7 @@
 //! The `tepui` binary: argument parsing, tracing setup and wiring. Daemons (`dev`, `server`,
 //! `agent`, `join`) start crates; every other verb is a client of the HTTP API.
 
+mod apps;
 mod client;
 mod daemon;
 mod output;
@@ -62,6 +63,12 @@ enum Command {
     /// Backup, restore and Raft maintenance.
     #[command(subcommand)]
     Operator(OperatorCmd),
+    /// Long-running services (Marathon apps): run, list, scale, update, roll back, why.
+    #[command(subcommand)]
+    App(apps::AppCmd),
+    /// Deployments of services: list, watch, cancel.
+    #[command(subcommand)]
+    Deployment(apps::DeploymentCmd),
 }
 
 #[derive(Args, Clone)]
@@ -755,6 +762,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Operator(OperatorCmd::Raft(RaftCmd::ListPeers(c))) => run_client(Verb::Members, c),
         Command::Operator(OperatorCmd::Raft(RaftCmd::RemovePeer { peer, c })) => run_client(Verb::RemovePeer(peer), c),
+        Command::App(cmd) => runtime()?.block_on(apps::run_app(cmd)),
+        Command::Deployment(cmd) => runtime()?.block_on(apps::run_deployment(cmd)),
     }
 }
 

@@ -47,6 +47,7 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/vars/{*key}", get(get_var).put(put_var).delete(delete_var))
         .merge(crate::tasks::routes())
         .merge(crate::master::operator::routes())
+        .merge(crate::services::api::routes())
         .route("/v1/operator/raft/peers", get(members))
         .route("/v1/operator/raft/peers/{peer}", axum::routing::delete(remove_peer))
         .route(
@@ -401,7 +402,7 @@ pub(crate) async fn execute_forwarded(router: Router, req: HttpRequest) -> Chunk
         headers: resp
             .headers()
             .iter()
-            .filter(|(k, _)| *k == http::header::CONTENT_TYPE)
+            .filter(|(k, _)| *k == http::header::CONTENT_TYPE || *k == http::header::LOCATION)
             .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
             .collect(),
         body: vec![],

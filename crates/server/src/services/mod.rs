@@ -7,6 +7,7 @@
 //! Marathon's events. Changes from the API go through [`Services::deploy`], which plans the
 //! deployment and commits the apps and the deployment in one command.
 
+pub(crate) mod api;
 mod runtime;
 
 use std::collections::BTreeMap;
@@ -191,10 +192,34 @@ impl Services {
         remove: Vec<PathId>,
         force: bool,
     ) -> Result<Started, ChangeError> {
+        self.change(inner, put, remove, force, false).await
+    }
+
+    /// Replaces every instance of an app by a rolling upgrade: `restarted` is the app with a
+    /// new configuration version (`AppSpec::restarted`), kept as it is.
+    pub(crate) async fn restart(
+        &self,
+        inner: &Arc<Inner>,
+        restarted: AppSpec,
+        force: bool,
+    ) -> Result<Started, ChangeError> {
+        self.change(inner, vec![restarted], vec![], force, true).await
+    }
+
+    async fn change(
+        &self,
+        inner: &Arc<Inner>,
+        put: Vec<AppSpec>,
+        remove: Vec<PathId>,
+        force: bool,
+        restart: bool,
+    ) -> Result<Started, ChangeError> {
         inner.linearize().await?;
         let now = now_ms();
         let timeout = inner.deployment_timeout.as_millis() as u64;
-        let (change, started, deployment) = inner.state.read(|s| plan_change(s, put, remove, force, now, timeout))?;
+        let (change, started, deployment) = inner
+            .state
+            .read(|s| plan_change(s, put, remove, force, restart, now, timeout))?;
         if change.put.is_empty() && change.remove.is_empty() {
             return Ok(started);
         }
@@ -250,6 +275,7 @@ fn plan_change(
     put: Vec<AppSpec>,
     remove: Vec<PathId>,
     force: bool,
+    restart: bool,
     now: u64,
     timeout_ms: u64,
 ) -> Result<(ServiceChange, Started, Option<Deployment>), ChangeError> {
@@ -262,7 +288,10 @@ fn plan_change(
     let mut target = current.clone();
     let mut touched = vec![];
     for mut spec in put {
-        spec.stamp(current.get(&spec.id), now);
+        // A restart carries its own new configuration version; stamping would keep the old one.
+        if !restart {
+            spec.stamp(current.get(&spec.id), now);
+        }
         touched.push(spec.id.clone());
         target.insert(spec.id.clone(), spec);
     }

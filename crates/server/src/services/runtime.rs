@@ -252,9 +252,11 @@ async fn on_offers(inner: &Arc<Inner>, offers: Vec<OfferView>) {
             match_offer(&mut q, s, &offer, now)
         });
         let result = if launches.is_empty() {
-            inner
-                .master
-                .decline(FRAMEWORK_ID, &[offer.id.clone()], Filters::refuse_seconds(DECLINE_SECS))
+            inner.master.decline(
+                FRAMEWORK_ID,
+                std::slice::from_ref(&offer.id),
+                Filters::refuse_seconds(DECLINE_SECS),
+            )
         } else {
             tracing::info!(agent = offer.agent_id, count = launches.len(), "launching instances");
             inner
@@ -262,7 +264,7 @@ async fn on_offers(inner: &Arc<Inner>, offers: Vec<OfferView>) {
                 .accept(
                     inner,
                     FRAMEWORK_ID,
-                    &[offer.id.clone()],
+                    std::slice::from_ref(&offer.id),
                     vec![Operation::Launch(launches)],
                     Filters::refuse_seconds(DECLINE_SECS),
                 )
@@ -602,6 +604,8 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
 /// Whether a deployment action has reached its goal.
 fn action_done(s: &State, action: ActionKind, app: &PathId, now: u64) -> bool {
     match (action, super::app(s, app)) {
+        // Marathon's start step only creates the app; scaling it up is the next step.
+        (ActionKind::StartApplication, _) => true,
         (ActionKind::StopApplication, _) | (_, None) => tasks_of(s, app).iter().all(|t| t.state.is_terminal()),
         (_, Some(spec)) => plan::step(&spec, &instances(s, &spec), now).complete,
     }
