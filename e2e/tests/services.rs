@@ -218,6 +218,11 @@ fn an_http_app_is_deployed_upgraded_healed_scaled_and_deleted() {
         .map(|t| t["host"].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(hosts.len(), 3, "UNIQUE hostname: {app}");
+    let service_port = app["portDefinitions"][0]["port"].as_u64().unwrap_or_default();
+    assert!(
+        (10000..=20000).contains(&service_port),
+        "port 0 gets a service port from 10000-20000: {app}"
+    );
     for t in app["tasks"].as_array().unwrap() {
         let port = t["ports"][0].as_u64().expect("a host port");
         let body = m.rt.block_on(async {

@@ -44,6 +44,7 @@ pub mod health;
 pub mod instance;
 pub mod path;
 pub mod plan;
+pub mod ports;
 pub mod time;
 pub mod unreachable;
 pub mod validate;

@@ -299,6 +299,11 @@ fn plan_change(
         target.remove(id);
         touched.push(id.clone());
     }
+    let mut changed: Vec<AppSpec> = touched.iter().filter_map(|id| target.get(id).cloned()).collect();
+    tepui_services::ports::assign(&mut changed, &target, &current).map_err(ChangeError::Invalid)?;
+    for spec in changed {
+        target.insert(spec.id.clone(), spec);
+    }
     let target_list: Vec<AppSpec> = target.values().cloned().collect();
     tepui_services::group::dependency_order(&target_list).map_err(ChangeError::Invalid)?;
     let running = deployments(s);
