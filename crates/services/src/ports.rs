@@ -62,7 +62,7 @@ pub fn assign(
                 };
                 return Err(ValidationErrors::single(
                     &path,
-                    &format!("Requested service port {p} is already used by app {holder}"),
+                    format!("Requested service port {p} is already used by app {holder}"),
                 ));
             }
             taken.insert(p, app.id.clone());
