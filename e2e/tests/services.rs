@@ -74,17 +74,18 @@ impl Marathon {
     }
 }
 
-fn healthy(task: &Value) -> bool {
+/// Running, and passing its checks if its app has any.
+fn healthy(task: &Value, checked: bool) -> bool {
+    let results = task["healthCheckResults"].as_array();
     task["state"] == "TASK_RUNNING"
-        && task["healthCheckResults"]
-            .as_array()
-            .is_some_and(|r| !r.is_empty() && r.iter().all(|h| h["alive"] == true))
+        && (!checked || results.is_some_and(|r| !r.is_empty() && r.iter().all(|h| h["alive"] == true)))
 }
 
 /// The app's running instances that pass their health checks, and all its live instances.
 fn counts(app: &Value) -> (usize, usize) {
+    let checked = app["healthChecks"].as_array().is_some_and(|c| !c.is_empty());
     let tasks = app["tasks"].as_array().cloned().unwrap_or_default();
-    (tasks.iter().filter(|t| healthy(t)).count(), tasks.len())
+    (tasks.iter().filter(|t| healthy(t, checked)).count(), tasks.len())
 }
 
 fn wait_settled(m: &Marathon, id: &str, healthy_wanted: usize) -> Value {
@@ -633,5 +634,123 @@ fn a_deployment_that_never_gets_healthy_rolls_back_at_its_deadline() {
         started.elapsed()
     );
     delete_app(&m, "/checked");
+    wait_gone(&marked);
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) with a pid this test started and a plain signal number.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+}
+
+#[test]
+fn an_unreachable_instance_is_replaced_and_the_surplus_killed_when_it_returns() {
+    need_root();
+    let marked = MarkedProcesses::new("services-unreachable");
+    let sb = Sandbox::new("services-unreachable");
+    let dir = sb.join("s1").display().to_string();
+    let mut server = sb.spawn(
+        "s1",
+        &[
+            "server",
+            "--bootstrap",
+            "--data-dir",
+            &dir,
+            "--bind",
+            "127.0.25.1",
+            "--name",
+            "s1",
+            "--agent-timeout-secs",
+            "2",
+        ],
+    );
+    server.wait_ready(START);
+    let token = read_token(&sb.join("s1"), "agent");
+    let mut agents = vec![];
+    for (i, ip) in ["127.0.25.2", "127.0.25.3"].iter().enumerate() {
+        let name = format!("a{}", i + 1);
+        let dir = sb.join(&name).display().to_string();
+        let ports = format!("{}-{}", 32800 + i * 20, 32819 + i * 20);
+        let bridge = format!("tpe2e-svu{i}");
+        let subnet = format!("10.214.25.{}/26", i * 64);
+        let mut a = sb.spawn(
+            &name,
+            &[
+                "join",
+                &cluster_addr("127.0.25.1"),
+                "--token",
+                &token,
+                "--data-dir",
+                &dir,
+                "--bind",
+                ip,
+                "--name",
+                &name,
+                "--cpus",
+                "2",
+                "--mem",
+                "1024",
+                "--ports",
+                &ports,
+                "--heartbeat-secs",
+                "0.3",
+                "--bridge",
+                &bridge,
+                "--bridge-subnet",
+                &subnet,
+            ],
+        );
+        a.wait_ready(START);
+        agents.push(a);
+    }
+    let m = Marathon::new(&http_addr("127.0.25.1"));
+    let app = json!({
+        "id": "/single", "instances": 1, "cpus": 0.1, "mem": 16, "cmd": "exec sleep 1000",
+        "env": {MARKER_VAR: marked.value()},
+        "unreachableStrategy": {"inactiveAfterSeconds": 1, "expungeAfterSeconds": 600},
+        "upgradeStrategy": {"minimumHealthCapacity": 1.0, "maximumOverCapacity": 1.0}
+    });
+    let (status, created) = m.call(reqwest::Method::POST, "/v2/apps", Some(&app));
+    assert_eq!(status, 201, "{created}");
+    let first = wait_settled(&m, "/single", 1)["tasks"][0].clone();
+    let first_id = first["id"].as_str().unwrap().to_string();
+    let host = first["host"].as_str().unwrap().to_string();
+    let index = agents.iter().position(|a| a.name() == host).expect("its agent");
+    let pid = agents[index].pid().expect("the agent runs");
+
+    // The agent goes silent: its instance is unreachable, then replaced on the other agent.
+    signal(pid, libc::SIGSTOP);
+    let replacement = wait_for("a replacement running elsewhere", SETTLE, || {
+        let tasks = m.app("/single")["tasks"].as_array().cloned().unwrap_or_default();
+        let running: Vec<&Value> = tasks.iter().filter(|t| t["state"] == "TASK_RUNNING").collect();
+        match running.as_slice() {
+            [t] if t["id"] != first_id.as_str() && t["host"] != host.as_str() => {
+                Ok(t["id"].as_str().unwrap().to_string())
+            }
+            _ => Err(format!("{tasks:?}")),
+        }
+    });
+    assert_eq!(
+        marked.pids().len(),
+        2,
+        "the old copy still runs under its stopped agent"
+    );
+
+    // It comes back: two copies of a one-instance app; the surplus goes.
+    signal(pid, libc::SIGCONT);
+    wait_for("one copy left", SETTLE, || {
+        let tasks = m.app("/single")["tasks"].as_array().cloned().unwrap_or_default();
+        let running = tasks.iter().filter(|t| t["state"] == "TASK_RUNNING").count();
+        if running == 1 && tasks.len() == 1 && marked.pids().len() == 1 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{running} running, {} processes: {tasks:?}",
+                marked.pids().len()
+            ))
+        }
+    });
+    eprintln!("replaced {first_id} by {replacement}; one copy left");
+    delete_app(&m, "/single");
     wait_gone(&marked);
 }

@@ -39,6 +39,8 @@ const STATUS_RETRY: Duration = Duration::from_secs(10);
 /// After a leader change every framework gets at least this long to re-subscribe, whatever its
 /// failover timeout: it has to find the new leader first.
 const LEADER_CHANGE_GRACE: Duration = Duration::from_secs(60);
+/// How long a SUBSCRIBE waits for a newly elected leader's allocator.
+const CORE_WAIT: Duration = Duration::from_secs(5);
 /// Events a subscriber may have unread before it is disconnected as too slow.
 const EVENT_BUFFER: usize = 4096;
 
@@ -197,6 +199,7 @@ impl Master {
             )));
         }
         inner.linearize().await?;
+        self.wait_core(inner).await?;
         let now = now_ms();
         let record = inner.state.read(|s| -> Result<FrameworkRecord, CallError> {
             let existing = match &spec.id {
@@ -258,6 +261,18 @@ impl Master {
             stream_id,
             events: rx,
         })
+    }
+
+    /// A leader elected a moment ago builds its core first: wait for it (briefly).
+    async fn wait_core(&self, inner: &Inner) -> Result<(), CallError> {
+        let deadline = tokio::time::Instant::now() + CORE_WAIT;
+        while self.with_core(|_| ()).is_err() {
+            if !inner.is_leader() || tokio::time::Instant::now() >= deadline {
+                return Err(CallError::NotLeader);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     /// Checks that a call comes from the framework's current subscription.
