@@ -1100,9 +1100,22 @@ async fn drain_node(
 }
 
 /// Drains an agent (see `drain_node`); the operator API's DRAIN_AGENT does the same.
-pub(crate) async fn drain(inner: &Arc<Inner>, key: &str, grace_ms: Option<u64>) -> Result<serde_json::Value, ApiError> {
+async fn drain(inner: &Arc<Inner>, key: &str, grace_ms: Option<u64>) -> Result<serde_json::Value, ApiError> {
     let id = agent_node(inner, key)?;
-    set_maintenance(inner, id, Maintenance::Draining).await?;
+    drain_agent(inner, id, grace_ms).await?;
+    Ok(node_answer(inner, id).0)
+}
+
+/// Drains agent `id`: no new tasks, its tasks killed (within `grace_ms` when given), drained
+/// once none is left. The operator API's DRAIN_AGENT does the same.
+pub(crate) async fn drain_agent(inner: &Arc<Inner>, id: u64, grace_ms: Option<u64>) -> Result<(), WriteError> {
+    inner
+        .write(Command::SetMaintenance {
+            id,
+            maintenance: Maintenance::Draining,
+        })
+        .await?;
+    tracing::info!(node = id, "agent draining");
     let running: Vec<String> = inner.state.read(|s| {
         s.tasks
             .values()
@@ -1114,7 +1127,7 @@ pub(crate) async fn drain(inner: &Arc<Inner>, key: &str, grace_ms: Option<u64>) 
         kill_within(inner, &task_id, grace_ms).await?;
     }
     finish_drains(inner).await;
-    Ok(node_answer(inner, id).0)
+    Ok(())
 }
 
 async fn deactivate_node(State(inner): Shared, Path(key): Path<String>) -> ApiResult<serde_json::Value> {

@@ -50,10 +50,11 @@ pub struct ServiceChange {
 impl State {
     pub(crate) fn change_services(&mut self, c: &ServiceChange) -> Result<Response, ApplyError> {
         self.require_cluster()?;
+        // All or nothing: check before changing anything.
+        if let Some((id, ..)) = c.put.iter().find(|(id, ..)| !id.starts_with('/')) {
+            return Err(ApplyError::InvalidApp { id: id.clone() });
+        }
         for (id, version, spec) in &c.put {
-            if !id.starts_with('/') {
-                return Err(ApplyError::InvalidApp { id: id.clone() });
-            }
             match self.apps.get_mut(id) {
                 Some(app) => {
                     if app.version != *version {

@@ -28,8 +28,13 @@ struct Held {
     agent: u64,
     role: Role,
     resources: Resources,
-    pending: bool,
+    /// When its `CreateTask` was sent, until the state shows it committed.
+    pending: Option<Millis>,
 }
+
+/// A launch whose commit the state does not show after this long was lost (its request was
+/// cancelled, or the write failed unseen): its resources are free again.
+const PENDING_TIMEOUT: Millis = 30_000;
 
 struct AgentSeen {
     total: Resources,
@@ -107,6 +112,9 @@ pub(crate) struct Core {
     sent_at: HashMap<String, Millis>,
     last_heartbeat: Millis,
     removing: HashSet<String>,
+    /// When a framework's subscription to this leader ended; its failover timeout runs from
+    /// there even before the state says it is disconnected.
+    left_at: HashMap<String, Millis>,
 }
 
 fn role_of(name: &str) -> Role {
@@ -140,6 +148,7 @@ impl Core {
             sent_at: HashMap::new(),
             last_heartbeat: now,
             removing: HashSet::new(),
+            left_at: HashMap::new(),
         };
         core.sync(s);
         core
@@ -224,6 +233,7 @@ impl Core {
         self.roles_of.remove(&id);
         self.subscribers.remove(name);
         self.removing.remove(name);
+        self.left_at.remove(name);
         let _ = self.alloc.remove_framework(id);
         // Its tasks are being killed; until they end, the next sync holds their resources
         // under the operator.
@@ -296,7 +306,9 @@ impl Core {
                 self.rescind_on(n.id);
                 let _ = self.alloc.remove_agent(AgentId(n.id));
                 self.agents.remove(&n.id);
-                self.held.retain(|_, h| h.agent != n.id || h.pending);
+                // Every holding on it, pending ones too: the next sync takes them from the
+                // state again, committed launches included.
+                self.held.retain(|_, h| h.agent != n.id);
             }
             if !self.agents.contains_key(&n.id) {
                 if let Err(e) = self
@@ -371,14 +383,14 @@ impl Core {
                     agent: t.agent_id,
                     role,
                     resources,
-                    pending: false,
+                    pending: None,
                 },
             );
         }
         let ended: Vec<String> = self
             .held
             .iter()
-            .filter(|(id, h)| !h.pending && s.tasks.get(*id).is_none_or(|t| t.state.is_terminal()))
+            .filter(|(id, h)| h.pending.is_none() && s.tasks.get(*id).is_none_or(|t| t.state.is_terminal()))
             .map(|(id, _)| id.clone())
             .collect();
         for id in ended {
@@ -391,7 +403,7 @@ impl Core {
 
     /// The operator's `/v1/tasks` takes resources directly: they must be unallocated (an
     /// outstanding offer holding them is rescinded first). Returns whether it got them.
-    pub(crate) fn take_for_operator(&mut self, task_id: &str, agent: u64, resources: &Resources) -> bool {
+    pub(crate) fn take_for_operator(&mut self, task_id: &str, agent: u64, resources: &Resources, now: Millis) -> bool {
         let role = Role::default_role();
         if self.alloc.add_used(OPERATOR, AgentId(agent), &role, resources).is_err() {
             self.rescind_on(agent);
@@ -406,16 +418,34 @@ impl Core {
                 agent,
                 role,
                 resources: resources.clone(),
-                pending: true,
+                pending: Some(now),
             },
         );
         true
     }
 
+    /// Pending launches the state shows committed are settled; those it never shows, after a
+    /// while, give their resources back (their commit was lost with a cancelled request).
+    fn settle_pending(&mut self, s: &State, now: Millis) {
+        let mut lost = vec![];
+        for (id, h) in self.held.iter_mut() {
+            let Some(since) = h.pending else { continue };
+            if s.tasks.contains_key(id) {
+                h.pending = None;
+            } else if now.saturating_sub(since) > PENDING_TIMEOUT {
+                lost.push(id.clone());
+            }
+        }
+        for id in lost {
+            tracing::warn!(task = %id, "a launch was never committed; its resources are free again");
+            self.launch_failed(&id);
+        }
+    }
+
     /// The task's `CreateTask` is committed.
     pub(crate) fn launched(&mut self, task_id: &str) {
         if let Some(h) = self.held.get_mut(task_id) {
-            h.pending = false;
+            h.pending = None;
         }
     }
 
@@ -480,6 +510,7 @@ impl Core {
                 .map_err(|e| CallError::Invalid(e.to_string()))?;
         }
         self.removing.remove(&f.id);
+        self.left_at.remove(&f.id);
         Ok(old)
     }
 
@@ -672,7 +703,7 @@ impl Core {
                                 agent: agent.0,
                                 role: role.clone(),
                                 resources: l.resources.clone(),
-                                pending: true,
+                                pending: Some(now),
                             },
                         );
                         plan.launches.push(task_record(&l, agent.0, framework, &role, now));
@@ -815,6 +846,7 @@ impl Core {
         grace: std::time::Duration,
     ) -> TickOut {
         self.sync(s);
+        self.settle_pending(s, now);
         let mut out = TickOut::default();
 
         let closed: Vec<String> = self
@@ -832,6 +864,7 @@ impl Core {
                 }
                 let _ = self.alloc.suppress(fid, &[]);
             }
+            self.left_at.insert(name.clone(), now);
             out.disconnected.push((name, now));
         }
 
@@ -909,8 +942,9 @@ impl Core {
             }
             // A framework that was connected to an earlier leader, or left before this term,
             // has at least the grace period from the start of this term.
-            let (since, timeout) = match f.disconnected_at {
-                Some(at) if !f.connected && at >= self.leading_since => (at, f.failover_timeout_ms),
+            let (since, timeout) = match (self.left_at.get(&f.id), f.disconnected_at) {
+                (Some(&at), _) => (at, f.failover_timeout_ms),
+                (None, Some(at)) if !f.connected && at >= self.leading_since => (at, f.failover_timeout_ms),
                 _ => (self.leading_since, f.failover_timeout_ms.max(grace_ms)),
             };
             if now >= since.saturating_add(timeout) {
@@ -1324,7 +1358,7 @@ mod tests {
         tick(&mut c, &s, 1);
         let offer = offers(&mut rx).remove(0);
         let r: Resources = "cpus:1;mem:64".parse().unwrap();
-        assert!(c.take_for_operator("op", 1, &r));
+        assert!(c.take_for_operator("op", 1, &r, 1));
         let rescinded: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
             .filter_map(|e| match e {
                 SchedulerEvent::Rescind { offer_id } => Some(offer_id),
@@ -1333,7 +1367,7 @@ mod tests {
             .collect();
         assert_eq!(rescinded, vec![offer.id]);
         assert!(
-            !c.take_for_operator("op2", 1, &"cpus:1.5".parse().unwrap()),
+            !c.take_for_operator("op2", 1, &"cpus:1.5".parse().unwrap(), 1),
             "only 1 cpu is left"
         );
         c.alloc.check_invariants().unwrap();
@@ -1424,6 +1458,39 @@ mod tests {
                 .all(|o| !o.contains("(eng)")),
             "{offered:?}"
         );
+        c.alloc.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_framework_that_just_left_gets_its_whole_failover_timeout() {
+        let mut s = state(1);
+        let mut c = Core::new(1, 0, &s);
+        let rx = subscribed(&mut c, &mut s, "f1");
+        // Leading for long already; the state still says connected when the stream ends.
+        assert!(tick(&mut c, &s, 500_000).timed_out.is_empty());
+        drop(rx);
+        let out = tick(&mut c, &s, 600_000);
+        assert_eq!(out.disconnected.len(), 1);
+        assert!(out.timed_out.is_empty(), "not at the moment it left");
+        assert!(tick(&mut c, &s, 609_999).timed_out.is_empty());
+        assert_eq!(tick(&mut c, &s, 610_000).timed_out, vec!["f1".to_string()]);
+    }
+
+    #[test]
+    fn launches_never_committed_give_their_resources_back() {
+        let mut s = state(1);
+        let mut c = Core::new(1, 0, &s);
+        let r: Resources = "cpus:2;mem:1024".parse().unwrap();
+        assert!(c.take_for_operator("lost", 1, &r, 1_000));
+        assert!(!c.take_for_operator("other", 1, &r, 1_000), "held while pending");
+        tick(&mut c, &s, 1_000 + PENDING_TIMEOUT);
+        assert!(!c.take_for_operator("other", 1, &r, 2_000), "still within the timeout");
+        tick(&mut c, &s, 1_001 + PENDING_TIMEOUT);
+        assert!(c.take_for_operator("other", 1, &r, 40_000), "free again");
+        // One the state shows committed stays held.
+        s.tasks.insert("other".into(), plan_record(&s, "other"));
+        tick(&mut c, &s, 200_000);
+        assert!(!c.take_for_operator("third", 1, &"cpus:0.5".parse().unwrap(), 200_000));
         c.alloc.check_invariants().unwrap();
     }
 }

@@ -190,6 +190,12 @@ impl Master {
         if spec.roles.is_empty() {
             return Err(CallError::Invalid("a framework needs at least one role".into()));
         }
+        if !spec.builtin && spec.id.as_deref() == Some(crate::services::FRAMEWORK_ID) {
+            return Err(CallError::Invalid(format!(
+                "framework id {} belongs to tepui's own services scheduler",
+                crate::services::FRAMEWORK_ID
+            )));
+        }
         for r in spec.roles.iter().chain(&spec.suppressed_roles) {
             Role::new(r).map_err(|e| CallError::Invalid(e.to_string()))?;
         }
@@ -233,23 +239,22 @@ impl Master {
             .await?;
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let stream_id = hex::encode(rand::random::<[u8; 16]>());
-        let resend = inner.state.read(|s| {
-            self.with_core(|c| {
-                c.sync(s);
-                c.subscribe(&record, &spec.suppressed_roles, stream_id.clone(), tx.clone())
-            })
-        })??;
+        // SUBSCRIBED comes first: the core may send on the channel as soon as it has it.
         let _ = tx.try_send(SchedulerEvent::Subscribed {
             framework_id: record.id.clone(),
         });
-        // Updates it never acknowledged go again (after its own restart or a leader change).
-        let pending: Vec<StatusView> = inner
-            .state
-            .read(|s| s.unacknowledged(&record.id).map(|t| status_of(t, &record)).collect());
-        for u in pending {
-            let _ = tx.try_send(SchedulerEvent::Update(u));
-        }
-        if let Some(old) = resend {
+        let previous = inner.state.read(|s| {
+            self.with_core(|c| {
+                c.sync(s);
+                let previous = c.subscribe(&record, &spec.suppressed_roles, stream_id.clone(), tx.clone())?;
+                // Updates it never acknowledged go again (after its own restart or a leader change).
+                for t in s.unacknowledged(&record.id) {
+                    c.send_status(&record.id, status_of(t, &record));
+                }
+                Ok::<_, CallError>(previous)
+            })
+        })??;
+        if let Some(old) = previous {
             let _ = old.try_send(SchedulerEvent::Error {
                 message: "Framework failed over: another connection subscribed with its id".into(),
             });
@@ -425,6 +430,11 @@ impl Master {
 
     /// TEARDOWN: the framework is removed and its tasks killed.
     pub(crate) async fn teardown(&self, inner: &Arc<Inner>, framework: &str) -> Result<(), CallError> {
+        if framework == crate::services::FRAMEWORK_ID {
+            return Err(CallError::Invalid(
+                "tepui's services scheduler cannot be torn down; remove its apps with `tepui app rm`".into(),
+            ));
+        }
         remove_framework(inner, framework, "teardown").await
     }
 
@@ -432,7 +442,7 @@ impl Master {
     /// first). `false`: they are not free. Before this leader's core exists the state's own
     /// fit check is the only guard, and the next sync accounts the task.
     pub(crate) fn take_for_operator(&self, task_id: &str, agent: u64, resources: &Resources) -> bool {
-        self.with_core(|c| c.take_for_operator(task_id, agent, resources))
+        self.with_core(|c| c.take_for_operator(task_id, agent, resources, now_ms()))
             .unwrap_or(true)
     }
 

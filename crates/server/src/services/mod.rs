@@ -62,6 +62,9 @@ pub(crate) struct QueueItem {
 pub(crate) struct Services {
     events: broadcast::Sender<Event>,
     pub(crate) queue: Mutex<runtime::Queue>,
+    /// One change at a time: each plans on the state the previous one left (deployment locks,
+    /// service ports, partial updates).
+    changes: tokio::sync::Mutex<()>,
 }
 
 impl Default for Services {
@@ -69,6 +72,7 @@ impl Default for Services {
         Services {
             events: broadcast::channel(1024).0,
             queue: Mutex::new(runtime::Queue::default()),
+            changes: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -214,6 +218,7 @@ impl Services {
         force: bool,
         restart: bool,
     ) -> Result<Started, ChangeError> {
+        let _one_at_a_time = self.changes.lock().await;
         inner.linearize().await?;
         let now = now_ms();
         let timeout = inner.deployment_timeout.as_millis() as u64;
@@ -240,6 +245,7 @@ impl Services {
         id: &str,
         force: bool,
     ) -> Result<Option<Started>, ChangeError> {
+        let _one_at_a_time = self.changes.lock().await;
         inner.linearize().await?;
         let d = inner
             .state

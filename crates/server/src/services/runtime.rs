@@ -368,7 +368,7 @@ fn launch_spec(spec: &AppSpec, agent: u64, host_ports: &[u16]) -> LaunchSpec {
             path: h.path.clone(),
             port: h
                 .port
-                .or_else(|| h.port_index.and_then(|i| host_ports.get(i as usize).copied())),
+                .or_else(|| h.port_index.and_then(|i| host_port_of(spec, host_ports, i as usize))),
             command: h.command.as_ref().map(|c| c.value.clone()),
             grace_period_ms: h.grace_period_seconds * 1000,
             interval_ms: (h.interval_seconds * 1000).max(100),
@@ -433,6 +433,18 @@ fn launch_spec(spec: &AppSpec, agent: u64, host_ports: &[u16]) -> LaunchSpec {
             (LABEL_VERSION.to_string(), spec.config_version().to_string()),
         ]),
     }
+}
+
+/// The host port of the app's port `index` (a port definition, or a port mapping in bridge mode,
+/// where only the mappings with a host port have one).
+fn host_port_of(spec: &AppSpec, host_ports: &[u16], index: usize) -> Option<u16> {
+    if spec.network_mode() != NetworkMode::Bridge {
+        return host_ports.get(index).copied();
+    }
+    let mappings = spec.port_mappings();
+    mappings.get(index)?.host_port?;
+    let position = mappings[..index].iter().filter(|m| m.host_port.is_some()).count();
+    host_ports.get(position).copied()
 }
 
 fn protocol(p: &tepui_services::app::Protocol) -> String {
@@ -506,6 +518,7 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
     let mut work = Work::default();
     let specs = apps(s);
     let known: HashSet<String> = specs.iter().map(|a| a.id.to_string()).collect();
+    q.counted.retain(|id| s.tasks.contains_key(id));
     q.launch.tick(now);
     for spec in &specs {
         for t in tasks_of(s, &spec.id) {

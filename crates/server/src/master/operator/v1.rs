@@ -178,7 +178,7 @@ async fn handle(inner: Arc<Inner>, ctx: Arc<Ctx>, headers: &HeaderMap, body: &[u
                 .max_grace_period
                 .as_ref()
                 .map(|d| (d.nanoseconds.max(0) / 1_000_000) as u64);
-            drain(&inner, id, grace_ms).await?;
+            crate::tasks::drain_agent(&inner, id, grace_ms).await?;
             Ok(StatusCode::OK.into_response())
         }
         CallType::DeactivateAgent => {
@@ -326,24 +326,6 @@ async fn reservation(
 async fn set_maintenance(inner: &Arc<Inner>, id: u64, maintenance: Maintenance) -> Result<(), MesosError> {
     inner.write(Command::SetMaintenance { id, maintenance }).await?;
     tracing::info!(node = id, maintenance = maintenance.as_str(), "agent maintenance");
-    Ok(())
-}
-
-/// What `/v1/nodes/{id}/drain` does: no new tasks, live tasks killed, drained once none is left.
-/// `max_grace_period` caps every task's grace period.
-async fn drain(inner: &Arc<Inner>, id: u64, grace_ms: Option<u64>) -> Result<(), MesosError> {
-    set_maintenance(inner, id, Maintenance::Draining).await?;
-    let live: Vec<String> = inner.state.read(|s| {
-        s.tasks
-            .values()
-            .filter(|t| t.agent_id == id && !t.state.is_terminal())
-            .map(|t| t.id.clone())
-            .collect()
-    });
-    for task_id in live {
-        crate::tasks::kill_within(inner, &task_id, grace_ms).await?;
-    }
-    crate::tasks::finish_drains(inner).await;
     Ok(())
 }
 
