@@ -829,17 +829,17 @@ fn put_target(
 async fn put_app(inner: &Arc<Inner>, raw_id: &str, p: &Params, uri: &str, headers: &HeaderMap, body: &[u8]) -> Answer {
     let v = body_json(body)?;
     let id = PathId::parse(raw_id).ok();
-    inner.linearize().await?;
     let partial = p.get("partialUpdate") != Some("false");
-    let (spec, created) = inner
-        .state
-        .read(|s| put_target(s, id.as_ref(), raw_id, &v, partial))
-        .map_err(Refusal::from)?;
-    let app_id = spec.id.clone();
+    let mut target = None;
     let started = inner
         .services
-        .deploy(inner, vec![spec], vec![], p.flag("force"))
+        .deploy_from(inner, p.flag("force"), |s| {
+            let (spec, created) = put_target(s, id.as_ref(), raw_id, &v, partial).map_err(Refusal::from)?;
+            target = Some((spec.id.clone(), created));
+            Ok::<_, Refusal>(vec![spec])
+        })
         .await?;
+    let (app_id, created) = target.expect("computed before the deployment");
     if let Some(stored) = inner.state.read(|s| super::app(s, &app_id)) {
         api_post_event(inner, headers, uri, stored);
     }
@@ -869,8 +869,8 @@ async fn put_apps(
             "PUT /v2/apps takes a JSON array of apps",
         )));
     };
-    inner.linearize().await?;
-    let specs = inner.state.read(|s| {
+    let mut ids: Vec<PathId> = vec![];
+    let started = inner.services.deploy_from(&inner, p.flag("force"), |s| {
         let mut errors = ValidationErrors::new();
         let mut specs: Vec<AppSpec> = Vec::new();
         for (i, item) in items.iter().enumerate() {
@@ -889,15 +889,12 @@ async fn put_apps(
                 Err(Bad::Refused(refusal)) => return Err(refusal),
             }
         }
+        ids = specs.iter().map(|a| a.id.clone()).collect();
         errors.into_result(specs).map_err(Refusal::invalid)
     });
-    let specs = specs?;
-    let started = inner
-        .services
-        .deploy(&inner, specs.clone(), vec![], p.flag("force"))
-        .await?;
-    for spec in specs {
-        if let Some(stored) = inner.state.read(|s| super::app(s, &spec.id)) {
+    let started = started.await?;
+    for id in ids {
+        if let Some(stored) = inner.state.read(|s| super::app(s, &id)) {
             api_post_event(&inner, &headers, uri.path(), stored);
         }
     }

@@ -210,6 +210,20 @@ impl Services {
         self.change(inner, vec![restarted], vec![], force, true).await
     }
 
+    /// Like [`Services::deploy`], with the apps to put computed from the state inside the
+    /// change's turn, so a partial update cannot lose another one made at the same time.
+    pub(crate) async fn deploy_from<E: From<ChangeError>>(
+        &self,
+        inner: &Arc<Inner>,
+        force: bool,
+        compute: impl FnOnce(&State) -> Result<Vec<AppSpec>, E>,
+    ) -> Result<Started, E> {
+        let _one_at_a_time = self.changes.lock().await;
+        inner.linearize().await.map_err(ChangeError::from)?;
+        let put = inner.state.read(compute)?;
+        Ok(self.change_now(inner, put, vec![], force, false).await?)
+    }
+
     async fn change(
         &self,
         inner: &Arc<Inner>,
@@ -220,6 +234,18 @@ impl Services {
     ) -> Result<Started, ChangeError> {
         let _one_at_a_time = self.changes.lock().await;
         inner.linearize().await?;
+        self.change_now(inner, put, remove, force, restart).await
+    }
+
+    /// A change, in its turn, on a linearized state.
+    async fn change_now(
+        &self,
+        inner: &Arc<Inner>,
+        put: Vec<AppSpec>,
+        remove: Vec<PathId>,
+        force: bool,
+        restart: bool,
+    ) -> Result<Started, ChangeError> {
         let now = now_ms();
         let timeout = inner.deployment_timeout.as_millis() as u64;
         let (change, started, deployment) = inner
