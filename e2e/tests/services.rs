@@ -132,39 +132,55 @@ fn start_cluster(sb: &Sandbox) -> (Daemon, Vec<Daemon>) {
     let token = read_token(&sb.join("s1"), "agent");
     let mut agents = vec![];
     for (i, (name, ip, ports, subnet)) in AGENTS.iter().enumerate() {
-        let dir = sb.join(name).display().to_string();
         let bridge = format!("tpe2e-svc{i}");
-        let mut a = sb.spawn(
-            name,
-            &[
-                "join",
-                &cluster_addr(SERVER_IP),
-                "--token",
-                &token,
-                "--data-dir",
-                &dir,
-                "--bind",
-                ip,
-                "--name",
-                name,
-                "--cpus",
-                "2",
-                "--mem",
-                "1024",
-                "--ports",
-                ports,
-                "--heartbeat-secs",
-                "0.3",
-                "--bridge",
-                &bridge,
-                "--bridge-subnet",
-                subnet,
-            ],
-        );
-        a.wait_ready(START);
+        let a = spawn_agent(sb, SERVER_IP, &token, name, ip, ports, &bridge, subnet);
         agents.push(a);
     }
     (server, agents)
+}
+
+/// An agent of `--cpus 2 --mem 1024` joined to `server_ip`, ready.
+#[allow(clippy::too_many_arguments)]
+fn spawn_agent(
+    sb: &Sandbox,
+    server_ip: &str,
+    token: &str,
+    name: &str,
+    ip: &str,
+    ports: &str,
+    bridge: &str,
+    subnet: &str,
+) -> Daemon {
+    let dir = sb.join(name).display().to_string();
+    let mut a = sb.spawn(
+        name,
+        &[
+            "join",
+            &cluster_addr(server_ip),
+            "--token",
+            token,
+            "--data-dir",
+            &dir,
+            "--bind",
+            ip,
+            "--name",
+            name,
+            "--cpus",
+            "2",
+            "--mem",
+            "1024",
+            "--ports",
+            ports,
+            "--heartbeat-secs",
+            "0.3",
+            "--bridge",
+            bridge,
+            "--bridge-subnet",
+            subnet,
+        ],
+    );
+    a.wait_ready(START);
+    a
 }
 
 fn web_app(color: &str, marker: &str) -> Value {
@@ -437,38 +453,10 @@ fn a_deployment_finishes_under_a_new_leader() {
     let mut agents = vec![];
     for (i, ip) in ["127.0.23.4", "127.0.23.5"].iter().enumerate() {
         let name = format!("a{}", i + 1);
-        let dir = sb.join(&name).display().to_string();
         let ports = format!("{}-{}", 32600 + i * 20, 32619 + i * 20);
         let bridge = format!("tpe2e-svf{i}");
         let subnet = format!("10.214.23.{}/26", i * 64);
-        let mut a = sb.spawn(
-            &name,
-            &[
-                "join",
-                &cluster_addr(ips[0]),
-                "--token",
-                &agent_token,
-                "--data-dir",
-                &dir,
-                "--bind",
-                ip,
-                "--name",
-                &name,
-                "--cpus",
-                "2",
-                "--mem",
-                "1024",
-                "--ports",
-                &ports,
-                "--heartbeat-secs",
-                "0.3",
-                "--bridge",
-                &bridge,
-                "--bridge-subnet",
-                &subnet,
-            ],
-        );
-        a.wait_ready(START);
+        let a = spawn_agent(&sb, ips[0], &agent_token, &name, ip, &ports, &bridge, &subnet);
         agents.push(a);
     }
     let addrs: Vec<String> = ips.iter().map(|ip| http_addr(ip)).collect();
@@ -565,35 +553,16 @@ fn a_deployment_that_never_gets_healthy_rolls_back_at_its_deadline() {
     );
     server.wait_ready(START);
     let token = read_token(&sb.join("s1"), "agent");
-    let adir = sb.join("a1").display().to_string();
-    let mut agent = sb.spawn(
+    let _agent = spawn_agent(
+        &sb,
+        "127.0.24.1",
+        &token,
         "a1",
-        &[
-            "join",
-            &cluster_addr("127.0.24.1"),
-            "--token",
-            &token,
-            "--data-dir",
-            &adir,
-            "--bind",
-            "127.0.24.2",
-            "--name",
-            "a1",
-            "--cpus",
-            "2",
-            "--mem",
-            "1024",
-            "--ports",
-            "32700-32719",
-            "--heartbeat-secs",
-            "0.3",
-            "--bridge",
-            "tpe2e-svr",
-            "--bridge-subnet",
-            "10.214.24.0/24",
-        ],
+        "127.0.24.2",
+        "32700-32719",
+        "tpe2e-svr",
+        "10.214.24.0/24",
     );
-    agent.wait_ready(START);
     let m = Marathon::new(&http_addr("127.0.24.1"));
     let app = |check: &str| {
         json!({
@@ -669,38 +638,10 @@ fn an_unreachable_instance_is_replaced_and_the_surplus_killed_when_it_returns() 
     let mut agents = vec![];
     for (i, ip) in ["127.0.25.2", "127.0.25.3"].iter().enumerate() {
         let name = format!("a{}", i + 1);
-        let dir = sb.join(&name).display().to_string();
         let ports = format!("{}-{}", 32800 + i * 20, 32819 + i * 20);
         let bridge = format!("tpe2e-svu{i}");
         let subnet = format!("10.214.25.{}/26", i * 64);
-        let mut a = sb.spawn(
-            &name,
-            &[
-                "join",
-                &cluster_addr("127.0.25.1"),
-                "--token",
-                &token,
-                "--data-dir",
-                &dir,
-                "--bind",
-                ip,
-                "--name",
-                &name,
-                "--cpus",
-                "2",
-                "--mem",
-                "1024",
-                "--ports",
-                &ports,
-                "--heartbeat-secs",
-                "0.3",
-                "--bridge",
-                &bridge,
-                "--bridge-subnet",
-                &subnet,
-            ],
-        );
-        a.wait_ready(START);
+        let a = spawn_agent(&sb, "127.0.25.1", &token, &name, ip, &ports, &bridge, &subnet);
         agents.push(a);
     }
     let m = Marathon::new(&http_addr("127.0.25.1"));

@@ -16,6 +16,8 @@ mod peers;
 mod raft_net;
 mod services;
 mod tasks;
+#[cfg(test)]
+mod test_support;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

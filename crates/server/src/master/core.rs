@@ -1138,55 +1138,13 @@ fn task_record(l: &LaunchSpec, agent: u64, framework: &str, role: &Role, now: Mi
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::time::Duration;
-
-    use tepui_state::{AgentInfo, ClusterInfo, NodeRecord};
 
     use super::*;
     use crate::master::LaunchSpec;
 
     fn state(agents: u64) -> State {
-        let mut s = State {
-            cluster: Some(ClusterInfo {
-                cluster_id: "c".into(),
-                ca_cert_pem: String::new(),
-                ca_key_pem: String::new(),
-                created_at: 0,
-            }),
-            ..State::default()
-        };
-        for id in 1..=agents {
-            s.nodes.insert(
-                id,
-                NodeRecord {
-                    id,
-                    name: format!("a{id}"),
-                    role: tepui_state::Role::Agent,
-                    cluster_addr: String::new(),
-                    http_addr: String::new(),
-                    agent: Some(AgentInfo {
-                        resources: tepui_state::Resources {
-                            cpus_milli: 2000,
-                            mem_mb: 2048,
-                            disk_mb: 0,
-                            reserved: String::new(),
-                            ports: vec![(31000, 31009)],
-                        },
-                        attributes: BTreeMap::new(),
-                        http_addr: String::new(),
-                        version: String::new(),
-                        registered_at: 0,
-                    }),
-                    status: NodeStatus::Ready,
-                    joined_at: 0,
-                    status_changed_at: 0,
-                    token_id: None,
-                    maintenance: Maintenance::Active,
-                },
-            );
-        }
-        s
+        crate::test_support::state_with_agents(agents, 2048)
     }
 
     fn framework(id: &str, partition_aware: bool) -> FrameworkRecord {

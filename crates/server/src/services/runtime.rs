@@ -636,54 +636,13 @@ pub(crate) fn deployment_info_event(d: &Deployment, now: u64) -> Event {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use tepui_services::{validate_app, AppDefinition};
-    use tepui_state::{AgentInfo as StateAgent, ClusterInfo, Maintenance, NodeRecord, NodeStatus, TaskRecord};
+    use tepui_state::TaskRecord;
 
     use super::*;
 
     fn state(agents: u64) -> State {
-        let mut s = State {
-            cluster: Some(ClusterInfo {
-                cluster_id: "c".into(),
-                ca_cert_pem: String::new(),
-                ca_key_pem: String::new(),
-                created_at: 0,
-            }),
-            ..State::default()
-        };
-        for id in 1..=agents {
-            s.nodes.insert(
-                id,
-                NodeRecord {
-                    id,
-                    name: format!("a{id}"),
-                    role: tepui_state::Role::Agent,
-                    cluster_addr: String::new(),
-                    http_addr: String::new(),
-                    agent: Some(StateAgent {
-                        resources: tepui_state::Resources {
-                            cpus_milli: 2000,
-                            mem_mb: 1024,
-                            disk_mb: 0,
-                            reserved: String::new(),
-                            ports: vec![(31000, 31009)],
-                        },
-                        attributes: BTreeMap::new(),
-                        http_addr: String::new(),
-                        version: String::new(),
-                        registered_at: 0,
-                    }),
-                    status: NodeStatus::Ready,
-                    joined_at: 0,
-                    status_changed_at: 0,
-                    token_id: None,
-                    maintenance: Maintenance::Active,
-                },
-            );
-        }
-        s
+        crate::test_support::state_with_agents(agents, 1024)
     }
 
     fn put_app(s: &mut State, json: serde_json::Value, now: u64) -> AppSpec {
