@@ -64,7 +64,7 @@ pub(crate) struct Services {
     pub(crate) queue: Mutex<runtime::Queue>,
     /// One change at a time: each plans on the state the previous one left (deployment locks,
     /// service ports, partial updates).
-    changes: tokio::sync::Mutex<()>,
+    pub(crate) changes: tokio::sync::Mutex<()>,
 }
 
 impl Default for Services {

@@ -483,6 +483,12 @@ async fn reconcile(inner: &Arc<Inner>) {
         }
     }
     for d in work.overdue {
+        // In the API's turn, and only if no change replaced the deployment meanwhile.
+        let _one_at_a_time = inner.services.changes.lock().await;
+        let current = inner.state.read(|s| s.deployments.contains_key(&d.id));
+        if !current {
+            continue;
+        }
         inner
             .services
             .emit(Event::DeploymentFailed(Box::new(DeploymentResultEvent {
