@@ -116,25 +116,46 @@ pub(crate) fn deployments(s: &State) -> Vec<Deployment> {
         .collect()
 }
 
-/// The tasks that are instances of `app` (live and ended), oldest first.
-pub(crate) fn tasks_of<'a>(s: &'a State, app: &PathId) -> Vec<&'a TaskRecord> {
-    let app = app.to_string();
-    let mut tasks: Vec<&TaskRecord> = s
-        .tasks
-        .values()
-        .filter(|t| t.framework_id == FRAMEWORK_ID && t.labels.get(LABEL_APP) == Some(&app))
-        .collect();
-    tasks.sort_by_key(|t| (t.created_at, t.id.clone()));
-    tasks
+/// Every app's tasks, from one pass over the state's tasks.
+pub(crate) struct TaskIndex<'a> {
+    by_app: std::collections::HashMap<&'a str, Vec<&'a TaskRecord>>,
 }
 
-/// An app's live instances as the planner sees them.
-pub(crate) fn instances(s: &State, spec: &AppSpec) -> Vec<Instance> {
-    tasks_of(s, &spec.id)
-        .into_iter()
-        .filter(|t| !t.state.is_terminal())
-        .map(|t| instance(s, spec, t))
-        .collect()
+impl<'a> TaskIndex<'a> {
+    pub(crate) fn new(s: &'a State) -> TaskIndex<'a> {
+        let mut by_app: std::collections::HashMap<&str, Vec<&TaskRecord>> = Default::default();
+        for t in s.tasks.values().filter(|t| t.framework_id == FRAMEWORK_ID) {
+            if let Some(app) = t.labels.get(LABEL_APP) {
+                by_app.entry(app.as_str()).or_default().push(t);
+            }
+        }
+        for tasks in by_app.values_mut() {
+            tasks.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        }
+        TaskIndex { by_app }
+    }
+
+    /// The tasks that are instances of `app` (live and ended), oldest first.
+    pub(crate) fn tasks(&self, app: &PathId) -> &[&'a TaskRecord] {
+        self.by_app
+            .get(app.to_string().as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// An app's live instances as the planner sees them.
+    pub(crate) fn instances(&self, s: &State, spec: &AppSpec) -> Vec<Instance> {
+        self.tasks(&spec.id)
+            .iter()
+            .filter(|t| !t.state.is_terminal())
+            .map(|t| instance(s, spec, t))
+            .collect()
+    }
+}
+
+/// The tasks that are instances of `app` (live and ended), oldest first.
+pub(crate) fn tasks_of<'a>(s: &'a State, app: &PathId) -> Vec<&'a TaskRecord> {
+    TaskIndex::new(s).tasks(app).to_vec()
 }
 
 fn instance(s: &State, spec: &AppSpec, t: &TaskRecord) -> Instance {

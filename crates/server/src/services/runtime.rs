@@ -20,7 +20,7 @@ use tepui_services::why::OfferStats;
 use tepui_services::{plan, AppSpec, Deployment, PathId};
 use tepui_state::{Command, HealthCheckDef, PortDef, State, TaskDef, TaskState};
 
-use super::{apps, deployments, instances, tasks_of, QueueItem, FRAMEWORK_ID, LABEL_APP, LABEL_VERSION};
+use super::{apps, deployments, QueueItem, TaskIndex, FRAMEWORK_ID, LABEL_APP, LABEL_VERSION};
 use crate::master::{FrameworkSpec, LaunchSpec, OfferView, Operation, SchedulerEvent, StatusView, Subscription};
 use crate::node::Inner;
 use crate::now_ms;
@@ -278,6 +278,7 @@ async fn on_offers(inner: &Arc<Inner>, offers: Vec<OfferView>) {
 
 /// Packs waiting instances into one offer, app by app, recording why it did not fit.
 fn match_offer(q: &mut Queue, s: &State, offer: &OfferView, now: u64) -> Vec<LaunchSpec> {
+    let index = TaskIndex::new(s);
     let mut summary = summary(s, offer);
     let mut launches = vec![];
     for spec in apps(s) {
@@ -285,7 +286,7 @@ fn match_offer(q: &mut Queue, s: &State, offer: &OfferView, now: u64) -> Vec<Lau
         if waiting == 0 || !q.launch.can_launch(&spec.id, now) {
             continue;
         }
-        let mut placed: Vec<AgentInfo> = instances(s, &spec).into_iter().filter_map(|i| i.agent).collect();
+        let mut placed: Vec<AgentInfo> = index.instances(s, &spec).into_iter().filter_map(|i| i.agent).collect();
         let mut launched = 0;
         while launched < waiting {
             let refs: Vec<&AgentInfo> = placed.iter().collect();
@@ -522,12 +523,13 @@ async fn reconcile(inner: &Arc<Inner>) {
 
 fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
     let mut work = Work::default();
+    let index = TaskIndex::new(s);
     let specs = apps(s);
     let known: HashSet<String> = specs.iter().map(|a| a.id.to_string()).collect();
     q.counted.retain(|id| s.tasks.contains_key(id));
     q.launch.tick(now);
     for spec in &specs {
-        for t in tasks_of(s, &spec.id) {
+        for t in index.tasks(&spec.id) {
             if t.state.is_terminal() && q.counted.insert(t.id.clone()) {
                 let failed = matches!(
                     t.state,
@@ -543,7 +545,7 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
                 }
             }
         }
-        let current = instances(s, spec);
+        let current = index.instances(s, spec);
         let decision = plan::step(spec, &current, now);
         q.launch.set_waiting(spec, decision.launch, now);
         if decision.launch > 0 {
@@ -588,7 +590,7 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
         let step_done = d
             .current_actions()
             .iter()
-            .all(|a| action_done(s, a.action, &a.app, now));
+            .all(|a| action_done(s, &index, a.action, &a.app, now));
         if !step_done {
             continue;
         }
@@ -621,12 +623,12 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
 }
 
 /// Whether a deployment action has reached its goal.
-fn action_done(s: &State, action: ActionKind, app: &PathId, now: u64) -> bool {
+fn action_done(s: &State, index: &TaskIndex, action: ActionKind, app: &PathId, now: u64) -> bool {
     match (action, super::app(s, app)) {
         // Marathon's start step only creates the app; scaling it up is the next step.
         (ActionKind::StartApplication, _) => true,
-        (ActionKind::StopApplication, _) | (_, None) => tasks_of(s, app).iter().all(|t| t.state.is_terminal()),
-        (_, Some(spec)) => plan::step(&spec, &instances(s, &spec), now).complete,
+        (ActionKind::StopApplication, _) | (_, None) => index.tasks(app).iter().all(|t| t.state.is_terminal()),
+        (_, Some(spec)) => plan::step(&spec, &index.instances(s, &spec), now).complete,
     }
 }
 
