@@ -1023,8 +1023,8 @@ fn a_mesos_framework_runs_tasks_and_sees_its_agent_go_and_come_back() {
         .find(|t| t["id"] == sleepy.as_str())
         .unwrap_or_else(|| panic!("tepui task ls lists the framework's task: {cli:?}"));
     assert_eq!(
-        (c["state"].as_str(), c["agent_name"].as_str()),
-        (Some("TASK_RUNNING"), Some("a1")),
+        (c["state"].as_str(), c["agent_name"].as_str(), c["framework"].as_str()),
+        (Some("TASK_RUNNING"), Some("a1"), Some(fid.as_str())),
         "{c}"
     );
     wait_for("one process for the long task", SETTLE, || {

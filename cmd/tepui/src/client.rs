@@ -410,8 +410,13 @@ fn tasks_table(tasks: &[TaskView]) -> String {
         .map(|t| {
             vec![
                 t.id.clone(),
+                t.framework.clone(),
                 t.agent_name.clone(),
-                t.state.trim_start_matches("TASK_").to_string(),
+                match t.healthy {
+                    Some(true) => format!("{} (healthy)", t.state.trim_start_matches("TASK_")),
+                    Some(false) => format!("{} (unhealthy)", t.state.trim_start_matches("TASK_")),
+                    None => t.state.trim_start_matches("TASK_").to_string(),
+                },
                 t.image.clone().unwrap_or_else(|| "(host)".into()),
                 t.cmd.join(" "),
                 t.ports
@@ -425,7 +430,17 @@ fn tasks_table(tasks: &[TaskView]) -> String {
         })
         .collect();
     table(
-        &["ID", "AGENT", "STATE", "IMAGE", "COMMAND", "PORTS", "EXIT", "MESSAGE"],
+        &[
+            "ID",
+            "FRAMEWORK",
+            "AGENT",
+            "STATE",
+            "IMAGE",
+            "COMMAND",
+            "PORTS",
+            "EXIT",
+            "MESSAGE",
+        ],
         rows,
     )
 }

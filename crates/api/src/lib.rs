@@ -466,6 +466,13 @@ pub struct TaskView {
     pub updated_at_ms: u64,
     pub started_at_ms: Option<u64>,
     pub finished_at_ms: Option<u64>,
+    /// The framework that launched it: `tepui` for `tepui task run`, `tepui-services` for app
+    /// instances, or a Mesos framework's id.
+    #[serde(default)]
+    pub framework: String,
+    /// What its health checks last said, if it has any.
+    #[serde(default)]
+    pub healthy: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

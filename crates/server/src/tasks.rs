@@ -310,6 +310,12 @@ fn task_view(s: &Replicated, t: &TaskRecord) -> TaskView {
         updated_at_ms: t.updated_at,
         started_at_ms: t.started_at,
         finished_at_ms: t.finished_at,
+        framework: if t.framework_id.is_empty() {
+            "tepui".into()
+        } else {
+            t.framework_id.clone()
+        },
+        healthy: t.healthy,
     }
 }
 
