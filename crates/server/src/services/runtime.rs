@@ -379,7 +379,12 @@ fn launch_spec(spec: &AppSpec, agent: u64, host_ports: &[u16]) -> LaunchSpec {
             } else {
                 h.max_consecutive_failures
             },
-            delay_ms: h.delay_seconds * 1000,
+            // Marathon runs HTTP, HTTPS and TCP checks itself from the start; only the checks
+            // Mesos runs (MESOS_* and COMMAND) wait `delaySeconds` first.
+            delay_ms: match h.protocol {
+                HealthCheckProtocol::Http | HealthCheckProtocol::Https | HealthCheckProtocol::Tcp => 0,
+                _ => h.delay_seconds * 1000,
+            },
         })
         .collect();
     let def = TaskDef {
@@ -806,5 +811,26 @@ mod tests {
         let work = decide(&mut q, &s, 5_000);
         assert_eq!(work.kill.len(), 2, "a removed app's instances all stop");
         assert!(q.items(&s, 5_000).is_empty());
+    }
+
+    #[test]
+    fn health_checks_reach_the_instance_port_and_only_mesos_checks_wait() {
+        let mut s = state(1);
+        let spec = put_app(
+            &mut s,
+            serde_json::json!({"id": "/web", "cmd": "x", "cpus": 0.1, "mem": 16,
+                "portDefinitions": [{"port": 0}, {"port": 0}],
+                "healthChecks": [{"protocol": "HTTP", "path": "/h", "portIndex": 1},
+                                 {"protocol": "COMMAND", "command": {"value": "true"}}]}),
+            1_000,
+        );
+        let l = launch_spec(&spec, 1, &[31004, 31007]);
+        let http = &l.def.health_checks[0];
+        assert_eq!(
+            (http.protocol.as_str(), http.port, http.delay_ms),
+            ("HTTP", Some(31007), 0)
+        );
+        let command = &l.def.health_checks[1];
+        assert_eq!((command.protocol.as_str(), command.delay_ms), ("COMMAND", 15_000));
     }
 }
