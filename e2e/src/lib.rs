@@ -472,3 +472,36 @@ impl Drop for MarkedProcesses {
         }
     }
 }
+
+/// Servers `s1`, `s2`, ... on `ips`, each with `extra` flags: `s1` bootstraps, the others join
+/// with its server token. Returns them ready, in order.
+pub fn spawn_servers(sb: &Sandbox, ips: &[&str], extra: &[&str], ready: Duration) -> Vec<Daemon> {
+    let flags = |name: &str, ip: &str| -> Vec<String> {
+        let dir = sb.join(name).display().to_string();
+        let mut f: Vec<String> = ["--data-dir", &dir, "--bind", ip, "--name", name]
+            .map(String::from)
+            .to_vec();
+        f.extend(extra.iter().map(|s| s.to_string()));
+        f
+    };
+    let mut args = vec!["server".to_string(), "--bootstrap".into()];
+    args.extend(flags("s1", ips[0]));
+    let mut servers = vec![sb.spawn("s1", &args)];
+    servers[0].wait_ready(ready);
+    let token = read_token(&sb.join("s1"), "server");
+    for (i, ip) in ips.iter().enumerate().skip(1) {
+        let name = format!("s{}", i + 1);
+        let mut args = vec![
+            "join".to_string(),
+            cluster_addr(ips[0]),
+            "--token".into(),
+            token.clone(),
+        ];
+        args.extend(flags(&name, ip));
+        servers.push(sb.spawn(&name, &args));
+    }
+    for s in servers.iter_mut() {
+        s.wait_ready(ready);
+    }
+    servers
+}

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use tepui_api::StatusView;
-use tepui_e2e::{cluster_addr, http_addr, read_token, tepui, wait_for, Daemon, Sandbox};
+use tepui_e2e::{cluster_addr, http_addr, read_token, spawn_servers, tepui, wait_for, Daemon, Sandbox};
 
 const START: Duration = Duration::from_secs(30);
 const SETTLE: Duration = Duration::from_secs(30);
@@ -597,6 +597,28 @@ impl Scheduler {
         self.call(call)
     }
 
+    /// RECONCILE (explicit with `tasks`, implicit without) until `task` is reported
+    /// TASK_RUNNING; every update on the way is acknowledged and must not be terminal.
+    fn reconcile_until_running(&mut self, task: &str, tasks: &[(&str, &str)], wait: Duration) -> Value {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            assert!(Instant::now() < deadline, "{task} not TASK_RUNNING within {SETTLE:?}");
+            self.reconcile(tasks).accepted("RECONCILE");
+            match self.try_next_update(task, wait) {
+                Ok(status) => {
+                    eprintln!("reconciled {task}: {} {}", state(&status), reason(&status));
+                    self.acknowledge(&status);
+                    assert!(!TERMINAL_STATES.contains(&state(&status)), "{status}");
+                    if state(&status) == "TASK_RUNNING" {
+                        return status;
+                    }
+                }
+                Err(e) if self.ended.is_some() => panic!("{e}"),
+                Err(_) => {}
+            }
+        }
+    }
+
     fn kill(&mut self, task_id: &str, agent_id: &str) -> Reply {
         let mut call = self.base_call("KILL");
         call["kill"] = json!({"task_id": {"value": task_id}, "agent_id": {"value": agent_id}});
@@ -1043,26 +1065,7 @@ fn a_mesos_framework_runs_tasks_and_sees_its_agent_go_and_come_back() {
 
     // Back: explicit reconciliation until the master answers TASK_RUNNING.
     signal(pid, libc::SIGCONT);
-    let deadline = Instant::now() + SETTLE;
-    let back = loop {
-        assert!(
-            Instant::now() < deadline,
-            "{sleepy} not TASK_RUNNING again within {SETTLE:?}"
-        );
-        fw.reconcile(&[(&sleepy, &agent_id)]).accepted("RECONCILE");
-        match fw.try_next_update(&sleepy, Duration::from_secs(1)) {
-            Ok(status) => {
-                eprintln!("reconciled {sleepy}: {} {}", state(&status), reason(&status));
-                fw.acknowledge(&status);
-                assert!(!TERMINAL_STATES.contains(&state(&status)), "{status}");
-                if state(&status) == "TASK_RUNNING" {
-                    break status;
-                }
-            }
-            Err(e) if fw.ended.is_some() => panic!("{e}"),
-            Err(_) => {}
-        }
-    };
+    let back = fw.reconcile_until_running(&sleepy, &[(&sleepy, &agent_id)], Duration::from_secs(1));
     if back["uuid"].is_null() {
         assert_eq!(reason(&back), "REASON_RECONCILIATION", "{back}");
     }
@@ -1284,41 +1287,10 @@ fn a_framework_survives_a_leader_failover() {
         secs: "3601",
     };
     let sb = Sandbox::new("framework-failover");
-    let server_flags = |name: &str, ip: &str| -> Vec<String> {
-        [
-            "--data-dir",
-            &sb.join(name).display().to_string(),
-            "--bind",
-            ip,
-            "--name",
-            name,
-            "--agent-timeout-secs",
-            "5",
-        ]
-        .map(String::from)
-        .to_vec()
-    };
-
     // Three servers as in cluster.rs: s1 bootstraps, s2 and s3 join with its server token.
-    let mut s1_args = vec!["server".to_string(), "--bootstrap".into()];
-    s1_args.extend(server_flags("s1", SERVERS[0].1));
-    let mut servers: Vec<Daemon> = vec![sb.spawn("s1", &s1_args)];
-    servers[0].wait_ready(START);
-    let server_token = read_token(&sb.join("s1"), "server");
+    let ips: Vec<&str> = SERVERS.iter().map(|(_, ip)| *ip).collect();
+    let mut servers = spawn_servers(&sb, &ips, &["--agent-timeout-secs", "5"], START);
     let agent_token = read_token(&sb.join("s1"), "agent");
-    for (name, ip) in &SERVERS[1..] {
-        let mut args = vec![
-            "join".to_string(),
-            cluster_addr(SERVERS[0].1),
-            "--token".into(),
-            server_token.clone(),
-        ];
-        args.extend(server_flags(name, ip));
-        servers.push(sb.spawn(name, &args));
-    }
-    for s in servers.iter_mut() {
-        s.wait_ready(START);
-    }
     let s1_addr = http_addr(SERVERS[0].1);
     wait_for("3 voters and a leader", SETTLE, || {
         let m: Vec<Value> = tepui(&["server", "members", "-o", "json", "--addr", &s1_addr]).try_json()?;
@@ -1422,26 +1394,7 @@ fn a_framework_survives_a_leader_failover() {
     assert_ne!(fw.master, http_addr(dead_ip));
 
     // Implicit reconciliation: the task is still running.
-    let deadline = Instant::now() + SETTLE;
-    let running = loop {
-        assert!(
-            Instant::now() < deadline,
-            "no TASK_RUNNING for {task} within {SETTLE:?}"
-        );
-        fw.reconcile(&[]).accepted("RECONCILE");
-        match fw.try_next_update(&task, Duration::from_secs(2)) {
-            Ok(status) => {
-                eprintln!("reconciled {task}: {} {}", state(&status), reason(&status));
-                fw.acknowledge(&status);
-                assert!(!TERMINAL_STATES.contains(&state(&status)), "{status}");
-                if state(&status) == "TASK_RUNNING" {
-                    break status;
-                }
-            }
-            Err(e) if fw.ended.is_some() => panic!("{e}"),
-            Err(_) => {}
-        }
-    };
+    let running = fw.reconcile_until_running(&task, &[], Duration::from_secs(2));
     if running["uuid"].is_null() {
         assert_eq!(reason(&running), "REASON_RECONCILIATION", "{running}");
     }

@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tepui_e2e::{cluster_addr, http_addr, read_token, tepui, wait_for, Daemon, MarkedProcesses, Sandbox, MARKER_VAR};
+use tepui_e2e::{
+    cluster_addr, http_addr, read_token, spawn_servers, tepui, wait_for, Daemon, MarkedProcesses, Sandbox, MARKER_VAR,
+};
 use tepui_image::testimage::{build_docker_archive, require_busybox};
 
 const SERVER_IP: &str = "127.0.22.1";
@@ -415,41 +417,8 @@ fn a_deployment_finishes_under_a_new_leader() {
     let marked = MarkedProcesses::new("services-failover");
     let ips = ["127.0.23.1", "127.0.23.2", "127.0.23.3"];
     let sb = Sandbox::new("services-failover");
-    let flags = |name: &str, ip: &str| -> Vec<String> {
-        let dir = sb.join(name).display().to_string();
-        [
-            "--data-dir",
-            &dir,
-            "--bind",
-            ip,
-            "--name",
-            name,
-            "--agent-timeout-secs",
-            "10",
-        ]
-        .map(String::from)
-        .to_vec()
-    };
-    let mut args = vec!["server".to_string(), "--bootstrap".into()];
-    args.extend(flags("s1", ips[0]));
-    let mut servers: Vec<Daemon> = vec![sb.spawn("s1", &args)];
-    servers[0].wait_ready(START);
-    let server_token = read_token(&sb.join("s1"), "server");
+    let mut servers = spawn_servers(&sb, &ips, &["--agent-timeout-secs", "10"], START);
     let agent_token = read_token(&sb.join("s1"), "agent");
-    for (i, ip) in ips.iter().enumerate().skip(1) {
-        let name = format!("s{}", i + 1);
-        let mut args = vec![
-            "join".to_string(),
-            cluster_addr(ips[0]),
-            "--token".into(),
-            server_token.clone(),
-        ];
-        args.extend(flags(&name, ip));
-        servers.push(sb.spawn(&name, &args));
-    }
-    for s in servers.iter_mut() {
-        s.wait_ready(START);
-    }
     let mut agents = vec![];
     for (i, ip) in ["127.0.23.4", "127.0.23.5"].iter().enumerate() {
         let name = format!("a{}", i + 1);
