@@ -26,7 +26,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use crate::tasks::{chain, Phase, TaskManager};
+use tepui_common::error_chain;
+
+use crate::tasks::{Phase, TaskManager};
 use crate::updates::valid_task_id;
 
 /// Bytes of log per `Data` reply (before base64).
@@ -111,7 +113,7 @@ fn image_err(e: &tepui_image::Error) -> ReqError {
         E::InUse { .. } => "in_use",
         _ => "internal",
     };
-    err(code, chain(e))
+    err(code, error_chain(e))
 }
 
 fn runtime_err(e: &tepui_runtime::Error) -> ReqError {
@@ -122,7 +124,7 @@ fn runtime_err(e: &tepui_runtime::Error) -> ReqError {
         E::InvalidSpec(_) => "bad_request",
         _ => "internal",
     };
-    err(code, chain(e))
+    err(code, error_chain(e))
 }
 
 /// Where replies go: the stream's outgoing channel.

@@ -18,8 +18,9 @@ use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use tepui_common::{error_chain, now_ms};
 use tepui_image::{Image, ImageRef, ImageStore, PullOptions, RegistryAuth, StoreConfig};
 use tepui_proto::agent::{StatusUpdate, TaskLaunch, TaskReport};
 use tepui_runtime::{Rootfs, Runtime, RuntimeConfig, TaskState, TaskStatus};
@@ -158,13 +159,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn new_uuid() -> String {
     let mut b: [u8; 16] = rand::random();
     b[6] = (b[6] & 0x0f) | 0x40;
@@ -178,21 +172,6 @@ fn new_uuid() -> String {
         &h[16..20],
         &h[20..32]
     )
-}
-
-/// Every error in a chain, `: `-separated.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 impl TaskManager {
@@ -365,7 +344,7 @@ impl TaskManager {
         let id = task_id.to_string();
         self.spawn(async move {
             if let Err(e) = me.inner.runtime.kill_within(&id, grace).await {
-                tracing::warn!(task = %id, error = %chain(&e), "kill failed");
+                tracing::warn!(task = %id, error = %error_chain(&e), "kill failed");
             }
         });
     }
@@ -570,7 +549,7 @@ impl TaskManager {
                 let image = match image {
                     Ok(i) => i,
                     Err(e) => {
-                        let message = format!("cannot get image {reference}: {}", chain(&e));
+                        let message = format!("cannot get image {reference}: {}", error_chain(&e));
                         self.finish(&id, Change::launch_failed(message)).await;
                         return;
                     }
@@ -584,7 +563,7 @@ impl TaskManager {
                 match self.blocking(move |images| images.prepare_rootfs(&key, &cd)).await {
                     Ok(r) => Some(r),
                     Err(e) => {
-                        let message = format!("cannot prepare the rootfs of {}: {}", image.reference, chain(&e));
+                        let message = format!("cannot prepare the rootfs of {}: {}", image.reference, error_chain(&e));
                         self.release(&id, &container_dir, true).await;
                         self.finish(&id, Change::launch_failed(message)).await;
                         return;
@@ -632,7 +611,7 @@ impl TaskManager {
                 let change = match &e {
                     tepui_runtime::Error::InvalidSpec(m) => Change::invalid(m.clone()),
                     tepui_runtime::Error::StartFailed { message, .. } => Change::launch_failed(message.clone()),
-                    other => Change::launch_failed(chain(other)),
+                    other => Change::launch_failed(error_chain(other)),
                 };
                 self.release(&id, &container_dir, has_image).await;
                 self.finish(&id, change).await;
@@ -715,7 +694,7 @@ impl TaskManager {
             Err(e) => Change::new(
                 launch::TASK_FAILED,
                 Some(launch::REASON_EXECUTOR_TERMINATED),
-                format!("lost track of the container: {}", chain(&e)),
+                format!("lost track of the container: {}", error_chain(&e)),
             ),
         };
         self.release(id, container_dir, has_image).await;
@@ -762,7 +741,7 @@ impl TaskManager {
         }
         let dir = container_dir.to_path_buf();
         if let Err(e) = self.blocking(move |images| images.release_rootfs(&dir)).await {
-            tracing::warn!(task = %id, error = %chain(&e), "cannot release the rootfs");
+            tracing::warn!(task = %id, error = %error_chain(&e), "cannot release the rootfs");
         }
     }
 
@@ -772,7 +751,7 @@ impl TaskManager {
         if has_image || container_dir.exists() {
             let cd = container_dir.clone();
             if let Err(e) = self.blocking(move |images| images.release_rootfs(&cd)).await {
-                tracing::warn!(task = %id, error = %chain(&e), "cannot release the rootfs; keeping the task dir");
+                tracing::warn!(task = %id, error = %error_chain(&e), "cannot release the rootfs; keeping the task dir");
                 return;
             }
         }
@@ -870,7 +849,7 @@ impl TaskManager {
             if !known.contains(&id) && !st.state.is_terminal() {
                 tracing::warn!(task = %id, "a container this agent has no record of: killed");
                 if let Err(e) = self.inner.runtime.kill(&id).await {
-                    tracing::warn!(task = %id, error = %chain(&e), "kill failed");
+                    tracing::warn!(task = %id, error = %error_chain(&e), "kill failed");
                 }
             }
         }
@@ -1020,12 +999,12 @@ impl TaskManager {
         report.tasks.sort();
         match self.inner.runtime.cleanup(self.inner.retention).await {
             Ok(removed) => report.sandboxes = removed,
-            Err(e) => tracing::warn!(error = %chain(&e), "sandbox cleanup failed"),
+            Err(e) => tracing::warn!(error = %error_chain(&e), "sandbox cleanup failed"),
         }
         let in_use = self.images_in_use();
         match self.blocking(move |images| images.gc(&in_use)).await {
             Ok(gc) => report.image_gc = gc,
-            Err(e) => tracing::warn!(error = %chain(&e), "image gc failed"),
+            Err(e) => tracing::warn!(error = %error_chain(&e), "image gc failed"),
         }
         report
     }

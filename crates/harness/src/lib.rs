@@ -124,21 +124,7 @@ pub async fn within<T>(timeout: Duration, fut: impl std::future::Future<Output =
         .map_err(|_| format!("no answer within {timeout:?}"))
 }
 
-/// An error and all its sources on one line, `outer: inner: innermost`, skipping a source whose
-/// text the previous one already contains.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
-}
+pub use tepui_common::error_chain;
 
 /// Logs to the test output when `RUST_LOG` is set.
 fn init_tracing() {

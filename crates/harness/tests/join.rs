@@ -2,7 +2,9 @@
 //! with a wrong secret, expired, revoked or of the other role is refused with its own reason and
 //! admits nothing; a joined node restarts from its identity on disk without any token.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use tepui_common::now_ms;
 
 use tepui_api::TokenCreateRequest;
 use tepui_harness::{wait_for, AgentStart, Cluster, FirstStart, StartedAs};
@@ -19,10 +21,6 @@ fn with_part(token: &str, index: usize, part: &str) -> String {
 
 fn token_id(token: &str) -> String {
     token.split('.').nth(3).expect("a token id").to_string()
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as u64
 }
 
 /// Node ids as the leader's API lists them.

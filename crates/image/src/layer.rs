@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 use nix::sys::stat::SFlag;
 use tar::EntryType;
+pub(crate) use tepui_common::error_chain;
 
 use crate::digest::{Digest, HashingReader};
 use crate::manifest::Compression;
@@ -159,21 +160,6 @@ fn unpack_one<R: Read>(entry: &mut tar::Entry<'_, R>, root: &Path, rel: &Path) -
         return Ok(());
     }
     apply_xattrs(&at, &xattrs)
-}
-
-/// An error and its sources, `: `-separated (tar's errors keep the cause in the source).
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let msg = s.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        cur = s.source();
-    }
-    out
 }
 
 /// The xattrs a PAX header carries for this entry (`SCHILY.xattr.NAME`).

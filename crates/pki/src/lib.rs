@@ -26,7 +26,7 @@ use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer};
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::FromDer;
 
-pub use tepui_state::Role;
+pub use tepui_common::Role;
 
 pub mod tls;
 pub mod token;

@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use tepui_common::error_chain;
+
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
@@ -240,20 +242,6 @@ fn with_default_sigpipe<T>(f: impl FnOnce() -> T) -> T {
     // SAFETY: as above.
     unsafe { libc::signal(libc::SIGPIPE, old) };
     out
-}
-
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 fn report(ready: &mut Option<File>, r: &Ready) {
@@ -894,14 +882,5 @@ mod tests {
         assert_eq!(read(log.rotated(2)), "abcdefghij");
         // The oldest is gone: only three files are kept.
         assert!(!log.rotated(3).exists());
-    }
-
-    #[test]
-    fn error_chains_do_not_repeat() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("outer")]
-        struct Outer(#[source] io::Error);
-        let e = Outer(io::Error::other("inner"));
-        assert_eq!(error_chain(&e), "outer: inner");
     }
 }

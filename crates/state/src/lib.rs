@@ -36,35 +36,7 @@ pub struct ClusterInfo {
     pub created_at: Millis,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Server,
-    Agent,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Server => "server",
-            Role::Agent => "agent",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "server" => Some(Role::Server),
-            "agent" => Some(Role::Agent),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use tepui_common::Role;
 
 /// Resources an agent offers, in exact units (no floating point drift).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -186,16 +186,7 @@ fn run_direct(opts: &Opts) -> Result<i32, String> {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let lc_root = opts.root.join("lc");
     std::fs::create_dir_all(&lc_root).map_err(|e| format!("create {}: {e}", lc_root.display()))?;
-    let chain = |e: &dyn std::error::Error| {
-        let mut s = e.to_string();
-        let mut cur = e.source();
-        while let Some(c) = cur {
-            s.push_str(": ");
-            s.push_str(&c.to_string());
-            cur = c.source();
-        }
-        s
-    };
+    let chain = tepui_common::error_chain;
     let mut container = ContainerBuilder::new(fresh_id(), SyscallType::default())
         .with_root_path(&lc_root)
         .map_err(|e| chain(&e))?
