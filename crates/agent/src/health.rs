@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tepui_proto::agent::HealthCheck;
+use tepui_proto::agent::HealthCheckDef;
 use tepui_runtime::ExecSpec;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -37,13 +37,13 @@ pub(crate) enum Verdict {
 /// The pure part: results in, verdicts out. Time comes as `elapsed` since the task started.
 #[derive(Debug)]
 pub(crate) struct Tracker {
-    checks: Vec<(HealthCheck, Standing)>,
+    checks: Vec<(HealthCheckDef, Standing)>,
     reported: Option<bool>,
     ever_passed: bool,
 }
 
 impl Tracker {
-    pub(crate) fn new(checks: Vec<HealthCheck>) -> Tracker {
+    pub(crate) fn new(checks: Vec<HealthCheckDef>) -> Tracker {
         Tracker {
             checks: checks.into_iter().map(|c| (c, Standing::Unknown)).collect(),
             reported: None,
@@ -99,7 +99,11 @@ impl Tracker {
 }
 
 /// Runs one check once, within its timeout.
-pub(crate) async fn probe(runtime: &tepui_runtime::Runtime, task_id: &str, check: &HealthCheck) -> Result<(), String> {
+pub(crate) async fn probe(
+    runtime: &tepui_runtime::Runtime,
+    task_id: &str,
+    check: &HealthCheckDef,
+) -> Result<(), String> {
     let timeout = Duration::from_millis(check.timeout_ms.max(1));
     let run = async {
         match check.protocol.as_str() {
@@ -243,8 +247,8 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 mod tests {
     use super::*;
 
-    fn check(max: u32, grace_ms: u64) -> HealthCheck {
-        HealthCheck {
+    fn check(max: u32, grace_ms: u64) -> HealthCheckDef {
+        HealthCheckDef {
             protocol: "TCP".into(),
             path: None,
             port: Some(1),

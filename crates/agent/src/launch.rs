@@ -285,51 +285,53 @@ pub fn task_spec(task: &TaskLaunch, image: Option<&ImageConfig>, rootfs: Rootfs)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tepui_proto::agent::{PortAssignment, VolumeMount};
+    use tepui_proto::agent::{PortDef, TaskDef, VolumeDef};
 
     fn launch() -> TaskLaunch {
         TaskLaunch {
             task_id: "web.1".into(),
             name: "web".into(),
-            image: Some("busybox".into()),
-            args: vec![],
-            env: [("B".to_string(), "task".to_string())].into(),
-            user: None,
-            cwd: None,
-            cpus_milli: 250,
-            mem_mb: 64,
-            disk_mb: 0,
-            pids: Some(32),
-            network: "bridge".into(),
-            ports: vec![
-                PortAssignment {
-                    name: Some("http".into()),
-                    host_port: 31000,
-                    container_port: 8080,
-                    protocol: "tcp".into(),
-                },
-                PortAssignment {
-                    name: None,
-                    host_port: 31001,
-                    container_port: 0,
-                    protocol: "udp".into(),
-                },
-            ],
-            volumes: vec![
-                VolumeMount {
-                    source: "/srv/data".into(),
-                    target: "/data".into(),
-                    read_only: true,
-                },
-                VolumeMount {
-                    source: "cache".into(),
-                    target: "/cache".into(),
-                    read_only: false,
-                },
-            ],
-            read_only_rootfs: true,
-            kill_grace_ms: 1500,
-            health_checks: vec![],
+            def: TaskDef {
+                image: Some("busybox".into()),
+                args: vec![],
+                env: [("B".to_string(), "task".to_string())].into(),
+                user: None,
+                cwd: None,
+                cpus_milli: 250,
+                mem_mb: 64,
+                disk_mb: 0,
+                pids: Some(32),
+                network: "bridge".into(),
+                ports: vec![
+                    PortDef {
+                        name: Some("http".into()),
+                        host_port: 31000,
+                        container_port: 8080,
+                        protocol: "tcp".into(),
+                    },
+                    PortDef {
+                        name: None,
+                        host_port: 31001,
+                        container_port: 0,
+                        protocol: "udp".into(),
+                    },
+                ],
+                volumes: vec![
+                    VolumeDef {
+                        source: "/srv/data".into(),
+                        target: "/data".into(),
+                        read_only: true,
+                    },
+                    VolumeDef {
+                        source: "cache".into(),
+                        target: "/cache".into(),
+                        read_only: false,
+                    },
+                ],
+                read_only_rootfs: true,
+                kill_grace_ms: 1500,
+                health_checks: vec![],
+            },
         }
     }
 
@@ -386,11 +388,11 @@ mod tests {
     #[test]
     fn the_task_overrides_the_image() {
         let mut t = launch();
-        t.args = vec!["echo".into(), "mine".into()];
-        t.user = Some("nobody".into());
-        t.cwd = Some("/tmp".into());
-        t.network = "host".into();
-        t.kill_grace_ms = 0;
+        t.def.args = vec!["echo".into(), "mine".into()];
+        t.def.user = Some("nobody".into());
+        t.def.cwd = Some("/tmp".into());
+        t.def.network = "host".into();
+        t.def.kill_grace_ms = 0;
         let s = task_spec(&t, Some(&image()), Rootfs::Path("/r".into())).unwrap();
         assert_eq!(s.args, ["echo", "mine"]);
         assert_eq!(s.user.as_deref(), Some("nobody"));
@@ -416,29 +418,29 @@ mod tests {
     #[test]
     fn bad_definitions_are_refused_with_a_reason() {
         let mut t = launch();
-        t.image = None;
+        t.def.image = None;
         assert!(task_spec(&t, None, Rootfs::Host).unwrap_err().contains("needs args"));
         let empty = ImageConfig::default();
         assert!(task_spec(&launch(), Some(&empty), Rootfs::Host)
             .unwrap_err()
             .contains("no entrypoint or cmd"));
         let mut t = launch();
-        t.network = "overlay".into();
+        t.def.network = "overlay".into();
         assert!(task_spec(&t, Some(&image()), Rootfs::Host)
             .unwrap_err()
             .contains("overlay"));
         let mut t = launch();
-        t.ports[0].protocol = "sctp".into();
+        t.def.ports[0].protocol = "sctp".into();
         assert!(task_spec(&t, Some(&image()), Rootfs::Host)
             .unwrap_err()
             .contains("sctp"));
         let mut t = launch();
-        t.volumes[0].target = "data".into();
+        t.def.volumes[0].target = "data".into();
         assert!(task_spec(&t, Some(&image()), Rootfs::Host)
             .unwrap_err()
             .contains("absolute"));
         let mut t = launch();
-        t.cwd = Some("rel".into());
+        t.def.cwd = Some("rel".into());
         assert!(task_spec(&t, Some(&image()), Rootfs::Host)
             .unwrap_err()
             .contains("absolute"));

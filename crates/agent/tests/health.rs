@@ -4,10 +4,10 @@
 mod common;
 
 use common::*;
-use tepui_proto::agent::HealthCheck;
+use tepui_proto::agent::HealthCheckDef;
 
-fn command_check(command: &str, max_failures: u32) -> HealthCheck {
-    HealthCheck {
+fn command_check(command: &str, max_failures: u32) -> HealthCheckDef {
+    HealthCheckDef {
         protocol: "COMMAND".into(),
         path: None,
         port: None,
@@ -28,7 +28,7 @@ async fn passing_checks_report_healthy_and_failing_ones_kill_the_task() {
 
     let good = task_id("healthy");
     let mut l = launch(&good, None, &["/bin/sleep", "100"]);
-    l.health_checks.push(command_check("true", 3));
+    l.def.health_checks.push(command_check("true", 3));
     mgr.launch(l);
     let healthy = leader.wait_update(&good, "healthy", |u| u.healthy == Some(true)).await;
     assert_eq!(healthy.state, "TASK_RUNNING");
@@ -39,7 +39,7 @@ async fn passing_checks_report_healthy_and_failing_ones_kill_the_task() {
 
     let bad = task_id("unhealthy");
     let mut l = launch(&bad, None, &["/bin/sleep", "100"]);
-    l.health_checks.push(command_check("exit 3", 2));
+    l.def.health_checks.push(command_check("exit 3", 2));
     mgr.launch(l);
     let end = leader.wait_end(&bad).await;
     assert_eq!(end.state, "TASK_KILLED", "{end:?}");

@@ -33,7 +33,7 @@ async fn image_and_host_tasks_run_to_the_end_with_their_output_in_the_logs() {
         Some(BUSYBOX),
         &["sh", "-c", "echo hello $TEPUI_VARIANT $MINE $PWD; echo oops >&2"],
     );
-    l.env.insert("MINE".into(), "mine".into());
+    l.def.env.insert("MINE".into(), "mine".into());
     mgr.launch(l.clone());
     // Delivery is at least once: the same launch again is ignored.
     mgr.launch(l.clone());
@@ -96,7 +96,7 @@ async fn failures_are_reported_with_exit_codes_and_reasons() {
     mgr.launch(launch(&no_such, Some(BUSYBOX), &["/bin/no-such-command"]));
     let bad_net = task_id("badnet");
     let mut l = launch(&bad_net, Some(BUSYBOX), &["true"]);
-    l.network = "overlay".into();
+    l.def.network = "overlay".into();
     mgr.launch(l);
     mgr.launch(launch("../escape", None, &["true"]));
 

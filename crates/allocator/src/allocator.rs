@@ -1234,6 +1234,17 @@ impl Allocator {
         Ok(())
     }
 
+    /// The earliest time something the allocator keeps runs out (a decline filter, an offer's
+    /// timeout): an allocation then may offer more. `None`: nothing will.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        let filter = self.filter_expiry.first().map(|&(t, ..)| t);
+        let offer = self.offer_expiry.first().map(|&(t, _)| t);
+        match (filter, offer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The offers whose timeout has passed at `now`: they are ended (their resources unallocated
     /// again, no filter) and returned for the runtime to rescind.
     pub fn expired_offers(&mut self, now: Millis) -> Vec<OfferId> {

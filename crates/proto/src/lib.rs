@@ -25,76 +25,24 @@ pub mod agent {
         pub reserved: String,
     }
 
-    /// What a task is to run, as the leader sends it to its agent.
+    pub use tepui_state::{HealthCheckDef, PortDef, TaskDef, VolumeDef};
+
+    /// What a task is to run, as the leader sends it to its agent: the task definition of the
+    /// replicated state, as it is (its fields inline on the wire).
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct TaskLaunch {
         pub task_id: String,
         pub name: String,
-        /// An OCI image reference; none runs the command on the host's root filesystem,
-        /// still isolated (the Mesos and Nomad `exec` style).
-        pub image: Option<String>,
-        /// Overrides the image's entrypoint and command when not empty.
-        pub args: Vec<String>,
-        pub env: BTreeMap<String, String>,
-        pub user: Option<String>,
-        pub cwd: Option<String>,
-        pub cpus_milli: u64,
-        pub mem_mb: u64,
-        pub disk_mb: u64,
-        pub pids: Option<u64>,
-        /// `host` or `bridge`.
-        pub network: String,
-        pub ports: Vec<PortAssignment>,
-        pub volumes: Vec<VolumeMount>,
-        pub read_only_rootfs: bool,
-        pub kill_grace_ms: u64,
-        /// Checks the agent runs next to the task; all must pass for it to be healthy.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub health_checks: Vec<HealthCheck>,
+        #[serde(flatten)]
+        pub def: TaskDef,
     }
 
-    /// A health check as the agent runs it.
-    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    pub struct HealthCheck {
-        /// `HTTP`, `HTTPS`, `TCP` or `COMMAND`.
-        pub protocol: String,
-        #[serde(default)]
-        pub path: Option<String>,
-        /// The host port to reach (HTTP, HTTPS, TCP), on 127.0.0.1.
-        #[serde(default)]
-        pub port: Option<u16>,
-        /// A shell command run in the task's container (COMMAND); exit 0 is healthy.
-        #[serde(default)]
-        pub command: Option<String>,
-        /// Failures in this long after the start do not count, until the first success.
-        pub grace_period_ms: u64,
-        pub interval_ms: u64,
-        pub timeout_ms: u64,
-        /// This many failures in a row make the task unhealthy, and it is killed.
-        pub max_consecutive_failures: u32,
-        /// Wait before the first check.
-        #[serde(default)]
-        pub delay_ms: u64,
-    }
+    impl std::ops::Deref for TaskLaunch {
+        type Target = TaskDef;
 
-    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    pub struct PortAssignment {
-        pub name: Option<String>,
-        /// The agent port given to the task (from the agent's range).
-        pub host_port: u16,
-        /// In bridge mode, the port inside the container; 0 means the same as host_port.
-        pub container_port: u16,
-        /// `tcp` or `udp`.
-        pub protocol: String,
-    }
-
-    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    pub struct VolumeMount {
-        /// An absolute host path (allowed by the agent's config), or a path relative to the
-        /// task's sandbox.
-        pub source: String,
-        pub target: String,
-        pub read_only: bool,
+        fn deref(&self) -> &TaskDef {
+            &self.def
+        }
     }
 
     /// A change of a task's state. The agent keeps each one on disk until the leader

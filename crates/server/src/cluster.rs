@@ -1,9 +1,7 @@
 //! The cluster port's gRPC service: Raft RPCs, joins, forwarded API calls, agent streams.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures::Stream;
 use serde::de::DeserializeOwned;
@@ -12,22 +10,25 @@ use tepui_pki::{NodeIdentity, Role};
 use tepui_proto::agent::{AgentToServer, ServerToAgent};
 use tepui_proto::cluster_server::{Cluster, ClusterServer};
 use tepui_proto::{AddServerRequest, AddServerResponse, Envelope, HttpRequest, JoinRequest, JoinResponse, RaftPayload};
-use tepui_state::{AgentInfo, ApplyError, Command, NodeStatus, Resources, Response};
+use tepui_state::{AgentInfo, ApplyError, Command, Resources, Response};
 use tepui_transport::PeerInfo;
 use tokio::net::TcpListener;
 use tonic::{Request, Status, Streaming};
 
-use crate::node::{Inner, WriteError};
-use crate::now_ms;
+use tepui_master::Master;
+use tepui_node::{now_ms, WriteError};
+
+use crate::node::Inner;
 
 pub(crate) async fn serve(
     inner: Arc<Inner>,
+    master: Master,
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let incoming = tepui_transport::incoming(listener, tls, shutdown);
-    let service = ClusterServer::new(ClusterService { inner })
+    let service = ClusterServer::new(ClusterService { inner, master })
         .max_decoding_message_size(512 << 20)
         .max_encoding_message_size(512 << 20);
     if let Err(e) = tonic::transport::Server::builder()
@@ -41,6 +42,8 @@ pub(crate) async fn serve(
 
 struct ClusterService {
     inner: Arc<Inner>,
+    /// Where the agent streams' messages go: registrations, heartbeats and status updates.
+    master: Master,
 }
 
 fn peer<T>(req: &Request<T>) -> Option<NodeIdentity> {
@@ -320,7 +323,8 @@ impl Cluster for ClusterService {
             }
             Err(e) => return Err(write_status(e)),
         }
-        touch(&inner.agent_seen, who.id);
+        let hub = inner.node.agents();
+        hub.heard(who.id);
         tracing::info!(node = who.id, name = %who.name, "agent registered");
 
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Envelope, Status>>(256);
@@ -330,11 +334,12 @@ impl Cluster for ClusterService {
                 servers: inner.server_addrs(),
             })))
             .await;
-        let conn = inner.hub.attach(who.id, tx.clone());
+        let conn = hub.attach(who.id, tx.clone());
         {
-            let inner = inner.clone();
-            tokio::spawn(async move { crate::tasks::reconcile(&inner, who.id, tasks).await });
+            let master = self.master.clone();
+            tokio::spawn(async move { master.on_register(who.id, tasks).await });
         }
+        let master = self.master.clone();
         tokio::spawn(async move {
             let mut metrics = inner.raft.metrics();
             loop {
@@ -349,28 +354,12 @@ impl Cluster for ClusterService {
                         }
                         // A stream the leader closed (the agent was marked lost) is dead even
                         // if messages still arrive on it: the agent must register again.
-                        if !inner.hub.is_current(who.id, conn) {
+                        if !inner.node.agents().is_current(who.id, conn) {
                             break;
                         }
                         match parse_envelope(&msg) {
                             Ok(AgentToServer::Heartbeat { seq }) => {
-                                touch(&inner.agent_seen, who.id);
-                                // Marked lost while its stream stayed open (a partition): its
-                                // heartbeats are back, and no new registration will come.
-                                let lost = inner
-                                    .state
-                                    .read(|s| s.nodes.get(&who.id).is_some_and(|n| n.status == NodeStatus::Lost));
-                                if lost {
-                                    let ready = Command::SetNodeStatus {
-                                        id: who.id,
-                                        status: NodeStatus::Ready,
-                                        now: now_ms(),
-                                    };
-                                    match inner.write(ready).await {
-                                        Ok(_) => tracing::info!(node = who.id, "lost agent heard from again; it is ready"),
-                                        Err(e) => tracing::debug!(node = who.id, error = %e, "could not mark agent ready"),
-                                    }
-                                }
+                                master.on_heartbeat(who.id).await;
                                 if tx.send(Ok(envelope(&ServerToAgent::HeartbeatAck { seq }))).await.is_err() {
                                     break;
                                 }
@@ -380,10 +369,14 @@ impl Cluster for ClusterService {
                                 break;
                             }
                             Ok(AgentToServer::Status { update }) => {
-                                touch(&inner.agent_seen, who.id);
-                                crate::tasks::handle_status(&inner, who.id, update).await;
+                                inner.node.agents().heard(who.id);
+                                // Each task has one update in flight at most (the agent waits
+                                // for its acknowledgement), so updates of different tasks are
+                                // committed side by side, in one group.
+                                let master = master.clone();
+                                tokio::spawn(async move { master.on_status(who.id, update).await });
                             }
-                            Ok(AgentToServer::Reply { req_id, reply }) => inner.hub.deliver(who.id, req_id, reply),
+                            Ok(AgentToServer::Reply { req_id, reply }) => inner.node.agents().deliver(who.id, req_id, reply),
                             Err(status) => {
                                 let _ = tx.send(Err(status)).await;
                                 break;
@@ -399,19 +392,13 @@ impl Cluster for ClusterService {
                     }
                 }
             }
-            inner.hub.detach(who.id, conn);
+            inner.node.agents().detach(who.id, conn);
             tracing::debug!(node = who.id, "agent stream ended");
         });
         Ok(tonic::Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
     }
-}
-
-fn touch(seen: &std::sync::Mutex<HashMap<u64, Instant>>, id: u64) {
-    seen.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(id, Instant::now());
 }
 
 fn parse_envelope(e: &Envelope) -> Result<AgentToServer, Status> {

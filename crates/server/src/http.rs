@@ -5,38 +5,42 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use http_body_util::BodyExt;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tepui_api::{
-    ErrorBody, Health, LeaderView, MemberView, NodeView, ResourcesView, RestoreResult, StatusView, TokenCreateRequest,
+    Health, LeaderView, MemberView, NodeView, ResourcesView, RestoreResult, StatusView, TokenCreateRequest,
     TokenCreated, TokenView, VarPutRequest, VarView,
 };
+use tepui_node::http::{JsonBody, JSON_LIMIT};
+use tepui_node::{now_ms, Error, ErrorKind};
 use tepui_pki::token::JoinToken;
 use tepui_pki::Role;
 use tepui_proto::{HttpChunk, HttpRequest};
 use tepui_state::{ApplyError, Command, NodeRecord, NodeStatus, Response as Applied, State as Replicated};
 
-use crate::node::{token_record, Inner, WriteError};
-use crate::{now_ms, VERSION};
+use crate::node::{token_record, Inner};
+use crate::VERSION;
 
-/// JSON bodies are small; a snapshot upload may be large.
-const JSON_LIMIT: usize = 1 << 20;
+/// A snapshot upload may be large.
 const SNAPSHOT_LIMIT: usize = 512 << 20;
-/// How much of an oversized JSON body is read and thrown away before the 413 goes out.
-const DRAIN_LIMIT: usize = 64 << 20;
 const FORWARDED: &str = "x-tepui-forwarded";
 
 type Shared = State<Arc<Inner>>;
 
-pub(crate) fn router(inner: Arc<Inner>) -> Router {
-    let api = Router::new()
+/// The features' routes: those that run on the leader (a follower forwards them), and those
+/// every server answers itself.
+pub(crate) struct Features {
+    pub leader: Router,
+    pub local: Router,
+}
+
+pub(crate) fn router(inner: Arc<Inner>, features: Features) -> Router {
+    let own = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/members", get(members))
         .route("/v1/nodes", get(nodes))
@@ -45,9 +49,6 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/tokens/{id}", get(token).delete(revoke_token))
         .route("/v1/vars", get(vars))
         .route("/v1/vars/{*key}", get(get_var).put(put_var).delete(delete_var))
-        .merge(crate::tasks::routes())
-        .merge(crate::master::operator::routes())
-        .merge(crate::services::api::routes())
         .route("/v1/operator/raft/peers", get(members))
         .route("/v1/operator/raft/peers/{peer}", axum::routing::delete(remove_peer))
         .route(
@@ -56,213 +57,33 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
                 .post(snapshot_restore)
                 .layer(DefaultBodyLimit::max(SNAPSHOT_LIMIT)),
         )
+        .with_state(inner.clone());
+    let api = own
+        .merge(features.leader)
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .layer(axum::middleware::from_fn_with_state(inner.clone(), forward_to_leader));
     Router::new()
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
-        .merge(crate::master::scheduler_api::routes())
-        .merge(crate::master::operator::local_routes())
+        .with_state(inner.clone())
+        .merge(features.local)
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(inner.clone(), observe))
-        .with_state(inner)
+        .layer(axum::middleware::from_fn_with_state(inner, observe))
 }
 
-/// An API error: a status, a stable code and a message that says what to do.
-pub(crate) struct ApiError {
-    status: StatusCode,
-    body: ErrorBody,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            body: ErrorBody {
-                code: code.into(),
-                message: message.into(),
-                field: None,
-            },
-        }
-    }
-
-    pub(crate) fn field(mut self, path: impl Into<String>) -> ApiError {
-        self.body.field = Some(path.into());
-        self
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body)).into_response()
-    }
-}
-
-impl From<WriteError> for ApiError {
-    fn from(e: WriteError) -> ApiError {
-        match e {
-            WriteError::NotLeader { .. } => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_leader",
-                "leadership is changing; retry in a moment",
-            ),
-            WriteError::Raft(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "raft_unavailable", e),
-            WriteError::Rejected(e) => apply_error(e),
-        }
-    }
-}
-
-fn apply_error(e: ApplyError) -> ApiError {
-    let (status, code) = match &e {
-        ApplyError::AlreadyInitialized => (StatusCode::CONFLICT, "already_initialized"),
-        ApplyError::NotInitialized => (StatusCode::SERVICE_UNAVAILABLE, "not_initialized"),
-        ApplyError::TokenExists { .. } => (StatusCode::CONFLICT, "token_exists"),
-        ApplyError::UnknownToken { .. } => (StatusCode::NOT_FOUND, "unknown_token"),
-        ApplyError::WrongSecret { .. } => (StatusCode::FORBIDDEN, "wrong_secret"),
-        ApplyError::TokenRevoked { .. } => (StatusCode::FORBIDDEN, "token_revoked"),
-        ApplyError::TokenExpired { .. } => (StatusCode::FORBIDDEN, "token_expired"),
-        ApplyError::NameInUse { .. } => (StatusCode::CONFLICT, "name_in_use"),
-        ApplyError::UnknownNode { .. } => (StatusCode::NOT_FOUND, "unknown_node"),
-        ApplyError::NotAnAgent { .. } => (StatusCode::CONFLICT, "not_an_agent"),
-        ApplyError::CasFailed { .. } => (StatusCode::CONFLICT, "cas_failed"),
-        ApplyError::UnknownVar { .. } => (StatusCode::NOT_FOUND, "unknown_var"),
-        ApplyError::TaskExists { .. } => (StatusCode::CONFLICT, "task_exists"),
-        ApplyError::UnknownTask { .. } => (StatusCode::NOT_FOUND, "unknown_task"),
-        ApplyError::Placement(_) => (StatusCode::CONFLICT, "no_room"),
-        ApplyError::UnknownFramework { .. } => (StatusCode::NOT_FOUND, "unknown_framework"),
-        ApplyError::StaleAcknowledgement { .. } => (StatusCode::CONFLICT, "stale_acknowledgement"),
-        ApplyError::InvalidRole { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_role"),
-        ApplyError::InvalidApp { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_app"),
-        ApplyError::UnknownDeployment { .. } => (StatusCode::NOT_FOUND, "unknown_deployment"),
-    };
-    ApiError::new(status, code, e.to_string())
-}
-
-/// A JSON body, parsed with the path of the field at fault in every error.
-pub(crate) struct JsonBody<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        let bytes = read_body(req, JSON_LIMIT).await?;
-        parse_json(&bytes).map(JsonBody)
-    }
-}
-
-/// Reads a body of at most `limit` bytes. An oversized body is read to its end (up to
-/// [`DRAIN_LIMIT`]) and thrown away before the 413 goes out: a client that sends without
-/// `Expect: 100-continue` is still writing, and closing the connection on it resets it before
-/// the client reads the answer.
-async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the request body is larger than {limit} bytes"),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if let Some(len) = declared.filter(|len| *len > limit as u64) {
-        // A client waiting for `100 Continue` has sent nothing yet; one that announces more
-        // than is worth reading gets its answer now too.
-        if req.headers().contains_key(http::header::EXPECT) || len > DRAIN_LIMIT as u64 {
-            return Err(too_large());
-        }
-    }
-    let mut body = req.into_body();
-    let mut buf = Vec::new();
-    let mut seen = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                format!("cannot read the request body: {e}"),
-            )
-        })?;
-        let Ok(data) = frame.into_data() else { continue };
-        seen = seen.saturating_add(data.len());
-        if seen <= limit {
-            buf.extend_from_slice(&data);
-        } else if seen > DRAIN_LIMIT {
-            break;
-        }
-    }
-    if seen > limit {
-        return Err(too_large());
-    }
-    Ok(Bytes::from(buf))
-}
-
-pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            "the request body is empty; send a JSON object",
-        ));
-    }
-    // Every body is an object; serde would also take a struct's fields from an array.
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-            Ok(_) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                "the request body must be a JSON object",
-            ),
-            Err(e) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()),
-        });
-    }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let mut path = e.path().to_string();
-        let inner = e.into_inner();
-        // The path of a missing field is its parent's; name the field itself.
-        let text = inner.to_string();
-        if let Some(name) = text.strip_prefix("missing field `").and_then(|t| t.split('`').next()) {
-            path = if path == "." {
-                name.to_string()
-            } else {
-                format!("{path}.{name}")
-            };
-        }
-        let (status, code) = match inner.classify() {
-            serde_json::error::Category::Data => {
-                if text.starts_with("unknown field") {
-                    (StatusCode::UNPROCESSABLE_ENTITY, "unknown_field")
-                } else {
-                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
-                }
-            }
-            _ => (StatusCode::BAD_REQUEST, "invalid_json"),
-        };
-        let err = ApiError::new(status, code, text);
-        // "?" stands for a segment the parser had not identified yet: no use to the caller.
-        if path == "." || path.split('.').any(|segment| segment == "?") {
-            err
-        } else {
-            err.field(path)
-        }
-    })
-}
-
-async fn not_found(req: Request) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
+async fn not_found(req: Request) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
         "not_found",
         format!("no such endpoint: {} {}", req.method(), req.uri().path()),
     )
 }
 
-async fn method_not_allowed(req: Request) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
+async fn method_not_allowed(req: Request) -> Error {
+    Error::new(
+        ErrorKind::MethodNotAllowed,
         "method_not_allowed",
         format!("{} is not allowed on {}", req.method(), req.uri().path()),
     )
@@ -286,24 +107,24 @@ async fn forward_to_leader(State(inner): Shared, req: Request, next: Next) -> Re
         return next.run(req).await;
     }
     if req.headers().contains_key(FORWARDED) {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return Error::new(
+            ErrorKind::Unavailable,
             "no_leader",
             "leadership is changing; retry in a moment",
         )
         .into_response();
     }
     let Some(leader) = inner.leader_id() else {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return Error::new(
+            ErrorKind::Unavailable,
             "no_leader",
             "no leader is elected yet; retry in a moment",
         )
         .into_response();
     };
     let Some(addr) = inner.member_addr(leader) else {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return Error::new(
+            ErrorKind::Unavailable,
             "no_leader",
             "the leader's address is unknown; retry",
         )
@@ -313,12 +134,7 @@ async fn forward_to_leader(State(inner): Shared, req: Request, next: Next) -> Re
     let body = match axum::body::to_bytes(body, SNAPSHOT_LIMIT).await {
         Ok(b) => b,
         Err(_) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "the request body is too large",
-            )
-            .into_response()
+            return Error::new(ErrorKind::TooLarge, "body_too_large", "the request body is too large").into_response()
         }
     };
     let headers = parts
@@ -338,8 +154,8 @@ async fn forward_to_leader(State(inner): Shared, req: Request, next: Next) -> Re
         body: body.to_vec(),
     };
     let leader_unreachable = |status: &tonic::Status| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+        Error::new(
+            ErrorKind::Unavailable,
             "leader_unreachable",
             format!(
                 "the leader did not answer: {}; retry in a moment",
@@ -395,7 +211,7 @@ pub(crate) async fn execute_forwarded(router: Router, req: HttpRequest) -> Chunk
             Ok(r) => r,
             Err(never) => match never {},
         },
-        Err(e) => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()).into_response(),
+        Err(e) => Error::new(ErrorKind::BadRequest, "bad_request", e.to_string()).into_response(),
     };
     let head = HttpChunk {
         status: resp.status().as_u16() as u32,
@@ -419,7 +235,7 @@ pub(crate) async fn execute_forwarded(router: Router, req: HttpRequest) -> Chunk
 }
 
 type Json<T> = axum::Json<T>;
-type ApiResult<T> = Result<Json<T>, ApiError>;
+type ApiResult<T> = Result<Json<T>, Error>;
 
 async fn health(State(inner): Shared) -> Json<Health> {
     axum::Json(Health {
@@ -513,12 +329,7 @@ async fn members(State(inner): Shared) -> ApiResult<Vec<MemberView>> {
 }
 
 fn node_view(inner: &Inner, n: &NodeRecord) -> NodeView {
-    let agent_seen = inner
-        .agent_seen
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&n.id)
-        .copied();
+    let agent_seen = inner.node.agents().last_heard(n.id);
     let peer_seen = inner
         .peer_seen
         .lock()
@@ -590,8 +401,8 @@ fn find_node(s: &Replicated, key: &str) -> Option<NodeRecord> {
 async fn node(State(inner): Shared, Path(key): Path<String>) -> ApiResult<NodeView> {
     inner.linearize().await?;
     let n = inner.state.read(|s| find_node(s, &key)).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
+        Error::new(
+            ErrorKind::NotFound,
             "unknown_node",
             format!("no node with id or name {key:?}"),
         )
@@ -624,16 +435,16 @@ async fn token(State(inner): Shared, Path(id): Path<String>) -> ApiResult<TokenV
         .state
         .read(|s| s.tokens.get(&id).map(token_view))
         .map(axum::Json)
-        .ok_or_else(|| apply_error(ApplyError::UnknownToken { id }))
+        .ok_or_else(|| Error::from(ApplyError::UnknownToken { id }))
 }
 
 async fn create_token(
     State(inner): Shared,
     JsonBody(req): JsonBody<TokenCreateRequest>,
-) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+) -> Result<(StatusCode, Json<TokenCreated>), Error> {
     let role = Role::parse(&req.role).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
+        Error::new(
+            ErrorKind::Invalid,
             "invalid_field",
             format!("role must be server or agent, not {:?}", req.role),
         )
@@ -644,8 +455,8 @@ async fn create_token(
         None => None,
         Some(ttl) => {
             let d = humantime::parse_duration(ttl).map_err(|e| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
+                Error::new(
+                    ErrorKind::Invalid,
                     "invalid_field",
                     format!("ttl {ttl:?} is not a duration like 24h or 30m: {e}"),
                 )
@@ -655,9 +466,9 @@ async fn create_token(
         }
     };
     let ca = inner.state.read(|s| s.cluster.as_ref().map(|c| c.ca_cert_pem.clone()));
-    let ca = ca.ok_or_else(|| apply_error(ApplyError::NotInitialized))?;
-    let fingerprint = tepui_pki::ca_fingerprint(&ca)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let ca = ca.ok_or_else(|| Error::from(ApplyError::NotInitialized))?;
+    let fingerprint =
+        tepui_pki::ca_fingerprint(&ca).map_err(|e| Error::new(ErrorKind::Internal, "internal", e.to_string()))?;
     let token = JoinToken::generate(role, &fingerprint);
     let record = token_record(&token, &req.description, now, expires_at);
     inner.write(Command::CreateToken { token: record.clone() }).await?;
@@ -678,7 +489,7 @@ async fn revoke_token(State(inner): Shared, Path(id): Path<String>) -> ApiResult
         .state
         .read(|s| s.tokens.get(&id).map(token_view))
         .map(axum::Json)
-        .ok_or_else(|| apply_error(ApplyError::UnknownToken { id }))
+        .ok_or_else(|| Error::from(ApplyError::UnknownToken { id }))
 }
 
 fn var_view(key: &str, v: &tepui_state::Var) -> VarView {
@@ -690,7 +501,7 @@ fn var_view(key: &str, v: &tepui_state::Var) -> VarView {
     }
 }
 
-fn check_var_key(key: &str) -> Result<(), ApiError> {
+fn check_var_key(key: &str) -> Result<(), Error> {
     let ok = !key.is_empty()
         && key.len() <= 256
         && key.split('/').all(|part| !part.is_empty())
@@ -698,8 +509,8 @@ fn check_var_key(key: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
+        Err(Error::new(
+            ErrorKind::Invalid,
             "invalid_key",
             format!(
                 "variable key {key:?} must be 1-256 characters of letters, digits, - _ . and / between non-empty parts"
@@ -723,7 +534,7 @@ async fn get_var(State(inner): Shared, Path(key): Path<String>) -> ApiResult<Var
         .state
         .read(|s| s.vars.get(&key).map(|v| var_view(&key, v)))
         .map(axum::Json)
-        .ok_or_else(|| apply_error(ApplyError::UnknownVar { key }))
+        .ok_or_else(|| Error::from(ApplyError::UnknownVar { key }))
 }
 
 const VALUE_LIMIT: usize = 64 << 10;
@@ -735,8 +546,8 @@ async fn put_var(
 ) -> ApiResult<VarView> {
     check_var_key(&key)?;
     if req.value.len() > VALUE_LIMIT {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+        return Err(Error::new(
+            ErrorKind::TooLarge,
             "value_too_large",
             format!(
                 "a variable holds at most {VALUE_LIMIT} bytes; this one has {}",
@@ -793,24 +604,24 @@ async fn remove_peer(State(inner): Shared, Path(peer): Path<String>) -> ApiResul
         .map(|n| n.id)
         .or_else(|| peer.parse().ok());
     let id = id.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
+        Error::new(
+            ErrorKind::NotFound,
             "unknown_node",
             format!("no server with id or name {peer:?}"),
         )
     })?;
     let is_member = member_views(&inner).iter().any(|m| m.id == id);
     if !is_member {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
+        return Err(Error::new(
+            ErrorKind::NotFound,
             "not_a_peer",
             format!("node {id} is not a raft peer; see `tepui server members`"),
         ));
     }
     let voters = member_views(&inner).iter().filter(|m| m.voter).count();
     if voters <= 1 {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(Error::new(
+            ErrorKind::Conflict,
             "last_voter",
             "cannot remove the last voter of the cluster",
         ));
@@ -833,7 +644,7 @@ struct SnapshotFile {
 
 const SNAPSHOT_FORMAT: &str = "tepui-snapshot/1";
 
-async fn snapshot_save(State(inner): Shared) -> Result<Response, ApiError> {
+async fn snapshot_save(State(inner): Shared) -> Result<Response, Error> {
     inner.linearize().await?;
     let (state_json, cluster_id) = inner.state.read(|s| {
         (
@@ -841,8 +652,7 @@ async fn snapshot_save(State(inner): Shared) -> Result<Response, ApiError> {
             s.cluster.as_ref().map(|c| c.cluster_id.clone()).unwrap_or_default(),
         )
     });
-    let state_json =
-        state_json.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let state_json = state_json.map_err(|e| Error::new(ErrorKind::Internal, "internal", e.to_string()))?;
     let file = SnapshotFile {
         format: SNAPSHOT_FORMAT.into(),
         cluster_id,
@@ -850,15 +660,14 @@ async fn snapshot_save(State(inner): Shared) -> Result<Response, ApiError> {
         created_at_ms: now_ms(),
         sha256: tepui_pki::sha256_hex(state_json.as_bytes()),
         state: serde_json::value::RawValue::from_string(state_json)
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?,
+            .map_err(|e| Error::new(ErrorKind::Internal, "internal", e.to_string()))?,
     };
-    let body = serde_json::to_vec(&file)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let body = serde_json::to_vec(&file).map_err(|e| Error::new(ErrorKind::Internal, "internal", e.to_string()))?;
     Ok(([(http::header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
 async fn snapshot_restore(State(inner): Shared, body: Bytes) -> ApiResult<RestoreResult> {
-    let bad = |msg: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_snapshot", msg);
+    let bad = |msg: String| Error::new(ErrorKind::Invalid, "bad_snapshot", msg);
     let file: SnapshotFile =
         serde_json::from_slice(&body).map_err(|e| bad(format!("not a tepui snapshot file: {e}")))?;
     if file.format != SNAPSHOT_FORMAT {

@@ -1,23 +1,20 @@
 //! A tepui control-plane server: one Raft voter with its storage, the cluster port (Raft RPCs,
-//! joins, forwarding, agent streams over mTLS), the HTTP API, and the leader's loops.
+//! joins, forwarding, agent streams over mTLS), the HTTP API, and the features wired onto the
+//! node handle.
 //!
 //! Any server answers any API call: a follower forwards what it cannot answer to the leader over
-//! the cluster port. This crate wires parts together; decisions live in `tepui-state` (what a
-//! command does) and the scheduler crates, and wire formats in `tepui-proto` and `tepui-api`.
+//! the cluster port. This crate wires parts together and holds no feature: it builds the
+//! [`tepui_node::Node`] over its Raft and hands it to the features (tepui-master,
+//! tepui-mesos-api, tepui-marathon), whose routes and drivers it only assembles. Its own API is
+//! the cluster's (`/v1/status`, nodes, members, tokens, variables, snapshots, Raft peers) and
+//! `/metrics`.
 
 mod cluster;
 mod http;
-mod hub;
-mod liveness;
-mod master;
 mod metrics;
 mod node;
 mod peers;
 mod raft_net;
-mod services;
-mod tasks;
-#[cfg(test)]
-mod test_support;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -130,10 +127,3 @@ pub enum ServerError {
 }
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}

@@ -6,58 +6,117 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::{BasicNode, ChangeMembers};
+use tepui_marathon::{Services, ServicesConfig};
+use tepui_master::{Master, MasterConfig};
+use tepui_node::{now_ms, BoxFuture, Consensus, Leadership, Node, NodeInfo, WriteError};
 use tepui_pki::token::JoinToken;
 use tepui_pki::{NodeIdentity, Role};
 use tepui_state::{ApplyError, ClusterInfo, Command, NodeRecord, NodeStatus, Response, TokenRecord};
 use tepui_store::{Raft, StateReader};
 use tepui_transport::{Identity, NetFilter};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::metrics::Metrics;
 use crate::peers::Peers;
-use crate::{now_ms, FirstStart, ServerConfig, ServerError};
+use crate::{FirstStart, ServerConfig, ServerError};
 
-/// What a write to the replicated state can end in, short of an answer.
-#[derive(Clone, Debug, thiserror::Error)]
-pub(crate) enum WriteError {
-    #[error("this server is not the leader")]
-    NotLeader { leader: Option<u64> },
-    #[error("{0}")]
-    Rejected(ApplyError),
-    #[error("raft: {0}")]
-    Raft(String),
+type PendingWrite = (Vec<Command>, oneshot::Sender<Result<Vec<Response>, WriteError>>);
+
+/// The node's replicated log: this server's Raft, with concurrent writes grouped into one log
+/// entry (group commit), so the log is fsynced once per group, not once per write.
+struct RaftConsensus {
+    raft: Raft,
+    writes: mpsc::Sender<PendingWrite>,
 }
 
-pub(crate) type PendingWrite = (Command, oneshot::Sender<Result<Response, WriteError>>);
+impl Consensus for RaftConsensus {
+    fn write(&self, cmds: Vec<Command>) -> BoxFuture<'_, Result<Vec<Response>, WriteError>> {
+        Box::pin(async move {
+            let mut answers = Vec::with_capacity(cmds.len());
+            let mut cmds = cmds.into_iter().peekable();
+            // A group holds at most MAX_BATCH commands: a longer list takes several.
+            while cmds.peek().is_some() {
+                let chunk: Vec<Command> = cmds.by_ref().take(tepui_state::MAX_BATCH).collect();
+                let (done, answer) = oneshot::channel();
+                if self.writes.send((chunk, done)).await.is_err() {
+                    return Err(WriteError::Raft("the server is shutting down".into()));
+                }
+                let chunk_answers = answer
+                    .await
+                    .unwrap_or_else(|_| Err(WriteError::Raft("the server is shutting down".into())))?;
+                answers.extend(chunk_answers);
+            }
+            Ok(answers)
+        })
+    }
+
+    fn linearize(&self) -> BoxFuture<'_, Result<(), WriteError>> {
+        Box::pin(async move {
+            match self.raft.ensure_linearizable().await {
+                Ok(_) => Ok(()),
+                Err(openraft::error::RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                    Err(WriteError::NotLeader { leader: f.leader_id })
+                }
+                Err(e) => Err(WriteError::Raft(e.to_string())),
+            }
+        })
+    }
+}
+
+async fn client_write(raft: &Raft, cmd: Command) -> Result<Response, WriteError> {
+    match raft.client_write(cmd).await {
+        Ok(r) => Ok(r.data),
+        Err(openraft::error::RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(f))) => {
+            Err(WriteError::NotLeader { leader: f.leader_id })
+        }
+        Err(e) => Err(WriteError::Raft(e.to_string())),
+    }
+}
 
 /// Takes every write that queued while the previous group was committing and commits them as
-/// one entry. One group is in flight at a time, so groups grow with the load.
-async fn group_commit(inner: std::sync::Weak<Inner>, mut queue: mpsc::Receiver<PendingWrite>) {
-    while let Some(first) = queue.recv().await {
+/// one entry. One group is in flight at a time, so groups grow with the load. A write is
+/// never split across groups.
+async fn group_commit(raft: Raft, mut queue: mpsc::Receiver<PendingWrite>) {
+    let mut carried: Option<PendingWrite> = None;
+    loop {
+        let first = match carried.take() {
+            Some(w) => w,
+            None => match queue.recv().await {
+                Some(w) => w,
+                None => return,
+            },
+        };
+        let mut size = first.0.len();
         let mut group = vec![first];
-        while group.len() < tepui_state::MAX_BATCH {
+        while size < tepui_state::MAX_BATCH {
             match queue.try_recv() {
-                Ok(w) => group.push(w),
+                Ok(w) if size + w.0.len() <= tepui_state::MAX_BATCH => {
+                    size += w.0.len();
+                    group.push(w);
+                }
+                Ok(w) => {
+                    carried = Some(w);
+                    break;
+                }
                 Err(_) => break,
             }
         }
-        let Some(inner) = inner.upgrade() else { return };
-        let answer = |r: Response| match r {
-            Response::Rejected(e) => Err(WriteError::Rejected(e)),
-            other => Ok(other),
-        };
-        if group.len() == 1 {
-            let (cmd, done) = group.pop().expect("one write");
-            let _ = done.send(inner.write_now(cmd).await.and_then(answer));
+        if size == 1 {
+            let (mut cmds, done) = group.pop().expect("one write");
+            let cmd = cmds.pop().expect("one command");
+            let _ = done.send(client_write(&raft, cmd).await.map(|r| vec![r]));
             continue;
         }
-        let (cmds, waiters): (Vec<Command>, Vec<_>) = group.into_iter().unzip();
-        match inner.write_now(Command::Batch { cmds }).await {
-            Ok(Response::Batch(answers)) => {
-                for (done, r) in waiters.into_iter().zip(answers) {
-                    let _ = done.send(answer(r));
+        let counts: Vec<usize> = group.iter().map(|(cmds, _)| cmds.len()).collect();
+        let (cmds, waiters): (Vec<Vec<Command>>, Vec<_>) = group.into_iter().unzip();
+        let cmds: Vec<Command> = cmds.into_iter().flatten().collect();
+        match client_write(&raft, Command::Batch { cmds }).await {
+            Ok(Response::Batch(answers)) if answers.len() == size => {
+                let mut answers = answers.into_iter();
+                for (done, n) in waiters.into_iter().zip(counts) {
+                    let _ = done.send(Ok(answers.by_ref().take(n).collect()));
                 }
             }
             Ok(other) => {
@@ -76,7 +135,31 @@ async fn group_commit(inner: std::sync::Weak<Inner>, mut queue: mpsc::Receiver<P
     }
 }
 
-/// The parts every handler shares.
+/// Follows Raft's metrics into the node's leadership watch, which changes only when the leader
+/// or the term does.
+async fn follow_leadership(raft: Raft, tx: watch::Sender<Leadership>) {
+    let mut metrics = raft.metrics();
+    loop {
+        let now = {
+            let m = metrics.borrow_and_update();
+            Leadership {
+                leader: m.current_leader,
+                term: m.current_term,
+            }
+        };
+        tx.send_if_modified(|l| {
+            let changed = *l != now;
+            *l = now;
+            changed
+        });
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The server's own parts, which the cluster port and the server's own API share. Features
+/// get `node` (and what they build on it), never this.
 pub(crate) struct Inner {
     pub id: u64,
     pub name: String,
@@ -87,41 +170,22 @@ pub(crate) struct Inner {
     pub filter: NetFilter,
     pub cluster_addr: String,
     pub http_addr: String,
+    /// How long a server may stay silent before `node ls` calls it unreachable.
     pub agent_timeout: Duration,
-    pub deployment_timeout: Duration,
-    /// When the leader last heard from each agent. Leader memory only: rebuilt from agents
-    /// re-registering after a failover.
-    pub agent_seen: Mutex<HashMap<u64, Instant>>,
     /// When this node's Raft client last got an answer from each peer.
     pub peer_seen: Arc<Mutex<HashMap<u64, Instant>>>,
     /// Membership changes go one at a time.
     pub membership_lock: tokio::sync::Mutex<()>,
     pub metrics: Metrics,
-    /// Writes waiting for the group committer.
-    pub writes: mpsc::Sender<PendingWrite>,
-    /// Streams of the agents connected to this leader.
-    pub hub: crate::hub::AgentHub,
-    /// Two-level scheduling: the allocator, offers and frameworks (a core only on the leader).
-    pub master: crate::master::Master,
-    /// Long-running services (the built-in Marathon-like framework).
-    pub services: crate::services::Services,
-    services_wake: tokio::sync::Notify,
+    /// The handle the features run on.
+    pub node: Node,
     /// The HTTP router, to execute requests forwarded by followers.
     pub router: std::sync::OnceLock<axum::Router>,
 }
 
 impl Inner {
     pub fn leader_id(&self) -> Option<u64> {
-        self.raft.metrics().borrow().current_leader
-    }
-
-    /// Asks the services scheduler to look at its apps now.
-    pub(crate) fn services_kick(&self) {
-        self.services_wake.notify_one();
-    }
-
-    pub(crate) async fn services_kicked(&self) {
-        self.services_wake.notified().await
+        self.node.leader_id()
     }
 
     pub fn is_leader(&self) -> bool {
@@ -140,38 +204,14 @@ impl Inner {
         m.membership().nodes().map(|(_, n)| n.addr.clone()).collect()
     }
 
-    /// Commits a command and returns its answer. Concurrent writes are grouped into one log
-    /// entry (group commit): the log is fsynced once per group, not once per write.
+    /// Commits a command and returns its answer.
     pub async fn write(&self, cmd: Command) -> Result<Response, WriteError> {
-        let (done, answer) = tokio::sync::oneshot::channel();
-        if self.writes.send((cmd, done)).await.is_err() {
-            return Err(WriteError::Raft("the server is shutting down".into()));
-        }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(WriteError::Raft("the server is shutting down".into())))
+        self.node.write(cmd).await
     }
 
-    async fn write_now(&self, cmd: Command) -> Result<Response, WriteError> {
-        match self.raft.client_write(cmd).await {
-            Ok(r) => Ok(r.data),
-            Err(openraft::error::RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(f))) => {
-                Err(WriteError::NotLeader { leader: f.leader_id })
-            }
-            Err(e) => Err(WriteError::Raft(e.to_string())),
-        }
-    }
-
-    /// Waits until this leader has confirmed it still leads and applied everything committed
-    /// before now: a read after this sees every acknowledged write.
+    /// See [`Node::linearize`].
     pub async fn linearize(&self) -> Result<(), WriteError> {
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(openraft::error::RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(WriteError::NotLeader { leader: f.leader_id })
-            }
-            Err(e) => Err(WriteError::Raft(e.to_string())),
-        }
+        self.node.linearize().await
     }
 
     /// Adds a joined server as a learner, lets it catch up, then makes it a voter.
@@ -370,10 +410,27 @@ impl Server {
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
 
-        let metrics = Metrics::default();
+        let mut tasks = JoinSet::new();
         let (writes, write_queue) = mpsc::channel(4096);
+        tasks.spawn(group_commit(raft.clone(), write_queue));
+        let (leadership_tx, leadership) = watch::channel(Leadership::default());
+        tasks.spawn(follow_leadership(raft.clone(), leadership_tx));
+        let node = Node::new(
+            NodeInfo {
+                id: identity.node_id,
+                name: identity.name.clone(),
+                cluster_addr: cluster_addr.clone(),
+                http_addr: http_addr.clone(),
+                started_at: now_ms(),
+            },
+            RaftConsensus {
+                raft: raft.clone(),
+                writes,
+            },
+            reader.clone(),
+            leadership,
+        );
         let inner = Arc::new(Inner {
-            writes,
             id: identity.node_id,
             name: identity.name.clone(),
             raft,
@@ -384,25 +441,40 @@ impl Server {
             cluster_addr: cluster_addr.clone(),
             http_addr: http_addr.clone(),
             agent_timeout: cfg.agent_timeout,
-            deployment_timeout: cfg.deployment_timeout,
-            agent_seen: Mutex::new(HashMap::new()),
             peer_seen,
             membership_lock: tokio::sync::Mutex::new(()),
-            metrics,
-            hub: crate::hub::AgentHub::default(),
-            master: crate::master::Master::default(),
-            services: crate::services::Services::default(),
-            services_wake: tokio::sync::Notify::new(),
+            metrics: Metrics::default(),
+            node: node.clone(),
             router: std::sync::OnceLock::new(),
         });
 
-        let mut tasks = JoinSet::new();
-        tasks.spawn(group_commit(Arc::downgrade(&inner), write_queue));
-        let router = crate::http::router(inner.clone());
+        // The features, each on the node handle; the router takes their routes.
+        let master = Master::new(
+            node.clone(),
+            MasterConfig {
+                agent_timeout: cfg.agent_timeout,
+            },
+        );
+        master.start();
+        let services = Services::new(
+            master.clone(),
+            ServicesConfig {
+                deployment_timeout: cfg.deployment_timeout,
+            },
+        );
+        services.start();
+        let features = crate::http::Features {
+            leader: tepui_master::http::routes(master.clone())
+                .merge(tepui_mesos_api::leader_routes(master.clone()))
+                .merge(services.routes()),
+            local: tepui_mesos_api::local_routes(master.clone()),
+        };
+        let router = crate::http::router(inner.clone(), features);
         let _ = inner.router.set(router.clone());
         let shutdown = tokio_util::sync::CancellationToken::new();
         tasks.spawn(crate::cluster::serve(
             inner.clone(),
+            master,
             cluster_listener,
             identity.server_tls()?,
             shutdown.clone(),
@@ -414,9 +486,6 @@ impl Server {
                 tracing::error!(error = %e, "http server stopped");
             }
         });
-        tasks.spawn(crate::liveness::run(inner.clone()));
-        tasks.spawn(crate::master::run(inner.clone()));
-        tasks.spawn(crate::services::run(inner.clone()));
 
         let started_as = match std::mem::replace(&mut pending, Pending::Restart) {
             Pending::Bootstrap { ca } => {
@@ -486,6 +555,7 @@ impl Server {
     /// Stops Raft and every listener and loop. The data dir can be reopened afterwards.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
+        self.inner.node.shut_down();
         let _ = self.inner.raft.shutdown().await;
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}

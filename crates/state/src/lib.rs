@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 mod framework;
 mod service;
 mod task;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 pub use framework::{FrameworkRecord, RoleConfig};
 pub use service::{AppRecord, DeploymentRecord, ServiceChange, MAX_APP_VERSIONS};

@@ -99,7 +99,7 @@ pub struct VolumeDef {
     pub read_only: bool,
 }
 
-/// What to run. Mirrors what the agent needs; the wire form lives in tepui-proto.
+/// What to run: kept in the state, and sent to the agent as it is (tepui-proto's `TaskLaunch`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskDef {
     pub image: Option<String>,
@@ -117,23 +117,55 @@ pub struct TaskDef {
     pub volumes: Vec<VolumeDef>,
     pub read_only_rootfs: bool,
     pub kill_grace_ms: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health_checks: Vec<HealthCheckDef>,
 }
 
-/// A health check the agent runs next to the task (see tepui-proto's `HealthCheck`).
+impl Default for TaskDef {
+    /// Nothing to run yet: no image, no command, no resources, host networking.
+    fn default() -> TaskDef {
+        TaskDef {
+            image: None,
+            args: vec![],
+            env: BTreeMap::new(),
+            user: None,
+            cwd: None,
+            cpus_milli: 0,
+            mem_mb: 0,
+            disk_mb: 0,
+            pids: None,
+            network: "host".into(),
+            ports: vec![],
+            volumes: vec![],
+            read_only_rootfs: false,
+            kill_grace_ms: 0,
+            health_checks: vec![],
+        }
+    }
+}
+
+/// A health check the agent runs next to the task; all of a task's checks must pass for it to
+/// be healthy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthCheckDef {
     /// `HTTP`, `HTTPS`, `TCP` or `COMMAND`.
     pub protocol: String,
+    #[serde(default)]
     pub path: Option<String>,
-    /// The host port to check.
+    /// The host port to reach (HTTP, HTTPS, TCP), on 127.0.0.1.
+    #[serde(default)]
     pub port: Option<u16>,
+    /// A shell command run in the task's container (COMMAND); exit 0 is healthy.
+    #[serde(default)]
     pub command: Option<String>,
+    /// Failures in this long after the start do not count, until the first success.
     pub grace_period_ms: u64,
     pub interval_ms: u64,
     pub timeout_ms: u64,
+    /// This many failures in a row make the task unhealthy, and it is killed.
     pub max_consecutive_failures: u32,
+    /// Wait before the first check.
+    #[serde(default)]
     pub delay_ms: u64,
 }
 
@@ -174,6 +206,42 @@ pub struct TaskRecord {
     /// Free-form labels (a framework's TaskInfo labels; the services scheduler's app and version).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+impl TaskRecord {
+    /// A task just created on `agent_id`: staging, with no status from the agent yet. The
+    /// caller sets the framework's fields (`framework_id`, `role`, `resources`, `labels`).
+    pub fn staging(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        agent_id: NodeId,
+        def: TaskDef,
+        now: Millis,
+    ) -> TaskRecord {
+        TaskRecord {
+            id: id.into(),
+            name: name.into(),
+            agent_id,
+            def,
+            state: TaskState::TaskStaging,
+            reason: None,
+            message: String::new(),
+            exit_code: None,
+            signal: None,
+            last_update_uuid: None,
+            kill_requested: false,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+            framework_id: String::new(),
+            role: String::new(),
+            resources: String::new(),
+            acknowledged_uuid: None,
+            healthy: None,
+            labels: BTreeMap::new(),
+        }
+    }
 }
 
 /// One status change reported by an agent.

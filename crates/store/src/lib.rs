@@ -24,7 +24,7 @@ use std::sync::Arc;
 pub use db::StoreError;
 pub use log_store::LogStore;
 pub use openraft::BasicNode;
-pub use state_machine::{StateMachineStore, StateReader};
+pub use state_machine::{DetachedState, StateMachineStore, StateReader};
 
 openraft::declare_raft_types!(
     /// openraft's type configuration for tepui.

@@ -88,6 +88,40 @@ impl StateReader {
     }
 }
 
+/// A state that no Raft log feeds: commands are applied to it directly. For tests of code
+/// that reads and writes through a node without running a cluster.
+pub struct DetachedState {
+    shared: Arc<Shared>,
+}
+
+impl DetachedState {
+    pub fn new(state: State) -> DetachedState {
+        DetachedState {
+            shared: Arc::new(Shared {
+                applied: RwLock::new(Applied {
+                    state,
+                    ..Applied::default()
+                }),
+                index_tx: watch::Sender::new(0),
+            }),
+        }
+    }
+
+    pub fn reader(&self) -> StateReader {
+        StateReader {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Applies one command as the next log entry and publishes the new applied index.
+    pub fn apply(&self, cmd: &tepui_state::Command) -> Response {
+        let index = *self.shared.index_tx.borrow() + 1;
+        let answer = self.shared.write().state.apply(index, cmd);
+        self.shared.index_tx.send_replace(index);
+        answer
+    }
+}
+
 impl StateMachineStore {
     /// Builds the state machine from the latest stored snapshot, or empty when there is none.
     pub(crate) fn load(db: Arc<Database>) -> Result<Self, StoreError> {

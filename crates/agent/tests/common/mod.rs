@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tepui_agent::{RuntimeConfig, TaskConfig, TaskManager};
-use tepui_proto::agent::{StatusUpdate, TaskLaunch};
+use tepui_proto::agent::{StatusUpdate, TaskDef, TaskLaunch};
 
 pub const SHIM: &str = env!("CARGO_BIN_EXE_tepui-agent-shim-test");
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -120,21 +120,23 @@ pub fn launch(id: &str, image: Option<&str>, args: &[&str]) -> TaskLaunch {
     TaskLaunch {
         task_id: id.into(),
         name: id.into(),
-        image: image.map(str::to_string),
-        args: args.iter().map(|s| s.to_string()).collect(),
-        env: BTreeMap::new(),
-        user: None,
-        cwd: None,
-        cpus_milli: 500,
-        mem_mb: 64,
-        disk_mb: 0,
-        pids: Some(64),
-        network: "host".into(),
-        ports: vec![],
-        volumes: vec![],
-        read_only_rootfs: false,
-        kill_grace_ms: 1000,
-        health_checks: vec![],
+        def: TaskDef {
+            image: image.map(str::to_string),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: BTreeMap::new(),
+            user: None,
+            cwd: None,
+            cpus_milli: 500,
+            mem_mb: 64,
+            disk_mb: 0,
+            pids: Some(64),
+            network: "host".into(),
+            ports: vec![],
+            volumes: vec![],
+            read_only_rootfs: false,
+            kill_grace_ms: 1000,
+            health_checks: vec![],
+        },
     }
 }
 

@@ -4,7 +4,7 @@
 //! deployments Marathon embeds; errors are `{message}` (404, 409 with the locking deployments,
 //! 503), `{message, details}` for a body that is not JSON (400) and Marathon's validation body
 //! for a definition that is refused (422). Every change of the apps (create, update, scale,
-//! restart, delete, kill and scale) goes through [`Services::deploy`](super::Services::deploy),
+//! restart, delete, kill and scale) goes through [`Services::deploy`](crate::Services::deploy),
 //! so it is planned, checked for locks and committed in one command.
 //!
 //! These routes run on the leader; a follower forwards them (`/v2/events` streams through the
@@ -17,7 +17,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -36,16 +35,18 @@ use tepui_services::{validate_app, AppDefinition, AppSpec, Deployment, PathId, V
 use tepui_state::{State as Replicated, TaskRecord, TaskState};
 use tokio::sync::{broadcast, mpsc};
 
-use super::{ChangeError, Started, FRAMEWORK_ID, LABEL_APP, LABEL_VERSION};
-use crate::http::ApiError;
-use crate::node::{Inner, WriteError};
-use crate::{now_ms, VERSION};
+use tepui_node::{now_ms, Error, ErrorKind};
 
-type Shared = State<Arc<Inner>>;
+use crate::{Services, Started, FRAMEWORK_ID, LABEL_APP, LABEL_VERSION};
+
+/// tepui's version, as `/v2/info` reports it.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+type Shared = State<Services>;
 type Answer = Result<Response, Refusal>;
 
 /// Marathon's endpoints; they run on the leader, behind the forwarding middleware.
-pub(crate) fn routes() -> Router<Arc<Inner>> {
+pub(crate) fn routes(svc: Services) -> Router {
     Router::new()
         .route("/ping", get(ping))
         .route("/v2/apps", get(list_apps).post(create_app).put(put_apps))
@@ -67,6 +68,7 @@ pub(crate) fn routes() -> Router<Arc<Inner>> {
         .route("/v2/events", get(events))
         .route("/v2/info", get(info))
         .route("/v2/leader", get(leader))
+        .with_state(svc)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -109,26 +111,29 @@ impl IntoResponse for Refusal {
     }
 }
 
-impl From<WriteError> for Refusal {
-    fn from(e: WriteError) -> Refusal {
-        Refusal(Box::new(ApiError::from(e).into_response()))
+/// A domain error in Marathon's shapes: its validation body for a refused app, the locking
+/// deployments with a 409, `{message}` for the rest (tepui's `{code, message}` where Marathon
+/// has no shape of its own: the replicated state failing).
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Refusal {
+        match (e.kind, e.detail) {
+            (ErrorKind::Invalid, Some(detail)) if e.code == "invalid_app" => Refusal(Box::new(
+                (StatusCode::UNPROCESSABLE_ENTITY, Json(detail)).into_response(),
+            )),
+            (ErrorKind::Conflict, Some(detail)) if e.code == "app_locked" => {
+                let mut body = json!({ "message": e.message });
+                body["deployments"] = detail["deployments"].clone();
+                Refusal(Box::new((StatusCode::CONFLICT, Json(body)).into_response()))
+            }
+            (ErrorKind::NotFound, _) => Refusal::new(StatusCode::NOT_FOUND, e.message),
+            (kind, detail) => Refusal(Box::new(Error { kind, detail, ..e }.into_response())),
+        }
     }
 }
 
-impl From<ChangeError> for Refusal {
-    fn from(e: ChangeError) -> Refusal {
-        match e {
-            ChangeError::Invalid(errors) => Refusal::invalid(errors),
-            ChangeError::Locked { ref deployments } => {
-                let body = json!({
-                    "message": e.to_string(),
-                    "deployments": deployments.iter().map(|id| json!({ "id": id })).collect::<Vec<_>>(),
-                });
-                Refusal(Box::new((StatusCode::CONFLICT, Json(body)).into_response()))
-            }
-            ChangeError::NotFound(message) => Refusal::new(StatusCode::NOT_FOUND, message),
-            ChangeError::Write(e) => e.into(),
-        }
+impl From<tepui_node::WriteError> for Refusal {
+    fn from(e: tepui_node::WriteError) -> Refusal {
+        Error::from(e).into()
     }
 }
 
@@ -562,7 +567,7 @@ fn app_json(s: &Replicated, spec: &AppSpec, embed: Embed, running: &[Deployment]
     let mut v = serde_json::to_value(spec).unwrap_or_else(|_| json!({}));
     let Some(o) = v.as_object_mut() else { return v };
     let id = spec.id.to_string();
-    let all = super::tasks_of(s, &spec.id);
+    let all = crate::tasks_of(s, &spec.id);
     let live: Vec<&TaskRecord> = all.iter().copied().filter(|t| !t.state.is_terminal()).collect();
     if embed.counts {
         if let Ok(Value::Object(c)) = serde_json::to_value(counts(&live)) {
@@ -598,7 +603,7 @@ fn app_json(s: &Replicated, spec: &AppSpec, embed: Embed, running: &[Deployment]
 fn started_json(started: &Started) -> Value {
     json!({
         "version": started.version,
-        "deploymentId": started.deployment_id.clone().unwrap_or_else(super::uuid_like),
+        "deploymentId": started.deployment_id.clone().unwrap_or_else(crate::uuid_like),
     })
 }
 
@@ -690,8 +695,8 @@ fn client_ip(headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-fn api_post_event(inner: &Inner, headers: &HeaderMap, uri: &str, spec: AppSpec) {
-    inner.services.emit(Event::ApiPost(Box::new(ApiPostEvent {
+fn api_post_event(svc: &Services, headers: &HeaderMap, uri: &str, spec: AppSpec) {
+    svc.emit(Event::ApiPost(Box::new(ApiPostEvent {
         timestamp: format_timestamp(now_ms()),
         client_ip: client_ip(headers),
         uri: uri.to_string(),
@@ -711,8 +716,8 @@ async fn ping() -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "pong").into_response()
 }
 
-async fn list_apps(State(inner): Shared, RawQuery(q): RawQuery) -> Answer {
-    inner.linearize().await?;
+async fn list_apps(State(svc): Shared, RawQuery(q): RawQuery) -> Answer {
+    svc.node().linearize().await?;
     let p = Params::parse(q.as_deref());
     let selectors = match p.get("label") {
         Some(l) => parse_selectors(l).map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e))?,
@@ -721,9 +726,9 @@ async fn list_apps(State(inner): Shared, RawQuery(q): RawQuery) -> Answer {
     let id_filter = p.get("id").map(str::to_string);
     let cmd_filter = p.get("cmd").map(str::to_lowercase);
     let embed = Embed::for_list(&p);
-    let apps: Vec<Value> = inner.state.read(|s| {
-        let running = super::deployments(s);
-        super::apps(s)
+    let apps: Vec<Value> = svc.node().read(|s| {
+        let running = crate::deployments(s);
+        crate::apps(s)
             .into_iter()
             .filter(|a| id_filter.as_deref().is_none_or(|f| a.id.to_string().contains(f)))
             .filter(|a| {
@@ -739,7 +744,7 @@ async fn list_apps(State(inner): Shared, RawQuery(q): RawQuery) -> Answer {
 }
 
 async fn create_app(
-    State(inner): Shared,
+    State(svc): Shared,
     RawQuery(q): RawQuery,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
@@ -748,20 +753,17 @@ async fn create_app(
     let p = Params::parse(q.as_deref());
     let v = body_json(&body)?;
     let spec = definition(&v).and_then(|d| validate(&d)).map_err(Refusal::invalid)?;
-    inner.linearize().await?;
-    if inner.state.read(|s| super::app(s, &spec.id).is_some()) {
+    svc.node().linearize().await?;
+    if svc.node().read(|s| crate::app(s, &spec.id).is_some()) {
         return Err(Refusal::new(
             StatusCode::CONFLICT,
             format!("An app with id [{}] already exists.", spec.id),
         ));
     }
     let id = spec.id.clone();
-    let started = inner
-        .services
-        .deploy(&inner, vec![spec], vec![], p.flag("force"))
-        .await?;
-    let (stored, v) = inner.state.read(|s| {
-        let stored = super::app(s, &id);
+    let started = svc.deploy(vec![spec], vec![], p.flag("force")).await?;
+    let (stored, v) = svc.node().read(|s| {
+        let stored = crate::app(s, &id);
         let v = stored.as_ref().map(|a| app_json(s, a, Embed::all(), &[]));
         (stored, v)
     });
@@ -771,7 +773,7 @@ async fn create_app(
         o.insert("deployments".into(), Value::Array(ids));
     }
     if let Some(stored) = stored {
-        api_post_event(&inner, &headers, uri.path(), stored);
+        api_post_event(&svc, &headers, uri.path(), stored);
     }
     tracing::info!(app = %id, deployment = ?started.deployment_id, "app created");
     let mut resp = json_response(StatusCode::CREATED, v);
@@ -790,7 +792,7 @@ fn put_target(
     body: &Value,
     partial: bool,
 ) -> Result<(AppSpec, bool), Bad> {
-    let existing = id.and_then(|id| super::app(s, id));
+    let existing = id.and_then(|id| crate::app(s, id));
     let obj = body
         .as_object()
         .ok_or_else(|| ValidationErrors::single("/", "an app must be a JSON object"))?;
@@ -801,7 +803,7 @@ fn put_target(
         if existing.is_none() {
             return Err(Refusal::no_app(raw_id).into());
         }
-        let spec = super::versions(s, id)
+        let spec = crate::versions(s, id)
             .into_iter()
             .find(|(v, _)| v == version)
             .map(|(_, spec)| spec)
@@ -826,22 +828,21 @@ fn put_target(
     }
 }
 
-async fn put_app(inner: &Arc<Inner>, raw_id: &str, p: &Params, uri: &str, headers: &HeaderMap, body: &[u8]) -> Answer {
+async fn put_app(svc: &Services, raw_id: &str, p: &Params, uri: &str, headers: &HeaderMap, body: &[u8]) -> Answer {
     let v = body_json(body)?;
     let id = PathId::parse(raw_id).ok();
     let partial = p.get("partialUpdate") != Some("false");
     let mut target = None;
-    let started = inner
-        .services
-        .deploy_from(inner, p.flag("force"), |s| {
+    let started = svc
+        .deploy_from(p.flag("force"), |s| {
             let (spec, created) = put_target(s, id.as_ref(), raw_id, &v, partial).map_err(Refusal::from)?;
             target = Some((spec.id.clone(), created));
             Ok::<_, Refusal>(vec![spec])
         })
         .await?;
     let (app_id, created) = target.expect("computed before the deployment");
-    if let Some(stored) = inner.state.read(|s| super::app(s, &app_id)) {
-        api_post_event(inner, headers, uri, stored);
+    if let Some(stored) = svc.node().read(|s| crate::app(s, &app_id)) {
+        api_post_event(svc, headers, uri, stored);
     }
     tracing::info!(app = %app_id, created, deployment = ?started.deployment_id, "app put");
     if created {
@@ -855,7 +856,7 @@ async fn put_app(inner: &Arc<Inner>, raw_id: &str, p: &Params, uri: &str, header
 }
 
 async fn put_apps(
-    State(inner): Shared,
+    State(svc): Shared,
     RawQuery(q): RawQuery,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
@@ -870,7 +871,7 @@ async fn put_apps(
         )));
     };
     let mut ids: Vec<PathId> = vec![];
-    let started = inner.services.deploy_from(&inner, p.flag("force"), |s| {
+    let started = svc.deploy_from(p.flag("force"), |s| {
         let mut errors = ValidationErrors::new();
         let mut specs: Vec<AppSpec> = Vec::new();
         for (i, item) in items.iter().enumerate() {
@@ -894,34 +895,34 @@ async fn put_apps(
     });
     let started = started.await?;
     for id in ids {
-        if let Some(stored) = inner.state.read(|s| super::app(s, &id)) {
-            api_post_event(&inner, &headers, uri.path(), stored);
+        if let Some(stored) = svc.node().read(|s| crate::app(s, &id)) {
+            api_post_event(&svc, &headers, uri.path(), stored);
         }
     }
     Ok(json_response(StatusCode::OK, started_json(&started)))
 }
 
-async fn get_app_path(State(inner): Shared, Path(path): Path<String>) -> Answer {
-    inner.linearize().await?;
-    let target = inner.state.read(|s| split_app_path(&path, |id| exists(s, id)));
+async fn get_app_path(State(svc): Shared, Path(path): Path<String>) -> Answer {
+    svc.node().linearize().await?;
+    let target = svc.node().read(|s| split_app_path(&path, |id| exists(s, id)));
     match target {
         AppPath::App(raw) => {
             let id = path_id(&raw)?;
-            let v = inner.state.read(|s| {
-                let running = super::deployments(s);
-                super::app(s, &id).map(|a| app_json(s, &a, Embed::all(), &running))
+            let v = svc.node().read(|s| {
+                let running = crate::deployments(s);
+                crate::app(s, &id).map(|a| app_json(s, &a, Embed::all(), &running))
             });
             let v = v.ok_or_else(|| Refusal::no_app(&raw))?;
             Ok(json_response(StatusCode::OK, json!({ "app": v })))
         }
         AppPath::Tasks(raw) => {
             let id = path_id(&raw)?;
-            let tasks = inner.state.read(|s| {
-                let spec = super::app(s, &id)?;
+            let tasks = svc.node().read(|s| {
+                let spec = crate::app(s, &id)?;
                 let ports = service_ports(&spec);
                 let id = id.to_string();
                 Some(
-                    super::tasks_of(s, &spec.id)
+                    crate::tasks_of(s, &spec.id)
                         .into_iter()
                         .filter(|t| !t.state.is_terminal())
                         .map(|t| task_json(t, &id, &placement(s, t), &ports))
@@ -933,10 +934,10 @@ async fn get_app_path(State(inner): Shared, Path(path): Path<String>) -> Answer 
         }
         AppPath::Task(raw, task) => {
             let id = path_id(&raw)?;
-            let t = inner.state.read(|s| {
-                let spec = super::app(s, &id)?;
+            let t = svc.node().read(|s| {
+                let spec = crate::app(s, &id)?;
                 let ports = service_ports(&spec);
-                super::tasks_of(s, &id)
+                crate::tasks_of(s, &id)
                     .into_iter()
                     .find(|t| t.id == task)
                     .map(|t| task_json(t, &id.to_string(), &placement(s, t), &ports))
@@ -946,7 +947,7 @@ async fn get_app_path(State(inner): Shared, Path(path): Path<String>) -> Answer 
         }
         AppPath::Versions(raw) => {
             let id = path_id(&raw)?;
-            let versions = inner.state.read(|s| super::versions(s, &id));
+            let versions = svc.node().read(|s| crate::versions(s, &id));
             if versions.is_empty() {
                 return Err(Refusal::no_app(&raw));
             }
@@ -955,9 +956,9 @@ async fn get_app_path(State(inner): Shared, Path(path): Path<String>) -> Answer 
         }
         AppPath::Version(raw, version) => {
             let id = path_id(&raw)?;
-            let spec = inner
-                .state
-                .read(|s| super::versions(s, &id).into_iter().find(|(v, _)| *v == version));
+            let spec = svc
+                .node()
+                .read(|s| crate::versions(s, &id).into_iter().find(|(v, _)| *v == version));
             let (_, spec) = spec.ok_or_else(|| {
                 Refusal::new(
                     StatusCode::NOT_FOUND,
@@ -985,7 +986,7 @@ fn method_not_allowed(method: &str) -> Refusal {
 }
 
 async fn put_app_path(
-    State(inner): Shared,
+    State(svc): Shared,
     Path(path): Path<String>,
     RawQuery(q): RawQuery,
     OriginalUri(uri): OriginalUri,
@@ -993,53 +994,47 @@ async fn put_app_path(
     body: Bytes,
 ) -> Answer {
     let p = Params::parse(q.as_deref());
-    let target = inner.state.read(|s| split_app_path(&path, |id| exists(s, id)));
+    let target = svc.node().read(|s| split_app_path(&path, |id| exists(s, id)));
     match target {
-        AppPath::App(raw) => put_app(&inner, &raw, &p, uri.path(), &headers, &body).await,
+        AppPath::App(raw) => put_app(&svc, &raw, &p, uri.path(), &headers, &body).await,
         _ => Err(method_not_allowed("PUT")),
     }
 }
 
-async fn post_app_path(State(inner): Shared, Path(path): Path<String>, RawQuery(q): RawQuery) -> Answer {
+async fn post_app_path(State(svc): Shared, Path(path): Path<String>, RawQuery(q): RawQuery) -> Answer {
     let p = Params::parse(q.as_deref());
-    let target = inner.state.read(|s| split_app_path(&path, |id| exists(s, id)));
+    let target = svc.node().read(|s| split_app_path(&path, |id| exists(s, id)));
     let AppPath::Restart(raw) = target else {
         return Err(method_not_allowed("POST"));
     };
     let id = path_id(&raw)?;
-    inner.linearize().await?;
-    let spec = inner
-        .state
-        .read(|s| super::app(s, &id))
+    svc.node().linearize().await?;
+    let spec = svc
+        .node()
+        .read(|s| crate::app(s, &id))
         .ok_or_else(|| Refusal::no_app(&raw))?;
-    let started = inner
-        .services
-        .restart(&inner, spec.restarted(now_ms()), p.flag("force"))
-        .await?;
+    let started = svc.restart(spec.restarted(now_ms()), p.flag("force")).await?;
     tracing::info!(app = %id, deployment = ?started.deployment_id, "app restarted");
     Ok(json_response(StatusCode::OK, started_json(&started)))
 }
 
-async fn delete_app_path(State(inner): Shared, Path(path): Path<String>, RawQuery(q): RawQuery) -> Answer {
+async fn delete_app_path(State(svc): Shared, Path(path): Path<String>, RawQuery(q): RawQuery) -> Answer {
     let p = Params::parse(q.as_deref());
-    inner.linearize().await?;
-    let target = inner.state.read(|s| split_app_path(&path, |id| exists(s, id)));
+    svc.node().linearize().await?;
+    let target = svc.node().read(|s| split_app_path(&path, |id| exists(s, id)));
     match target {
         AppPath::App(raw) => {
             let id = path_id(&raw)?;
-            let started = inner
-                .services
-                .deploy(&inner, vec![], vec![id.clone()], p.flag("force"))
-                .await?;
+            let started = svc.deploy(vec![], vec![id.clone()], p.flag("force")).await?;
             tracing::info!(app = %id, deployment = ?started.deployment_id, "app deleted");
             Ok(json_response(StatusCode::OK, started_json(&started)))
         }
         AppPath::Task(raw, task) => {
             let id = path_id(&raw)?;
-            let known = inner.state.read(|s| {
-                super::app(s, &id)?;
+            let known = svc.node().read(|s| {
+                crate::app(s, &id)?;
                 Some(
-                    super::tasks_of(s, &id)
+                    crate::tasks_of(s, &id)
                         .iter()
                         .any(|t| t.id == task && !t.state.is_terminal()),
                 )
@@ -1054,15 +1049,15 @@ async fn delete_app_path(State(inner): Shared, Path(path): Path<String>, RawQuer
                 }
                 Some(true) => {}
             }
-            kill_instances(&inner, BTreeMap::from([(id, vec![task])]), &p, true).await
+            kill_instances(&svc, BTreeMap::from([(id, vec![task])]), &p, true).await
         }
         AppPath::Tasks(raw) => {
             let id = path_id(&raw)?;
             let host = p.get("host").map(str::to_string);
-            let tasks = inner.state.read(|s| {
-                super::app(s, &id)?;
+            let tasks = svc.node().read(|s| {
+                crate::app(s, &id)?;
                 Some(
-                    super::tasks_of(s, &id)
+                    crate::tasks_of(s, &id)
                         .into_iter()
                         .filter(|t| !t.state.is_terminal())
                         .filter(|t| host.as_deref().is_none_or(|h| placement(s, t).host == h))
@@ -1071,7 +1066,7 @@ async fn delete_app_path(State(inner): Shared, Path(path): Path<String>, RawQuer
                 )
             });
             let tasks = tasks.ok_or_else(|| Refusal::no_app(&raw))?;
-            kill_instances(&inner, BTreeMap::from([(id, tasks)]), &p, false).await
+            kill_instances(&svc, BTreeMap::from([(id, tasks)]), &p, false).await
         }
         _ => Err(method_not_allowed("DELETE")),
     }
@@ -1079,22 +1074,22 @@ async fn delete_app_path(State(inner): Shared, Path(path): Path<String>, RawQuer
 
 /// Kills instances, by app. With `?scale=true` the apps' instance counts go down by as many,
 /// through one deployment; the kills go first, so the scheduler never picks other victims.
-async fn kill_instances(inner: &Arc<Inner>, by_app: BTreeMap<PathId, Vec<String>>, p: &Params, single: bool) -> Answer {
+async fn kill_instances(svc: &Services, by_app: BTreeMap<PathId, Vec<String>>, p: &Params, single: bool) -> Answer {
     let scale = p.flag("scale");
     let force = p.flag("force");
     let mut scaled = Vec::new();
     if scale {
-        let (specs, locked) = inner.state.read(|s| {
+        let (specs, locked) = svc.node().read(|s| {
             let specs: Vec<AppSpec> = by_app
                 .iter()
                 .filter_map(|(id, tasks)| {
-                    let mut spec = super::app(s, id)?;
+                    let mut spec = crate::app(s, id)?;
                     spec.instances = spec.instances.saturating_sub(tasks.len() as u32);
                     Some(spec)
                 })
                 .collect();
             let ids: Vec<PathId> = by_app.keys().cloned().collect();
-            let running = super::deployments(s);
+            let running = crate::deployments(s);
             let locked: Vec<String> = tepui_services::deployment::conflicting(&running, &ids)
                 .into_iter()
                 .map(|d| d.id.clone())
@@ -1102,28 +1097,28 @@ async fn kill_instances(inner: &Arc<Inner>, by_app: BTreeMap<PathId, Vec<String>
             (specs, locked)
         });
         if !locked.is_empty() && !force {
-            return Err(ChangeError::Locked { deployments: locked }.into());
+            return Err(crate::locked(locked).into());
         }
         scaled = specs;
     }
     let mut killed = Vec::new();
     for (app, tasks) in &by_app {
         for task in tasks {
-            crate::tasks::kill(inner, task).await?;
+            svc.master().kill(task).await?;
             tracing::info!(%app, task = %task, scale, "instance killed");
             killed.push((app.clone(), task.clone()));
         }
     }
     if scale {
-        let started = inner.services.deploy(inner, scaled, vec![], force).await?;
+        let started = svc.deploy(scaled, vec![], force).await?;
         return Ok(json_response(StatusCode::OK, started_json(&started)));
     }
-    let tasks: Vec<Value> = inner.state.read(|s| {
+    let tasks: Vec<Value> = svc.node().read(|s| {
         killed
             .iter()
             .filter_map(|(app, id)| {
                 let t = s.tasks.get(id)?;
-                let ports = super::app(s, app).map(|a| service_ports(&a)).unwrap_or_default();
+                let ports = crate::app(s, app).map(|a| service_ports(&a)).unwrap_or_default();
                 Some(task_json(t, &app.to_string(), &placement(s, t), &ports))
             })
             .collect()
@@ -1158,31 +1153,31 @@ fn add_pods(v: &mut Value) {
 }
 
 fn tree(s: &Replicated) -> Group {
-    let apps = super::apps(s);
+    let apps = crate::apps(s);
     let version = apps.iter().map(|a| a.version.clone()).max();
     let mut root = Group::from_apps(apps);
     root.version = Some(version.unwrap_or_else(|| format_timestamp(now_ms())));
     root
 }
 
-async fn root_group(State(inner): Shared) -> Answer {
-    inner.linearize().await?;
-    let v = inner.state.read(|s| group_json(&tree(s)));
+async fn root_group(State(svc): Shared) -> Answer {
+    svc.node().linearize().await?;
+    let v = svc.node().read(|s| group_json(&tree(s)));
     Ok(json_response(StatusCode::OK, v))
 }
 
-async fn group(State(inner): Shared, Path(raw): Path<String>) -> Answer {
-    inner.linearize().await?;
+async fn group(State(svc): Shared, Path(raw): Path<String>) -> Answer {
+    svc.node().linearize().await?;
     let missing = || Refusal::new(StatusCode::NOT_FOUND, format!("Group '/{raw}' does not exist"));
     let id = PathId::parse(&raw).map_err(|_| missing())?;
-    let v = inner.state.read(|s| tree(s).group(&id).map(group_json));
+    let v = svc.node().read(|s| tree(s).group(&id).map(group_json));
     Ok(json_response(StatusCode::OK, v.ok_or_else(missing)?))
 }
 
-async fn list_deployments(State(inner): Shared) -> Answer {
-    inner.linearize().await?;
-    let list: Vec<Value> = inner.state.read(|s| {
-        super::deployments(s)
+async fn list_deployments(State(svc): Shared) -> Answer {
+    svc.node().linearize().await?;
+    let list: Vec<Value> = svc.node().read(|s| {
+        crate::deployments(s)
             .iter()
             .filter_map(|d| serde_json::to_value(d.info()).ok())
             .collect()
@@ -1190,10 +1185,10 @@ async fn list_deployments(State(inner): Shared) -> Answer {
     Ok(json_response(StatusCode::OK, Value::Array(list)))
 }
 
-async fn cancel_deployment(State(inner): Shared, Path(id): Path<String>, RawQuery(q): RawQuery) -> Answer {
+async fn cancel_deployment(State(svc): Shared, Path(id): Path<String>, RawQuery(q): RawQuery) -> Answer {
     let p = Params::parse(q.as_deref());
     let force = p.flag("force");
-    let answer = inner.services.cancel_deployment(&inner, &id, force).await?;
+    let answer = svc.cancel_deployment(&id, force).await?;
     tracing::info!(deployment = %id, force, "deployment cancelled");
     match answer {
         Some(started) => Ok(json_response(StatusCode::OK, started_json(&started))),
@@ -1216,12 +1211,12 @@ fn status_filter(p: &Params) -> Result<Vec<TaskState>, Refusal> {
         .collect()
 }
 
-async fn list_tasks(State(inner): Shared, RawQuery(q): RawQuery) -> Answer {
+async fn list_tasks(State(svc): Shared, RawQuery(q): RawQuery) -> Answer {
     let p = Params::parse(q.as_deref());
     let wanted = status_filter(&p)?;
-    inner.linearize().await?;
-    let tasks: Vec<Value> = inner.state.read(|s| {
-        let ports: BTreeMap<String, Vec<u16>> = super::apps(s)
+    svc.node().linearize().await?;
+    let tasks: Vec<Value> = svc.node().read(|s| {
+        let ports: BTreeMap<String, Vec<u16>> = crate::apps(s)
             .iter()
             .map(|a| (a.id.to_string(), service_ports(a)))
             .collect();
@@ -1243,7 +1238,7 @@ async fn list_tasks(State(inner): Shared, RawQuery(q): RawQuery) -> Answer {
     Ok(json_response(StatusCode::OK, json!({ "tasks": tasks })))
 }
 
-async fn delete_tasks(State(inner): Shared, RawQuery(q): RawQuery, body: Bytes) -> Answer {
+async fn delete_tasks(State(svc): Shared, RawQuery(q): RawQuery, body: Bytes) -> Answer {
     let p = Params::parse(q.as_deref());
     let v = body_json(&body)?;
     let ids: Vec<String> = match v.get("ids") {
@@ -1257,8 +1252,8 @@ async fn delete_tasks(State(inner): Shared, RawQuery(q): RawQuery, body: Bytes) 
             )))
         }
     };
-    inner.linearize().await?;
-    let grouped = inner.state.read(|s| {
+    svc.node().linearize().await?;
+    let grouped = svc.node().read(|s| {
         let mut by_app: BTreeMap<PathId, Vec<String>> = BTreeMap::new();
         let mut unknown = Vec::new();
         for id in ids.iter().collect::<BTreeSet<_>>() {
@@ -1286,15 +1281,13 @@ async fn delete_tasks(State(inner): Shared, RawQuery(q): RawQuery, body: Bytes) 
         ));
     }
     // `wipe` forgets instances in Marathon; tepui's instances are their tasks, which a kill ends.
-    kill_instances(&inner, by_app, &p, false).await
+    kill_instances(&svc, by_app, &p, false).await
 }
 
-async fn queue(State(inner): Shared) -> Answer {
-    inner.linearize().await?;
-    let items: Vec<Value> = inner.state.read(|s| {
-        inner
-            .services
-            .queue_items(s)
+async fn queue(State(svc): Shared) -> Answer {
+    svc.node().linearize().await?;
+    let items: Vec<Value> = svc.node().read(|s| {
+        svc.queue_items(s)
             .into_iter()
             .map(|q| {
                 let mut o = Map::new();
@@ -1320,7 +1313,7 @@ async fn queue(State(inner): Shared) -> Answer {
     Ok(json_response(StatusCode::OK, json!({ "queue": items })))
 }
 
-async fn reset_delay(State(inner): Shared, Path(path): Path<String>) -> Answer {
+async fn reset_delay(State(svc): Shared, Path(path): Path<String>) -> Answer {
     let Some(raw) = path.strip_suffix("/delay") else {
         return Err(Refusal::new(
             StatusCode::NOT_FOUND,
@@ -1334,8 +1327,8 @@ async fn reset_delay(State(inner): Shared, Path(path): Path<String>) -> Answer {
         )
     };
     let id = PathId::parse(raw).map_err(|_| missing())?;
-    inner.linearize().await?;
-    if inner.services.reset_delay(&id) {
+    svc.node().linearize().await?;
+    if svc.reset_delay(&id) {
         tracing::info!(app = %id, "launch delay reset");
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -1361,11 +1354,11 @@ fn sse(event_type: &str, data: &str) -> Bytes {
     Bytes::from(format!("event: {event_type}\ndata: {data}\n\n"))
 }
 
-async fn events(State(inner): Shared, RawQuery(q): RawQuery, headers: HeaderMap) -> Answer {
-    inner.linearize().await?;
+async fn events(State(svc): Shared, RawQuery(q): RawQuery, headers: HeaderMap) -> Answer {
+    svc.node().linearize().await?;
     let p = Params::parse(q.as_deref());
     let filter = p.all("event_type");
-    let rx = inner.services.subscribe();
+    let rx = svc.subscribe();
     let (tx, out) = mpsc::channel::<Bytes>(EVENT_BUFFER);
     let _ = tx.try_send(Bytes::from_static(b": tepui event stream\n\n"));
     if wanted(&filter, "event_stream_attached") {
@@ -1377,9 +1370,11 @@ async fn events(State(inner): Shared, RawQuery(q): RawQuery, headers: HeaderMap)
         let _ = tx.try_send(sse("event_stream_attached", &attached.to_string()));
     }
     tracing::info!(filter = ?filter, "event stream attached");
-    tokio::spawn(follow_events(inner, rx, filter, tx));
-    let stream = tokio_stream::wrappers::ReceiverStream::new(out);
-    let body = Body::from_stream(futures::StreamExt::map(stream, Ok::<_, Infallible>));
+    tokio::spawn(follow_events(svc, rx, filter, tx));
+    let stream = futures::stream::unfold(out, |mut out| async move {
+        out.recv().await.map(|b| (Ok::<_, Infallible>(b), out))
+    });
+    let body = Body::from_stream(stream);
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -1389,12 +1384,12 @@ async fn events(State(inner): Shared, RawQuery(q): RawQuery, headers: HeaderMap)
 
 /// Relays events until the reader leaves, falls too far behind, or this server stops leading.
 async fn follow_events(
-    inner: Arc<Inner>,
+    svc: Services,
     mut rx: broadcast::Receiver<Event>,
     filter: Vec<String>,
     tx: mpsc::Sender<Bytes>,
 ) {
-    let mut raft = inner.raft.metrics();
+    let mut leadership = svc.node().watch_leadership();
     let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
     loop {
         let chunk = tokio::select! {
@@ -1408,8 +1403,8 @@ async fn follow_events(
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
-            changed = raft.changed() => {
-                if changed.is_err() || !inner.is_leader() {
+            changed = leadership.changed() => {
+                if changed.is_err() || !svc.node().is_leader() {
                     tracing::info!("event stream ends: this server no longer leads");
                     break;
                 }
@@ -1426,26 +1421,28 @@ async fn follow_events(
     }
 }
 
-async fn info(State(inner): Shared) -> Answer {
-    inner.linearize().await?;
-    let port = inner
+async fn info(State(svc): Shared) -> Answer {
+    svc.node().linearize().await?;
+    let port = svc
+        .node()
+        .info()
         .http_addr
         .parse::<std::net::SocketAddr>()
         .map(|a| a.port())
         .unwrap_or(5050);
-    let timeout = inner.deployment_timeout.as_secs();
+    let timeout = svc.config().deployment_timeout.as_secs();
     let v = json!({
         "name": "tepui",
         "version": VERSION,
         "buildref": "",
-        "elected": inner.is_leader(),
-        "leader": inner.http_addr,
+        "elected": svc.node().is_leader(),
+        "leader": svc.node().info().http_addr,
         "frameworkId": FRAMEWORK_ID,
         "marathon_config": {
-            "master": inner.cluster_addr,
+            "master": svc.node().info().cluster_addr,
             "framework_name": FRAMEWORK_ID,
             "failover_timeout": 7 * 24 * 3600,
-            "hostname": inner.name,
+            "hostname": svc.node().info().name,
             "ha": true,
             "checkpoint": true,
             "mesos_role": "*",
@@ -1463,9 +1460,12 @@ async fn info(State(inner): Shared) -> Answer {
     Ok(json_response(StatusCode::OK, v))
 }
 
-async fn leader(State(inner): Shared) -> Answer {
-    inner.linearize().await?;
-    Ok(json_response(StatusCode::OK, json!({ "leader": inner.http_addr })))
+async fn leader(State(svc): Shared) -> Answer {
+    svc.node().linearize().await?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "leader": svc.node().info().http_addr }),
+    ))
 }
 
 #[cfg(test)]

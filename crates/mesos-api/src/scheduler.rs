@@ -2,8 +2,6 @@
 //! the in-process scheduler interface. Errors are answered as Mesos answers them: a status and
 //! a plain-text message.
 
-use std::sync::Arc;
-
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -19,37 +17,28 @@ use tepui_mesos::scheduler::{Call, CallType, Event, Failure, STREAM_ID_HEADER};
 use tepui_mesos::v1 as mesos;
 use tepui_state::{HealthCheckDef, PortDef, TaskDef};
 
-use super::{CallError, FrameworkSpec, LaunchSpec, OfferView, Operation, SchedulerEvent, StatusView};
-use crate::node::Inner;
+use tepui_master::{FrameworkSpec, LaunchSpec, Master, OfferView, Operation, SchedulerEvent, StatusView};
+use tepui_node::{Error, ErrorKind};
 
-/// Mesos' default kill grace period.
-const DEFAULT_GRACE_MS: u64 = 3_000;
+use crate::operator::{mesos_status, text};
+
 const MAX_CALL_BYTES: usize = 16 << 20;
 
-pub(crate) fn routes() -> Router<Arc<Inner>> {
-    Router::new().route(
-        "/api/v1/scheduler",
-        post(scheduler).layer(axum::extract::DefaultBodyLimit::max(MAX_CALL_BYTES)),
-    )
-}
-
-fn text(status: StatusCode, message: impl Into<String>) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        )],
-        message.into(),
-    )
-        .into_response()
+pub(crate) fn routes(master: Master) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/scheduler",
+            post(scheduler).layer(axum::extract::DefaultBodyLimit::max(MAX_CALL_BYTES)),
+        )
+        .with_state(master)
 }
 
 /// Mesos answers scheduler calls on a non-leading master with a redirect to the leader.
-fn to_leader(inner: &Inner) -> Response {
-    let addr = inner
+fn to_leader(master: &Master) -> Response {
+    let addr = master
+        .node()
         .leader_id()
-        .and_then(|id| inner.state.read(|s| s.nodes.get(&id).map(|n| n.http_addr.clone())))
+        .and_then(|id| master.node().read(|s| s.nodes.get(&id).map(|n| n.http_addr.clone())))
         .filter(|a| !a.is_empty());
     match addr {
         Some(addr) => (
@@ -64,23 +53,26 @@ fn to_leader(inner: &Inner) -> Response {
     }
 }
 
-fn refuse(inner: &Inner, e: CallError) -> Response {
-    match e {
+fn refuse(master: &Master, e: Error) -> Response {
+    match e.kind {
         // Elected a moment ago: the allocator is being rebuilt.
-        CallError::NotLeader if inner.is_leader() => text(
+        ErrorKind::NotLeader if master.node().is_leader() => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "The leader is starting its allocator; retry in a moment",
         ),
-        CallError::NotLeader => to_leader(inner),
-        CallError::NotSubscribed(_) | CallError::Removed(_) => text(StatusCode::FORBIDDEN, e.to_string()),
-        CallError::WrongStream { .. } | CallError::Invalid(_) => text(StatusCode::BAD_REQUEST, e.to_string()),
-        CallError::Write(w) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{w}; retry")),
+        ErrorKind::NotLeader => to_leader(master),
+        ErrorKind::Unavailable => text(StatusCode::SERVICE_UNAVAILABLE, format!("{}; retry", e.message)),
+        kind => text(mesos_status(kind), e.message),
     }
 }
 
-async fn scheduler(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
-    if !inner.is_leader() {
-        return to_leader(&inner);
+fn invalid(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Invalid, "invalid_request", message)
+}
+
+async fn scheduler(State(master): State<Master>, headers: HeaderMap, body: Bytes) -> Response {
+    if !master.node().is_leader() {
+        return to_leader(&master);
     }
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -110,7 +102,7 @@ async fn scheduler(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: By
         );
     }
     if call.kind == CallType::Subscribe {
-        return subscribe(inner, call).await;
+        return subscribe(master, call).await;
     }
     let framework = call.framework_id.as_ref().map(|f| f.value.clone()).unwrap_or_default();
     let Some(stream_id) = headers.get(STREAM_ID_HEADER).and_then(|v| v.to_str().ok()) else {
@@ -119,28 +111,27 @@ async fn scheduler(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: By
             format!("All non-subscribe calls should include the '{STREAM_ID_HEADER}' header"),
         );
     };
-    if let Err(e) = inner.master.check_stream(&framework, stream_id) {
-        return refuse(&inner, e);
+    if let Err(e) = master.check_stream(&framework, stream_id) {
+        return refuse(&master, e);
     }
-    match dispatch(&inner, &framework, call).await {
+    match dispatch(&master, &framework, call).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
-        Err(e) => refuse(&inner, e),
+        Err(e) => refuse(&master, e),
     }
 }
 
-async fn dispatch(inner: &Arc<Inner>, framework: &str, call: Call) -> Result<(), CallError> {
-    let master = &inner.master;
+async fn dispatch(master: &Master, framework: &str, call: Call) -> Result<(), Error> {
     match call.kind {
-        CallType::Teardown => master.teardown(inner, framework).await,
+        CallType::Teardown => master.teardown(framework).await,
         CallType::Accept => {
             let a = call.accept.unwrap_or_default();
             let offers: Vec<String> = a.offer_ids.iter().map(|o| o.value.clone()).collect();
             let mut ops = Vec::new();
             for (i, op) in a.operations.iter().enumerate() {
-                ops.push(operation(op).map_err(|e| CallError::Invalid(format!("accept.operations[{i}]: {e}")))?);
+                ops.push(operation(op).map_err(|e| invalid(format!("accept.operations[{i}]: {e}")))?);
             }
             master
-                .accept(inner, framework, &offers, ops, filters(a.filters.as_ref()))
+                .accept(framework, &offers, ops, filters(a.filters.as_ref()))
                 .await
         }
         CallType::Decline => {
@@ -156,20 +147,20 @@ async fn dispatch(inner: &Arc<Inner>, framework: &str, call: Call) -> Result<(),
                 .kill_policy
                 .and_then(|p| p.grace_period)
                 .map(|g| (g.nanoseconds.max(0) / 1_000_000) as u64);
-            master.kill(inner, framework, &k.task_id.value, grace_ms).await
+            master.kill_for(framework, &k.task_id.value, grace_ms).await
         }
         CallType::Acknowledge => {
             let a = call.acknowledge.expect("validated");
             let uuid = String::from_utf8(a.uuid.as_slice().to_vec())
-                .map_err(|_| CallError::Invalid("acknowledge.uuid is not an update's uuid".into()))?;
-            master.acknowledge(inner, framework, &a.task_id.value, &uuid).await
+                .map_err(|_| invalid("acknowledge.uuid is not an update's uuid"))?;
+            master.acknowledge(framework, &a.task_id.value, &uuid).await
         }
         CallType::Reconcile => {
             let tasks: Vec<String> = call
                 .reconcile
                 .map(|r| r.tasks.into_iter().map(|t| t.task_id.value).collect())
                 .unwrap_or_default();
-            master.reconcile(inner, framework, &tasks)
+            master.reconcile(framework, &tasks)
         }
         // tepui runs no custom executors: there is nobody to shut down or to message, and
         // requests are a no-op in Mesos too.
@@ -178,9 +169,9 @@ async fn dispatch(inner: &Arc<Inner>, framework: &str, call: Call) -> Result<(),
             Ok(())
         }
         CallType::AcceptInverseOffers | CallType::DeclineInverseOffers => Ok(()),
-        CallType::AcknowledgeOperationStatus | CallType::ReconcileOperations | CallType::UpdateFramework => Err(
-            CallError::Invalid(format!("{} is not supported by tepui yet", call.kind)),
-        ),
+        CallType::AcknowledgeOperationStatus | CallType::ReconcileOperations | CallType::UpdateFramework => {
+            Err(invalid(format!("{} is not supported by tepui yet", call.kind)))
+        }
         CallType::Subscribe | CallType::Unknown(_) => unreachable!("handled before"),
     }
 }
@@ -192,7 +183,7 @@ fn filters(f: Option<&mesos::Filters>) -> Filters {
     }
 }
 
-async fn subscribe(inner: Arc<Inner>, call: Call) -> Response {
+async fn subscribe(master: Master, call: Call) -> Response {
     let sub = call.subscribe.expect("validated");
     let info = sub.framework_info;
     let spec = FrameworkSpec {
@@ -214,9 +205,11 @@ async fn subscribe(inner: Arc<Inner>, call: Call) -> Response {
         builtin: false,
     };
     let refinement = spec.capabilities.iter().any(|c| c == "RESERVATION_REFINEMENT");
-    let subscription = match inner.master.subscribe(&inner, spec).await {
+    let call_id = spec.id.clone();
+    let subscription = match master.subscribe(spec).await {
         Ok(s) => s,
-        Err(CallError::Removed(id)) => {
+        Err(e) if e.code == "framework_removed" => {
+            let id = call_id.unwrap_or_default();
             // Mesos tells a removed framework on the stream itself, then closes it.
             let event = Event::error(format!("Framework {id} has been removed"));
             let body = tepui_mesos::recordio::encode_json(&event).unwrap_or_default();
@@ -227,10 +220,13 @@ async fn subscribe(inner: Arc<Inner>, call: Call) -> Response {
             )
                 .into_response();
         }
-        Err(e) => return refuse(&inner, e),
+        Err(e) => return refuse(&master, e),
     };
     let framework = subscription.framework_id.clone();
-    let events = tokio_stream::wrappers::ReceiverStream::new(subscription.events).map(move |e| {
+    let events = futures::stream::unfold(subscription.events, |mut events| async move {
+        events.recv().await.map(|e| (e, events))
+    })
+    .map(move |e| {
         let event = to_mesos(e, &framework, refinement);
         tepui_mesos::recordio::encode_json(&event).map(Bytes::from)
     });
@@ -247,7 +243,7 @@ fn to_mesos(e: SchedulerEvent, framework: &str, refinement: bool) -> Event {
     match e {
         SchedulerEvent::Subscribed { framework_id } => Event::subscribed(
             mesos::FrameworkId::new(framework_id),
-            Some(super::HEARTBEAT_INTERVAL.as_secs_f64()),
+            Some(tepui_master::HEARTBEAT_INTERVAL.as_secs_f64()),
             None,
         ),
         SchedulerEvent::Offers(offers) => Event::offers(offers.iter().map(|o| offer(o, refinement)).collect()),
@@ -469,7 +465,7 @@ fn launch_spec(t: &mesos::TaskInfo) -> LaunchSpec {
         task_id: t.task_id.value.clone(),
         name: t.name.clone(),
         agent_id: t.agent_id.value.parse().ok(),
-        def: empty_def(),
+        def: tepui_master::empty_def(),
         resources: Resources::new(),
         invalid: None,
         labels: t
@@ -487,26 +483,6 @@ fn launch_spec(t: &mesos::TaskInfo) -> LaunchSpec {
         Err(why) => spec.invalid = Some(why),
     }
     spec
-}
-
-pub(crate) fn empty_def() -> TaskDef {
-    TaskDef {
-        image: None,
-        args: vec![],
-        env: Default::default(),
-        user: None,
-        cwd: None,
-        cpus_milli: 0,
-        mem_mb: 0,
-        disk_mb: 0,
-        pids: None,
-        network: "host".into(),
-        ports: vec![],
-        volumes: vec![],
-        read_only_rootfs: false,
-        kill_grace_ms: DEFAULT_GRACE_MS,
-        health_checks: vec![],
-    }
 }
 
 /// Task ids name directories on the agent: a conservative alphabet.
@@ -536,14 +512,14 @@ fn task_def(t: &mesos::TaskInfo) -> Result<(TaskDef, Resources), String> {
     }
     let resources = from_mesos_resources(&t.resources)?;
     let cpus = resources.scalar_sum(&ResourceName::CPUS).milli();
-    let mem = super::convert::units(&resources, &ResourceName::MEM);
+    let mem = tepui_master::convert::units(&resources, &ResourceName::MEM);
     if cpus == 0 && mem == 0 {
         return Err("the task needs cpus or mem in its resources".into());
     }
-    let mut def = empty_def();
+    let mut def = tepui_master::empty_def();
     def.cpus_milli = cpus;
     def.mem_mb = mem;
-    def.disk_mb = super::convert::units(&resources, &ResourceName::DISK);
+    def.disk_mb = tepui_master::convert::units(&resources, &ResourceName::DISK);
     if let Some(c) = &t.command {
         if c.is_shell() {
             let value = c.value.as_deref().filter(|v| !v.trim().is_empty());
@@ -694,10 +670,6 @@ fn health_check(h: &mesos::HealthCheck, ports: &[PortDef]) -> Result<HealthCheck
 }
 
 #[cfg(test)]
-pub(crate) mod tests_support {
-    pub(crate) use super::empty_def;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

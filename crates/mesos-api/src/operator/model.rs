@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use tepui_allocator::{Quantities, Resources};
 use tepui_state::{AgentInfo, FrameworkRecord, Maintenance, NodeRecord, NodeStatus, State, TaskRecord, TaskState};
 
-use crate::master::convert;
-use crate::master::{AllocationView, OfferView};
+use tepui_master::convert;
+use tepui_master::{AllocationView, OfferView};
 
 /// The framework that tasks run with `tepui task run` belong to (their `framework_id` is empty).
 pub(crate) const OPERATOR_FRAMEWORK_ID: &str = "tepui";

@@ -3,7 +3,6 @@
 //! and each deployment forward.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tepui_allocator::{Filters, Ranges, Resource, ResourceName, Resources, Scalar};
@@ -16,16 +15,16 @@ use tepui_services::events::{
 };
 use tepui_services::fit::{self, OfferSummary, RoleResources};
 use tepui_services::time::format_timestamp;
+use tepui_services::unreachable::UnreachableAction;
 use tepui_services::why::OfferStats;
 use tepui_services::{plan, AppSpec, Deployment, PathId};
 use tepui_state::{Command, HealthCheckDef, PortDef, State, TaskDef, TaskState};
 
-use super::{apps, deployments, QueueItem, TaskIndex, FRAMEWORK_ID, LABEL_APP, LABEL_VERSION};
-use crate::master::{FrameworkSpec, LaunchSpec, OfferView, Operation, SchedulerEvent, StatusView, Subscription};
-use crate::node::Inner;
-use crate::now_ms;
+use crate::{apps, deployments, QueueItem, Services, TaskIndex, FRAMEWORK_ID, LABEL_APP, LABEL_VERSION};
+use tepui_master::{FrameworkSpec, LaunchSpec, OfferView, Operation, SchedulerEvent, StatusView};
+use tepui_node::drivers::{Activation, Driver, Outcome};
+use tepui_node::now_ms;
 
-const TICK: Duration = Duration::from_millis(500);
 /// Offers that fit nothing are declined for this long; short, so new demand is served soon.
 const DECLINE_SECS: f64 = 2.0;
 /// Mesos' default grace period when an app sets none.
@@ -80,73 +79,77 @@ fn spec() -> FrameworkSpec {
     }
 }
 
-pub(crate) async fn run(inner: Arc<Inner>) {
-    let mut sub: Option<Subscription> = None;
-    loop {
-        let event = match sub.as_mut() {
-            Some(s) => tokio::select! {
-                e = s.events.recv() => Some(e),
-                _ = inner.services_kicked() => None,
-                _ = tokio::time::sleep(TICK) => None,
-            },
-            None => {
-                tokio::select! {
-                    _ = inner.services_kicked() => {},
-                    _ = tokio::time::sleep(TICK) => {},
-                }
-                None
-            }
-        };
-        if !inner.is_leader() {
-            sub = None;
-            continue;
+/// The services framework on the leader: subscribes to the master (its offers and updates
+/// are handled as they arrive, by a task of their own), and brings every app towards its
+/// definition and every deployment forward whenever the state changes, the API or an event
+/// asks, or a deadline (a deployment's, an unreachable instance's) comes.
+pub(crate) struct ServicesDriver {
+    svc: Services,
+    /// The task that handles the subscription's events; it ends with the subscription.
+    events: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ServicesDriver {
+    pub(crate) fn new(svc: Services) -> ServicesDriver {
+        ServicesDriver { svc, events: None }
+    }
+
+    async fn subscribe(&mut self) -> Result<(), String> {
+        if self.events.as_ref().is_some_and(|t| !t.is_finished()) {
+            return Ok(());
         }
-        match event {
-            Some(None) => {
-                tracing::info!("services framework lost its subscription");
-                sub = None;
-                continue;
+        let sub = self
+            .svc
+            .master()
+            .subscribe(spec())
+            .await
+            .map_err(|e| format!("cannot subscribe yet: {e}"))?;
+        tracing::info!("services framework subscribed");
+        self.svc.queue().revived = None;
+        let svc = self.svc.clone();
+        let mut events = sub.events;
+        self.events = Some(tokio::spawn(async move {
+            while let Some(e) = events.recv().await {
+                on_event(&svc, e).await;
             }
-            Some(Some(e)) => on_event(&inner, e).await,
-            None => {}
-        }
-        if sub.is_none() {
-            match inner.master.subscribe(&inner, spec()).await {
-                Ok(s) => {
-                    tracing::info!("services framework subscribed");
-                    inner.services.queue.lock().unwrap_or_else(|e| e.into_inner()).revived = None;
-                    sub = Some(s);
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "services framework cannot subscribe yet");
-                    continue;
-                }
-            }
-        }
-        reconcile(&inner).await;
+            tracing::info!("services framework lost its subscription");
+            // The driver subscribes again (if it still leads).
+            svc.kick();
+        }));
+        Ok(())
     }
 }
 
-async fn on_event(inner: &Arc<Inner>, e: SchedulerEvent) {
+impl Driver for ServicesDriver {
+    async fn activate(&mut self, _why: Activation) -> Outcome {
+        self.subscribe().await?;
+        let next = reconcile(&self.svc).await;
+        Ok(next.map(|at| Duration::from_millis(at.saturating_sub(now_ms()).max(1))))
+    }
+
+    fn step_down(&mut self) {
+        if let Some(events) = self.events.take() {
+            events.abort();
+        }
+    }
+}
+
+async fn on_event(svc: &Services, e: SchedulerEvent) {
     match e {
-        SchedulerEvent::Offers(offers) => on_offers(inner, offers).await,
-        SchedulerEvent::Update(status) => on_update(inner, status).await,
+        SchedulerEvent::Offers(offers) => on_offers(svc, offers).await,
+        SchedulerEvent::Update(status) => on_update(svc, status).await,
         SchedulerEvent::Error { message } => tracing::warn!(%message, "services framework error"),
         _ => {}
     }
 }
 
-async fn on_update(inner: &Arc<Inner>, status: StatusView) {
+async fn on_update(svc: &Services, status: StatusView) {
     if let Some(uuid) = &status.uuid {
-        if let Err(e) = inner
-            .master
-            .acknowledge(inner, FRAMEWORK_ID, &status.task_id, uuid)
-            .await
-        {
+        if let Err(e) = svc.master().acknowledge(FRAMEWORK_ID, &status.task_id, uuid).await {
             tracing::debug!(task = %status.task_id, error = %e, "acknowledgement not recorded");
         }
     }
-    let event = inner.state.read(|s| {
+    let event = svc.node().read(|s| {
         let t = s.tasks.get(&status.task_id)?;
         let app = PathId::parse(t.labels.get(LABEL_APP)?).ok()?;
         let host = s.nodes.get(&t.agent_id).map(|n| n.name.clone()).unwrap_or_default();
@@ -177,9 +180,9 @@ async fn on_update(inner: &Arc<Inner>, status: StatusView) {
         Some(events)
     });
     for e in event.into_iter().flatten() {
-        inner.services.emit(e);
+        svc.emit(e);
     }
-    inner.services_kick();
+    svc.kick();
 }
 
 /// One offer as the services scheduler sees it.
@@ -244,25 +247,23 @@ fn deduct(summary: &mut OfferSummary, spec: &AppSpec, host_ports: &[u16]) {
     }
 }
 
-async fn on_offers(inner: &Arc<Inner>, offers: Vec<OfferView>) {
+async fn on_offers(svc: &Services, offers: Vec<OfferView>) {
     let now = now_ms();
     for offer in offers {
-        let launches = inner.state.read(|s| {
-            let mut q = inner.services.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let launches = svc.node().read(|s| {
+            let mut q = svc.queue();
             match_offer(&mut q, s, &offer, now)
         });
         let result = if launches.is_empty() {
-            inner.master.decline(
+            svc.master().decline(
                 FRAMEWORK_ID,
                 std::slice::from_ref(&offer.id),
                 Filters::refuse_seconds(DECLINE_SECS),
             )
         } else {
             tracing::info!(agent = offer.agent_id, count = launches.len(), "launching instances");
-            inner
-                .master
+            svc.master()
                 .accept(
-                    inner,
                     FRAMEWORK_ID,
                     std::slice::from_ref(&offer.id),
                     vec![Operation::Launch(launches)],
@@ -329,7 +330,7 @@ fn launch_spec(spec: &AppSpec, agent: u64, host_ports: &[u16]) -> LaunchSpec {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         .collect();
-    let task_id = format!("{base}.instance-{}", super::uuid_like());
+    let task_id = format!("{base}.instance-{}", crate::uuid_like());
     let bridge = spec.network_mode() == NetworkMode::Bridge;
     let mut ports = vec![];
     if bridge {
@@ -469,61 +470,83 @@ struct Work {
     overdue: Vec<Deployment>,
     events: Vec<Event>,
     waiting: bool,
+    /// The next time something changes by time alone (Unix ms): a deployment's deadline, an
+    /// unreachable instance turning inactive or expunged, a launch delay running out.
+    next: Option<u64>,
 }
 
-/// Brings every app towards its definition and every deployment forward.
-async fn reconcile(inner: &Arc<Inner>) {
+impl Work {
+    fn due_at(&mut self, at: u64) {
+        self.next = Some(self.next.map_or(at, |n| n.min(at)));
+    }
+}
+
+/// Brings every app towards its definition and every deployment forward; returns when it
+/// must look again even if nothing happens (Unix ms).
+async fn reconcile(svc: &Services) -> Option<u64> {
     let now = now_ms();
-    let work = inner.state.read(|s| {
-        let mut q = inner.services.queue.lock().unwrap_or_else(|e| e.into_inner());
+    let work = svc.node().read(|s| {
+        let mut q = svc.queue();
         decide(&mut q, s, now)
     });
-    for id in work.kill {
-        if let Err(e) = crate::tasks::kill(inner, &id).await {
+    for (id, answer) in work.kill.iter().zip(svc.master().kill_all(&work.kill, None).await) {
+        if let Err(e) = answer {
             tracing::debug!(task = %id, error = %e, "could not kill an instance");
         }
     }
-    for (id, plan) in work.deployment_updates {
-        if let Err(e) = inner.write(Command::UpdateDeployment { id: id.clone(), plan }).await {
-            tracing::debug!(deployment = %id, error = %e, "could not record deployment progress");
+    let updates = work
+        .deployment_updates
+        .iter()
+        .map(|(id, plan)| Command::UpdateDeployment {
+            id: id.clone(),
+            plan: plan.clone(),
+        })
+        .collect();
+    match svc.node().write_batch(updates).await {
+        Ok(answers) => {
+            for ((id, _), answer) in work.deployment_updates.iter().zip(answers) {
+                if let Err(e) = answer {
+                    tracing::debug!(deployment = %id, error = %e, "could not record deployment progress");
+                }
+            }
         }
+        Err(e) => tracing::debug!(error = %e, "could not record deployment progress"),
     }
     for d in work.overdue {
         // In the API's turn, and only if no change replaced the deployment meanwhile.
-        let _one_at_a_time = inner.services.changes.lock().await;
-        let current = inner.state.read(|s| s.deployments.contains_key(&d.id));
+        let _one_at_a_time = svc.shared.changes.lock().await;
+        let current = svc.node().read(|s| s.deployments.contains_key(&d.id));
         if !current {
             continue;
         }
-        inner
-            .services
-            .emit(Event::DeploymentFailed(Box::new(DeploymentResultEvent {
-                timestamp: format_timestamp(now),
-                id: d.id.clone(),
-                plan: Some(d.plan_view()),
-                reason: Some("the deployment did not finish before its deadline; rolling back".into()),
-            })));
-        if let Err(e) = super::rollback(inner, &d, now).await {
+        svc.emit(Event::DeploymentFailed(Box::new(DeploymentResultEvent {
+            timestamp: format_timestamp(now),
+            id: d.id.clone(),
+            plan: Some(d.plan_view()),
+            reason: Some("the deployment did not finish before its deadline; rolling back".into()),
+        })));
+        if let Err(e) = crate::rollback(svc, &d, now).await {
             tracing::warn!(deployment = %d.id, error = %e, "could not roll back an overdue deployment");
         }
     }
     for e in work.events {
-        inner.services.emit(e);
+        svc.emit(e);
     }
-    let mut q = inner.services.queue.lock().unwrap_or_else(|e| e.into_inner());
+    let mut q = svc.queue();
     if q.revived != Some(work.waiting) {
         q.revived = Some(work.waiting);
         drop(q);
         let r = if work.waiting {
-            inner.master.revive(FRAMEWORK_ID, &[])
+            svc.master().revive(FRAMEWORK_ID, &[])
         } else {
-            inner.master.suppress(FRAMEWORK_ID, &[])
+            svc.master().suppress(FRAMEWORK_ID, &[])
         };
         if let Err(e) = r {
             tracing::debug!(error = %e, "could not revive or suppress offers");
-            inner.services.queue.lock().unwrap_or_else(|e| e.into_inner()).revived = None;
+            svc.queue().revived = None;
         }
     }
+    work.next
 }
 
 fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
@@ -553,6 +576,18 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
         let current = index.instances(s, spec);
         let decision = plan::step(spec, &current, now);
         q.launch.set_waiting(spec, decision.launch, now);
+        for i in &current {
+            if let Some(since) = i.unreachable_since {
+                match tepui_services::unreachable::decide(&spec.unreachable_strategy, since, now) {
+                    UnreachableAction::Wait { inactive_at } => work.due_at(inactive_at),
+                    UnreachableAction::Inactive { expunge_at } => work.due_at(expunge_at),
+                    UnreachableAction::Expunge => {}
+                }
+            }
+        }
+        if let Some(e) = q.launch.entry(&spec.id).filter(|e| e.count > 0 && e.delay_until > now) {
+            work.due_at(e.delay_until);
+        }
         if decision.launch > 0 {
             work.waiting = true;
         }
@@ -588,6 +623,7 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
         q.stats.remove(&a);
     }
     for mut d in deployments(s) {
+        work.due_at(d.deadline);
         if d.is_overdue(now) {
             work.overdue.push(d);
             continue;
@@ -629,7 +665,7 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
 
 /// Whether a deployment action has reached its goal.
 fn action_done(s: &State, index: &TaskIndex, action: ActionKind, app: &PathId, now: u64) -> bool {
-    match (action, super::app(s, app)) {
+    match (action, crate::app(s, app)) {
         // Marathon's start step only creates the app; scaling it up is the next step.
         (ActionKind::StartApplication, _) => true,
         (ActionKind::StopApplication, _) | (_, None) => index.tasks(app).iter().all(|t| t.state.is_terminal()),
@@ -655,7 +691,7 @@ mod tests {
     use super::*;
 
     fn state(agents: u64) -> State {
-        crate::test_support::state_with_agents(agents, 1024)
+        tepui_state::testing::state_with_agents(agents, 1024)
     }
 
     fn put_app(s: &mut State, json: serde_json::Value, now: u64) -> AppSpec {
@@ -713,7 +749,7 @@ mod tests {
                 finished_at: None,
                 framework_id: FRAMEWORK_ID.into(),
                 role: String::new(),
-                resources: crate::master::convert::text(&l.resources),
+                resources: tepui_master::convert::text(&l.resources),
                 acknowledged_uuid: None,
                 healthy: None,
                 labels: l.labels.clone(),

@@ -7,7 +7,6 @@
 //! when this server stops leading (as Mesos ends it on a failover) or the client goes away.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -20,8 +19,8 @@ use tokio::sync::mpsc;
 
 use super::model::{framework_id_of, Model};
 use super::{wire, MesosError};
-use crate::master::HEARTBEAT_INTERVAL;
-use crate::node::Inner;
+use tepui_master::Master;
+use tepui_master::HEARTBEAT_INTERVAL;
 
 /// Encoded events a slow reader may have pending before its stream is cut.
 const BUFFER: usize = 1024;
@@ -121,10 +120,10 @@ fn encode(e: &Event) -> Option<Bytes> {
     }
 }
 
-pub(super) async fn subscribe(inner: Arc<Inner>, headers: &HeaderMap) -> Result<Response, MesosError> {
-    inner.linearize().await?;
-    let view = inner.master.view();
-    let (state, seen) = inner.state.read(|s| {
+pub(super) async fn subscribe(master: Master, headers: &HeaderMap) -> Result<Response, MesosError> {
+    master.node().linearize().await?;
+    let view = master.view();
+    let (state, seen) = master.node().read(|s| {
         let m = Model::new(s, view.as_ref());
         (wire::get_state(&m), Seen::of(&m))
     });
@@ -134,9 +133,10 @@ pub(super) async fn subscribe(inner: Arc<Inner>, headers: &HeaderMap) -> Result<
         let _ = tx.try_send(b);
     }
     tracing::info!("operator event stream subscribed");
-    tokio::spawn(follow(inner, seen, tx));
-    let body =
-        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>));
+    tokio::spawn(follow(master, seen, tx));
+    let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    }));
     let mut resp = Response::new(body);
     let wants_recordio = headers
         .get(header::ACCEPT)
@@ -152,12 +152,10 @@ pub(super) async fn subscribe(inner: Arc<Inner>, headers: &HeaderMap) -> Result<
     Ok(resp)
 }
 
-use futures::StreamExt;
-
 /// Sends the events of every change until the reader leaves or this server stops leading.
-async fn follow(inner: Arc<Inner>, mut seen: Seen, tx: mpsc::Sender<Bytes>) {
-    let mut applied = inner.state.subscribe();
-    let mut raft = inner.raft.metrics();
+async fn follow(master: Master, mut seen: Seen, tx: mpsc::Sender<Bytes>) {
+    let mut applied = master.node().watch_applied();
+    let mut leadership = master.node().watch_leadership();
     let start = tokio::time::Instant::now() + HEARTBEAT_INTERVAL;
     let mut heartbeat = tokio::time::interval_at(start, HEARTBEAT_INTERVAL);
     loop {
@@ -168,8 +166,8 @@ async fn follow(inner: Arc<Inner>, mut seen: Seen, tx: mpsc::Sender<Bytes>) {
                 if changed.is_err() {
                     break;
                 }
-                let view = inner.master.view();
-                events = inner.state.read(|s| {
+                let view = master.view();
+                events = master.node().read(|s| {
                     let m = Model::new(s, view.as_ref());
                     let next = Seen::of(&m);
                     let events = diff(&seen, &next, &m);
@@ -177,14 +175,14 @@ async fn follow(inner: Arc<Inner>, mut seen: Seen, tx: mpsc::Sender<Bytes>) {
                     events
                 });
             }
-            changed = raft.changed() => {
+            changed = leadership.changed() => {
                 if changed.is_err() {
                     break;
                 }
             }
             _ = heartbeat.tick() => events.push(Event::heartbeat()),
         }
-        if !inner.is_leader() {
+        if !master.node().is_leader() {
             tracing::info!("operator event stream ends: this server no longer leads");
             break;
         }

@@ -1,44 +1,59 @@
-//! Long-running services (Marathon's job) on the leader: a built-in framework on `Master`'s
-//! in-process scheduler interface that keeps every app at its definition.
+//! Long-running services as Marathon runs them, on the leader: a framework built into tepui on
+//! [`Master`]'s in-process scheduler interface that keeps every app at its definition, and
+//! Marathon's `/v2` REST API over it.
 //!
 //! The decisions are tepui-services' (`plan::step`, deployments, constraints, backoff); this
-//! module reads apps, deployments and instances from the replicated state, carries the
+//! crate reads apps, deployments and instances from the replicated state, carries the
 //! decisions out (launch through offers, kill, commit deployment progress) and publishes
 //! Marathon's events. Changes from the API go through [`Services::deploy`], which plans the
 //! deployment and commits the apps and the deployment in one command.
+//!
+//! The leader's work is the `services` driver: it runs when the state changes, when an offer
+//! or update arrives, and at the next deadline a deployment or a launch delay keeps.
 
-pub(crate) mod api;
+mod api;
 mod runtime;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use axum::Router;
+use tepui_master::Master;
+use tepui_node::drivers::{Waker, Wakes};
+use tepui_node::{now_ms, Error, ErrorKind, Node};
 use tepui_services::events::Event;
 use tepui_services::{AppSpec, Deployment, Health, Instance, InstanceState, PathId, ValidationErrors};
 use tepui_state::{Command, DeploymentRecord, ServiceChange, State, TaskRecord, TaskState};
 use tokio::sync::broadcast;
 
-pub(crate) use self::runtime::run;
-use crate::node::{Inner, WriteError};
-use crate::now_ms;
-
 /// The framework id of the services scheduler.
-pub(crate) const FRAMEWORK_ID: &str = "tepui-services";
+pub const FRAMEWORK_ID: &str = "tepui-services";
 /// Labels on an instance's task.
-pub(crate) const LABEL_APP: &str = "tepui.app";
-pub(crate) const LABEL_VERSION: &str = "tepui.version";
+pub const LABEL_APP: &str = "tepui.app";
+pub const LABEL_VERSION: &str = "tepui.version";
 
-/// Why a change of the services is refused.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ChangeError {
-    #[error("{}", .0.message)]
-    Invalid(ValidationErrors),
-    #[error("App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'.")]
-    Locked { deployments: Vec<String> },
-    #[error("{0}")]
-    NotFound(String),
-    #[error(transparent)]
-    Write(#[from] WriteError),
+/// How the services scheduler is set up.
+#[derive(Clone, Debug)]
+pub struct ServicesConfig {
+    /// A deployment not done in this long rolls back.
+    pub deployment_timeout: Duration,
+}
+
+/// An app definition Marathon refuses: 422 with its validation body.
+fn invalid_app(errors: ValidationErrors) -> Error {
+    let detail = serde_json::to_value(&errors).unwrap_or_default();
+    Error::new(ErrorKind::Invalid, "invalid_app", errors.message.clone()).detail(detail)
+}
+
+/// A change of apps that a running deployment holds.
+fn locked(deployments: Vec<String>) -> Error {
+    let ids: Vec<serde_json::Value> = deployments.iter().map(|id| serde_json::json!({ "id": id })).collect();
+    Error::conflict(
+        "app_locked",
+        "App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'.",
+    )
+    .detail(serde_json::json!({ "deployments": ids }))
 }
 
 /// What a change started: the deployment that carries it out (none when nothing changes).
@@ -58,22 +73,77 @@ pub(crate) struct QueueItem {
     pub explanation: Option<String>,
 }
 
-/// The services scheduler's shared half: events and the leader's in-memory queue.
-pub(crate) struct Services {
+struct Shared {
+    master: Master,
+    config: ServicesConfig,
     events: broadcast::Sender<Event>,
-    pub(crate) queue: Mutex<runtime::Queue>,
+    queue: Mutex<runtime::Queue>,
     /// One change at a time: each plans on the state the previous one left (deployment locks,
     /// service ports, partial updates).
-    pub(crate) changes: tokio::sync::Mutex<()>,
+    changes: tokio::sync::Mutex<()>,
+    /// Wakes the services driver.
+    waker: Waker,
 }
 
-impl Default for Services {
-    fn default() -> Services {
+/// The services scheduler: its events, the leader's launch queue, and the changes of apps.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    shared: Arc<Shared>,
+}
+
+impl Services {
+    pub fn new(master: Master, config: ServicesConfig) -> Services {
         Services {
-            events: broadcast::channel(1024).0,
-            queue: Mutex::new(runtime::Queue::default()),
-            changes: tokio::sync::Mutex::new(()),
+            shared: Arc::new(Shared {
+                master,
+                config,
+                events: broadcast::channel(1024).0,
+                queue: Mutex::new(runtime::Queue::default()),
+                changes: tokio::sync::Mutex::new(()),
+                waker: Waker::default(),
+            }),
         }
+    }
+
+    /// Reserves the framework's id on the master and starts the `services` driver.
+    pub fn start(&self) {
+        self.master()
+            .register_builtin(FRAMEWORK_ID, "remove its apps with `tepui app rm`");
+        self.node().spawn_driver(
+            "services",
+            runtime::ServicesDriver::new(self.clone()),
+            Wakes {
+                waker: self.shared.waker.clone(),
+                state_changes: true,
+            },
+        );
+    }
+
+    /// Marathon's `/v2` API and `/ping`; they run on the leader, behind the forwarding.
+    pub fn routes(&self) -> Router {
+        api::routes(self.clone())
+    }
+
+    pub(crate) fn master(&self) -> &Master {
+        &self.shared.master
+    }
+
+    pub(crate) fn node(&self) -> &Node {
+        self.shared.master.node()
+    }
+
+    pub(crate) fn config(&self) -> &ServicesConfig {
+        &self.shared.config
+    }
+
+    /// Asks the services driver to look at its apps now.
+    pub(crate) fn kick(&self) {
+        self.shared.waker.wake();
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, runtime::Queue> {
+        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -201,105 +271,86 @@ fn instance(s: &State, spec: &AppSpec, t: &TaskRecord) -> Instance {
 
 impl Services {
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+        self.shared.events.subscribe()
     }
 
     pub(crate) fn emit(&self, event: Event) {
-        let _ = self.events.send(event);
+        let _ = self.shared.events.send(event);
     }
 
     /// Puts `put` and removes `remove` as one deployment. A deployment that already holds one
     /// of the apps refuses the change unless `force`, which cancels it.
-    pub(crate) async fn deploy(
-        &self,
-        inner: &Arc<Inner>,
-        put: Vec<AppSpec>,
-        remove: Vec<PathId>,
-        force: bool,
-    ) -> Result<Started, ChangeError> {
-        self.change(inner, put, remove, force, false).await
+    pub(crate) async fn deploy(&self, put: Vec<AppSpec>, remove: Vec<PathId>, force: bool) -> Result<Started, Error> {
+        self.change(put, remove, force, false).await
     }
 
     /// Replaces every instance of an app by a rolling upgrade: `restarted` is the app with a
     /// new configuration version (`AppSpec::restarted`), kept as it is.
-    pub(crate) async fn restart(
-        &self,
-        inner: &Arc<Inner>,
-        restarted: AppSpec,
-        force: bool,
-    ) -> Result<Started, ChangeError> {
-        self.change(inner, vec![restarted], vec![], force, true).await
+    pub(crate) async fn restart(&self, restarted: AppSpec, force: bool) -> Result<Started, Error> {
+        self.change(vec![restarted], vec![], force, true).await
     }
 
     /// Like [`Services::deploy`], with the apps to put computed from the state inside the
     /// change's turn, so a partial update cannot lose another one made at the same time.
-    pub(crate) async fn deploy_from<E: From<ChangeError>>(
+    pub(crate) async fn deploy_from<E: From<Error>>(
         &self,
-        inner: &Arc<Inner>,
         force: bool,
         compute: impl FnOnce(&State) -> Result<Vec<AppSpec>, E>,
     ) -> Result<Started, E> {
-        let _one_at_a_time = self.changes.lock().await;
-        inner.linearize().await.map_err(ChangeError::from)?;
-        let put = inner.state.read(compute)?;
-        Ok(self.change_now(inner, put, vec![], force, false).await?)
+        let _one_at_a_time = self.shared.changes.lock().await;
+        self.node().linearize().await.map_err(Error::from)?;
+        let put = self.node().read(compute)?;
+        Ok(self.change_now(put, vec![], force, false).await?)
     }
 
     async fn change(
         &self,
-        inner: &Arc<Inner>,
         put: Vec<AppSpec>,
         remove: Vec<PathId>,
         force: bool,
         restart: bool,
-    ) -> Result<Started, ChangeError> {
-        let _one_at_a_time = self.changes.lock().await;
-        inner.linearize().await?;
-        self.change_now(inner, put, remove, force, restart).await
+    ) -> Result<Started, Error> {
+        let _one_at_a_time = self.shared.changes.lock().await;
+        self.node().linearize().await?;
+        self.change_now(put, remove, force, restart).await
     }
 
     /// A change, in its turn, on a linearized state.
     async fn change_now(
         &self,
-        inner: &Arc<Inner>,
         put: Vec<AppSpec>,
         remove: Vec<PathId>,
         force: bool,
         restart: bool,
-    ) -> Result<Started, ChangeError> {
+    ) -> Result<Started, Error> {
         let now = now_ms();
-        let timeout = inner.deployment_timeout.as_millis() as u64;
-        let (change, started, deployment) = inner
-            .state
+        let timeout = self.config().deployment_timeout.as_millis() as u64;
+        let (change, started, deployment) = self
+            .node()
             .read(|s| plan_change(s, put, remove, force, restart, now, timeout))?;
         if change.put.is_empty() && change.remove.is_empty() {
             return Ok(started);
         }
-        inner.write(Command::ChangeServices { change }).await?;
+        self.node().write(Command::ChangeServices { change }).await?;
         if let Some(d) = deployment {
             tracing::info!(deployment = %d.id, apps = ?d.affected_apps, "deployment started");
             self.emit(runtime::deployment_info_event(&d, now));
         }
-        inner.services_kick();
+        self.kick();
         Ok(started)
     }
 
     /// Ends a deployment: rolled back (its apps back to what they were), or with `force` just
     /// dropped, leaving the apps as they are now.
-    pub(crate) async fn cancel_deployment(
-        &self,
-        inner: &Arc<Inner>,
-        id: &str,
-        force: bool,
-    ) -> Result<Option<Started>, ChangeError> {
-        let _one_at_a_time = self.changes.lock().await;
-        inner.linearize().await?;
-        let d = inner
-            .state
+    pub(crate) async fn cancel_deployment(&self, id: &str, force: bool) -> Result<Option<Started>, Error> {
+        let _one_at_a_time = self.shared.changes.lock().await;
+        self.node().linearize().await?;
+        let d = self
+            .node()
             .read(|s| deployments(s).into_iter().find(|d| d.id == id))
-            .ok_or_else(|| ChangeError::NotFound(format!("DeploymentPlan {id} does not exist")))?;
+            .ok_or_else(|| Error::not_found("unknown_deployment", format!("DeploymentPlan {id} does not exist")))?;
         if force {
-            inner
+            self.node()
                 .write(Command::UpdateDeployment {
                     id: id.to_string(),
                     plan: None,
@@ -307,18 +358,18 @@ impl Services {
                 .await?;
             return Ok(None);
         }
-        let started = rollback(inner, &d, now_ms()).await?;
-        inner.services_kick();
+        let started = rollback(self, &d, now_ms()).await?;
+        self.kick();
         Ok(Some(started))
     }
 
     /// Resets an app's launch delay (`DELETE /v2/queue/{id}/delay`).
     pub(crate) fn reset_delay(&self, app: &PathId) -> bool {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).reset_delay(app)
+        self.queue().reset_delay(app)
     }
 
     pub(crate) fn queue_items(&self, s: &State) -> Vec<QueueItem> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).items(s, now_ms())
+        self.queue().items(s, now_ms())
     }
 }
 
@@ -331,11 +382,11 @@ fn plan_change(
     restart: bool,
     now: u64,
     timeout_ms: u64,
-) -> Result<(ServiceChange, Started, Option<Deployment>), ChangeError> {
+) -> Result<(ServiceChange, Started, Option<Deployment>), Error> {
     let current: BTreeMap<PathId, AppSpec> = apps(s).into_iter().map(|a| (a.id.clone(), a)).collect();
     for id in &remove {
         if !current.contains_key(id) {
-            return Err(ChangeError::NotFound(format!("App '{id}' does not exist")));
+            return Err(Error::not_found("unknown_app", format!("App '{id}' does not exist")));
         }
     }
     let mut target = current.clone();
@@ -353,30 +404,29 @@ fn plan_change(
         touched.push(id.clone());
     }
     let mut changed: Vec<AppSpec> = touched.iter().filter_map(|id| target.get(id).cloned()).collect();
-    tepui_services::ports::assign(&mut changed, &target, &current).map_err(ChangeError::Invalid)?;
+    tepui_services::ports::assign(&mut changed, &target, &current).map_err(invalid_app)?;
     for spec in changed {
         target.insert(spec.id.clone(), spec);
     }
     let target_list: Vec<AppSpec> = target.values().cloned().collect();
-    tepui_services::group::dependency_order(&target_list).map_err(ChangeError::Invalid)?;
+    tepui_services::group::dependency_order(&target_list).map_err(invalid_app)?;
     let running = deployments(s);
-    let locked: Vec<String> = tepui_services::deployment::conflicting(&running, &touched)
+    let holding: Vec<String> = tepui_services::deployment::conflicting(&running, &touched)
         .into_iter()
         .map(|d| d.id.clone())
         .collect();
-    if !locked.is_empty() && !force {
-        return Err(ChangeError::Locked { deployments: locked });
+    if !holding.is_empty() && !force {
+        return Err(locked(holding));
     }
     let original: Vec<AppSpec> = current.values().cloned().collect();
     let id = uuid_like();
-    let deployment =
-        Deployment::plan(id.clone(), &original, &target_list, now, timeout_ms).map_err(ChangeError::Invalid)?;
+    let deployment = Deployment::plan(id.clone(), &original, &target_list, now, timeout_ms).map_err(invalid_app)?;
     let version = deployment.version.clone();
     let mut change = ServiceChange {
         put: vec![],
         remove: remove.iter().map(|r| r.to_string().to_string()).collect(),
         deployment: None,
-        cancel: if force { locked } else { vec![] },
+        cancel: if force { holding } else { vec![] },
     };
     for id in &touched {
         if let Some(spec) = target.get(id) {
@@ -404,10 +454,10 @@ fn plan_change(
 
 /// Rolls a deployment back: its apps return to their original definitions, under a new
 /// deployment that replaces it.
-pub(crate) async fn rollback(inner: &Arc<Inner>, d: &Deployment, now: u64) -> Result<Started, ChangeError> {
+pub(crate) async fn rollback(svc: &Services, d: &Deployment, now: u64) -> Result<Started, Error> {
     let back = d
-        .rollback(uuid_like(), now, inner.deployment_timeout.as_millis() as u64)
-        .map_err(ChangeError::Invalid)?;
+        .rollback(uuid_like(), now, svc.config().deployment_timeout.as_millis() as u64)
+        .map_err(invalid_app)?;
     let originals: BTreeMap<&PathId, &AppSpec> = d.original.iter().map(|a| (&a.id, a)).collect();
     let mut change = ServiceChange {
         put: vec![],
@@ -434,7 +484,7 @@ pub(crate) async fn rollback(inner: &Arc<Inner>, d: &Deployment, now: u64) -> Re
             plan: serde_json::to_value(&back).expect("deployments serialize"),
         });
     }
-    inner.write(Command::ChangeServices { change }).await?;
+    svc.node().write(Command::ChangeServices { change }).await?;
     tracing::warn!(deployment = %d.id, rollback = %back.id, "deployment rolled back");
     Ok(Started {
         deployment_id: (!back.steps.is_empty()).then(|| back.id.clone()),

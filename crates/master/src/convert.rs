@@ -7,7 +7,7 @@ use tepui_allocator::{
 use tepui_state::{AgentInfo, TaskRecord};
 
 /// Reads resources stored in the allocator's text form; empty text is no resources.
-pub(crate) fn parse(text: &str) -> Resources {
+pub fn parse(text: &str) -> Resources {
     if text.trim().is_empty() || text.trim() == "{}" {
         return Resources::new();
     }
@@ -18,7 +18,7 @@ pub(crate) fn parse(text: &str) -> Resources {
 }
 
 /// The text form stored in the state: empty for no resources.
-pub(crate) fn text(r: &Resources) -> String {
+pub fn text(r: &Resources) -> String {
     if r.is_empty() {
         String::new()
     } else {
@@ -28,7 +28,7 @@ pub(crate) fn text(r: &Resources) -> String {
 
 /// What an agent brings, with its dynamic reservations (`reserved`, text form) carved out of
 /// the unreserved part.
-pub(crate) fn agent_total(info: &AgentInfo, reserved: Option<&str>) -> Resources {
+pub fn agent_total(info: &AgentInfo, reserved: Option<&str>) -> Resources {
     let r = &info.resources;
     let mut total = Resources::new();
     total.push(Resource::scalar(ResourceName::CPUS, Scalar::from_milli(r.cpus_milli)));
@@ -60,7 +60,7 @@ pub(crate) fn agent_total(info: &AgentInfo, reserved: Option<&str>) -> Resources
 }
 
 /// Agent attributes: numbers become scalars, `[a-b]` ranges, `{a,b}` sets, anything else text.
-pub(crate) fn attributes(info: &AgentInfo) -> Attributes {
+pub fn attributes(info: &AgentInfo) -> Attributes {
     let mut out = Attributes::new();
     for (k, v) in &info.attributes {
         let value = if let Ok(n) = v.parse::<f64>() {
@@ -78,7 +78,7 @@ pub(crate) fn attributes(info: &AgentInfo) -> Attributes {
 }
 
 /// Exactly what a task holds: its recorded resources, or those its definition names.
-pub(crate) fn task_resources(t: &TaskRecord) -> Resources {
+pub fn task_resources(t: &TaskRecord) -> Resources {
     if !t.resources.is_empty() {
         return parse(&t.resources);
     }
@@ -106,12 +106,12 @@ pub(crate) fn task_resources(t: &TaskRecord) -> Resources {
 }
 
 /// The whole-unit amount of a scalar in `r`, rounded up (mem and disk are whole MB).
-pub(crate) fn units(r: &Resources, name: &ResourceName) -> u64 {
+pub fn units(r: &Resources, name: &ResourceName) -> u64 {
     r.scalar_sum(name).milli().div_ceil(1000)
 }
 
 /// Only the dynamically reserved part.
-pub(crate) fn dynamic_part(r: &Resources) -> Resources {
+pub fn dynamic_part(r: &Resources) -> Resources {
     r.filter(|e| {
         matches!(
             e.reservation,

@@ -41,10 +41,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 
-use crate::master::CallError;
-use crate::node::{Inner, WriteError};
+use tepui_master::Master;
+use tepui_node::{Error, ErrorKind, WriteError};
 
-/// What the handlers know of this server beyond `Inner`.
+/// What the handlers know of this server beyond its master.
 struct Ctx {
     started: Instant,
     /// Unix ms.
@@ -52,10 +52,10 @@ struct Ctx {
 }
 
 /// The endpoints that run on the leader: merged behind the forwarding middleware.
-pub(crate) fn routes() -> Router<Arc<Inner>> {
+pub(crate) fn routes(master: Master) -> Router {
     let ctx = Arc::new(Ctx {
         started: Instant::now(),
-        started_ms: crate::now_ms(),
+        started_ms: master.node().info().started_at,
     });
     Router::new()
         .route("/master/state", get(legacy::state))
@@ -74,20 +74,24 @@ pub(crate) fn routes() -> Router<Arc<Inner>> {
         .route("/v1/roles/{role}/quota", put(cli::set_quota))
         .route("/v1/roles/{role}/weight", put(cli::set_weight))
         .layer(Extension(ctx))
+        .with_state(master)
 }
 
 /// The endpoints every server answers itself: merged outside the forwarding middleware.
-pub(crate) fn local_routes() -> Router<Arc<Inner>> {
+pub(crate) fn local_routes(master: Master) -> Router {
     let started = Instant::now();
-    Router::new().route(
-        "/metrics/snapshot",
-        get(move |inner: State<Arc<Inner>>| metrics::snapshot(inner, started)),
-    )
+    Router::new()
+        .route(
+            "/metrics/snapshot",
+            get(move |m: State<Master>| metrics::snapshot(m, started)),
+        )
+        .with_state(master)
 }
 
-/// A refusal as Mesos answers it: a status and a plain-text message.
+/// An error in the Mesos dialect: a status and a plain-text message, as Mesos answers. Every
+/// domain [`Error`] renders into one; the rest are refusals of Mesos' own shapes.
 #[derive(Debug)]
-pub(crate) struct MesosError {
+pub struct MesosError {
     status: StatusCode,
     message: String,
 }
@@ -103,42 +107,44 @@ impl MesosError {
     fn bad_request(message: impl Into<String>) -> MesosError {
         MesosError::new(StatusCode::BAD_REQUEST, message)
     }
+}
 
-    fn unavailable(message: impl Into<String>) -> MesosError {
-        MesosError::new(StatusCode::SERVICE_UNAVAILABLE, message)
-    }
+/// The status Mesos answers an error of this kind with: it has no 422.
+pub fn mesos_status(kind: ErrorKind) -> StatusCode {
+    let code = match kind {
+        ErrorKind::Invalid => 400,
+        other => other.status(),
+    };
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// A plain-text answer, as Mesos gives.
+pub fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        message.into(),
+    )
+        .into_response()
 }
 
 impl IntoResponse for MesosError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            )],
-            self.message,
-        )
-            .into_response()
+        text(self.status, self.message)
+    }
+}
+
+impl From<Error> for MesosError {
+    fn from(e: Error) -> MesosError {
+        MesosError::new(mesos_status(e.kind), e.message)
     }
 }
 
 impl From<WriteError> for MesosError {
     fn from(e: WriteError) -> MesosError {
-        match e {
-            WriteError::NotLeader { .. } => MesosError::unavailable("No leader is elected yet; retry in a moment"),
-            WriteError::Raft(e) => MesosError::unavailable(format!("The replicated log is unavailable: {e}; retry")),
-            WriteError::Rejected(e) => MesosError::new(StatusCode::CONFLICT, e.to_string()),
-        }
-    }
-}
-
-impl From<CallError> for MesosError {
-    fn from(e: CallError) -> MesosError {
-        match e {
-            CallError::NotLeader => MesosError::unavailable("This master is not leading (yet); retry in a moment"),
-            CallError::Write(w) => w.into(),
-            other => MesosError::bad_request(other.to_string()),
-        }
+        Error::from(e).into()
     }
 }

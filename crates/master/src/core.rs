@@ -11,7 +11,11 @@ use tepui_state::{FrameworkRecord, Maintenance, NodeStatus, RoleConfig, State, T
 use tokio::sync::mpsc;
 
 use super::convert;
-use super::{refused, status_of, CallError, LaunchSpec, OfferView, Operation, SchedulerEvent, StatusView};
+use tepui_node::{Error, ErrorKind};
+
+use super::{
+    invalid, not_subscribed, refused, status_of, LaunchSpec, OfferView, Operation, SchedulerEvent, StatusView,
+};
 
 /// Tasks run through `/v1/tasks` belong to this framework (id `""`), in role `*`; it never
 /// takes offers.
@@ -58,7 +62,7 @@ pub(crate) struct TickOut {
 
 /// A read-only picture of the allocator for operator endpoints.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct AllocationView {
+pub struct AllocationView {
     pub agents: BTreeMap<u64, AgentAllocation>,
     pub frameworks: BTreeMap<String, FrameworkAllocation>,
     pub roles: BTreeMap<String, RoleAllocation>,
@@ -66,7 +70,7 @@ pub(crate) struct AllocationView {
 }
 
 #[derive(Clone, Debug, Default)]
-pub(crate) struct AgentAllocation {
+pub struct AgentAllocation {
     pub total: Resources,
     pub unallocated: Resources,
     pub offered: Resources,
@@ -75,7 +79,7 @@ pub(crate) struct AgentAllocation {
 }
 
 #[derive(Clone, Debug, Default)]
-pub(crate) struct FrameworkAllocation {
+pub struct FrameworkAllocation {
     pub subscribed: bool,
     pub used: Resources,
     pub offered: Resources,
@@ -83,7 +87,7 @@ pub(crate) struct FrameworkAllocation {
 }
 
 #[derive(Clone, Debug, Default)]
-pub(crate) struct RoleAllocation {
+pub struct RoleAllocation {
     pub weight: f64,
     pub allocated: Quantities,
     pub consumed: Quantities,
@@ -94,7 +98,6 @@ pub(crate) struct RoleAllocation {
 }
 
 pub(crate) struct Core {
-    term: u64,
     /// Prefix of every offer id made in this term, so an old leader's offers are never taken
     /// for this one's.
     epoch: String,
@@ -126,14 +129,13 @@ fn role_of(name: &str) -> Role {
 }
 
 impl Core {
-    pub(crate) fn new(term: u64, now: Millis, s: &State) -> Core {
+    pub(crate) fn new(now: Millis, s: &State) -> Core {
         let mut alloc = Allocator::new(Config::default());
         alloc
             .add_framework(OPERATOR, &[Role::default_role()], Capabilities::default())
             .expect("a fresh allocator");
         alloc.suppress(OPERATOR, &[]).expect("registered above");
         let mut core = Core {
-            term,
             epoch: hex::encode(rand::random::<[u8; 4]>()),
             leading_since: now,
             alloc,
@@ -152,10 +154,6 @@ impl Core {
         };
         core.sync(s);
         core
-    }
-
-    pub(crate) fn term(&self) -> u64 {
-        self.term
     }
 
     fn offer_name(&self, id: OfferId) -> String {
@@ -456,23 +454,21 @@ impl Core {
         }
     }
 
-    fn framework_id(&self, name: &str) -> Result<FrameworkId, CallError> {
+    fn framework_id(&self, name: &str) -> Result<FrameworkId, Error> {
         if !self.subscribers.contains_key(name) {
-            return Err(CallError::NotSubscribed(name.to_string()));
+            return Err(not_subscribed(name));
         }
-        self.ids
-            .get(name)
-            .copied()
-            .ok_or_else(|| CallError::NotSubscribed(name.to_string()))
+        self.ids.get(name).copied().ok_or_else(|| not_subscribed(name))
     }
 
-    pub(crate) fn check_stream(&self, framework: &str, stream_id: &str) -> Result<(), CallError> {
+    pub(crate) fn check_stream(&self, framework: &str, stream_id: &str) -> Result<(), Error> {
         match self.subscribers.get(framework) {
-            None => Err(CallError::NotSubscribed(framework.to_string())),
-            Some(s) if s.stream_id != stream_id => Err(CallError::WrongStream {
-                framework: framework.to_string(),
-                given: stream_id.to_string(),
-            }),
+            None => Err(not_subscribed(framework)),
+            Some(s) if s.stream_id != stream_id => Err(Error::new(
+                ErrorKind::BadRequest,
+                "wrong_stream",
+                format!("the stream id {stream_id:?} is not framework {framework}'s current subscription"),
+            )),
             Some(_) => Ok(()),
         }
     }
@@ -484,7 +480,7 @@ impl Core {
         suppressed: &[String],
         stream_id: String,
         tx: mpsc::Sender<SchedulerEvent>,
-    ) -> Result<Option<mpsc::Sender<SchedulerEvent>>, CallError> {
+    ) -> Result<Option<mpsc::Sender<SchedulerEvent>>, Error> {
         let id = self.register(f);
         // Offers made to an earlier connection are void.
         let stale: Vec<OfferId> = self.alloc.offers_of(id).iter().map(|o| o.id).collect();
@@ -505,9 +501,7 @@ impl Core {
             .filter(|r| !suppressed.contains(r))
             .collect();
         if !active.is_empty() {
-            self.alloc
-                .revive(id, &active)
-                .map_err(|e| CallError::Invalid(e.to_string()))?;
+            self.alloc.revive(id, &active).map_err(|e| invalid(e.to_string()))?;
         }
         self.removing.remove(&f.id);
         self.left_at.remove(&f.id);
@@ -522,7 +516,7 @@ impl Core {
         operations: Vec<Operation>,
         filters: Filters,
         now: Millis,
-    ) -> Result<AcceptPlan, CallError> {
+    ) -> Result<AcceptPlan, Error> {
         let fid = self.framework_id(framework)?;
         let partition_aware = s.frameworks.get(framework).is_some_and(|f| f.partition_aware());
         let dropped = if partition_aware {
@@ -749,7 +743,7 @@ impl Core {
         offer_names: &[String],
         filters: Filters,
         now: Millis,
-    ) -> Result<(), CallError> {
+    ) -> Result<(), Error> {
         let fid = self.framework_id(framework)?;
         for name in offer_names {
             let id = self
@@ -763,7 +757,7 @@ impl Core {
         Ok(())
     }
 
-    fn roles_for(&self, fid: FrameworkId, names: &[String]) -> Result<Vec<Role>, CallError> {
+    fn roles_for(&self, fid: FrameworkId, names: &[String]) -> Result<Vec<Role>, Error> {
         let mine = self.roles_of.get(&fid).cloned().unwrap_or_default();
         if names.is_empty() {
             return Ok(mine);
@@ -771,38 +765,32 @@ impl Core {
         names
             .iter()
             .map(|n| {
-                let r = Role::new(n).map_err(|e| CallError::Invalid(e.to_string()))?;
+                let r = Role::new(n).map_err(|e| invalid(e.to_string()))?;
                 if mine.contains(&r) {
                     Ok(r)
                 } else {
-                    Err(CallError::Invalid(format!(
-                        "the framework is not subscribed to role {n:?}"
-                    )))
+                    Err(invalid(format!("the framework is not subscribed to role {n:?}")))
                 }
             })
             .collect()
     }
 
-    pub(crate) fn revive(&mut self, framework: &str, roles: &[String]) -> Result<(), CallError> {
+    pub(crate) fn revive(&mut self, framework: &str, roles: &[String]) -> Result<(), Error> {
         let fid = self.framework_id(framework)?;
         let roles = self.roles_for(fid, roles)?;
-        self.alloc
-            .revive(fid, &roles)
-            .map_err(|e| CallError::Invalid(e.to_string()))
+        self.alloc.revive(fid, &roles).map_err(|e| invalid(e.to_string()))
     }
 
-    pub(crate) fn suppress(&mut self, framework: &str, roles: &[String]) -> Result<(), CallError> {
+    pub(crate) fn suppress(&mut self, framework: &str, roles: &[String]) -> Result<(), Error> {
         let fid = self.framework_id(framework)?;
         let roles = self.roles_for(fid, roles)?;
-        self.alloc
-            .suppress(fid, &roles)
-            .map_err(|e| CallError::Invalid(e.to_string()))
+        self.alloc.suppress(fid, &roles).map_err(|e| invalid(e.to_string()))
     }
 
-    pub(crate) fn reconcile(&mut self, s: &State, framework: &str, task_ids: &[String]) -> Result<(), CallError> {
+    pub(crate) fn reconcile(&mut self, s: &State, framework: &str, task_ids: &[String]) -> Result<(), Error> {
         self.framework_id(framework)?;
         let Some(f) = s.frameworks.get(framework) else {
-            return Err(CallError::NotSubscribed(framework.to_string()));
+            return Err(not_subscribed(framework));
         };
         let mut answers = Vec::new();
         if task_ids.is_empty() {
@@ -835,12 +823,13 @@ impl Core {
         Ok(())
     }
 
-    /// Periodic work; see `master::run`.
+    /// The leader's work at `now`: disconnected subscribers, expired offers, an allocation,
+    /// heartbeats, resends and failover timeouts. See [`Core::next_deadline`] for when it is
+    /// due again.
     pub(crate) fn tick(
         &mut self,
         s: &State,
         now: Millis,
-        allocate: bool,
         heartbeat: std::time::Duration,
         retry: std::time::Duration,
         grace: std::time::Duration,
@@ -872,7 +861,7 @@ impl Core {
             tracing::debug!(offer = id.0, "offer timed out");
         }
 
-        if allocate {
+        {
             let offers = self.alloc.allocate(now);
             let mut by_framework: BTreeMap<FrameworkId, Vec<OfferView>> = BTreeMap::new();
             for o in offers {
@@ -955,6 +944,48 @@ impl Core {
         out
     }
 
+    /// When [`Core::tick`] has work again without anything happening first: the allocator's
+    /// next filter or offer expiry, the next heartbeat, the next resend, the next failover
+    /// timeout or lost launch. `None`: nothing is due.
+    pub(crate) fn next_deadline(
+        &self,
+        s: &State,
+        now: Millis,
+        heartbeat: std::time::Duration,
+        retry: std::time::Duration,
+        grace: std::time::Duration,
+    ) -> Option<Millis> {
+        let mut next = self.alloc.next_deadline();
+        let mut at = |t: Millis| next = Some(next.map_or(t, |n: Millis| n.min(t)));
+        if !self.subscribers.is_empty() {
+            at(self.last_heartbeat.saturating_add(heartbeat.as_millis() as u64));
+        }
+        let retry_ms = retry.as_millis() as u64;
+        for name in self.subscribers.keys() {
+            for t in s.unacknowledged(name) {
+                at(self.sent_at.get(&t.id).copied().unwrap_or(now).saturating_add(retry_ms));
+            }
+        }
+        for h in self.held.values() {
+            if let Some(since) = h.pending {
+                at(since.saturating_add(PENDING_TIMEOUT + 1));
+            }
+        }
+        let grace_ms = grace.as_millis() as u64;
+        for f in s.frameworks.values() {
+            if self.subscribers.contains_key(&f.id) || self.removing.contains(&f.id) {
+                continue;
+            }
+            let (since, timeout) = match (self.left_at.get(&f.id), f.disconnected_at) {
+                (Some(&left), _) => (left, f.failover_timeout_ms),
+                (None, Some(d)) if !f.connected && d >= self.leading_since => (d, f.failover_timeout_ms),
+                _ => (self.leading_since, f.failover_timeout_ms.max(grace_ms)),
+            };
+            at(since.saturating_add(timeout));
+        }
+        next
+    }
+
     /// Whether the allocator would take this quota; it is applied for real when committed.
     pub(crate) fn check_quota(
         &mut self,
@@ -962,7 +993,7 @@ impl Core {
         guarantees: &Quantities,
         limits: &Quantities,
         force: bool,
-    ) -> Result<(), CallError> {
+    ) -> Result<(), Error> {
         let quota = Quota {
             guarantees: guarantees.clone(),
             limits: limits.clone(),
@@ -970,7 +1001,7 @@ impl Core {
         let previous = self.alloc.quota(role).cloned().unwrap_or_default();
         self.alloc
             .set_quota(role, quota, force)
-            .map_err(|e| CallError::Invalid(e.to_string()))?;
+            .map_err(|e| invalid(e.to_string()))?;
         // Back to what the state says until the command is committed and synced.
         let _ = self.alloc.set_quota(role, previous, true);
         Ok(())
@@ -982,11 +1013,11 @@ impl Core {
         agent: u64,
         resources: &Resources,
         reserve: bool,
-    ) -> Result<Resources, CallError> {
+    ) -> Result<Resources, Error> {
         if !self.agents.contains_key(&agent) {
-            return Err(CallError::Invalid(format!("no agent {agent}")));
+            return Err(invalid(format!("no agent {agent}")));
         }
-        let bad = |e: tepui_allocator::Error| CallError::Invalid(e.to_string());
+        let bad = |e: tepui_allocator::Error| invalid(e.to_string());
         self.rescind_on(agent);
         if reserve {
             let roles: BTreeSet<Role> = resources
@@ -994,8 +1025,8 @@ impl Core {
                 .filter_map(|e| e.reservation.as_ref().map(|r| r.role.clone()))
                 .collect();
             if roles.len() != 1 || resources.iter().any(|e| e.reservation.is_none()) {
-                return Err(CallError::Invalid(
-                    "resources to reserve name exactly one role in their reservation".into(),
+                return Err(invalid(
+                    "resources to reserve name exactly one role in their reservation",
                 ));
             }
             let role = roles.into_iter().next().expect("one role");
@@ -1107,33 +1138,16 @@ fn reconciled(mut status: StatusView) -> StatusView {
 }
 
 fn task_record(l: &LaunchSpec, agent: u64, framework: &str, role: &Role, now: Millis) -> TaskRecord {
-    TaskRecord {
-        id: l.task_id.clone(),
-        name: l.name.clone(),
-        agent_id: agent,
-        def: l.def.clone(),
-        state: TaskState::TaskStaging,
-        reason: None,
-        message: String::new(),
-        exit_code: None,
-        signal: None,
-        last_update_uuid: None,
-        kill_requested: false,
-        created_at: now,
-        updated_at: now,
-        started_at: None,
-        finished_at: None,
-        framework_id: framework.to_string(),
-        role: if role.is_default() {
-            String::new()
-        } else {
-            role.as_str().to_string()
-        },
-        resources: convert::text(&l.resources),
-        acknowledged_uuid: None,
-        healthy: None,
-        labels: l.labels.clone(),
-    }
+    let mut t = TaskRecord::staging(l.task_id.clone(), l.name.clone(), agent, l.def.clone(), now);
+    t.framework_id = framework.to_string();
+    t.role = if role.is_default() {
+        String::new()
+    } else {
+        role.as_str().to_string()
+    };
+    t.resources = convert::text(&l.resources);
+    t.labels = l.labels.clone();
+    t
 }
 
 #[cfg(test)]
@@ -1141,10 +1155,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::master::LaunchSpec;
+    use crate::LaunchSpec;
 
     fn state(agents: u64) -> State {
-        crate::test_support::state_with_agents(agents, 2048)
+        tepui_state::testing::state_with_agents(agents, 2048)
     }
 
     fn framework(id: &str, partition_aware: bool) -> FrameworkRecord {
@@ -1172,7 +1186,7 @@ mod tests {
     const SEC: Duration = Duration::from_secs(1);
 
     fn tick(c: &mut Core, s: &State, now: Millis) -> TickOut {
-        c.tick(s, now, true, 15 * SEC, 10 * SEC, 60 * SEC)
+        c.tick(s, now, 15 * SEC, 10 * SEC, 60 * SEC)
     }
 
     /// A subscribed framework with its event channel.
@@ -1207,7 +1221,7 @@ mod tests {
 
     fn launch(id: &str, agent: u64, res: &str) -> LaunchSpec {
         let resources: Resources = res.parse().unwrap();
-        let mut def = crate::master::scheduler_api::tests_support::empty_def();
+        let mut def = crate::empty_def();
         def.cpus_milli = resources.scalar_sum(&tepui_allocator::ResourceName::CPUS).milli();
         def.mem_mb = convert::units(&resources, &tepui_allocator::ResourceName::MEM);
         LaunchSpec {
@@ -1224,7 +1238,7 @@ mod tests {
     #[test]
     fn a_subscribed_framework_gets_the_agents_resources_offered() {
         let mut s = state(1);
-        let mut c = Core::new(1, 0, &s);
+        let mut c = Core::new(0, &s);
         let mut rx = subscribed(&mut c, &mut s, "f1");
         tick(&mut c, &s, 1);
         let o = offers(&mut rx);
@@ -1236,7 +1250,7 @@ mod tests {
     #[test]
     fn accept_launches_within_the_offer_and_refuses_the_rest() {
         let mut s = state(1);
-        let mut c = Core::new(1, 0, &s);
+        let mut c = Core::new(0, &s);
         let mut rx = subscribed(&mut c, &mut s, "f1");
         tick(&mut c, &s, 1);
         let offer = offers(&mut rx).remove(0);
@@ -1293,7 +1307,7 @@ mod tests {
         let mut t = plan_record(&s, "t1");
         t.state = TaskState::TaskRunning;
         s.tasks.insert("t1".into(), t);
-        let mut c = Core::new(2, 0, &s);
+        let mut c = Core::new(0, &s);
         let (tx, mut rx) = mpsc::channel(64);
         c.subscribe(&s.frameworks["f1"].clone(), &[], "x".into(), tx).unwrap();
         tick(&mut c, &s, 1);
@@ -1311,7 +1325,7 @@ mod tests {
     #[test]
     fn operator_tasks_take_resources_back_from_offers() {
         let mut s = state(1);
-        let mut c = Core::new(1, 0, &s);
+        let mut c = Core::new(0, &s);
         let mut rx = subscribed(&mut c, &mut s, "f1");
         tick(&mut c, &s, 1);
         let offer = offers(&mut rx).remove(0);
@@ -1334,7 +1348,7 @@ mod tests {
     #[test]
     fn frameworks_that_stay_away_past_their_failover_timeout_are_removed() {
         let mut s = state(1);
-        let mut c = Core::new(1, 0, &s);
+        let mut c = Core::new(0, &s);
         let rx = subscribed(&mut c, &mut s, "f1");
         drop(rx);
         let out = tick(&mut c, &s, 1_000);
@@ -1347,7 +1361,7 @@ mod tests {
         assert!(tick(&mut c, &s, 12_000).timed_out.is_empty(), "asked once");
 
         // Under a new leader, the same framework gets at least the grace period.
-        let c2 = &mut Core::new(2, 20_000, &s);
+        let c2 = &mut Core::new(20_000, &s);
         assert!(tick(c2, &s, 79_999).timed_out.is_empty());
         assert_eq!(tick(c2, &s, 80_000).timed_out, vec!["f1".to_string()]);
     }
@@ -1355,7 +1369,7 @@ mod tests {
     #[test]
     fn unacknowledged_updates_are_resent_after_the_retry_interval_only() {
         let mut s = state(1);
-        let mut c = Core::new(1, 0, &s);
+        let mut c = Core::new(0, &s);
         let mut rx = subscribed(&mut c, &mut s, "f1");
         let mut t = plan_record(&s, "t1");
         t.state = TaskState::TaskFinished;
@@ -1388,7 +1402,7 @@ mod tests {
     fn statically_reserved_resources_go_only_to_their_role() {
         let mut s = state(1);
         s.nodes.get_mut(&1).unwrap().agent.as_mut().unwrap().resources.reserved = "cpus(eng):1;mem(eng):512".into();
-        let mut c = Core::new(1, 0, &s);
+        let mut c = Core::new(0, &s);
         let mut star = subscribed(&mut c, &mut s, "star");
         let mut eng_fw = framework("eng", true);
         eng_fw.roles = vec!["eng".into()];
@@ -1422,7 +1436,7 @@ mod tests {
     #[test]
     fn a_framework_that_just_left_gets_its_whole_failover_timeout() {
         let mut s = state(1);
-        let mut c = Core::new(1, 0, &s);
+        let mut c = Core::new(0, &s);
         let rx = subscribed(&mut c, &mut s, "f1");
         // Leading for long already; the state still says connected when the stream ends.
         assert!(tick(&mut c, &s, 500_000).timed_out.is_empty());
@@ -1437,7 +1451,7 @@ mod tests {
     #[test]
     fn launches_never_committed_give_their_resources_back() {
         let mut s = state(1);
-        let mut c = Core::new(1, 0, &s);
+        let mut c = Core::new(0, &s);
         let r: Resources = "cpus:2;mem:1024".parse().unwrap();
         assert!(c.take_for_operator("lost", 1, &r, 1_000));
         assert!(!c.take_for_operator("other", 1, &r, 1_000), "held while pending");

@@ -10,9 +10,9 @@ use tepui_mesos::{legacy, Bytes};
 use tepui_state::{Maintenance, TaskRecord, TaskState};
 
 use super::model::{bucket, framework_id_of, role_of, secs, Agent, Bucket, Framework, Model, RoleRow};
-use crate::master::convert;
-use crate::master::scheduler_api::to_mesos_resources;
-use crate::master::OfferView;
+use crate::scheduler::to_mesos_resources;
+use tepui_master::convert;
+use tepui_master::OfferView;
 
 /// The Mesos API level tepui speaks; tools compare it against the versions they support.
 /// tepui's own version travels in `git_tag` (`tepui-<version>`).

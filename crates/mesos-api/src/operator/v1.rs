@@ -18,17 +18,16 @@ use tepui_state::{Command, Maintenance};
 
 use super::legacy::with_model;
 use super::{events, metrics, wire, Ctx, MesosError};
-use crate::master::scheduler_api::from_mesos_resources;
-use crate::master::CallError;
-use crate::node::Inner;
+use crate::scheduler::from_mesos_resources;
+use tepui_master::Master;
 
 pub(super) async fn call(
-    State(inner): State<Arc<Inner>>,
+    State(master): State<Master>,
     Extension(ctx): Extension<Arc<Ctx>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match handle(inner, ctx, &headers, &body).await {
+    match handle(master, ctx, &headers, &body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -78,7 +77,7 @@ pub(super) fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Call, MesosError
     Ok(call)
 }
 
-async fn handle(inner: Arc<Inner>, ctx: Arc<Ctx>, headers: &HeaderMap, body: &[u8]) -> Result<Response, MesosError> {
+async fn handle(master: Master, ctx: Arc<Ctx>, headers: &HeaderMap, body: &[u8]) -> Result<Response, MesosError> {
     let call = parse(headers, body)?;
     tracing::debug!(call = %call.kind, "operator call");
     let answer = |r: op::Response| Ok(axum::Json(r).into_response());
@@ -90,8 +89,8 @@ async fn handle(inner: Arc<Inner>, ctx: Arc<Ctx>, headers: &HeaderMap, body: &[u
         CallType::GetFlags => answer(op::Response::get_flags(op::GetFlags::default())),
         CallType::GetMetrics => {
             let uptime = ctx.started.elapsed().as_secs_f64();
-            let elected = inner.is_leader();
-            let snapshot = with_model(&inner, |m| metrics::compute(m, elected, uptime)).await?;
+            let elected = master.node().is_leader();
+            let snapshot = with_model(&master, |m| metrics::compute(m, elected, uptime)).await?;
             answer(op::Response::get_metrics(op::GetMetrics {
                 metrics: snapshot
                     .into_iter()
@@ -102,17 +101,17 @@ async fn handle(inner: Arc<Inner>, ctx: Arc<Ctx>, headers: &HeaderMap, body: &[u
                     .collect(),
             }))
         }
-        CallType::GetState => answer(op::Response::get_state(with_model(&inner, wire::get_state).await?)),
-        CallType::GetAgents => answer(op::Response::get_agents(with_model(&inner, wire::get_agents).await?)),
+        CallType::GetState => answer(op::Response::get_state(with_model(&master, wire::get_state).await?)),
+        CallType::GetAgents => answer(op::Response::get_agents(with_model(&master, wire::get_agents).await?)),
         CallType::GetFrameworks => answer(op::Response::get_frameworks(
-            with_model(&inner, wire::get_frameworks).await?,
+            with_model(&master, wire::get_frameworks).await?,
         )),
         CallType::GetExecutors => answer(op::Response::get_executors(op::GetExecutors::default())),
         CallType::GetOperations => answer(op::Response::get_operations(op::GetOperations::default())),
-        CallType::GetTasks => answer(op::Response::get_tasks(with_model(&inner, wire::get_tasks).await?)),
-        CallType::GetRoles => answer(op::Response::get_roles(with_model(&inner, wire::get_roles).await?)),
+        CallType::GetTasks => answer(op::Response::get_tasks(with_model(&master, wire::get_tasks).await?)),
+        CallType::GetRoles => answer(op::Response::get_roles(with_model(&master, wire::get_roles).await?)),
         CallType::GetWeights => {
-            let roles = with_model(&inner, |m| m.roles()).await?;
+            let roles = with_model(&master, |m| m.roles()).await?;
             answer(op::Response::get_weights(op::GetWeights {
                 weight_infos: roles
                     .iter()
@@ -127,11 +126,11 @@ async fn handle(inner: Arc<Inner>, ctx: Arc<Ctx>, headers: &HeaderMap, body: &[u
         CallType::GetQuota => answer(op::Response::get_quota(op::GetQuota {
             status: op::QuotaStatus {
                 infos: vec![],
-                configs: with_model(&inner, wire::quota_configs).await?,
+                configs: with_model(&master, wire::quota_configs).await?,
             },
         })),
-        CallType::GetMaster => answer(op::Response::get_master(get_master(&inner, &ctx))),
-        CallType::Subscribe => events::subscribe(inner, headers).await,
+        CallType::GetMaster => answer(op::Response::get_master(get_master(&master, &ctx))),
+        CallType::Subscribe => events::subscribe(master, headers).await,
         CallType::UpdateWeights => {
             let body = call.update_weights.expect("checked by has_required_body");
             let mut weights = Vec::new();
@@ -141,13 +140,13 @@ async fn handle(inner: Arc<Inner>, ctx: Arc<Ctx>, headers: &HeaderMap, body: &[u
                 })?;
                 weights.push((role, w.weight));
             }
-            inner.master.update_weights(&inner, &weights).await?;
+            master.update_weights(&weights).await?;
             tracing::info!(?weights, "role weights updated");
             Ok(StatusCode::OK.into_response())
         }
         CallType::UpdateQuota => {
             let body = call.update_quota.expect("checked by has_required_body");
-            update_quota(&inner, body).await?;
+            update_quota(&master, body).await?;
             Ok(StatusCode::OK.into_response())
         }
         CallType::ReserveResources => {
@@ -159,11 +158,11 @@ async fn handle(inner: Arc<Inner>, ctx: Arc<Ctx>, headers: &HeaderMap, body: &[u
                      unreserve them first",
                 ));
             }
-            reservation(&inner, &body.agent_id, &body.resources, true).await
+            reservation(&master, &body.agent_id, &body.resources, true).await
         }
         CallType::UnreserveResources => {
             let body = call.unreserve_resources.expect("checked by has_required_body");
-            reservation(&inner, &body.agent_id, &body.resources, false).await
+            reservation(&master, &body.agent_id, &body.resources, false).await
         }
         CallType::DrainAgent => {
             let body = call.drain_agent.expect("checked by has_required_body");
@@ -173,32 +172,34 @@ async fn handle(inner: Arc<Inner>, ctx: Arc<Ctx>, headers: &HeaderMap, body: &[u
                     "drain_agent.mark_gone is not supported by tepui; drain, then remove the node",
                 ));
             }
-            let id = agent_node(&inner, &body.agent_id)?;
+            let id = agent_node(&master, &body.agent_id)?;
             let grace_ms = body
                 .max_grace_period
                 .as_ref()
                 .map(|d| (d.nanoseconds.max(0) / 1_000_000) as u64);
-            crate::tasks::drain_agent(&inner, id, grace_ms).await?;
+            master.drain_agent(id, grace_ms).await?;
             Ok(StatusCode::OK.into_response())
         }
         CallType::DeactivateAgent => {
             let body = call.deactivate_agent.expect("checked by has_required_body");
-            let id = agent_node(&inner, &body.agent_id)?;
-            set_maintenance(&inner, id, Maintenance::Deactivated).await?;
+            let id = agent_node(&master, &body.agent_id)?;
+            set_maintenance(&master, id, Maintenance::Deactivated).await?;
             Ok(StatusCode::OK.into_response())
         }
         CallType::ReactivateAgent => {
             let body = call.reactivate_agent.expect("checked by has_required_body");
-            let id = agent_node(&inner, &body.agent_id)?;
-            set_maintenance(&inner, id, Maintenance::Active).await?;
+            let id = agent_node(&master, &body.agent_id)?;
+            set_maintenance(&master, id, Maintenance::Active).await?;
             Ok(StatusCode::OK.into_response())
         }
         CallType::Teardown => {
             let body = call.teardown.expect("checked by has_required_body");
             let id = body.framework_id.value;
-            match inner.master.teardown(&inner, &id).await {
+            match master.teardown(&id).await {
                 Ok(()) => Ok(StatusCode::OK.into_response()),
-                Err(CallError::Removed(_)) => Err(MesosError::bad_request(format!("No framework found with ID {id}"))),
+                Err(e) if e.code == "framework_removed" => {
+                    Err(MesosError::bad_request(format!("No framework found with ID {id}")))
+                }
                 Err(e) => Err(e.into()),
             }
         }
@@ -209,23 +210,25 @@ async fn handle(inner: Arc<Inner>, ctx: Arc<Ctx>, headers: &HeaderMap, body: &[u
     }
 }
 
-fn get_master(inner: &Inner, ctx: &Ctx) -> op::GetMaster {
-    let (host, port) = inner
+fn get_master(master: &Master, ctx: &Ctx) -> op::GetMaster {
+    let (host, port) = master
+        .node()
+        .info()
         .http_addr
         .rsplit_once(':')
         .map(|(h, p)| (h.to_string(), p.parse().unwrap_or(5050)))
-        .unwrap_or_else(|| (inner.http_addr.clone(), 5050));
+        .unwrap_or_else(|| (master.node().info().http_addr.clone(), 5050));
     let ip = host.parse::<std::net::Ipv4Addr>().ok();
     op::GetMaster {
         master_info: Some(mesos::MasterInfo {
-            id: inner.id.to_string(),
+            id: master.node().id().to_string(),
             ip: ip.map(mesos::pack_ipv4).unwrap_or(0),
             port,
-            pid: Some(format!("master@{}", inner.http_addr)),
-            hostname: Some(inner.name.clone()),
+            pid: Some(format!("master@{}", master.node().info().http_addr)),
+            hostname: Some(master.node().info().name.clone()),
             version: Some(wire::MESOS_VERSION.into()),
             address: Some(mesos::Address {
-                hostname: Some(inner.name.clone()),
+                hostname: Some(master.node().info().name.clone()),
                 ip: Some(host),
                 port: port as i32,
             }),
@@ -257,7 +260,7 @@ fn quantities(what: &str, map: &std::collections::BTreeMap<String, mesos::Scalar
 
 /// All roles' quota is checked before any is set; the allocator then checks each against the
 /// cluster as it applies it.
-async fn update_quota(inner: &Arc<Inner>, body: op::UpdateQuota) -> Result<(), MesosError> {
+async fn update_quota(master: &Master, body: op::UpdateQuota) -> Result<(), MesosError> {
     let force = body.force.unwrap_or(false);
     let mut parsed = Vec::new();
     for (i, c) in body.quota_configs.iter().enumerate() {
@@ -276,20 +279,19 @@ async fn update_quota(inner: &Arc<Inner>, body: op::UpdateQuota) -> Result<(), M
         parsed.push((c.role.clone(), guarantees, limits));
     }
     for (role, guarantees, limits) in parsed {
-        inner
-            .master
-            .update_quota(inner, &role, &guarantees, &limits, force)
-            .await?;
+        master.update_quota(&role, &guarantees, &limits, force).await?;
         tracing::info!(role, %guarantees, %limits, force, "quota updated");
     }
     Ok(())
 }
 
 /// A node id in Mesos' agent id, of a node that runs an agent.
-fn agent_node(inner: &Inner, id: &mesos::AgentId) -> Result<u64, MesosError> {
+fn agent_node(master: &Master, id: &mesos::AgentId) -> Result<u64, MesosError> {
     let unknown = || MesosError::bad_request(format!("Unknown agent {:?}: tepui's agent ids are node ids", id.value));
     let n: u64 = id.value.trim().parse().map_err(|_| unknown())?;
-    let is_agent = inner.state.read(|s| s.nodes.get(&n).is_some_and(|n| n.agent.is_some()));
+    let is_agent = master
+        .node()
+        .read(|s| s.nodes.get(&n).is_some_and(|n| n.agent.is_some()));
     if is_agent {
         Ok(n)
     } else {
@@ -298,7 +300,7 @@ fn agent_node(inner: &Inner, id: &mesos::AgentId) -> Result<u64, MesosError> {
 }
 
 async fn reservation(
-    inner: &Arc<Inner>,
+    master: &Master,
     agent: &mesos::AgentId,
     resources: &[mesos::Resource],
     reserve: bool,
@@ -308,7 +310,7 @@ async fn reservation(
     } else {
         "unreserve_resources"
     };
-    let id = agent_node(inner, agent)?;
+    let id = agent_node(master, agent)?;
     if resources.is_empty() {
         return Err(MesosError::bad_request(format!("{what}.resources is empty")));
     }
@@ -318,13 +320,13 @@ async fn reservation(
             "{what}.resources: every resource needs a reservation (`reservations: [{{\"type\": \"DYNAMIC\", \"role\": ..}}]`)"
         )));
     }
-    inner.master.operator_reservation(inner, id, &r, reserve).await?;
+    master.operator_reservation(id, &r, reserve).await?;
     tracing::info!(agent = id, resources = %r, reserve, "operator reservation");
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-async fn set_maintenance(inner: &Arc<Inner>, id: u64, maintenance: Maintenance) -> Result<(), MesosError> {
-    inner.write(Command::SetMaintenance { id, maintenance }).await?;
+async fn set_maintenance(master: &Master, id: u64, maintenance: Maintenance) -> Result<(), MesosError> {
+    master.node().write(Command::SetMaintenance { id, maintenance }).await?;
     tracing::info!(node = id, maintenance = maintenance.as_str(), "agent maintenance");
     Ok(())
 }

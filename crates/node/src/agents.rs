@@ -1,17 +1,23 @@
 //! The leader's side of the agent streams: which agent is connected on which stream, sending
 //! to an agent, and requests answered by an agent (logs, exec, images) routed back to the API
 //! caller who asked.
+//!
+//! The server's cluster port attaches each registered agent's stream here and delivers the
+//! agent's replies; features only send and ask.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use tepui_proto::agent::{Reply, Request, ServerToAgent};
 use tepui_proto::Envelope;
 use tokio::sync::mpsc;
 use tonic::Status;
 
-pub(crate) type StreamTx = mpsc::Sender<Result<Envelope, Status>>;
+use crate::{Error, ErrorKind};
+
+pub type StreamTx = mpsc::Sender<Result<Envelope, Status>>;
 
 struct Session {
     conn: u64,
@@ -23,9 +29,13 @@ struct Pending {
     replies: mpsc::Sender<Reply>,
 }
 
+/// Every agent stream of this server, and the agent requests in flight.
 #[derive(Default)]
-pub(crate) struct AgentHub {
+pub struct AgentHub {
     sessions: Mutex<HashMap<u64, Session>>,
+    /// When each agent was last heard from. Leader memory only: after a failover agents
+    /// register again.
+    heard: Mutex<HashMap<u64, Instant>>,
     pending: Mutex<HashMap<u64, Pending>>,
     next_conn: AtomicU64,
     next_req: AtomicU64,
@@ -36,18 +46,35 @@ pub(crate) struct AgentHub {
 const REPLY_BUFFER: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum HubError {
+pub enum HubError {
     #[error("agent {0} is not connected to the leader")]
     NotConnected(u64),
 }
 
-pub(crate) fn envelope(m: &ServerToAgent) -> Envelope {
+pub fn envelope(m: &ServerToAgent) -> Envelope {
     Envelope {
         json: serde_json::to_vec(m).expect("agent messages always serialize"),
     }
 }
 
 impl AgentHub {
+    /// Records that `agent` was heard from now.
+    pub fn heard(&self, agent: u64) {
+        self.heard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(agent, Instant::now());
+    }
+
+    /// When `agent` was last heard from by this server.
+    pub fn last_heard(&self, agent: u64) -> Option<Instant> {
+        self.heard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&agent)
+            .copied()
+    }
+
     /// Records the stream of a newly registered agent; returns its connection number.
     pub fn attach(&self, agent: u64, tx: StreamTx) -> u64 {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
@@ -188,5 +215,64 @@ impl AgentHub {
                 let _ = tx.try_send(Ok(envelope(&ServerToAgent::Cancel { req_id })));
             }
         }
+    }
+
+    /// Asks an agent and waits for its single answer; `name` is the agent's, for messages.
+    pub async fn ask(&self, agent: u64, name: &str, request: Request) -> Result<serde_json::Value, Error> {
+        let (_, mut replies) = self
+            .request(agent, request)
+            .await
+            .map_err(|_| not_connected(agent, name))?;
+        final_reply(&mut replies, agent, name).await
+    }
+}
+
+/// The error for an agent that has no stream to this leader.
+pub fn not_connected(agent: u64, name: &str) -> Error {
+    Error::unavailable(
+        "agent_not_connected",
+        format!("agent {name} ({agent}) is not connected to the leader; try again when it is"),
+    )
+}
+
+/// An agent's refusal, with its code, as an error of the API.
+pub fn agent_error(code: &str, message: String) -> Error {
+    let kind = match code {
+        "unknown_task" | "not_found" => ErrorKind::NotFound,
+        "agent_disconnected" | "not_connected" => ErrorKind::Unavailable,
+        "refused" | "in_use" | "task_not_running" => ErrorKind::Conflict,
+        "bad_archive" | "bad_reference" | "insecure_registry" | "bad_image" | "digest_mismatch"
+        | "upload_incomplete" => ErrorKind::Invalid,
+        "bad_request" => ErrorKind::BadRequest,
+        _ => ErrorKind::BadGateway,
+    };
+    Error::new(kind, code, message)
+}
+
+/// Waits for the answer that ends an agent request, skipping progress and data.
+pub async fn final_reply(
+    replies: &mut mpsc::Receiver<Reply>,
+    agent: u64,
+    name: &str,
+) -> Result<serde_json::Value, Error> {
+    loop {
+        match replies.recv().await {
+            Some(Reply::Done { result }) => return Ok(result),
+            Some(Reply::Error { message, code }) => return Err(agent_error(&code, message)),
+            Some(_) => {}
+            None => return Err(not_connected(agent, name)),
+        }
+    }
+}
+
+/// Cancels an agent request when whatever streams its answer goes away.
+pub struct CancelOnDrop {
+    pub node: crate::Node,
+    pub req_id: u64,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.node.agents().cancel(self.req_id);
     }
 }

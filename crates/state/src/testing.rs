@@ -1,12 +1,12 @@
-//! Fixtures for the server's unit tests.
+//! Fixtures for tests of the crates that read the state.
 
 use std::collections::BTreeMap;
 
-use tepui_state::{AgentInfo, ClusterInfo, Maintenance, NodeRecord, NodeStatus, State};
+use crate::{AgentInfo, ClusterInfo, Maintenance, NodeRecord, NodeStatus, Resources, Role, State};
 
 /// An initialized cluster with `agents` ready agents `a1`... of 2 cpus, `mem_mb` of memory and
 /// ports 31000-31009.
-pub(crate) fn state_with_agents(agents: u64, mem_mb: u64) -> State {
+pub fn state_with_agents(agents: u64, mem_mb: u64) -> State {
     let mut s = State {
         cluster: Some(ClusterInfo {
             cluster_id: "c".into(),
@@ -22,11 +22,11 @@ pub(crate) fn state_with_agents(agents: u64, mem_mb: u64) -> State {
             NodeRecord {
                 id,
                 name: format!("a{id}"),
-                role: tepui_state::Role::Agent,
+                role: Role::Agent,
                 cluster_addr: String::new(),
                 http_addr: String::new(),
                 agent: Some(AgentInfo {
-                    resources: tepui_state::Resources {
+                    resources: Resources {
                         cpus_milli: 2000,
                         mem_mb,
                         disk_mb: 0,

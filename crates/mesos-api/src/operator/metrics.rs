@@ -9,7 +9,6 @@
 //! the state holds by state, for the terminal states too, so unlike Mesos' counters they do not
 //! restart from 0 with a new leader.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
@@ -19,15 +18,15 @@ use tepui_mesos::metrics::{self as names, Snapshot};
 use tepui_state::{NodeStatus, TaskState};
 
 use super::model::Model;
-use crate::node::Inner;
+use tepui_master::Master;
 
-pub(super) async fn snapshot(State(inner): State<Arc<Inner>>, started: Instant) -> Json<Snapshot> {
-    let elected = inner.is_leader();
-    let view = if elected { inner.master.view() } else { None };
+pub(super) async fn snapshot(State(master): State<Master>, started: Instant) -> Json<Snapshot> {
+    let elected = master.node().is_leader();
+    let view = if elected { master.view() } else { None };
     let uptime = started.elapsed().as_secs_f64();
     Json(
-        inner
-            .state
+        master
+            .node()
             .read(|s| compute(&Model::new(s, view.as_ref()), elected, uptime)),
     )
 }
@@ -264,8 +263,8 @@ mod tests {
     fn the_leaders_allocator_adds_offers_shares_and_quota() {
         use tepui_allocator::{Quantities, Resources, Role};
 
-        use crate::master::core::{AgentAllocation, FrameworkAllocation, RoleAllocation};
-        use crate::master::{AllocationView, OfferView};
+        use tepui_master::{AgentAllocation, FrameworkAllocation, RoleAllocation};
+        use tepui_master::{AllocationView, OfferView};
 
         let mut s = state();
         s.frameworks.insert("f1".into(), framework("f1", false));

@@ -2,53 +2,35 @@
 //! (`{code, message, field}`), not Mesos'.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::Json;
 use tepui_allocator::{Quantities, ResourceName, Role, Scalar};
 use tepui_api::{FrameworkView, QuotaRequest, RoleView, WeightRequest};
 
 use super::model::{Framework, Kind, Model, RoleRow, OPERATOR_FRAMEWORK_ID};
-use crate::http::{ApiError, JsonBody};
-use crate::master::convert;
-use crate::master::CallError;
-use crate::node::Inner;
+use tepui_master::{convert, Master};
+use tepui_node::http::JsonBody;
+use tepui_node::{Error, ErrorKind};
 
-type ApiResult<T> = Result<Json<T>, ApiError>;
+type ApiResult<T> = Result<Json<T>, Error>;
 
-fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).field(field)
+fn invalid(field: &str, message: impl Into<String>) -> Error {
+    Error::invalid(field, message)
 }
 
-fn call_error(e: CallError) -> ApiError {
-    match e {
-        CallError::NotLeader => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_leader",
-            "this server is not leading yet; retry in a moment",
-        ),
-        CallError::NotSubscribed(id) | CallError::Removed(id) => unknown_framework(&id),
-        CallError::WrongStream { .. } | CallError::Invalid(_) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", e.to_string())
-        }
-        CallError::Write(w) => w.into(),
-    }
-}
-
-fn unknown_framework(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
+fn unknown_framework(id: &str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
         "unknown_framework",
         format!("no framework {id:?}; see `tepui framework ls` for the frameworks there are"),
     )
 }
 
-async fn model<T>(inner: &Inner, f: impl FnOnce(&Model) -> T) -> Result<T, ApiError> {
-    inner.linearize().await?;
-    let view = inner.master.view();
-    Ok(inner.state.read(|s| f(&Model::new(s, view.as_ref()))))
+async fn model<T>(master: &Master, f: impl FnOnce(&Model) -> T) -> Result<T, Error> {
+    master.node().linearize().await?;
+    let view = master.view();
+    Ok(master.node().read(|s| f(&Model::new(s, view.as_ref()))))
 }
 
 fn framework_view(m: &Model, f: &Framework) -> FrameworkView {
@@ -91,24 +73,24 @@ fn role_view(r: &RoleRow) -> RoleView {
 }
 
 /// Registered frameworks, and `tepui` (the tasks of `tepui task run`) while it has tasks.
-pub(super) async fn frameworks(State(inner): State<Arc<Inner>>) -> ApiResult<Vec<FrameworkView>> {
-    let list = model(&inner, |m| {
+pub(super) async fn frameworks(State(master): State<Master>) -> ApiResult<Vec<FrameworkView>> {
+    let list = model(&master, |m| {
         m.frameworks().iter().map(|f| framework_view(m, f)).collect()
     })
     .await?;
     Ok(Json(list))
 }
 
-pub(super) async fn framework(State(inner): State<Arc<Inner>>, Path(id): Path<String>) -> ApiResult<FrameworkView> {
-    model(&inner, |m| m.framework(&id).map(|f| framework_view(m, &f)))
+pub(super) async fn framework(State(master): State<Master>, Path(id): Path<String>) -> ApiResult<FrameworkView> {
+    model(&master, |m| m.framework(&id).map(|f| framework_view(m, &f)))
         .await?
         .map(Json)
         .ok_or_else(|| unknown_framework(&id))
 }
 
 /// Removes a framework and kills its tasks; answers with the framework as it was.
-pub(super) async fn teardown(State(inner): State<Arc<Inner>>, Path(id): Path<String>) -> ApiResult<FrameworkView> {
-    let before = model(&inner, |m| {
+pub(super) async fn teardown(State(master): State<Master>, Path(id): Path<String>) -> ApiResult<FrameworkView> {
+    let before = model(&master, |m| {
         m.framework(&id)
             .filter(|f| matches!(f.kind, Kind::Record(_) | Kind::Operator))
             .map(|f| (matches!(f.kind, Kind::Operator), framework_view(m, &f)))
@@ -118,8 +100,8 @@ pub(super) async fn teardown(State(inner): State<Arc<Inner>>, Path(id): Path<Str
         return Err(unknown_framework(&id));
     };
     if builtin {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(Error::new(
+            ErrorKind::Conflict,
             "builtin_framework",
             format!(
                 "{OPERATOR_FRAMEWORK_ID} holds the tasks of `tepui task run` and cannot be torn down; \
@@ -127,24 +109,27 @@ pub(super) async fn teardown(State(inner): State<Arc<Inner>>, Path(id): Path<Str
             ),
         ));
     }
-    inner.master.teardown(&inner, &id).await.map_err(call_error)?;
+    master.teardown(&id).await.map_err(|e| match e.code.as_str() {
+        "framework_removed" | "not_subscribed" => unknown_framework(&id),
+        _ => e,
+    })?;
     tracing::info!(framework = %id, tasks = view.tasks, "framework torn down by the operator");
     Ok(Json(view))
 }
 
-pub(super) async fn roles(State(inner): State<Arc<Inner>>) -> ApiResult<Vec<RoleView>> {
+pub(super) async fn roles(State(master): State<Master>) -> ApiResult<Vec<RoleView>> {
     Ok(Json(
-        model(&inner, |m| m.roles().iter().map(role_view).collect()).await?,
+        model(&master, |m| m.roles().iter().map(role_view).collect()).await?,
     ))
 }
 
-fn check_role(role: &str) -> Result<(), ApiError> {
+fn check_role(role: &str) -> Result<(), Error> {
     Role::new(role).map_err(|e| invalid("role", format!("{e}")))?;
     Ok(())
 }
 
-async fn role_answer(inner: &Inner, role: &str) -> ApiResult<RoleView> {
-    let view = model(inner, |m| m.roles().iter().find(|r| r.name == role).map(role_view)).await?;
+async fn role_answer(master: &Master, role: &str) -> ApiResult<RoleView> {
+    let view = model(master, |m| m.roles().iter().find(|r| r.name == role).map(role_view)).await?;
     Ok(Json(view.unwrap_or_else(|| RoleView {
         name: role.to_string(),
         weight: 1.0,
@@ -196,27 +181,26 @@ pub(super) fn quota(req: &QuotaRequest) -> Result<(Quantities, Quantities), Fiel
 }
 
 pub(super) async fn set_quota(
-    State(inner): State<Arc<Inner>>,
+    State(master): State<Master>,
     Path(role): Path<String>,
     JsonBody(req): JsonBody<QuotaRequest>,
 ) -> ApiResult<RoleView> {
     check_role(&role)?;
     let (guarantees, limits) = quota(&req).map_err(|(field, message)| invalid(&field, message))?;
-    inner
-        .master
-        .update_quota(&inner, &role, &guarantees, &limits, req.force)
+    master
+        .update_quota(&role, &guarantees, &limits, req.force)
         .await
         .map_err(|e| match e {
             // The allocator says what is wrong, and when --force would set it anyway.
-            CallError::Invalid(message) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_quota", message),
-            other => call_error(other),
+            e if e.kind == ErrorKind::Invalid => Error::new(ErrorKind::Invalid, "invalid_quota", e.message),
+            other => other,
         })?;
     tracing::info!(role, %guarantees, %limits, force = req.force, "quota set");
-    role_answer(&inner, &role).await
+    role_answer(&master, &role).await
 }
 
 pub(super) async fn set_weight(
-    State(inner): State<Arc<Inner>>,
+    State(master): State<Master>,
     Path(role): Path<String>,
     JsonBody(req): JsonBody<WeightRequest>,
 ) -> ApiResult<RoleView> {
@@ -230,13 +214,9 @@ pub(super) async fn set_weight(
             ),
         ));
     }
-    inner
-        .master
-        .update_weights(&inner, &[(role.clone(), req.weight)])
-        .await
-        .map_err(call_error)?;
+    master.update_weights(&[(role.clone(), req.weight)]).await?;
     tracing::info!(role, weight = req.weight, "role weight set");
-    role_answer(&inner, &role).await
+    role_answer(&master, &role).await
 }
 
 #[cfg(test)]

@@ -13,22 +13,22 @@ use tepui_state::TaskRecord;
 
 use super::model::{framework_id_of, secs, Model};
 use super::{wire, Ctx, MesosError};
-use crate::node::Inner;
+use tepui_master::Master;
 
 type Params = Query<HashMap<String, String>>;
 
 /// Runs `f` on the model of the cluster, after this leader has caught up with every write it
 /// acknowledged.
-pub(super) async fn with_model<T>(inner: &Inner, f: impl FnOnce(&Model) -> T) -> Result<T, MesosError> {
-    inner.linearize().await?;
-    let view = inner.master.view();
-    Ok(inner.state.read(|s| f(&Model::new(s, view.as_ref()))))
+pub(super) async fn with_model<T>(master: &Master, f: impl FnOnce(&Model) -> T) -> Result<T, MesosError> {
+    master.node().linearize().await?;
+    let view = master.view();
+    Ok(master.node().read(|s| f(&Model::new(s, view.as_ref()))))
 }
 
-pub(super) async fn state(State(inner): State<Arc<Inner>>, Extension(ctx): Extension<Arc<Ctx>>) -> Response {
-    let leader = this_master(&inner);
+pub(super) async fn state(State(master): State<Master>, Extension(ctx): Extension<Arc<Ctx>>) -> Response {
+    let leader = this_master(&master);
     json(
-        with_model(&inner, |m| {
+        with_model(&master, |m| {
             let agents = m.agents();
             legacy::State {
                 version: wire::MESOS_VERSION.into(),
@@ -40,9 +40,9 @@ pub(super) async fn state(State(inner): State<Arc<Inner>>, Extension(ctx): Exten
                 build_user: None,
                 start_time: secs(ctx.started_ms),
                 elected_time: None,
-                id: format!("{}-{}", m.cluster_id(), inner.id),
+                id: format!("{}-{}", m.cluster_id(), master.node().id()),
                 pid: leader.pid.clone(),
-                hostname: inner.name.clone(),
+                hostname: master.node().info().name.clone(),
                 capabilities: vec![],
                 activated_slaves: agents.iter().filter(|a| a.active()).count() as f64,
                 deactivated_slaves: agents.iter().filter(|a| !a.active()).count() as f64,
@@ -71,24 +71,26 @@ pub(super) async fn state(State(inner): State<Arc<Inner>>, Extension(ctx): Exten
 }
 
 /// This server, which leads (handlers run on the leader).
-fn this_master(inner: &Inner) -> legacy::LeaderInfo {
-    let port = inner
+fn this_master(master: &Master) -> legacy::LeaderInfo {
+    let port = master
+        .node()
+        .info()
         .http_addr
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse().ok())
         .unwrap_or(5050);
     legacy::LeaderInfo {
-        id: inner.id.to_string(),
-        pid: format!("master@{}", inner.http_addr),
+        id: master.node().id().to_string(),
+        pid: format!("master@{}", master.node().info().http_addr),
         port,
-        hostname: inner.name.clone(),
+        hostname: master.node().info().name.clone(),
         domain: None,
     }
 }
 
-pub(super) async fn state_summary(State(inner): State<Arc<Inner>>) -> Response {
+pub(super) async fn state_summary(State(master): State<Master>) -> Response {
     json(
-        with_model(&inner, |m| {
+        with_model(&master, |m| {
             let mut slaves = Vec::new();
             for a in m.agents() {
                 let mut counts = legacy::TaskStateCounts::default();
@@ -118,7 +120,7 @@ pub(super) async fn state_summary(State(inner): State<Arc<Inner>>) -> Response {
                 });
             }
             legacy::StateSummary {
-                hostname: inner.name.clone(),
+                hostname: master.node().info().name.clone(),
                 cluster: Some(m.cluster_id().to_string()),
                 slaves,
                 frameworks,
@@ -179,23 +181,23 @@ pub(super) fn page<'a>(tasks: impl IntoIterator<Item = &'a TaskRecord>, q: &Task
     list.into_iter().skip(q.offset).take(q.limit).collect()
 }
 
-pub(super) async fn tasks(State(inner): State<Arc<Inner>>, Query(q): Params) -> Response {
+pub(super) async fn tasks(State(master): State<Master>, Query(q): Params) -> Response {
     let q = match task_query(&q) {
         Ok(q) => q,
         Err(e) => return MesosError::bad_request(e).into_response(),
     };
     json(
-        with_model(&inner, |m| legacy::Tasks {
+        with_model(&master, |m| legacy::Tasks {
             tasks: page(m.tasks(), &q).into_iter().map(wire::legacy_task).collect(),
         })
         .await,
     )
 }
 
-pub(super) async fn frameworks(State(inner): State<Arc<Inner>>, Query(q): Params) -> Response {
+pub(super) async fn frameworks(State(master): State<Master>, Query(q): Params) -> Response {
     let only = q.get("framework_id").filter(|v| !v.is_empty()).cloned();
     json(
-        with_model(&inner, |m| {
+        with_model(&master, |m| {
             let keep = |id: &str| only.as_deref().is_none_or(|o| o == id);
             legacy::Frameworks {
                 frameworks: m
@@ -217,10 +219,10 @@ pub(super) async fn frameworks(State(inner): State<Arc<Inner>>, Query(q): Params
     )
 }
 
-pub(super) async fn slaves(State(inner): State<Arc<Inner>>, Query(q): Params) -> Response {
+pub(super) async fn slaves(State(master): State<Master>, Query(q): Params) -> Response {
     let only = q.get("slave_id").filter(|v| !v.is_empty()).cloned();
     json(
-        with_model(&inner, |m| legacy::Slaves {
+        with_model(&master, |m| legacy::Slaves {
             slaves: m
                 .agents()
                 .iter()
@@ -233,9 +235,9 @@ pub(super) async fn slaves(State(inner): State<Arc<Inner>>, Query(q): Params) ->
     )
 }
 
-pub(super) async fn roles(State(inner): State<Arc<Inner>>) -> Response {
+pub(super) async fn roles(State(master): State<Master>) -> Response {
     json(
-        with_model(&inner, |m| legacy::Roles {
+        with_model(&master, |m| legacy::Roles {
             roles: m.roles().iter().map(wire::legacy_role).collect(),
         })
         .await,

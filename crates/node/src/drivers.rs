@@ -1,0 +1,313 @@
+//! The leader's background work, as named drivers that react instead of poll.
+//!
+//! A [`Driver`] is activated when something it cares about happens: this server starts leading
+//! (after a linearizable read, so it sees every committed write), its [`Waker`] is woken (a
+//! typed notification: a subscription, an update, a kick from its API), the applied state
+//! changes (when it asked for that), or a timeout it keeps runs out. Nothing wakes it on a
+//! period. Each activation's start, duration and error are kept here, where `/v1/status` and
+//! `/metrics` show them.
+//!
+//! Drivers run only on the leader; when leadership moves away (or the term changes), the
+//! driver's [`Driver::step_down`] drops what only a leader keeps.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::{now_ms, Node};
+
+/// Why a driver runs now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// This server has just become the leader (or started a new term as leader).
+    Leading,
+    /// Its waker was woken.
+    Woken,
+    /// The applied state changed.
+    StateChanged,
+    /// The timeout it asked for ran out.
+    Timeout,
+}
+
+impl Activation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activation::Leading => "leading",
+            Activation::Woken => "woken",
+            Activation::StateChanged => "state_changed",
+            Activation::Timeout => "timeout",
+        }
+    }
+}
+
+/// One activation's outcome: the longest the driver may wait before it must run again (a
+/// deadline it keeps; `None`: only wakes), or what went wrong.
+pub type Outcome = Result<Option<Duration>, String>;
+
+/// A piece of leader work.
+pub trait Driver: Send + 'static {
+    /// Does the work; returns when done.
+    fn activate(&mut self, why: Activation) -> impl Future<Output = Outcome> + Send;
+
+    /// This server stopped leading (or a new term began): forget what only a leader keeps.
+    fn step_down(&mut self) {}
+}
+
+/// Wakes a driver. Wakes while it runs are remembered: it runs once more after.
+#[derive(Clone, Default)]
+pub struct Waker(Arc<Notify>);
+
+impl Waker {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// What activates a driver besides leading and its timeouts.
+#[derive(Clone, Default)]
+pub struct Wakes {
+    pub waker: Waker,
+    /// Every change of the applied state (coalesced: changes during an activation give one
+    /// more).
+    pub state_changes: bool,
+}
+
+/// What `/v1/status` shows of a driver.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct DriverStatus {
+    pub name: String,
+    pub leading: bool,
+    pub activations: u64,
+    pub errors: u64,
+    pub last_activation: Option<&'static str>,
+    /// Unix ms.
+    pub last_started_at: Option<u64>,
+    pub last_duration_us: u64,
+    pub last_error: Option<String>,
+    /// The timeout the driver keeps now, in ms from its last activation.
+    pub next_timeout_ms: Option<u64>,
+}
+
+/// Every driver of a server and how it last ran.
+#[derive(Default)]
+pub struct Drivers {
+    statuses: Mutex<BTreeMap<&'static str, DriverStatus>>,
+}
+
+impl Drivers {
+    /// Every driver's status, by name.
+    pub fn statuses(&self) -> Vec<DriverStatus> {
+        self.statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn update(&self, name: &'static str, f: impl FnOnce(&mut DriverStatus)) {
+        let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+        f(statuses.entry(name).or_insert_with(|| DriverStatus {
+            name: name.to_string(),
+            ..DriverStatus::default()
+        }))
+    }
+}
+
+impl Node {
+    /// Starts `driver` under `name`; it runs while this server leads, until shutdown.
+    pub fn spawn_driver<D: Driver>(&self, name: &'static str, driver: D, wakes: Wakes) -> tokio::task::JoinHandle<()> {
+        self.drivers().update(name, |_| {});
+        tokio::spawn(run(self.clone(), name, driver, wakes))
+    }
+}
+
+async fn run<D: Driver>(node: Node, name: &'static str, mut driver: D, wakes: Wakes) {
+    let shutdown = node.shutdown_token().clone();
+    let mut leadership = node.watch_leadership();
+    let mut applied = node.watch_applied();
+    // The term this driver leads in, once its first activation ran.
+    let mut leading_term: Option<u64> = None;
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let now_leading = *leadership.borrow_and_update();
+        let leads = now_leading.leader == Some(node.id());
+        if leading_term.is_some() && (!leads || leading_term != Some(now_leading.term)) {
+            driver.step_down();
+            leading_term = None;
+            deadline = None;
+            node.drivers().update(name, |s| s.leading = false);
+        }
+        if !leads {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = leadership.changed() => if changed.is_err() { return },
+            }
+            continue;
+        }
+        let why = if leading_term.is_none() {
+            // Everything committed before this term must be applied before a leader acts.
+            let linearized = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = node.linearize() => r,
+            };
+            if let Err(e) = linearized {
+                tracing::debug!(driver = name, error = %e, "not leading after all");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    changed = leadership.changed() => if changed.is_err() { return },
+                }
+                continue;
+            }
+            leading_term = Some(now_leading.term);
+            node.drivers().update(name, |s| s.leading = true);
+            Activation::Leading
+        } else {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                changed = leadership.changed() => {
+                    if changed.is_err() { return }
+                    continue;
+                }
+                _ = wakes.waker.0.notified() => Activation::Woken,
+                changed = applied.changed(), if wakes.state_changes => {
+                    if changed.is_err() { return }
+                    Activation::StateChanged
+                }
+                _ = sleep_until(deadline), if deadline.is_some() => Activation::Timeout,
+            }
+        };
+        // Changes from here on wake it again.
+        applied.borrow_and_update();
+        let started = Instant::now();
+        let started_at = now_ms();
+        let outcome = driver.activate(why).await;
+        let took = started.elapsed();
+        deadline = match &outcome {
+            Ok(Some(after)) => Some(Instant::now() + *after),
+            _ => None,
+        };
+        if let Err(e) = &outcome {
+            tracing::warn!(driver = name, activation = why.as_str(), error = %e, "driver activation failed");
+        }
+        node.drivers().update(name, |s| {
+            s.activations += 1;
+            s.last_activation = Some(why.as_str());
+            s.last_started_at = Some(started_at);
+            s.last_duration_us = took.as_micros() as u64;
+            match &outcome {
+                Ok(next) => {
+                    s.last_error = None;
+                    s.next_timeout_ms = next.map(|d| d.as_millis() as u64);
+                }
+                Err(e) => {
+                    s.errors += 1;
+                    s.last_error = Some(e.clone());
+                    s.next_timeout_ms = None;
+                }
+            }
+        });
+        // A driver that failed tries again, but not in a tight loop.
+        if outcome.is_err() {
+            deadline = Some(Instant::now() + Duration::from_millis(500));
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tepui_state::{Command, State};
+
+    use super::*;
+    use crate::testing::local_node;
+
+    struct Recorder {
+        seen: tokio::sync::mpsc::UnboundedSender<Activation>,
+        step_downs: Arc<AtomicUsize>,
+        timeout: Option<Duration>,
+    }
+
+    impl Driver for Recorder {
+        async fn activate(&mut self, why: Activation) -> Outcome {
+            let _ = self.seen.send(why);
+            Ok(self.timeout.take())
+        }
+
+        fn step_down(&mut self) {
+            self.step_downs.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Activation>) -> Activation {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("an activation within 10 s")
+            .expect("the driver runs")
+    }
+
+    #[tokio::test]
+    async fn a_driver_runs_on_leading_wakes_state_changes_and_its_timeout() {
+        let (node, local) = local_node(State::default());
+        let (seen, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let wakes = Wakes {
+            state_changes: true,
+            ..Wakes::default()
+        };
+        let step_downs = Arc::new(AtomicUsize::new(0));
+        node.spawn_driver(
+            "recorder",
+            Recorder {
+                seen,
+                step_downs: step_downs.clone(),
+                timeout: Some(Duration::from_millis(10)),
+            },
+            wakes.clone(),
+        );
+        assert_eq!(next(&mut rx).await, Activation::Leading);
+        assert_eq!(next(&mut rx).await, Activation::Timeout);
+        wakes.waker.wake();
+        assert_eq!(next(&mut rx).await, Activation::Woken);
+        node.write(Command::PutVar {
+            key: "k".into(),
+            value: "v".into(),
+            cas: None,
+            now: 1,
+        })
+        .await
+        .unwrap();
+        assert_eq!(next(&mut rx).await, Activation::StateChanged);
+
+        // Another server leads: the driver steps down and waits.
+        local.set_leader(Some(99), 2);
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while step_downs.load(Ordering::SeqCst) == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the driver steps down");
+        wakes.waker.wake();
+        local.set_leader(Some(node.id()), 3);
+        assert_eq!(next(&mut rx).await, Activation::Leading);
+        let status = node.drivers().statuses();
+        assert_eq!(status[0].name, "recorder");
+        assert!(status[0].leading);
+        assert!(status[0].activations >= 5, "{status:?}");
+        node.shut_down();
+    }
+}
