@@ -28,30 +28,31 @@ const POLL: Duration = Duration::from_millis(100);
 /// Environment variables the binary reads that must not leak in from a developer's shell.
 const SCRUBBED_ENV: &[&str] = &["TEPUI_ADDR", "TEPUI_TOKEN", "TEPUI_DATA_DIR"];
 
-/// The `tepui` binary: `$TEPUI_BIN`, else `debug/tepui` under `$CARGO_TARGET_DIR`, else
-/// `<workspace>/target/debug/tepui`. Panics with what to do when it is missing.
+/// The `tepui` binary: `$TEPUI_BIN` if set, else the one cargo built beside the running test.
+///
+/// The tests are targets of the `tepui` package (see cmd/tepui/Cargo.toml), so `cargo test`
+/// builds the binary from the current source before it runs them, and puts it in the profile's
+/// dir (`target/debug/tepui`) while the test executable sits in `target/debug/deps/`. No other
+/// place is looked at: a binary left over from an older build must never be tested by mistake.
 pub fn tepui_bin() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("e2e lives inside the workspace")
-        .to_path_buf();
-    let path = if let Some(bin) = std::env::var_os("TEPUI_BIN") {
-        PathBuf::from(bin)
-    } else {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .or_else(|| option_env!("CARGO_TARGET_DIR").map(PathBuf::from))
-            .map(|t| if t.is_relative() { workspace.join(t) } else { t })
-            .unwrap_or_else(|| workspace.join("target"));
-        target.join("debug").join("tepui")
-    };
-    if !path.is_file() {
-        panic!(
-            "no tepui binary at {}: build it first: cargo build -p tepui (or set TEPUI_BIN)",
-            path.display()
-        );
+    if let Some(bin) = std::env::var_os("TEPUI_BIN") {
+        let path = PathBuf::from(bin);
+        assert!(path.is_file(), "TEPUI_BIN={} is not a file", path.display());
+        return path;
     }
-    path
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    let beside = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile_dir| profile_dir.join("tepui"));
+    match beside {
+        Some(path) if path.is_file() => path,
+        _ => panic!(
+            "no tepui binary beside {}: run the e2e tests through cargo (cargo test -p tepui, \
+             or cargo test --workspace), which builds it first, or set TEPUI_BIN",
+            exe.display()
+        ),
+    }
 }
 
 fn command(args: &[OsString]) -> Command {
@@ -504,4 +505,28 @@ pub fn spawn_servers(sb: &Sandbox, ips: &[&str], extra: &[&str], ready: Duration
         s.wait_ready(ready);
     }
     servers
+}
+
+#[cfg(test)]
+mod tests {
+    /// A file in e2e/tests that cmd/tepui/Cargo.toml does not list would never run.
+    #[test]
+    fn every_e2e_test_file_is_a_test_target_of_the_tepui_package() {
+        let e2e = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let manifest = std::fs::read_to_string(e2e.join("../cmd/tepui/Cargo.toml")).unwrap();
+        let mut files: Vec<String> = std::fs::read_dir(e2e.join("tests"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".rs"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty());
+        for f in files {
+            let entry = format!("path = \"../../e2e/tests/{f}\"");
+            assert!(
+                manifest.contains(&entry),
+                "e2e/tests/{f} is not a [[test]] of cmd/tepui/Cargo.toml; add one with {entry}"
+            );
+        }
+    }
 }
