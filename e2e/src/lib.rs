@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+pub mod marathon;
+
 /// How long a client command may run before the test gives up on it.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -307,6 +309,33 @@ impl Daemon {
         }
     }
 
+    /// SIGTERM, as a service manager stops it, and waits at most `timeout` for the exit.
+    /// Panics if it is still running then (and kills it).
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("{} is not running", self.name));
+        // SAFETY: kill(2) on the pid of a child this value owns and has not reaped yet.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{} did not exit within {timeout:?} of SIGTERM; stderr:\n{}",
+                    self.name,
+                    self.stderr_tail(25)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts the process again on the same logs, with new arguments (a restart usually drops
     /// `--token` or `--bootstrap`).
     pub fn restart<S: AsRef<std::ffi::OsStr>>(&mut self, args: &[S]) {
@@ -472,6 +501,48 @@ impl Drop for MarkedProcesses {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
+}
+
+/// Panics unless the test runs as root (it runs tasks: namespaces, cgroups, mounts).
+pub fn need_root() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("this test runs tasks and needs root");
+    }
+}
+
+/// The value of `var` in the environment of process `pid`, if it has it.
+pub fn process_env(pid: i32, var: &str) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{var}=");
+    env.split(|&b| b == 0)
+        .find_map(|kv| kv.strip_prefix(prefix.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// An agent named `name` on `ip`, joined with the agent token of the bootstrapped server `s1`
+/// (data dir `<sandbox>/s1`, cluster port on `server_ip`), with `extra` flags. Returns it ready.
+pub fn spawn_agent(sb: &Sandbox, server_ip: &str, name: &str, ip: &str, extra: &[&str], ready: Duration) -> Daemon {
+    let token = read_token(&sb.join("s1"), "agent");
+    let dir = sb.join(name).display().to_string();
+    let mut args: Vec<String> = [
+        "join",
+        &cluster_addr(server_ip),
+        "--token",
+        &token,
+        "--data-dir",
+        &dir,
+        "--bind",
+        ip,
+        "--name",
+        name,
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut agent = sb.spawn(name, &args);
+    agent.wait_ready(ready);
+    agent
 }
 
 /// Servers `s1`, `s2`, ... on `ips`, each with `extra` flags: `s1` bootstraps, the others join
