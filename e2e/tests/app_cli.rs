@@ -10,9 +10,11 @@
 //!   stops it;
 //! - `deployment watch` of a deployment that ends well exits 0: its app has a TCP health check
 //!   on a port this test opens when it wants the check to pass; closing it again gets the
-//!   instance killed and replaced.
+//!   instance killed and replaced;
+//! - `deployment watch` of a deployment that runs into its deadline (`--deployment-timeout`)
+//!   exits 1 with the reason.
 //!
-//! Runs on 127.0.42.x with ports 33060-33079; needs root.
+//! Runs on 127.0.42.x with ports 33060-33089; needs root.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -401,4 +403,90 @@ fn app_and_deployment_verbs_do_what_they_say() {
     });
     cli(&addr, &["app", "rm", "/cli/gated", "--force", "--wait"]).ok();
     wait_colors(&marked, &[]);
+}
+
+#[test]
+fn deployment_watch_exits_1_when_the_deadline_rolls_a_deployment_back() {
+    need_root();
+    let marked = MarkedProcesses::new("app-cli-deadline");
+    let sb = Sandbox::new("app-cli-deadline");
+    let dir = sb.join("s1").display().to_string();
+    let server_ip = "127.0.42.11";
+    let mut server = sb.spawn(
+        "s1",
+        &[
+            "server",
+            "--bootstrap",
+            "--data-dir",
+            &dir,
+            "--bind",
+            server_ip,
+            "--name",
+            "s1",
+            "--deployment-timeout",
+            "6s",
+        ],
+    );
+    server.wait_ready(START);
+    let _agent = spawn_agent(
+        &sb,
+        server_ip,
+        "a1",
+        "127.0.42.12",
+        &[
+            "--cpus",
+            "2",
+            "--mem",
+            "1024",
+            "--ports",
+            "33080-33089",
+            "--heartbeat-secs",
+            "0.5",
+        ],
+        START,
+    );
+    let addr = http_addr(server_ip);
+
+    // An app that asks for more cpus than there are: its deployment runs into its deadline.
+    let marker = format!("{MARKER_VAR}={}", marked.value());
+    let run: Value = cli(
+        &addr,
+        &[
+            "app",
+            "run",
+            "--name",
+            "/late",
+            "--cmd",
+            "exec sleep 1000",
+            "--cpus",
+            "100",
+            "--mem",
+            "16",
+            "-e",
+            &marker,
+            "-o",
+            "json",
+        ],
+    )
+    .ok()
+    .json();
+    let late = s(&run["deploymentId"]);
+    let mut watch = spawn_watch(&sb, &addr, "watch-late", &late, false);
+    assert_eq!(watch_exit(&mut watch), 1, "{}", watch.stderr());
+    let err = watch.stderr();
+    assert!(
+        err.contains(&format!("error: deployment {late} failed: ")) && err.contains("deadline"),
+        "{err}"
+    );
+    assert!(watch.stdout().is_empty(), "no success line: {}", watch.stdout());
+    // Rolling back a creation removes the app.
+    wait_for("the app to be gone", SETTLE, || {
+        let out = cli(&addr, &["app", "show", "/late"]);
+        if out.code == 1 && out.stderr.contains("does not exist") {
+            Ok(())
+        } else {
+            Err(out.to_string())
+        }
+    });
+    assert!(marked.pids().is_empty());
 }
