@@ -3,7 +3,7 @@
 set -euo pipefail
 
 need=()
-for pkg in ca-certificates busybox-static docker-registry skopeo iproute2 iptables; do
+for pkg in ca-certificates curl busybox-static docker-registry skopeo iproute2 iptables; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

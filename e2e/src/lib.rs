@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+pub mod marathon;
+
 /// How long a client command may run before the test gives up on it.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -28,30 +30,31 @@ const POLL: Duration = Duration::from_millis(100);
 /// Environment variables the binary reads that must not leak in from a developer's shell.
 const SCRUBBED_ENV: &[&str] = &["TEPUI_ADDR", "TEPUI_TOKEN", "TEPUI_DATA_DIR"];
 
-/// The `tepui` binary: `$TEPUI_BIN`, else `debug/tepui` under `$CARGO_TARGET_DIR`, else
-/// `<workspace>/target/debug/tepui`. Panics with what to do when it is missing.
+/// The `tepui` binary: `$TEPUI_BIN` if set, else the one cargo built beside the running test.
+///
+/// The tests are targets of the `tepui` package (see cmd/tepui/Cargo.toml), so `cargo test`
+/// builds the binary from the current source before it runs them, and puts it in the profile's
+/// dir (`target/debug/tepui`) while the test executable sits in `target/debug/deps/`. No other
+/// place is looked at: a binary left over from an older build must never be tested by mistake.
 pub fn tepui_bin() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("e2e lives inside the workspace")
-        .to_path_buf();
-    let path = if let Some(bin) = std::env::var_os("TEPUI_BIN") {
-        PathBuf::from(bin)
-    } else {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .or_else(|| option_env!("CARGO_TARGET_DIR").map(PathBuf::from))
-            .map(|t| if t.is_relative() { workspace.join(t) } else { t })
-            .unwrap_or_else(|| workspace.join("target"));
-        target.join("debug").join("tepui")
-    };
-    if !path.is_file() {
-        panic!(
-            "no tepui binary at {}: build it first: cargo build -p tepui (or set TEPUI_BIN)",
-            path.display()
-        );
+    if let Some(bin) = std::env::var_os("TEPUI_BIN") {
+        let path = PathBuf::from(bin);
+        assert!(path.is_file(), "TEPUI_BIN={} is not a file", path.display());
+        return path;
     }
-    path
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    let beside = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile_dir| profile_dir.join("tepui"));
+    match beside {
+        Some(path) if path.is_file() => path,
+        _ => panic!(
+            "no tepui binary beside {}: run the e2e tests through cargo (cargo test -p tepui, \
+             or cargo test --workspace), which builds it first, or set TEPUI_BIN",
+            exe.display()
+        ),
+    }
 }
 
 fn command(args: &[OsString]) -> Command {
@@ -306,6 +309,33 @@ impl Daemon {
         }
     }
 
+    /// SIGTERM, as a service manager stops it, and waits at most `timeout` for the exit.
+    /// Panics if it is still running then (and kills it).
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("{} is not running", self.name));
+        // SAFETY: kill(2) on the pid of a child this value owns and has not reaped yet.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{} did not exit within {timeout:?} of SIGTERM; stderr:\n{}",
+                    self.name,
+                    self.stderr_tail(25)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts the process again on the same logs, with new arguments (a restart usually drops
     /// `--token` or `--bootstrap`).
     pub fn restart<S: AsRef<std::ffi::OsStr>>(&mut self, args: &[S]) {
@@ -473,6 +503,48 @@ impl Drop for MarkedProcesses {
     }
 }
 
+/// Panics unless the test runs as root (it runs tasks: namespaces, cgroups, mounts).
+pub fn need_root() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("this test runs tasks and needs root");
+    }
+}
+
+/// The value of `var` in the environment of process `pid`, if it has it.
+pub fn process_env(pid: i32, var: &str) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{var}=");
+    env.split(|&b| b == 0)
+        .find_map(|kv| kv.strip_prefix(prefix.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// An agent named `name` on `ip`, joined with the agent token of the bootstrapped server `s1`
+/// (data dir `<sandbox>/s1`, cluster port on `server_ip`), with `extra` flags. Returns it ready.
+pub fn spawn_agent(sb: &Sandbox, server_ip: &str, name: &str, ip: &str, extra: &[&str], ready: Duration) -> Daemon {
+    let token = read_token(&sb.join("s1"), "agent");
+    let dir = sb.join(name).display().to_string();
+    let mut args: Vec<String> = [
+        "join",
+        &cluster_addr(server_ip),
+        "--token",
+        &token,
+        "--data-dir",
+        &dir,
+        "--bind",
+        ip,
+        "--name",
+        name,
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut agent = sb.spawn(name, &args);
+    agent.wait_ready(ready);
+    agent
+}
+
 /// Servers `s1`, `s2`, ... on `ips`, each with `extra` flags: `s1` bootstraps, the others join
 /// with its server token. Returns them ready, in order.
 pub fn spawn_servers(sb: &Sandbox, ips: &[&str], extra: &[&str], ready: Duration) -> Vec<Daemon> {
@@ -504,4 +576,28 @@ pub fn spawn_servers(sb: &Sandbox, ips: &[&str], extra: &[&str], ready: Duration
         s.wait_ready(ready);
     }
     servers
+}
+
+#[cfg(test)]
+mod tests {
+    /// A file in e2e/tests that cmd/tepui/Cargo.toml does not list would never run.
+    #[test]
+    fn every_e2e_test_file_is_a_test_target_of_the_tepui_package() {
+        let e2e = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let manifest = std::fs::read_to_string(e2e.join("../cmd/tepui/Cargo.toml")).unwrap();
+        let mut files: Vec<String> = std::fs::read_dir(e2e.join("tests"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".rs"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty());
+        for f in files {
+            let entry = format!("path = \"../../e2e/tests/{f}\"");
+            assert!(
+                manifest.contains(&entry),
+                "e2e/tests/{f} is not a [[test]] of cmd/tepui/Cargo.toml; add one with {entry}"
+            );
+        }
+    }
 }

@@ -313,4 +313,125 @@ mod tests {
         let closed = http_get(port, "/", false).await.unwrap_err();
         assert!(closed.contains("connect"), "{closed}");
     }
+
+    /// A runtime for [`probe`]; the network checks never touch it.
+    fn runtime() -> (tempfile::TempDir, tepui_runtime::Runtime) {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tepui_runtime::Runtime::new(dir.path(), tepui_runtime::RuntimeConfig::default()).unwrap();
+        (dir, rt)
+    }
+
+    fn network_check(protocol: &str, port: u16, path: Option<&str>) -> HealthCheck {
+        HealthCheck {
+            protocol: protocol.into(),
+            path: path.map(String::from),
+            port: Some(port),
+            command: None,
+            grace_period_ms: 0,
+            interval_ms: 1000,
+            timeout_ms: 2000,
+            max_consecutive_failures: 3,
+            delay_ms: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn tcp_checks_pass_while_the_port_listens_and_fail_once_it_is_closed() {
+        let (_dir, rt) = runtime();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        for protocol in ["TCP", "MESOS_TCP"] {
+            // Nothing is accepted or read: a completed connect is all a TCP check asks.
+            assert_eq!(probe(&rt, "t1", &network_check(protocol, port, None)).await, Ok(()));
+        }
+        drop(listener);
+        for protocol in ["TCP", "MESOS_TCP"] {
+            let down = probe(&rt, "t1", &network_check(protocol, port, None))
+                .await
+                .unwrap_err();
+            assert!(down.contains(&format!("connect to port {port}")), "{down}");
+        }
+        let mut no_port = network_check("TCP", port, None);
+        no_port.port = None;
+        assert!(probe(&rt, "t1", &no_port).await.is_err());
+    }
+
+    /// An HTTPS server with a self-signed certificate for another name, answering `statuses`
+    /// in turn, one connection each; returns its port.
+    async fn https_server(statuses: Vec<&'static str>) -> (u16, tokio::task::JoinHandle<Vec<String>>) {
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(vec!["task.example".to_string()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let mut requests = vec![];
+            for status in statuses {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let mut tls = acceptor.accept(tcp).await.unwrap();
+                let mut buf = vec![0u8; 1024];
+                let n = tls.read(&mut buf).await.unwrap();
+                requests.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+                tls.write_all(answer.as_bytes()).await.unwrap();
+                tls.shutdown().await.unwrap();
+            }
+            requests
+        });
+        (port, server)
+    }
+
+    #[tokio::test]
+    async fn https_checks_talk_tls_and_do_not_verify_the_certificate() {
+        let (_dir, rt) = runtime();
+        let (port, server) = https_server(vec!["200 OK", "301 Moved Permanently", "500 Internal Server Error"]).await;
+        let check = |protocol| network_check(protocol, port, Some("/ready"));
+        assert_eq!(probe(&rt, "t1", &check("HTTPS")).await, Ok(()));
+        assert_eq!(probe(&rt, "t1", &check("MESOS_HTTPS")).await, Ok(()), "a 3xx passes");
+        let failed = probe(&rt, "t1", &check("HTTPS")).await.unwrap_err();
+        assert!(failed.contains("500"), "{failed}");
+        let requests = server.await.unwrap();
+        assert!(
+            requests.iter().all(|r| r.starts_with("GET /ready HTTP/1.1\r\n")),
+            "{requests:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_https_check_of_a_plain_http_port_fails_its_handshake() {
+        let (_dir, rt) = runtime();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
+        });
+        let err = probe(&rt, "t1", &network_check("HTTPS", port, None)).await.unwrap_err();
+        assert!(err.contains("TLS handshake"), "{err}");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_check_that_gets_no_answer_fails_at_its_timeout() {
+        let (_dir, rt) = runtime();
+        // Accepts (in the backlog) and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut check = network_check("HTTP", port, None);
+        check.timeout_ms = 200;
+        let started = std::time::Instant::now();
+        let err = probe(&rt, "t1", &check).await.unwrap_err();
+        assert!(err.contains("no answer within 200 ms"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop(listener);
+    }
 }
