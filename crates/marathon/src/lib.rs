@@ -325,13 +325,22 @@ impl Services {
     ) -> Result<Started, Error> {
         let now = now_ms();
         let timeout = self.config().deployment_timeout.as_millis() as u64;
-        let (change, started, deployment) = self
-            .node()
-            .read(|s| plan_change(s, put, remove, force, restart, now, timeout))?;
+        let (change, started, deployment, cancelled) = self.node().read(|s| {
+            let planned = plan_change(s, put, remove, force, restart, now, timeout)?;
+            let cancelled: Vec<Deployment> = deployments(s)
+                .into_iter()
+                .filter(|d| planned.0.cancel.contains(&d.id))
+                .collect();
+            Ok::<_, Error>((planned.0, planned.1, planned.2, cancelled))
+        })?;
         if change.put.is_empty() && change.remove.is_empty() {
             return Ok(started);
         }
         self.node().write(Command::ChangeServices { change }).await?;
+        for d in &cancelled {
+            let reason = "a forced change of its apps replaced it";
+            self.emit(runtime::deployment_failed_event(d, now, reason));
+        }
         if let Some(d) = deployment {
             tracing::info!(deployment = %d.id, apps = ?d.affected_apps, "deployment started");
             self.emit(runtime::deployment_info_event(&d, now));
@@ -349,6 +358,7 @@ impl Services {
             .node()
             .read(|s| deployments(s).into_iter().find(|d| d.id == id))
             .ok_or_else(|| Error::not_found("unknown_deployment", format!("DeploymentPlan {id} does not exist")))?;
+        let now = now_ms();
         if force {
             self.node()
                 .write(Command::UpdateDeployment {
@@ -356,9 +366,11 @@ impl Services {
                     plan: None,
                 })
                 .await?;
+            self.emit(runtime::deployment_failed_event(&d, now, "cancelled with force"));
             return Ok(None);
         }
-        let started = rollback(self, &d, now_ms()).await?;
+        let started = rollback(self, &d, now).await?;
+        self.emit(runtime::deployment_failed_event(&d, now, "cancelled; rolling back"));
         self.kick();
         Ok(Some(started))
     }

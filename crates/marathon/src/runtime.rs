@@ -519,12 +519,11 @@ async fn reconcile(svc: &Services) -> Option<u64> {
         if !current {
             continue;
         }
-        svc.emit(Event::DeploymentFailed(Box::new(DeploymentResultEvent {
-            timestamp: format_timestamp(now),
-            id: d.id.clone(),
-            plan: Some(d.plan_view()),
-            reason: Some("the deployment did not finish before its deadline; rolling back".into()),
-        })));
+        svc.emit(deployment_failed_event(
+            &d,
+            now,
+            "the deployment did not finish before its deadline; rolling back",
+        ));
         if let Err(e) = crate::rollback(svc, &d, now).await {
             tracing::warn!(deployment = %d.id, error = %e, "could not roll back an overdue deployment");
         }
@@ -671,6 +670,17 @@ fn action_done(s: &State, index: &TaskIndex, action: ActionKind, app: &PathId, n
         (ActionKind::StopApplication, _) | (_, None) => index.tasks(app).iter().all(|t| t.state.is_terminal()),
         (_, Some(spec)) => plan::step(&spec, &index.instances(s, &spec), now).complete,
     }
+}
+
+/// Marathon's `deployment_failed`: a deployment ended without reaching its goal (its deadline
+/// passed, or it was cancelled or replaced).
+pub(crate) fn deployment_failed_event(d: &Deployment, now: u64, reason: &str) -> Event {
+    Event::DeploymentFailed(Box::new(DeploymentResultEvent {
+        timestamp: format_timestamp(now),
+        id: d.id.clone(),
+        plan: Some(d.plan_view()),
+        reason: Some(reason.to_string()),
+    }))
 }
 
 pub(crate) fn deployment_info_event(d: &Deployment, now: u64) -> Event {

@@ -1,0 +1,233 @@
+//! The Mesos HTTP APIs on a node with no cluster under it: the state is applied in place
+//! (`tepui_node::testing`), the master runs its real allocator driver on it, and a framework
+//! written here from Mesos' documents speaks the v1 scheduler API (JSON calls, a RecordIO event
+//! stream) and the operator endpoints through the real router.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::Router;
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tepui_master::{Master, MasterConfig};
+use tepui_mesos::recordio::Decoder;
+use tepui_node::testing::local_node;
+use tepui_node::Node;
+use tepui_state::TaskState;
+use tower::ServiceExt;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Mesos {
+    node: Node,
+    router: Router,
+}
+
+fn mesos() -> Mesos {
+    let (node, _local) = local_node(tepui_state::testing::state_with_agents(2, 1024));
+    let master = Master::new(
+        node.clone(),
+        MasterConfig {
+            agent_timeout: Duration::from_secs(600),
+        },
+    );
+    master.start();
+    Mesos {
+        router: tepui_mesos_api::local_routes(master.clone()).merge(tepui_mesos_api::leader_routes(master)),
+        node,
+    }
+}
+
+/// A subscribed framework: its id, its stream id and its events.
+struct Framework {
+    id: String,
+    stream_id: String,
+    events: std::pin::Pin<Box<dyn futures::Stream<Item = Bytes> + Send>>,
+    decoder: Decoder,
+    pending: std::collections::VecDeque<Value>,
+}
+
+impl Framework {
+    async fn next(&mut self) -> Value {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(e) = self.pending.pop_front() {
+                    if e["type"] != "HEARTBEAT" {
+                        return e;
+                    }
+                    continue;
+                }
+                let chunk = self.events.next().await.expect("the event stream stays open");
+                for record in self.decoder.decode(&chunk).expect("RecordIO") {
+                    self.pending
+                        .push_back(serde_json::from_slice(&record).expect("a JSON event"));
+                }
+            }
+        })
+        .await
+        .expect("an event within the deadline")
+    }
+}
+
+impl Mesos {
+    async fn post(&self, uri: &str, body: Value, stream_id: Option<&str>) -> http::Response<Body> {
+        let mut req = http::Request::post(uri).header("content-type", "application/json");
+        if let Some(id) = stream_id {
+            req = req.header("Mesos-Stream-Id", id);
+        }
+        let req = req.body(Body::from(body.to_string())).unwrap();
+        self.router.clone().oneshot(req).await.unwrap()
+    }
+
+    async fn get(&self, uri: &str) -> (u16, Value) {
+        let req = http::Request::get(uri).body(Body::empty()).unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn subscribe(&self, name: &str) -> Framework {
+        let call = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {
+            "user": "root", "name": name, "roles": ["*"],
+            "capabilities": [{"type": "MULTI_ROLE"}, {"type": "PARTITION_AWARE"}]}}});
+        let resp = self.post("/api/v1/scheduler", call, None).await;
+        assert_eq!(resp.status(), 200);
+        let stream_id = resp.headers()["Mesos-Stream-Id"].to_str().unwrap().to_string();
+        let events = resp
+            .into_body()
+            .into_data_stream()
+            .map(|c| c.expect("a chunk of the event stream"));
+        let mut f = Framework {
+            id: String::new(),
+            stream_id,
+            events: Box::pin(events),
+            decoder: Decoder::new(),
+            pending: Default::default(),
+        };
+        let subscribed = f.next().await;
+        assert_eq!(subscribed["type"], "SUBSCRIBED", "{subscribed}");
+        f.id = subscribed["subscribed"]["framework_id"]["value"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        f
+    }
+
+    async fn call(&self, f: &Framework, call: Value) -> (u16, String) {
+        let mut call = call;
+        call["framework_id"] = json!({"value": f.id});
+        let resp = self.post("/api/v1/scheduler", call, Some(&f.stream_id)).await;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into())
+    }
+}
+
+#[tokio::test]
+async fn a_framework_gets_offers_and_launches_into_them() {
+    let m = mesos();
+    let mut f = m.subscribe("docs-framework").await;
+    let offers = f.next().await;
+    assert_eq!(offers["type"], "OFFERS", "{offers}");
+    let list = offers["offers"]["offers"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "one offer per agent: {offers}");
+    let offer = &list[0];
+    let agent = offer["agent_id"]["value"].as_str().unwrap().to_string();
+    let cpus = offer["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "cpus")
+        .unwrap();
+    assert_eq!(cpus["scalar"]["value"], 2.0);
+
+    let accept = json!({"type": "ACCEPT", "accept": {
+        "offer_ids": [offer["id"]],
+        "operations": [{"type": "LAUNCH", "launch": {"task_infos": [{
+            "name": "t1", "task_id": {"value": "t1"}, "agent_id": {"value": agent},
+            "command": {"shell": true, "value": "sleep 10"},
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.5}},
+                          {"name": "mem", "type": "SCALAR", "scalar": {"value": 64}}]}]}}],
+        "filters": {"refuse_seconds": 60}}});
+    let (status, body) = m.call(&f, accept.clone()).await;
+    assert_eq!(status, 202, "{body}");
+    let task = m
+        .node
+        .read(|s| s.tasks.get("t1").cloned())
+        .expect("the task is committed");
+    assert_eq!(
+        (task.state, task.framework_id.as_str()),
+        (TaskState::TaskStaging, f.id.as_str())
+    );
+    assert_eq!(task.def.args, ["/bin/sh", "-c", "sleep 10"]);
+
+    // The same offer again: it is used up, so the launch is dropped, as Mesos does.
+    let mut again = accept;
+    again["accept"]["operations"][0]["launch"]["task_infos"][0]["task_id"]["value"] = json!("t2");
+    let (status, _) = m.call(&f, again).await;
+    assert_eq!(status, 202);
+    let dropped = f.next().await;
+    assert_eq!(dropped["type"], "UPDATE", "{dropped}");
+    assert_eq!(dropped["update"]["status"]["task_id"]["value"], "t2");
+    assert_eq!(dropped["update"]["status"]["state"], "TASK_DROPPED");
+
+    // The operator endpoints see the framework and its task.
+    let (status, state) = m.get("/master/state").await;
+    assert_eq!(status, 200);
+    let fw = state["frameworks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == f.id.as_str())
+        .expect("the framework is listed");
+    assert_eq!(fw["name"], "docs-framework");
+    assert_eq!(fw["tasks"][0]["id"], "t1");
+    let (status, tasks) = m.get("/master/tasks").await;
+    assert_eq!(
+        (status, tasks["tasks"][0]["state"].as_str()),
+        (200, Some("TASK_STAGING"))
+    );
+    let resp = m.post("/api/v1", json!({"type": "GET_AGENTS"}), None).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["get_agents"]["agents"].as_array().unwrap().len(), 2, "{body}");
+}
+
+#[tokio::test]
+async fn calls_are_refused_as_mesos_refuses_them() {
+    let m = mesos();
+    let f = m.subscribe("refused").await;
+    // No stream id.
+    let call = json!({"type": "REVIVE", "framework_id": {"value": f.id}});
+    let resp = m.post("/api/v1/scheduler", call.clone(), None).await;
+    assert_eq!(resp.status(), 400);
+    // Another stream's id.
+    let resp = m.post("/api/v1/scheduler", call.clone(), Some("not-the-stream")).await;
+    assert_eq!(resp.status(), 400);
+    let (status, _) = m.call(&f, call).await;
+    assert_eq!(status, 202, "the right stream id");
+    // Unknown framework.
+    let resp = m
+        .post(
+            "/api/v1/scheduler",
+            json!({"type": "DECLINE", "framework_id": {"value": "nobody"}, "decline": {"offer_ids": []}}),
+            Some(&f.stream_id),
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+    // Not JSON; and a content type the API does not take.
+    let req = http::Request::post("/api/v1/scheduler")
+        .header("content-type", "application/json")
+        .body(Body::from("{nope"))
+        .unwrap();
+    let resp = m.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.headers()["content-type"], "text/plain; charset=utf-8");
+    let req = http::Request::post("/api/v1/scheduler")
+        .header("content-type", "application/x-protobuf")
+        .body(Body::from("x"))
+        .unwrap();
+    assert_eq!(m.router.clone().oneshot(req).await.unwrap().status(), 415);
+}
