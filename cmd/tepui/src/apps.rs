@@ -9,12 +9,16 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
+use tepui_api::marathon::Marathon;
 
 use crate::output::{emit, table};
 use crate::{ClientArgs, Format};
 
-/// How often `deployment watch` looks.
+/// How often `deployment watch` looks when the event stream is not to be had.
 const POLL: Duration = Duration::from_millis(500);
+/// How often `deployment watch` refreshes the explanation of instances that wait: offers come
+/// and go without an event.
+const WHY_REFRESH: Duration = Duration::from_secs(5);
 /// How long a finished deployment's success or failure event is awaited before the apps decide.
 const EVENT_GRACE: Duration = Duration::from_secs(2);
 
@@ -159,163 +163,6 @@ pub struct DeployArgs {
 // ---------------------------------------------------------------------------------------------
 // Marathon's API over HTTP
 // ---------------------------------------------------------------------------------------------
-
-/// A client of Marathon's `/v2` API on one server (any server answers).
-struct Marathon {
-    base: String,
-    http: reqwest::Client,
-}
-
-/// The error a Marathon answer carries: `message`, with `details` (422) and the deployments
-/// that hold an app (409) when there are.
-fn marathon_error(status: u16, body: &[u8]) -> String {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        let text = String::from_utf8_lossy(body).trim().to_string();
-        return format!(
-            "{} (HTTP {status})",
-            if text.is_empty() { "no answer".into() } else { text }
-        );
-    };
-    let mut out = v["message"]
-        .as_str()
-        .unwrap_or("the server refused the request")
-        .to_string();
-    for d in v["details"].as_array().into_iter().flatten() {
-        let errors: Vec<&str> = d["errors"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        out.push_str(&format!(
-            "; {}: {}",
-            d["path"].as_str().unwrap_or("/"),
-            errors.join(", ")
-        ));
-    }
-    let held: Vec<&str> = v["deployments"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|d| d["id"].as_str())
-        .collect();
-    if !held.is_empty() {
-        out.push_str(&format!(" (deployments: {})", held.join(", ")));
-    }
-    format!("{out} (HTTP {status})")
-}
-
-impl Marathon {
-    fn new(addr: &str) -> Marathon {
-        // Normalizes the address and installs the TLS provider reqwest may need.
-        let base = tepui_api::Client::new(addr).base().to_string();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .expect("a plain HTTP client always builds");
-        Marathon { base, http }
-    }
-
-    /// One call; a 503 while leadership changes is tried again for a while, except for a POST,
-    /// which the old leader may have carried out.
-    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let mut req = self
-                .http
-                .request(method.clone(), format!("{}{path}", self.base))
-                .timeout(Duration::from_secs(60));
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            let resp = req.send().await.map_err(|e| {
-                let mut cause: &dyn std::error::Error = &e;
-                while let Some(next) = cause.source() {
-                    cause = next;
-                }
-                anyhow::anyhow!(
-                    "cannot reach {}: {cause}; is a tepui server running there? (set --addr or TEPUI_ADDR)",
-                    self.base
-                )
-            })?;
-            let status = resp.status().as_u16();
-            let bytes = resp.bytes().await.context("the answer broke off")?;
-            if status == 503 && method != Method::POST && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-            if status >= 400 {
-                bail!("{}", marathon_error(status, &bytes));
-            }
-            let v = if bytes.iter().all(u8::is_ascii_whitespace) {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).with_context(|| format!("unexpected answer from {}", self.base))?
-            };
-            return Ok((status, v));
-        }
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        Ok(self.call(Method::GET, path, None).await?.1)
-    }
-
-    /// The app, or `None` when it does not exist.
-    async fn app(&self, id: &str) -> anyhow::Result<Option<Value>> {
-        match self.call(Method::GET, &format!("/v2/apps{id}"), None).await {
-            Ok((_, v)) => Ok(Some(v["app"].clone())),
-            Err(e) if e.to_string().ends_with("(HTTP 404)") => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// `/v2/events` filtered to `types`, as a channel of parsed events.
-    async fn events(&self, types: &[&str]) -> anyhow::Result<tokio::sync::mpsc::Receiver<Value>> {
-        let query: Vec<String> = types.iter().map(|t| format!("event_type={t}")).collect();
-        let resp = self
-            .http
-            .get(format!("{}/v2/events?{}", self.base, query.join("&")))
-            .header("accept", "text/event-stream")
-            .send()
-            .await?;
-        if !resp.status().is_success() {
-            let status = resp.status().as_u16();
-            let body = resp.bytes().await.unwrap_or_default();
-            bail!("{}", marathon_error(status, &body));
-        }
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
-            let mut resp = resp;
-            let mut buf = String::new();
-            while let Ok(Some(chunk)) = resp.chunk().await {
-                buf.push_str(&String::from_utf8_lossy(&chunk));
-                for event in take_sse_events(&mut buf) {
-                    if tx.send(event).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(rx)
-    }
-}
-
-/// Takes the whole server-sent events off `buf` and returns their `data` as JSON.
-fn take_sse_events(buf: &mut String) -> Vec<Value> {
-    let mut out = Vec::new();
-    while let Some(end) = buf.find("\n\n") {
-        let message: String = buf.drain(..end + 2).collect();
-        let data: Vec<&str> = message
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(|d| d.strip_prefix(' ').unwrap_or(d))
-            .collect();
-        if let Ok(v) = serde_json::from_str::<Value>(&data.join("\n")) {
-            out.push(v);
-        }
-    }
-    out
-}
 
 /// `web` and `/web` name the same app.
 fn app_path(id: &str) -> String {
@@ -629,14 +476,26 @@ async fn reached(m: &Marathon, s: &Started) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// Follows a deployment until it is gone, printing its steps on stderr. `Ok` when it
-/// succeeded; an error when it failed, was rolled back, or does not exist.
+/// Follows a deployment until it is gone, printing its steps on stderr, and why instances
+/// wait when they cannot be placed. `Ok` when it succeeded; an error when it failed, was
+/// rolled back (at its deadline, or cancelled), or does not exist. It looks again when an
+/// event of the deployment or its apps arrives; the only timer is a slow refresh of the
+/// explanation, which no event announces.
 async fn watch(m: &Marathon, id: &str, mut known: Option<Started>) -> anyhow::Result<()> {
     let mut events = m
-        .events(&["deployment_success", "deployment_failed", "deployment_step_success"])
+        .events(&[
+            "deployment_success",
+            "deployment_failed",
+            "deployment_step_success",
+            "deployment_info",
+            "status_update_event",
+            "health_status_changed_event",
+        ])
         .await
         .ok();
     let mut last_line = String::new();
+    let mut last_why = String::new();
+    let mut pending: Vec<Value> = vec![];
     loop {
         let list = m.get("/v2/deployments").await?;
         let current = list
@@ -645,13 +504,7 @@ async fn watch(m: &Marathon, id: &str, mut known: Option<Started>) -> anyhow::Re
             .flatten()
             .find(|d| d["id"] == json!(id))
             .cloned();
-        let mut outcome: Option<Result<(), String>> = None;
-        if let Some(rx) = events.as_mut() {
-            while let Ok(e) = rx.try_recv() {
-                outcome = outcome.or_else(|| event_outcome(&e, id));
-            }
-        }
-        if let Some(o) = outcome {
+        if let Some(o) = pending.drain(..).find_map(|e| event_outcome(&e, id)) {
             return o.map_err(|e| anyhow::anyhow!(e));
         }
         let Some(d) = current else {
@@ -690,14 +543,20 @@ async fn watch(m: &Marathon, id: &str, mut known: Option<Started>) -> anyhow::Re
             });
         }
         let mut parts = Vec::new();
+        let mut short = Vec::new();
         for a in d["currentActions"].as_array().into_iter().flatten() {
             let app = s(&a["app"]);
             let progress = match m.app(&app).await? {
-                Some(v) => format!(
-                    " ({} of {} running)",
-                    v["tasksRunning"].as_u64().unwrap_or(0),
-                    v["instances"].as_u64().unwrap_or(0)
-                ),
+                Some(v) => {
+                    let (running, instances) = (
+                        v["tasksRunning"].as_u64().unwrap_or(0),
+                        v["instances"].as_u64().unwrap_or(0),
+                    );
+                    if running < instances {
+                        short.push(app.clone());
+                    }
+                    format!(" ({running} of {instances} running)")
+                }
                 None => String::new(),
             };
             parts.push(format!("{} {app}{progress}", s(&a["action"])));
@@ -712,8 +571,49 @@ async fn watch(m: &Marathon, id: &str, mut known: Option<Started>) -> anyhow::Re
             eprintln!("{line}");
             last_line = line;
         }
-        tokio::time::sleep(POLL).await;
+        // Instances that wait for offers: why they do not fit, as `app why` says it.
+        let why = waiting_why(m, &short).await.unwrap_or_default();
+        if !why.is_empty() && why != last_why {
+            let deadline = d["deadline"]
+                .as_str()
+                .map(|t| format!("; rolls back at {t} if not done"))
+                .unwrap_or_default();
+            eprintln!("{why}{deadline}");
+        }
+        last_why = why;
+        match events.as_mut() {
+            Some(rx) => match tokio::time::timeout(WHY_REFRESH, rx.recv()).await {
+                Ok(Some(e)) => {
+                    pending.push(e);
+                    while let Ok(e) = rx.try_recv() {
+                        pending.push(e);
+                    }
+                }
+                Ok(None) => events = None,
+                Err(_) => {}
+            },
+            None => tokio::time::sleep(POLL).await,
+        }
     }
+}
+
+/// Why the instances of `apps` that wait for offers are not placed, one line each: the
+/// queue's explanation (`app why` shows it whole).
+async fn waiting_why(m: &Marathon, apps: &[String]) -> anyhow::Result<String> {
+    if apps.is_empty() {
+        return Ok(String::new());
+    }
+    let queue = m.get("/v2/queue").await?;
+    let mut lines = vec![];
+    for q in queue["queue"].as_array().into_iter().flatten() {
+        let app = s(&q["app"]["id"]);
+        if !apps.contains(&app) {
+            continue;
+        }
+        let why = q["why"].as_str().unwrap_or("no offer has been turned down yet");
+        lines.push(format!("  {} instance(s) of {app} waiting: {why}", s(&q["count"])));
+    }
+    Ok(lines.join("\n"))
 }
 
 /// How an event says a deployment ended, if it is about `id`'s end.
@@ -1019,27 +919,12 @@ mod tests {
     }
 
     #[test]
-    fn marathon_errors_read_as_one_line() {
-        let e = marathon_error(
-            422,
-            br#"{"message":"Object is not valid","details":[{"path":"/cpus","errors":["got -1, expected 0.001 or more"]}]}"#,
-        );
-        assert_eq!(
-            e,
-            "Object is not valid; /cpus: got -1, expected 0.001 or more (HTTP 422)"
-        );
-        let e = marathon_error(409, br#"{"message":"App is locked","deployments":[{"id":"d1"}]}"#);
-        assert_eq!(e, "App is locked (deployments: d1) (HTTP 409)");
-        assert_eq!(marathon_error(502, b"bad gateway"), "bad gateway (HTTP 502)");
-    }
-
-    #[test]
     fn sse_messages_are_taken_whole() {
         let mut buf =
             String::from(": comment\n\nevent: deployment_success\ndata: {\"eventType\":\"deployment_success\",");
-        assert!(take_sse_events(&mut buf).is_empty());
+        assert!(tepui_api::marathon::take_sse_events(&mut buf).is_empty());
         buf.push_str("\"id\":\"d1\"}\n\nevent: x\ndata: {");
-        let got = take_sse_events(&mut buf);
+        let got = tepui_api::marathon::take_sse_events(&mut buf);
         assert_eq!(got, [json!({"eventType": "deployment_success", "id": "d1"})]);
         assert_eq!(event_outcome(&got[0], "d1"), Some(Ok(())));
         assert_eq!(event_outcome(&got[0], "d2"), None);

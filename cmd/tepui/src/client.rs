@@ -599,34 +599,49 @@ async fn copy_stream(mut resp: reqwest::Response, to_stderr: bool) -> anyhow::Re
     Ok(())
 }
 
-/// Prints a task's output until it ends, then exits with the task's exit code.
+/// Prints a task's output until it ends, then exits with the task's exit code. The output
+/// and the task's states are streams: nothing here waits on a timer.
 async fn follow_to_end(c: &Client, id: &str) -> anyhow::Result<()> {
+    // Watched from the start, so the end is never missed between the two streams.
+    let mut states = c.stream(&format!("/v1/tasks/{id}/watch")).await?;
     copy_stream(c.stream(&format!("/v1/tasks/{id}/logs?follow=true")).await?, false).await?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let t = c.task(id).await?;
-        let terminal = !matches!(
-            t.state.as_str(),
-            "TASK_STAGING" | "TASK_STARTING" | "TASK_RUNNING" | "TASK_KILLING"
-        );
-        if terminal || std::time::Instant::now() > deadline {
-            eprintln!(
-                "task {} ended {}{}",
-                t.id,
-                t.state,
-                if t.message.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", t.message)
-                }
-            );
-            if t.state != "TASK_FINISHED" {
-                std::process::exit(t.exit_code.unwrap_or(1).clamp(1, 255));
+    let mut last: Option<tepui_api::TaskView> = None;
+    let mut buf = Vec::new();
+    let read = async {
+        while let Some(chunk) = states.chunk().await.context("the task's state stream broke off")? {
+            buf.extend_from_slice(&chunk);
+            while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=end).collect();
+                last = Some(serde_json::from_slice(&line).context("a task state that does not parse")?);
             }
-            return Ok(());
         }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        anyhow::Ok(())
+    };
+    // The output ends with the task; its end is committed a moment later at most.
+    if tokio::time::timeout(std::time::Duration::from_secs(30), read)
+        .await
+        .is_err()
+    {
+        eprintln!("task {id}: its output ended but the task did not, 30 s later");
     }
+    let t = match last {
+        Some(t) => t,
+        None => c.task(id).await?,
+    };
+    eprintln!(
+        "task {} ended {}{}",
+        t.id,
+        t.state,
+        if t.message.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", t.message)
+        }
+    );
+    if t.state != "TASK_FINISHED" {
+        std::process::exit(t.exit_code.unwrap_or(1).clamp(1, 255));
+    }
+    Ok(())
 }
 
 /// Pulls with a progress bar per agent (or JSON lines with -o json).

@@ -321,8 +321,8 @@ mod tests {
         (dir, rt)
     }
 
-    fn network_check(protocol: &str, port: u16, path: Option<&str>) -> HealthCheck {
-        HealthCheck {
+    fn network_check(protocol: &str, port: u16, path: Option<&str>) -> HealthCheckDef {
+        HealthCheckDef {
             protocol: protocol.into(),
             path: path.map(String::from),
             port: Some(port),

@@ -3,6 +3,8 @@
 //! The server's HTTP layer and the CLI both use these types, so the two cannot drift apart.
 //! This crate knows nothing of Raft or of the internal state model: servers convert at the edge.
 
+pub mod marathon;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -92,6 +94,26 @@ pub struct StatusView {
     pub agents: usize,
     pub agents_ready: usize,
     pub version: String,
+    /// The leader's background drivers and how each last ran.
+    #[serde(default)]
+    pub drivers: Vec<DriverView>,
+}
+
+/// One of the leader's background drivers: what woke it last, how long that took, and its
+/// last error.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DriverView {
+    pub name: String,
+    pub leading: bool,
+    pub activations: u64,
+    pub errors: u64,
+    /// `leading`, `woken`, `state_changed` or `timeout`.
+    pub last_activation: Option<String>,
+    pub last_started_at_ms: Option<u64>,
+    pub last_duration_us: u64,
+    pub last_error: Option<String>,
+    /// The timeout the driver keeps, from its last activation.
+    pub next_timeout_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

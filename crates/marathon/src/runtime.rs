@@ -94,35 +94,44 @@ impl ServicesDriver {
         ServicesDriver { svc, events: None }
     }
 
-    async fn subscribe(&mut self) -> Result<(), String> {
+    /// Subscribes unless subscribed; `false`: not yet possible (a cluster being bootstrapped),
+    /// and the next change of the state wakes the driver again.
+    async fn subscribe(&mut self) -> Result<bool, String> {
         if self.events.as_ref().is_some_and(|t| !t.is_finished()) {
-            return Ok(());
+            return Ok(true);
         }
-        let sub = self
-            .svc
-            .master()
-            .subscribe(spec())
-            .await
-            .map_err(|e| format!("cannot subscribe yet: {e}"))?;
+        let sub = match self.svc.master().subscribe(spec()).await {
+            Ok(sub) => sub,
+            Err(e) if e.code == "not_initialized" => return Ok(false),
+            Err(e) => return Err(format!("cannot subscribe yet: {e}")),
+        };
         tracing::info!("services framework subscribed");
         self.svc.queue().revived = None;
         let svc = self.svc.clone();
         let mut events = sub.events;
         self.events = Some(tokio::spawn(async move {
-            while let Some(e) = events.recv().await {
-                on_event(&svc, e).await;
+            while let Some(first) = events.recv().await {
+                // Whatever else is queued goes with it: the updates' acknowledgements are
+                // committed in one write.
+                let mut batch = vec![first];
+                while let Some(e) = events.try_recv() {
+                    batch.push(e);
+                }
+                on_events(&svc, batch).await;
             }
             tracing::info!("services framework lost its subscription");
             // The driver subscribes again (if it still leads).
             svc.kick();
         }));
-        Ok(())
+        Ok(true)
     }
 }
 
 impl Driver for ServicesDriver {
     async fn activate(&mut self, _why: Activation) -> Outcome {
-        self.subscribe().await?;
+        if !self.subscribe().await? {
+            return Ok(None);
+        }
         let next = reconcile(&self.svc).await;
         Ok(next.map(|at| Duration::from_millis(at.saturating_sub(now_ms()).max(1))))
     }
@@ -134,21 +143,33 @@ impl Driver for ServicesDriver {
     }
 }
 
-async fn on_event(svc: &Services, e: SchedulerEvent) {
-    match e {
-        SchedulerEvent::Offers(offers) => on_offers(svc, offers).await,
-        SchedulerEvent::Update(status) => on_update(svc, status).await,
-        SchedulerEvent::Error { message } => tracing::warn!(%message, "services framework error"),
-        _ => {}
+async fn on_events(svc: &Services, events: Vec<SchedulerEvent>) {
+    let mut acks = vec![];
+    let mut updates = 0;
+    for e in events {
+        match e {
+            SchedulerEvent::Offers(offers) => on_offers(svc, offers).await,
+            SchedulerEvent::Update(status) => {
+                if let Some(uuid) = &status.uuid {
+                    acks.push((status.task_id.clone(), uuid.clone()));
+                }
+                on_update(svc, status);
+                updates += 1;
+            }
+            SchedulerEvent::Error { message } => tracing::warn!(%message, "services framework error"),
+            _ => {}
+        }
+    }
+    for (task, e) in svc.master().acknowledge_all(FRAMEWORK_ID, &acks).await {
+        tracing::debug!(%task, error = %e, "acknowledgement not recorded");
+    }
+    if updates > 0 {
+        svc.kick();
     }
 }
 
-async fn on_update(svc: &Services, status: StatusView) {
-    if let Some(uuid) = &status.uuid {
-        if let Err(e) = svc.master().acknowledge(FRAMEWORK_ID, &status.task_id, uuid).await {
-            tracing::debug!(task = %status.task_id, error = %e, "acknowledgement not recorded");
-        }
-    }
+/// Marathon's events for a status update.
+fn on_update(svc: &Services, status: StatusView) {
     let event = svc.node().read(|s| {
         let t = s.tasks.get(&status.task_id)?;
         let app = PathId::parse(t.labels.get(LABEL_APP)?).ok()?;
@@ -182,7 +203,6 @@ async fn on_update(svc: &Services, status: StatusView) {
     for e in event.into_iter().flatten() {
         svc.emit(e);
     }
-    svc.kick();
 }
 
 /// One offer as the services scheduler sees it.

@@ -32,6 +32,7 @@ pub fn routes(master: Master) -> Router {
     Router::new()
         .route("/v1/tasks", get(list_tasks).post(run_task))
         .route("/v1/tasks/{id}", get(get_task).delete(kill_task))
+        .route("/v1/tasks/{id}/watch", get(watch_task))
         .route("/v1/tasks/{id}/kill", post(kill_task))
         .route("/v1/tasks/{id}/logs", get(task_logs))
         .route("/v1/tasks/{id}/exec", post(task_exec))
@@ -279,6 +280,59 @@ async fn get_task(State(m): Shared, Path(id): Path<String>) -> ApiResult<TaskVie
         .read(|s| s.tasks.get(&id).map(|t| task_view(s, t)))
         .map(axum::Json)
         .ok_or_else(|| unknown_task(&id))
+}
+
+/// The task as it is, then again each time it changes, one JSON object a line, until it
+/// ends (the last line is its end). Nothing is polled: each applied change of the state is
+/// looked at once.
+async fn watch_task(State(m): Shared, Path(id): Path<String>) -> Result<Response, Error> {
+    m.node().linearize().await?;
+    let first = m
+        .node()
+        .read(|s| s.tasks.get(&id).map(|t| task_view(s, t)))
+        .ok_or_else(|| unknown_task(&id))?;
+    let node = m.node().clone();
+    let applied = node.watch_applied();
+    let lines = futures::stream::unfold(
+        (Some(first), None::<TaskView>, applied),
+        move |(mut next, last, mut applied)| {
+            let node = node.clone();
+            let id = id.clone();
+            async move {
+                loop {
+                    if let Some(view) = next.take() {
+                        let ended = !matches!(
+                            view.state.as_str(),
+                            "TASK_STAGING" | "TASK_STARTING" | "TASK_RUNNING" | "TASK_KILLING" | "TASK_UNREACHABLE"
+                        );
+                        if last.as_ref() != Some(&view) {
+                            let mut line = serde_json::to_vec(&view).unwrap_or_default();
+                            line.push(b'\n');
+                            // After the end nothing more comes: the stream closes.
+                            let after = if ended { None } else { Some(view) };
+                            return Some((Ok::<_, std::io::Error>(Bytes::from(line)), (None, after, applied)));
+                        }
+                        if ended {
+                            return None;
+                        }
+                    }
+                    if last.is_none() && next.is_none() {
+                        // The end was sent.
+                        return None;
+                    }
+                    applied.changed().await.ok()?;
+                    next = node.read(|s| s.tasks.get(&id).map(|t| task_view(s, t)));
+                    // A task forgotten by the state has ended as far as anyone can know.
+                    next.as_ref()?;
+                }
+            }
+        },
+    );
+    Ok((
+        [(http::header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(lines),
+    )
+        .into_response())
 }
 
 async fn kill_task(State(m): Shared, Path(id): Path<String>) -> ApiResult<TaskView> {

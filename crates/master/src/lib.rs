@@ -169,6 +169,11 @@ impl Events {
     pub async fn recv(&mut self) -> Option<SchedulerEvent> {
         self.rx.recv().await
     }
+
+    /// An event already queued, if there is one.
+    pub fn try_recv(&mut self) -> Option<SchedulerEvent> {
+        self.rx.try_recv().ok()
+    }
 }
 
 /// Wakes the allocator when dropped.
@@ -567,6 +572,43 @@ impl Master {
             Err(WriteError::Rejected(ApplyError::StaleAcknowledgement { .. })) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// ACKNOWLEDGE of many updates, committed in one write; returns those not recorded, with
+    /// why.
+    pub async fn acknowledge_all(&self, framework: &str, acks: &[(String, String)]) -> Vec<(String, Error)> {
+        let node = self.node();
+        let (mine, mut refused): (Vec<_>, Vec<_>) = node.read(|s| {
+            acks.iter()
+                .cloned()
+                .partition(|(task, _)| s.tasks.get(task).is_some_and(|t| t.framework_id == framework))
+        });
+        let mut failed: Vec<(String, Error)> = refused
+            .drain(..)
+            .map(|(task, _)| {
+                let e = invalid(format!("framework {framework} has no task {task:?} to acknowledge"));
+                (task, e)
+            })
+            .collect();
+        let cmds = mine
+            .iter()
+            .map(|(task_id, uuid)| Command::AcknowledgeTask {
+                task_id: task_id.clone(),
+                uuid: uuid.clone(),
+            })
+            .collect();
+        match node.write_batch(cmds).await {
+            Ok(answers) => {
+                for ((task, _), answer) in mine.into_iter().zip(answers) {
+                    match answer {
+                        Ok(_) | Err(ApplyError::StaleAcknowledgement { .. }) => {}
+                        Err(e) => failed.push((task, e.into())),
+                    }
+                }
+            }
+            Err(e) => failed.extend(mine.into_iter().map(|(task, _)| (task, Error::from(e.clone())))),
+        }
+        failed
     }
 
     /// RECONCILE: the latest state of the named tasks (all live ones when `task_ids` is empty),

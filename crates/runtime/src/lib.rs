@@ -595,9 +595,16 @@ impl Runtime {
                         }
                     }
                 }
+                // The shim closed its socket: it is on its way out, having recorded the end.
+                // Its lock goes when it does.
+                if sandbox::shim_alive(&sb) {
+                    let lock = sb.clone();
+                    let _ = tokio::task::spawn_blocking(move || sandbox::wait_shim_exit(&lock)).await;
+                    continue;
+                }
             }
-            // Starting, or the shim just closed its socket: look again shortly.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Still starting (no shim holds the lock yet): look again shortly.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

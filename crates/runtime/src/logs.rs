@@ -14,7 +14,49 @@ use tokio::sync::mpsc;
 use crate::sandbox::Sandbox;
 
 const CHUNK: usize = 64 * 1024;
+/// Without inotify, a follower looks again this often.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
+/// With inotify, a follower looks again at least this often anyway: a safety net, not the
+/// way it learns of changes.
+const FOLLOW_SAFETY_MS: u16 = 1000;
+
+/// Wakes a follower when something in the sandbox changes (an append, a rotation, the final
+/// status written), instead of looking every so often.
+struct Changes {
+    inotify: Option<nix::sys::inotify::Inotify>,
+}
+
+impl Changes {
+    fn watch(dir: &Path) -> Changes {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .and_then(|i| {
+                let events = AddWatchFlags::IN_MODIFY
+                    | AddWatchFlags::IN_CREATE
+                    | AddWatchFlags::IN_MOVED_TO
+                    | AddWatchFlags::IN_CLOSE_WRITE;
+                i.add_watch(dir, events).map(|_| i)
+            })
+            .map_err(|e| tracing::debug!(dir = %dir.display(), error = %e, "no inotify; following by looking"))
+            .ok();
+        Changes { inotify }
+    }
+
+    /// Returns after the next change (or the safety net's timeout).
+    fn wait(&self) {
+        use std::os::fd::AsFd;
+
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let Some(inotify) = &self.inotify else {
+            std::thread::sleep(FOLLOW_POLL);
+            return;
+        };
+        let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(FOLLOW_SAFETY_MS));
+        // Drain what arrived; which file changed does not matter, all are looked at.
+        while matches!(inotify.read_events(), Ok(events) if !events.is_empty()) {}
+    }
+}
 
 /// Chunks of a task's log, as a `futures::Stream`.
 pub struct LogChunks {
@@ -143,6 +185,8 @@ fn produce(base: &Path, status: &Path, keep: u32, tail: Option<usize>, follow: b
     if !follow {
         return Ok(());
     }
+    // Watching before the next read: a change after it cannot go unnoticed.
+    let changes = Changes::watch(base.parent().unwrap_or(Path::new(".")));
     loop {
         if let Some(f) = current.as_mut() {
             loop {
@@ -172,7 +216,7 @@ fn produce(base: &Path, status: &Path, keep: u32, tail: Option<usize>, follow: b
             return Ok(());
         }
         if !ended {
-            std::thread::sleep(FOLLOW_POLL);
+            changes.wait();
         }
     }
 }

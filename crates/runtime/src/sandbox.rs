@@ -130,6 +130,17 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<T> {
     serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// Blocks until no shim holds the sandbox's lock: the moment the shim exits (it has recorded
+/// the task's end by then). Returns at once when there is no lock file.
+pub fn wait_shim_exit(sb: &Sandbox) {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = fs::OpenOptions::new().read(true).open(sb.shim_lock()) else {
+        return;
+    };
+    // SAFETY: a blocking flock on a descriptor we own; released when `f` drops.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) };
+}
+
 /// Whether a shim holds the sandbox's lock (it takes it first thing and keeps it until it
 /// exits, so the answer does not depend on pids, which are reused).
 pub fn shim_alive(sb: &Sandbox) -> bool {

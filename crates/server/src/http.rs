@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use tepui_api::{
-    Health, LeaderView, MemberView, NodeView, ResourcesView, RestoreResult, StatusView, TokenCreateRequest,
+    DriverView, Health, LeaderView, MemberView, NodeView, ResourcesView, RestoreResult, StatusView, TokenCreateRequest,
     TokenCreated, TokenView, VarPutRequest, VarView,
 };
 use tepui_node::http::{JsonBody, JSON_LIMIT};
@@ -285,6 +285,23 @@ async fn status(State(inner): Shared) -> ApiResult<StatusView> {
             agents: agents.len(),
             agents_ready: agents.iter().filter(|n| n.status == NodeStatus::Ready).count(),
             version: VERSION.into(),
+            drivers: inner
+                .node
+                .drivers()
+                .statuses()
+                .into_iter()
+                .map(|d| DriverView {
+                    name: d.name,
+                    leading: d.leading,
+                    activations: d.activations,
+                    errors: d.errors,
+                    last_activation: d.last_activation.map(str::to_string),
+                    last_started_at_ms: d.last_started_at,
+                    last_duration_us: d.last_duration_us,
+                    last_error: d.last_error,
+                    next_timeout_ms: d.next_timeout_ms,
+                })
+                .collect(),
         }
     });
     Ok(axum::Json(view))

@@ -91,5 +91,27 @@ pub(crate) fn render(inner: &Inner) -> String {
             c.load(Ordering::Relaxed)
         );
     }
+    let drivers = inner.node.drivers().statuses();
+    let _ = writeln!(out, "# HELP tepui_driver_activations_total Activations of each leader driver.\n# TYPE tepui_driver_activations_total counter");
+    for d in &drivers {
+        let _ = writeln!(
+            out,
+            "tepui_driver_activations_total{{driver=\"{}\"}} {}",
+            d.name, d.activations
+        );
+    }
+    let _ = writeln!(out, "# HELP tepui_driver_errors_total Activations of each leader driver that failed.\n# TYPE tepui_driver_errors_total counter");
+    for d in &drivers {
+        let _ = writeln!(out, "tepui_driver_errors_total{{driver=\"{}\"}} {}", d.name, d.errors);
+    }
+    let _ = writeln!(out, "# HELP tepui_driver_last_duration_seconds How long each driver's last activation took.\n# TYPE tepui_driver_last_duration_seconds gauge");
+    for d in &drivers {
+        let _ = writeln!(
+            out,
+            "tepui_driver_last_duration_seconds{{driver=\"{}\"}} {}",
+            d.name,
+            d.last_duration_us as f64 / 1e6
+        );
+    }
     out
 }

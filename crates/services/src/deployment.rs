@@ -206,6 +206,7 @@ impl Deployment {
                 .collect(),
             current_step: (self.current_step + 1).min(self.steps.len()),
             total_steps: self.steps.len(),
+            deadline: Some(crate::time::format_timestamp(self.deadline)),
         }
     }
 
@@ -253,6 +254,10 @@ pub struct DeploymentInfo {
     /// 1-based, as in Marathon.
     pub current_step: usize,
     pub total_steps: usize,
+    /// tepui's: when the deployment rolls back if it is not done (not in Marathon's JSON;
+    /// its clients ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
