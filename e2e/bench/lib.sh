@@ -26,6 +26,9 @@ bench_cleanup() {
         wait "$pid" 2>/dev/null || true
     done
     [[ -n $WATCHDOG ]] && { kill "$WATCHDOG" 2>/dev/null || true; wait "$WATCHDOG" 2>/dev/null || true; }
+    # Tasks outlive their agent by design (each has a shim): whatever still runs from the
+    # work dir goes too.
+    [[ -n $WORK ]] && pkill -KILL -f -- "$WORK/" 2>/dev/null || true
     if [[ -n $WORK && -d $WORK ]]; then
         if [[ $rc -ne 0 ]]; then
             for f in "$WORK"/*.log; do

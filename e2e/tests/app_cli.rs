@@ -478,6 +478,12 @@ fn deployment_watch_exits_1_when_the_deadline_rolls_a_deployment_back() {
         err.contains(&format!("error: deployment {late} failed: ")) && err.contains("deadline"),
         "{err}"
     );
+    // While it waited it said why the instance did not fit, and when it would give up.
+    assert!(
+        err.contains("1 instance(s) of /late waiting: ") && err.contains("cpus"),
+        "{err}"
+    );
+    assert!(err.contains("rolls back at "), "{err}");
     assert!(watch.stdout().is_empty(), "no success line: {}", watch.stdout());
     // Rolling back a creation removes the app.
     wait_for("the app to be gone", SETTLE, || {

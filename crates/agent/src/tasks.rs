@@ -153,7 +153,14 @@ struct Inner {
     pulls: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     tracker: TaskTracker,
     stop: CancellationToken,
+    /// Launches between their arrival and a running container (recording the launch,
+    /// preparing the rootfs, starting the container). Many launches at once share the
+    /// machine's cores instead of all starting late together.
+    starting: Arc<tokio::sync::Semaphore>,
 }
+
+/// Launches in progress at once, per core.
+const STARTS_PER_CORE: usize = 2;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -204,6 +211,9 @@ impl TaskManager {
                 pulls: Mutex::new(HashMap::new()),
                 tracker: TaskTracker::new(),
                 stop: CancellationToken::new(),
+                starting: Arc::new(tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, |n| n.get()) * STARTS_PER_CORE,
+                )),
             }),
         };
         mgr.adopt().await?;
@@ -269,6 +279,11 @@ impl TaskManager {
     // ---- the leader's messages ----
 
     /// A task to run. A launch of a task the agent has (running or ended) is ignored.
+    ///
+    /// The launch is recorded on disk (and its `TASK_STARTING` made durable) by the task's own
+    /// future, off the connection's loop, so that launches arriving together are written side
+    /// by side. An agent that dies before the record is written has not got the task: the
+    /// leader sends it again when the agent registers.
     pub fn launch(&self, task: TaskLaunch) {
         let id = task.task_id.clone();
         let dir = self.inner.tasks_dir.join(task_dir_name(&id));
@@ -278,26 +293,40 @@ impl TaskManager {
                 tracing::debug!(task = %id, "launch of a task this agent has: ignored");
                 return;
             }
-            let persisted = updates::ensure_dir(&dir).and_then(|()| {
-                let bytes = serde_json::to_vec_pretty(&task).map_err(io::Error::other)?;
-                updates::write_atomic(&dir.join(LAUNCH_FILE), &bytes)
-            });
-            if let Err(e) = persisted {
-                tracing::error!(task = %id, error = %e, "cannot record the launch; refusing it");
-                table.insert(id.clone(), Entry::new(dir, None, Phase::Ended));
-                drop(table);
-                self.push(
-                    &id,
-                    Change::launch_failed(format!("the agent cannot record the launch: {e}")),
-                );
-                return;
-            }
-            table.insert(id.clone(), Entry::new(dir, Some(Arc::new(task)), Phase::Starting));
+            table.insert(
+                id.clone(),
+                Entry::new(dir.clone(), Some(Arc::new(task.clone())), Phase::Starting),
+            );
         }
         tracing::info!(task = %id, "launching");
-        self.push(&id, Change::starting());
         let me = self.clone();
-        self.spawn(async move { me.run(id).await });
+        self.spawn(async move {
+            let Ok(permit) = me.inner.starting.clone().acquire_owned().await else {
+                return;
+            };
+            let recorder = me.clone();
+            let task_id = id.clone();
+            let recorded = tokio::task::spawn_blocking(move || {
+                updates::ensure_dir(&dir)
+                    .and_then(|()| {
+                        let bytes = serde_json::to_vec_pretty(&task).map_err(io::Error::other)?;
+                        updates::write_atomic(&dir.join(LAUNCH_FILE), &bytes)
+                    })
+                    .map(|()| recorder.push(&task_id, Change::starting()))
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            drop(permit);
+            match recorded {
+                Ok(()) => me.run(id).await,
+                Err(e) => {
+                    tracing::error!(task = %id, error = %e, "cannot record the launch; refusing it");
+                    let message = format!("the agent cannot record the launch: {e}");
+                    me.finish(&id, Change::launch_failed(message)).await;
+                }
+            }
+        });
     }
 
     /// Stops a task: SIGTERM, SIGKILL after its grace period; its waiter reports
@@ -576,6 +605,11 @@ impl TaskManager {
             self.finish(&id, killed()).await;
             return;
         }
+        // The image is here (a pull does not hold a place); from here to a running container
+        // the launch takes one of the places.
+        let Ok(starting) = self.inner.starting.clone().acquire_owned().await else {
+            return;
+        };
         let (image_config, root) = match &rootfs {
             Some(r) => (Some(&r.config), Rootfs::Path(r.path.clone())),
             None => (None, Rootfs::Host),
@@ -588,7 +622,9 @@ impl TaskManager {
                 return;
             }
         };
-        match self.inner.runtime.launch(&spec).await {
+        let launched = self.inner.runtime.launch(&spec).await;
+        drop(starting);
+        match launched {
             Ok(handle) => {
                 let kill_now = {
                     let table = lock(&self.inner.table);

@@ -156,7 +156,9 @@ impl UpdateQueue {
         let updates = dir.join(UPDATES_DIR);
         ensure_dir(&updates)?;
         write_atomic(&updates.join(format!("{seq:020}.json")), &bytes)?;
-        if let Err(e) = write_atomic(&dir.join(LATEST), &bytes) {
+        // `latest.json` is a copy: `open` takes the newest pending update when it is older or
+        // missing, so it is renamed into place without being synced.
+        if let Err(e) = write_replace(&dir.join(LATEST), &bytes) {
             // The update itself is safe; `open` takes the newest pending one as the latest.
             tracing::warn!(task = %stored.update.task_id, error = %e, "could not record the latest status");
         }
@@ -279,6 +281,18 @@ pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Writes a file so that it is either all there or not there at all, and durable on return.
+/// Replaces `path` with `data` at once (no reader sees half a file), without waiting for the
+/// disk: for files that can be rebuilt after a crash.
+fn write_replace(path: &Path, data: &[u8]) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".tmp-{name}"));
+    fs::write(&tmp, data)?;
+    fs::rename(&tmp, path)
+}
+
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()

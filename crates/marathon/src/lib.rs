@@ -83,6 +83,11 @@ struct Shared {
     changes: tokio::sync::Mutex<()>,
     /// Wakes the services driver.
     waker: Waker,
+    /// The scheduler's turn: an offer is matched and accepted, or the apps are looked at and
+    /// acted on, one at a time, each on the state the previous one left. (The planner says how
+    /// many instances to launch from the instances it sees; an offer launched meanwhile would
+    /// be launched again.)
+    turn: tokio::sync::Mutex<()>,
 }
 
 /// The services scheduler: its events, the leader's launch queue, and the changes of apps.
@@ -102,6 +107,7 @@ impl Services {
                 queue: Mutex::new(runtime::Queue::default()),
                 changes: tokio::sync::Mutex::new(()),
                 waker: Waker::default(),
+                turn: tokio::sync::Mutex::new(()),
             }),
         }
     }

@@ -148,7 +148,10 @@ async fn on_events(svc: &Services, events: Vec<SchedulerEvent>) {
     let mut updates = 0;
     for e in events {
         match e {
-            SchedulerEvent::Offers(offers) => on_offers(svc, offers).await,
+            SchedulerEvent::Offers(offers) => {
+                let _turn = svc.shared.turn.lock().await;
+                on_offers(svc, offers).await
+            }
             SchedulerEvent::Update(status) => {
                 if let Some(uuid) = &status.uuid {
                     acks.push((status.task_id.clone(), uuid.clone()));
@@ -504,6 +507,7 @@ impl Work {
 /// Brings every app towards its definition and every deployment forward; returns when it
 /// must look again even if nothing happens (Unix ms).
 async fn reconcile(svc: &Services) -> Option<u64> {
+    let _turn = svc.shared.turn.lock().await;
     let now = now_ms();
     let work = svc.node().read(|s| {
         let mut q = svc.queue();
