@@ -27,8 +27,12 @@ bench_cleanup() {
     done
     [[ -n $WATCHDOG ]] && { kill "$WATCHDOG" 2>/dev/null || true; wait "$WATCHDOG" 2>/dev/null || true; }
     # Tasks outlive their agent by design (each has a shim): whatever still runs from the
-    # work dir goes too.
-    [[ -n $WORK ]] && pkill -KILL -f -- "$WORK/" 2>/dev/null || true
+    # work dir is asked to stop (a shim kills its task and removes its cgroups), then killed.
+    if [[ -n $WORK ]]; then
+        pkill -TERM -f -- "$WORK/" 2>/dev/null || true
+        for _ in $(seq 100); do pgrep -f -- "$WORK/" >/dev/null || break; sleep 0.2; done
+        pkill -KILL -f -- "$WORK/" 2>/dev/null || true
+    fi
     if [[ -n $WORK && -d $WORK ]]; then
         if [[ $rc -ne 0 ]]; then
             for f in "$WORK"/*.log; do

@@ -153,14 +153,14 @@ struct Inner {
     pulls: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     tracker: TaskTracker,
     stop: CancellationToken,
-    /// Launches between their arrival and a running container (recording the launch,
-    /// preparing the rootfs, starting the container). Many launches at once share the
-    /// machine's cores instead of all starting late together.
-    starting: Arc<tokio::sync::Semaphore>,
+    /// Launches being recorded on disk at once. Their syncs go together (the file system
+    /// commits them in one journal transaction), and launches flow on to their containers at
+    /// the pace the disk records them, not all at once.
+    recording: Arc<tokio::sync::Semaphore>,
 }
 
-/// Launches in progress at once, per core.
-const STARTS_PER_CORE: usize = 2;
+/// Launches recorded at once.
+const RECORDING: usize = 16;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -211,9 +211,7 @@ impl TaskManager {
                 pulls: Mutex::new(HashMap::new()),
                 tracker: TaskTracker::new(),
                 stop: CancellationToken::new(),
-                starting: Arc::new(tokio::sync::Semaphore::new(
-                    std::thread::available_parallelism().map_or(2, |n| n.get()) * STARTS_PER_CORE,
-                )),
+                recording: Arc::new(tokio::sync::Semaphore::new(RECORDING)),
             }),
         };
         mgr.adopt().await?;
@@ -301,7 +299,7 @@ impl TaskManager {
         tracing::info!(task = %id, "launching");
         let me = self.clone();
         self.spawn(async move {
-            let Ok(permit) = me.inner.starting.clone().acquire_owned().await else {
+            let Ok(permit) = me.inner.recording.clone().acquire_owned().await else {
                 return;
             };
             let recorder = me.clone();
@@ -605,11 +603,6 @@ impl TaskManager {
             self.finish(&id, killed()).await;
             return;
         }
-        // The image is here (a pull does not hold a place); from here to a running container
-        // the launch takes one of the places.
-        let Ok(starting) = self.inner.starting.clone().acquire_owned().await else {
-            return;
-        };
         let (image_config, root) = match &rootfs {
             Some(r) => (Some(&r.config), Rootfs::Path(r.path.clone())),
             None => (None, Rootfs::Host),
@@ -622,9 +615,7 @@ impl TaskManager {
                 return;
             }
         };
-        let launched = self.inner.runtime.launch(&spec).await;
-        drop(starting);
-        match launched {
+        match self.inner.runtime.launch(&spec).await {
             Ok(handle) => {
                 let kill_now = {
                     let table = lock(&self.inner.table);
