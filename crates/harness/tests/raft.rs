@@ -419,6 +419,32 @@ async fn membership_grows_and_shrinks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_that_see_the_leader_stop_elect_another_without_a_timeout() {
+    let mut c = Cluster::builder().servers(3).start().await;
+    let old = c.wait_for_leader().await;
+    c.put_var("before", "1").await;
+    c.wait_converged().await;
+    // No follower calls an election on its own timer any more: only noticing that the leader's
+    // connections closed and its port refuses can start one.
+    let followers: Vec<u64> = c.live_server_ids().into_iter().filter(|id| *id != old).collect();
+    for &id in &followers {
+        c.server(id).raft().runtime_config().elect(false);
+    }
+
+    c.kill_server(old).await;
+    let new = c.wait_for_leader().await;
+    assert!(followers.contains(&new), "{new} is one of {followers:?}");
+    let written = c.put_var("after", "2").await;
+    assert_eq!(written.value, "2");
+    c.wait_converged().await;
+    for id in c.live_server_ids() {
+        assert_eq!(c.local_var(id, "before").as_deref(), Some("1"), "server {id}");
+    }
+    c.check_invariants();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_forwarded_to_a_frozen_leader_end_when_another_is_elected() {
     let mut c = Cluster::builder().servers(3).start().await;
     let old = c.wait_for_leader().await;

@@ -6,6 +6,7 @@
 //! command does) and the scheduler crates, and wire formats in `tepui-proto` and `tepui-api`.
 
 mod cluster;
+mod failover;
 mod forward;
 mod http;
 mod hub;

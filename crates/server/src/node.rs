@@ -415,6 +415,7 @@ impl Server {
             }
         });
         tasks.spawn(crate::liveness::run(inner.clone()));
+        tasks.spawn(crate::failover::run(inner.clone()));
         tasks.spawn(crate::master::run(inner.clone()));
         tasks.spawn(crate::services::run(inner.clone()));
 
@@ -486,6 +487,7 @@ impl Server {
     /// Stops Raft and every listener and loop. The data dir can be reopened afterwards.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
+        self.inner.peers.close();
         let _ = self.inner.raft.shutdown().await;
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}

@@ -1,4 +1,5 @@
-//! Clients of other servers' cluster ports, one lazily connected channel per address.
+//! Clients of other servers' cluster ports, one lazily connected channel per address; and the
+//! news of other nodes' connections to this one's cluster port ending.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -6,7 +7,9 @@ use std::time::Duration;
 
 use tepui_proto::cluster_client::ClusterClient;
 use tepui_proto::{AddServerRequest, HttpChunk, HttpRequest, JoinRequest, JoinResponse};
-use tepui_transport::{status_message, NetFilter};
+use tepui_transport::{status_message, NetFilter, PeerInfo};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 #[derive(Clone)]
@@ -15,6 +18,10 @@ pub(crate) struct Peers {
     tls: Arc<rustls::ClientConfig>,
     pub filter: NetFilter,
     clients: Arc<Mutex<HashMap<String, ClusterClient<Channel>>>>,
+    closed_tx: mpsc::UnboundedSender<PeerInfo>,
+    closed_rx: Arc<Mutex<Option<mpsc::UnboundedReceiver<PeerInfo>>>>,
+    /// Cancelled when the node stops: its outgoing connections close too.
+    stopped: CancellationToken,
 }
 
 /// Why a forwarded call got no answer.
@@ -51,12 +58,31 @@ fn refused(status: &tonic::Status) -> bool {
 
 impl Peers {
     pub fn new(self_id: u64, tls: Arc<rustls::ClientConfig>, filter: NetFilter) -> Peers {
+        let (closed_tx, closed_rx) = mpsc::unbounded_channel();
         Peers {
             self_id,
             tls,
             filter,
             clients: Arc::default(),
+            closed_tx,
+            closed_rx: Arc::new(Mutex::new(Some(closed_rx))),
+            stopped: CancellationToken::new(),
         }
+    }
+
+    /// Closes every connection to other servers, for good: the node is stopping.
+    pub fn close(&self) {
+        self.stopped.cancel();
+    }
+
+    /// Where the cluster port reports the peer of every connection that ended.
+    pub fn closed_conns(&self) -> mpsc::UnboundedSender<PeerInfo> {
+        self.closed_tx.clone()
+    }
+
+    /// The other end of [`Peers::closed_conns`], for the one loop that watches it.
+    pub fn take_closed_conns(&self) -> Option<mpsc::UnboundedReceiver<PeerInfo>> {
+        self.closed_rx.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     pub fn client(&self, addr: &str) -> ClusterClient<Channel> {
@@ -64,7 +90,7 @@ impl Peers {
         clients
             .entry(addr.to_string())
             .or_insert_with(|| {
-                ClusterClient::new(tepui_transport::channel(addr, self.tls.clone()))
+                ClusterClient::new(tepui_transport::channel_until(addr, self.tls.clone(), &self.stopped))
                     .max_decoding_message_size(512 << 20)
                     .max_encoding_message_size(512 << 20)
             })
