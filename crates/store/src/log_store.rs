@@ -2,7 +2,8 @@
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageError, Vote};
@@ -15,15 +16,29 @@ use crate::db::{
 };
 use crate::{LogId, NodeId, TypeConfig};
 
+/// How often the committed log id is written out (without an fsync of its own).
+const COMMITTED_EVERY: Duration = Duration::from_secs(1);
+
 /// The log half of the store, handed to `Raft::new`. Clones share one database.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    committed: Arc<Mutex<Committed>>,
+}
+
+/// The latest committed log id openraft reported, and when one was last written out.
+#[derive(Default)]
+struct Committed {
+    latest: Option<LogId>,
+    written_at: Option<Instant>,
 }
 
 impl LogStore {
     pub(crate) fn new(db: Arc<Database>) -> Self {
-        LogStore { db }
+        LogStore {
+            db,
+            committed: Arc::default(),
+        }
     }
 
     fn read_meta<T: DeserializeOwned>(&self, key: &'static str) -> Result<Option<T>, StoreError> {
@@ -140,14 +155,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     // in-memory state machine is whole again before this server serves reads.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError<NodeId>> {
         // The committed id is a hint for replay after a restart, not a promise: openraft learns
-        // it again from the leader. It rides on the next durable commit (the next append)
-        // instead of costing an fsync of its own.
+        // it again from the leader (or, alone, by committing a new entry), and reads wait for
+        // that. So it is written at most once a second, and without an fsync of its own (the
+        // next append's durable commit carries it): a commit advances with every write, and a
+        // redb commit per advance cost a thread hop and several page writes on every server.
+        let due = {
+            let mut c = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+            c.latest = committed;
+            let due = c.written_at.is_none_or(|t| t.elapsed() >= COMMITTED_EVERY);
+            if due {
+                c.written_at = Some(Instant::now());
+            }
+            due
+        };
+        if !due {
+            return Ok(());
+        }
         self.write_meta_with(KEY_COMMITTED, &committed, redb::Durability::None)
             .await
             .map_err(sto_err(ErrorSubject::Store, ErrorVerb::Write))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError<NodeId>> {
+        if let Some(latest) = self.committed.lock().unwrap_or_else(|e| e.into_inner()).latest {
+            return Ok(Some(latest));
+        }
         let committed: Option<Option<LogId>> = self
             .read_meta(KEY_COMMITTED)
             .map_err(sto_err(ErrorSubject::Store, ErrorVerb::Read))?;
