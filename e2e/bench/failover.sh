@@ -22,6 +22,7 @@
 # Settings (environment):
 #   RUNS=5 FAULTS="kill stop" SYSTEMS="tepui etcd" FREEZE=6 INTERVAL_MS=20
 #   CARGO_TARGET_DIR=target/bench
+#   TEPUI_BIN=PATH      run this tepui binary instead of the one built from the tree
 #   BENCH_TMP=/var/tmp   where the data dirs go (a real disk: fsync costs what it costs)
 #   BENCH_TIMEOUT=2400   seconds for the whole run, build included
 #   RESULTS=FILE         also write every run's JSON line there
@@ -121,7 +122,8 @@ in_bg() {
 log "building tepui and writebench (release) in $CARGO_TARGET_DIR"
 in_bg cargo build --manifest-path "$ROOT/Cargo.toml" --release --quiet -p tepui -p tepui-e2e \
     --bin tepui --bin writebench
-TEPUI=$CARGO_TARGET_DIR/release/tepui
+# TEPUI_BIN runs another build of tepui (an older commit's, to compare) with the same load.
+TEPUI=${TEPUI_BIN:-$CARGO_TARGET_DIR/release/tepui}
 BENCH=$CARGO_TARGET_DIR/release/writebench
 [[ -x $TEPUI && -x $BENCH ]] || die "build did not produce $TEPUI and $BENCH"
 
