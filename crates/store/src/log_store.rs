@@ -1,7 +1,8 @@
 //! The Raft log, the vote and the committed log id, in redb.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
-use std::ops::RangeBounds;
+use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,11 +20,80 @@ use crate::{LogId, NodeId, TypeConfig};
 /// How often the committed log id is written out (without an fsync of its own).
 const COMMITTED_EVERY: Duration = Duration::from_secs(1);
 
+/// How many of the last appended entries are kept decoded in memory.
+const RECENT: usize = 256;
+
 /// The log half of the store, handed to `Raft::new`. Clones share one database.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
     committed: Arc<Mutex<Committed>>,
+    recent: Arc<Mutex<Recent>>,
+}
+
+/// The last entries appended, in order and without gaps, ending with the last log entry.
+/// openraft reads every new entry right after appending it (to send it to each follower, and
+/// to apply it once committed); from redb, each of those reads is a transaction and a decode.
+#[derive(Default)]
+struct Recent {
+    entries: VecDeque<Entry<TypeConfig>>,
+}
+
+impl Recent {
+    /// The entries in `range` if all of them are here.
+    fn get(&self, range: &impl RangeBounds<u64>) -> Option<Vec<Entry<TypeConfig>>> {
+        let first = self.entries.front()?.log_id.index;
+        let last = self.entries.back()?.log_id.index;
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.checked_add(1)?,
+            Bound::Unbounded => 0,
+        };
+        // An open end means up to the last entry, which is the last one here.
+        let end = match range.end_bound() {
+            Bound::Included(&e) => e.checked_add(1)?,
+            Bound::Excluded(&e) => e,
+            Bound::Unbounded => last + 1,
+        };
+        if start < first || end > last + 1 {
+            return None;
+        }
+        if start >= end {
+            return Some(Vec::new());
+        }
+        let (from, to) = ((start - first) as usize, (end - first) as usize);
+        Some(self.entries.range(from..to).cloned().collect())
+    }
+
+    fn appended(&mut self, entries: Vec<Entry<TypeConfig>>) {
+        for entry in entries {
+            let follows = self
+                .entries
+                .back()
+                .is_none_or(|b| b.log_id.index + 1 == entry.log_id.index);
+            if !follows {
+                self.entries.clear();
+            }
+            self.entries.push_back(entry);
+            if self.entries.len() > RECENT {
+                self.entries.pop_front();
+            }
+        }
+    }
+
+    /// Forgets the entries at `since` and after (a truncation).
+    fn truncate(&mut self, since: u64) {
+        while self.entries.back().is_some_and(|e| e.log_id.index >= since) {
+            self.entries.pop_back();
+        }
+    }
+
+    /// Forgets the entries up to `upto` (a purge).
+    fn purge(&mut self, upto: u64) {
+        while self.entries.front().is_some_and(|e| e.log_id.index <= upto) {
+            self.entries.pop_front();
+        }
+    }
 }
 
 /// The latest committed log id openraft reported, and when one was last written out.
@@ -38,6 +108,7 @@ impl LogStore {
         LogStore {
             db,
             committed: Arc::default(),
+            recent: Arc::default(),
         }
     }
 
@@ -124,6 +195,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        if let Some(entries) = self.recent.lock().unwrap_or_else(|e| e.into_inner()).get(&range) {
+            return Ok(entries);
+        }
         self.read_range(range)
             .map_err(sto_err(ErrorSubject::Logs, ErrorVerb::Read))
     }
@@ -191,10 +265,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut rows = Vec::new();
-        for entry in entries {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let mut rows = Vec::with_capacity(entries.len());
+        for entry in &entries {
             let bytes =
-                encode("log entry", &entry).map_err(sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write))?;
+                encode("log entry", entry).map_err(sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write))?;
             rows.push((entry.log_id.index, bytes));
         }
         let (first, last) = (rows.first().map(|r| r.0), rows.last().map(|r| r.0));
@@ -218,6 +293,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         match res {
             Ok(()) => {
                 tracing::trace!(first = ?first, last = ?last, "appended logs");
+                // Before openraft hears of them, so that its first reads find them here.
+                self.recent.lock().unwrap_or_else(|e| e.into_inner()).appended(entries);
                 // Only now are the entries on disk, so only now may openraft count them.
                 callback.log_io_completed(Ok(()));
                 Ok(())
@@ -232,7 +309,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
         tracing::debug!(since = %log_id, "truncating logs");
-        let range = (std::ops::Bound::Included(log_id.index), std::ops::Bound::Unbounded);
+        // Forgotten first: a read between the two must not find them here after redb lost them.
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .truncate(log_id.index);
+        let range = (Bound::Included(log_id.index), Bound::Unbounded);
         self.delete_logs(range, None)
             .await
             .map_err(sto_err(ErrorSubject::Logs, ErrorVerb::Delete))
@@ -240,7 +322,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
         tracing::debug!(upto = %log_id, "purging logs");
-        let range = (std::ops::Bound::Unbounded, std::ops::Bound::Included(log_id.index));
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .purge(log_id.index);
+        let range = (Bound::Unbounded, Bound::Included(log_id.index));
         self.delete_logs(range, Some(log_id))
             .await
             .map_err(sto_err(ErrorSubject::Logs, ErrorVerb::Delete))

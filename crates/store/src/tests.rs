@@ -150,6 +150,58 @@ async fn the_latest_committed_id_is_read_back_while_its_writes_are_spaced_out() 
 }
 
 #[tokio::test]
+async fn reads_of_recent_entries_agree_with_the_database_across_truncate_and_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _sm) = open(dir.path()).unwrap();
+    let entries: Vec<_> = (0..10).map(|i| normal(i, put("k", &i.to_string()))).collect();
+    log.blocking_append(entries.clone()).await.unwrap();
+    assert_eq!(
+        as_json(&log.try_get_log_entries(3..7).await.unwrap()),
+        as_json(&entries[3..7])
+    );
+    assert_eq!(
+        as_json(&log.try_get_log_entries(8..).await.unwrap()),
+        as_json(&entries[8..])
+    );
+    assert_eq!(as_json(&log.try_get_log_entries(..).await.unwrap()), as_json(&entries));
+    assert!(log.try_get_log_entries(9..12).await.unwrap().len() == 1);
+
+    // A conflicting entry replaces 7 and later ones.
+    log.truncate(log_id(1, 1, 7)).await.unwrap();
+    let replaced = Entry::<TypeConfig> {
+        log_id: log_id(2, 1, 7),
+        payload: openraft::EntryPayload::Normal(put("k", "new")),
+    };
+    log.blocking_append([replaced.clone()]).await.unwrap();
+    let mut expected = entries[..7].to_vec();
+    expected.push(replaced);
+    assert_eq!(as_json(&log.try_get_log_entries(..).await.unwrap()), as_json(&expected));
+    assert_eq!(
+        as_json(&log.try_get_log_entries(6..).await.unwrap()),
+        as_json(&expected[6..])
+    );
+
+    log.purge(log_id(1, 1, 4)).await.unwrap();
+    assert_eq!(
+        as_json(&log.try_get_log_entries(..).await.unwrap()),
+        as_json(&expected[5..])
+    );
+    assert_eq!(
+        as_json(&log.try_get_log_entries(5..8).await.unwrap()),
+        as_json(&expected[5..8])
+    );
+
+    // A reopened store has no recent entries: the same reads come from the database.
+    drop(log);
+    drop(_sm);
+    let (mut log, _sm) = open(dir.path()).unwrap();
+    assert_eq!(
+        as_json(&log.try_get_log_entries(..).await.unwrap()),
+        as_json(&expected[5..])
+    );
+}
+
+#[tokio::test]
 async fn all_logs_purged_keeps_last_log_id() {
     let dir = tempfile::tempdir().unwrap();
     {
