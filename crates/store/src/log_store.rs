@@ -1,4 +1,4 @@
-//! The Raft log, the vote and the committed log id, in redb.
+//! The Raft log (in `raft.wal`), and the vote, the committed and the purged log ids (in redb).
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
@@ -8,13 +8,12 @@ use std::time::{Duration, Instant};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageError, Vote};
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::db::{
-    blocking, decode, encode, get_json, sto_err, StoreError, KEY_COMMITTED, KEY_PURGED, KEY_VOTE, LOGS, META,
-};
+use crate::db::{blocking, encode, get_json, sto_err, StoreError, KEY_COMMITTED, KEY_PURGED, KEY_VOTE, META};
+use crate::wal::Wal;
 use crate::{LogId, NodeId, TypeConfig};
 
 /// How often the committed log id is written out (without an fsync of its own).
@@ -27,13 +26,14 @@ const RECENT: usize = 256;
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    wal: Arc<Wal>,
     committed: Arc<Mutex<Committed>>,
     recent: Arc<Mutex<Recent>>,
 }
 
 /// The last entries appended, in order and without gaps, ending with the last log entry.
 /// openraft reads every new entry right after appending it (to send it to each follower, and
-/// to apply it once committed); from redb, each of those reads is a transaction and a decode.
+/// to apply it once committed); from the file, each of those reads is a read and a decode.
 #[derive(Default)]
 struct Recent {
     entries: VecDeque<Entry<TypeConfig>>,
@@ -104,9 +104,10 @@ struct Committed {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<Database>) -> Self {
+    pub(crate) fn new(db: Arc<Database>, wal: Wal) -> Self {
         LogStore {
             db,
+            wal: Arc::new(wal),
             committed: Arc::default(),
             recent: Arc::default(),
         }
@@ -141,52 +142,31 @@ impl LogStore {
     }
 
     fn read_range<RB: RangeBounds<u64>>(&self, range: RB) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(LOGS)?;
-        let mut entries = Vec::new();
-        for item in table.range(range)? {
-            let (_, value) = item?;
-            entries.push(decode("log entry", value.value())?);
+        let from = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let to = match range.end_bound() {
+            Bound::Included(&e) => e.saturating_add(1),
+            Bound::Excluded(&e) => e,
+            Bound::Unbounded => u64::MAX,
+        };
+        if from >= to {
+            return Ok(Vec::new());
         }
-        Ok(entries)
+        self.wal.read(from, to)
     }
 
     fn log_state(&self) -> Result<LogState<TypeConfig>, StoreError> {
         let txn = self.db.begin_read()?;
         let last_purged_log_id: Option<LogId> = get_json(&txn.open_table(META)?, KEY_PURGED, "last purged log id")?;
-        let last = match txn.open_table(LOGS)?.last()? {
-            Some((_, value)) => Some(decode::<Entry<TypeConfig>>("log entry", value.value())?.log_id),
-            None => None,
-        };
         // With every log purged, the last log id is the last purged one.
-        let last_log_id = last.or(last_purged_log_id);
+        let last_log_id = self.wal.last_log_id().or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
         })
-    }
-
-    /// Deletes the logs in `range` and, for a purge, records how far it went, in one commit.
-    async fn delete_logs(
-        &self,
-        range: (std::ops::Bound<u64>, std::ops::Bound<u64>),
-        purged: Option<LogId>,
-    ) -> Result<(), StoreError> {
-        let purged = purged.map(|p| encode("last purged log id", &p)).transpose()?;
-        let db = self.db.clone();
-        blocking(move || {
-            let txn = db.begin_write()?;
-            {
-                let mut logs = txn.open_table(LOGS)?;
-                logs.retain_in::<u64, _>(range, |_, _| false)?;
-                if let Some(bytes) = purged {
-                    txn.open_table(META)?.insert(KEY_PURGED, bytes.as_slice())?;
-                }
-            }
-            txn.commit()?;
-            Ok(())
-        })
-        .await
     }
 }
 
@@ -270,26 +250,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in &entries {
             let bytes =
                 encode("log entry", entry).map_err(sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write))?;
-            rows.push((entry.log_id.index, bytes));
+            rows.push((entry.log_id, bytes));
         }
-        let (first, last) = (rows.first().map(|r| r.0), rows.last().map(|r| r.0));
-        let db = self.db.clone();
-        let res = blocking(move || {
-            if rows.is_empty() {
-                return Ok(());
-            }
-            let txn = db.begin_write()?;
-            {
-                let mut logs = txn.open_table(LOGS)?;
-                for (index, bytes) in &rows {
-                    logs.insert(*index, bytes.as_slice())?;
-                }
-            }
-            // Durability::Immediate (redb's default): commit returns after the fsync.
-            txn.commit()?;
-            Ok(())
-        })
-        .await;
+        let (first, last) = (rows.first().map(|r| r.0.index), rows.last().map(|r| r.0.index));
+        let wal = self.wal.clone();
+        // One write and one fdatasync: returns once the entries are on disk.
+        let res = blocking(move || wal.append(&rows)).await;
         match res {
             Ok(()) => {
                 tracing::trace!(first = ?first, last = ?last, "appended logs");
@@ -309,13 +275,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
         tracing::debug!(since = %log_id, "truncating logs");
-        // Forgotten first: a read between the two must not find them here after redb lost them.
+        // Forgotten first: a read between the two must not find them here after the file lost them.
         self.recent
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .truncate(log_id.index);
-        let range = (Bound::Included(log_id.index), Bound::Unbounded);
-        self.delete_logs(range, None)
+        let wal = self.wal.clone();
+        blocking(move || wal.truncate(log_id.index))
             .await
             .map_err(sto_err(ErrorSubject::Logs, ErrorVerb::Delete))
     }
@@ -326,8 +292,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .purge(log_id.index);
-        let range = (Bound::Unbounded, Bound::Included(log_id.index));
-        self.delete_logs(range, Some(log_id))
+        // Recorded durably first: the file's head is forgotten only after, and on a restart
+        // entries up to the purged id are skipped.
+        self.write_meta(KEY_PURGED, &log_id)
+            .await
+            .map_err(sto_err(ErrorSubject::Logs, ErrorVerb::Delete))?;
+        let wal = self.wal.clone();
+        blocking(move || wal.purge(log_id.index))
             .await
             .map_err(sto_err(ErrorSubject::Logs, ErrorVerb::Delete))
     }
