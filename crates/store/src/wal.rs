@@ -1,9 +1,9 @@
 //! The Raft log entries in an append-only file, `raft.wal`.
 //!
 //! An append is one positioned write at the end of the file and one `fdatasync`. The file is
-//! extended ahead of the writes with zeros, so that the sync flushes the new bytes only, not a
-//! new file size or newly allocated blocks; a redb commit writes and syncs about seven pages
-//! spread over its file.
+//! extended ahead of the writes with zeros (and synced) by a background thread, so that an
+//! append's sync flushes the new bytes only, not a new file size or newly allocated blocks; a
+//! redb commit writes and syncs about seven pages spread over its file.
 //!
 //! A record is `len: u32`, `crc32: u32` (of the index and the payload), `index: u64`, then `len`
 //! bytes of JSON (an `openraft::Entry`), little-endian. Records follow each other with
@@ -61,6 +61,17 @@ pub(crate) struct Wal {
     dir: PathBuf,
     index: RwLock<Index>,
     tail: Mutex<Tail>,
+    /// The thread writing the next zeros past `Tail::len`, if one runs; it returns the new
+    /// length. Nothing else writes past `Tail::len` before it has been joined.
+    extender: Mutex<Option<std::thread::JoinHandle<Result<u64, StoreError>>>>,
+}
+
+/// Writes `EXTEND_BY` zeros at `from` and syncs them; returns the new length.
+fn extend(file: &File, from: u64) -> Result<u64, StoreError> {
+    let zeros = vec![0u8; EXTEND_BY as usize];
+    file.write_all_at(&zeros, from).map_err(io)?;
+    file.sync_data().map_err(io)?;
+    Ok(from + EXTEND_BY)
 }
 
 fn io(e: std::io::Error) -> StoreError {
@@ -163,7 +174,43 @@ impl Wal {
                 slots,
             }),
             tail: Mutex::new(Tail { end, len: end }),
+            extender: Mutex::new(None),
         })
+    }
+
+    /// Waits for the background extension, if any, and takes its result.
+    fn join_extender(&self, tail: &mut Tail, wait: bool) {
+        let mut slot = self.extender.lock().unwrap_or_else(|e| e.into_inner());
+        if !wait && !slot.as_ref().is_some_and(|h| h.is_finished()) {
+            return;
+        }
+        if let Some(handle) = slot.take() {
+            match handle.join() {
+                Ok(Ok(len)) => tail.len = tail.len.max(len),
+                // The next append extends the file itself, and reports what goes wrong.
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot extend the raft log ahead of time"),
+                Err(_) => tracing::warn!("the thread extending the raft log panicked"),
+            }
+        }
+    }
+
+    /// Starts extending the file in the background when little zeroed room is left.
+    fn extend_ahead(&self, tail: &Tail, file: &Arc<File>) {
+        if tail.len - tail.end >= EXTEND_BY / 2 {
+            return;
+        }
+        let mut slot = self.extender.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() {
+            return;
+        }
+        let (file, from) = (file.clone(), tail.len);
+        let spawned = std::thread::Builder::new()
+            .name("raft-log-extend".into())
+            .spawn(move || extend(&file, from));
+        match spawned {
+            Ok(handle) => *slot = Some(handle),
+            Err(e) => tracing::warn!(error = %e, "cannot start a thread to extend the raft log"),
+        }
     }
 
     fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
@@ -215,9 +262,11 @@ impl Wal {
         }
         let file = self.read_index().file.clone();
         let new_end = tail.end + buf.len() as u64;
+        let short = new_end > tail.len;
+        self.join_extender(&mut tail, short);
         if new_end > tail.len {
-            // Zeros ahead of the records: the syncs of the appends that follow then write data
-            // only. The length goes to disk with this append's sync.
+            // Not extended in time (or a very large append): zeros up to a whole step past the
+            // records, with the length, go to disk with this append's sync.
             let len = new_end.div_ceil(EXTEND_BY) * EXTEND_BY;
             let zeros = vec![0u8; (len - tail.len) as usize];
             file.write_all_at(&zeros, tail.len).map_err(io)?;
@@ -226,16 +275,21 @@ impl Wal {
         file.write_all_at(&buf, tail.end).map_err(io)?;
         file.sync_data().map_err(io)?;
         tail.end = new_end;
-        let mut index = self.write_index();
-        for s in slots {
-            index.slots.insert(s.log_id.index, s);
+        {
+            let mut index = self.write_index();
+            for s in slots {
+                index.slots.insert(s.log_id.index, s);
+            }
         }
+        self.extend_ahead(&tail, &file);
         Ok(())
     }
 
     /// Removes the entries from `since` on, for good.
     pub(crate) fn truncate(&self, since: u64) -> Result<(), StoreError> {
         let mut tail = self.lock_tail();
+        // No zeros may land past the cut after it.
+        self.join_extender(&mut tail, true);
         let mut index = self.write_index();
         let Some(cut) = index.slots.range(since..).next().map(|(_, s)| s.offset) else {
             return Ok(());
@@ -258,6 +312,7 @@ impl Wal {
         if head < COMPACT_AT {
             return Ok(());
         }
+        self.join_extender(&mut tail, true);
         let live = tail.end - head;
         let mut bytes = vec![0u8; live as usize];
         index.file.read_exact_at(&mut bytes, head).map_err(io)?;
