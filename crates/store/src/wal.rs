@@ -307,7 +307,7 @@ impl Wal {
     pub(crate) fn purge(&self, upto: u64) -> Result<(), StoreError> {
         let mut tail = self.lock_tail();
         let mut index = self.write_index();
-        index.slots = index.slots.split_off(&(upto + 1));
+        index.slots = index.slots.split_off(&upto.saturating_add(1));
         let head = index.slots.values().next().map_or(tail.end, |s| s.offset);
         if head < COMPACT_AT {
             return Ok(());
