@@ -19,6 +19,7 @@
 #   ROUNDS=1          rounds of (tepui, etcd), each on fresh clusters; the table shows medians
 #   PROGRESS=0        seconds between writes/s lines on stderr (0: none), to see stalls
 #   CARGO_TARGET_DIR=target/bench
+#   TEPUI_BIN=PATH      run this tepui binary instead of the one built from the tree
 #   BENCH_TMP=/var/tmp  where the data dirs go: a real disk (on tmpfs, fsync is free)
 #   BENCH_TIMEOUT=1800  seconds for the whole run, build included
 #   RESULTS=FILE      also write both JSON result lines there
@@ -116,7 +117,8 @@ in_bg() {
 log "building tepui and writebench (release) in $CARGO_TARGET_DIR"
 in_bg cargo build --manifest-path "$ROOT/Cargo.toml" --release --quiet -p tepui -p tepui-e2e \
     --bin tepui --bin writebench
-TEPUI=$CARGO_TARGET_DIR/release/tepui
+# TEPUI_BIN runs another build of tepui (an older commit's, to compare) with the same load.
+TEPUI=${TEPUI_BIN:-$CARGO_TARGET_DIR/release/tepui}
 BENCH=$CARGO_TARGET_DIR/release/writebench
 [[ -x $TEPUI && -x $BENCH ]] || die "build did not produce $TEPUI and $BENCH"
 

@@ -417,3 +417,72 @@ async fn membership_grows_and_shrinks() {
     c.check_invariants();
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_that_see_the_leader_stop_elect_another_without_a_timeout() {
+    let mut c = Cluster::builder().servers(3).start().await;
+    let old = c.wait_for_leader().await;
+    c.put_var("before", "1").await;
+    c.wait_converged().await;
+    // No follower calls an election on its own timer any more: only noticing that the leader's
+    // connections closed and its port refuses can start one.
+    let followers: Vec<u64> = c.live_server_ids().into_iter().filter(|id| *id != old).collect();
+    for &id in &followers {
+        c.server(id).raft().runtime_config().elect(false);
+    }
+
+    c.kill_server(old).await;
+    let new = c.wait_for_leader().await;
+    assert!(followers.contains(&new), "{new} is one of {followers:?}");
+    let written = c.put_var("after", "2").await;
+    assert_eq!(written.value, "2");
+    c.wait_converged().await;
+    for id in c.live_server_ids() {
+        assert_eq!(c.local_var(id, "before").as_deref(), Some("1"), "server {id}");
+    }
+    c.check_invariants();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_forwarded_to_a_frozen_leader_end_when_another_is_elected() {
+    let mut c = Cluster::builder().servers(3).start().await;
+    let old = c.wait_for_leader().await;
+    c.put_var("before", "1").await;
+    c.wait_converged().await;
+    let followers: Vec<u64> = c.live_server_ids().into_iter().filter(|id| *id != old).collect();
+
+    // A frozen leader: its connections stay open, but nothing it is sent gets an answer for a
+    // minute, and it says nothing either. The followers elect another after their timeout.
+    for &f in &followers {
+        c.delay(old, f, Duration::from_secs(60));
+        c.delay(f, old, Duration::from_secs(60));
+    }
+    let via = c.client(followers[0]);
+    // Sent at once, while the follower still forwards to the frozen leader. The read goes to
+    // the new leader; the write may have been carried out by the old one, so the follower
+    // answers 503 and the client tries it again (a PUT is idempotent).
+    let during = put("2");
+    let (read, write) = tokio::join!(
+        within(Duration::from_secs(20), via.get_var("before")),
+        within(Duration::from_secs(20), via.put_var("during", &during)),
+    );
+    let read = read
+        .expect("a read forwarded to the frozen leader is answered without it")
+        .expect("the read succeeds through the new leader");
+    assert_eq!(read.value, "1");
+    let write = write
+        .expect("a write forwarded to the frozen leader is answered without it")
+        .expect("the write succeeds once retried");
+    assert_eq!(write.value, "2");
+    let new = c.wait_for_leader_among(&followers).await;
+    assert_ne!(new, old);
+
+    c.heal();
+    c.wait_converged().await;
+    for id in c.live_server_ids() {
+        assert_eq!(c.local_var(id, "during").as_deref(), Some("2"), "server {id}");
+    }
+    c.check_invariants();
+    c.shutdown().await;
+}

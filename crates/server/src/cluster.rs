@@ -27,7 +27,7 @@ pub(crate) async fn serve(
     tls: Arc<rustls::ServerConfig>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let incoming = tepui_transport::incoming(listener, tls, shutdown);
+    let incoming = tepui_transport::incoming_watched(listener, tls, shutdown, inner.peers.closed_conns());
     let service = ClusterServer::new(ClusterService { inner, master })
         .max_decoding_message_size(512 << 20)
         .max_encoding_message_size(512 << 20);

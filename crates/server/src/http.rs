@@ -114,22 +114,6 @@ async fn forward_to_leader(State(inner): Shared, req: Request, next: Next) -> Re
         )
         .into_response();
     }
-    let Some(leader) = inner.leader_id() else {
-        return Error::new(
-            ErrorKind::Unavailable,
-            "no_leader",
-            "no leader is elected yet; retry in a moment",
-        )
-        .into_response();
-    };
-    let Some(addr) = inner.member_addr(leader) else {
-        return Error::new(
-            ErrorKind::Unavailable,
-            "no_leader",
-            "the leader's address is unknown; retry",
-        )
-        .into_response();
-    };
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, SNAPSHOT_LIMIT).await {
         Ok(b) => b,
@@ -153,34 +137,15 @@ async fn forward_to_leader(State(inner): Shared, req: Request, next: Next) -> Re
         headers,
         body: body.to_vec(),
     };
-    let leader_unreachable = |status: &tonic::Status| {
-        Error::new(
-            ErrorKind::Unavailable,
-            "leader_unreachable",
-            format!(
-                "the leader did not answer: {}; retry in a moment",
-                tepui_transport::status_message(status)
-            ),
-        )
-        .into_response()
-    };
-    let mut chunks = match inner.peers.forward_http(leader, &addr, forwarded).await {
-        Ok(chunks) => chunks,
-        Err(status) => return leader_unreachable(&status),
-    };
-    let head = match chunks.message().await {
-        Ok(Some(head)) => head,
-        Ok(None) => return leader_unreachable(&tonic::Status::unavailable("empty answer")),
-        Err(status) => return leader_unreachable(&status),
+    let (head, chunks) = match crate::forward::to_leader(&inner, forwarded).await {
+        Ok(answer) => answer,
+        Err(e) => return e.into_response(),
     };
     // The rest of the body streams through as the leader produces it.
     let first = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(head.body))]);
-    let rest = futures::stream::unfold(chunks, |mut chunks| async move {
-        match chunks.message().await {
-            Ok(Some(c)) => Some((Ok(Bytes::from(c.body)), chunks)),
-            Ok(None) => None,
-            Err(status) => Some((Err(std::io::Error::other(status.message().to_string())), chunks)),
-        }
+    let rest = futures::StreamExt::map(chunks, |c| match c {
+        Ok(c) => Ok(Bytes::from(c.body)),
+        Err(status) => Err(std::io::Error::other(status.message().to_string())),
     });
     let mut resp = Response::new(Body::from_stream(futures::StreamExt::chain(first, rest)));
     *resp.status_mut() = StatusCode::from_u16(head.status as u16).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -10,6 +10,8 @@
 //! `/metrics`.
 
 mod cluster;
+mod failover;
+mod forward;
 mod http;
 mod metrics;
 mod node;
@@ -46,11 +48,15 @@ pub struct RaftTimings {
 }
 
 impl Default for RaftTimings {
+    /// A follower that stops hearing from the leader calls an election after the leader's lease
+    /// (`election_max`) plus a random timeout in `election_min..election_max`: 1.2 to 1.6 s
+    /// here, as etcd's 1 to 2 s. The heartbeat is also openraft's deadline for an AppendEntries
+    /// answer, which waits for the follower's fsync, so it stays well above an fsync's time.
     fn default() -> Self {
         RaftTimings {
             heartbeat: Duration::from_millis(200),
-            election_min: Duration::from_millis(1000),
-            election_max: Duration::from_millis(2000),
+            election_min: Duration::from_millis(400),
+            election_max: Duration::from_millis(800),
             snapshot_every: 10_000,
             keep_behind_snapshot: 1_000,
         }

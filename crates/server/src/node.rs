@@ -486,6 +486,7 @@ impl Server {
                 tracing::error!(error = %e, "http server stopped");
             }
         });
+        tasks.spawn(crate::failover::run(inner.clone()));
 
         let started_as = match std::mem::replace(&mut pending, Pending::Restart) {
             Pending::Bootstrap { ca } => {
@@ -556,6 +557,7 @@ impl Server {
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         self.inner.node.shut_down();
+        self.inner.peers.close();
         let _ = self.inner.raft.shutdown().await;
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}

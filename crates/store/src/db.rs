@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use crate::NodeId;
 
-/// Log entries by index, each a JSON-encoded `openraft::Entry`.
+/// Log entries by index, each a JSON-encoded `openraft::Entry`: where earlier versions kept the
+/// log; moved to `raft.wal` on open.
 pub(crate) const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
 /// Small records of the log store: vote, committed and last purged log ids (JSON).
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -46,6 +47,8 @@ pub enum StoreError {
     },
     #[error("storage task failed: {0}")]
     Task(String),
+    #[error("raft log file")]
+    Wal(#[source] std::io::Error),
 }
 
 impl StoreError {

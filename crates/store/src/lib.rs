@@ -1,8 +1,10 @@
 //! Durable Raft storage for tepui servers.
 //!
-//! One redb file, `<data dir>/raft.redb`, holds the Raft log, the vote, the committed log id and
-//! the latest snapshot. Every write is a redb commit with `Durability::Immediate` (fsync before it
-//! returns), so what openraft was told is stored survives `kill -9` and power loss.
+//! The Raft log is an append-only file, `<data dir>/raft.wal`: an append is one write and one
+//! `fdatasync`. One redb file, `<data dir>/raft.redb`, holds the vote, the purged and committed
+//! log ids and the latest snapshot, each write a commit with `Durability::Immediate` (fsync before
+//! it returns) except the committed id's, a hint. What openraft was told is stored survives
+//! `kill -9` and power loss.
 //!
 //! The replicated [`tepui_state::State`] lives in memory behind [`StateMachineStore`]; on
 //! [`open`] it starts from the latest stored snapshot, and openraft re-applies the committed logs
@@ -17,6 +19,7 @@ mod log_store;
 mod state_machine;
 #[cfg(test)]
 mod tests;
+mod wal;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -68,8 +71,47 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
     txn.open_table(db::SNAPSHOT)?;
     txn.commit()?;
 
+    migrate_log(dir, &db)?;
+    let purged: Option<LogId> = {
+        let txn = redb::ReadableDatabase::begin_read(&db)?;
+        db::get_json(&txn.open_table(db::META)?, db::KEY_PURGED, "last purged log id")?
+    };
+    let wal = wal::Wal::open(dir, purged.map(|p| p.index))?;
+
     let db = Arc::new(db);
     let sm = StateMachineStore::load(db.clone())?;
     tracing::info!(path = %path.display(), "opened raft store");
-    Ok((LogStore::new(db), sm))
+    Ok((LogStore::new(db, wal), sm))
+}
+
+/// Moves a log kept in redb by an earlier version into `raft.wal`. The file appears whole (a
+/// rename), and only then are the redb rows deleted: a crash in between leaves both, and the
+/// file wins.
+fn migrate_log(dir: &Path, db: &redb::Database) -> Result<(), StoreError> {
+    use redb::{ReadableDatabase, ReadableTableMetadata};
+    let rows = {
+        let txn = db.begin_read()?;
+        let logs = txn.open_table(db::LOGS)?;
+        if logs.is_empty()? {
+            return Ok(());
+        }
+        let mut rows = Vec::new();
+        if !dir.join(wal::WAL_FILE).exists() {
+            for item in redb::ReadableTable::iter(&logs)? {
+                let (_, value) = item?;
+                let entry: openraft::Entry<TypeConfig> = db::decode("log entry", value.value())?;
+                rows.push((entry.log_id, value.value().to_vec()));
+            }
+        }
+        rows
+    };
+    if !rows.is_empty() {
+        wal::Wal::create_with(dir, &rows)?;
+        tracing::info!(entries = rows.len(), "moved the raft log from redb to its own file");
+    }
+    let txn = db.begin_write()?;
+    txn.delete_table(db::LOGS)?;
+    txn.open_table(db::LOGS)?;
+    txn.commit()?;
+    Ok(())
 }

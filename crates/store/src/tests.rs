@@ -130,6 +130,78 @@ async fn logs_vote_and_committed_survive_reopen() {
 }
 
 #[tokio::test]
+async fn the_latest_committed_id_is_read_back_while_its_writes_are_spaced_out() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _sm) = open(dir.path()).unwrap();
+        log.blocking_append([blank(0), blank(1), blank(2)]).await.unwrap();
+        log.save_committed(Some(log_id(1, 1, 1))).await.unwrap();
+        // Within the second: kept in memory only, but it is what this store reports.
+        log.save_committed(Some(log_id(1, 1, 2))).await.unwrap();
+        assert_eq!(log.read_committed().await.unwrap(), Some(log_id(1, 1, 2)));
+    }
+    // After a reopen the hint may lag, never lead: the first one was written.
+    let (mut log, _sm) = open(dir.path()).unwrap();
+    let committed = log.read_committed().await.unwrap();
+    assert!(
+        committed == Some(log_id(1, 1, 1)) || committed == Some(log_id(1, 1, 2)),
+        "{committed:?}"
+    );
+}
+
+#[tokio::test]
+async fn reads_of_recent_entries_agree_with_the_database_across_truncate_and_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _sm) = open(dir.path()).unwrap();
+    let entries: Vec<_> = (0..10).map(|i| normal(i, put("k", &i.to_string()))).collect();
+    log.blocking_append(entries.clone()).await.unwrap();
+    assert_eq!(
+        as_json(&log.try_get_log_entries(3..7).await.unwrap()),
+        as_json(&entries[3..7])
+    );
+    assert_eq!(
+        as_json(&log.try_get_log_entries(8..).await.unwrap()),
+        as_json(&entries[8..])
+    );
+    assert_eq!(as_json(&log.try_get_log_entries(..).await.unwrap()), as_json(&entries));
+    assert!(log.try_get_log_entries(9..12).await.unwrap().len() == 1);
+
+    // A conflicting entry replaces 7 and later ones.
+    log.truncate(log_id(1, 1, 7)).await.unwrap();
+    let replaced = Entry::<TypeConfig> {
+        log_id: log_id(2, 1, 7),
+        payload: openraft::EntryPayload::Normal(put("k", "new")),
+    };
+    log.blocking_append([replaced.clone()]).await.unwrap();
+    let mut expected = entries[..7].to_vec();
+    expected.push(replaced);
+    assert_eq!(as_json(&log.try_get_log_entries(..).await.unwrap()), as_json(&expected));
+    assert_eq!(
+        as_json(&log.try_get_log_entries(6..).await.unwrap()),
+        as_json(&expected[6..])
+    );
+
+    log.purge(log_id(1, 1, 4)).await.unwrap();
+    assert_eq!(
+        as_json(&log.try_get_log_entries(..).await.unwrap()),
+        as_json(&expected[5..])
+    );
+    assert_eq!(
+        as_json(&log.try_get_log_entries(5..8).await.unwrap()),
+        as_json(&expected[5..8])
+    );
+
+    // A reopened store has no recent entries: the same reads come from the database.
+    drop(log);
+    drop(_sm);
+    let (mut log, _sm) = open(dir.path()).unwrap();
+    assert_eq!(
+        as_json(&log.try_get_log_entries(..).await.unwrap()),
+        as_json(&expected[5..])
+    );
+}
+
+#[tokio::test]
 async fn all_logs_purged_keeps_last_log_id() {
     let dir = tempfile::tempdir().unwrap();
     {
@@ -435,4 +507,137 @@ fn appended_logs_survive_kill_9() {
         let entries = log.try_get_log_entries(..).await.unwrap();
         assert_eq!(entries.len() as u64, last.index + 1, "no holes");
     });
+}
+
+fn entry(term: u64, index: u64, value: &str) -> Entry<TypeConfig> {
+    Entry {
+        log_id: log_id(term, 1, index),
+        payload: EntryPayload::Normal(put("k", value)),
+    }
+}
+
+async fn all_entries(dir: &std::path::Path) -> serde_json::Value {
+    let (mut log, _sm) = open(dir).unwrap();
+    as_json(&log.try_get_log_entries(..).await.unwrap())
+}
+
+#[tokio::test]
+async fn a_record_cut_short_by_a_crash_is_dropped_and_the_log_goes_on() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let entries: Vec<_> = (0..5).map(|i| entry(1, i, &i.to_string())).collect();
+    {
+        let (mut log, _sm) = open(dir.path()).unwrap();
+        log.blocking_append(entries.clone()).await.unwrap();
+    }
+    // What a crash in the middle of the next append can leave: a header and part of a payload,
+    // written over the zeros ahead of the records.
+    let path = dir.path().join(wal::WAL_FILE);
+    let end = {
+        let bytes = std::fs::read(&path).unwrap();
+        bytes.len() - bytes.iter().rev().take_while(|b| **b == 0).count()
+    };
+    let mut torn = 200u32.to_le_bytes().to_vec();
+    torn.extend_from_slice(&[7, 7, 7, 7]);
+    torn.extend_from_slice(&5u64.to_le_bytes());
+    torn.extend_from_slice(b"{\"log_id\":");
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &torn, end as u64).unwrap();
+    drop(f);
+    {
+        let (mut log, _sm) = open(dir.path()).unwrap();
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id, Some(log_id(1, 1, 4)));
+        log.blocking_append([entry(1, 5, "5")]).await.unwrap();
+    }
+    let mut expected = entries.clone();
+    expected.push(entry(1, 5, "5"));
+    assert_eq!(all_entries(dir.path()).await, as_json(&expected));
+    // Garbage at the end of the file is dropped in the same way.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(&[1, 2, 3]).unwrap();
+    drop(f);
+    assert_eq!(all_entries(dir.path()).await, as_json(&expected));
+}
+
+#[tokio::test]
+async fn truncated_entries_never_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _sm) = open(dir.path()).unwrap();
+        log.blocking_append((0..6).map(|i| entry(1, i, "aaaa"))).await.unwrap();
+        log.truncate(log_id(1, 1, 3)).await.unwrap();
+    }
+    // Stopped right after the truncation: a restart must not find 3 to 5 again.
+    let mut expected: Vec<_> = (0..3).map(|i| entry(1, i, "aaaa")).collect();
+    assert_eq!(all_entries(dir.path()).await, as_json(&expected));
+    {
+        let (mut log, _sm) = open(dir.path()).unwrap();
+        // The same size at the same place: old records 4 and 5 would line up after it.
+        log.blocking_append([entry(2, 3, "bbbb")]).await.unwrap();
+    }
+    expected.push(entry(2, 3, "bbbb"));
+    assert_eq!(all_entries(dir.path()).await, as_json(&expected));
+}
+
+#[tokio::test]
+async fn a_file_mostly_purged_is_rewritten_with_the_live_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = "x".repeat(1 << 20);
+    let path = dir.path().join(wal::WAL_FILE);
+    {
+        let (mut log, _sm) = open(dir.path()).unwrap();
+        log.blocking_append((0..40).map(|i| entry(1, i, &format!("{i}{big}"))))
+            .await
+            .unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() > 40 << 20);
+        log.purge(log_id(1, 1, 35)).await.unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() < 5 << 20, "compacted");
+        log.blocking_append([entry(1, 40, "40")]).await.unwrap();
+        let read = log.try_get_log_entries(36..).await.unwrap();
+        assert_eq!(read.len(), 5);
+    }
+    let (mut log, _sm) = open(dir.path()).unwrap();
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 35)));
+    assert_eq!(state.last_log_id, Some(log_id(1, 1, 40)));
+    let read = log.try_get_log_entries(..).await.unwrap();
+    let mut expected: Vec<_> = (36..40).map(|i| entry(1, i, &format!("{i}{big}"))).collect();
+    expected.push(entry(1, 40, "40"));
+    assert_eq!(as_json(&read), as_json(&expected));
+}
+
+#[tokio::test]
+async fn a_log_kept_in_redb_by_an_earlier_version_moves_to_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries: Vec<_> = (0..4).map(|i| entry(1, i, &i.to_string())).collect();
+    {
+        let db = redb::Database::create(dir.path().join(DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut logs = txn.open_table(db::LOGS).unwrap();
+            for e in &entries {
+                let bytes = serde_json::to_vec(e).unwrap();
+                logs.insert(e.log_id.index, bytes.as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    assert_eq!(all_entries(dir.path()).await, as_json(&entries));
+    assert!(dir.path().join(wal::WAL_FILE).exists());
+    {
+        let (mut log, _sm) = open(dir.path()).unwrap();
+        log.blocking_append([entry(1, 4, "4")]).await.unwrap();
+    }
+    let db = redb::Database::create(dir.path().join(DB_FILE)).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let logs = txn.open_table(db::LOGS).unwrap();
+    assert!(
+        redb::ReadableTableMetadata::is_empty(&logs).unwrap(),
+        "the old rows are gone"
+    );
+    drop((logs, txn, db));
+    let mut expected = entries.clone();
+    expected.push(entry(1, 4, "4"));
+    assert_eq!(all_entries(dir.path()).await, as_json(&expected));
 }

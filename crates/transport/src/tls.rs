@@ -9,6 +9,7 @@ use hyper_util::rt::TokioIo;
 use tepui_pki::NodeIdentity;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc::UnboundedSender;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
@@ -28,6 +29,16 @@ pub struct PeerInfo {
 pub struct TlsConn {
     stream: Killable<tokio_rustls::server::TlsStream<TcpStream>>,
     info: PeerInfo,
+    /// Hears who this connection was with once it ends.
+    on_close: Option<UnboundedSender<PeerInfo>>,
+}
+
+impl Drop for TlsConn {
+    fn drop(&mut self) {
+        if let Some(tx) = &self.on_close {
+            let _ = tx.send(self.info.clone());
+        }
+    }
 }
 
 impl Connected for TlsConn {
@@ -77,6 +88,26 @@ pub fn incoming(
     config: Arc<rustls::ServerConfig>,
     shutdown: CancellationToken,
 ) -> ReceiverStream<Result<TlsConn, io::Error>> {
+    accept_loop(listener, config, shutdown, None)
+}
+
+/// As [`incoming`], and once a handshaken connection ends, for whatever reason (the peer closed
+/// it, its process died, this node dropped it), sends its [`PeerInfo`] to `closed`.
+pub fn incoming_watched(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    shutdown: CancellationToken,
+    closed: UnboundedSender<PeerInfo>,
+) -> ReceiverStream<Result<TlsConn, io::Error>> {
+    accept_loop(listener, config, shutdown, Some(closed))
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    shutdown: CancellationToken,
+    on_close: Option<UnboundedSender<PeerInfo>>,
+) -> ReceiverStream<Result<TlsConn, io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     tokio::spawn(async move {
@@ -98,6 +129,7 @@ pub fn incoming(
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             let shutdown = shutdown.clone();
+            let on_close = on_close.clone();
             tokio::spawn(async move {
                 let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,
@@ -120,6 +152,7 @@ pub fn incoming(
                     .send(Ok(TlsConn {
                         stream: Killable::new(stream, &shutdown),
                         info: PeerInfo { identity, remote },
+                        on_close,
                     }))
                     .await;
             });
@@ -131,6 +164,16 @@ pub fn incoming(
 /// A lazily connected gRPC channel to `addr` (`host:port`) over TLS with `config`. It reconnects
 /// by itself after failures.
 pub fn channel(addr: &str, config: Arc<rustls::ClientConfig>) -> Channel {
+    connect_lazy(addr, config, None)
+}
+
+/// As [`channel`], but every connection it makes fails once `closed` is cancelled, so that a
+/// node that stops closes its outgoing connections as well, and its peers see it go.
+pub fn channel_until(addr: &str, config: Arc<rustls::ClientConfig>, closed: &CancellationToken) -> Channel {
+    connect_lazy(addr, config, Some(closed.clone()))
+}
+
+fn connect_lazy(addr: &str, config: Arc<rustls::ClientConfig>, closed: Option<CancellationToken>) -> Channel {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .unwrap_or_else(|_| Endpoint::from_static("http://invalid.address"))
         .connect_timeout(Duration::from_secs(3))
@@ -142,6 +185,7 @@ pub fn channel(addr: &str, config: Arc<rustls::ClientConfig>) -> Channel {
     endpoint.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
         let addr = addr.clone();
         let config = config.clone();
+        let closed = closed.clone();
         async move {
             let tcp = TcpStream::connect(&addr).await?;
             tcp.set_nodelay(true)?;
@@ -149,7 +193,60 @@ pub fn channel(addr: &str, config: Arc<rustls::ClientConfig>) -> Channel {
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
                 .to_owned();
             let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
-            Ok::<_, io::Error>(TokioIo::new(tls))
+            // A token nobody cancels keeps the connection as it is.
+            let closed = closed.unwrap_or_default();
+            Ok::<_, io::Error>(TokioIo::new(Killable::new(tls, &closed)))
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tepui_pki::{NodeIdentity, Role};
+    use tokio::io::AsyncWriteExt;
+    use tokio_stream::StreamExt;
+
+    #[tokio::test]
+    async fn a_watched_connection_reports_its_peer_when_it_ends() {
+        let ca = tepui_pki::generate_ca("test").unwrap();
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        let node = |id, role| NodeIdentity {
+            id,
+            role,
+            name: format!("n{id}"),
+        };
+        let server_cert = tepui_pki::issue_node_cert(&ca, &node(1, Role::Server), &[ip]).unwrap();
+        let client_cert = tepui_pki::issue_node_cert(&ca, &node(7, Role::Server), &[ip]).unwrap();
+        let server_tls = tepui_pki::tls::server_config(&ca.cert_pem, &server_cert).unwrap();
+        let client_tls = tepui_pki::tls::client_config(&ca.cert_pem, Some(&client_cert)).unwrap();
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (closed_tx, mut closed) = tokio::sync::mpsc::unbounded_channel();
+        let mut conns = incoming_watched(listener, server_tls, CancellationToken::new(), closed_tx);
+
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from(tepui_pki::tls::SERVER_NAME).unwrap();
+        let mut client = tokio_rustls::TlsConnector::from(client_tls)
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let conn = conns.next().await.unwrap().unwrap();
+        assert_eq!(conn.connect_info().identity.map(|i| i.id), Some(7));
+        assert!(
+            closed.try_recv().is_err(),
+            "nothing is reported while the connection is open"
+        );
+
+        client.shutdown().await.unwrap();
+        drop(client);
+        drop(conn);
+        let peer = tokio::time::timeout(Duration::from_secs(10), closed.recv())
+            .await
+            .expect("the end of the connection is reported")
+            .unwrap();
+        assert_eq!(peer.identity, Some(node(7, Role::Server)));
+        assert_eq!(peer.remote.ip(), ip);
+    }
 }

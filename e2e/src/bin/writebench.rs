@@ -16,9 +16,17 @@
 //! `writebench leader --target KIND --addrs A,B,C` prints the HTTP address of the current leader,
 //! waiting for one to be elected.
 //!
+//! `writebench failover` times a failover: it sends SIGKILL or SIGSTOP to the leader's process,
+//! then starts one write through another member every few milliseconds (open loop: each write
+//! is its own request, so one that hangs does not hold up the next) and reports when the first
+//! one was acknowledged. Afterwards it reads every acknowledged write back through the given
+//! members, so a lost write or a stale read shows up as a missing read.
+//!
 //! Usage:
 //!   writebench run --target tepui --addr 127.0.20.1:5050 --concurrency 64 --duration 20 --value-size 64
 //!   writebench leader --target etcd --addrs 127.0.21.1:2379,127.0.21.2:2379,127.0.21.3:2379
+//!   writebench failover --target tepui --addr 127.0.20.2:5050 --leader-pid 1234 --fault stop \
+//!       --verify 127.0.20.1:5050,127.0.20.2:5050,127.0.20.3:5050
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -59,6 +67,8 @@ impl Target {
 enum Cmd {
     /// Run the load and report.
     Run(RunArgs),
+    /// Kill or freeze the leader and time the first acknowledged write through another member.
+    Failover(FailoverArgs),
     /// Print the leader's HTTP address (HOST:PORT), waiting for one.
     Leader {
         #[arg(long, value_enum)]
@@ -109,6 +119,45 @@ struct RunArgs {
     progress: f64,
 }
 
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum Fault {
+    /// SIGKILL: the process is gone and the kernel closes its sockets.
+    Kill,
+    /// SIGSTOP, then SIGCONT after --freeze seconds: a stalled node, whose peers see no closed
+    /// connection, only silence.
+    Stop,
+}
+
+#[derive(clap::Args)]
+struct FailoverArgs {
+    #[arg(long, value_enum)]
+    target: Target,
+    /// HTTP address of the member the writes go through: not the leader.
+    #[arg(long)]
+    addr: String,
+    /// The leader's process id.
+    #[arg(long)]
+    leader_pid: i32,
+    #[arg(long, value_enum)]
+    fault: Fault,
+    /// Seconds a stopped leader stays frozen before SIGCONT.
+    #[arg(long, default_value_t = 6.0)]
+    freeze: f64,
+    /// Milliseconds between the starts of two writes.
+    #[arg(long, default_value_t = 20)]
+    interval_ms: u64,
+    /// Seconds one write may take before it is abandoned (its outcome is then unknown).
+    #[arg(long, default_value_t = 15.0)]
+    request_timeout: f64,
+    /// Give up when nothing is acknowledged this many seconds after the fault.
+    #[arg(long, default_value_t = 30.0)]
+    max_seconds: f64,
+    /// Members to read every acknowledged write back through (linearizable reads), after the
+    /// first acknowledgement, and for a stop after the resume.
+    #[arg(long, value_delimiter = ',')]
+    verify: Vec<String>,
+}
+
 /// What one worker saw during the measured window.
 #[derive(Default)]
 struct WorkerResult {
@@ -144,6 +193,7 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.cmd {
         Cmd::Run(args) => rt.block_on(run(args)),
+        Cmd::Failover(args) => rt.block_on(failover(args)),
         Cmd::Leader { target, addrs, timeout } => {
             let leader = rt.block_on(find_leader(target, &addrs, Duration::from_secs_f64(timeout)))?;
             println!("{leader}");
@@ -462,4 +512,296 @@ async fn worker(http: reqwest::Client, plan: Arc<Plan>) -> WorkerResult {
         }
     }
     out
+}
+
+/// One write of the failover test: `failover/<key>` set to `v-<key>`.
+fn probe_write(http: &reqwest::Client, target: Target, base: &str, key: &str) -> reqwest::RequestBuilder {
+    match target {
+        Target::Tepui => http
+            .put(format!("{base}/v1/vars/failover/{key}"))
+            .json(&json!({ "value": format!("v-{key}") })),
+        Target::Etcd => http.post(format!("{base}/v3/kv/put")).json(&json!({
+            "key": B64.encode(format!("failover/{key}")),
+            "value": B64.encode(format!("v-{key}")),
+        })),
+    }
+}
+
+/// Sends one write; Ok when it was acknowledged (2xx), else why not.
+async fn send_probe(http: &reqwest::Client, target: Target, base: &str, key: &str) -> Result<(), String> {
+    let resp = probe_write(http, target, base, key)
+        .send()
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| format!("reading the answer: {e}"))?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        ))
+    }
+}
+
+/// Reads `failover/<key>` through `base`: Some(value), None when absent, Err when not answered.
+async fn read_probe(http: &reqwest::Client, target: Target, base: &str, key: &str) -> Result<Option<String>, String> {
+    let resp = match target {
+        Target::Tepui => http.get(format!("{base}/v1/vars/failover/{key}")).send().await,
+        Target::Etcd => {
+            http.post(format!("{base}/v3/kv/range"))
+                .json(&json!({ "key": B64.encode(format!("failover/{key}")) }))
+                .send()
+                .await
+        }
+    }
+    .map_err(|e| format!("{e:#}"))?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    if target == Target::Tepui && status == reqwest::StatusCode::NOT_FOUND {
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if v["code"] == "unknown_var" {
+            return Ok(None);
+        }
+    }
+    if !status.is_success() {
+        return Err(format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        ));
+    }
+    let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    Ok(match target {
+        Target::Tepui => v["value"].as_str().map(str::to_string),
+        Target::Etcd => v["kvs"][0]["value"]
+            .as_str()
+            .and_then(|b| B64.decode(b).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned()),
+    })
+}
+
+fn signal(pid: i32, sig: i32) -> anyhow::Result<()> {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        bail!("kill({pid}, {sig}): {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// One finished write: its key, when it was sent and answered, and how it ended.
+type Outcome = (String, Instant, Instant, Result<(), String>);
+
+/// The closed-loop writer: one write at a time, the next one as soon as the last is answered
+/// (10 ms after a failure), as a client in a loop does. It runs from before the fault until one
+/// write sent after the fault is acknowledged, or `until`.
+async fn closed_loop(
+    http: reqwest::Client,
+    target: Target,
+    base: String,
+    fault_at: tokio::sync::watch::Receiver<Option<Instant>>,
+    until: Instant,
+) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    for n in 0u64.. {
+        let key = format!("c{n}");
+        let sent = Instant::now();
+        if sent >= until {
+            break;
+        }
+        let r = send_probe(&http, target, &base, &key).await;
+        let ok = r.is_ok();
+        out.push((key, sent, Instant::now(), r));
+        let after_fault = (*fault_at.borrow()).is_some_and(|t| sent >= t);
+        if ok && after_fault {
+            break;
+        }
+        if !ok {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    out
+}
+
+async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
+    let http = client(Duration::from_secs_f64(args.request_timeout))?;
+    let base = format!("http://{}", args.addr);
+    let mut acked: Vec<String> = Vec::new();
+
+    // Warm up the path through this member (connections, the forward to the leader).
+    let warm_deadline = Instant::now() + Duration::from_secs(20);
+    for n in 0u64.. {
+        if acked.len() >= 20 {
+            break;
+        }
+        let key = format!("w{n}");
+        match send_probe(&http, args.target, &base, &key).await {
+            Ok(()) => acked.push(key),
+            Err(e) if Instant::now() > warm_deadline => bail!("warm-up writes through {} fail: {e}", args.addr),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+
+    // The closed-loop writer is busy writing when the fault comes, as a real client would be.
+    let (fault_tx, fault_rx) = tokio::sync::watch::channel(None);
+    let give_up = Instant::now() + Duration::from_secs_f64(args.max_seconds);
+    let closed = tokio::spawn(closed_loop(
+        client(Duration::from_secs_f64(args.request_timeout))?,
+        args.target,
+        base.clone(),
+        fault_rx,
+        give_up,
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (sig, name) = match args.fault {
+        Fault::Kill => (libc::SIGKILL, "kill"),
+        Fault::Stop => (libc::SIGSTOP, "stop"),
+    };
+    let t0 = Instant::now();
+    signal(args.leader_pid, sig)?;
+    let _ = fault_tx.send(Some(t0));
+
+    // Open loop: a new write every interval until one is acknowledged (and a little after).
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outcome>();
+    let mut inflight = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(args.interval_ms.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first: Option<(Duration, Duration)> = None;
+    let mut stop_sending: Option<Instant> = None;
+    let (mut probes, mut failed, mut first_error, mut last_error) = (0u64, 0u64, None::<String>, None::<String>);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = Instant::now();
+                if now >= give_up || stop_sending.is_some_and(|s| now >= s) {
+                    break;
+                }
+                let (http, base, tx, key) = (http.clone(), base.clone(), tx.clone(), probes.to_string());
+                probes += 1;
+                let target = args.target;
+                inflight.spawn(async move {
+                    let sent = Instant::now();
+                    let r = send_probe(&http, target, &base, &key).await;
+                    let _ = tx.send((key, sent, Instant::now(), r));
+                });
+            }
+            Some((key, sent, done, r)) = rx.recv() => match r {
+                Ok(()) => {
+                    acked.push(key);
+                    if first.is_none() {
+                        first = Some((done - t0, sent.saturating_duration_since(t0)));
+                        stop_sending = Some(done + Duration::from_millis(200));
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    first_error.get_or_insert_with(|| e.clone());
+                    last_error = Some(e);
+                }
+            },
+        }
+    }
+    // Writes still in flight have an unknown outcome: not counted as acknowledged.
+    drop(tx);
+    while let Ok((key, _, _, r)) = rx.try_recv() {
+        if r.is_ok() {
+            acked.push(key);
+        }
+    }
+    let unknown = inflight.len();
+    inflight.abort_all();
+
+    let closed = closed.await?;
+    let closed_first = closed
+        .iter()
+        .find(|(_, sent, _, r)| *sent >= t0 && r.is_ok())
+        .map(|(_, _, done, _)| *done - t0);
+    let closed_failed = closed
+        .iter()
+        .filter(|(_, sent, _, r)| *sent >= t0 && r.is_err())
+        .count();
+    let closed_longest = closed
+        .iter()
+        .filter(|(_, sent, _, _)| *sent >= t0)
+        .map(|(_, sent, done, _)| *done - *sent)
+        .max();
+    let closed_error = closed.iter().find_map(|(_, _, _, r)| r.clone().err());
+    acked.extend(closed.iter().filter(|o| o.3.is_ok()).map(|o| o.0.clone()));
+
+    if args.fault == Fault::Stop {
+        let resume = t0 + Duration::from_secs_f64(args.freeze);
+        tokio::time::sleep_until(tokio::time::Instant::from_std(resume)).await;
+        signal(args.leader_pid, libc::SIGCONT)?;
+    }
+
+    // Every acknowledged write must be readable through every member that answers.
+    let (mut reads, mut missing, mut unanswered) = (0u64, 0u64, 0u64);
+    let mut missing_example = None;
+    for addr in &args.verify {
+        let base = format!("http://{addr}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for key in &acked {
+            loop {
+                match read_probe(&http, args.target, &base, key).await {
+                    Ok(v) => {
+                        reads += 1;
+                        if v.as_deref() != Some(format!("v-{key}").as_str()) {
+                            missing += 1;
+                            missing_example.get_or_insert_with(|| format!("failover/{key} through {addr}: {v:?}"));
+                        }
+                        break;
+                    }
+                    // A member catching up after the fault answers 503 for a while.
+                    Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+                    Err(_) => {
+                        unanswered += 1;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+    let report = json!({
+        "target": args.target.name(),
+        "fault": name,
+        "addr": args.addr,
+        "first_ack_ms": first.map(|f| ms(f.0)),
+        "first_ack_sent_ms": first.map(|f| ms(f.1)),
+        "interval_ms": args.interval_ms,
+        "probes": probes,
+        "failed": failed,
+        "unknown": unknown,
+        "closed_first_ack_ms": closed_first.map(ms),
+        "closed_failed": closed_failed,
+        "closed_longest_ms": closed_longest.map(ms),
+        "closed_first_error": closed_error,
+        "acked": acked.len(),
+        "reads": reads,
+        "missing_reads": missing,
+        "unanswered_reads": unanswered,
+        "missing_example": missing_example,
+        "first_error": first_error,
+        "last_error": last_error,
+    });
+    println!("{report}");
+    let Some((at, sent)) = first else {
+        bail!(
+            "no write acknowledged within {} s: {}",
+            args.max_seconds,
+            report["last_error"]
+        );
+    };
+    println!(
+        "{} {name}: first write acknowledged {:.0} ms after the fault (sent at {:.0} ms); closed loop: {}; {} reads, {} missing",
+        args.target.name(),
+        ms(at),
+        ms(sent),
+        closed_first.map_or("none".to_string(), |d| format!("{:.0} ms", ms(d))),
+        reads,
+        missing
+    );
+    Ok(())
 }

@@ -1,0 +1,354 @@
+//! The Raft log entries in an append-only file, `raft.wal`.
+//!
+//! An append is one positioned write at the end of the file and one `fdatasync`. The file is
+//! extended ahead of the writes with zeros (and synced) by a background thread, so that an
+//! append's sync flushes the new bytes only, not a new file size or newly allocated blocks; a
+//! redb commit writes and syncs about seven pages spread over its file.
+//!
+//! A record is `len: u32`, `crc32: u32` (of the index and the payload), `index: u64`, then `len`
+//! bytes of JSON (an `openraft::Entry`), little-endian. Records follow each other with
+//! consecutive indexes. Opening reads the file from the start and stops at the first record that
+//! is not whole, not intact or not the next index (zeros, a write cut short by a crash); the
+//! file is cut there, so that nothing after it can ever be read as a record.
+//!
+//! A truncation cuts the file at the first removed record. A purge only forgets records in
+//! memory (the store records the purged id durably); once the forgotten head of the file is
+//! large, the live records are copied to a new file that replaces the old one by a rename.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use openraft::Entry;
+
+use crate::db::{decode, StoreError};
+use crate::{LogId, TypeConfig};
+
+pub(crate) const WAL_FILE: &str = "raft.wal";
+const HEADER: usize = 16;
+/// Zeros written ahead of the records at a time.
+const EXTEND_BY: u64 = 4 << 20;
+/// Copy the live records to a new file once this much of the file's head is purged.
+const COMPACT_AT: u64 = 32 << 20;
+/// No single entry is this large; a longer length is damage.
+const MAX_RECORD: u32 = 1 << 30;
+
+/// Where each entry in the file is.
+#[derive(Clone, Copy)]
+struct Slot {
+    log_id: LogId,
+    offset: u64,
+    len: u64,
+}
+
+struct Index {
+    file: Arc<File>,
+    slots: BTreeMap<u64, Slot>,
+}
+
+/// The write side: only openraft's log I/O, which runs one operation at a time, takes it.
+struct Tail {
+    /// Where the next record goes.
+    end: u64,
+    /// The file's length: zeros from `end` up to it.
+    len: u64,
+}
+
+pub(crate) struct Wal {
+    dir: PathBuf,
+    index: RwLock<Index>,
+    tail: Mutex<Tail>,
+    /// The thread writing the next zeros past `Tail::len`, if one runs; it returns the new
+    /// length. Nothing else writes past `Tail::len` before it has been joined.
+    extender: Mutex<Option<std::thread::JoinHandle<Result<u64, StoreError>>>>,
+}
+
+/// Writes `EXTEND_BY` zeros at `from` and syncs them; returns the new length.
+fn extend(file: &File, from: u64) -> Result<u64, StoreError> {
+    let zeros = vec![0u8; EXTEND_BY as usize];
+    file.write_all_at(&zeros, from).map_err(io)?;
+    file.sync_data().map_err(io)?;
+    Ok(from + EXTEND_BY)
+}
+
+fn io(e: std::io::Error) -> StoreError {
+    StoreError::Wal(e)
+}
+
+fn checksum(index: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&index.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+fn record(index: u64, payload: &[u8]) -> Vec<u8> {
+    let mut r = Vec::with_capacity(HEADER + payload.len());
+    r.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    r.extend_from_slice(&checksum(index, payload).to_le_bytes());
+    r.extend_from_slice(&index.to_le_bytes());
+    r.extend_from_slice(payload);
+    r
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+}
+
+/// Reads the valid records at the start of `bytes`; returns them and where they end.
+fn scan(bytes: &[u8]) -> (Vec<(Slot, Entry<TypeConfig>)>, u64) {
+    let mut found = Vec::new();
+    let mut at = 0usize;
+    while bytes.len() - at >= HEADER {
+        let word = |i: usize| u32::from_le_bytes(bytes[at + i..at + i + 4].try_into().expect("4 bytes"));
+        let (len, crc) = (word(0), word(4));
+        let index = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().expect("8 bytes"));
+        if len == 0 || len > MAX_RECORD || bytes.len() - at - HEADER < len as usize {
+            break;
+        }
+        let payload = &bytes[at + HEADER..at + HEADER + len as usize];
+        if checksum(index, payload) != crc {
+            break;
+        }
+        let Ok(entry) = decode::<Entry<TypeConfig>>("log entry", payload) else {
+            break;
+        };
+        let follows = found
+            .last()
+            .is_none_or(|(s, _): &(Slot, _)| s.log_id.index + 1 == index);
+        if entry.log_id.index != index || !follows {
+            break;
+        }
+        let slot = Slot {
+            log_id: entry.log_id,
+            offset: at as u64,
+            len: (HEADER + len as usize) as u64,
+        };
+        found.push((slot, entry));
+        at += HEADER + len as usize;
+    }
+    (found, at as u64)
+}
+
+impl Wal {
+    /// Opens `dir/raft.wal`, creating it when absent. Entries up to `purged` are forgotten.
+    pub(crate) fn open(dir: &Path, purged: Option<u64>) -> Result<Wal, StoreError> {
+        let path = dir.join(WAL_FILE);
+        let existed = path.exists();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        if !existed {
+            sync_dir(dir)?;
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io)?;
+        let (found, end) = scan(&bytes);
+        if end < bytes.len() as u64 {
+            if bytes[end as usize..].iter().any(|b| *b != 0) {
+                tracing::warn!(
+                    at = end,
+                    "the raft log ends in an incomplete record (a write cut short); dropping it"
+                );
+            }
+            // Nothing past the last good record may be read as one later.
+            file.set_len(end).map_err(io)?;
+            file.sync_data().map_err(io)?;
+        }
+        let slots = found
+            .into_iter()
+            .filter(|(s, _)| purged.is_none_or(|p| s.log_id.index > p))
+            .map(|(s, _)| (s.log_id.index, s))
+            .collect();
+        Ok(Wal {
+            dir: dir.to_path_buf(),
+            index: RwLock::new(Index {
+                file: Arc::new(file),
+                slots,
+            }),
+            tail: Mutex::new(Tail { end, len: end }),
+            extender: Mutex::new(None),
+        })
+    }
+
+    /// Waits for the background extension, if any, and takes its result.
+    fn join_extender(&self, tail: &mut Tail, wait: bool) {
+        let mut slot = self.extender.lock().unwrap_or_else(|e| e.into_inner());
+        if !wait && !slot.as_ref().is_some_and(|h| h.is_finished()) {
+            return;
+        }
+        if let Some(handle) = slot.take() {
+            match handle.join() {
+                Ok(Ok(len)) => tail.len = tail.len.max(len),
+                // The next append extends the file itself, and reports what goes wrong.
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot extend the raft log ahead of time"),
+                Err(_) => tracing::warn!("the thread extending the raft log panicked"),
+            }
+        }
+    }
+
+    /// Starts extending the file in the background when little zeroed room is left.
+    fn extend_ahead(&self, tail: &Tail, file: &Arc<File>) {
+        if tail.len - tail.end >= EXTEND_BY / 2 {
+            return;
+        }
+        let mut slot = self.extender.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() {
+            return;
+        }
+        let (file, from) = (file.clone(), tail.len);
+        let spawned = std::thread::Builder::new()
+            .name("raft-log-extend".into())
+            .spawn(move || extend(&file, from));
+        match spawned {
+            Ok(handle) => *slot = Some(handle),
+            Err(e) => tracing::warn!(error = %e, "cannot start a thread to extend the raft log"),
+        }
+    }
+
+    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_index(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_tail(&self) -> std::sync::MutexGuard<'_, Tail> {
+        self.tail.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The id of the last entry, if any is left.
+    pub(crate) fn last_log_id(&self) -> Option<LogId> {
+        self.read_index().slots.values().next_back().map(|s| s.log_id)
+    }
+
+    /// The entries with indexes in `from..to`, in order.
+    pub(crate) fn read(&self, from: u64, to: u64) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
+        // Held while reading, so that a truncation cannot cut the file under the read.
+        let index = self.read_index();
+        let mut entries = Vec::new();
+        for slot in index.slots.range(from..to).map(|(_, s)| *s) {
+            let mut buf = vec![0u8; slot.len as usize];
+            index.file.read_exact_at(&mut buf, slot.offset).map_err(io)?;
+            entries.push(decode("log entry", &buf[HEADER..])?);
+        }
+        Ok(entries)
+    }
+
+    /// Writes the entries, with their encodings, after the last one and syncs them.
+    pub(crate) fn append(&self, entries: &[(LogId, Vec<u8>)]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut tail = self.lock_tail();
+        let mut buf = Vec::new();
+        let mut slots = Vec::with_capacity(entries.len());
+        for (log_id, payload) in entries {
+            let r = record(log_id.index, payload);
+            slots.push(Slot {
+                log_id: *log_id,
+                offset: tail.end + buf.len() as u64,
+                len: r.len() as u64,
+            });
+            buf.extend_from_slice(&r);
+        }
+        let file = self.read_index().file.clone();
+        let new_end = tail.end + buf.len() as u64;
+        let short = new_end > tail.len;
+        self.join_extender(&mut tail, short);
+        if new_end > tail.len {
+            // Not extended in time (or a very large append): zeros up to a whole step past the
+            // records, with the length, go to disk with this append's sync.
+            let len = new_end.div_ceil(EXTEND_BY) * EXTEND_BY;
+            let zeros = vec![0u8; (len - tail.len) as usize];
+            file.write_all_at(&zeros, tail.len).map_err(io)?;
+            tail.len = len;
+        }
+        file.write_all_at(&buf, tail.end).map_err(io)?;
+        file.sync_data().map_err(io)?;
+        tail.end = new_end;
+        {
+            let mut index = self.write_index();
+            for s in slots {
+                index.slots.insert(s.log_id.index, s);
+            }
+        }
+        self.extend_ahead(&tail, &file);
+        Ok(())
+    }
+
+    /// Removes the entries from `since` on, for good.
+    pub(crate) fn truncate(&self, since: u64) -> Result<(), StoreError> {
+        let mut tail = self.lock_tail();
+        // No zeros may land past the cut after it.
+        self.join_extender(&mut tail, true);
+        let mut index = self.write_index();
+        let Some(cut) = index.slots.range(since..).next().map(|(_, s)| s.offset) else {
+            return Ok(());
+        };
+        index.file.set_len(cut).map_err(io)?;
+        index.file.sync_data().map_err(io)?;
+        index.slots.split_off(&since);
+        tail.end = cut;
+        tail.len = cut;
+        Ok(())
+    }
+
+    /// Forgets the entries up to `upto` (the caller has recorded the purge durably), and copies
+    /// the live ones to a new file when much of the file is forgotten.
+    pub(crate) fn purge(&self, upto: u64) -> Result<(), StoreError> {
+        let mut tail = self.lock_tail();
+        let mut index = self.write_index();
+        index.slots = index.slots.split_off(&upto.saturating_add(1));
+        let head = index.slots.values().next().map_or(tail.end, |s| s.offset);
+        if head < COMPACT_AT {
+            return Ok(());
+        }
+        self.join_extender(&mut tail, true);
+        let live = tail.end - head;
+        let mut bytes = vec![0u8; live as usize];
+        index.file.read_exact_at(&mut bytes, head).map_err(io)?;
+        let tmp = self.dir.join(format!("{WAL_FILE}.tmp"));
+        let mut new = File::create(&tmp).map_err(io)?;
+        new.write_all(&bytes).map_err(io)?;
+        new.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, self.dir.join(WAL_FILE)).map_err(io)?;
+        sync_dir(&self.dir)?;
+        let new = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.dir.join(WAL_FILE))
+            .map_err(io)?;
+        index.file = Arc::new(new);
+        for s in index.slots.values_mut() {
+            s.offset -= head;
+        }
+        tail.end = live;
+        tail.len = live;
+        tracing::debug!(dropped_bytes = head, live_bytes = live, "compacted the raft log");
+        Ok(())
+    }
+
+    /// Writes a whole log to a new `raft.wal` in `dir` at once, for a migration: the file
+    /// appears complete or not at all.
+    pub(crate) fn create_with(dir: &Path, entries: &[(LogId, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut buf = Vec::new();
+        for (log_id, payload) in entries {
+            buf.extend_from_slice(&record(log_id.index, payload));
+        }
+        let tmp = dir.join(format!("{WAL_FILE}.tmp"));
+        let mut f = File::create(&tmp).map_err(io)?;
+        f.write_all(&buf).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, dir.join(WAL_FILE)).map_err(io)?;
+        sync_dir(dir)
+    }
+}
