@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
 use tepui_api::{NodeView, StatusView, TaskView};
 use tepui_e2e::marathon::Marathon;
 use tepui_e2e::{http_addr, need_root, read_token, tepui, wait_for, MarkedProcesses, Sandbox, MARKER_VAR};
@@ -144,6 +145,28 @@ fn tepui_dev_is_a_one_node_cluster_that_runs_tasks_and_restarts() {
     let done = wait_state(&addr, &host.id, "TASK_FINISHED");
     assert_eq!(done.exit_code, Some(0), "{done:?}");
     assert_eq!(logs(&addr, &host.id), "hello from the host filesystem\n");
+    // `task watch` streams its states; an ended task gives its end at once and exit 0.
+    let watched = tepui(&["task", "watch", &host.id, "--addr", &addr]).ok().stdout;
+    assert!(
+        watched
+            .trim_end()
+            .ends_with("TASK_FINISHED: the command exited with code 0"),
+        "{watched}"
+    );
+    // The leader's drivers have run, and say so.
+    let with_drivers: Value = tepui(&["status", "-o", "json", "--addr", &addr]).ok().json();
+    let drivers: Vec<&str> = with_drivers["drivers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["leading"] == true && d["activations"].as_u64() > Some(0))
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    for name in ["allocator", "drains", "liveness", "services"] {
+        assert!(drivers.contains(&name), "{name} runs: {with_drivers}");
+    }
+    let table = tepui(&["status", "--addr", &addr]).ok().stdout;
+    assert!(table.contains("DRIVER") && table.contains("allocator"), "{table}");
 
     let archive = sb.join("busybox.tar");
     build_docker_archive(&archive, IMAGE).expect("the docker archive builds");

@@ -31,6 +31,7 @@ pub enum Verb {
     TaskRun(Box<crate::TaskRunArgs>),
     Tasks,
     Task(String),
+    TaskWatch(String),
     TaskKill(String),
     TaskLogs {
         id: String,
@@ -216,10 +217,33 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
                     .as_ref()
                     .map(|l| format!("{} ({}) at {}", l.name, l.id, l.cluster_addr))
                     .unwrap_or_else(|| "none".into());
-                format!(
+                let mut out = format!(
                     "cluster:  {}\nleader:   {leader}\nterm:     {}\napplied:  {}\nservers:  {}\nagents:   {} ({} ready)\nversion:  {}",
                     s.cluster_id, s.term, s.applied_index, s.servers, s.agents, s.agents_ready, s.version
-                )
+                );
+                if !s.drivers.is_empty() {
+                    let rows = s
+                        .drivers
+                        .iter()
+                        .map(|d| {
+                            vec![
+                                d.name.clone(),
+                                d.activations.to_string(),
+                                d.last_activation.clone().unwrap_or_else(|| "-".into()),
+                                format!("{:.1} ms", d.last_duration_us as f64 / 1000.0),
+                                d.next_timeout_ms
+                                    .map_or("-".into(), |t| format!("{:.1} s", t as f64 / 1000.0)),
+                                d.last_error.clone().unwrap_or_default(),
+                            ]
+                        })
+                        .collect();
+                    out.push_str("\n\n");
+                    out.push_str(&table(
+                        &["DRIVER", "RUNS", "LAST WOKEN BY", "TOOK", "TIMEOUT", "LAST ERROR"],
+                        rows,
+                    ));
+                }
+                out
             })
         }
         Verb::Nodes => emit(format, &c.nodes().await?, |n| nodes_table(n)),
@@ -306,6 +330,36 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
         Verb::TaskKill(id) => {
             let t = c.kill_task(&id).await?;
             emit(format, &t, |t| format!("task {} is {}", t.id, t.state))
+        }
+        Verb::TaskWatch(id) => {
+            let mut states = c.stream(&format!("/v1/tasks/{id}/watch")).await?;
+            let mut buf = Vec::new();
+            let mut last: Option<TaskView> = None;
+            while let Some(chunk) = states.chunk().await.context("the task's state stream broke off")? {
+                buf.extend_from_slice(&chunk);
+                while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=end).collect();
+                    let t: TaskView = serde_json::from_slice(&line).context("a task state that does not parse")?;
+                    match format {
+                        Format::Json => println!("{}", serde_json::to_string(&t)?),
+                        Format::Table => println!(
+                            "{}  {}{}",
+                            when(Some(t.updated_at_ms)),
+                            t.state,
+                            if t.message.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {}", t.message)
+                            }
+                        ),
+                    }
+                    last = Some(t);
+                }
+            }
+            match last {
+                Some(t) if t.state != "TASK_FINISHED" => std::process::exit(1),
+                _ => Ok(()),
+            }
         }
         Verb::TaskLogs {
             id,

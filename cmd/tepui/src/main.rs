@@ -356,6 +356,13 @@ enum TaskCmd {
         #[command(flatten)]
         c: ClientArgs,
     },
+    /// Follow a task's state: a line each time it changes, until it ends (exit 1 unless it
+    /// finished).
+    Watch {
+        id: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
     /// Kill a task: SIGTERM, then SIGKILL after its grace period.
     Kill {
         id: String,
@@ -701,6 +708,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Task(TaskCmd::Run { run, c }) => run_client(Verb::TaskRun(run), c),
         Command::Task(TaskCmd::Ls(c)) => run_client(Verb::Tasks, c),
         Command::Task(TaskCmd::Show { id, c }) => run_client(Verb::Task(id), c),
+        Command::Task(TaskCmd::Watch { id, c }) => run_client(Verb::TaskWatch(id), c),
         Command::Task(TaskCmd::Kill { id, c }) => run_client(Verb::TaskKill(id), c),
         Command::Task(TaskCmd::Logs {
             id,
