@@ -58,11 +58,20 @@ agent=$("$TEPUI" node ls -o json | python3 -c 'import json, sys; print(json.load
 "$TEPUI" task run bench/busybox:latest --follow -- /bin/true >&2
 
 log "tepui $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $(runc --version | head -1)"
-args=(-N --warmup "$WARMUP" --runs "$RUNS" --export-markdown "$WORK/table.md")
-[[ -n $RESULTS ]] && args+=(--export-json "$RESULTS")
+args=(-N --warmup "$WARMUP" --runs "$RUNS" --export-json "$WORK/results.json")
 # Each runc run needs a container id of its own: a shell picks one.
 hyperfine "${args[@]}" \
     --command-name "tepui task run IMAGE --follow" "$TEPUI task run bench/busybox:latest --follow -- /bin/true" \
     --command-name "tepui task run --host --follow" "$TEPUI task run --host --follow -- /bin/true" \
     --command-name "runc run" "sh -c 'exec runc run --bundle $WORK/bundle b\$\$'"
-cat "$WORK/table.md"
+[[ -n $RESULTS ]] && cp "$WORK/results.json" "$RESULTS"
+# Medians, and each as a multiple of runc's.
+python3 - "$WORK/results.json" <<'EOF'
+import json, sys
+results = json.load(open(sys.argv[1]))["results"]
+base = next(r["median"] for r in results if r["command"] == "runc run")
+print("| command | median (ms) | min (ms) | max (ms) | median / runc |")
+print("| --- | ---: | ---: | ---: | ---: |")
+for r in results:
+    print(f"| {r['command']} | {r['median'] * 1000:.1f} | {r['min'] * 1000:.1f} | {r['max'] * 1000:.1f} | {r['median'] / base:.2f}x |")
+EOF

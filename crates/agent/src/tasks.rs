@@ -724,8 +724,31 @@ impl TaskManager {
                 format!("lost track of the container: {}", error_chain(&e)),
             ),
         };
+        let forgotten = lock(&self.inner.table).get(id).is_none_or(|e| e.forgotten);
+        if !has_image || forgotten {
+            self.release(id, container_dir, has_image).await;
+            self.finish(id, change).await;
+            return;
+        }
+        // The end is reported before the rootfs is unmounted (that takes a millisecond or
+        // two); the task stays unended, and its image in use, until it is.
+        self.push(id, change);
         self.release(id, container_dir, has_image).await;
-        self.finish(id, change).await;
+        let forgotten = {
+            let mut table = lock(&self.inner.table);
+            match table.get_mut(id) {
+                Some(e) => {
+                    e.phase.send_replace(Phase::Ended);
+                    e.image = None;
+                    e.forgotten.then(|| e.dir.clone())
+                }
+                None => None,
+            }
+        };
+        // Forgotten meanwhile (the leader heard of the end): its files go now.
+        if let Some(dir) = forgotten {
+            self.drop_forgotten(id, &dir).await;
+        }
     }
 
     /// Records the end of a task: its final update (unless forgotten), or, forgotten, its

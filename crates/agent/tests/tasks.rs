@@ -47,7 +47,12 @@ async fn image_and_host_tasks_run_to_the_end_with_their_output_in_the_logs() {
     mgr.launch(l);
     assert!(mgr.pending(&id).is_empty(), "a launch of an ended task is ignored too");
     assert_eq!(mgr.latest(&id).unwrap().state, "TASK_FINISHED");
-    assert_eq!(mgr.phase(&id), Some(Phase::Ended));
+    // Ended once its rootfs is released, which may come just after the end is reported.
+    let mut phase = mgr.watch_phase(&id).expect("the task is known");
+    tokio::time::timeout(Duration::from_secs(10), phase.wait_for(|p| *p == Phase::Ended))
+        .await
+        .expect("ended within 10 s")
+        .expect("the task stays known");
     assert!(
         mgr.reports().iter().all(|r| r.task_id != id),
         "acknowledged and ended: not reported"

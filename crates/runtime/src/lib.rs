@@ -587,7 +587,8 @@ impl Runtime {
             if st.state.is_terminal() {
                 return Ok(st);
             }
-            if st.state == TaskState::Running {
+            // A live shim answers a wait when the task ends, whatever state it last wrote.
+            if st.state == TaskState::Running || sandbox::shim_alive(&sb) {
                 if let Ok(mut c) = Conn::connect(&sb).await {
                     if c.send(&Request::Wait, &[]).await.is_ok() {
                         if let Ok(Some((Reply::Status(s), _))) = c.recv().await {

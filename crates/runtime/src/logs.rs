@@ -103,8 +103,16 @@ pub(crate) fn open(sb: &Sandbox, name: &str, keep: u32, tail: Option<usize>, fol
     let base = sb.log(name);
     let status = sb.status();
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = produce(&base, &status, keep, tail, follow, &tx) {
-            let _ = tx.blocking_send(Err(e));
+        match produce(&base, &status, keep, tail, follow, &tx) {
+            // The reader hears of the end first: closing an inotify instance waits for the
+            // kernel's SRCU grace period, which can take tens of milliseconds.
+            Ok(changes) => {
+                drop(tx);
+                drop(changes);
+            }
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+            }
         }
     });
     LogChunks { rx }
@@ -122,7 +130,16 @@ fn send(tx: &Tx, data: Vec<u8>) -> bool {
     data.is_empty() || tx.blocking_send(Ok(data)).is_ok()
 }
 
-fn produce(base: &Path, status: &Path, keep: u32, tail: Option<usize>, follow: bool, tx: &Tx) -> io::Result<()> {
+/// Sends the log to `tx`; returns the watch it followed with, if it followed, for the caller to
+/// close after the end is sent.
+fn produce(
+    base: &Path,
+    status: &Path,
+    keep: u32,
+    tail: Option<usize>,
+    follow: bool,
+    tx: &Tx,
+) -> io::Result<Option<Changes>> {
     // Whether the task had ended before we start reading: then one pass is all there is.
     let mut ended = status.exists();
     let mut current = match File::open(base) {
@@ -153,7 +170,7 @@ fn produce(base: &Path, status: &Path, keep: u32, tail: Option<usize>, follow: b
             let start = tail_start(&data, n);
             for c in data[start..].chunks(CHUNK) {
                 if !send(tx, c.to_vec()) {
-                    return Ok(());
+                    return Ok(None);
                 }
             }
         }
@@ -171,19 +188,19 @@ fn produce(base: &Path, status: &Path, keep: u32, tail: Option<usize>, follow: b
                     }
                     buf.truncate(n);
                     if !send(tx, buf) {
-                        return Ok(());
+                        return Ok(None);
                     }
                 }
             }
             for c in head.chunks(CHUNK) {
                 if !send(tx, c.to_vec()) {
-                    return Ok(());
+                    return Ok(None);
                 }
             }
         }
     }
     if !follow {
-        return Ok(());
+        return Ok(None);
     }
     // Watching before the next read: a change after it cannot go unnoticed.
     let changes = Changes::watch(base.parent().unwrap_or(Path::new(".")));
@@ -197,7 +214,7 @@ fn produce(base: &Path, status: &Path, keep: u32, tail: Option<usize>, follow: b
                 }
                 buf.truncate(n);
                 if !send(tx, buf) {
-                    return Ok(());
+                    return Ok(Some(changes));
                 }
             }
         }
@@ -209,11 +226,11 @@ fn produce(base: &Path, status: &Path, keep: u32, tail: Option<usize>, follow: b
             continue;
         }
         if ended {
-            return Ok(());
+            return Ok(Some(changes));
         }
         ended = status.exists();
         if tx.is_closed() {
-            return Ok(());
+            return Ok(Some(changes));
         }
         if !ended {
             changes.wait();
