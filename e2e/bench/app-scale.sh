@@ -77,7 +77,8 @@ remove() {
     wait_until 300 "$1 removed" sh -c "test \"\$(curl -s -o /dev/null -w '%{http_code}' $API/v2/apps/$1)\" = 404"
     wait_until 300 "$1's instances ended" sh -c "! curl -sf $API/v1/tasks | grep -q '\"TASK_RUNNING\"'"
     # Their shims (and the kernel's teardown of their cgroups) are done before the next round.
-    wait_until 300 "$1's shims exited" sh -c "! pgrep -f -- '$WORK/data/runtime/tasks/$1.'"
+    # (`[s]him` keeps pgrep from finding the shell that runs it.)
+    wait_until 300 "$1's shims exited" sh -c "! pgrep -f -- '[s]him --sandbox $WORK/data/runtime/tasks/$1\.'"
 }
 
 log "tepui $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"

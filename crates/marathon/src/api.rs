@@ -1588,52 +1588,32 @@ mod tests {
     }
 
     fn task(id: &str, state: TaskState, healthy: Option<bool>) -> TaskRecord {
+        let def = tepui_state::TaskDef {
+            args: vec!["/bin/sh".into(), "-c".into(), "sleep 1000".into()],
+            cpus_milli: 100,
+            mem_mb: 32,
+            ports: vec![tepui_state::PortDef {
+                name: None,
+                host_port: 31005,
+                container_port: 0,
+                protocol: "tcp".into(),
+            }],
+            kill_grace_ms: 3000,
+            ..tepui_state::TaskDef::default()
+        };
         TaskRecord {
-            id: id.into(),
-            name: "/web".into(),
-            agent_id: 7,
-            def: tepui_state::TaskDef {
-                image: None,
-                args: vec!["/bin/sh".into(), "-c".into(), "sleep 1000".into()],
-                env: BTreeMap::new(),
-                user: None,
-                cwd: None,
-                cpus_milli: 100,
-                mem_mb: 32,
-                disk_mb: 0,
-                pids: None,
-                network: "host".into(),
-                ports: vec![tepui_state::PortDef {
-                    name: None,
-                    host_port: 31005,
-                    container_port: 0,
-                    protocol: "tcp".into(),
-                }],
-                volumes: vec![],
-                read_only_rootfs: false,
-                kill_grace_ms: 3000,
-                health_checks: vec![],
-            },
             state,
-            reason: None,
             message: "exited with 1".into(),
-            exit_code: None,
-            signal: None,
-            last_update_uuid: None,
-            kill_requested: false,
-            created_at: 1_000,
             updated_at: 5_000,
             started_at: Some(2_000),
-            finished_at: None,
             framework_id: FRAMEWORK_ID.into(),
             role: "*".into(),
-            resources: String::new(),
-            acknowledged_uuid: None,
             healthy,
             labels: BTreeMap::from([
                 (LABEL_APP.to_string(), "/web".to_string()),
                 (LABEL_VERSION.to_string(), "1970-01-01T00:00:01.000Z".to_string()),
             ]),
+            ..TaskRecord::staging(id, "/web", 7, def, 1_000)
         }
     }
 

@@ -765,29 +765,12 @@ mod tests {
     /// Records launches as the leader would: tasks in the state, running.
     fn run(s: &mut State, launches: Vec<LaunchSpec>, state: TaskState) {
         for l in launches {
-            let t = TaskRecord {
-                id: l.task_id.clone(),
-                name: l.name.clone(),
-                agent_id: l.agent_id.unwrap(),
-                def: l.def.clone(),
-                state,
-                reason: None,
-                message: String::new(),
-                exit_code: None,
-                signal: None,
-                last_update_uuid: None,
-                kill_requested: false,
-                created_at: 1,
-                updated_at: 1,
-                started_at: Some(1),
-                finished_at: None,
-                framework_id: FRAMEWORK_ID.into(),
-                role: String::new(),
-                resources: tepui_master::convert::text(&l.resources),
-                acknowledged_uuid: None,
-                healthy: None,
-                labels: l.labels.clone(),
-            };
+            let mut t = TaskRecord::staging(l.task_id.clone(), l.name.clone(), l.agent_id.unwrap(), l.def.clone(), 1);
+            t.state = state;
+            t.started_at = Some(1);
+            t.framework_id = FRAMEWORK_ID.into();
+            t.resources = tepui_master::convert::text(&l.resources);
+            t.labels = l.labels.clone();
             s.tasks.insert(t.id.clone(), t);
         }
     }

@@ -493,44 +493,17 @@ pub(crate) mod tests_support {
     }
 
     pub fn task(id: &str, agent: u64, framework: &str, state: TaskState, created_at: u64) -> TaskRecord {
+        let def = TaskDef {
+            args: vec!["/bin/sleep".into(), "1000".into()],
+            cpus_milli: 500,
+            mem_mb: 128,
+            kill_grace_ms: 1000,
+            ..TaskDef::default()
+        };
         TaskRecord {
-            id: id.into(),
-            name: id.into(),
-            agent_id: agent,
-            def: TaskDef {
-                image: None,
-                args: vec!["/bin/sleep".into(), "1000".into()],
-                env: BTreeMap::new(),
-                user: None,
-                cwd: None,
-                cpus_milli: 500,
-                mem_mb: 128,
-                disk_mb: 0,
-                pids: None,
-                network: "host".into(),
-                ports: vec![],
-                volumes: vec![],
-                read_only_rootfs: false,
-                kill_grace_ms: 1000,
-                health_checks: vec![],
-            },
             state,
-            reason: None,
-            message: String::new(),
-            exit_code: None,
-            signal: None,
-            last_update_uuid: None,
-            kill_requested: false,
-            created_at,
-            updated_at: created_at,
-            started_at: None,
-            finished_at: None,
             framework_id: framework.into(),
-            role: String::new(),
-            resources: String::new(),
-            acknowledged_uuid: None,
-            healthy: None,
-            labels: Default::default(),
+            ..TaskRecord::staging(id, id, agent, def, created_at)
         }
     }
 
