@@ -152,6 +152,7 @@ impl Change {
             signal: self.signal,
             timestamp_ms: at.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
             healthy: self.healthy,
+            seq: None,
         }
     }
 }

@@ -146,10 +146,11 @@ impl UpdateQueue {
     }
 
     /// Appends an update to its task's queue; it is on disk when this returns `Ok`.
-    pub fn push(&mut self, update: StatusUpdate) -> io::Result<()> {
+    pub fn push(&mut self, mut update: StatusUpdate) -> io::Result<()> {
         let dir = self.dir(&update.task_id);
         let t = self.tasks.entry(update.task_id.clone()).or_default();
         let seq = t.next_seq;
+        update.seq = Some(seq);
         let stored = Stored { seq, update };
         let bytes = serde_json::to_vec(&stored).map_err(io::Error::other)?;
         ensure_dir(&dir)?;

@@ -17,6 +17,7 @@ fn update(task: &str, uuid: &str, state: &str) -> StatusUpdate {
         signal: None,
         timestamp_ms: 1,
         healthy: None,
+        seq: None,
     }
 }
 

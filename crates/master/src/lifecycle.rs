@@ -46,6 +46,7 @@ impl Master {
                 signal: update.signal,
                 at: update.timestamp_ms,
                 healthy: update.healthy,
+                seq: update.seq,
             },
         };
         match node.write(cmd).await {
@@ -95,6 +96,7 @@ impl Master {
                     signal: None,
                     at: now,
                     healthy: None,
+                    seq: None,
                 },
             })
             .collect();

@@ -101,6 +101,7 @@ fn update(task: &str, state: &str, uuid: &str) -> StatusUpdate {
         signal: None,
         timestamp_ms: 1,
         healthy: None,
+        seq: None,
     }
 }
 

@@ -64,6 +64,10 @@ pub mod agent {
         /// Set by health checks: the task passed (or failed) them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub healthy: Option<bool>,
+        /// Its place among the task's updates on this agent (0, 1, ...): an update resent
+        /// after a newer one was committed is recognised as older and changes nothing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub seq: Option<u64>,
     }
 
     /// A task the agent has, as it reports it when it registers.

@@ -262,6 +262,7 @@ mod tests {
                 signal: None,
                 at: 1,
                 healthy: None,
+                seq: None,
             },
         };
         s.apply(2, &update("u1", TaskState::TaskRunning));

@@ -606,6 +606,10 @@ impl State {
                 if t.state.is_terminal() || t.last_update_uuid.as_deref() == Some(update.uuid.as_str()) {
                     return Ok(Response::Ok);
                 }
+                if update.seq.is_some() && update.seq <= t.last_agent_seq {
+                    return Ok(Response::Ok);
+                }
+                t.last_agent_seq = t.last_agent_seq.max(update.seq);
                 // A kill was asked for: the task stays KILLING until it ends.
                 t.state = if t.kill_requested && !update.state.is_terminal() {
                     TaskState::TaskKilling

@@ -182,6 +182,10 @@ pub struct TaskRecord {
     pub signal: Option<i32>,
     /// Updates already applied, so a resent one changes nothing.
     pub last_update_uuid: Option<String>,
+    /// The newest of the agent's updates applied: one resent from before it (its first send
+    /// was committed while the resend was on its way) must not take the task back.
+    #[serde(default)]
+    pub last_agent_seq: Option<u64>,
     pub kill_requested: bool,
     pub created_at: Millis,
     pub updated_at: Millis,
@@ -229,6 +233,7 @@ impl TaskRecord {
             exit_code: None,
             signal: None,
             last_update_uuid: None,
+            last_agent_seq: None,
             kill_requested: false,
             created_at: now,
             updated_at: now,
@@ -256,6 +261,9 @@ pub struct TaskUpdate {
     pub at: Millis,
     #[serde(default)]
     pub healthy: Option<bool>,
+    /// The agent's sequence number of the update (none for statuses the leader sets).
+    #[serde(default)]
+    pub seq: Option<u64>,
 }
 
 /// What an agent has left after the tasks that are not terminal took their share.
@@ -525,6 +533,7 @@ mod tests {
             exit_code: None,
             signal: None,
             last_update_uuid: None,
+            last_agent_seq: None,
             kill_requested: false,
             created_at: 0,
             updated_at: 0,
@@ -549,6 +558,7 @@ mod tests {
             signal: None,
             at: 5,
             healthy: None,
+            seq: None,
         }
     }
 
@@ -584,6 +594,44 @@ mod tests {
             2000,
             "a finished task frees its resources"
         );
+    }
+
+    /// The agent resends an update it has no acknowledgement for yet; when the first send is
+    /// committed and acknowledged, the next update goes out and can be committed before the
+    /// resend. The resend must not take the task back to the older state.
+    #[test]
+    fn an_older_update_resent_after_a_newer_one_changes_nothing() {
+        let mut s = state_with_agents(1);
+        s.apply(
+            1,
+            &Command::CreateTask {
+                task: record("t", 1, def(100, 10)),
+            },
+        );
+        let status = |uuid, state, seq| Command::TaskStatus {
+            task_id: "t".into(),
+            update: TaskUpdate {
+                seq: Some(seq),
+                ..update(uuid, state)
+            },
+        };
+        s.apply(2, &status("starting", TaskState::TaskStarting, 0));
+        s.apply(3, &status("running", TaskState::TaskRunning, 1));
+        s.apply(4, &status("starting", TaskState::TaskStarting, 0));
+        assert_eq!(s.tasks["t"].state, TaskState::TaskRunning);
+        assert_eq!(s.tasks["t"].last_update_uuid.as_deref(), Some("running"));
+        // Statuses the leader sets carry no sequence and always apply.
+        s.apply(5, &status_from_leader("unreachable", TaskState::TaskUnreachable));
+        assert_eq!(s.tasks["t"].state, TaskState::TaskUnreachable);
+        s.apply(6, &status("running-again", TaskState::TaskRunning, 2));
+        assert_eq!(s.tasks["t"].state, TaskState::TaskRunning);
+    }
+
+    fn status_from_leader(uuid: &str, state: TaskState) -> Command {
+        Command::TaskStatus {
+            task_id: "t".into(),
+            update: update(uuid, state),
+        }
     }
 
     #[test]
