@@ -278,7 +278,7 @@ impl TaskManager {
 
     /// A task to run. A launch of a task the agent has (running or ended) is ignored.
     ///
-    /// The launch is recorded on disk (and its `TASK_STARTING` made durable) by the task's own
+    /// The launch is recorded on disk (its `TASK_STARTING` follows, written on its own) by the task's own
     /// future, off the connection's loop, so that launches arriving together are written side
     /// by side. An agent that dies before the record is written has not got the task: the
     /// leader sends it again when the agent registers.
@@ -431,7 +431,7 @@ impl TaskManager {
         let updates = lock(&self.inner.updates);
         let mut out: Vec<TaskReport> = table
             .iter()
-            .filter(|(id, e)| !e.forgotten && (e.phase() != Phase::Ended || !updates.pending(id).is_empty()))
+            .filter(|(id, e)| !e.forgotten && (e.phase() != Phase::Ended || updates.unacknowledged(id)))
             .map(|(id, e)| TaskReport {
                 task_id: id.clone(),
                 state: updates.latest(id).map(|u| u.state.clone()).unwrap_or_else(|| {
@@ -529,11 +529,20 @@ impl TaskManager {
             uuid = %update.uuid,
             "task status"
         );
-        if let Err(e) = lock(&self.inner.updates).push(update) {
-            tracing::error!(task = %task_id, error = %e, "cannot record a status update; it is lost");
-        }
+        let reserved = lock(&self.inner.updates).reserve(update);
         drop(table);
-        self.inner.changed.notify_one();
+        // The write (an fsync) holds no lock and no async worker: many tasks' updates are
+        // written side by side, and the connection's loop keeps sending and acknowledging.
+        let inner = self.inner.clone();
+        self.inner.tracker.spawn_blocking(move || {
+            let written = reserved.write();
+            if let Err(e) = &written {
+                let task = &reserved.update().task_id;
+                tracing::error!(task = %task, error = %e, "cannot record a status update; it is lost");
+            }
+            lock(&inner.updates).commit(reserved, written.is_ok());
+            inner.changed.notify_one();
+        });
     }
 
     /// From launch to the final update.
@@ -1022,7 +1031,7 @@ impl TaskManager {
                 .iter()
                 .filter(|(id, e)| {
                     e.phase() == Phase::Ended
-                        && updates.pending(id).is_empty()
+                        && !updates.unacknowledged(id)
                         && updates
                             .latest(id)
                             .is_none_or(|u| u.timestamp_ms.saturating_add(retention_ms) <= now)

@@ -77,6 +77,40 @@ struct TaskUpdates {
     next_seq: u64,
     /// When the head of `pending` was last sent on this connection.
     in_flight: Option<InFlight>,
+    /// Updates reserved and not yet committed: until they are, nothing of the task is sent.
+    writing: u32,
+}
+
+/// An update with its place in its task's queue, to be written to disk.
+#[derive(Debug)]
+pub struct Reserved {
+    dir: PathBuf,
+    stored: Stored,
+}
+
+impl Reserved {
+    /// Writes the update (durably) and its task's `latest.json`; needs no lock.
+    pub fn write(&self) -> io::Result<()> {
+        let bytes = serde_json::to_vec(&self.stored).map_err(io::Error::other)?;
+        ensure_dir(&self.dir)?;
+        ensure_dir(&self.dir.join(UPDATES_DIR))?;
+        write_atomic(&reserved_path(&self.dir, self.stored.seq), &bytes)?;
+        // `latest.json` is a copy: `open` takes the newest pending update when it is older or
+        // missing, so it is renamed into place without being synced.
+        if let Err(e) = write_replace(&self.dir.join(LATEST), &bytes) {
+            // The update itself is safe; `open` takes the newest pending one as the latest.
+            tracing::warn!(task = %self.stored.update.task_id, error = %e, "could not record the latest status");
+        }
+        Ok(())
+    }
+
+    pub fn update(&self) -> &StatusUpdate {
+        &self.stored.update
+    }
+}
+
+fn reserved_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(UPDATES_DIR).join(format!("{seq:020}.json"))
 }
 
 /// The agent's status updates, per task, on disk.
@@ -146,27 +180,50 @@ impl UpdateQueue {
     }
 
     /// Appends an update to its task's queue; it is on disk when this returns `Ok`.
-    pub fn push(&mut self, mut update: StatusUpdate) -> io::Result<()> {
+    pub fn push(&mut self, update: StatusUpdate) -> io::Result<()> {
+        let reserved = self.reserve(update);
+        let written = reserved.write();
+        self.commit(reserved, written.is_ok());
+        written
+    }
+
+    /// Gives an update its place in its task's queue. It is written to disk with
+    /// [`Reserved::write`], without the queue (so that writes of many tasks go on side by
+    /// side), and joins the queue with [`UpdateQueue::commit`]. Meanwhile nothing of its task
+    /// is sent, so the task's updates still go out in order.
+    pub fn reserve(&mut self, mut update: StatusUpdate) -> Reserved {
         let dir = self.dir(&update.task_id);
         let t = self.tasks.entry(update.task_id.clone()).or_default();
         let seq = t.next_seq;
-        update.seq = Some(seq);
-        let stored = Stored { seq, update };
-        let bytes = serde_json::to_vec(&stored).map_err(io::Error::other)?;
-        ensure_dir(&dir)?;
-        let updates = dir.join(UPDATES_DIR);
-        ensure_dir(&updates)?;
-        write_atomic(&updates.join(format!("{seq:020}.json")), &bytes)?;
-        // `latest.json` is a copy: `open` takes the newest pending update when it is older or
-        // missing, so it is renamed into place without being synced.
-        if let Err(e) = write_replace(&dir.join(LATEST), &bytes) {
-            // The update itself is safe; `open` takes the newest pending one as the latest.
-            tracing::warn!(task = %stored.update.task_id, error = %e, "could not record the latest status");
-        }
         t.next_seq = seq + 1;
-        t.latest = Some(stored.update.clone());
-        t.pending.push_back((seq, stored.update));
-        Ok(())
+        t.writing += 1;
+        update.seq = Some(seq);
+        // The latest is what the agent last made of the task, already while it is written.
+        t.latest = Some(update.clone());
+        Reserved {
+            dir,
+            stored: Stored { seq, update },
+        }
+    }
+
+    /// An update reserved and written (or not: then it is lost, and only its place is freed)
+    /// joins its task's queue. A task removed meanwhile gets nothing: the file goes too.
+    pub fn commit(&mut self, reserved: Reserved, written: bool) {
+        let Reserved { dir, stored } = reserved;
+        let Some(t) = self.tasks.get_mut(&stored.update.task_id) else {
+            if written {
+                let _ = fs::remove_file(reserved_path(&dir, stored.seq));
+                let _ = fs::remove_file(dir.join(LATEST));
+                let _ = fs::remove_dir(dir.join(UPDATES_DIR));
+            }
+            return;
+        };
+        t.writing = t.writing.saturating_sub(1);
+        if !written {
+            return;
+        }
+        let at = t.pending.partition_point(|(seq, _)| *seq < stored.seq);
+        t.pending.insert(at, (stored.seq, stored.update));
     }
 
     /// The leader committed the update `uuid` of `task_id`: delete it, and make the task's
@@ -207,6 +264,9 @@ impl UpdateQueue {
     pub fn due(&mut self, now: Instant) -> Vec<StatusUpdate> {
         let mut out = Vec::new();
         for t in self.tasks.values_mut() {
+            if t.writing > 0 {
+                continue;
+            }
             let Some((_, head)) = t.pending.front() else { continue };
             let backoff = match t.in_flight {
                 None => FIRST_RETRY,
@@ -224,7 +284,7 @@ impl UpdateQueue {
     pub fn next_due(&self, now: Instant) -> Option<Instant> {
         self.tasks
             .values()
-            .filter(|t| !t.pending.is_empty())
+            .filter(|t| !t.pending.is_empty() && t.writing == 0)
             .map(|t| t.in_flight.map_or(now, |f| f.at + f.backoff))
             .min()
     }
@@ -240,6 +300,13 @@ impl UpdateQueue {
             .get(task_id)
             .map(|t| t.pending.iter().map(|(_, u)| u).collect())
             .unwrap_or_default()
+    }
+
+    /// Whether the task has updates the leader has not acknowledged (written or being written).
+    pub fn unacknowledged(&self, task_id: &str) -> bool {
+        self.tasks
+            .get(task_id)
+            .is_some_and(|t| !t.pending.is_empty() || t.writing > 0)
     }
 
     /// Every task the queue has updates for (pending or latest).

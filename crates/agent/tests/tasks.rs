@@ -272,11 +272,11 @@ async fn a_new_manager_adopts_running_containers_and_reports_what_ended_meanwhil
     // One task whose updates the leader never acknowledged.
     leader.ack = false;
     mgr.launch(launch(&quiet, Some(BUSYBOX), &["/bin/busybox", "true"]));
+    // Its three updates (starting, running, finished) are written and wait for an ack.
     wait_for("the unacknowledged task to end", || {
-        mgr.latest(&quiet).is_some_and(|u| u.state == "TASK_FINISHED")
+        mgr.latest(&quiet).is_some_and(|u| u.state == "TASK_FINISHED") && mgr.pending(&quiet).len() == 3
     })
     .await;
-    assert_eq!(mgr.pending(&quiet).len(), 3);
     let keeps_pid = mgr.runtime().status(&keeps).await.unwrap().pid.unwrap();
     let ends_pid = mgr.runtime().status(&ends).await.unwrap().pid.unwrap();
 

@@ -187,3 +187,40 @@ fn removing_a_task_drops_its_updates_for_good() {
     let q = UpdateQueue::open(dir.path()).unwrap();
     assert_eq!(q.task_ids().collect::<Vec<_>>(), ["c"]);
 }
+
+/// Updates are written to disk outside the queue's lock, so a task's second update can be
+/// written before its first; they still go out in the order they were made, and nothing of
+/// the task goes out while one of them is being written.
+#[test]
+fn updates_written_out_of_order_go_out_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = UpdateQueue::open(dir.path()).unwrap();
+    let first = q.reserve(update("a", "a1", "TASK_STARTING"));
+    let second = q.reserve(update("a", "a2", "TASK_RUNNING"));
+    assert_eq!(q.latest("a").map(|u| u.uuid.as_str()), Some("a2"));
+    second.write().unwrap();
+    q.commit(second, true);
+    let t0 = Instant::now();
+    assert!(q.due(t0).is_empty(), "the first is still being written");
+    assert_eq!(q.next_due(t0), None);
+    first.write().unwrap();
+    q.commit(first, true);
+    assert_eq!(uuids(&q.due(t0)), ["a1"]);
+    assert!(q.ack("a", "a1"));
+    assert_eq!(uuids(&q.due(t0)), ["a2"]);
+    assert_eq!(q.pending("a")[0].seq, Some(1), "each update carries its place");
+}
+
+/// A task removed while one of its updates is being written keeps nothing of it.
+#[test]
+fn an_update_written_for_a_removed_task_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = UpdateQueue::open(dir.path()).unwrap();
+    let late = q.reserve(update("a", "a1", "TASK_FINISHED"));
+    q.remove("a").unwrap();
+    late.write().unwrap();
+    q.commit(late, true);
+    assert!(q.pending("a").is_empty());
+    assert!(files(dir.path(), "a").is_empty());
+    assert!(q.due(Instant::now()).is_empty());
+}
