@@ -157,10 +157,15 @@ struct Inner {
     /// commits them in one journal transaction), and launches flow on to their containers at
     /// the pace the disk records them, not all at once.
     recording: Arc<tokio::sync::Semaphore>,
+    /// Containers being made (see [`STARTING`]).
+    starting: Arc<tokio::sync::Semaphore>,
 }
 
 /// Launches recorded at once.
 const RECORDING: usize = 16;
+/// Containers made at once. Enough to keep the disk and the kernel's cgroup work busy (on
+/// cgroup v1 each start waits for an RCU grace period, which starts running together share).
+const STARTING: usize = 64;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -212,6 +217,7 @@ impl TaskManager {
                 tracker: TaskTracker::new(),
                 stop: CancellationToken::new(),
                 recording: Arc::new(tokio::sync::Semaphore::new(RECORDING)),
+                starting: Arc::new(tokio::sync::Semaphore::new(STARTING)),
             }),
         };
         mgr.adopt().await?;
@@ -624,7 +630,31 @@ impl TaskManager {
                 return;
             }
         };
-        match self.inner.runtime.launch(&spec).await {
+        // Making a container is mostly blocking file system work (and, on cgroup v1, waits
+        // for RCU grace periods): it runs on a blocking thread, so a thousand starts do not
+        // hold the async workers that carry status updates and acknowledgements.
+        // At most STARTING at a time, so the blocking pool keeps room for the status writes.
+        let Ok(permit) = self.inner.starting.clone().acquire_owned().await else {
+            return;
+        };
+        let inner = self.inner.clone();
+        let rt = tokio::runtime::Handle::current();
+        let launched = self
+            .inner
+            .tracker
+            .spawn_blocking(move || {
+                let launched = rt.block_on(inner.runtime.launch(&spec));
+                drop(permit);
+                launched
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(tepui_runtime::Error::StartFailed {
+                    id: id.clone(),
+                    message: format!("the launch thread failed: {e}"),
+                })
+            });
+        match launched {
             Ok(handle) => {
                 let kill_now = {
                     let table = lock(&self.inner.table);
