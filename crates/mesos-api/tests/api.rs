@@ -231,3 +231,40 @@ async fn calls_are_refused_as_mesos_refuses_them() {
         .unwrap();
     assert_eq!(m.router.clone().oneshot(req).await.unwrap().status(), 415);
 }
+
+#[tokio::test]
+async fn an_accept_whose_amounts_overflow_is_refused_with_what_to_fix() {
+    let m = mesos();
+    let mut f = m.subscribe("overflow").await;
+    let offers = f.next().await;
+    let offer = &offers["offers"]["offers"][0];
+    let agent = offer["agent_id"]["value"].as_str().unwrap().to_string();
+    let huge = json!({"name": "cpus", "type": "SCALAR", "scalar": {"value": 1e16}});
+    let accept = json!({"type": "ACCEPT", "accept": {
+        "offer_ids": [offer["id"]],
+        "operations": [{"type": "LAUNCH", "launch": {"task_infos": [{
+            "name": "t1", "task_id": {"value": "t1"}, "agent_id": {"value": agent},
+            "command": {"shell": true, "value": "true"},
+            "resources": [huge, huge]}]}}]}});
+    let (status, body) = m.call(&f, accept).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("resources[1] (cpus)") && body.contains("add up"),
+        "{body}"
+    );
+    assert!(m.node.read(|s| s.tasks.is_empty()));
+
+    // The same amounts in a RESERVE: refused too, and the master still answers.
+    let reserve = json!({"type": "ACCEPT", "accept": {
+        "offer_ids": [offer["id"]],
+        "operations": [{"type": "RESERVE", "reserve": {"resources": [
+            {"name": "cpus", "type": "SCALAR", "scalar": {"value": 1e16}, "role": "*",
+             "reservations": [{"type": "DYNAMIC", "role": "eng"}]},
+            {"name": "cpus", "type": "SCALAR", "scalar": {"value": 1e16}, "role": "*",
+             "reservations": [{"type": "DYNAMIC", "role": "eng"}]}]}}]}});
+    let (status, body) = m.call(&f, reserve).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("cpus"), "{body}");
+    let (status, _) = m.get("/master/state").await;
+    assert_eq!(status, 200);
+}
