@@ -548,7 +548,7 @@ impl TaskManager {
             )
         };
         if !valid_task_id(&id) {
-            let message = format!("task id {id:?} must be 1 to 128 of [A-Za-z0-9_.+-]");
+            let message = format!("task id {id:?} must be {}", tepui_common::TASK_ID_RULE);
             self.finish(&id, Change::invalid(message)).await;
             return;
         }

@@ -508,21 +508,13 @@ fn launch_spec(t: &mesos::TaskInfo) -> LaunchSpec {
     spec
 }
 
-/// Task ids name directories on the agent: a conservative alphabet.
-fn valid_task_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 200
-        && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '@' | '+'))
-}
-
 fn task_def(t: &mesos::TaskInfo) -> Result<(TaskDef, Resources), String> {
-    if !valid_task_id(&t.task_id.value) {
+    // Task ids name the task's sandbox and container on its agent: the agents' rule.
+    if !tepui_common::valid_task_id(&t.task_id.value) {
         return Err(format!(
-            "task_id {:?} is not valid: use 1-200 letters, digits and . - _ : @ +, not starting with '.'",
-            t.task_id.value
+            "task_id {:?} is not valid: it must be {}",
+            t.task_id.value,
+            tepui_common::TASK_ID_RULE
         ));
     }
     if t.executor.is_some() {

@@ -268,3 +268,28 @@ async fn an_accept_whose_amounts_overflow_is_refused_with_what_to_fix() {
     let (status, _) = m.get("/master/state").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn a_task_id_the_agents_would_refuse_is_an_error_at_accept() {
+    let m = mesos();
+    let mut f = m.subscribe("ids").await;
+    let offers = f.next().await;
+    let offer = &offers["offers"]["offers"][0];
+    let agent = offer["agent_id"]["value"].as_str().unwrap().to_string();
+    // ':' and '@' passed the master's old rule; the agents never ran such a task.
+    let accept = json!({"type": "ACCEPT", "accept": {
+        "offer_ids": [offer["id"]],
+        "operations": [{"type": "LAUNCH", "launch": {"task_infos": [{
+            "name": "t", "task_id": {"value": "driver:1@spark"}, "agent_id": {"value": agent},
+            "command": {"shell": true, "value": "true"},
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}}]}]}}]}});
+    let (status, body) = m.call(&f, accept).await;
+    assert_eq!(status, 202, "{body}");
+    let update = f.next().await;
+    assert_eq!(update["type"], "UPDATE", "{update}");
+    let st = &update["update"]["status"];
+    assert_eq!(st["task_id"]["value"], "driver:1@spark");
+    assert_eq!(st["state"], "TASK_ERROR");
+    assert!(st["message"].as_str().unwrap().contains("[A-Za-z0-9_.+-]"), "{update}");
+    assert!(m.node.read(|s| s.tasks.is_empty()), "nothing committed");
+}

@@ -174,18 +174,12 @@ fn shim_err(id: &str, source: io::Error) -> Error {
 }
 
 fn validate_id(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && id != "."
-        && id != ".."
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'));
-    if ok {
+    if tepui_common::valid_task_id(id) {
         Ok(())
     } else {
         Err(Error::InvalidSpec(format!(
-            "task id {id:?} must be 1 to 128 of [A-Za-z0-9_.+-]"
+            "task id {id:?} must be {}",
+            tepui_common::TASK_ID_RULE
         )))
     }
 }
