@@ -163,6 +163,13 @@ async fn refusals_have_marathons_shapes() {
         "{body}"
     );
 
+    // A health check path that would end the agent's request line early.
+    let app = json!({"id": "/hc", "cmd": "x", "healthChecks": [
+        {"protocol": "MESOS_HTTP", "path": "/ HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET /"}]});
+    let (status, body) = api.call("POST", "/v2/apps", Some(app)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["details"][0]["path"], "/healthChecks(0)/path", "{body}");
+
     let (status, body) = api.call("GET", "/v2/apps/nothing", None).await;
     assert_eq!(
         (status, body["message"].as_str()),
