@@ -234,3 +234,38 @@ async fn a_cancelled_deployment_rolls_back_and_says_it_failed() {
         (404, Some("DeploymentPlan nope does not exist"))
     );
 }
+
+#[tokio::test]
+async fn event_streams_are_bounded_in_number() {
+    let api = api();
+    let open = |api: &Api| {
+        let req = http::Request::get("/v2/events").body(Body::empty()).unwrap();
+        api.router.clone().oneshot(req)
+    };
+    let mut streams = Vec::new();
+    for _ in 0..tepui_marathon::MAX_EVENT_STREAMS {
+        let resp = open(&api).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        streams.push(resp);
+    }
+    let resp = open(&api).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("Too many event streams"),
+        "{body}"
+    );
+
+    // A reader that leaves gives its place back.
+    drop(streams.pop());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let resp = open(&api).await.unwrap();
+        if resp.status() == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the place never came back");
+        tokio::task::yield_now().await;
+    }
+}

@@ -293,3 +293,71 @@ async fn a_task_id_the_agents_would_refuse_is_an_error_at_accept() {
     assert!(st["message"].as_str().unwrap().contains("[A-Za-z0-9_.+-]"), "{update}");
     assert!(m.node.read(|s| s.tasks.is_empty()), "nothing committed");
 }
+
+/// Opens the operator API's event stream.
+async fn operator_subscribe(m: &Mesos) -> http::Response<Body> {
+    m.post("/api/v1", json!({"type": "SUBSCRIBE"}), None).await
+}
+
+/// The next non-heartbeat operator event of `body`.
+async fn next_event(
+    events: &mut (impl futures::Stream<Item = Result<Bytes, axum::Error>> + Unpin),
+    decoder: &mut Decoder,
+    pending: &mut std::collections::VecDeque<Value>,
+) -> Value {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(e) = pending.pop_front() {
+                if e["type"] != "HEARTBEAT" {
+                    return e;
+                }
+                continue;
+            }
+            let chunk = events.next().await.expect("open").expect("a chunk");
+            for r in decoder.decode(&chunk).expect("RecordIO") {
+                pending.push_back(serde_json::from_slice(&r).unwrap());
+            }
+        }
+    })
+    .await
+    .expect("an event within the deadline")
+}
+
+#[tokio::test]
+async fn operator_event_streams_share_one_diff_and_are_bounded_in_number() {
+    let m = mesos();
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let resp = operator_subscribe(&m).await;
+        assert_eq!(resp.status(), 200);
+        let mut events = resp.into_body().into_data_stream();
+        let (mut decoder, mut pending) = (Decoder::new(), Default::default());
+        let first = next_event(&mut events, &mut decoder, &mut pending).await;
+        assert_eq!(first["type"], "SUBSCRIBED", "{first}");
+        streams.push((events, decoder, pending));
+    }
+    // A framework subscribes: both streams hear of it.
+    let _f = m.subscribe("watched").await;
+    for (events, decoder, pending) in &mut streams {
+        let e = next_event(events, decoder, pending).await;
+        assert_eq!(e["type"], "FRAMEWORK_ADDED", "{e}");
+        assert_eq!(e["framework_added"]["framework"]["framework_info"]["name"], "watched");
+    }
+
+    let mut more = Vec::new();
+    for _ in streams.len()..tepui_mesos_api::MAX_OPERATOR_SUBSCRIBERS {
+        let resp = operator_subscribe(&m).await;
+        assert_eq!(resp.status(), 200);
+        more.push(resp);
+    }
+    let resp = operator_subscribe(&m).await;
+    assert_eq!(resp.status(), 503);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("subscriber limit reached"));
+    drop(more.pop());
+    assert_eq!(
+        operator_subscribe(&m).await.status(),
+        200,
+        "a closed stream's place is free"
+    );
+}
