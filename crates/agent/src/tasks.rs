@@ -157,10 +157,14 @@ struct Inner {
     /// commits them in one journal transaction), and launches flow on to their containers at
     /// the pace the disk records them, not all at once.
     recording: Arc<tokio::sync::Semaphore>,
+    /// `logs -f` streams open at once.
+    followers: Arc<tokio::sync::Semaphore>,
 }
 
 /// Launches recorded at once.
 const RECORDING: usize = 16;
+/// Log followers open at once on an agent; more are refused until one ends.
+pub const MAX_LOG_FOLLOWERS: usize = 1024;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -212,6 +216,7 @@ impl TaskManager {
                 tracker: TaskTracker::new(),
                 stop: CancellationToken::new(),
                 recording: Arc::new(tokio::sync::Semaphore::new(RECORDING)),
+                followers: Arc::new(tokio::sync::Semaphore::new(MAX_LOG_FOLLOWERS)),
             }),
         };
         mgr.adopt().await?;
@@ -220,6 +225,11 @@ impl TaskManager {
 
     pub fn runtime(&self) -> &Runtime {
         &self.inner.runtime
+    }
+
+    /// A place for one more log follower, unless all are taken; held while it follows.
+    pub fn log_follower(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.inner.followers.clone().try_acquire_owned().ok()
     }
 
     pub fn images(&self) -> &ImageStore {
