@@ -29,6 +29,7 @@ fn api() -> Api {
         node.clone(),
         MasterConfig {
             agent_timeout: Duration::from_secs(600),
+            retention: Default::default(),
         },
     );
     master.start();

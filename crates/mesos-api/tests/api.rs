@@ -30,6 +30,7 @@ fn mesos() -> Mesos {
         node.clone(),
         MasterConfig {
             agent_timeout: Duration::from_secs(600),
+            retention: Default::default(),
         },
     );
     master.start();
