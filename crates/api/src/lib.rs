@@ -142,8 +142,8 @@ pub fn parse_token_ttl(text: &str) -> Result<Duration, String> {
     }
     if d > MAX_TOKEN_TTL {
         return Err(format!(
-            "ttl {text:?} is longer than the longest a token may live, {}; leave it out for a token that never expires",
-            humantime::format_duration(MAX_TOKEN_TTL)
+            "ttl {text:?} is longer than {} days, the longest a token may live; leave it out for a token that never expires",
+            MAX_TOKEN_TTL.as_secs() / 86_400
         ));
     }
     Ok(d)
