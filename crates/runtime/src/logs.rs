@@ -76,7 +76,7 @@ impl Changes {
                 // Drain what arrived; which file changed does not matter, all are looked at.
                 match ready.try_io(|w| w.get_ref().0.read_events().map_err(io::Error::from)) {
                     Ok(Ok(events)) if !events.is_empty() => {
-                        while matches!(w_read(inotify), Some(n) if n > 0) {}
+                        while matches!(queued_events(inotify), Some(n) if n > 0) {}
                         return;
                     }
                     Ok(Ok(_)) | Err(_) => continue,
@@ -89,7 +89,7 @@ impl Changes {
 }
 
 /// Reads what else is queued on the watch without waiting; the number of events.
-fn w_read(inotify: &AsyncFd<Watch>) -> Option<usize> {
+fn queued_events(inotify: &AsyncFd<Watch>) -> Option<usize> {
     inotify.get_ref().0.read_events().ok().map(|e| e.len())
 }
 
