@@ -208,6 +208,14 @@ fn bad_requests() -> Vec<Case> {
             "invalid_field",
             Is("ttl"),
         ),
+        // Its milliseconds do not fit a u64 once added to now.
+        case(
+            "ttl too long",
+            M::POST,
+            TOKENS,
+            Some(br#"{"role": "agent", "ttl": "600000000years"}"#),
+        )
+        .expect(422, "invalid_field", Is("ttl")),
         case("array body", M::PUT, VAR, Some(br#"["v"]"#)).expect(422, "invalid_field", Any),
         case("string body", M::PUT, VAR, Some(br#""v""#)).expect(422, "invalid_field", Any),
         case("missing field", M::PUT, VAR, Some(b"{}")).expect(422, "invalid_field", Is("value")),
@@ -323,6 +331,25 @@ fn cli_refuses_bad_tokens_and_unreachable_addresses() {
         let line = one_error_line(&out);
         assert!(line.contains("hash mismatch"), "{out}");
     }
+    // A token TTL past what the cluster keeps is refused before anything is sent.
+    let out = tepui(&[
+        "token",
+        "create",
+        "--role",
+        "agent",
+        "--ttl",
+        "600000000years",
+        "--addr",
+        &addr,
+    ]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(
+        out.stderr_lines()
+            .iter()
+            .any(|l| l.contains("the longest a token may live")),
+        "{out}"
+    );
+
     // Nobody was admitted.
     let nodes: Vec<NodeView> = tepui(&["node", "ls", "-o", "json", "--addr", &addr]).ok().json();
     assert_eq!(nodes.len(), 1, "{nodes:?}");

@@ -98,7 +98,7 @@ struct DaemonArgs {
     #[arg(long)]
     log_json: bool,
     /// Servers: a deployment of services not done in this long rolls back by itself.
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
     deployment_timeout: std::time::Duration,
     #[command(flatten)]
     agent: AgentResourceArgs,
@@ -141,7 +141,7 @@ struct AgentResourceArgs {
     #[arg(long, default_value = "10.213.0.0/16", value_parser = parse_cidr)]
     bridge_subnet: (std::net::Ipv4Addr, u8),
     /// How long ended tasks' sandboxes are kept, like 1h or 10m.
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
     task_retention: std::time::Duration,
     /// Seconds an agent waits between heartbeats.
     #[arg(long, default_value_t = 2.0, value_parser = parse_secs)]
@@ -238,7 +238,7 @@ enum NodeCmd {
     Drain {
         node: String,
         /// No task gets longer than this to stop (Mesos' max_grace_period), e.g. 30s.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = parse_duration)]
         deadline: Option<std::time::Duration>,
         #[command(flatten)]
         c: ClientArgs,
@@ -265,7 +265,7 @@ enum TokenCmd {
         #[arg(long)]
         role: String,
         /// How long the token is valid, like 24h or 30m [default: forever]
-        #[arg(long)]
+        #[arg(long, value_parser = parse_ttl)]
         ttl: Option<String>,
         #[arg(long, default_value = "")]
         description: String,
@@ -540,6 +540,21 @@ enum RaftCmd {
 }
 
 /// A number of seconds a `Duration` can hold: positive, finite, at most a day.
+/// A join token's TTL, checked here so a bad one fails before anything is sent.
+fn parse_ttl(s: &str) -> Result<String, String> {
+    tepui_api::parse_token_ttl(s).map(|_| s.trim().to_string())
+}
+
+/// A duration flag (`10m`, `1h`), at most ten years, so that deadlines computed from it
+/// cannot overflow.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?} is not a duration like 30s or 10m: {e}"))?;
+    if d > tepui_api::MAX_TOKEN_TTL {
+        return Err(format!("{s:?} is longer than ten years"));
+    }
+    Ok(d)
+}
+
 fn parse_secs(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(secs),

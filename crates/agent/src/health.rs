@@ -110,6 +110,11 @@ pub(crate) async fn probe(
             "HTTP" | "HTTPS" | "MESOS_HTTP" | "MESOS_HTTPS" => {
                 let port = check.port.ok_or("the check has no port")?;
                 let path = check.path.as_deref().unwrap_or("/");
+                // Checked where the task was submitted; again here, where it becomes a request
+                // line, in case it came another way.
+                if let Some(why) = tepui_common::health_path_error(path) {
+                    return Err(format!("the check's path {why}"));
+                }
                 let tls = check.protocol.ends_with("HTTPS");
                 http_get(port, path, tls).await
             }
@@ -333,6 +338,26 @@ mod tests {
             max_consecutive_failures: 3,
             delay_ms: 0,
         }
+    }
+
+    #[tokio::test]
+    async fn a_path_that_would_break_the_request_line_is_never_sent() {
+        let (_dir, rt) = runtime();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // A server that passes whatever it is asked.
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 512];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
+            }
+        });
+        let ok = network_check("HTTP", port, Some("/health"));
+        assert_eq!(probe(&rt, "t1", &ok).await, Ok(()));
+        let injected = network_check("HTTP", port, Some("/health HTTP/1.1\r\nHost: x\r\n\r\nDELETE /data"));
+        let refused = probe(&rt, "t1", &injected).await.unwrap_err();
+        assert!(refused.contains("path"), "{refused}");
     }
 
     #[tokio::test]

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 pub use requests::{progress_json, ImageSummary, Requests};
 pub use resources::{detect, ResourceOverrides};
-pub use tasks::{CleanupReport, Phase, TaskConfig, TaskError, TaskManager};
+pub use tasks::{CleanupReport, Phase, TaskConfig, TaskError, TaskManager, MAX_LOG_FOLLOWERS};
 use tepui_pki::token::JoinToken;
 use tepui_pki::Role;
 pub use tepui_runtime::{BridgeConfig, RuntimeConfig};

@@ -300,6 +300,18 @@ async fn logs(
 ) -> Result<Option<Value>, ReqError> {
     let unknown = || err("unknown_task", format!("task {task_id} is not on this agent"));
     let mut phase = tasks.watch_phase(task_id).ok_or_else(unknown)?;
+    let _follower = match follow {
+        false => None,
+        true => Some(tasks.log_follower().ok_or_else(|| {
+            err(
+                "too_many_followers",
+                format!(
+                    "this agent already streams {} followed logs; stop one, or read without following",
+                    crate::tasks::MAX_LOG_FOLLOWERS
+                ),
+            )
+        })?),
+    };
     // A task that never got a container (bad id, failed pull) has no logs.
     if !valid_task_id(task_id) {
         return Ok(Some(Value::Null));

@@ -159,6 +159,8 @@ struct Inner {
     recording: Arc<tokio::sync::Semaphore>,
     /// Containers being made (see [`STARTING`]).
     starting: Arc<tokio::sync::Semaphore>,
+    /// `logs -f` streams open at once.
+    followers: Arc<tokio::sync::Semaphore>,
 }
 
 /// Launches recorded at once.
@@ -166,6 +168,8 @@ const RECORDING: usize = 16;
 /// Containers made at once. Enough to keep the disk and the kernel's cgroup work busy (on
 /// cgroup v1 each start waits for an RCU grace period, which starts running together share).
 const STARTING: usize = 64;
+/// Log followers open at once on an agent; more are refused until one ends.
+pub const MAX_LOG_FOLLOWERS: usize = 1024;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -218,6 +222,7 @@ impl TaskManager {
                 stop: CancellationToken::new(),
                 recording: Arc::new(tokio::sync::Semaphore::new(RECORDING)),
                 starting: Arc::new(tokio::sync::Semaphore::new(STARTING)),
+                followers: Arc::new(tokio::sync::Semaphore::new(MAX_LOG_FOLLOWERS)),
             }),
         };
         mgr.adopt().await?;
@@ -226,6 +231,11 @@ impl TaskManager {
 
     pub fn runtime(&self) -> &Runtime {
         &self.inner.runtime
+    }
+
+    /// A place for one more log follower, unless all are taken; held while it follows.
+    pub fn log_follower(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.inner.followers.clone().try_acquire_owned().ok()
     }
 
     pub fn images(&self) -> &ImageStore {
@@ -563,7 +573,7 @@ impl TaskManager {
             )
         };
         if !valid_task_id(&id) {
-            let message = format!("task id {id:?} must be 1 to 128 of [A-Za-z0-9_.+-]");
+            let message = format!("task id {id:?} must be {}", tepui_common::TASK_ID_RULE);
             self.finish(&id, Change::invalid(message)).await;
             return;
         }

@@ -46,16 +46,9 @@ pub fn task_dir_name(task_id: &str) -> String {
     }
 }
 
-/// Whether the container runtime accepts this id (and it is safe as a file name).
-pub fn valid_task_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id != "."
-        && id != ".."
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'))
-}
+/// Whether the container runtime accepts this id (and it is safe as a file name): the rule
+/// the leader checks at launch too.
+pub use tepui_common::valid_task_id;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Stored {

@@ -335,3 +335,48 @@ async fn images_are_listed_and_imported_from_uploads() {
     drop(reqs);
     mgr.shutdown().await;
 }
+
+#[tokio::test]
+async fn followers_beyond_the_bound_are_refused_until_one_ends() {
+    let fx = Fixture::new();
+    let mgr = fx.open_with_busybox().await;
+    let mut leader = Leader::new(&mgr);
+    let (tx, mut replies) = Replies::new();
+    let mut reqs = Requests::new(mgr.clone(), tx);
+    let id = task_id("quiet");
+    mgr.launch(launch(&id, Some(BUSYBOX), &["sh", "-c", "echo hi; exec sleep 600"]));
+    leader.wait_state(&id, "TASK_RUNNING").await;
+
+    // Every place but one is taken by other followers.
+    let mut held: Vec<_> = (1..tepui_agent::MAX_LOG_FOLLOWERS)
+        .map(|_| mgr.log_follower().expect("a place"))
+        .collect();
+    let follow = |id: &str| Request::Logs {
+        task_id: id.to_string(),
+        stderr: false,
+        tail: None,
+        follow: true,
+    };
+    reqs.start(1, follow(&id));
+    replies.wait_data(1, "hi\n").await;
+    reqs.start(2, follow(&id));
+    let ended = replies.until_end(2).await;
+    let (code, message) = error(&ended);
+    assert_eq!(code, "too_many_followers", "{message}");
+    // Reading without following still works.
+    reqs.start(
+        3,
+        Request::Logs {
+            task_id: id.clone(),
+            stderr: false,
+            tail: None,
+            follow: false,
+        },
+    );
+    done(&replies.until_end(3).await);
+    held.pop();
+    reqs.start(4, follow(&id));
+    replies.wait_data(4, "hi\n").await;
+    mgr.kill(&id, None);
+    leader.wait_state(&id, "TASK_KILLED").await;
+}

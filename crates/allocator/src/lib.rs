@@ -50,6 +50,8 @@ pub enum Error {
     InvalidRole { name: String, reason: &'static str },
     #[error("cannot parse {input:?}: {reason}")]
     Parse { input: String, reason: &'static str },
+    #[error("the amounts of {name} add up to more than tepui can count")]
+    Overflow { name: String },
     #[error("agent {0} is already known")]
     AgentExists(AgentId),
     #[error("unknown agent {0}")]

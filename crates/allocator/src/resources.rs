@@ -491,6 +491,14 @@ impl Value {
         }
     }
 
+    /// `None` when two scalars add up past what a [`Scalar`] holds.
+    fn checked_add(&self, other: &Value) -> Option<Value> {
+        match (self, other) {
+            (Value::Scalar(a), Value::Scalar(b)) => a.checked_add(*b).map(Value::Scalar),
+            _ => Some(self.add(other)),
+        }
+    }
+
     fn add(&self, other: &Value) -> Value {
         match (self, other) {
             (Value::Scalar(a), Value::Scalar(b)) => Value::Scalar(*a + *b),
@@ -667,6 +675,24 @@ impl Resources {
             Ok(i) => self.0[i].value = self.0[i].value.add(&resource.value),
             Err(i) => self.0.insert(i, resource),
         }
+    }
+
+    /// As [`Resources::push`], for amounts from outside: two scalars that add up past what a
+    /// [`Scalar`] holds are an error, and `self` is left as it was.
+    pub fn try_push(&mut self, resource: Resource) -> Result<(), Error> {
+        if resource.value.is_empty() {
+            return Ok(());
+        }
+        match self.0.binary_search_by(|r| r.key_cmp(&resource)) {
+            Ok(i) => {
+                let sum = self.0[i].value.checked_add(&resource.value).ok_or(Error::Overflow {
+                    name: resource.name.to_string(),
+                })?;
+                self.0[i].value = sum;
+            }
+            Err(i) => self.0.insert(i, resource),
+        }
+        Ok(())
     }
 
     /// Builds from entries already sorted by key with no duplicate keys and no empty values.
@@ -1061,6 +1087,20 @@ mod tests {
 
     fn r(s: &str) -> Resources {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn try_push_refuses_scalars_that_add_up_past_the_maximum() {
+        let huge = Scalar::from_f64(1e16).unwrap();
+        let mut r = Resources::new();
+        r.try_push(Resource::scalar(ResourceName::CPUS, huge)).unwrap();
+        let e = r.try_push(Resource::scalar(ResourceName::CPUS, huge)).unwrap_err();
+        assert!(e.to_string().contains("cpus"), "{e}");
+        assert_eq!(r, Resources::scalar(ResourceName::CPUS, huge), "left as it was");
+        r.try_push(Resource::scalar(ResourceName::MEM, huge)).unwrap();
+        r.try_push(Resource::scalar(ResourceName::CPUS, Scalar::from_units(1)))
+            .unwrap();
+        assert_eq!(r.scalar_sum(&ResourceName::CPUS), huge + Scalar::from_units(1));
     }
 
     #[test]

@@ -128,6 +128,32 @@ pub struct TokenCreateRequest {
     pub description: String,
 }
 
+/// The longest a join token may live: as long as the cluster CA is valid.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// A join token's time to live (`24h`, `30m`, `7days`): more than nothing and at most
+/// [`MAX_TOKEN_TTL`], so the expiry computed from it cannot overflow. The CLI checks it before
+/// sending, the server again.
+pub fn parse_token_ttl(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("ttl {text:?} is not a duration like 24h or 30m: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("ttl {text:?} is zero: the token would be expired at once"));
+    }
+    if d > MAX_TOKEN_TTL {
+        return Err(format!(
+            "ttl {text:?} is longer than {} days, the longest a token may live; leave it out for a token that never expires",
+            MAX_TOKEN_TTL.as_secs() / 86_400
+        ));
+    }
+    Ok(d)
+}
+
+/// When a token made at `now` (Unix ms) with `ttl` expires; `None` past what a `u64` holds.
+pub fn token_expiry(now: u64, ttl: Duration) -> Option<u64> {
+    u64::try_from(ttl.as_millis()).ok().and_then(|ms| now.checked_add(ms))
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TokenView {
     pub id: String,
@@ -703,5 +729,26 @@ impl Client {
             &WeightRequest { weight },
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_ttls_are_bounded() {
+        assert_eq!(parse_token_ttl("24h"), Ok(Duration::from_secs(24 * 3600)));
+        assert_eq!(parse_token_ttl(" 30m "), Ok(Duration::from_secs(1800)));
+        // Durations humantime reads, but whose milliseconds do not fit a u64 once added to now.
+        for long in ["600000000years", "18446744073709551615s", "11years"] {
+            let e = parse_token_ttl(long).unwrap_err();
+            assert!(e.contains("longest a token may live"), "{long}: {e}");
+        }
+        assert!(parse_token_ttl("0s").unwrap_err().contains("zero"));
+        assert!(parse_token_ttl("soon").unwrap_err().contains("not a duration"));
+        assert_eq!(token_expiry(1_000, Duration::from_secs(1)), Some(2_000));
+        assert_eq!(token_expiry(u64::MAX - 10, Duration::from_secs(1)), None);
+        assert_eq!(token_expiry(0, Duration::from_secs(u64::MAX)), None);
     }
 }

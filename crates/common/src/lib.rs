@@ -1,5 +1,6 @@
 //! The few words every tepui crate shares: what a node is (server or agent), the wall clock in
-//! Unix milliseconds, and how an error and its causes are printed on one line.
+//! Unix milliseconds, how an error and its causes are printed on one line, and the input rules
+//! that the leader and the agents must agree on (task ids, health check paths).
 //!
 //! Deliberately tiny and without I/O beyond reading the clock: the pure decision crates depend
 //! on it too.
@@ -64,9 +65,72 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// What a valid task id is, in words, for error messages.
+pub const TASK_ID_RULE: &str = "1 to 128 of [A-Za-z0-9_.+-], and not . or ..";
+
+/// Whether a task id is one the agents run: it names the task's sandbox directory and its
+/// container. The leader refuses what fails here when a task is launched, so no task is
+/// committed that its agent would refuse.
+pub fn valid_task_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'+' | b'-' | b'.'))
+}
+
+/// The longest HTTP health check path (with its query).
+pub const MAX_HEALTH_PATH: usize = 2048;
+
+/// Why `path` cannot be an HTTP health check's path, if it cannot: it goes into a request
+/// line as it is, so it must start with `/` and hold only visible ASCII (no spaces, no CR or
+/// LF that would end the line and start headers of the caller's choosing).
+pub fn health_path_error(path: &str) -> Option<String> {
+    if !path.starts_with('/') {
+        return Some(format!("{path:?} must start with /"));
+    }
+    if path.len() > MAX_HEALTH_PATH {
+        return Some(format!("is longer than {MAX_HEALTH_PATH} bytes"));
+    }
+    if let Some(c) = path.chars().find(|c| !c.is_ascii_graphic()) {
+        return Some(format!(
+            "{path:?} holds {c:?}: only visible ASCII is allowed (percent-encode the rest)"
+        ));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_ids_are_safe_names() {
+        for ok in ["web.1-a_b+c", "a", &"x".repeat(128), "app.instance-1f2e"] {
+            assert!(valid_task_id(ok), "{ok:?}");
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "a:b", "a@b", "é", "a\n", &"x".repeat(129)] {
+            assert!(!valid_task_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn health_paths_cannot_break_the_request_line() {
+        assert_eq!(health_path_error("/health?verbose=1&x=%20"), None);
+        for bad in [
+            "/x HTTP/1.1\r\nHost: evil\r\n\r\nGET /",
+            "/a\nb",
+            "/a b",
+            "health",
+            "/ü",
+            "",
+        ] {
+            assert!(health_path_error(bad).is_some(), "{bad:?}");
+        }
+        assert!(health_path_error(&format!("/{}", "a".repeat(MAX_HEALTH_PATH))).is_some());
+    }
 
     #[derive(Debug)]
     struct E(&'static str, Option<Box<E>>);

@@ -1358,7 +1358,15 @@ async fn events(State(svc): Shared, RawQuery(q): RawQuery, headers: HeaderMap) -
     svc.node().linearize().await?;
     let p = Params::parse(q.as_deref());
     let filter = p.all("event_type");
-    let rx = svc.subscribe();
+    let Some((rx, permit)) = svc.subscribe() else {
+        return Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "Too many event streams: {} are open on this leader, the most it serves; close one or retry later",
+                crate::MAX_EVENT_STREAMS
+            ),
+        ));
+    };
     let (tx, out) = mpsc::channel::<Bytes>(EVENT_BUFFER);
     let _ = tx.try_send(Bytes::from_static(b": tepui event stream\n\n"));
     if wanted(&filter, "event_stream_attached") {
@@ -1370,7 +1378,10 @@ async fn events(State(svc): Shared, RawQuery(q): RawQuery, headers: HeaderMap) -
         let _ = tx.try_send(sse("event_stream_attached", &attached.to_string()));
     }
     tracing::info!(filter = ?filter, "event stream attached");
-    tokio::spawn(follow_events(svc, rx, filter, tx));
+    tokio::spawn(async move {
+        follow_events(svc, rx, filter, tx).await;
+        drop(permit);
+    });
     let stream = futures::stream::unfold(out, |mut out| async move {
         out.recv().await.map(|b| (Ok::<_, Infallible>(b), out))
     });

@@ -77,6 +77,8 @@ struct Shared {
     master: Master,
     config: ServicesConfig,
     events: broadcast::Sender<Event>,
+    /// One permit per open `/v2/events` stream.
+    event_streams: Arc<tokio::sync::Semaphore>,
     queue: Mutex<runtime::Queue>,
     /// One change at a time: each plans on the state the previous one left (deployment locks,
     /// service ports, partial updates).
@@ -104,6 +106,7 @@ impl Services {
                 master,
                 config,
                 events: broadcast::channel(1024).0,
+                event_streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
                 queue: Mutex::new(runtime::Queue::default()),
                 changes: tokio::sync::Mutex::new(()),
                 waker: Waker::default(),
@@ -275,9 +278,14 @@ fn instance(s: &State, spec: &AppSpec, t: &TaskRecord) -> Instance {
     }
 }
 
+/// `/v2/events` streams open at once on a leader; more are refused with a 503.
+pub const MAX_EVENT_STREAMS: usize = 1000;
+
 impl Services {
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.shared.events.subscribe()
+    /// A receiver of events and its place among the open streams, unless all are taken.
+    pub(crate) fn subscribe(&self) -> Option<(broadcast::Receiver<Event>, tokio::sync::OwnedSemaphorePermit)> {
+        let permit = self.shared.event_streams.clone().try_acquire_owned().ok()?;
+        Some((self.shared.events.subscribe(), permit))
     }
 
     pub(crate) fn emit(&self, event: Event) {

@@ -344,6 +344,9 @@ fn match_offer(q: &mut Queue, s: &State, offer: &OfferView, now: u64) -> Vec<Lau
     launches
 }
 
+/// What of an app's path goes into its tasks' ids, at most: `.instance-` and a uuid follow.
+const MAX_ID_BASE: usize = 128 - ".instance-".len() - 36;
+
 /// The task of one new instance of `spec` on `agent` with these host ports.
 fn launch_spec(spec: &AppSpec, agent: u64, host_ports: &[u16]) -> LaunchSpec {
     let base: String = spec
@@ -353,6 +356,8 @@ fn launch_spec(spec: &AppSpec, agent: u64, host_ports: &[u16]) -> LaunchSpec {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         .collect();
+    // A task id is at most 128 characters: a deep app path keeps its end, which names it best.
+    let base = &base[base.len().saturating_sub(MAX_ID_BASE)..];
     let task_id = format!("{base}.instance-{}", crate::uuid_like());
     let bridge = spec.network_mode() == NetworkMode::Bridge;
     let mut ports = vec![];
@@ -864,6 +869,20 @@ mod tests {
         let work = decide(&mut q, &s, 5_000);
         assert_eq!(work.kill.len(), 2, "a removed app's instances all stop");
         assert!(q.items(&s, 5_000).is_empty());
+    }
+
+    #[test]
+    fn task_ids_of_deep_apps_are_ids_the_agents_run() {
+        let mut s = state(1);
+        let deep = format!("/{}/web", ["group-with-a-long-name"; 6].join("/"));
+        let spec = put_app(
+            &mut s,
+            serde_json::json!({"id": deep, "cmd": "x", "cpus": 0.1, "mem": 16}),
+            1_000,
+        );
+        let l = launch_spec(&spec, 1, &[]);
+        assert!(tepui_common::valid_task_id(&l.task_id), "{}", l.task_id);
+        assert!(l.task_id.contains("_web.instance-"), "{}", l.task_id);
     }
 
     #[test]

@@ -29,6 +29,7 @@ fn api() -> Api {
         node.clone(),
         MasterConfig {
             agent_timeout: Duration::from_secs(600),
+            retention: Default::default(),
         },
     );
     master.start();
@@ -163,6 +164,13 @@ async fn refusals_have_marathons_shapes() {
         "{body}"
     );
 
+    // A health check path that would end the agent's request line early.
+    let app = json!({"id": "/hc", "cmd": "x", "healthChecks": [
+        {"protocol": "MESOS_HTTP", "path": "/ HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET /"}]});
+    let (status, body) = api.call("POST", "/v2/apps", Some(app)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["details"][0]["path"], "/healthChecks(0)/path", "{body}");
+
     let (status, body) = api.call("GET", "/v2/apps/nothing", None).await;
     assert_eq!(
         (status, body["message"].as_str()),
@@ -226,4 +234,39 @@ async fn a_cancelled_deployment_rolls_back_and_says_it_failed() {
         (status, body["message"].as_str()),
         (404, Some("DeploymentPlan nope does not exist"))
     );
+}
+
+#[tokio::test]
+async fn event_streams_are_bounded_in_number() {
+    let api = api();
+    let open = |api: &Api| {
+        let req = http::Request::get("/v2/events").body(Body::empty()).unwrap();
+        api.router.clone().oneshot(req)
+    };
+    let mut streams = Vec::new();
+    for _ in 0..tepui_marathon::MAX_EVENT_STREAMS {
+        let resp = open(&api).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        streams.push(resp);
+    }
+    let resp = open(&api).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("Too many event streams"),
+        "{body}"
+    );
+
+    // A reader that leaves gives its place back.
+    drop(streams.pop());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let resp = open(&api).await.unwrap();
+        if resp.status() == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the place never came back");
+        tokio::task::yield_now().await;
+    }
 }

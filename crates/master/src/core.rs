@@ -643,8 +643,8 @@ impl Core {
                 },
                 Operation::Launch(specs) => {
                     for l in specs {
-                        if let Some(why) = &l.invalid {
-                            task_error(self, &l, why.clone());
+                        if let Some(why) = l.invalid.clone().or_else(|| launch_error(&l)) {
+                            task_error(self, &l, why);
                             continue;
                         }
                         if l.agent_id != Some(agent.0) {
@@ -1137,6 +1137,22 @@ fn reconciled(mut status: StatusView) -> StatusView {
     status
 }
 
+/// What the agents would refuse in a launch, found before anything is committed: the same
+/// rules they apply (one function each, in tepui-common).
+fn launch_error(l: &LaunchSpec) -> Option<String> {
+    if !tepui_common::valid_task_id(&l.task_id) {
+        return Some(format!(
+            "task id {:?} is not valid: it must be {}",
+            l.task_id,
+            tepui_common::TASK_ID_RULE
+        ));
+    }
+    l.def.health_checks.iter().enumerate().find_map(|(i, h)| {
+        let path = h.path.as_deref().filter(|_| h.protocol.contains("HTTP"))?;
+        tepui_common::health_path_error(path).map(|e| format!("health_checks[{i}].path: {e}"))
+    })
+}
+
 fn task_record(l: &LaunchSpec, agent: u64, framework: &str, role: &Role, now: Millis) -> TaskRecord {
     let mut t = TaskRecord::staging(l.task_id.clone(), l.name.clone(), agent, l.def.clone(), now);
     t.framework_id = framework.to_string();
@@ -1245,6 +1261,50 @@ mod tests {
         assert_eq!(o.len(), 1, "one offer for the one agent");
         assert_eq!(o[0].resources.to_string(), "cpus:2;mem:2048;ports:[31000-31009]");
         assert_eq!(o[0].agent_id, 1);
+    }
+
+    #[test]
+    fn accept_refuses_what_the_agent_would_refuse() {
+        let mut s = state(1);
+        let mut c = Core::new(0, &s);
+        let mut rx = subscribed(&mut c, &mut s, "f1");
+        tick(&mut c, &s, 1);
+        let offer = offers(&mut rx).remove(0);
+        let mut checked = launch("checked", 1, "cpus:0.1;mem:32");
+        checked.def.health_checks.push(tepui_state::HealthCheckDef {
+            protocol: "MESOS_HTTP".into(),
+            path: Some("/ HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET /".into()),
+            port: Some(31000),
+            command: None,
+            grace_period_ms: 0,
+            interval_ms: 1000,
+            timeout_ms: 1000,
+            max_consecutive_failures: 3,
+            delay_ms: 0,
+        });
+        let ops = vec![Operation::Launch(vec![
+            launch("with:colon", 1, "cpus:0.1;mem:32"),
+            checked,
+            launch("fine", 1, "cpus:0.1;mem:32"),
+        ])];
+        let plan = c
+            .accept(&s, "f1", std::slice::from_ref(&offer.id), ops, Filters::NONE, 2)
+            .unwrap();
+        let launched: Vec<&str> = plan.launches.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(launched, ["fine"]);
+        let refused = updates(&mut rx);
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert!(refused.iter().all(|u| u.state == TaskState::TaskError));
+        assert!(
+            refused[0].message.contains("task id \"with:colon\" is not valid"),
+            "{}",
+            refused[0].message
+        );
+        assert!(
+            refused[1].message.contains("health_checks[0].path"),
+            "{}",
+            refused[1].message
+        );
     }
 
     #[test]

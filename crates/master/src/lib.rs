@@ -23,6 +23,7 @@ mod core;
 pub mod http;
 mod lifecycle;
 mod liveness;
+pub mod retention;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -56,6 +57,8 @@ const EVENT_BUFFER: usize = 4096;
 pub struct MasterConfig {
     /// An agent not heard from for this long is marked lost.
     pub agent_timeout: Duration,
+    /// How long ended tasks stay in the replicated state.
+    pub retention: retention::Retention,
 }
 
 /// What a framework says about itself when it subscribes.
@@ -255,6 +258,14 @@ impl Master {
         node.spawn_driver(
             "drains",
             liveness::Drains { master: self.clone() },
+            Wakes {
+                state_changes: true,
+                ..Wakes::default()
+            },
+        );
+        node.spawn_driver(
+            "task_gc",
+            retention::TaskGc { master: self.clone() },
             Wakes {
                 state_changes: true,
                 ..Wakes::default()

@@ -32,6 +32,7 @@ fn fixture() -> Fixture {
         node.clone(),
         MasterConfig {
             agent_timeout: Duration::from_secs(600),
+            retention: Default::default(),
         },
     );
     master.start();
@@ -262,4 +263,58 @@ async fn a_drained_agent_ends_drained_once_its_tasks_end() {
     assert_eq!((status, body["maintenance"].as_str()), (200, Some("active")));
     let (status, body) = f.call("POST", "/v1/nodes/a7/drain", None).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("unknown_node")));
+}
+
+#[tokio::test]
+async fn ended_tasks_past_the_retention_are_forgotten() {
+    let (node, _local) = local_node(tepui_state::testing::state_with_agents(2, 1024));
+    let master = Master::new(
+        node.clone(),
+        MasterConfig {
+            agent_timeout: Duration::from_secs(600),
+            retention: tepui_master::retention::Retention {
+                max_per_group: 2,
+                max_age: Duration::from_secs(3600),
+            },
+        },
+    );
+    master.start();
+    let f = Fixture {
+        router: tepui_master::http::routes(master.clone()),
+        node,
+        master,
+    };
+    let mut a1 = Agent::attach(&f.node, 1);
+    let mut ids = vec![];
+    for i in 0..4 {
+        let run = json!({"name": format!("t{i}"), "cmd": ["true"], "cpus": 0.1, "mem": 16, "agent": "a1"});
+        let (status, task) = f.call("POST", "/v1/tasks", Some(run)).await;
+        assert_eq!(status, 201, "{task}");
+        ids.push(task["id"].as_str().unwrap().to_string());
+        assert!(matches!(a1.next().await, ServerToAgent::Launch { .. }));
+    }
+    // Three end, one after the other; the fourth keeps running.
+    let now = tepui_common::now_ms();
+    for (i, id) in ids[..3].iter().enumerate() {
+        let mut u = update(id, "TASK_FINISHED", &format!("end{i}"));
+        u.timestamp_ms = now + i as u64;
+        f.master.on_status(1, u).await;
+        assert!(matches!(a1.next().await, ServerToAgent::Ack { .. }));
+    }
+    f.wait("the oldest ended task to be forgotten", |f| {
+        f.task_state(&ids[0]).is_none()
+    })
+    .await;
+    let kept: Vec<Option<TaskState>> = ids.iter().map(|id| f.task_state(id)).collect();
+    assert_eq!(
+        kept,
+        [
+            None,
+            Some(TaskState::TaskFinished),
+            Some(TaskState::TaskFinished),
+            Some(TaskState::TaskStaging)
+        ]
+    );
+    let (status, _) = f.call("GET", &format!("/v1/tasks/{}", ids[0]), None).await;
+    assert_eq!(status, 404);
 }

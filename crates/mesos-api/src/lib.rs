@@ -14,6 +14,8 @@ use axum::Router;
 use tepui_master::Master;
 
 pub use operator::MesosError;
+/// Operator API event streams (SUBSCRIBE) open at once on a leader.
+pub use operator::MAX_OPERATOR_SUBSCRIBERS;
 
 /// tepui's version, as `git_tag` reports it.
 const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -44,11 +44,15 @@ use axum::{Extension, Router};
 use tepui_master::Master;
 use tepui_node::{Error, ErrorKind, WriteError};
 
+pub use events::MAX_SUBSCRIBERS as MAX_OPERATOR_SUBSCRIBERS;
+
 /// What the handlers know of this server beyond its master.
 struct Ctx {
     started: Instant,
     /// Unix ms.
     started_ms: u64,
+    /// The operator API's SUBSCRIBE streams.
+    events: Arc<events::Hub>,
 }
 
 /// The endpoints that run on the leader: merged behind the forwarding middleware.
@@ -56,6 +60,7 @@ pub(crate) fn routes(master: Master) -> Router {
     let ctx = Arc::new(Ctx {
         started: Instant::now(),
         started_ms: master.node().info().started_at,
+        events: Arc::default(),
     });
     Router::new()
         .route("/master/state", get(legacy::state))

@@ -386,13 +386,34 @@ pub(crate) fn from_mesos_resources(list: &[mesos::Resource]) -> Result<Resources
                 Some(Reservation { role, kind })
             }
         };
-        out.push(Resource {
+        out.try_push(Resource {
             name,
             reservation,
             value,
-        });
+        })
+        .map_err(|e| at(e.to_string()))?;
     }
     Ok(out)
+}
+
+/// A task's scalars must add up (per name, across reservations) to an amount tepui can count:
+/// a request whose amounts overflow is malformed, refused as a whole with what to fix.
+fn check_amounts(t: &mesos::TaskInfo) -> Result<(), String> {
+    let mut totals: std::collections::BTreeMap<&str, Scalar> = Default::default();
+    for (i, r) in t.resources.iter().enumerate() {
+        let Some(amount) = r.scalar.and_then(|v| Scalar::from_f64(v.value)) else {
+            continue;
+        };
+        let total = totals.entry(r.name.as_str()).or_default();
+        *total = total.checked_add(amount).ok_or_else(|| {
+            format!(
+                "task {:?}: resources[{i}] ({}): the amounts of {} add up to more than tepui can count; \
+                 give each resource once, with a realistic amount",
+                t.task_id.value, r.name, r.name
+            )
+        })?;
+    }
+    Ok(())
 }
 
 fn status(s: &StatusView) -> mesos::TaskStatus {
@@ -419,10 +440,12 @@ fn operation(op: &mesos::OfferOperation) -> Result<Operation, String> {
     match &op.kind {
         T::Launch => {
             let l = op.launch.as_ref().ok_or("LAUNCH needs `launch`")?;
+            l.task_infos.iter().try_for_each(check_amounts)?;
             Ok(Operation::Launch(l.task_infos.iter().map(launch_spec).collect()))
         }
         T::LaunchGroup => {
             let g = op.launch_group.as_ref().ok_or("LAUNCH_GROUP needs `launch_group`")?;
+            g.task_group.tasks.iter().try_for_each(check_amounts)?;
             let mut specs: Vec<LaunchSpec> = g.task_group.tasks.iter().map(group_member).collect();
             // All or nothing, as a task group is.
             if let Some(why) = specs.iter().find_map(|s| s.invalid.clone()) {
@@ -485,21 +508,13 @@ fn launch_spec(t: &mesos::TaskInfo) -> LaunchSpec {
     spec
 }
 
-/// Task ids name directories on the agent: a conservative alphabet.
-fn valid_task_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 200
-        && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '@' | '+'))
-}
-
 fn task_def(t: &mesos::TaskInfo) -> Result<(TaskDef, Resources), String> {
-    if !valid_task_id(&t.task_id.value) {
+    // Task ids name the task's sandbox and container on its agent: the agents' rule.
+    if !tepui_common::valid_task_id(&t.task_id.value) {
         return Err(format!(
-            "task_id {:?} is not valid: use 1-200 letters, digits and . - _ : @ +, not starting with '.'",
-            t.task_id.value
+            "task_id {:?} is not valid: it must be {}",
+            t.task_id.value,
+            tepui_common::TASK_ID_RULE
         ));
     }
     if t.executor.is_some() {

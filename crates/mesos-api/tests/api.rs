@@ -30,6 +30,7 @@ fn mesos() -> Mesos {
         node.clone(),
         MasterConfig {
             agent_timeout: Duration::from_secs(600),
+            retention: Default::default(),
         },
     );
     master.start();
@@ -230,4 +231,134 @@ async fn calls_are_refused_as_mesos_refuses_them() {
         .body(Body::from("x"))
         .unwrap();
     assert_eq!(m.router.clone().oneshot(req).await.unwrap().status(), 415);
+}
+
+#[tokio::test]
+async fn an_accept_whose_amounts_overflow_is_refused_with_what_to_fix() {
+    let m = mesos();
+    let mut f = m.subscribe("overflow").await;
+    let offers = f.next().await;
+    let offer = &offers["offers"]["offers"][0];
+    let agent = offer["agent_id"]["value"].as_str().unwrap().to_string();
+    let huge = json!({"name": "cpus", "type": "SCALAR", "scalar": {"value": 1e16}});
+    let accept = json!({"type": "ACCEPT", "accept": {
+        "offer_ids": [offer["id"]],
+        "operations": [{"type": "LAUNCH", "launch": {"task_infos": [{
+            "name": "t1", "task_id": {"value": "t1"}, "agent_id": {"value": agent},
+            "command": {"shell": true, "value": "true"},
+            "resources": [huge, huge]}]}}]}});
+    let (status, body) = m.call(&f, accept).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("resources[1] (cpus)") && body.contains("add up"),
+        "{body}"
+    );
+    assert!(m.node.read(|s| s.tasks.is_empty()));
+
+    // The same amounts in a RESERVE: refused too, and the master still answers.
+    let reserve = json!({"type": "ACCEPT", "accept": {
+        "offer_ids": [offer["id"]],
+        "operations": [{"type": "RESERVE", "reserve": {"resources": [
+            {"name": "cpus", "type": "SCALAR", "scalar": {"value": 1e16}, "role": "*",
+             "reservations": [{"type": "DYNAMIC", "role": "eng"}]},
+            {"name": "cpus", "type": "SCALAR", "scalar": {"value": 1e16}, "role": "*",
+             "reservations": [{"type": "DYNAMIC", "role": "eng"}]}]}}]}});
+    let (status, body) = m.call(&f, reserve).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("cpus"), "{body}");
+    let (status, _) = m.get("/master/state").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_task_id_the_agents_would_refuse_is_an_error_at_accept() {
+    let m = mesos();
+    let mut f = m.subscribe("ids").await;
+    let offers = f.next().await;
+    let offer = &offers["offers"]["offers"][0];
+    let agent = offer["agent_id"]["value"].as_str().unwrap().to_string();
+    // ':' and '@' passed the master's old rule; the agents never ran such a task.
+    let accept = json!({"type": "ACCEPT", "accept": {
+        "offer_ids": [offer["id"]],
+        "operations": [{"type": "LAUNCH", "launch": {"task_infos": [{
+            "name": "t", "task_id": {"value": "driver:1@spark"}, "agent_id": {"value": agent},
+            "command": {"shell": true, "value": "true"},
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}}]}]}}]}});
+    let (status, body) = m.call(&f, accept).await;
+    assert_eq!(status, 202, "{body}");
+    let update = f.next().await;
+    assert_eq!(update["type"], "UPDATE", "{update}");
+    let st = &update["update"]["status"];
+    assert_eq!(st["task_id"]["value"], "driver:1@spark");
+    assert_eq!(st["state"], "TASK_ERROR");
+    assert!(st["message"].as_str().unwrap().contains("[A-Za-z0-9_.+-]"), "{update}");
+    assert!(m.node.read(|s| s.tasks.is_empty()), "nothing committed");
+}
+
+/// Opens the operator API's event stream.
+async fn operator_subscribe(m: &Mesos) -> http::Response<Body> {
+    m.post("/api/v1", json!({"type": "SUBSCRIBE"}), None).await
+}
+
+/// The next non-heartbeat operator event of `body`.
+async fn next_event(
+    events: &mut (impl futures::Stream<Item = Result<Bytes, axum::Error>> + Unpin),
+    decoder: &mut Decoder,
+    pending: &mut std::collections::VecDeque<Value>,
+) -> Value {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(e) = pending.pop_front() {
+                if e["type"] != "HEARTBEAT" {
+                    return e;
+                }
+                continue;
+            }
+            let chunk = events.next().await.expect("open").expect("a chunk");
+            for r in decoder.decode(&chunk).expect("RecordIO") {
+                pending.push_back(serde_json::from_slice(&r).unwrap());
+            }
+        }
+    })
+    .await
+    .expect("an event within the deadline")
+}
+
+#[tokio::test]
+async fn operator_event_streams_share_one_diff_and_are_bounded_in_number() {
+    let m = mesos();
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let resp = operator_subscribe(&m).await;
+        assert_eq!(resp.status(), 200);
+        let mut events = resp.into_body().into_data_stream();
+        let (mut decoder, mut pending) = (Decoder::new(), Default::default());
+        let first = next_event(&mut events, &mut decoder, &mut pending).await;
+        assert_eq!(first["type"], "SUBSCRIBED", "{first}");
+        streams.push((events, decoder, pending));
+    }
+    // A framework subscribes: both streams hear of it.
+    let _f = m.subscribe("watched").await;
+    for (events, decoder, pending) in &mut streams {
+        let e = next_event(events, decoder, pending).await;
+        assert_eq!(e["type"], "FRAMEWORK_ADDED", "{e}");
+        assert_eq!(e["framework_added"]["framework"]["framework_info"]["name"], "watched");
+    }
+
+    let mut more = Vec::new();
+    for _ in streams.len()..tepui_mesos_api::MAX_OPERATOR_SUBSCRIBERS {
+        let resp = operator_subscribe(&m).await;
+        assert_eq!(resp.status(), 200);
+        more.push(resp);
+    }
+    let resp = operator_subscribe(&m).await;
+    assert_eq!(resp.status(), 503);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("subscriber limit reached"));
+    drop(more.pop());
+    assert_eq!(
+        operator_subscribe(&m).await.status(),
+        200,
+        "a closed stream's place is free"
+    );
 }

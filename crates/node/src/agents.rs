@@ -239,7 +239,7 @@ pub fn not_connected(agent: u64, name: &str) -> Error {
 pub fn agent_error(code: &str, message: String) -> Error {
     let kind = match code {
         "unknown_task" | "not_found" => ErrorKind::NotFound,
-        "agent_disconnected" | "not_connected" => ErrorKind::Unavailable,
+        "agent_disconnected" | "not_connected" | "too_many_followers" => ErrorKind::Unavailable,
         "refused" | "in_use" | "task_not_running" => ErrorKind::Conflict,
         "bad_archive" | "bad_reference" | "insecure_registry" | "bad_image" | "digest_mismatch"
         | "upload_incomplete" => ErrorKind::Invalid,

@@ -14,6 +14,7 @@
 //! hybrid or v2. The shim must start single-threaded (dispatch it before any async runtime).
 
 mod cgroup;
+mod inroot;
 mod logs;
 mod net;
 mod oci;
@@ -174,18 +175,12 @@ fn shim_err(id: &str, source: io::Error) -> Error {
 }
 
 fn validate_id(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && id != "."
-        && id != ".."
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'));
-    if ok {
+    if tepui_common::valid_task_id(id) {
         Ok(())
     } else {
         Err(Error::InvalidSpec(format!(
-            "task id {id:?} must be 1 to 128 of [A-Za-z0-9_.+-]"
+            "task id {id:?} must be {}",
+            tepui_common::TASK_ID_RULE
         )))
     }
 }
@@ -281,20 +276,21 @@ impl Runtime {
     ) -> Result<Option<std::net::Ipv4Addr>> {
         let data = sb.data();
         fs::create_dir_all(&data).map_err(|e| Error::io("create", &data, e))?;
-        let (rootfs, etc) = match &spec.rootfs {
+        // Where the user's name is looked up: the image's files, or the host's.
+        let (rootfs, users_root) = match &spec.rootfs {
             Rootfs::Path(p) => {
                 if !p.is_dir() {
                     return Err(Error::InvalidSpec(format!("rootfs {p:?} is not a directory")));
                 }
-                (p.clone(), p.join("etc"))
+                (p.clone(), p.clone())
             }
             Rootfs::Host => {
                 let r = sb.host_root();
                 self.prepare_host_root(&r)?;
-                (r, PathBuf::from("/etc"))
+                (r, PathBuf::from("/"))
             }
         };
-        let user = oci::resolve_user(spec.user.as_deref(), &etc)?;
+        let user = oci::resolve_user(spec.user.as_deref(), &users_root)?;
         // The task owns its sandbox data, as on Mesos.
         let own = |p: &Path| {
             std::os::unix::fs::chown(p, Some(user.uid), Some(user.gid)).map_err(|e| Error::io("chown", p, e))

@@ -1,14 +1,17 @@
 //! Reading a task's rotated log files: everything or the last lines, then (when following)
 //! what is appended, across rotations, until the task has ended and the file is drained.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::fs::File;
+use tokio::io::unix::AsyncFd;
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use crate::sandbox::Sandbox;
@@ -18,12 +21,22 @@ const CHUNK: usize = 64 * 1024;
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
 /// With inotify, a follower looks again at least this often anyway: a safety net, not the
 /// way it learns of changes.
-const FOLLOW_SAFETY_MS: u16 = 1000;
+const FOLLOW_SAFETY: Duration = Duration::from_secs(1);
+
+/// An inotify instance as tokio's reactor wants it.
+struct Watch(nix::sys::inotify::Inotify);
+
+impl AsRawFd for Watch {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
 
 /// Wakes a follower when something in the sandbox changes (an append, a rotation, the final
-/// status written), instead of looking every so often.
+/// status written), instead of looking every so often. Waiting is asynchronous: a follower
+/// holds no thread while its task is quiet.
 struct Changes {
-    inotify: Option<nix::sys::inotify::Inotify>,
+    inotify: Option<AsyncFd<Watch>>,
 }
 
 impl Changes {
@@ -37,25 +50,47 @@ impl Changes {
                     | AddWatchFlags::IN_CLOSE_WRITE;
                 i.add_watch(dir, events).map(|_| i)
             })
+            .map_err(io::Error::from)
+            .and_then(|i| {
+                // SAFETY: `Watch` owns the inotify descriptor; it stays open, and is the one
+                // `as_raw_fd` returns, for as long as the `AsyncFd` holds it.
+                unsafe { AsyncFd::register_with_interest(Watch(i), tokio::io::Interest::READABLE) }
+                    .map_err(|e| e.into_parts().1)
+            })
             .map_err(|e| tracing::debug!(dir = %dir.display(), error = %e, "no inotify; following by looking"))
             .ok();
         Changes { inotify }
     }
 
     /// Returns after the next change (or the safety net's timeout).
-    fn wait(&self) {
-        use std::os::fd::AsFd;
-
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    async fn wait(&self) {
         let Some(inotify) = &self.inotify else {
-            std::thread::sleep(FOLLOW_POLL);
+            tokio::time::sleep(FOLLOW_POLL).await;
             return;
         };
-        let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, PollTimeout::from(FOLLOW_SAFETY_MS));
-        // Drain what arrived; which file changed does not matter, all are looked at.
-        while matches!(inotify.read_events(), Ok(events) if !events.is_empty()) {}
+        let changed = async {
+            loop {
+                let Ok(mut ready) = inotify.readable().await else {
+                    return;
+                };
+                // Drain what arrived; which file changed does not matter, all are looked at.
+                match ready.try_io(|w| w.get_ref().0.read_events().map_err(io::Error::from)) {
+                    Ok(Ok(events)) if !events.is_empty() => {
+                        while matches!(queued_events(inotify), Some(n) if n > 0) {}
+                        return;
+                    }
+                    Ok(Ok(_)) | Err(_) => continue,
+                    Ok(Err(_)) => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(FOLLOW_SAFETY, changed).await;
     }
+}
+
+/// Reads what else is queued on the watch without waiting; the number of events.
+fn queued_events(inotify: &AsyncFd<Watch>) -> Option<usize> {
+    inotify.get_ref().0.read_events().ok().map(|e| e.len())
 }
 
 /// Chunks of a task's log, as a `futures::Stream`.
@@ -98,41 +133,59 @@ pub(crate) fn tail_start(data: &[u8], n: usize) -> usize {
     0
 }
 
+/// Streams a task's log. A task, not a thread: file reads go through tokio's blocking pool one
+/// at a time, and waiting for more holds nothing.
 pub(crate) fn open(sb: &Sandbox, name: &str, keep: u32, tail: Option<usize>, follow: bool) -> LogChunks {
     let (tx, rx) = mpsc::channel(16);
     let base = sb.log(name);
     let status = sb.status();
-    tokio::task::spawn_blocking(move || {
-        match produce(&base, &status, keep, tail, follow, &tx) {
+    tokio::spawn(async move {
+        match produce(&base, &status, keep, tail, follow, &tx).await {
             // The reader hears of the end first: closing an inotify instance waits for the
-            // kernel's SRCU grace period, which can take tens of milliseconds.
+            // kernel's SRCU grace period, which can take tens of milliseconds (off the
+            // runtime's threads).
             Ok(changes) => {
                 drop(tx);
-                drop(changes);
+                if let Some(changes) = changes {
+                    tokio::task::spawn_blocking(move || drop(changes));
+                }
             }
             Err(e) => {
-                let _ = tx.blocking_send(Err(e));
+                let _ = tx.send(Err(e)).await;
             }
         }
     });
     LogChunks { rx }
 }
 
-fn read_all(f: &mut File) -> io::Result<Vec<u8>> {
-    let mut v = Vec::new();
-    f.read_to_end(&mut v)?;
-    Ok(v)
-}
-
 type Tx = mpsc::Sender<io::Result<Vec<u8>>>;
 
-fn send(tx: &Tx, data: Vec<u8>) -> bool {
-    data.is_empty() || tx.blocking_send(Ok(data)).is_ok()
+async fn send(tx: &Tx, data: Vec<u8>) -> bool {
+    data.is_empty() || tx.send(Ok(data)).await.is_ok()
+}
+
+async fn exists(p: &Path) -> bool {
+    tokio::fs::try_exists(p).await.unwrap_or(false)
+}
+
+/// Sends what is left of `f` in chunks; false once the reader is gone.
+async fn drain(f: &mut File, tx: &Tx) -> io::Result<bool> {
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(true);
+        }
+        buf.truncate(n);
+        if !send(tx, buf).await {
+            return Ok(false);
+        }
+    }
 }
 
 /// Sends the log to `tx`; returns the watch it followed with, if it followed, for the caller to
 /// close after the end is sent.
-fn produce(
+async fn produce(
     base: &Path,
     status: &Path,
     keep: u32,
@@ -141,59 +194,49 @@ fn produce(
     tx: &Tx,
 ) -> io::Result<Option<Changes>> {
     // Whether the task had ended before we start reading: then one pass is all there is.
-    let mut ended = status.exists();
-    let mut current = match File::open(base) {
+    let mut ended = exists(status).await;
+    let mut current = match File::open(base).await {
         Ok(f) => Some(f),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    let older: Vec<PathBuf> = (1..keep)
-        .rev()
-        .map(|n| rotated(base, n))
-        .filter(|p| p.exists())
-        .collect();
-    let head = match current.as_mut() {
-        Some(f) => read_all(f)?,
-        None => Vec::new(),
-    };
+    let mut older = Vec::new();
+    for n in (1..keep).rev() {
+        let p = rotated(base, n);
+        if exists(&p).await {
+            older.push(p);
+        }
+    }
     match tail {
         Some(n) => {
-            let mut data = head;
+            let mut data = Vec::new();
+            if let Some(f) = current.as_mut() {
+                f.read_to_end(&mut data).await?;
+            }
             for p in older.iter().rev() {
                 if tail_start(&data, n) > 0 {
                     break;
                 }
-                let mut prev = std::fs::read(p).unwrap_or_default();
+                let mut prev = tokio::fs::read(p).await.unwrap_or_default();
                 prev.extend_from_slice(&data);
                 data = prev;
             }
             let start = tail_start(&data, n);
             for c in data[start..].chunks(CHUNK) {
-                if !send(tx, c.to_vec()) {
+                if !send(tx, c.to_vec()).await {
                     return Ok(None);
                 }
             }
         }
         None => {
             for p in &older {
-                let mut f = match File::open(p) {
-                    Ok(f) => f,
-                    Err(_) => continue,
-                };
-                loop {
-                    let mut buf = vec![0u8; CHUNK];
-                    let n = f.read(&mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    buf.truncate(n);
-                    if !send(tx, buf) {
-                        return Ok(None);
-                    }
+                let Ok(mut f) = File::open(p).await else { continue };
+                if !drain(&mut f, tx).await? {
+                    return Ok(None);
                 }
             }
-            for c in head.chunks(CHUNK) {
-                if !send(tx, c.to_vec()) {
+            if let Some(f) = current.as_mut() {
+                if !drain(f, tx).await? {
                     return Ok(None);
                 }
             }
@@ -206,41 +249,85 @@ fn produce(
     let changes = Changes::watch(base.parent().unwrap_or(Path::new(".")));
     loop {
         if let Some(f) = current.as_mut() {
-            loop {
-                let mut buf = vec![0u8; CHUNK];
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                buf.truncate(n);
-                if !send(tx, buf) {
-                    return Ok(Some(changes));
-                }
+            if !drain(f, tx).await? {
+                return Ok(Some(changes));
             }
         }
         // Rotated (or created) since we opened it: the old file is drained, go on with the new.
-        let now_ino = std::fs::metadata(base).map(|m| m.ino()).ok();
-        let cur_ino = current.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.ino());
+        let now_ino = tokio::fs::metadata(base).await.map(|m| m.ino()).ok();
+        let cur_ino = match current.as_ref() {
+            Some(f) => f.metadata().await.ok().map(|m| m.ino()),
+            None => None,
+        };
         if now_ino.is_some() && now_ino != cur_ino {
-            current = File::open(base).ok();
+            current = File::open(base).await.ok();
             continue;
         }
         if ended {
             return Ok(Some(changes));
         }
-        ended = status.exists();
-        if tx.is_closed() {
-            return Ok(Some(changes));
-        }
+        ended = exists(status).await;
         if !ended {
-            changes.wait();
+            tokio::select! {
+                _ = tx.closed() => return Ok(Some(changes)),
+                _ = changes.wait() => {}
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::tail_start;
+    use futures::StreamExt;
+
+    use super::*;
+
+    async fn read_until(f: &mut LogChunks, want: &[u8], deadline: Duration) {
+        let mut got = Vec::new();
+        while !got.ends_with(want) {
+            let chunk = tokio::time::timeout(deadline, f.next())
+                .await
+                .expect("a chunk within the deadline")
+                .expect("the stream stays open")
+                .unwrap();
+            got.extend_from_slice(&chunk);
+        }
+    }
+
+    /// Many followers on a runtime with two blocking threads: each gets what is appended, and
+    /// each ends when the task does. Followers that held a thread each would starve here.
+    #[test]
+    fn followers_hold_no_thread_while_they_wait() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let sb = Sandbox::new(dir.path().to_path_buf());
+            std::fs::write(sb.log("stdout"), b"first\n").unwrap();
+            let mut followers: Vec<LogChunks> = (0..50).map(|_| open(&sb, "stdout", 1, None, true)).collect();
+            let deadline = Duration::from_secs(10);
+            for f in &mut followers {
+                read_until(f, b"first\n", deadline).await;
+            }
+            use std::io::Write;
+            let mut out = std::fs::OpenOptions::new().append(true).open(sb.log("stdout")).unwrap();
+            out.write_all(b"second\n").unwrap();
+            for f in &mut followers {
+                read_until(f, b"second\n", deadline).await;
+            }
+            std::fs::write(sb.status(), b"{}").unwrap();
+            for f in &mut followers {
+                let end = tokio::time::timeout(deadline, f.next())
+                    .await
+                    .expect("the end within the deadline");
+                assert!(end.is_none(), "{end:?}");
+            }
+        });
+    }
 
     #[test]
     fn tail_counts_lines_from_the_end() {

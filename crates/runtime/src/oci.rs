@@ -42,8 +42,9 @@ pub struct User {
     pub home: Option<String>,
 }
 
-/// Resolves `uid`, `uid:gid`, `name`, `name:group` against `etc` (a rootfs's `/etc`).
-pub fn resolve_user(user: Option<&str>, etc: &Path) -> Result<User, Error> {
+/// Resolves `uid`, `uid:gid`, `name`, `name:group` against the `/etc/passwd` and `/etc/group`
+/// of `root` (a rootfs, or `/` for the host's), read as the container would see them.
+pub fn resolve_user(user: Option<&str>, root: &Path) -> Result<User, Error> {
     let Some(user) = user.filter(|u| !u.is_empty()) else {
         return Ok(User {
             uid: 0,
@@ -52,8 +53,13 @@ pub fn resolve_user(user: Option<&str>, etc: &Path) -> Result<User, Error> {
             home: Some("/root".into()),
         });
     };
-    let passwd = std::fs::read_to_string(etc.join("passwd")).unwrap_or_default();
-    let group = std::fs::read_to_string(etc.join("group")).unwrap_or_default();
+    let read = |rel: &str| -> Result<String, Error> {
+        match crate::inroot::read_in_root(root, rel, crate::inroot::MAX_ETC_FILE) {
+            Ok(data) => Ok(String::from_utf8_lossy(&data.unwrap_or_default()).into_owned()),
+            Err(e) => Err(Error::InvalidSpec(format!("user {user:?}: the rootfs's {e}"))),
+        }
+    };
+    let (passwd, group) = (read("etc/passwd")?, read("etc/group")?);
     resolve_user_in(user, &passwd, &group)
 }
 
@@ -365,6 +371,25 @@ mod tests {
         assert_eq!((u.uid, u.gid), (33, 50));
         assert!(resolve_user_in("nobody", PASSWD, GROUP).is_err());
         assert!(resolve_user_in("www:nogroup", PASSWD, GROUP).is_err());
+    }
+
+    #[test]
+    fn users_are_looked_up_in_the_rootfs_never_through_its_links_to_the_host() {
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("passwd"), PASSWD).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink(host.path().join("passwd"), root.path().join("etc/passwd")).unwrap();
+        let e = resolve_user(Some("www"), root.path()).unwrap_err();
+        assert!(e.to_string().contains("no such user"), "{e}");
+        // The same file inside the rootfs is found.
+        std::fs::remove_file(root.path().join("etc/passwd")).unwrap();
+        std::fs::write(root.path().join("etc/passwd"), PASSWD).unwrap();
+        assert_eq!(resolve_user(Some("www"), root.path()).unwrap().uid, 33);
+        // A directory where the file should be: a clear error.
+        std::fs::create_dir(root.path().join("etc/group")).unwrap();
+        let e = resolve_user(Some("www"), root.path()).unwrap_err();
+        assert!(e.to_string().contains("/etc/group is not a regular file"), "{e}");
     }
 
     fn spec(network: Network) -> TaskSpec {

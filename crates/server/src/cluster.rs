@@ -1,7 +1,9 @@
 //! The cluster port's gRPC service: Raft RPCs, joins, forwarded API calls, agent streams.
 
+use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use serde::de::DeserializeOwned;
@@ -27,16 +29,89 @@ pub(crate) async fn serve(
     tls: Arc<rustls::ServerConfig>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let incoming = tepui_transport::incoming_watched(listener, tls, shutdown, inner.peers.closed_conns());
-    let service = ClusterServer::new(ClusterService { inner, master })
-        .max_decoding_message_size(512 << 20)
-        .max_encoding_message_size(512 << 20);
+    let incoming = tepui_transport::incoming_limited(
+        listener,
+        tls,
+        shutdown,
+        inner.peers.closed_conns(),
+        tepui_transport::ConnLimits::default(),
+    );
+    let service = Arc::new(ClusterService { inner, master });
+    // Nodes of the cluster send snapshots and forwarded uploads: large messages.
+    let trusted = ClusterServer::from_arc(service.clone())
+        .max_decoding_message_size(TRUSTED_MESSAGE_LIMIT)
+        .max_encoding_message_size(TRUSTED_MESSAGE_LIMIT);
+    // `Join` is the one call open to callers without a certificate: small messages only.
+    let open = ClusterServer::from_arc(service)
+        .max_decoding_message_size(OPEN_MESSAGE_LIMIT)
+        .max_encoding_message_size(OPEN_MESSAGE_LIMIT);
     if let Err(e) = tonic::transport::Server::builder()
-        .add_service(service)
+        // Peers that stop answering pings are dropped, as are half-open connections.
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .http2_max_header_list_size(Some(64 << 10))
+        .max_concurrent_streams(Some(1024))
+        .layer(tower::layer::layer_fn(move |routes| Gate {
+            routes,
+            open: open.clone(),
+        }))
+        .add_service(trusted)
         .serve_with_incoming(incoming)
         .await
     {
         tracing::error!(error = %e, "cluster port stopped");
+    }
+}
+
+/// The largest message a node of the cluster may send (a snapshot, a forwarded upload).
+const TRUSTED_MESSAGE_LIMIT: usize = 512 << 20;
+/// The largest message of a call without a certificate: a join request is a few KiB.
+pub(crate) const OPEN_MESSAGE_LIMIT: usize = 64 << 10;
+const JOIN_PATH: &str = "/tepui.cluster.v1.Cluster/Join";
+
+/// Sends `Join` to the service with small message limits, refuses every other call of a
+/// caller without a certificate before its body is read, and lets the rest through.
+#[derive(Clone)]
+struct Gate<S> {
+    routes: S,
+    open: ClusterServer<ClusterService>,
+}
+
+type GateFuture =
+    Pin<Box<dyn std::future::Future<Output = Result<http::Response<tonic::body::Body>, Infallible>> + Send>>;
+
+impl<S> tower::Service<http::Request<tonic::body::Body>> for Gate<S>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = GateFuture;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        self.routes.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> GateFuture {
+        if req.uri().path() == JOIN_PATH {
+            let mut open = self.open.clone();
+            return Box::pin(async move { open.call(req).await });
+        }
+        let certified = req.extensions().get::<PeerInfo>().is_some_and(|p| p.identity.is_some());
+        if !certified {
+            let refused = Status::unauthenticated(
+                "a node certificate of this cluster is required; only Join is open without one",
+            );
+            return Box::pin(std::future::ready(Ok(refused.into_http())));
+        }
+        Box::pin(self.routes.call(req))
     }
 }
 

@@ -436,15 +436,9 @@ async fn create_token(
     let expires_at = match &req.ttl {
         None => None,
         Some(ttl) => {
-            let d = humantime::parse_duration(ttl).map_err(|e| {
-                Error::new(
-                    ErrorKind::Invalid,
-                    "invalid_field",
-                    format!("ttl {ttl:?} is not a duration like 24h or 30m: {e}"),
-                )
-                .field("ttl")
-            })?;
-            Some(now + d.as_millis() as u64)
+            let bad = |message: String| Error::new(ErrorKind::Invalid, "invalid_field", message).field("ttl");
+            let d = tepui_api::parse_token_ttl(ttl).map_err(bad)?;
+            Some(tepui_api::token_expiry(now, d).ok_or_else(|| bad(format!("ttl {ttl:?} is too long")))?)
         }
     };
     let ca = inner.state.read(|s| s.cluster.as_ref().map(|c| c.ca_cert_pem.clone()));

@@ -453,6 +453,7 @@ impl Server {
             node.clone(),
             MasterConfig {
                 agent_timeout: cfg.agent_timeout,
+                retention: Default::default(),
             },
         );
         master.start();

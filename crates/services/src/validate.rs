@@ -659,6 +659,10 @@ fn health_checks(list: &[HealthCheckInput], port_count: usize, e: &mut Validatio
                 .filter(|p| !p.is_empty())
                 .unwrap_or_else(|| defaults::HEALTH_PATH.into())
         });
+        // The agent writes the path into a request line: nothing may end that line early.
+        if let Some(why) = path.as_deref().and_then(tepui_common::health_path_error) {
+            e.add(&format!("{at}/path"), why);
+        }
         let seconds = |e: &mut ValidationErrors, field: &str, v: Option<i64>, default: u64, min: i64| -> u64 {
             int_at_least(e, &format!("{at}/{field}"), v, default as i64, min) as u64
         };
@@ -1041,6 +1045,11 @@ mod tests {
 
         let e = errors(r#"{"id":"/a","cmd":"x","healthChecks":[{"portIndex":1}]}"#);
         assert!(e.has("/healthChecks(0)", HEALTH_CHECK_PORT_INDEX));
+        let e = errors(
+            r#"{"id":"/a","cmd":"x","healthChecks":[{"path":"/ok"},{"path":"/ HTTP/1.1\r\nX-Evil: 1\r\n\r\nGET /"}]}"#,
+        );
+        assert_eq!(e.details.len(), 1, "{e}");
+        assert_eq!(e.details[0].path, "/healthChecks(1)/path", "{e}");
         let e = errors(r#"{"id":"/a","cmd":"x","portDefinitions":[],"healthChecks":[{"protocol":"TCP"}]}"#);
         assert!(e.has("/healthChecks(0)", HEALTH_CHECK_PORT_INDEX));
         let e = errors(

@@ -270,6 +270,11 @@ pub enum Command {
         task_id: String,
         now: Millis,
     },
+    /// Ended tasks past their retention, as the leader decided: their records are dropped.
+    /// A task that is not terminal (or is gone already) is left alone.
+    ForgetTasks {
+        task_ids: Vec<String>,
+    },
     /// A framework subscribes or re-subscribes (with its id).
     SubscribeFramework {
         framework: FrameworkRecord,
@@ -344,6 +349,7 @@ impl Command {
             Command::CreateTask { .. } => "create_task",
             Command::TaskStatus { .. } => "task_status",
             Command::KillTask { .. } => "kill_task",
+            Command::ForgetTasks { .. } => "forget_tasks",
             Command::SubscribeFramework { .. } => "subscribe_framework",
             Command::DisconnectFramework { .. } => "disconnect_framework",
             Command::RemoveFramework { .. } => "remove_framework",
@@ -630,6 +636,14 @@ impl State {
                 }
                 if update.state.is_terminal() {
                     t.finished_at = Some(update.at);
+                }
+                Ok(Response::Ok)
+            }
+            Command::ForgetTasks { task_ids } => {
+                for id in task_ids {
+                    if self.tasks.get(id).is_some_and(|t| t.state.is_terminal()) {
+                        self.tasks.remove(id);
+                    }
                 }
                 Ok(Response::Ok)
             }

@@ -635,6 +635,34 @@ mod tests {
     }
 
     #[test]
+    fn forgetting_drops_ended_tasks_only() {
+        let mut s = state_with_agents(1);
+        for id in ["ended", "live"] {
+            s.apply(
+                1,
+                &Command::CreateTask {
+                    task: record(id, 1, def(100, 10)),
+                },
+            );
+        }
+        s.apply(
+            2,
+            &Command::TaskStatus {
+                task_id: "ended".into(),
+                update: update("u1", TaskState::TaskFinished),
+            },
+        );
+        let r = s.apply(
+            3,
+            &Command::ForgetTasks {
+                task_ids: vec!["ended".into(), "live".into(), "never".into()],
+            },
+        );
+        assert_eq!(r, crate::Response::Ok);
+        assert_eq!(s.tasks.keys().collect::<Vec<_>>(), ["live"]);
+    }
+
+    #[test]
     fn a_killed_task_stays_killing_until_it_ends() {
         let mut s = state_with_agents(1);
         s.apply(

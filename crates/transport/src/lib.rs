@@ -14,7 +14,7 @@ pub use filter::{NetFilter, Verdict};
 pub use identity::{write_atomic, Identity, IdentityError};
 pub use join::{join, JoinError, JoinParams};
 pub use killable::{Killable, KillableListener};
-pub use tls::{channel, channel_until, incoming, incoming_watched, PeerInfo, TlsConn};
+pub use tls::{channel, channel_until, incoming, incoming_limited, incoming_watched, ConnLimits, PeerInfo, TlsConn};
 
 /// Turns a tonic status into one line a person can act on.
 pub fn status_message(status: &tonic::Status) -> String {

@@ -10,6 +10,7 @@ use tepui_pki::NodeIdentity;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
@@ -25,12 +26,40 @@ pub struct PeerInfo {
     pub remote: SocketAddr,
 }
 
+/// Bounds on a listener's connections, so that nobody without a certificate can hold more
+/// than a few of them, or hold one for long.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    /// Connections open at once, handshaking or handshaken; more are closed as they come.
+    pub max_connections: usize,
+    /// Connections without a cluster certificate open at once, counting every handshake in
+    /// progress (joining nodes, and anyone else).
+    pub max_unauthenticated: usize,
+    /// How long a connection without a certificate stays open: a join is one call.
+    pub unauthenticated_lifetime: Duration,
+    /// How long a TLS handshake may take.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ConnLimits {
+    fn default() -> ConnLimits {
+        ConnLimits {
+            max_connections: 4096,
+            max_unauthenticated: 256,
+            unauthenticated_lifetime: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// An accepted, handshaken TLS connection.
 pub struct TlsConn {
     stream: Killable<tokio_rustls::server::TlsStream<TcpStream>>,
     info: PeerInfo,
     /// Hears who this connection was with once it ends.
     on_close: Option<UnboundedSender<PeerInfo>>,
+    /// Its place under the listener's limits, given back when it closes.
+    _permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
 }
 
 impl Drop for TlsConn {
@@ -88,7 +117,7 @@ pub fn incoming(
     config: Arc<rustls::ServerConfig>,
     shutdown: CancellationToken,
 ) -> ReceiverStream<Result<TlsConn, io::Error>> {
-    accept_loop(listener, config, shutdown, None)
+    accept_loop(listener, config, shutdown, None, ConnLimits::default())
 }
 
 /// As [`incoming`], and once a handshaken connection ends, for whatever reason (the peer closed
@@ -99,7 +128,18 @@ pub fn incoming_watched(
     shutdown: CancellationToken,
     closed: UnboundedSender<PeerInfo>,
 ) -> ReceiverStream<Result<TlsConn, io::Error>> {
-    accept_loop(listener, config, shutdown, Some(closed))
+    accept_loop(listener, config, shutdown, Some(closed), ConnLimits::default())
+}
+
+/// As [`incoming_watched`], within `limits`.
+pub fn incoming_limited(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    shutdown: CancellationToken,
+    closed: UnboundedSender<PeerInfo>,
+    limits: ConnLimits,
+) -> ReceiverStream<Result<TlsConn, io::Error>> {
+    accept_loop(listener, config, shutdown, Some(closed), limits)
 }
 
 fn accept_loop(
@@ -107,9 +147,12 @@ fn accept_loop(
     config: Arc<rustls::ServerConfig>,
     shutdown: CancellationToken,
     on_close: Option<UnboundedSender<PeerInfo>>,
+    limits: ConnLimits,
 ) -> ReceiverStream<Result<TlsConn, io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let all = Arc::new(Semaphore::new(limits.max_connections));
+    let unauthenticated = Arc::new(Semaphore::new(limits.max_unauthenticated));
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -125,13 +168,21 @@ fn accept_loop(
                     continue;
                 }
             };
+            // Over a limit, the connection is closed before anything is read from it.
+            let (Ok(permit), Ok(unproven)) = (
+                all.clone().try_acquire_owned(),
+                unauthenticated.clone().try_acquire_owned(),
+            ) else {
+                tracing::debug!(%remote, "cluster port connection refused: too many connections");
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             let shutdown = shutdown.clone();
             let on_close = on_close.clone();
             tokio::spawn(async move {
-                let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                let stream = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         tracing::debug!(%remote, error = %e, "tls handshake failed");
@@ -148,11 +199,29 @@ fn accept_loop(
                     .peer_certificates()
                     .and_then(|certs| certs.first())
                     .and_then(|leaf| tepui_pki::identity_from_der(leaf.as_ref()).ok());
+                // A node of the cluster gives its unauthenticated place back; anyone else keeps
+                // it, and is cut off after a while.
+                let (unproven, killed) = match identity {
+                    Some(_) => (None, shutdown),
+                    None => {
+                        let killed = shutdown.child_token();
+                        let cut = killed.clone();
+                        let lifetime = limits.unauthenticated_lifetime;
+                        tokio::spawn(async move {
+                            tokio::select! {
+                                _ = cut.cancelled() => {}
+                                _ = tokio::time::sleep(lifetime) => cut.cancel(),
+                            }
+                        });
+                        (Some(unproven), killed)
+                    }
+                };
                 let _ = tx
                     .send(Ok(TlsConn {
-                        stream: Killable::new(stream, &shutdown),
+                        stream: Killable::new(stream, &killed),
                         info: PeerInfo { identity, remote },
                         on_close,
+                        _permits: (permit, unproven),
                     }))
                     .await;
             });
@@ -206,6 +275,75 @@ mod tests {
     use tepui_pki::{NodeIdentity, Role};
     use tokio::io::AsyncWriteExt;
     use tokio_stream::StreamExt;
+
+    #[tokio::test]
+    async fn connections_without_a_certificate_are_few_and_short_lived() {
+        use tokio::io::AsyncReadExt;
+
+        let ca = tepui_pki::generate_ca("test").unwrap();
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        let me = NodeIdentity {
+            id: 1,
+            role: Role::Server,
+            name: "n1".into(),
+        };
+        let server_cert = tepui_pki::issue_node_cert(&ca, &me, &[ip]).unwrap();
+        let server_tls = tepui_pki::tls::server_config(&ca.cert_pem, &server_cert).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (closed_tx, _closed) = tokio::sync::mpsc::unbounded_channel();
+        let limits = ConnLimits {
+            max_connections: 100,
+            max_unauthenticated: 2,
+            unauthenticated_lifetime: Duration::from_millis(300),
+            handshake_timeout: Duration::from_secs(10),
+        };
+        let mut conns = incoming_limited(listener, server_tls, CancellationToken::new(), closed_tx, limits);
+
+        // Two that never handshake hold both unauthenticated places: a third is closed at once.
+        let mut idle1 = TcpStream::connect(addr).await.unwrap();
+        let _idle2 = TcpStream::connect(addr).await.unwrap();
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(10), third.read(&mut buf))
+            .await
+            .expect("the third connection is closed without waiting");
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+
+        // One place comes free; a client without a certificate handshakes, and is cut off
+        // after its lifetime although it keeps the connection open.
+        idle1.shutdown().await.unwrap();
+        drop(idle1);
+        let client_tls = tepui_pki::tls::client_config(&ca.cert_pem, None).unwrap();
+        let name = rustls_pki_types::ServerName::try_from(tepui_pki::tls::SERVER_NAME).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut client = loop {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            match tokio_rustls::TlsConnector::from(client_tls.clone())
+                .connect(name.clone(), tcp)
+                .await
+            {
+                Ok(c) => break c,
+                // The freed place may not be back yet.
+                Err(_) if tokio::time::Instant::now() < deadline => tokio::task::yield_now().await,
+                Err(e) => panic!("no handshake: {e}"),
+            }
+        };
+        let conn = conns.next().await.unwrap().unwrap();
+        assert!(conn.connect_info().identity.is_none());
+        let server_side = tokio::spawn(async move {
+            let mut conn = conn;
+            let mut b = [0u8; 16];
+            conn.read(&mut b).await
+        });
+        let ended = tokio::time::timeout(Duration::from_secs(10), server_side)
+            .await
+            .expect("the connection is cut within its lifetime")
+            .unwrap();
+        assert!(ended.is_err(), "{ended:?}");
+        let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf)).await;
+        assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "the client sees the end: {n:?}");
+    }
 
     #[tokio::test]
     async fn a_watched_connection_reports_its_peer_when_it_ends() {

@@ -3,8 +3,10 @@
 //! frameworks added, updated and removed) and a HEARTBEAT every 15 s, RecordIO-framed.
 //!
 //! Changes are found by comparing what the state shows after each applied log entry with what
-//! it showed before, so the stream needs no hooks in the code that makes the changes. It ends
-//! when this server stops leading (as Mesos ends it on a failover) or the client goes away.
+//! it showed before, so the stream needs no hooks in the code that makes the changes; that
+//! comparison is made once per change for all subscribers ([`Hub`]), which are at most
+//! [`MAX_SUBSCRIBERS`], each with a bounded queue. A stream ends when this server stops leading
+//! (as Mesos ends it on a failover), the client goes away, or it falls too far behind.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -120,20 +122,99 @@ fn encode(e: &Event) -> Option<Bytes> {
     }
 }
 
-pub(super) async fn subscribe(master: Master, headers: &HeaderMap) -> Result<Response, MesosError> {
+/// Operator event streams open at once on a leader, as Mesos'
+/// `--max_operator_event_stream_subscribers` (default 1000); more are refused with a 503.
+pub const MAX_SUBSCRIBERS: usize = 1000;
+
+/// The operator event streams of one server: the change of the state after each applied log
+/// entry is computed once, here, and the same encoded events go to every subscriber.
+#[derive(Default)]
+pub(super) struct Hub {
+    inner: std::sync::Mutex<HubInner>,
+}
+
+#[derive(Default)]
+struct HubInner {
+    /// What every subscriber has been told about; `None` while nobody subscribes.
+    seen: Option<Seen>,
+    subscribers: Vec<mpsc::Sender<Bytes>>,
+    /// Whether the task that follows the state for the subscribers runs.
+    following: bool,
+}
+
+impl HubInner {
+    /// Sends to every subscriber; one whose queue is full (a slow reader) or gone is dropped,
+    /// which ends its stream, rather than buffered without bound.
+    fn fan_out(&mut self, chunks: &[Bytes]) {
+        self.subscribers.retain(|tx| {
+            for c in chunks {
+                if tx.try_send(c.clone()).is_err() {
+                    if !tx.is_closed() {
+                        tracing::info!("operator event stream ends: its reader is too slow");
+                    }
+                    return false;
+                }
+            }
+            true
+        });
+    }
+
+    /// The events from what subscribers were told to the state `m` shows, sent to them.
+    fn advance(&mut self, m: &Model) {
+        let next = Seen::of(m);
+        if let Some(prev) = &self.seen {
+            let chunks: Vec<Bytes> = diff(prev, &next, m).iter().filter_map(encode).collect();
+            if !chunks.is_empty() {
+                self.fan_out(&chunks);
+            }
+        }
+        self.seen = Some(next);
+    }
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HubInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub(super) async fn subscribe(
+    master: Master,
+    hub: &std::sync::Arc<Hub>,
+    headers: &HeaderMap,
+) -> Result<Response, MesosError> {
     master.node().linearize().await?;
-    let view = master.view();
-    let (state, seen) = master.node().read(|s| {
-        let m = Model::new(s, view.as_ref());
-        (wire::get_state(&m), Seen::of(&m))
-    });
     let (tx, rx) = mpsc::channel::<Bytes>(BUFFER);
-    let first = Event::subscribed(state, Some(HEARTBEAT_INTERVAL.as_secs_f64()));
-    if let Some(b) = encode(&first) {
-        let _ = tx.try_send(b);
+    {
+        let mut h = hub.lock();
+        h.subscribers.retain(|tx| !tx.is_closed());
+        if h.subscribers.len() >= MAX_SUBSCRIBERS {
+            return Err(MesosError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "Operator API Event Stream subscriber limit reached: {MAX_SUBSCRIBERS} streams are open; \
+                     close one or retry later"
+                ),
+            ));
+        }
+        // One read: the others catch up to exactly the state the new one starts from.
+        let view = master.view();
+        let state = master.node().read(|s| {
+            let m = Model::new(s, view.as_ref());
+            h.advance(&m);
+            wire::get_state(&m)
+        });
+        let first = Event::subscribed(state, Some(HEARTBEAT_INTERVAL.as_secs_f64()));
+        if let Some(b) = encode(&first) {
+            let _ = tx.try_send(b);
+        }
+        h.subscribers.push(tx);
+        if !h.following {
+            h.following = true;
+            tokio::spawn(follow(master, hub.clone()));
+        }
     }
     tracing::info!("operator event stream subscribed");
-    tokio::spawn(follow(master, seen, tx));
     let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
     }));
@@ -152,47 +233,45 @@ pub(super) async fn subscribe(master: Master, headers: &HeaderMap) -> Result<Res
     Ok(resp)
 }
 
-/// Sends the events of every change until the reader leaves or this server stops leading.
-async fn follow(master: Master, mut seen: Seen, tx: mpsc::Sender<Bytes>) {
+/// Follows the state for every subscriber: after each applied change, one diff for all of
+/// them, and a HEARTBEAT every 15 s. Ends (and with it every stream) when this server stops
+/// leading, or when no subscriber is left.
+async fn follow(master: Master, hub: std::sync::Arc<Hub>) {
     let mut applied = master.node().watch_applied();
     let mut leadership = master.node().watch_leadership();
     let start = tokio::time::Instant::now() + HEARTBEAT_INTERVAL;
     let mut heartbeat = tokio::time::interval_at(start, HEARTBEAT_INTERVAL);
     loop {
-        let mut events = Vec::new();
-        tokio::select! {
-            _ = tx.closed() => break,
-            changed = applied.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let view = master.view();
-                events = master.node().read(|s| {
-                    let m = Model::new(s, view.as_ref());
-                    let next = Seen::of(&m);
-                    let events = diff(&seen, &next, &m);
-                    seen = next;
-                    events
-                });
+        let mut beat = false;
+        let ended = tokio::select! {
+            changed = applied.changed() => changed.is_err(),
+            changed = leadership.changed() => changed.is_err(),
+            _ = heartbeat.tick() => {
+                beat = true;
+                false
             }
-            changed = leadership.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-            }
-            _ = heartbeat.tick() => events.push(Event::heartbeat()),
+        };
+        let mut h = hub.lock();
+        if ended || !master.node().is_leader() {
+            tracing::info!(
+                subscribers = h.subscribers.len(),
+                "operator event streams end: this server no longer leads"
+            );
+            *h = HubInner::default();
+            return;
         }
-        if !master.node().is_leader() {
-            tracing::info!("operator event stream ends: this server no longer leads");
-            break;
-        }
-        for e in events {
-            let Some(b) = encode(&e) else { continue };
-            // A reader this far behind is cut off rather than buffered without bound.
-            if tx.try_send(b).is_err() {
-                tracing::info!("operator event stream ends: its reader is gone or too slow");
-                return;
+        if beat {
+            if let Some(b) = encode(&Event::heartbeat()) {
+                h.fan_out(&[b]);
             }
+        } else {
+            let view = master.view();
+            master.node().read(|s| h.advance(&Model::new(s, view.as_ref())));
+        }
+        h.subscribers.retain(|tx| !tx.is_closed());
+        if h.subscribers.is_empty() {
+            *h = HubInner::default();
+            return;
         }
     }
 }
@@ -255,6 +334,36 @@ mod tests {
             events[0].framework_removed.as_ref().unwrap().framework_info.name,
             "fw-f1"
         );
+    }
+
+    #[test]
+    fn one_diff_goes_to_every_subscriber_and_a_slow_one_is_dropped() {
+        let mut s = state();
+        let mut hub = HubInner::default();
+        hub.advance(&Model::new(&s, None));
+        let (fast1, mut rx1) = mpsc::channel(8);
+        let (fast2, mut rx2) = mpsc::channel(8);
+        let (slow, _rx3) = mpsc::channel(1);
+        hub.subscribers = vec![fast1, fast2, slow];
+        s.frameworks.insert("f1".into(), framework("f1", true));
+        s.tasks
+            .insert("t1".into(), task("t1", 1, "f1", TaskState::TaskStaging, 1));
+        hub.advance(&Model::new(&s, None));
+        assert_eq!(
+            hub.subscribers.len(),
+            2,
+            "the reader with no room for two events is dropped"
+        );
+        for rx in [&mut rx1, &mut rx2] {
+            let mut got = vec![];
+            while let Ok(b) = rx.try_recv() {
+                got.push(b);
+            }
+            assert_eq!(got.len(), 2, "FRAMEWORK_ADDED and TASK_ADDED");
+        }
+        // Nothing changed: nothing is sent.
+        hub.advance(&Model::new(&s, None));
+        assert!(rx1.try_recv().is_err());
     }
 
     #[test]

@@ -130,7 +130,7 @@ async fn handle(master: Master, ctx: Arc<Ctx>, headers: &HeaderMap, body: &[u8])
             },
         })),
         CallType::GetMaster => answer(op::Response::get_master(get_master(&master, &ctx))),
-        CallType::Subscribe => events::subscribe(master, headers).await,
+        CallType::Subscribe => events::subscribe(master, &ctx.events, headers).await,
         CallType::UpdateWeights => {
             let body = call.update_weights.expect("checked by has_required_body");
             let mut weights = Vec::new();
