@@ -503,6 +503,14 @@ impl Cluster {
         &self.slot(id).data_dir
     }
 
+    pub fn agent_data_dir(&self, id: u64) -> &Path {
+        &self
+            .agents
+            .get(&id)
+            .unwrap_or_else(|| panic!("unknown agent {id}"))
+            .data_dir
+    }
+
     /// The advertised cluster address of a server, also while it is killed.
     pub fn server_cluster_addr(&self, id: u64) -> &str {
         &self.slot(id).cluster_addr
