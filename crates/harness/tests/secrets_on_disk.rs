@@ -1,5 +1,6 @@
 //! Everything secret a node writes (its key, the CA's key in the Raft state, join tokens) is
-//! its owner's only, whatever the umask: data dirs 0700, files 0600.
+//! its owner's only, whatever the umask: data dirs 0700, files 0600. And join tokens, the
+//! bootstrap ones included, expire unless told otherwise.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -53,4 +54,44 @@ async fn data_dirs_and_secrets_are_the_owners_only_whatever_the_umask() {
         agent_dir,
         &["identity/node.key", "identity/node.pem", "identity/node.json"],
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_tokens_expire_after_a_day_unless_told_otherwise() {
+    let c = Cluster::builder().servers(1).start().await;
+    let leader = c.wait_for_leader().await;
+    let client = c.client(leader);
+    let created = client
+        .create_token(&tepui_api::TokenCreateRequest {
+            role: "agent".into(),
+            ttl: None,
+            description: "no ttl given".into(),
+        })
+        .await
+        .expect("a token");
+    let day = 24 * 3600 * 1000;
+    let now = tepui_common::now_ms();
+    let tokens = client.tokens().await.expect("tokens");
+    assert_eq!(tokens.len(), 3, "the two bootstrap tokens and this one: {tokens:?}");
+    for t in &tokens {
+        let expires = t
+            .expires_at_ms
+            .unwrap_or_else(|| panic!("token {} never expires", t.id));
+        assert!(
+            expires > now && expires <= now + day && expires >= t.created_at_ms + day,
+            "token {} expires at {expires}, created at {}",
+            t.id,
+            t.created_at_ms
+        );
+    }
+    let hour = client
+        .create_token(&tepui_api::TokenCreateRequest {
+            role: "server".into(),
+            ttl: Some("1h".into()),
+            description: String::new(),
+        })
+        .await
+        .expect("a token with a ttl");
+    assert_eq!(hour.view.expires_at_ms.unwrap() - hour.view.created_at_ms, 3600 * 1000);
+    assert!(created.view.expires_at_ms.is_some());
 }

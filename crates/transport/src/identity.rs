@@ -143,7 +143,11 @@ pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), IdentityError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
+    // node.pem.tmp, not node.tmp: the certificate and the metadata may be saved at once (a
+    // renewal and the session's server list), and must not share a temporary file.
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
     let err = |source| IdentityError::Write {
         path: path.to_path_buf(),
         source,
