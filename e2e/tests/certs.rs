@@ -160,6 +160,47 @@ fn renewal_and_ca_rotation_under_load_lose_no_write() {
     let loaded = stored.iter().filter(|v| v.key.starts_with("load/")).count();
     assert_eq!(loaded, writes, "every acknowledged write is there");
 
+    // A server and an agent restarted on their data dirs come back on the renewed certificate
+    // and the new CA alone: a write through the server is forwarded over a new connection.
+    let dir = |n: &str| sb.join(n).display().to_string();
+    servers[2].restart(&[
+        "server",
+        "--data-dir",
+        &dir("s3"),
+        "--bind",
+        SERVERS[2],
+        "--name",
+        "s3",
+        "--cert-lifetime",
+        LIFETIME,
+    ]);
+    servers[2].wait_ready(START);
+    agent.restart(&[
+        "agent",
+        "--data-dir",
+        &dir("a1"),
+        "--bind",
+        AGENT,
+        "--name",
+        "a1",
+        "--heartbeat-secs",
+        "0.5",
+    ]);
+    agent.wait_ready(START);
+    assert!(
+        agent.stdout().contains("agent registered with the leader"),
+        "the restarted agent did not register: {}",
+        agent.stdout()
+    );
+    wait_for("a write through the restarted server", Duration::from_secs(20), || {
+        let out = tepui(&["var", "put", "after/restart", "1", "--addr", &http_addr(SERVERS[2])]);
+        if out.success() {
+            Ok(())
+        } else {
+            Err(out.stderr)
+        }
+    });
+
     // A token made before the rotation pins the old CA, and still joins a node.
     assert_eq!(old_agent_token.split('.').nth(2), Some(before.ca_sha256.as_str()));
     let mut late = spawn_agent(&sb, SERVERS[1], "a2", LATE_AGENT, &["--heartbeat-secs", "0.5"], START);

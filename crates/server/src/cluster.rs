@@ -195,9 +195,11 @@ impl ClusterService {
         let cert_pem = tepui_pki::sign_node_csr_for(&ca, &req.csr_pem, &identity, &ips, inner.cert_lifetime)
             .map_err(|e| Status::internal(format!("signing failed: {e}")))?;
         let ca_sha256 = tepui_pki::ca_fingerprint(&ca.cert_pem).map_err(|e| Status::internal(e.to_string()))?;
-        crate::certs::record(inner, id, &cert_pem, ca_sha256)
-            .await
-            .map_err(api_status)?;
+        // Only a rotation's progress needs this; the node is admitted either way, and failing
+        // the join now would leave its name taken.
+        if let Err(e) = crate::certs::record(inner, id, &cert_pem, ca_sha256).await {
+            tracing::warn!(node = id, error = %e, "cannot record the new node's certificate");
+        }
         tracing::info!(node = id, name = %req.name, %role, token = %req.token_id, "node admitted");
         Ok(JoinResponse {
             node_id: id,
