@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tepui_api::VarPutRequest;
-use tepui_harness::{wait_for, Cluster};
+use tepui_harness::{wait_for, Cluster, RaftTimings};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -17,9 +17,12 @@ fn node_pem(dir: &std::path::Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewals_and_a_rotation_under_writes_lose_nothing() {
+    // Production Raft timings: a busy machine must not make an election (which may fail a write
+    // in flight) look like a lost write.
     let c = Cluster::builder()
         .servers(3)
         .agents(1)
+        .raft(RaftTimings::default())
         .cert_lifetime(Duration::from_secs(4))
         .start()
         .await;
