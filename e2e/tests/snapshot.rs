@@ -81,6 +81,12 @@ fn snapshot_moves_state_between_clusters_and_refuses_damage() {
     assert!(saved.stdout.starts_with("saved "), "{saved}");
     let bytes = std::fs::read(&file).expect("the snapshot file exists");
     assert!(!bytes.is_empty());
+    // It holds every secret of the cluster (the CA's key among them): its owner's only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the snapshot file is {mode:o}");
+    }
 
     let b_status: StatusView = tepui(&["status", "-o", "json", "--addr", &b]).ok().json();
     let a_status: StatusView = tepui(&["status", "-o", "json", "--addr", &a]).ok().json();

@@ -28,6 +28,10 @@ pub enum Verb {
     SnapshotSave(PathBuf),
     SnapshotRestore(PathBuf),
     RemovePeer(String),
+    RemoveNode(String),
+    CaStatus,
+    CaRotate,
+    CaFinish,
     TaskRun(Box<crate::TaskRunArgs>),
     Tasks,
     Task(String),
@@ -93,6 +97,42 @@ fn nodes_table(nodes: &[NodeView]) -> String {
         ],
         rows,
     )
+}
+
+fn ca_table(v: &tepui_api::CaStatusView) -> String {
+    let short = |sha: &str| sha.chars().take(16).collect::<String>();
+    let mut out = format!("CA generation {}: {}\n", v.generation, v.ca_sha256);
+    if v.rotating {
+        let retiring: Vec<String> = v.retiring_ca_sha256.iter().map(|s| short(s)).collect();
+        out.push_str(&format!(
+            "rotating: still trusting {}; waiting for {}\n",
+            retiring.join(", "),
+            v.pending.join(", ")
+        ));
+    }
+    let rows = v
+        .certificates
+        .iter()
+        .map(|c| {
+            vec![
+                c.id.to_string(),
+                c.name.clone(),
+                if c.ca_sha256.is_empty() {
+                    "-".into()
+                } else {
+                    short(&c.ca_sha256)
+                },
+                c.not_after_ms
+                    .map(|ms| {
+                        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+                            .to_string()
+                    })
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["ID", "NAME", "SIGNED BY", "VALID UNTIL"], rows));
+    out
 }
 
 fn members_table(members: &[MemberView]) -> String {
@@ -297,7 +337,8 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
         Verb::SnapshotSave(file) => {
             let bytes = c.snapshot_save().await?;
             let tmp = file.with_extension("partial");
-            std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+            // A snapshot holds every secret of the cluster, the CA's key among them.
+            write_private(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
             std::fs::rename(&tmp, &file).with_context(|| format!("cannot write {}", file.display()))?;
             let summary = serde_json::json!({ "file": file, "bytes": bytes.len() });
             emit(format, &summary, |_| {
@@ -451,6 +492,18 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
                 }
             })
         }
+        Verb::RemoveNode(node) => {
+            let n = c.remove_node(&node).await?;
+            emit(format, &n, |n| format!("removed agent {} ({})", n.name, n.id))
+        }
+        Verb::CaStatus => emit(format, &c.ca_status().await?, ca_table),
+        Verb::CaRotate => emit(format, &c.ca_rotate().await?, |v| {
+            format!(
+                "rotation started: nodes renew onto the new CA; the old one is dropped once they all did\n{}",
+                ca_table(v)
+            )
+        }),
+        Verb::CaFinish => emit(format, &c.ca_finish().await?, ca_table),
         Verb::RemovePeer(peer) => {
             let m = c.remove_peer(&peer).await?;
             emit(format, &m, |m| format!("removed {peer}\n{}", members_table(m)))
@@ -903,6 +956,22 @@ pub async fn exec_interactive(
         std::process::exit(exit_code.clamp(1, 255));
     }
     Ok(())
+}
+
+/// Writes `bytes` to a new file only its owner can read (0600, whatever the umask).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode through open: set it.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 #[cfg(test)]

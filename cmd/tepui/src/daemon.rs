@@ -130,6 +130,9 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
         cfg.first_start = first_start;
         cfg.agent_timeout = Duration::from_secs_f64(agent_timeout);
         cfg.deployment_timeout = args.deployment_timeout;
+        if let Some(lifetime) = args.cert_lifetime {
+            cfg.cert_lifetime = lifetime;
+        }
         let s = Server::start(cfg).await.context("the server did not start")?;
         println!("tepui server {} ({}) is up", s.identity.name, s.identity.node_id);
         println!("  data dir:     {}", data_dir.display());
@@ -161,6 +164,7 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
         cfg.advertise = args.advertise;
         cfg.start = match &server {
             Some(s) => {
+                cfg.shared_tls = Some(s.tls());
                 let mut identity = s.identity.clone();
                 identity.servers = vec![s.advertised_cluster_addr().to_string()];
                 AgentStart::WithIdentity(Box::new(identity))

@@ -97,6 +97,9 @@ struct DaemonArgs {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Servers: how long the node certificates this server signs last (tests make it short).
+    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
+    cert_lifetime: Option<std::time::Duration>,
     /// Servers: a deployment of services not done in this long rolls back by itself.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     deployment_timeout: std::time::Duration,
@@ -243,6 +246,13 @@ enum NodeCmd {
         #[command(flatten)]
         c: ClientArgs,
     },
+    /// Remove an agent with no live tasks from the cluster; its certificate is refused from
+    /// then on (servers: `tepui operator raft remove-peer`).
+    Rm {
+        node: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
     /// Stop giving an agent new tasks; its tasks keep running.
     Deactivate {
         node: String,
@@ -264,7 +274,7 @@ enum TokenCmd {
         /// server or agent
         #[arg(long)]
         role: String,
-        /// How long the token is valid, like 24h or 30m [default: forever]
+        /// How long the token is valid, like 24h or 30m [default: 24h]
         #[arg(long, value_parser = parse_ttl)]
         ttl: Option<String>,
         #[arg(long, default_value = "")]
@@ -509,6 +519,20 @@ enum OperatorCmd {
     Snapshot(SnapshotCmd),
     #[command(subcommand)]
     Raft(RaftCmd),
+    /// The cluster CA: status, rotation.
+    #[command(subcommand)]
+    Ca(CaCmd),
+}
+
+#[derive(Subcommand)]
+enum CaCmd {
+    /// The signing CA, a rotation under way, and which CA signed each node's certificate.
+    Status(ClientArgs),
+    /// Replace the cluster CA with no downtime: a new CA signs from now on, both are trusted
+    /// until every node renewed onto the new one, then the old one is dropped.
+    Rotate(ClientArgs),
+    /// Drop the old CA now, locking out nodes that have not renewed yet.
+    Finish(ClientArgs),
 }
 
 #[derive(Subcommand)]
@@ -706,6 +730,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             run_client(Verb::Maintenance(node, action), c)
         }
+        Command::Node(NodeCmd::Rm { node, c }) => run_client(Verb::RemoveNode(node), c),
         Command::Node(NodeCmd::Deactivate { node, c }) => run_client(Verb::Maintenance(node, "deactivate".into()), c),
         Command::Node(NodeCmd::Reactivate { node, c }) => run_client(Verb::Maintenance(node, "reactivate".into()), c),
         Command::Token(TokenCmd::Create {
@@ -784,6 +809,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             run_client(Verb::SnapshotRestore(file), c)
         }
         Command::Operator(OperatorCmd::Raft(RaftCmd::ListPeers(c))) => run_client(Verb::Members, c),
+        Command::Operator(OperatorCmd::Ca(CaCmd::Status(c))) => run_client(Verb::CaStatus, c),
+        Command::Operator(OperatorCmd::Ca(CaCmd::Rotate(c))) => run_client(Verb::CaRotate, c),
+        Command::Operator(OperatorCmd::Ca(CaCmd::Finish(c))) => run_client(Verb::CaFinish, c),
         Command::Operator(OperatorCmd::Raft(RaftCmd::RemovePeer { peer, c })) => run_client(Verb::RemovePeer(peer), c),
         Command::App(cmd) => runtime()?.block_on(apps::run_app(cmd)),
         Command::Deployment(cmd) => runtime()?.block_on(apps::run_deployment(cmd)),

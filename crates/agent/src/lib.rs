@@ -54,6 +54,9 @@ pub enum AgentStart {
 
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
+    /// The TLS of the server whose identity this agent borrows (`tepui dev`): the server renews
+    /// it, the agent uses it as it is at each connection.
+    pub shared_tls: Option<tepui_pki::tls::LiveTls>,
     pub name: String,
     pub data_dir: PathBuf,
     pub http_listen: SocketAddr,
@@ -82,6 +85,7 @@ pub struct AgentConfig {
 impl AgentConfig {
     pub fn new(name: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
         AgentConfig {
+            shared_tls: None,
             name: name.into(),
             data_dir: data_dir.into(),
             http_listen: ([127, 0, 0, 1], 5051).into(),
@@ -138,7 +142,7 @@ impl Agent {
         // Linking the image store compiles rustls into reqwest (feature unification), and a
         // reqwest client then needs a process-wide crypto provider: ring, the only one here.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        std::fs::create_dir_all(&cfg.data_dir)
+        tepui_transport::create_private_dir(&cfg.data_dir)
             .map_err(|e| AgentError::Config(format!("cannot create data dir {}: {e}", cfg.data_dir.display())))?;
         let listener = TcpListener::bind(cfg.http_listen)
             .await
@@ -219,7 +223,28 @@ impl Agent {
         let resources = resources::detect(&cfg.data_dir, &cfg.resources);
         let (conn_tx, conn_rx) = watch::channel(Connection::default());
         let mut loops = JoinSet::new();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let (trust_tx, trust_rx) = watch::channel(None);
+        let tls = match &cfg.shared_tls {
+            Some(tls) => tls.clone(),
+            None => {
+                let tls = identity.live_tls()?;
+                // The agent's own certificate: renewed here, from what the leader says.
+                let leader = conn_rx.clone();
+                let renewer = tepui_transport::Renewer {
+                    identity: identity.clone(),
+                    data_dir: cfg.data_dir.clone(),
+                    tls: tls.clone(),
+                    trust: trust_rx,
+                    leader: Box::new(move || leader.borrow().leader.clone()),
+                };
+                loops.spawn(renewer.run(shutdown.clone()));
+                tls
+            }
+        };
         let session = session::Session {
+            tls,
+            trust: trust_tx,
             identity: identity.clone(),
             persist: !matches!(cfg.start, AgentStart::WithIdentity(_)),
             data_dir: cfg.data_dir.clone(),
@@ -248,7 +273,6 @@ impl Agent {
             name: identity.name.clone(),
             resources,
         }));
-        let shutdown = tokio_util::sync::CancellationToken::new();
         let shutdown_http = shutdown.clone();
         loops.spawn(async move {
             let listener = tepui_transport::KillableListener::new(listener, shutdown_http);

@@ -31,6 +31,10 @@ pub(crate) fn envelope(m: &AgentToServer) -> Envelope {
 }
 
 pub(crate) struct Session {
+    /// What the stream's connections present and trust (renewed elsewhere).
+    pub tls: tepui_pki::tls::LiveTls,
+    /// Where the CAs the leader announces go (the renewal loop follows them).
+    pub trust: watch::Sender<Option<tepui_transport::Trust>>,
     pub identity: Identity,
     /// Whether to keep the server list on disk (not for an identity borrowed from a server).
     pub persist: bool,
@@ -103,7 +107,7 @@ impl Session {
         if self.filter.is_isolated(me) {
             return Ended::Failed("isolated by the network filter".into());
         }
-        let tls = match self.identity.client_tls() {
+        let tls = match self.tls.client_config() {
             Ok(t) => t,
             Err(e) => return Ended::Failed(e.to_string()),
         };
@@ -193,6 +197,16 @@ impl Session {
                 ServerToAgent::Request { req_id, request } => requests.start(req_id, request),
                 ServerToAgent::Upload { req_id, b64, last } => requests.upload(req_id, b64, last).await,
                 ServerToAgent::Cancel { req_id } => requests.cancel(req_id),
+                ServerToAgent::Trust {
+                    ca_bundle_pem,
+                    signing_ca_pem,
+                } => {
+                    self.trust.send_replace(Some(tepui_transport::Trust {
+                        ca_bundle_pem,
+                        signing_ca_pem,
+                        extra_chain_pem: String::new(),
+                    }));
+                }
             }
         }
     }
@@ -203,7 +217,7 @@ impl Session {
         }
         self.identity.servers = servers;
         if self.persist {
-            if let Err(e) = self.identity.save(&self.data_dir) {
+            if let Err(e) = self.identity.save_meta(&self.data_dir) {
                 tracing::warn!(error = %e, "could not save the server list");
             }
         }

@@ -165,6 +165,32 @@ pub struct TokenView {
     pub uses: u64,
 }
 
+/// The cluster's CAs: the one that signs, those a rotation still trusts, and which CA signed
+/// each node's certificate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaStatusView {
+    /// 1 for the CA the cluster was created with, one more per rotation.
+    pub generation: u64,
+    /// SHA-256 of the signing CA, as join tokens pin it.
+    pub ca_sha256: String,
+    /// Whether a rotation waits for nodes to renew (the old CA is still trusted).
+    pub rotating: bool,
+    pub retiring_ca_sha256: Vec<String>,
+    /// Names of the nodes whose certificate the signing CA has not signed yet.
+    pub pending: Vec<String>,
+    pub certificates: Vec<NodeCertView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeCertView {
+    pub id: u64,
+    pub name: String,
+    /// The CA that signed the node's latest certificate (empty: not recorded since bootstrap).
+    pub ca_sha256: String,
+    pub not_after_ms: Option<u64>,
+    pub issued_at_ms: Option<u64>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TokenCreated {
     /// The whole token, shown once: the secret is not stored.
@@ -392,6 +418,24 @@ impl Client {
 
     pub async fn remove_peer(&self, id_or_name: &str) -> Result<Vec<MemberView>, ClientError> {
         self.delete(&format!("/v1/operator/raft/peers/{id_or_name}")).await
+    }
+
+    /// Removes an agent from the cluster: its certificate is refused from then on.
+    pub async fn remove_node(&self, id_or_name: &str) -> Result<NodeView, ClientError> {
+        self.delete(&format!("/v1/nodes/{id_or_name}")).await
+    }
+
+    pub async fn ca_status(&self) -> Result<CaStatusView, ClientError> {
+        self.get("/v1/operator/ca").await
+    }
+
+    pub async fn ca_rotate(&self) -> Result<CaStatusView, ClientError> {
+        self.post("/v1/operator/ca/rotate", &serde_json::json!({})).await
+    }
+
+    /// Drops the CAs a rotation retires without waiting for every node to renew.
+    pub async fn ca_finish(&self) -> Result<CaStatusView, ClientError> {
+        self.post("/v1/operator/ca/finish", &serde_json::json!({})).await
     }
 }
 

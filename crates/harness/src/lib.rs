@@ -242,6 +242,7 @@ pub struct ClusterBuilder {
     agent_resources: ResourceOverrides,
     agent_attributes: AttributesFn,
     ready_timeout: Duration,
+    cert_lifetime: Option<Duration>,
 }
 
 impl Default for ClusterBuilder {
@@ -261,6 +262,7 @@ impl Default for ClusterBuilder {
             },
             agent_attributes: Arc::new(|n| BTreeMap::from([("agent".to_string(), n.to_string())])),
             ready_timeout: Duration::from_secs(30),
+            cert_lifetime: None,
         }
     }
 }
@@ -310,6 +312,12 @@ impl ClusterBuilder {
     /// The attributes of the n-th agent started (1-based).
     pub fn agent_attributes(mut self, f: impl Fn(usize) -> BTreeMap<String, String> + Send + Sync + 'static) -> Self {
         self.agent_attributes = Arc::new(f);
+        self
+    }
+
+    /// How long the node certificates the servers sign last (a year unless set).
+    pub fn cert_lifetime(mut self, d: Duration) -> Self {
+        self.cert_lifetime = Some(d);
         self
     }
 
@@ -503,6 +511,14 @@ impl Cluster {
         &self.slot(id).data_dir
     }
 
+    pub fn agent_data_dir(&self, id: u64) -> &Path {
+        &self
+            .agents
+            .get(&id)
+            .unwrap_or_else(|| panic!("unknown agent {id}"))
+            .data_dir
+    }
+
     /// The advertised cluster address of a server, also while it is killed.
     pub fn server_cluster_addr(&self, id: u64) -> &str {
         &self.slot(id).cluster_addr
@@ -680,6 +696,9 @@ impl Cluster {
         cfg.raft = self.settings.raft.clone();
         cfg.agent_timeout = self.settings.agent_timeout;
         cfg.filter = self.filter.clone();
+        if let Some(lifetime) = self.settings.cert_lifetime {
+            cfg.cert_lifetime = lifetime;
+        }
         cfg
     }
 

@@ -160,6 +160,8 @@ impl From<ApplyError> for Error {
             ApplyError::InvalidRole { .. } => (Invalid, "invalid_role"),
             ApplyError::InvalidApp { .. } => (Invalid, "invalid_app"),
             ApplyError::UnknownDeployment { .. } => (NotFound, "unknown_deployment"),
+            ApplyError::RotationInProgress => (Conflict, "rotation_in_progress"),
+            ApplyError::NoRotation => (Conflict, "no_rotation"),
         };
         Error::new(kind, code, e.to_string())
     }

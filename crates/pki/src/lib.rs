@@ -8,8 +8,11 @@
 //!
 //! This crate only turns keys, certificates and tokens into each other. It does not know where
 //! any of them are stored, which tokens are valid, which node ids are taken, or whether a node
-//! has been removed from the cluster: those decisions belong to the callers. It has no notion of
-//! revocation; a removed node's certificate stays valid until it expires.
+//! has been removed from the cluster: those decisions belong to the callers (servers check every
+//! call's certificate identity against the replicated node list, which is how a removed node is
+//! refused at once; there are no revocation lists). When to renew a certificate is decided here,
+//! purely ([`renewal_time`]); a CA rotation makes a new CA cross-signed by the old one
+//! ([`rotate_ca`]), so chains from the new CA still verify against a pin of the old.
 //!
 //! All crypto goes through `ring`, passed explicitly, so nothing here depends on a
 //! process-wide default rustls provider.
@@ -37,9 +40,12 @@ pub(crate) const SERVER_DNS_NAME: &str = "server.tepui";
 const AGENT_DNS_NAME: &str = "agent.tepui";
 
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-const NODE_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How long a node certificate lasts unless the signer says otherwise; nodes renew theirs two
+/// thirds of the way through ([`renewal_time`]).
+pub const NODE_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Certificates start being valid a little in the past so that a node whose clock is slightly
-/// behind the signer's does not reject a certificate it was just handed.
+/// behind the signer's does not reject a certificate it was just handed: an hour, or a tenth of
+/// a short lifetime.
 const BACKDATE: Duration = Duration::from_secs(3600);
 /// Prefix of the subject CN of node certificates: "tepui:<role>:<id>:<name>".
 const IDENTITY_PREFIX: &str = "tepui";
@@ -83,7 +89,7 @@ fn rcgen_err(context: &'static str) -> impl FnOnce(rcgen::Error) -> PkiError {
 }
 
 /// A certificate together with its private key, both PEM encoded.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertifiedKey {
     pub cert_pem: String,
     pub key_pem: String,
@@ -138,20 +144,10 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// Creates the self-signed cluster CA (ECDSA P-256, valid for 10 years).
 pub fn generate_ca(cluster_id: &str) -> Result<CertifiedKey, PkiError> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(rcgen_err("cannot generate ca key"))?;
-    let mut params = CertificateParams::default();
-    params.distinguished_name = DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, format!("tepui cluster CA {cluster_id}"));
-    // Path length 0: the CA only ever signs node certificates, never other CAs.
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    set_validity(&mut params, CA_VALIDITY)?;
-    params.serial_number = Some(random_serial());
+    let params = ca_params(
+        &format!("tepui cluster CA {cluster_id}"),
+        BasicConstraints::Constrained(0),
+    )?;
     let cert = params
         .self_signed(&key)
         .map_err(rcgen_err("cannot self-sign the ca certificate"))?;
@@ -159,6 +155,130 @@ pub fn generate_ca(cluster_id: &str) -> Result<CertifiedKey, PkiError> {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+fn ca_params(common_name: &str, constraints: BasicConstraints) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    // Path length 0: a CA only ever signs node certificates, never other CAs.
+    params.is_ca = IsCa::Ca(constraints);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    set_validity(&mut params, CA_VALIDITY)?;
+    params.serial_number = Some(random_serial());
+    Ok(params)
+}
+
+/// What a CA rotation makes: the next CA, and a cross-certificate of it (same subject and key)
+/// signed by the current one.
+#[derive(Clone, Debug)]
+pub struct RotatedCa {
+    pub ca: CertifiedKey,
+    pub cross_cert_pem: String,
+}
+
+/// Makes the CA that replaces `current` (generation `generation`, which goes into its name so
+/// that the two subjects differ), and cross-signs it with `current`. A server that sends the
+/// cross-certificate and the old CA after its own chain lets a node that pins the old CA (an
+/// older join token) verify a certificate of the new one.
+pub fn rotate_ca(current: &CertifiedKey, cluster_id: &str, generation: u64) -> Result<RotatedCa, PkiError> {
+    let name = format!("tepui cluster CA {cluster_id} #{generation}");
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(rcgen_err("cannot generate ca key"))?;
+    let cert = ca_params(&name, BasicConstraints::Constrained(0))?
+        .self_signed(&key)
+        .map_err(rcgen_err("cannot self-sign the ca certificate"))?;
+    // The cross-certificate sits between the old CA and node certificates, and may itself sit
+    // under the cross-certificate of a later rotation: no path length limit.
+    let issuer = ca_issuer(current)?;
+    let cross = ca_params(&name, BasicConstraints::Unconstrained)?
+        .signed_by(&key, &issuer)
+        .map_err(rcgen_err("cannot cross-sign the new ca"))?;
+    Ok(RotatedCa {
+        ca: CertifiedKey {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        },
+        cross_cert_pem: cross.pem(),
+    })
+}
+
+/// When a certificate valid from `not_before` to `not_after` is due for renewal: two thirds into
+/// its life, or at once if the CA that signs now did not sign it (a rotation is under way).
+pub fn renewal_time(not_before: SystemTime, not_after: SystemTime, signed_by_current_ca: bool) -> SystemTime {
+    if !signed_by_current_ca {
+        return SystemTime::UNIX_EPOCH;
+    }
+    let life = not_after.duration_since(not_before).unwrap_or_default();
+    not_before + life * 2 / 3
+}
+
+/// The validity period of the (first) certificate in `cert_pem`.
+pub fn cert_validity(cert_pem: &str) -> Result<(SystemTime, SystemTime), PkiError> {
+    let der = first_cert_der(cert_pem, "node certificate")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| PkiError::Certificate(format!("cannot parse der: {e}")))?;
+    let at = |t: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
+    Ok((
+        at(cert.validity().not_before.timestamp()),
+        at(cert.validity().not_after.timestamp()),
+    ))
+}
+
+/// The IP addresses among the (first) certificate's subject alternative names.
+pub fn cert_ips(cert_pem: &str) -> Result<Vec<IpAddr>, PkiError> {
+    let der = first_cert_der(cert_pem, "node certificate")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| PkiError::Certificate(format!("cannot parse der: {e}")))?;
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Ok(vec![]);
+    };
+    Ok(san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::IPAddress(b) => match b.len() {
+                4 => Some(IpAddr::from(<[u8; 4]>::try_from(*b).ok()?)),
+                16 => Some(IpAddr::from(<[u8; 16]>::try_from(*b).ok()?)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect())
+}
+
+/// Whether one of the CAs in `ca_pems` signed the (first) certificate in `cert_pem`.
+pub fn signed_by_any(cert_pem: &str, ca_pems: &str) -> bool {
+    let Ok(der) = first_cert_der(cert_pem, "certificate") else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
+        return false;
+    };
+    let Ok(cas) = all_cert_ders(ca_pems, "ca certificate") else {
+        return false;
+    };
+    cas.iter().any(|ca| {
+        x509_parser::parse_x509_certificate(ca.as_ref())
+            .is_ok_and(|(_, ca)| cert.verify_signature(Some(ca.public_key())).is_ok())
+    })
+}
+
+/// The CA as rcgen's issuer, after checking that its key belongs to its certificate: signing
+/// with another key would make certificates nobody can verify.
+fn ca_issuer(ca: &CertifiedKey) -> Result<Issuer<'static, KeyPair>, PkiError> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(rcgen_err("cannot read ca key"))?;
+    let ca_der = first_cert_der(&ca.cert_pem, "ca certificate")?;
+    let (_, ca_x509) = x509_parser::parse_x509_certificate(ca_der.as_ref())
+        .map_err(|e| PkiError::Certificate(format!("cannot parse ca certificate: {e}")))?;
+    if ca_x509.public_key().raw != ca_key.subject_public_key_info().as_slice() {
+        return Err(PkiError::CaKeyMismatch);
+    }
+    Issuer::from_ca_cert_der(&ca_der, ca_key).map_err(rcgen_err("cannot use ca certificate as issuer"))
 }
 
 /// Lowercase hex SHA-256 of the DER of the (first) certificate in `ca_cert_pem`; this is what
@@ -198,14 +318,35 @@ pub fn sign_node_csr(
     identity: &NodeIdentity,
     ips: &[IpAddr],
 ) -> Result<String, PkiError> {
+    sign_node_csr_for(ca, csr_pem, identity, ips, NODE_VALIDITY)
+}
+
+/// [`sign_node_csr`] with a lifetime of the signer's choosing.
+pub fn sign_node_csr_for(
+    ca: &CertifiedKey,
+    csr_pem: &str,
+    identity: &NodeIdentity,
+    ips: &[IpAddr],
+    validity: Duration,
+) -> Result<String, PkiError> {
     let public_key = csr_public_key(csr_pem)?;
-    sign_node_key(ca, &public_key, identity, ips)
+    sign_node_key(ca, &public_key, identity, ips, validity)
 }
 
 /// Convenience for the bootstrap server: key, CSR and signature in one go.
 pub fn issue_node_cert(ca: &CertifiedKey, identity: &NodeIdentity, ips: &[IpAddr]) -> Result<CertifiedKey, PkiError> {
+    issue_node_cert_for(ca, identity, ips, NODE_VALIDITY)
+}
+
+/// [`issue_node_cert`] with a lifetime of the signer's choosing.
+pub fn issue_node_cert_for(
+    ca: &CertifiedKey,
+    identity: &NodeIdentity,
+    ips: &[IpAddr],
+    validity: Duration,
+) -> Result<CertifiedKey, PkiError> {
     let (key_pem, csr_pem) = generate_csr(&identity.name)?;
-    let cert_pem = sign_node_csr(ca, &csr_pem, identity, ips)?;
+    let cert_pem = sign_node_csr_for(ca, &csr_pem, identity, ips, validity)?;
     Ok(CertifiedKey { cert_pem, key_pem })
 }
 
@@ -343,17 +484,9 @@ fn sign_node_key(
     public_key: &impl PublicKeyData,
     identity: &NodeIdentity,
     ips: &[IpAddr],
+    validity: Duration,
 ) -> Result<String, PkiError> {
-    let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(rcgen_err("cannot read ca key"))?;
-    let ca_der = first_cert_der(&ca.cert_pem, "ca certificate")?;
-    // Signing with a key that does not match the CA certificate would produce certificates
-    // nobody can verify; fail here with a clear message instead of at the next handshake.
-    let (_, ca_x509) = x509_parser::parse_x509_certificate(ca_der.as_ref())
-        .map_err(|e| PkiError::Certificate(format!("cannot parse ca certificate: {e}")))?;
-    if ca_x509.public_key().raw != ca_key.subject_public_key_info().as_slice() {
-        return Err(PkiError::CaKeyMismatch);
-    }
-    let issuer = Issuer::from_ca_cert_der(&ca_der, ca_key).map_err(rcgen_err("cannot use ca certificate as issuer"))?;
+    let issuer = ca_issuer(ca)?;
 
     let role_name = match identity.role {
         Role::Server => SERVER_DNS_NAME,
@@ -372,7 +505,7 @@ fn sign_node_key(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     params.use_authority_key_identifier_extension = true;
-    set_validity(&mut params, NODE_VALIDITY)?;
+    set_validity(&mut params, validity)?;
     params.serial_number = Some(random_serial());
     let cert = params
         .signed_by(public_key, &issuer)
@@ -390,7 +523,7 @@ fn dns_san(name: &str) -> Result<SanType, PkiError> {
 fn set_validity(params: &mut CertificateParams, validity: Duration) -> Result<(), PkiError> {
     let now = SystemTime::now();
     let not_before = now
-        .checked_sub(BACKDATE)
+        .checked_sub(BACKDATE.min(validity / 10))
         .ok_or_else(|| PkiError::Clock("now minus one hour underflows".to_string()))?;
     let not_after = now
         .checked_add(validity)
@@ -535,6 +668,32 @@ mod tests {
         };
         let err = issue_node_cert(&mixed, &server_identity(), &[]).unwrap_err();
         assert!(matches!(err, PkiError::CaKeyMismatch), "{err}");
+    }
+
+    #[test]
+    fn renewal_comes_two_thirds_in_or_at_once_after_a_rotation() {
+        let t = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(renewal_time(t(1000), t(1300), true), t(1200));
+        assert_eq!(renewal_time(t(1000), t(1300), false), SystemTime::UNIX_EPOCH);
+        // A certificate whose end is before its start is due at once.
+        assert_eq!(renewal_time(t(1000), t(900), true), t(1000));
+    }
+
+    #[test]
+    fn a_short_lifetime_is_backdated_a_little_and_keeps_its_ips() {
+        let ca = generate_ca("c1").unwrap();
+        let ips = [IpAddr::V4(Ipv4Addr::new(127, 0, 43, 1))];
+        let node = issue_node_cert_for(&ca, &server_identity(), &ips, Duration::from_secs(30)).unwrap();
+        let (from, to) = cert_validity(&node.cert_pem).unwrap();
+        assert_eq!(to.duration_since(from).unwrap().as_secs(), 33);
+        assert_eq!(cert_ips(&node.cert_pem).unwrap(), ips.to_vec());
+        assert!(signed_by_any(&node.cert_pem, &ca.cert_pem));
+        let other = generate_ca("c2").unwrap();
+        assert!(!signed_by_any(&node.cert_pem, &other.cert_pem));
+        assert!(signed_by_any(
+            &node.cert_pem,
+            &format!("{}{}", other.cert_pem, ca.cert_pem)
+        ));
     }
 
     #[test]

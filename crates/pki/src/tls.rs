@@ -6,13 +6,14 @@
 //! peer is allowed to do is the caller's decision (see [`crate::identity_from_der`]).
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{Resumption, WebPkiServerVerifier};
+use rustls::client::{ResolvesClientCert, Resumption, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
@@ -218,6 +219,258 @@ impl ServerCertVerifier for PinnedVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// What a node presents and whom it trusts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsMaterial {
+    /// Every CA the node trusts, PEM: the signing CA, and during a rotation the old one too.
+    pub ca_bundle_pem: String,
+    pub node: CertifiedKey,
+    /// Certificates sent after the node's own and the trusted CAs: a server's older CAs and
+    /// their cross-certificates, so that a node joining with a token that pins an older CA can
+    /// still verify the chain.
+    pub extra_chain_pem: String,
+}
+
+/// A node's TLS identity and trust, swappable while it serves: configs built from it read the
+/// current certificate and roots at every handshake, so a renewed certificate or a rotated CA
+/// applies to new connections at once and leaves running ones alone.
+#[derive(Clone)]
+pub struct LiveTls {
+    current: Arc<RwLock<Arc<Loaded>>>,
+    provider: Arc<CryptoProvider>,
+}
+
+struct Loaded {
+    material: TlsMaterial,
+    certified: Arc<rustls::sign::CertifiedKey>,
+    server_verifier: Arc<WebPkiServerVerifier>,
+    client_verifier: Arc<dyn ClientCertVerifier>,
+}
+
+impl fmt::Debug for LiveTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveTls").finish_non_exhaustive()
+    }
+}
+
+impl LiveTls {
+    pub fn new(material: TlsMaterial) -> Result<LiveTls, PkiError> {
+        let provider = provider();
+        let loaded = load(&provider, material)?;
+        Ok(LiveTls {
+            current: Arc::new(RwLock::new(Arc::new(loaded))),
+            provider,
+        })
+    }
+
+    fn get(&self) -> Arc<Loaded> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// What is in use now.
+    pub fn material(&self) -> TlsMaterial {
+        self.get().material.clone()
+    }
+
+    /// Swaps in new material; checked whole first, so a bad one leaves the old in place.
+    pub fn set(&self, material: TlsMaterial) -> Result<(), PkiError> {
+        let loaded = Arc::new(load(&self.provider, material)?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = loaded;
+        Ok(())
+    }
+
+    /// A server config (client certificates optional, verified against the current roots when
+    /// presented), ALPN "h2".
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, PkiError> {
+        let live = Arc::new(Live(self.clone()));
+        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(tls_err("cannot select tls versions"))?
+            .with_client_cert_verifier(live.clone())
+            .with_cert_resolver(live);
+        // No resumption: a resumed session would skip verifying the peer against the current
+        // roots, and a certificate of a dropped CA must stop working at once.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// A client config that verifies servers as [`SERVER_NAME`] against the current roots and
+    /// presents the current certificate, ALPN "h2".
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, PkiError> {
+        let live = Arc::new(Live(self.clone()));
+        let mut config = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(tls_err("cannot select tls versions"))?
+            .dangerous()
+            .with_custom_certificate_verifier(live.clone())
+            .with_client_cert_resolver(live);
+        config.resumption = Resumption::disabled();
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+fn load(provider: &Arc<CryptoProvider>, material: TlsMaterial) -> Result<Loaded, PkiError> {
+    let roots = ca_roots(&material.ca_bundle_pem)?;
+    let mut chain = all_cert_ders(&material.node.cert_pem, "node certificate")?;
+    let more = [&material.ca_bundle_pem, &material.extra_chain_pem];
+    for pem in more.into_iter().filter(|p| !p.trim().is_empty()) {
+        for der in all_cert_ders(pem, "ca certificate")? {
+            if !chain.contains(&der) {
+                chain.push(der);
+            }
+        }
+    }
+    let key = PrivateKeyDer::from_pem_slice(material.node.key_pem.as_bytes()).map_err(|e| PkiError::Pem {
+        what: "node key",
+        reason: e.to_string(),
+    })?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(tls_err("cannot use node key"))?;
+    let certified = rustls::sign::CertifiedKey::new(chain, signing_key);
+    certified
+        .keys_match()
+        .map_err(tls_err("the node key does not belong to the node certificate"))?;
+    let server_verifier = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(|e| PkiError::Certificate(format!("cannot build server verifier: {e}")))?;
+    let client_verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|source| PkiError::Verifier {
+            context: "cannot build client certificate verifier",
+            source,
+        })?;
+    Ok(Loaded {
+        material,
+        certified: Arc::new(certified),
+        server_verifier,
+        client_verifier,
+    })
+}
+
+/// The rustls hooks of a [`LiveTls`]: each reads the current material.
+struct Live(LiveTls);
+
+impl fmt::Debug for Live {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Live").finish_non_exhaustive()
+    }
+}
+
+impl ResolvesServerCert for Live {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.get().certified.clone())
+    }
+}
+
+impl ResolvesClientCert for Live {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.get().certified.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+impl ServerCertVerifier for Live {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.0
+            .get()
+            .server_verifier
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl ClientCertVerifier for Live {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    /// Optional, so that a joining node without a certificate reaches `Join`; every other call
+    /// checks the peer's identity.
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    /// No hints: the roots change under this verifier, and a node has one certificate anyway.
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.0
+            .get()
+            .client_verifier
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -431,6 +684,104 @@ mod tests {
         assert!(err.starts_with("client:"), "{err}");
         assert!(!err.contains("hash mismatch"), "{err}");
         assert_eq!(pinned.ca_pem(), None);
+    }
+
+    fn material(ca_bundle: &str, node: &CertifiedKey, extra: &str) -> TlsMaterial {
+        TlsMaterial {
+            ca_bundle_pem: ca_bundle.to_string(),
+            node: node.clone(),
+            extra_chain_pem: extra.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_live_config_presents_the_certificate_swapped_in() {
+        let ca = generate_ca("c1").unwrap();
+        let first = issue_node_cert(&ca, &ident(1, Role::Server), &[]).unwrap();
+        let second = issue_node_cert(&ca, &ident(1, Role::Server), &[]).unwrap();
+        let live = LiveTls::new(material(&ca.cert_pem, &first, "")).unwrap();
+        let server = live.server_config().unwrap();
+        let client = client_config(&ca.cert_pem, None).unwrap();
+        let leaf = |c: &ClientConnection| c.peer_certificates().unwrap()[0].clone();
+        let (c, _) = connect(client.clone(), server.clone()).unwrap();
+        assert_eq!(leaf(&c), first_cert_der(&first.cert_pem, "n").unwrap());
+        live.set(material(&ca.cert_pem, &second, "")).unwrap();
+        // The same config object: new handshakes pick up the new certificate.
+        let (c, _) = connect(client, server).unwrap();
+        assert_eq!(leaf(&c), first_cert_der(&second.cert_pem, "n").unwrap());
+        // A certificate with someone else's key is refused and changes nothing.
+        let mixed = CertifiedKey {
+            cert_pem: first.cert_pem.clone(),
+            key_pem: second.key_pem.clone(),
+        };
+        assert!(live.set(material(&ca.cert_pem, &mixed, "")).is_err());
+        assert_eq!(live.material().node.cert_pem, second.cert_pem);
+    }
+
+    #[test]
+    fn a_live_client_presents_its_certificate_and_trusts_what_it_is_told() {
+        let ca = generate_ca("c1").unwrap();
+        let other = generate_ca("c2").unwrap();
+        let server = issue_node_cert(&ca, &ident(1, Role::Server), &[]).unwrap();
+        let agent = issue_node_cert(&ca, &ident(9, Role::Agent), &[]).unwrap();
+        let live = LiveTls::new(material(&ca.cert_pem, &agent, "")).unwrap();
+        let client = live.client_config().unwrap();
+        let (_, s) = connect(client.clone(), server_config(&ca.cert_pem, &server).unwrap()).unwrap();
+        let peer = s.peer_certificates().expect("the client presented its certificate");
+        assert_eq!(identity_from_der(peer[0].as_ref()).unwrap(), ident(9, Role::Agent));
+        // Trusting only another CA, the same config refuses the server.
+        live.set(material(
+            &other.cert_pem,
+            &issue_node_cert(&other, &ident(9, Role::Agent), &[]).unwrap(),
+            "",
+        ))
+        .unwrap();
+        let err = connect(client, server_config(&ca.cert_pem, &server).unwrap()).unwrap_err();
+        assert!(err.contains("UnknownIssuer"), "{err}");
+    }
+
+    #[test]
+    fn after_a_rotation_old_pins_verify_new_chains_and_the_overlap_trusts_both() {
+        let old = generate_ca("c1").unwrap();
+        let rotated = crate::rotate_ca(&old, "c1", 2).unwrap();
+        let new = rotated.ca.clone();
+        let bundle = format!("{}{}", new.cert_pem, old.cert_pem);
+        let extra = format!("{}{}", rotated.cross_cert_pem, old.cert_pem);
+        let server_new = issue_node_cert(&new, &ident(1, Role::Server), &[]).unwrap();
+        let server = LiveTls::new(material(&bundle, &server_new, &extra)).unwrap();
+
+        // A joining node with a token that pins the old CA verifies the new chain.
+        let (pinned_config, pinned) = pinned_client_config(&ca_fingerprint(&old.cert_pem).unwrap()).unwrap();
+        connect(pinned_config, server.server_config().unwrap()).unwrap();
+        assert_eq!(pinned.ca_pem().as_deref(), Some(old.cert_pem.as_str()));
+        // And the join call that follows, trusting only the old CA, does too.
+        connect(
+            client_config(&old.cert_pem, None).unwrap(),
+            server.server_config().unwrap(),
+        )
+        .unwrap();
+        // A pin of the new CA works as well.
+        let (pinned_config, _) = pinned_client_config(&ca_fingerprint(&new.cert_pem).unwrap()).unwrap();
+        connect(pinned_config, server.server_config().unwrap()).unwrap();
+
+        // During the overlap a node that has not renewed yet is still let in...
+        let agent_old = issue_node_cert(&old, &ident(5, Role::Agent), &[]).unwrap();
+        let (_, s) = connect(
+            client_config(&bundle, Some(&agent_old)).unwrap(),
+            server.server_config().unwrap(),
+        )
+        .unwrap();
+        assert!(s.peer_certificates().is_some());
+        // ...and once the old CA is dropped, it is not.
+        server.set(material(&new.cert_pem, &server_new, &extra)).unwrap();
+        let err = connect(
+            client_config(&bundle, Some(&agent_old)).unwrap(),
+            server.server_config().unwrap(),
+        )
+        .unwrap_err();
+        assert!(err.starts_with("server:"), "{err}");
+        assert!(crate::signed_by_any(&server_new.cert_pem, &bundle));
+        assert!(!crate::signed_by_any(&agent_old.cert_pem, &new.cert_pem));
     }
 
     #[test]

@@ -202,5 +202,11 @@ pub mod agent {
         Cancel {
             req_id: u64,
         },
+        /// The CAs to trust and the one that signs now; sent after registering and whenever they
+        /// change (a CA rotation). An agent whose certificate another CA signed renews at once.
+        Trust {
+            ca_bundle_pem: String,
+            signing_ca_pem: String,
+        },
     }
 }

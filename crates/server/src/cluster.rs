@@ -11,7 +11,10 @@ use serde::Serialize;
 use tepui_pki::{NodeIdentity, Role};
 use tepui_proto::agent::{AgentToServer, ServerToAgent};
 use tepui_proto::cluster_server::{Cluster, ClusterServer};
-use tepui_proto::{AddServerRequest, AddServerResponse, Envelope, HttpRequest, JoinRequest, JoinResponse, RaftPayload};
+use tepui_proto::{
+    AddServerRequest, AddServerResponse, Envelope, HttpRequest, JoinRequest, JoinResponse, RaftPayload, RenewRequest,
+    RenewResponse,
+};
 use tepui_state::{AgentInfo, ApplyError, Command, Resources, Response};
 use tepui_transport::PeerInfo;
 use tokio::net::TcpListener;
@@ -125,16 +128,60 @@ fn peer<T>(req: &Request<T>) -> Option<NodeIdentity> {
     req.extensions().get::<PeerInfo>().and_then(|p| p.identity.clone())
 }
 
+/// The caller's certificate identity, on every call: a certificate of the cluster's CA is not
+/// enough, its node must still belong to the cluster (a removed node is refused at once).
+fn require_member<T>(inner: &Inner, req: &Request<T>) -> Result<NodeIdentity, Status> {
+    let who = peer(req).ok_or_else(|| Status::unauthenticated("a node certificate is required"))?;
+    let listed = inner.state.read(|s| match &s.cluster {
+        // A joining server has no state yet: its leader's certificate is all it can go by.
+        None => true,
+        Some(_) => s.nodes.get(&who.id).is_some_and(|n| n.role == who.role),
+    });
+    // A server the Raft membership holds is one too, even before this node applied its
+    // admission (a lagging follower).
+    if listed || (who.role == Role::Server && inner.member_addr(who.id).is_some()) {
+        Ok(who)
+    } else {
+        Err(Status::permission_denied(format!(
+            "node {} ({}) is not part of this cluster (removed?)",
+            who.id, who.name
+        )))
+    }
+}
+
 /// Only servers may speak Raft or forward requests.
-fn require_server<T>(req: &Request<T>) -> Result<NodeIdentity, Status> {
+fn require_server<T>(inner: &Inner, req: &Request<T>) -> Result<NodeIdentity, Status> {
     match peer(req) {
-        Some(id) if id.role == Role::Server => Ok(id),
+        Some(id) if id.role == Role::Server => require_member(inner, req),
         Some(id) => Err(Status::permission_denied(format!(
             "node {} is an {}, not a server",
             id.id, id.role
         ))),
         None => Err(Status::unauthenticated("a server certificate is required")),
     }
+}
+
+/// `unavailable`, naming the leader's cluster address in `x-tepui-leader` when known.
+fn not_leader(inner: &Inner) -> Status {
+    let leader = inner.leader_id().and_then(|l| inner.member_addr(l)).unwrap_or_default();
+    let mut status = Status::unavailable(format!("not the leader; the leader is at {leader:?}"));
+    if let Ok(v) = leader.parse() {
+        status.metadata_mut().insert("x-tepui-leader", v);
+    }
+    status
+}
+
+fn parse_ips(ips: &[String]) -> Result<Vec<std::net::IpAddr>, Status> {
+    ips.iter()
+        .map(|ip| {
+            ip.parse()
+                .map_err(|_| Status::invalid_argument(format!("bad IP address {ip:?}")))
+        })
+        .collect()
+}
+
+fn api_status(e: tepui_node::Error) -> Status {
+    Status::failed_precondition(e.to_string())
 }
 
 fn decode<T: DeserializeOwned>(p: &RaftPayload) -> Result<T, Status> {
@@ -191,14 +238,7 @@ impl ClusterService {
             cert_pem: cluster.ca_cert_pem.clone(),
             key_pem: cluster.ca_key_pem.clone(),
         };
-        let ips: Vec<std::net::IpAddr> = req
-            .ips
-            .iter()
-            .map(|ip| {
-                ip.parse()
-                    .map_err(|_| Status::invalid_argument(format!("bad IP address {ip:?}")))
-            })
-            .collect::<Result<_, _>>()?;
+        let ips = parse_ips(&req.ips)?;
         // Check the request before it is admitted, so a bad CSR leaves no node record behind.
         let probe = NodeIdentity {
             id: 0,
@@ -227,13 +267,20 @@ impl ClusterService {
             role,
             name: req.name.clone(),
         };
-        let cert_pem = tepui_pki::sign_node_csr(&ca, &req.csr_pem, &identity, &ips)
+        let cert_pem = tepui_pki::sign_node_csr_for(&ca, &req.csr_pem, &identity, &ips, inner.cert_lifetime)
             .map_err(|e| Status::internal(format!("signing failed: {e}")))?;
+        let ca_sha256 = tepui_pki::ca_fingerprint(&ca.cert_pem).map_err(|e| Status::internal(e.to_string()))?;
+        // Only a rotation's progress needs this; the node is admitted either way, and failing
+        // the join now would leave its name taken.
+        if let Err(e) = crate::certs::record(inner, id, &cert_pem, ca_sha256).await {
+            tracing::warn!(node = id, error = %e, "cannot record the new node's certificate");
+        }
         tracing::info!(node = id, name = %req.name, %role, token = %req.token_id, "node admitted");
         Ok(JoinResponse {
             node_id: id,
             cert_pem,
-            ca_pem: cluster.ca_cert_pem,
+            // The CAs trusted now: during a rotation the old one too.
+            ca_pem: inner.state.read(|s| s.trusted_cas_pem()),
             cluster_id: cluster.cluster_id,
             servers: inner.server_addrs(),
         })
@@ -245,7 +292,7 @@ type EnvelopeStream = Pin<Box<dyn Stream<Item = Result<Envelope, Status>> + Send
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, Status> {
-        let from = require_server(&req)?;
+        let from = require_server(&self.inner, &req)?;
         if !self.inner.filter.admit(from.id, self.inner.id).await {
             return Err(Status::unavailable("dropped by the network filter"));
         }
@@ -254,7 +301,7 @@ impl Cluster for ClusterService {
     }
 
     async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, Status> {
-        let from = require_server(&req)?;
+        let from = require_server(&self.inner, &req)?;
         if !self.inner.filter.admit(from.id, self.inner.id).await {
             return Err(Status::unavailable("dropped by the network filter"));
         }
@@ -263,7 +310,7 @@ impl Cluster for ClusterService {
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, Status> {
-        let from = require_server(&req)?;
+        let from = require_server(&self.inner, &req)?;
         if !self.inner.filter.admit(from.id, self.inner.id).await {
             return Err(Status::unavailable("dropped by the network filter"));
         }
@@ -286,7 +333,7 @@ impl Cluster for ClusterService {
     }
 
     async fn add_server(&self, req: Request<AddServerRequest>) -> Result<tonic::Response<AddServerResponse>, Status> {
-        let from = require_server(&req)?;
+        let from = require_server(&self.inner, &req)?;
         let req = req.into_inner();
         if from.id != req.node_id {
             return Err(Status::permission_denied(format!(
@@ -325,7 +372,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<HttpRequest>,
     ) -> Result<tonic::Response<Self::ForwardHttpStream>, Status> {
-        require_server(&req)?;
+        require_server(&self.inner, &req)?;
         let req = req.into_inner();
         let router = self
             .inner
@@ -336,23 +383,32 @@ impl Cluster for ClusterService {
         Ok(tonic::Response::new(crate::http::execute_forwarded(router, req).await))
     }
 
+    async fn renew(&self, req: Request<RenewRequest>) -> Result<tonic::Response<RenewResponse>, Status> {
+        let who = require_member(&self.inner, &req)?;
+        if !self.inner.is_leader() {
+            return Err(not_leader(&self.inner));
+        }
+        let req = req.into_inner();
+        let ips = parse_ips(&req.ips)?;
+        let (cert_pem, ca_pem) = crate::certs::renew(&self.inner, &who, &req.csr_pem, &ips)
+            .await
+            .map_err(api_status)?;
+        Ok(tonic::Response::new(RenewResponse { cert_pem, ca_pem }))
+    }
+
     type AgentStreamStream = EnvelopeStream;
 
     async fn agent_stream(
         &self,
         req: Request<Streaming<Envelope>>,
     ) -> Result<tonic::Response<Self::AgentStreamStream>, Status> {
-        let Some(who) = peer(&req) else {
+        if peer(&req).is_none() {
             return Err(Status::unauthenticated("an agent certificate is required"));
-        };
+        }
+        let who = require_member(&self.inner, &req)?;
         let inner = self.inner.clone();
         if !inner.is_leader() {
-            let leader = inner.leader_id().and_then(|l| inner.member_addr(l)).unwrap_or_default();
-            let mut status = Status::unavailable(format!("not the leader; the leader is at {leader:?}"));
-            if let Ok(v) = leader.parse() {
-                status.metadata_mut().insert("x-tepui-leader", v);
-            }
-            return Err(status);
+            return Err(not_leader(&inner));
         }
         let mut inbound = req.into_inner();
         let first = inbound
@@ -409,6 +465,12 @@ impl Cluster for ClusterService {
                 servers: inner.server_addrs(),
             })))
             .await;
+        let mut trust = inner.trust.clone();
+        let mut members = inner.members.clone();
+        let current = trust.borrow_and_update().clone();
+        if let Some(t) = current {
+            let _ = tx.send(Ok(trust_envelope(&t))).await;
+        }
         let conn = hub.attach(who.id, tx.clone());
         {
             let master = self.master.clone();
@@ -458,6 +520,21 @@ impl Cluster for ClusterService {
                             }
                         }
                     }
+                    changed = trust.changed() => {
+                        let current = trust.borrow_and_update().clone();
+                        if let (Ok(()), Some(t)) = (changed, current) {
+                            if tx.send(Ok(trust_envelope(&t))).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    changed = members.changed() => {
+                        // A removed node's stream ends at once.
+                        if changed.is_err() || !members.borrow_and_update().contains(&who.id) {
+                            let _ = tx.send(Err(Status::permission_denied("this node was removed from the cluster"))).await;
+                            break;
+                        }
+                    }
                     changed = metrics.changed() => {
                         // A deposed leader ends its streams, so agents find the new one.
                         if changed.is_err() || metrics.borrow().current_leader != Some(inner.id) {
@@ -478,6 +555,13 @@ impl Cluster for ClusterService {
 
 fn parse_envelope(e: &Envelope) -> Result<AgentToServer, Status> {
     serde_json::from_slice(&e.json).map_err(|err| Status::invalid_argument(format!("bad agent message: {err}")))
+}
+
+fn trust_envelope(t: &tepui_transport::Trust) -> Envelope {
+    envelope(&ServerToAgent::Trust {
+        ca_bundle_pem: t.ca_bundle_pem.clone(),
+        signing_ca_pem: t.signing_ca_pem.clone(),
+    })
 }
 
 fn envelope(m: &ServerToAgent) -> Envelope {

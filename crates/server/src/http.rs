@@ -29,6 +29,9 @@ use crate::VERSION;
 /// A snapshot upload may be large.
 const SNAPSHOT_LIMIT: usize = 512 << 20;
 const FORWARDED: &str = "x-tepui-forwarded";
+/// A join token without an explicit `ttl` expires after this long: a token lost in a shell
+/// history or a ticket must not admit nodes forever.
+pub(crate) const DEFAULT_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 type Shared = State<Arc<Inner>>;
 
@@ -44,11 +47,14 @@ pub(crate) fn router(inner: Arc<Inner>, features: Features) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/members", get(members))
         .route("/v1/nodes", get(nodes))
-        .route("/v1/nodes/{id}", get(node))
+        .route("/v1/nodes/{id}", get(node).delete(remove_node))
         .route("/v1/tokens", get(tokens).post(create_token))
         .route("/v1/tokens/{id}", get(token).delete(revoke_token))
         .route("/v1/vars", get(vars))
         .route("/v1/vars/{*key}", get(get_var).put(put_var).delete(delete_var))
+        .route("/v1/operator/ca", get(ca_status))
+        .route("/v1/operator/ca/rotate", axum::routing::post(ca_rotate))
+        .route("/v1/operator/ca/finish", axum::routing::post(ca_finish))
         .route("/v1/operator/raft/peers", get(members))
         .route("/v1/operator/raft/peers/{peer}", axum::routing::delete(remove_peer))
         .route(
@@ -392,6 +398,62 @@ async fn node(State(inner): Shared, Path(key): Path<String>) -> ApiResult<NodeVi
     Ok(axum::Json(node_view(&inner, &n)))
 }
 
+/// Removes an agent: it gets no more work and its certificate is refused on every call from
+/// now on. Servers leave through the Raft peers route.
+async fn remove_node(State(inner): Shared, Path(key): Path<String>) -> ApiResult<NodeView> {
+    inner.linearize().await?;
+    let n = inner.state.read(|s| find_node(s, &key)).ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            "unknown_node",
+            format!("no node with id or name {key:?}"),
+        )
+    })?;
+    if n.role == Role::Server {
+        return Err(Error::new(
+            ErrorKind::Conflict,
+            "is_a_server",
+            format!(
+                "node {} is a server; remove it with `tepui operator raft remove-peer {}`",
+                n.id, n.name
+            ),
+        ));
+    }
+    let live = inner.state.read(|s| {
+        s.tasks
+            .values()
+            .filter(|t| t.agent_id == n.id && !t.state.is_terminal())
+            .count()
+    });
+    if live > 0 {
+        return Err(Error::new(
+            ErrorKind::Conflict,
+            "agent_busy",
+            format!(
+                "agent {} still has {live} live tasks; drain it first (`tepui node drain {}`)",
+                n.name, n.name
+            ),
+        ));
+    }
+    let view = node_view(&inner, &n);
+    inner.write(Command::RemoveNode { id: n.id }).await?;
+    tracing::warn!(node = n.id, name = %n.name, "agent removed from the cluster");
+    Ok(axum::Json(view))
+}
+
+async fn ca_status(State(inner): Shared) -> ApiResult<tepui_api::CaStatusView> {
+    inner.linearize().await?;
+    Ok(axum::Json(inner.state.read(crate::certs::status)))
+}
+
+async fn ca_rotate(State(inner): Shared) -> ApiResult<tepui_api::CaStatusView> {
+    Ok(axum::Json(crate::certs::rotate(&inner).await?))
+}
+
+async fn ca_finish(State(inner): Shared) -> ApiResult<tepui_api::CaStatusView> {
+    Ok(axum::Json(crate::certs::finish(&inner).await?))
+}
+
 fn token_view(t: &tepui_state::TokenRecord) -> TokenView {
     TokenView {
         id: t.id.clone(),
@@ -434,7 +496,7 @@ async fn create_token(
     })?;
     let now = now_ms();
     let expires_at = match &req.ttl {
-        None => None,
+        None => Some(now + DEFAULT_TOKEN_TTL.as_millis() as u64),
         Some(ttl) => {
             let bad = |message: String| Error::new(ErrorKind::Invalid, "invalid_field", message).field("ttl");
             let d = tepui_api::parse_token_ttl(ttl).map_err(bad)?;

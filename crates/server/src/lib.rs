@@ -9,6 +9,7 @@
 //! the cluster's (`/v1/status`, nodes, members, tokens, variables, snapshots, Raft peers) and
 //! `/metrics`.
 
+mod certs;
 mod cluster;
 mod failover;
 mod forward;
@@ -93,6 +94,9 @@ pub struct ServerConfig {
     /// A deployment of services not done in this long rolls back.
     pub deployment_timeout: Duration,
     pub filter: NetFilter,
+    /// How long the node certificates this server signs last, when it leads; nodes renew two
+    /// thirds of the way through. A year by default; tests make it short.
+    pub cert_lifetime: Duration,
 }
 
 impl ServerConfig {
@@ -108,6 +112,7 @@ impl ServerConfig {
             agent_timeout: Duration::from_secs(15),
             deployment_timeout: Duration::from_secs(600),
             filter: NetFilter::default(),
+            cert_lifetime: tepui_pki::NODE_VALIDITY,
         }
     }
 }

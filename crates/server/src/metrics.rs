@@ -52,6 +52,33 @@ pub(crate) fn render(inner: &Inner) -> String {
         "Voters in the Raft membership.",
         m.membership_config.membership().voter_ids().count() as u64,
     );
+    let not_after = tepui_pki::cert_validity(&inner.tls.material().node.cert_pem)
+        .ok()
+        .and_then(|(_, to)| to.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    gauge(
+        "tepui_certificate_not_after_seconds",
+        "When this server's certificate ends, Unix seconds (it renews two thirds of the way).",
+        not_after,
+    );
+    let (rotating, behind) = inner.state.read(|s| {
+        let behind = if s.pki.rotating() {
+            s.pki.pending(s.nodes.keys()).count()
+        } else {
+            0
+        };
+        (s.pki.rotating(), behind as u64)
+    });
+    gauge(
+        "tepui_ca_rotating",
+        "1 while a CA rotation waits for nodes to renew.",
+        u64::from(rotating),
+    );
+    gauge(
+        "tepui_ca_rotation_pending_nodes",
+        "Nodes whose certificate the signing CA has not signed yet, during a rotation.",
+        behind,
+    );
     let (ready, lost, pending) = inner.state.read(|s| {
         let count = |st| s.nodes.values().filter(|n| n.status == st).count() as u64;
         (

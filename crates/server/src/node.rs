@@ -181,6 +181,15 @@ pub(crate) struct Inner {
     pub node: Node,
     /// The HTTP router, to execute requests forwarded by followers.
     pub router: std::sync::OnceLock<axum::Router>,
+    /// This server's TLS on the cluster port, both ways; the renewal loop swaps it.
+    pub tls: tepui_pki::tls::LiveTls,
+    /// The CAs the cluster trusts, as the applied state says (agents hear of changes).
+    pub trust: watch::Receiver<Option<tepui_transport::Trust>>,
+    /// The ids of the cluster's nodes, as the applied state says: a stream of a node that
+    /// leaves it ends.
+    pub members: watch::Receiver<std::collections::BTreeSet<u64>>,
+    /// How long the certificates this server signs last.
+    pub cert_lifetime: Duration,
 }
 
 impl Inner {
@@ -298,7 +307,7 @@ pub struct Server {
 
 impl Server {
     pub async fn start(cfg: ServerConfig) -> Result<Server, ServerError> {
-        std::fs::create_dir_all(&cfg.data_dir)
+        tepui_transport::create_private_dir(&cfg.data_dir)
             .map_err(|e| ServerError::Config(format!("cannot create data dir {}: {e}", cfg.data_dir.display())))?;
         // Bind first: port 0 must be resolved before the address goes into a certificate or a token.
         let cluster_listener = TcpListener::bind(cfg.cluster_listen)
@@ -359,7 +368,7 @@ impl Server {
                         )))
                     }
                     FirstStart::Bootstrap => {
-                        let (identity, ca) = new_cluster_identity(&cfg.name, advertise_ip)?;
+                        let (identity, ca) = new_cluster_identity(&cfg.name, advertise_ip, cfg.cert_lifetime)?;
                         (identity, Pending::Bootstrap { ca })
                     }
                     FirstStart::Join { addr, token } => {
@@ -402,9 +411,9 @@ impl Server {
         }
         .validate()
         .map_err(|e| ServerError::Raft(e.to_string()))?;
-        let client_tls = identity.client_tls()?;
+        let tls = identity.live_tls()?;
         let peer_seen = Arc::new(Mutex::new(HashMap::new()));
-        let peers = Peers::new(identity.node_id, client_tls, cfg.filter.clone());
+        let peers = Peers::new(identity.node_id, tls.client_config()?, cfg.filter.clone());
         let network = crate::raft_net::Network::new(peers.clone(), peer_seen.clone());
         let raft = Raft::new(identity.node_id, Arc::new(raft_config), network, log_store, sm_store)
             .await
@@ -430,7 +439,13 @@ impl Server {
             reader.clone(),
             leadership,
         );
+        let (trust_tx, trust) = watch::channel(None);
+        let (members_tx, members) = watch::channel(std::collections::BTreeSet::new());
         let inner = Arc::new(Inner {
+            tls: tls.clone(),
+            trust,
+            members,
+            cert_lifetime: cfg.cert_lifetime,
             id: identity.node_id,
             name: identity.name.clone(),
             raft,
@@ -473,11 +488,12 @@ impl Server {
         let router = crate::http::router(inner.clone(), features);
         let _ = inner.router.set(router.clone());
         let shutdown = tokio_util::sync::CancellationToken::new();
+        tasks.spawn(crate::certs::follow_state(inner.clone(), trust_tx, members_tx));
         tasks.spawn(crate::cluster::serve(
             inner.clone(),
             master,
             cluster_listener,
-            identity.server_tls()?,
+            tls.server_config()?,
             shutdown.clone(),
         ));
         let shutdown_http = shutdown.clone();
@@ -513,6 +529,16 @@ impl Server {
                 StartedAs::Restarted
             }
         };
+        // This server's own certificate, renewed through the leader (itself, when it leads).
+        let leader_of = inner.clone();
+        let renewer = tepui_transport::Renewer {
+            identity: identity.clone(),
+            data_dir: cfg.data_dir.clone(),
+            tls: tls.clone(),
+            trust: inner.trust.clone(),
+            leader: Box::new(move || leader_of.leader_id().and_then(|id| leader_of.member_addr(id))),
+        };
+        tasks.spawn(renewer.run(shutdown.clone()));
         tracing::info!(node = inner.id, name = %inner.name, cluster = %cluster_addr, http = %http_addr, "server started");
         Ok(Server {
             inner,
@@ -564,6 +590,12 @@ impl Server {
         while self.tasks.join_next().await.is_some() {}
     }
 
+    /// The TLS this server presents and trusts on the cluster port, as renewals and CA
+    /// rotations leave it; an agent in the same process (`tepui dev`) shares it.
+    pub fn tls(&self) -> tepui_pki::tls::LiveTls {
+        self.inner.tls.clone()
+    }
+
     /// Waits until the Raft core has stopped (it stops on a fatal storage error).
     pub async fn wait_stopped(&mut self) {
         while self.tasks.join_next().await.is_some() {}
@@ -592,7 +624,11 @@ enum Pending {
     Restart,
 }
 
-fn new_cluster_identity(name: &str, ip: std::net::IpAddr) -> Result<(Identity, tepui_pki::CertifiedKey), ServerError> {
+fn new_cluster_identity(
+    name: &str,
+    ip: std::net::IpAddr,
+    lifetime: Duration,
+) -> Result<(Identity, tepui_pki::CertifiedKey), ServerError> {
     let cluster_id = hex::encode(rand::random::<[u8; 8]>());
     let ca = tepui_pki::generate_ca(&cluster_id)?;
     let node = NodeIdentity {
@@ -600,7 +636,7 @@ fn new_cluster_identity(name: &str, ip: std::net::IpAddr) -> Result<(Identity, t
         role: Role::Server,
         name: name.to_string(),
     };
-    let cert = tepui_pki::issue_node_cert(&ca, &node, &[ip])?;
+    let cert = tepui_pki::issue_node_cert_for(&ca, &node, &[ip], lifetime)?;
     let identity = Identity {
         node_id: 1,
         name: name.to_string(),
@@ -664,7 +700,12 @@ async fn bootstrap(
         let token = JoinToken::generate(role, &fingerprint);
         inner
             .write(Command::CreateToken {
-                token: token_record(&token, "created at bootstrap", now, None),
+                token: token_record(
+                    &token,
+                    "created at bootstrap",
+                    now,
+                    Some(now + crate::http::DEFAULT_TOKEN_TTL.as_millis() as u64),
+                ),
             })
             .await
             .map_err(|e| boot(e.to_string()))?;

@@ -40,6 +40,51 @@ pub struct ClusterInfo {
 
 pub use tepui_common::Role;
 
+/// Certificates beyond the CA of [`ClusterInfo`] (which is the CA that signs now): the CAs a
+/// rotation retires, and which CA signed each node's certificate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PkiState {
+    /// 1 for the CA the cluster was created with, one more per rotation.
+    pub generation: u64,
+    /// SHA-256 of the signing CA; empty until the first rotation.
+    pub ca_sha256: String,
+    /// CAs still trusted while a rotation runs: empty when none does.
+    pub retiring_ca_pems: Vec<String>,
+    /// Every earlier CA with the cross-certificate its successor got from it, oldest first:
+    /// servers send them after their own chain, so a join token that pins an older CA still
+    /// verifies the cluster.
+    pub history: Vec<CaLink>,
+    /// Which CA signed each node's current certificate, as it last renewed or joined.
+    pub certs: BTreeMap<NodeId, CertRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaLink {
+    pub ca_cert_pem: String,
+    /// The next CA's certificate, signed by this one.
+    pub cross_cert_pem: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertRecord {
+    pub ca_sha256: String,
+    pub not_after: Millis,
+    pub issued_at: Millis,
+}
+
+impl PkiState {
+    pub fn rotating(&self) -> bool {
+        !self.retiring_ca_pems.is_empty()
+    }
+
+    /// The nodes whose certificate the signing CA has not signed yet (what a rotation waits for).
+    pub fn pending<'a>(&'a self, nodes: impl Iterator<Item = &'a NodeId> + 'a) -> impl Iterator<Item = NodeId> + 'a {
+        nodes
+            .filter(|id| self.certs.get(id).is_none_or(|c| c.ca_sha256 != self.ca_sha256))
+            .copied()
+    }
+}
+
 /// Resources an agent offers, in exact units (no floating point drift).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
@@ -192,6 +237,8 @@ pub struct State {
     pub apps: BTreeMap<String, AppRecord>,
     #[serde(default)]
     pub deployments: BTreeMap<String, DeploymentRecord>,
+    #[serde(default)]
+    pub pki: PkiState,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,6 +365,24 @@ pub enum Command {
         id: String,
         plan: Option<serde_json::Value>,
     },
+    /// Makes another CA the signing one; the current one stays trusted until every node holds a
+    /// certificate of the new one (or [`Command::FinishCaRotation`]).
+    RotateCa {
+        ca_cert_pem: String,
+        ca_key_pem: String,
+        ca_sha256: String,
+        /// The new CA signed by the current one.
+        cross_cert_pem: String,
+    },
+    /// A node got a certificate (joined or renewed); `ca_sha256` names the CA that signed it.
+    RecordCertificate {
+        id: NodeId,
+        ca_sha256: String,
+        not_after: Millis,
+        now: Millis,
+    },
+    /// Stops trusting the CAs a rotation retires, whether or not every node renewed.
+    FinishCaRotation,
     /// Several commands committed as one log entry (the leader groups concurrent writes);
     /// each is applied in order and answered on its own.
     Batch {
@@ -359,6 +424,9 @@ impl Command {
             Command::SetReservations { .. } => "set_reservations",
             Command::ChangeServices { .. } => "change_services",
             Command::UpdateDeployment { .. } => "update_deployment",
+            Command::RotateCa { .. } => "rotate_ca",
+            Command::RecordCertificate { .. } => "record_certificate",
+            Command::FinishCaRotation => "finish_ca_rotation",
             Command::Batch { .. } => "batch",
             Command::Noop => "noop",
         }
@@ -417,6 +485,10 @@ pub enum ApplyError {
     InvalidApp { id: String },
     #[error("unknown deployment {id}")]
     UnknownDeployment { id: String },
+    #[error("a CA rotation is already under way; wait for every node to renew, or finish it")]
+    RotationInProgress,
+    #[error("no CA rotation is under way")]
+    NoRotation,
 }
 
 impl State {
@@ -542,6 +614,57 @@ impl State {
             }
             Command::RemoveNode { id } => {
                 self.nodes.remove(id).ok_or(ApplyError::UnknownNode { id: *id })?;
+                self.pki.certs.remove(id);
+                // The rotation may have been waiting for this node alone.
+                self.finish_rotation_when_done();
+                Ok(Response::Ok)
+            }
+            Command::RotateCa {
+                ca_cert_pem,
+                ca_key_pem,
+                ca_sha256,
+                cross_cert_pem,
+            } => {
+                if self.pki.rotating() {
+                    return Err(ApplyError::RotationInProgress);
+                }
+                let cluster = self.cluster.as_mut().ok_or(ApplyError::NotInitialized)?;
+                let old = std::mem::replace(&mut cluster.ca_cert_pem, ca_cert_pem.clone());
+                cluster.ca_key_pem = ca_key_pem.clone();
+                self.pki.generation = self.pki.generation.max(1) + 1;
+                self.pki.ca_sha256 = ca_sha256.clone();
+                self.pki.retiring_ca_pems = vec![old.clone()];
+                self.pki.history.push(CaLink {
+                    ca_cert_pem: old,
+                    cross_cert_pem: cross_cert_pem.clone(),
+                });
+                Ok(Response::Ok)
+            }
+            Command::RecordCertificate {
+                id,
+                ca_sha256,
+                not_after,
+                now,
+            } => {
+                if !self.nodes.contains_key(id) {
+                    return Err(ApplyError::UnknownNode { id: *id });
+                }
+                self.pki.certs.insert(
+                    *id,
+                    CertRecord {
+                        ca_sha256: ca_sha256.clone(),
+                        not_after: *not_after,
+                        issued_at: *now,
+                    },
+                );
+                self.finish_rotation_when_done();
+                Ok(Response::Ok)
+            }
+            Command::FinishCaRotation => {
+                if !self.pki.rotating() {
+                    return Err(ApplyError::NoRotation);
+                }
+                self.pki.retiring_ca_pems.clear();
                 Ok(Response::Ok)
             }
             Command::PutVar { key, value, cas, now } => {
@@ -702,11 +825,39 @@ impl State {
                 // since the running nodes hold certificates of this CA.
                 restored.cluster = self.cluster.clone();
                 restored.nodes = std::mem::take(&mut self.nodes);
+                restored.pki = std::mem::take(&mut self.pki);
                 restored.next_node_id = self.next_node_id.max(restored.next_node_id);
                 *self = restored;
                 Ok(Response::Ok)
             }
         }
+    }
+
+    /// Drops the retired CAs once every node holds a certificate of the signing one.
+    fn finish_rotation_when_done(&mut self) {
+        if self.pki.rotating() && self.pki.pending(self.nodes.keys()).next().is_none() {
+            self.pki.retiring_ca_pems.clear();
+        }
+    }
+
+    /// The CAs nodes trust now, PEM: the signing CA first, then those a rotation retires.
+    pub fn trusted_cas_pem(&self) -> String {
+        let mut out = self.cluster.as_ref().map(|c| c.ca_cert_pem.clone()).unwrap_or_default();
+        for pem in &self.pki.retiring_ca_pems {
+            out.push_str(pem);
+        }
+        out
+    }
+
+    /// What servers send after their own certificate and the trusted CAs: older CAs and their
+    /// successors' cross-certificates.
+    pub fn ca_chain_extra_pem(&self) -> String {
+        let mut out = String::new();
+        for link in &self.pki.history {
+            out.push_str(&link.cross_cert_pem);
+            out.push_str(&link.ca_cert_pem);
+        }
+        out
     }
 
     fn require_cluster(&self) -> Result<&ClusterInfo, ApplyError> {
@@ -1010,6 +1161,76 @@ mod tests {
         assert_eq!(s.nodes.len(), 1);
         assert_eq!(s.vars["k"].value, "v");
         assert!(s.tokens.contains_key("t9"));
+    }
+
+    #[test]
+    fn a_rotation_trusts_both_cas_until_every_node_renewed() {
+        let mut s = initialized();
+        s.apply(
+            2,
+            &Command::CreateToken {
+                token: token("t1", None),
+            },
+        );
+        assert_eq!(
+            s.apply(3, &admit("t1", "abc", "a1", 5)),
+            Response::NodeAdmitted { id: 2 }
+        );
+        let rotate = Command::RotateCa {
+            ca_cert_pem: "new".into(),
+            ca_key_pem: "newkey".into(),
+            ca_sha256: "n".into(),
+            cross_cert_pem: "cross".into(),
+        };
+        assert_eq!(s.apply(4, &rotate), Response::Ok);
+        assert_eq!(s.apply(5, &rotate), Response::Rejected(ApplyError::RotationInProgress));
+        assert_eq!(s.cluster.as_ref().unwrap().ca_cert_pem, "new");
+        assert_eq!(s.trusted_cas_pem(), "newcert");
+        assert_eq!(s.ca_chain_extra_pem(), "crosscert");
+        assert_eq!(s.pki.generation, 2);
+        let record = |id, ca: &str| Command::RecordCertificate {
+            id,
+            ca_sha256: ca.into(),
+            not_after: 100,
+            now: 6,
+        };
+        // A certificate of the old CA changes nothing; one node of two renewed is not enough.
+        assert_eq!(s.apply(6, &record(1, "old")), Response::Ok);
+        assert_eq!(s.apply(7, &record(2, "n")), Response::Ok);
+        assert!(s.pki.rotating());
+        assert_eq!(s.pki.pending(s.nodes.keys()).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(
+            s.apply(8, &record(9, "n")),
+            Response::Rejected(ApplyError::UnknownNode { id: 9 })
+        );
+        assert_eq!(s.apply(9, &record(1, "n")), Response::Ok);
+        assert!(!s.pki.rotating(), "every node renewed: the old CA is dropped");
+        assert_eq!(s.trusted_cas_pem(), "new");
+        assert_eq!(
+            s.apply(10, &Command::FinishCaRotation),
+            Response::Rejected(ApplyError::NoRotation)
+        );
+
+        // Removing the last node that had not renewed ends a rotation too.
+        assert_eq!(
+            s.apply(
+                11,
+                &Command::RotateCa {
+                    ca_cert_pem: "third".into(),
+                    ca_key_pem: "k3".into(),
+                    ca_sha256: "t".into(),
+                    cross_cert_pem: "x3".into(),
+                }
+            ),
+            Response::Ok
+        );
+        assert_eq!(s.pki.generation, 3);
+        assert_eq!(s.apply(12, &record(1, "t")), Response::Ok);
+        assert!(s.pki.rotating());
+        assert_eq!(s.apply(13, &Command::RemoveNode { id: 2 }), Response::Ok);
+        assert!(!s.pki.rotating());
+        assert!(!s.pki.certs.contains_key(&2));
+        assert_eq!(s.ca_chain_extra_pem(), "crosscertx3new");
     }
 
     #[test]

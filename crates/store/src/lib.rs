@@ -53,7 +53,14 @@ pub const DB_FILE: &str = "raft.redb";
 /// The file is locked while any half (or a clone of one) is alive: a second `open` of the same
 /// directory, in this process or another, fails with [`StoreError::Open`].
 pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
-    std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+    use std::os::unix::fs::PermissionsExt;
+    // The state holds the cluster CA's key: the directory and its files are the owner's only,
+    // whatever the umask.
+    let private_dir = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    };
+    private_dir().map_err(|source| StoreError::CreateDir {
         path: dir.to_path_buf(),
         source,
     })?;
@@ -62,6 +69,12 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
     let db = redb::Database::create(&path).map_err(|source| StoreError::Open {
         path: path.clone(),
         source,
+    })?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+        StoreError::CreateDir {
+            path: path.clone(),
+            source,
+        }
     })?;
 
     // Create every table up front so that read transactions never meet a missing one.

@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -133,6 +133,18 @@ fn scan(bytes: &[u8]) -> (Vec<(Slot, Entry<TypeConfig>)>, u64) {
     (found, at as u64)
 }
 
+/// A new file (truncated if it exists) only its owner can read: the log holds every secret of
+/// the state.
+fn create_private(path: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)
+}
+
 impl Wal {
     /// Opens `dir/raft.wal`, creating it when absent. Entries up to `purged` are forgotten.
     pub(crate) fn open(dir: &Path, purged: Option<u64>) -> Result<Wal, StoreError> {
@@ -143,6 +155,7 @@ impl Wal {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)
             .map_err(io)?;
         if !existed {
@@ -317,7 +330,7 @@ impl Wal {
         let mut bytes = vec![0u8; live as usize];
         index.file.read_exact_at(&mut bytes, head).map_err(io)?;
         let tmp = self.dir.join(format!("{WAL_FILE}.tmp"));
-        let mut new = File::create(&tmp).map_err(io)?;
+        let mut new = create_private(&tmp)?;
         new.write_all(&bytes).map_err(io)?;
         new.sync_all().map_err(io)?;
         std::fs::rename(&tmp, self.dir.join(WAL_FILE)).map_err(io)?;
@@ -345,7 +358,7 @@ impl Wal {
             buf.extend_from_slice(&record(log_id.index, payload));
         }
         let tmp = dir.join(format!("{WAL_FILE}.tmp"));
-        let mut f = File::create(&tmp).map_err(io)?;
+        let mut f = create_private(&tmp)?;
         f.write_all(&buf).map_err(io)?;
         f.sync_all().map_err(io)?;
         std::fs::rename(&tmp, dir.join(WAL_FILE)).map_err(io)?;

@@ -68,16 +68,31 @@ impl Identity {
     /// Writes every file to a temporary name first and renames it, so a crash leaves either the
     /// old or the new file, never half of one. The metadata goes last: it marks the node joined.
     pub fn save(&self, data_dir: &Path) -> Result<(), IdentityError> {
+        self.save_certs(data_dir)?;
+        self.save_meta(data_dir)
+    }
+
+    /// Writes the CA bundle, the certificate and the key (after a join or a renewal).
+    pub fn save_certs(&self, data_dir: &Path) -> Result<(), IdentityError> {
         let dir = Self::dir(data_dir);
-        std::fs::create_dir_all(&dir).map_err(|source| IdentityError::Write {
+        create_private_dir(&dir).map_err(|source| IdentityError::Write {
             path: dir.clone(),
             source,
         })?;
-        write_atomic(&dir.join(CA), self.ca_pem.as_bytes(), 0o644)?;
-        write_atomic(&dir.join(CERT), self.cert_pem.as_bytes(), 0o644)?;
-        write_atomic(&dir.join(KEY), self.key_pem.as_bytes(), 0o600)?;
+        write_atomic(&dir.join(CA), self.ca_pem.as_bytes(), 0o600)?;
+        write_atomic(&dir.join(CERT), self.cert_pem.as_bytes(), 0o600)?;
+        write_atomic(&dir.join(KEY), self.key_pem.as_bytes(), 0o600)
+    }
+
+    /// Writes the metadata alone (the servers last seen change often; the certificate does not).
+    pub fn save_meta(&self, data_dir: &Path) -> Result<(), IdentityError> {
+        let dir = Self::dir(data_dir);
+        create_private_dir(&dir).map_err(|source| IdentityError::Write {
+            path: dir.clone(),
+            source,
+        })?;
         let meta = serde_json::to_vec_pretty(self).expect("identity metadata always serializes");
-        write_atomic(&dir.join(META), &meta, 0o644)
+        write_atomic(&dir.join(META), &meta, 0o600)
     }
 
     pub fn node_identity(&self) -> NodeIdentity {
@@ -95,6 +110,15 @@ impl Identity {
         }
     }
 
+    /// The node's swappable TLS, trusting its CA bundle and presenting its certificate.
+    pub fn live_tls(&self) -> Result<tepui_pki::tls::LiveTls, IdentityError> {
+        Ok(tepui_pki::tls::LiveTls::new(tepui_pki::tls::TlsMaterial {
+            ca_bundle_pem: self.ca_pem.clone(),
+            node: self.certified_key(),
+            extra_chain_pem: String::new(),
+        })?)
+    }
+
     pub fn server_tls(&self) -> Result<Arc<rustls::ServerConfig>, IdentityError> {
         Ok(tepui_pki::tls::server_config(&self.ca_pem, &self.certified_key())?)
     }
@@ -107,11 +131,23 @@ impl Identity {
     }
 }
 
+/// Creates `path` (and its parents) and makes it the owner's only (0700), whatever the umask:
+/// data dirs hold keys, tokens and the replicated state.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
 /// Writes a file whole or not at all, fsynced, with `mode` (0o600 for secrets).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), IdentityError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
+    // node.pem.tmp, not node.tmp: the certificate and the metadata may be saved at once (a
+    // renewal and the session's server list), and must not share a temporary file.
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
     let err = |source| IdentityError::Write {
         path: path.to_path_buf(),
         source,
@@ -123,6 +159,11 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), IdentityE
         .mode(mode)
         .open(&tmp)
         .map_err(err)?;
+    // A leftover temporary file keeps whatever mode it had: set it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    }
     f.write_all(data).map_err(err)?;
     f.sync_all().map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)?;

@@ -8,12 +8,14 @@ mod filter;
 mod identity;
 mod join;
 mod killable;
+mod renew;
 mod tls;
 
 pub use filter::{NetFilter, Verdict};
-pub use identity::{write_atomic, Identity, IdentityError};
+pub use identity::{create_private_dir, write_atomic, Identity, IdentityError};
 pub use join::{join, JoinError, JoinParams};
 pub use killable::{Killable, KillableListener};
+pub use renew::{LeaderFn, RenewError, Renewer, Trust};
 pub use tls::{channel, channel_until, incoming, incoming_limited, incoming_watched, ConnLimits, PeerInfo, TlsConn};
 
 /// Turns a tonic status into one line a person can act on.
