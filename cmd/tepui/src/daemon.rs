@@ -179,6 +179,9 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
         cfg.insecure_registries = args.agent.insecure_registries.clone();
         if let Some(file) = &args.agent.registry_auth_file {
             cfg.registry_auth = registry_auth(file)?;
+            cfg.runtime
+                .host_masks
+                .push(std::fs::canonicalize(file).unwrap_or_else(|_| file.clone()));
         }
         cfg.runtime.allowed_host_volumes = args.agent.allowed_host_volumes.clone();
         cfg.runtime.bridge.name = args.agent.bridge.clone();
