@@ -322,6 +322,12 @@ impl Runtime {
             }
         };
         let user = oci::resolve_user(spec.user.as_deref(), &etc)?;
+        if self.config.userns_base.is_some() && (user.uid >= USERNS_SIZE || user.gid >= USERNS_SIZE) {
+            return Err(Error::InvalidSpec(format!(
+                "user {}:{} is outside the {USERNS_SIZE} ids a task's user namespace maps",
+                user.uid, user.gid
+            )));
+        }
         // With a user namespace, the task's ids are shifted on the host.
         let shift = self.config.userns_base.unwrap_or(0);
         // The task owns its sandbox data, as on Mesos.
@@ -425,6 +431,9 @@ impl Runtime {
             host_masks: &self.host_masks(),
             userns: self.config.userns_base.map(|b| (b, USERNS_SIZE)),
         })?;
+        if self.config.userns_base.is_some() {
+            make_mount_targets(&rootfs, &config)?;
+        }
         // libcontainer reads it back with oci-spec: refuse here what it would refuse there.
         serde_json::from_value::<oci_spec::runtime::Spec>(config.clone())
             .map_err(|e| Error::InvalidSpec(format!("generated OCI config: {e}")))?;
@@ -881,6 +890,35 @@ impl Runtime {
         removed.sort();
         Ok(removed)
     }
+}
+
+/// Makes the mount points of `config` in `rootfs`, as host root. In a user namespace the
+/// container's root cannot create them in a rootfs that host root owns.
+fn make_mount_targets(rootfs: &Path, config: &serde_json::Value) -> Result<()> {
+    for m in config["mounts"].as_array().into_iter().flatten() {
+        let Some(dest) = m["destination"].as_str() else {
+            continue;
+        };
+        let rel = dest.trim_start_matches('/');
+        if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+            continue;
+        }
+        let inside = rootfs.join(rel);
+        if fs::symlink_metadata(&inside).is_ok() {
+            continue;
+        }
+        let source_is_file = m["source"].as_str().is_some_and(|s| Path::new(s).is_file());
+        let made = if source_is_file {
+            inside
+                .parent()
+                .map_or(Ok(()), fs::create_dir_all)
+                .and_then(|()| fs::File::create(&inside).map(drop))
+        } else {
+            fs::create_dir_all(&inside)
+        };
+        made.map_err(|e| Error::io("create mount point", &inside, e))?;
+    }
+    Ok(())
 }
 
 fn sandbox_id(sb: &Sandbox) -> String {

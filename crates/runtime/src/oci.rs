@@ -272,9 +272,17 @@ pub fn config(inputs: &OciInputs<'_>) -> Result<Value, Error> {
                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
-               "options": ["nosuid", "noexec", "nodev", "ro"]}),
     ];
+    let host_net = matches!(spec.network, Network::Host { .. });
+    if inputs.userns.is_some() && host_net {
+        // sysfs can only be mounted by the owner of the network namespace: as runc does, the
+        // host's, read-only, in its place.
+        mounts.push(json!({"destination": "/sys", "type": "bind", "source": "/sys",
+                           "options": ["rbind", "rprivate", "nosuid", "noexec", "nodev", "ro"]}));
+    } else {
+        mounts.push(json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+                           "options": ["nosuid", "noexec", "nodev", "ro"]}));
+    }
     if host {
         for dir in inputs.host_binds {
             // A symlinked top-level directory (merged /usr) is recreated as a symlink in

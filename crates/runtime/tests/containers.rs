@@ -1066,3 +1066,39 @@ async fn a_host_volume_swapped_for_a_symlink_does_not_escape() {
         other => panic!("the launch went on: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn with_user_namespaces_root_inside_is_an_unprivileged_id_outside() {
+    let f = fixture_with(None, |_, c| c.userns_base = Some(300_000));
+    let id = task_id("userns");
+    let mut s = spec(&f, &id, &["sh", "-c", "id -u; cat /proc/self/uid_map; exec sleep 1000"]);
+    s.user = Some("root".into());
+    s.kill_grace_period = Duration::ZERO;
+    let h = match f.rt.launch(&s).await {
+        Ok(h) => h,
+        Err(e) => panic!(
+            "{e}: {}",
+            std::fs::read_to_string(f.rt.sandbox_dir(&id).join("shim.log")).unwrap_or_default()
+        ),
+    };
+    let status = std::fs::read_to_string(format!("/proc/{}/status", h.pid)).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();
+    // Both lines printed before the kill.
+    let start = Instant::now();
+    while log(&f.rt, &id, LogStream::Stdout, None).await.lines().count() < 2 {
+        assert!(start.elapsed() < DEADLINE, "the task printed nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f.rt.kill(&id).await.unwrap();
+    let st = wait(&f.rt, &id).await;
+    let out = log(&f.rt, &id, LogStream::Stdout, None).await;
+    let err = log(&f.rt, &id, LogStream::Stderr, None).await;
+    assert_eq!(st.state, TaskState::Killed, "{st:?} {err}");
+    assert_eq!(uid_line.split_whitespace().nth(1), Some("300000"), "{uid_line}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("0"), "{out} {err}");
+    assert_eq!(
+        lines.next().map(|l| l.split_whitespace().collect::<Vec<_>>()),
+        Some(vec!["0", "300000", "65536"])
+    );
+}
