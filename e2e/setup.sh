@@ -3,7 +3,10 @@
 set -euo pipefail
 
 need=()
-for pkg in ca-certificates curl busybox-static docker-registry skopeo iproute2 iptables; do
+# The build links libseccomp (container seccomp filters) and builds libbpf (device rules on
+# cgroup v2), which wants libelf, zlib and pkg-config.
+for pkg in ca-certificates curl busybox-static docker-registry skopeo iproute2 iptables \
+    libseccomp-dev libelf-dev zlib1g-dev pkg-config; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

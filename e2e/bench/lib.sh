@@ -110,6 +110,13 @@ wait_until() {
 }
 
 build_tepui() {
+    # TEPUI_BIN: a tepui binary built already (to compare two builds with the same script).
+    if [[ -n ${TEPUI_BIN:-} ]]; then
+        TEPUI=$TEPUI_BIN
+        [[ -x $TEPUI ]] || die "TEPUI_BIN=$TEPUI is not an executable"
+        log "using $TEPUI"
+        return
+    fi
     log "building tepui (release) in $CARGO_TARGET_DIR"
     in_bg cargo build --manifest-path "$ROOT/Cargo.toml" --release --quiet -p tepui --bin tepui
     TEPUI=$CARGO_TARGET_DIR/release/tepui

@@ -12,6 +12,7 @@
 #
 # Settings (environment): RUNS=50 WARMUP=5 BENCH_TMP=/var/tmp BENCH_TIMEOUT=1200
 #   RESULTS=FILE   also write hyperfine's JSON there
+#   TEPUI_BIN=PATH a release binary built already, instead of building one
 #
 #   e2e/bench/task-run.sh
 set -euo pipefail

@@ -183,8 +183,19 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
         cfg.insecure_registries = args.agent.insecure_registries.clone();
         if let Some(file) = &args.agent.registry_auth_file {
             cfg.registry_auth = registry_auth(file)?;
+            cfg.runtime
+                .host_masks
+                .push(std::fs::canonicalize(file).unwrap_or_else(|_| file.clone()));
         }
         cfg.runtime.allowed_host_volumes = args.agent.allowed_host_volumes.clone();
+        if args.agent.userns {
+            let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap_or_default();
+            anyhow::ensure!(
+                max.trim().parse::<u64>().unwrap_or(0) > 0,
+                "--userns: this kernel has no user namespaces (/proc/sys/user/max_user_namespaces)"
+            );
+            cfg.runtime.userns_base = Some(args.agent.userns_base);
+        }
         cfg.runtime.bridge.name = args.agent.bridge.clone();
         (cfg.runtime.bridge.subnet, cfg.runtime.bridge.prefix) = args.agent.bridge_subnet;
         cfg.task_retention = args.agent.task_retention;

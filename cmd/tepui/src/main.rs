@@ -143,6 +143,14 @@ struct AgentResourceArgs {
     /// The bridge's subnet, CIDR.
     #[arg(long, default_value = "10.213.0.0/16", value_parser = parse_cidr)]
     bridge_subnet: (std::net::Ipv4Addr, u8),
+    /// Run tasks in user namespaces: their uids and gids 0..65536 become host ids from
+    /// --userns-base on, so root in a task is nobody on the host. Needs a kernel with user
+    /// namespaces; image files owned by host root then show as nobody inside.
+    #[arg(long)]
+    userns: bool,
+    /// The first host id of the tasks' user namespaces.
+    #[arg(long, default_value_t = 100_000, requires = "userns")]
+    userns_base: u32,
     /// How long ended tasks' sandboxes are kept, like 1h or 10m.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     task_retention: std::time::Duration,
@@ -329,7 +337,8 @@ pub struct TaskRunArgs {
     /// KEY=VALUE; repeatable.
     #[arg(short = 'e', long = "env", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
-    /// The user to run as: uid, uid:gid or a name from the image [default: the image's]
+    /// The user to run as: uid, uid:gid or a name from the image; `root` (or 0) only when
+    /// asked for [default: the image's unless it is root, else nobody (65534)]
     #[arg(long)]
     pub user: Option<String>,
     /// The working directory inside the container [default: the image's]

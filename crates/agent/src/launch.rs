@@ -188,11 +188,14 @@ pub fn task_spec(task: &TaskLaunch, image: Option<&ImageConfig>, rootfs: Rootfs)
     }
     env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
 
-    let user = task
-        .user
-        .clone()
-        .filter(|u| !u.is_empty())
-        .or_else(|| image.and_then(|i| i.user.clone()));
+    // The task's own `user` (root only if it asks, and the API let it); else the image's,
+    // unless that is root: an image cannot make its task root. Else the runtime's default,
+    // nobody.
+    let user = task.user.clone().filter(|u| !u.is_empty()).or_else(|| {
+        image
+            .and_then(|i| i.user.clone())
+            .filter(|u| !u.is_empty() && !tepui_runtime::is_root(u))
+    });
     let cwd = task
         .cwd
         .clone()
@@ -414,6 +417,24 @@ mod tests {
                 ]
             }
         );
+    }
+
+    #[test]
+    fn an_image_cannot_make_its_task_root_but_the_task_can_ask() {
+        let mut img = image();
+        for root in ["root", "0", "0:0", "root:wheel"] {
+            img.user = Some(root.into());
+            let s = task_spec(&launch(), Some(&img), Rootfs::Path("/r".into())).unwrap();
+            assert_eq!(s.user, None, "image user {root:?} falls back to the default (nobody)");
+        }
+        let mut t = launch();
+        t.def.user = Some("root".into());
+        let s = task_spec(&t, Some(&img), Rootfs::Path("/r".into())).unwrap();
+        assert_eq!(s.user.as_deref(), Some("root"));
+        let mut t = launch();
+        t.def.image = None;
+        t.def.args = vec!["true".into()];
+        assert_eq!(task_spec(&t, None, Rootfs::Host).unwrap().user, None);
     }
 
     #[test]

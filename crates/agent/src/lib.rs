@@ -211,9 +211,13 @@ impl Agent {
             join_addr.get_or_insert(addr.clone());
         }
 
+        // Host tasks see the host's /etc, /opt...: never this node's keys, state and sandboxes.
+        let mut runtime = cfg.runtime.clone();
+        let data_dir = std::fs::canonicalize(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
+        runtime.host_masks.push(data_dir);
         let task_manager = TaskManager::open(TaskConfig {
             data_dir: cfg.data_dir.clone(),
-            runtime: cfg.runtime.clone(),
+            runtime,
             insecure_registries: cfg.insecure_registries.clone(),
             registry_auth: cfg.registry_auth.clone(),
             task_retention: cfg.task_retention,

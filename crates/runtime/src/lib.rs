@@ -20,8 +20,10 @@ mod net;
 mod oci;
 mod proto;
 mod sandbox;
+mod seccomp;
 mod shim;
 mod spec;
+mod volumes;
 
 use std::collections::HashMap;
 use std::fs;
@@ -35,7 +37,7 @@ use tokio::net::UnixStream;
 
 pub use logs::LogChunks;
 pub use net::BridgeConfig;
-pub use oci::SANDBOX_MOUNT;
+pub use oci::{is_root, DEFAULT_UID, SANDBOX_MOUNT};
 pub use shim::shim_main;
 pub use spec::{
     ExecOutput, ExecSpec, HostPort, LogStream, Network, PortMapping, Protocol, Reason, Rootfs, TaskHandle, TaskSpec,
@@ -110,7 +112,21 @@ pub struct RuntimeConfig {
     pub log_max_files: u32,
     /// How long [`Runtime::launch`] waits for the container to run.
     pub start_timeout: Duration,
+    /// The pids limit of a task that gives none.
+    pub default_pids: u64,
+    /// Host paths that [`Rootfs::Host`] tasks must not see, besides the ones always hidden
+    /// ([`ALWAYS_MASKED`] and the SSH host keys): the agent's data dir and configuration.
+    pub host_masks: Vec<PathBuf>,
+    /// Run tasks in a user namespace: their uids and gids 0..65536 are host ids from this
+    /// one on. `None` (the default) keeps the host's ids.
+    pub userns_base: Option<u32>,
 }
+
+/// Host files a [`Rootfs::Host`] task never sees: password hashes.
+pub const ALWAYS_MASKED: &[&str] = &["/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-"];
+
+/// How many ids a task's user namespace maps.
+pub const USERNS_SIZE: u32 = 65536;
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
@@ -127,6 +143,9 @@ impl Default for RuntimeConfig {
             log_max_bytes: 10 * 1024 * 1024,
             log_max_files: 3,
             start_timeout: Duration::from_secs(60),
+            default_pids: 2048,
+            host_masks: Vec::new(),
+            userns_base: None,
         }
     }
 }
@@ -164,6 +183,8 @@ impl ExecSession {
 pub struct Runtime {
     root: PathBuf,
     config: RuntimeConfig,
+    /// `config.allowed_host_volumes`, resolved once (the operator's paths may hold links).
+    allowed_host_volumes: Vec<PathBuf>,
     bridge_ready: tokio::sync::Mutex<bool>,
 }
 
@@ -199,8 +220,14 @@ impl Runtime {
         let tasks = root.join("tasks");
         fs::create_dir_all(&tasks).map_err(|e| Error::io("create", &tasks, e))?;
         let root = fs::canonicalize(&root).map_err(|e| Error::io("resolve", &root, e))?;
+        let allowed_host_volumes = config
+            .allowed_host_volumes
+            .iter()
+            .map(|a| fs::canonicalize(a).unwrap_or_else(|_| a.clone()))
+            .collect();
         Ok(Runtime {
             root,
+            allowed_host_volumes,
             config,
             bridge_ready: tokio::sync::Mutex::new(false),
         })
@@ -291,26 +318,47 @@ impl Runtime {
             }
         };
         let user = oci::resolve_user(spec.user.as_deref(), &users_root)?;
+        if self.config.userns_base.is_some() && (user.uid >= USERNS_SIZE || user.gid >= USERNS_SIZE) {
+            return Err(Error::InvalidSpec(format!(
+                "user {}:{} is outside the {USERNS_SIZE} ids a task's user namespace maps",
+                user.uid, user.gid
+            )));
+        }
+        // With a user namespace, the task's ids are shifted on the host.
+        let shift = self.config.userns_base.unwrap_or(0);
         // The task owns its sandbox data, as on Mesos.
         let own = |p: &Path| {
-            std::os::unix::fs::chown(p, Some(user.uid), Some(user.gid)).map_err(|e| Error::io("chown", p, e))
+            std::os::unix::fs::chown(p, Some(user.uid + shift), Some(user.gid + shift))
+                .map_err(|e| Error::io("chown", p, e))
         };
         own(&data)?;
 
         let mut volumes_ok = Vec::new();
+        let mut host_volumes = Vec::new();
         for v in &spec.volumes {
             match &v.source {
                 VolumeSource::Host(p) => {
-                    let real = fs::canonicalize(p).map_err(|e| Error::InvalidSpec(format!("volume {p:?}: {e}")))?;
-                    if !self.config.allowed_host_volumes.iter().any(|a| real.starts_with(a)) {
+                    // Checked here for an early answer; the shim checks again where it mounts.
+                    let split = volumes::split_under(p, &self.allowed_host_volumes).or_else(|| {
+                        let real = fs::canonicalize(p).ok()?;
+                        volumes::split_under(&real, &self.allowed_host_volumes)
+                    });
+                    let Some((root, rel)) = split else {
                         return Err(Error::InvalidSpec(format!(
                             "host volume {p:?} is not under an allowed path"
                         )));
-                    }
+                    };
+                    let hv = volumes::HostVolume {
+                        root,
+                        rel,
+                        target: v.target.clone(),
+                    };
+                    volumes::open_beneath(&hv).map_err(Error::InvalidSpec)?;
                     volumes_ok.push(spec::Volume {
-                        source: VolumeSource::Host(real),
+                        source: VolumeSource::Host(hv.root.join(&hv.rel)),
                         ..v.clone()
                     });
+                    host_volumes.push(hv);
                 }
                 VolumeSource::Sandbox(rel) => {
                     if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
@@ -375,7 +423,13 @@ impl Runtime {
             hosts_file: hosts.as_ref().map(|_| hosts_path.as_path()),
             resolv_conf: resolv,
             cgroup_path: &cgroup_path,
+            default_pids: self.config.default_pids,
+            host_masks: &self.host_masks(),
+            userns: self.config.userns_base.map(|b| (b, USERNS_SIZE)),
         })?;
+        if self.config.userns_base.is_some() {
+            make_mount_targets(&rootfs, &config)?;
+        }
         // libcontainer reads it back with oci-spec: refuse here what it would refuse there.
         serde_json::from_value::<oci_spec::runtime::Spec>(config.clone())
             .map_err(|e| Error::InvalidSpec(format!("generated OCI config: {e}")))?;
@@ -393,9 +447,26 @@ impl Runtime {
             user,
             mem_mb: spec.mem_mb,
             net,
+            host_volumes,
         };
         sandbox::write_json(&sb.plan(), &plan).map_err(|e| Error::io("write", &sb.plan(), e))?;
         Ok(ip)
+    }
+
+    /// What host tasks must not see: password hashes, the SSH host keys, and the
+    /// configured paths.
+    fn host_masks(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = ALWAYS_MASKED.iter().map(PathBuf::from).collect();
+        if let Ok(rd) = fs::read_dir("/etc/ssh") {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().ends_with("_key") {
+                    out.push(e.path());
+                }
+            }
+        }
+        out.extend(self.config.host_masks.iter().cloned());
+        out.sort();
+        out
     }
 
     fn prepare_host_root(&self, r: &Path) -> Result<()> {
@@ -815,6 +886,35 @@ impl Runtime {
         removed.sort();
         Ok(removed)
     }
+}
+
+/// Makes the mount points of `config` in `rootfs`, as host root. In a user namespace the
+/// container's root cannot create them in a rootfs that host root owns.
+fn make_mount_targets(rootfs: &Path, config: &serde_json::Value) -> Result<()> {
+    for m in config["mounts"].as_array().into_iter().flatten() {
+        let Some(dest) = m["destination"].as_str() else {
+            continue;
+        };
+        let rel = dest.trim_start_matches('/');
+        if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+            continue;
+        }
+        let inside = rootfs.join(rel);
+        if fs::symlink_metadata(&inside).is_ok() {
+            continue;
+        }
+        let source_is_file = m["source"].as_str().is_some_and(|s| Path::new(s).is_file());
+        let made = if source_is_file {
+            inside
+                .parent()
+                .map_or(Ok(()), fs::create_dir_all)
+                .and_then(|()| fs::File::create(&inside).map(drop))
+        } else {
+            fs::create_dir_all(&inside)
+        };
+        made.map_err(|e| Error::io("create mount point", &inside, e))?;
+    }
+    Ok(())
 }
 
 fn sandbox_id(sb: &Sandbox) -> String {

@@ -14,15 +14,15 @@ pub const SANDBOX_MOUNT: &str = "/mnt/sandbox";
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Docker's default capability set: enough for ordinary programs, nothing that reaches
-/// outside the container.
+/// Docker's default capability set without NET_RAW (no raw sockets, so no forged packets
+/// on a shared network): enough for ordinary programs, nothing that reaches outside the
+/// container. A task that is not root has none of them once its program runs.
 const CAPS: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_FSETID",
     "CAP_FOWNER",
     "CAP_MKNOD",
-    "CAP_NET_RAW",
     "CAP_SETGID",
     "CAP_SETUID",
     "CAP_SETFCAP",
@@ -42,15 +42,24 @@ pub struct User {
     pub home: Option<String>,
 }
 
+/// Who a task runs as when it names nobody: `nobody`, uid and gid 65534.
+pub const DEFAULT_UID: u32 = 65534;
+
+/// Whether a user spec asks for root (`root`, `0`, with or without a group).
+pub fn is_root(user: &str) -> bool {
+    matches!(user.split(':').next(), Some("root" | "0"))
+}
+
 /// Resolves `uid`, `uid:gid`, `name`, `name:group` against the `/etc/passwd` and `/etc/group`
-/// of `root` (a rootfs, or `/` for the host's), read as the container would see them.
+/// of `root` (a rootfs, or `/` for the host's), read as the container would see them. No user
+/// is [`DEFAULT_UID`]; `root` is uid 0 even in a rootfs without `/etc/passwd`.
 pub fn resolve_user(user: Option<&str>, root: &Path) -> Result<User, Error> {
     let Some(user) = user.filter(|u| !u.is_empty()) else {
         return Ok(User {
-            uid: 0,
-            gid: 0,
+            uid: DEFAULT_UID,
+            gid: DEFAULT_UID,
             additional_gids: Vec::new(),
-            home: Some("/root".into()),
+            home: Some("/".into()),
         });
     };
     let read = |rel: &str| -> Result<String, Error> {
@@ -87,6 +96,7 @@ pub(crate) fn resolve_user_in(spec: &str, passwd: &str, group: &str) -> Result<U
             f.get(5).map(|h| h.to_string()),
         ),
         (Ok(uid), None) => (uid, uid, None, None),
+        (Err(_), None) if u == "root" => (0, 0, None, Some("/root".into())),
         (Err(_), None) => return Err(bad("no such user in the rootfs's /etc/passwd")),
     };
     // name:x:gid:members
@@ -141,7 +151,33 @@ pub struct OciInputs<'a> {
     pub resolv_conf: Option<&'a Path>,
     /// Absolute cgroup path, for example `/tepui/<id>`.
     pub cgroup_path: &'a str,
+    /// The pids limit of a task that gives none.
+    pub default_pids: u64,
+    /// Paths hidden from [`Rootfs::Host`] tasks (an empty file or directory in their place).
+    pub host_masks: &'a [PathBuf],
+    /// Map the task's users into a user namespace: container uid/gid 0.. onto host ids
+    /// `userns.0..userns.0 + userns.1`.
+    pub userns: Option<(u32, u32)>,
 }
+
+/// Docker's masked paths: what in /proc and /sys tells about, or reaches, the host.
+const MASKED: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/devices/virtual/powercap",
+    "/sys/firmware",
+];
+
+/// Docker's read-only paths: kernel settings a task could otherwise write as root.
+const READ_ONLY: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
 /// Environment the runtime adds: ports and the sandbox.
 pub fn task_env(spec: &TaskSpec) -> BTreeMap<String, String> {
@@ -229,6 +265,10 @@ pub fn config(inputs: &OciInputs<'_>) -> Result<Value, Error> {
     };
 
     let mut mounts = vec![
+        // The root again on itself, without set-uid programs or device files: libcontainer has
+        // no option for the root mount's flags, and later mounts stack on this one.
+        json!({"destination": "/", "type": "bind", "source": inputs.rootfs,
+               "options": ["rbind", "rprivate", "nosuid", "nodev"]}),
         json!({"destination": "/proc", "type": "proc", "source": "proc"}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
@@ -238,9 +278,17 @@ pub fn config(inputs: &OciInputs<'_>) -> Result<Value, Error> {
                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
-               "options": ["nosuid", "noexec", "nodev", "ro"]}),
     ];
+    let host_net = matches!(spec.network, Network::Host { .. });
+    if inputs.userns.is_some() && host_net {
+        // sysfs can only be mounted by the owner of the network namespace: as runc does, the
+        // host's, read-only, in its place.
+        mounts.push(json!({"destination": "/sys", "type": "bind", "source": "/sys",
+                           "options": ["rbind", "rprivate", "nosuid", "noexec", "nodev", "ro"]}));
+    } else {
+        mounts.push(json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+                           "options": ["nosuid", "noexec", "nodev", "ro"]}));
+    }
     if host {
         for dir in inputs.host_binds {
             // A symlinked top-level directory (merged /usr) is recreated as a symlink in
@@ -305,14 +353,30 @@ pub fn config(inputs: &OciInputs<'_>) -> Result<Value, Error> {
         }
         resources["memory"] = json!({ "limit": (mb as i64) * 1024 * 1024 });
     }
-    if let Some(p) = spec.pids {
-        resources["pids"] = json!({ "limit": p as i64 });
+    // Always a limit: a fork bomb stops at it, not at the host's.
+    let pids = spec.pids.unwrap_or(inputs.default_pids);
+    if pids == 0 {
+        return Err(Error::InvalidSpec("pids must be positive".into()));
     }
+    resources["pids"] = json!({ "limit": pids as i64 });
+
+    let mut masked: Vec<String> = MASKED.iter().map(|p| p.to_string()).collect();
+    if host {
+        masked.extend(inputs.host_masks.iter().map(|p| p.to_string_lossy().into_owned()));
+    }
+    let (uid_mappings, gid_mappings) = match inputs.userns {
+        Some((host_id, size)) => {
+            namespaces.push(json!({"type": "user"}));
+            let m = json!([{"containerID": 0, "hostID": host_id, "size": size}]);
+            (Some(m.clone()), Some(m))
+        }
+        None => (None, None),
+    };
 
     let hostname: String = spec.id.chars().take(63).collect();
     let caps = CAPS.to_vec();
     let readonly_root = host || spec.read_only_rootfs;
-    Ok(json!({
+    let mut config = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -338,16 +402,16 @@ pub fn config(inputs: &OciInputs<'_>) -> Result<Value, Error> {
             "cgroupsPath": inputs.cgroup_path,
             "namespaces": namespaces,
             "resources": resources,
-            "maskedPaths": [
-                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
-                "/proc/scsi"
-            ],
-            "readonlyPaths": [
-                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
-            ],
+            "maskedPaths": masked,
+            "readonlyPaths": READ_ONLY,
+            "seccomp": crate::seccomp::default_profile(),
         },
-    }))
+    });
+    if let (Some(u), Some(g)) = (uid_mappings, gid_mappings) {
+        config["linux"]["uidMappings"] = u;
+        config["linux"]["gidMappings"] = g;
+    }
+    Ok(config)
 }
 
 #[cfg(test)]
@@ -455,6 +519,9 @@ mod tests {
             hosts_file: None,
             resolv_conf: None,
             cgroup_path: "/tepui/t1",
+            default_pids: 2048,
+            host_masks: &[],
+            userns: None,
         })
         .unwrap();
         let parsed: oci_spec::runtime::Spec = serde_json::from_value(v.clone()).unwrap();

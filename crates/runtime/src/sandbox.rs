@@ -82,6 +82,9 @@ pub struct ShimPlan {
     pub user: User,
     pub mem_mb: Option<u64>,
     pub net: NetMode,
+    /// Opened and checked by the shim where they are mounted.
+    #[serde(default)]
+    pub host_volumes: Vec<crate::volumes::HostVolume>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

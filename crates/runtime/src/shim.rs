@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::proto::{self, LineReader, Reply, Request};
 use crate::sandbox::{self, NetMode, Sandbox, ShimPlan};
 use crate::spec::{ExecSpec, Reason, TaskState, TaskStatus};
-use crate::{cgroup, net};
+use crate::{cgroup, net, volumes};
 
 /// How long the shim keeps reading the task's output after its init exited.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -376,6 +376,13 @@ fn start_container(
     stdout: OwnedFd,
     stderr: OwnedFd,
 ) -> Result<(Container, i32), String> {
+    // Host volumes are opened now, beneath their allowed roots, and held open until the
+    // container's mounts are checked against them.
+    let mut opened = Vec::new();
+    for v in &plan.host_volumes {
+        let (fd, id) = volumes::open_beneath(v)?;
+        opened.push((fd, (v.clone(), id)));
+    }
     let builder = ContainerBuilder::new(plan.id.clone(), SyscallType::default())
         .with_root_path(sb.lc_root())
         .map_err(|e| error_chain(&e))?
@@ -392,14 +399,17 @@ fn start_container(
         .pid()
         .map(|p| p.as_raw())
         .ok_or_else(|| "container has no init pid".to_string())?;
-    let wired = match &plan.net {
-        NetMode::Bridge(n) => net::setup_task(n, &plan.id, pid),
-        NetMode::None => net::setup_loopback(pid),
-        NetMode::Host => Ok(()),
-    };
-    let started = wired
+    let checks: Vec<_> = opened.iter().map(|(_, c)| c.clone()).collect();
+    let wired = volumes::verify_mounted(pid, &checks).and_then(|()| {
+        match &plan.net {
+            NetMode::Bridge(n) => net::setup_task(n, &plan.id, pid),
+            NetMode::None => net::setup_loopback(pid),
+            NetMode::Host => Ok(()),
+        }
         .map_err(|e| e.to_string())
-        .and_then(|()| container.start().map_err(|e| error_chain(&e)));
+    });
+    drop(opened);
+    let started = wired.and_then(|()| container.start().map_err(|e| error_chain(&e)));
     if let Err(e) = started {
         let _ = container.delete(true);
         let _ = waitpid(Pid::from_raw(pid), None);

@@ -18,7 +18,8 @@ pub struct TaskSpec {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// `uid`, `uid:gid`, `name` or `name:group`; names are resolved in the rootfs's
-    /// `/etc/passwd` and `/etc/group` (the host's for [`Rootfs::Host`]). Default root.
+    /// `/etc/passwd` and `/etc/group` (the host's for [`Rootfs::Host`]). Default `nobody`
+    /// (65534); root only when asked for (`root` or `0`).
     #[serde(default)]
     pub user: Option<String>,
     /// Absolute path inside the container; default `/` (the sandbox for [`Rootfs::Host`]).
@@ -31,7 +32,8 @@ pub struct TaskSpec {
     /// [`Reason::MemoryLimit`].
     #[serde(default)]
     pub mem_mb: Option<u64>,
-    /// Most processes and threads the task may have at once.
+    /// Most processes and threads the task may have at once (default
+    /// `RuntimeConfig::default_pids`).
     #[serde(default)]
     pub pids: Option<u64>,
     #[serde(default)]

@@ -14,7 +14,14 @@ use tepui_runtime::{
     RuntimeConfig, TaskSpec, TaskState,
 };
 
-const SHIM: &str = env!("CARGO_BIN_EXE_tepui-shim-test");
+const SHIM_BUILT: &str = env!("CARGO_BIN_EXE_tepui-shim-test");
+
+/// The shim program: the one cargo built, or a copy of it named by `TEPUI_TEST_SHIM` (a
+/// target dir shared between checkouts may hold another checkout's build by the time the
+/// tests run).
+fn shim() -> PathBuf {
+    std::env::var_os("TEPUI_TEST_SHIM").map_or_else(|| PathBuf::from(SHIM_BUILT), PathBuf::from)
+}
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// A busybox rootfs: the static binary, a symlink per applet, a passwd and a web page.
@@ -42,6 +49,9 @@ fn busybox_rootfs(dir: &Path) -> PathBuf {
     .unwrap();
     std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
     std::fs::write(root.join("www/index.html"), "hello from tepui\n").unwrap();
+    // As in every image: anyone may write /tmp (tasks run as nobody unless they ask).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
     root
 }
 
@@ -54,7 +64,7 @@ struct Fixture {
 
 fn config(bridge: Option<BridgeConfig>) -> RuntimeConfig {
     RuntimeConfig {
-        shim_program: SHIM.into(),
+        shim_program: shim(),
         shim_args: vec!["shim".into()],
         bridge: bridge.unwrap_or_default(),
         ..RuntimeConfig::default()
@@ -62,10 +72,17 @@ fn config(bridge: Option<BridgeConfig>) -> RuntimeConfig {
 }
 
 fn fixture(bridge: Option<BridgeConfig>) -> Fixture {
+    fixture_with(bridge, |_, _| {})
+}
+
+/// A fixture whose runtime config `change` adjusts (it gets the fixture's temp dir).
+fn fixture_with(bridge: Option<BridgeConfig>, change: impl FnOnce(&Path, &mut RuntimeConfig)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let rootfs = busybox_rootfs(dir.path());
     let root = dir.path().join("agent");
-    let rt = Runtime::new(&root, config(bridge)).unwrap();
+    let mut cfg = config(bridge);
+    change(dir.path(), &mut cfg);
+    let rt = Runtime::new(&root, cfg).unwrap();
     Fixture {
         _dir: dir,
         root,
@@ -566,7 +583,7 @@ async fn adopt_finds_tasks_after_the_agent_is_killed() {
         files.push(p);
     }
     // Another process plays the agent: it launches both, then is SIGKILLed.
-    let mut agent = Command::new(SHIM)
+    let mut agent = Command::new(shim())
         .arg("launch")
         .arg(&root)
         .args(&files)
@@ -822,5 +839,266 @@ async fn signal_dispositions_are_default_in_the_task() {
     assert_eq!(
         out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
         "the task inherited ignored or blocked signals"
+    );
+}
+
+// Hardening: what a task cannot do. Each of these asks for root where the point is that even
+// root inside the container is stopped (by seccomp, capabilities, device rules, masked and
+// read-only paths), so that they fail if that protection goes.
+
+/// Runs `script` with `sh -c` as `user` to its end: state, stdout, stderr.
+async fn run_script(f: &Fixture, name: &str, user: Option<&str>, script: &str) -> (TaskState, String, String) {
+    let id = task_id(name);
+    let mut s = spec(f, &id, &["sh", "-c", script]);
+    s.user = user.map(String::from);
+    f.rt.launch(&s).await.unwrap();
+    let st = wait(&f.rt, &id).await;
+    let out = log(&f.rt, &id, LogStream::Stdout, None).await;
+    let err = log(&f.rt, &id, LogStream::Stderr, None).await;
+    (st.state, out, err)
+}
+
+#[tokio::test]
+async fn the_default_user_is_nobody_and_root_must_be_asked_for() {
+    let f = fixture(None);
+    let script = "id -u; id -g; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status";
+    let (state, out, err) = run_script(&f, "user-default", None, script).await;
+    assert_eq!(state, TaskState::Finished, "{err}");
+    assert_eq!(
+        out,
+        "65534\n65534\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n"
+    );
+    // Root when asked: Docker's capabilities without NET_RAW (bit 13), still filtered.
+    let (state, out, err) = run_script(&f, "user-root", Some("root"), script).await;
+    assert_eq!(state, TaskState::Finished, "{err}");
+    assert_eq!(out, "0\n0\nCapEff:\t00000000a80405fb\nNoNewPrivs:\t1\nSeccomp:\t2\n");
+}
+
+#[tokio::test]
+async fn the_root_filesystem_has_no_setuid_programs_or_devices() {
+    let f = fixture(None);
+    // Field 5 of mountinfo is the mount point, field 6 its options.
+    let (state, out, err) = run_script(
+        &f,
+        "root-flags",
+        None,
+        "awk '$5 == \"/\" { print $6 }' /proc/self/mountinfo",
+    )
+    .await;
+    assert_eq!(state, TaskState::Finished, "{err}");
+    let opts = out.lines().last().unwrap_or_default();
+    assert!(
+        opts.contains("nosuid") && opts.contains("nodev"),
+        "root mounted {opts:?}"
+    );
+}
+
+#[tokio::test]
+async fn even_root_cannot_make_a_block_device() {
+    let f = fixture(None);
+    let script = "mknod /dev/fifo p && echo fifo=ok; mknod /dev/disk b 8 0 && echo disk=made";
+    let (_, out, err) = run_script(&f, "mknod", Some("root"), script).await;
+    assert_eq!(out, "fifo=ok\n", "{err}");
+    assert!(err.contains("Operation not permitted"), "{err}");
+}
+
+#[tokio::test]
+async fn device_rules_allow_only_the_usual_devices() {
+    let f = fixture(None);
+    // A character device can be made (mknod c is allowed), but not opened: /dev/mem is
+    // not on the allow-list; /dev/zero is.
+    let script =
+        "head -c 3 /dev/zero | wc -c; mknod /dev/mem2 c 1 1 && echo made; head -c 1 /dev/mem2 && echo read=mem";
+    let (_, out, err) = run_script(&f, "devices", Some("root"), script).await;
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["3", "made"], "{err}");
+    assert!(err.contains("Operation not permitted"), "{err}");
+}
+
+#[tokio::test]
+async fn even_root_cannot_mount() {
+    let f = fixture(None);
+    let (_, out, err) = run_script(&f, "mount", Some("root"), "mount -t tmpfs none /tmp && echo mounted").await;
+    assert_eq!(out, "", "{err}");
+    // busybox says EPERM its own way.
+    assert!(err.contains("permission denied"), "{err}");
+}
+
+#[tokio::test]
+async fn even_root_cannot_load_a_module() {
+    let f = fixture(None);
+    // Not a module at all: without the filter and capabilities, the kernel would say so
+    // (ENOEXEC); refused before it looks, it says EPERM.
+    let script = "echo nothing > /tmp/m.ko; insmod /tmp/m.ko && echo loaded";
+    let (_, out, err) = run_script(&f, "insmod", Some("root"), script).await;
+    assert_eq!(out, "", "{err}");
+    assert!(err.contains("Operation not permitted"), "{err}");
+}
+
+#[tokio::test]
+async fn no_user_namespaces_inside() {
+    let f = fixture(None);
+    for (name, user) in [("unshare", None), ("unshare-root", Some("root"))] {
+        let (_, out, err) = run_script(&f, name, user, "unshare -U id -u && echo unshared").await;
+        assert_eq!(out, "", "as {user:?}: {err}");
+        assert!(err.contains("Operation not permitted"), "as {user:?}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn proc_sys_is_read_only() {
+    let f = fixture(None);
+    // domainname is per UTS namespace: were this to pass, it would touch no other task.
+    let script = "echo tepui > /proc/sys/kernel/domainname && echo written; cat /proc/sys/kernel/ostype";
+    let (_, out, err) = run_script(&f, "sysctl", Some("root"), script).await;
+    assert_eq!(out, "Linux\n", "{err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+}
+
+/// The cgroup file of the pids controller for a task (v1 or v2).
+fn pids_file(id: &str, name: &str) -> Option<PathBuf> {
+    ["/sys/fs/cgroup/pids/tepui", "/sys/fs/cgroup/tepui"]
+        .iter()
+        .map(|d| Path::new(d).join(id).join(name))
+        .find(|p| p.exists())
+}
+
+#[tokio::test]
+async fn a_fork_bomb_stops_at_the_default_pids_limit() {
+    let f = fixture_with(None, |_, c| c.default_pids = 100);
+    let id = task_id("forkbomb");
+    let mut s = spec(&f, &id, &["sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 1000"]);
+    s.pids = None;
+    s.mem_mb = Some(512);
+    s.kill_grace_period = Duration::ZERO;
+    f.rt.launch(&s).await.unwrap();
+    // The kernel refuses forks past the limit and counts them.
+    let start = Instant::now();
+    loop {
+        let max_hits = pids_file(&id, "pids.events")
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|t| t.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+            .unwrap_or(0);
+        if max_hits > 0 {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "the bomb never reached a pids limit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let limit = std::fs::read_to_string(pids_file(&id, "pids.max").unwrap()).unwrap();
+    assert_eq!(limit.trim(), "100");
+    let current: u64 = std::fs::read_to_string(pids_file(&id, "pids.current").unwrap())
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(current <= 100, "{current} processes");
+    // The node carries on: another task runs, and the bomb is killed whole.
+    let (state, out, _) = run_script(&f, "after-bomb", None, "echo alive").await;
+    assert_eq!((state, out.as_str()), (TaskState::Finished, "alive\n"));
+    f.rt.kill(&id).await.unwrap();
+    assert_eq!(wait(&f.rt, &id).await.state, TaskState::Killed);
+    assert!(cgroup_dirs(&id).is_empty());
+}
+
+#[tokio::test]
+async fn host_tasks_do_not_see_password_hashes_keys_or_agent_data() {
+    // A host directory tasks see, with the agent's secrets in it; not under /tmp, which host
+    // tasks get empty.
+    let host = tempfile::tempdir_in("/var/tmp").unwrap();
+    let shared = host.path().join("hostdata");
+    let f = fixture_with(None, |_, c| {
+        std::fs::create_dir_all(shared.join("agent")).unwrap();
+        std::fs::write(shared.join("agent/key.pem"), "SECRET").unwrap();
+        std::fs::write(shared.join("public"), "PUBLIC").unwrap();
+        c.host_binds.push(shared.clone());
+        c.host_masks.push(shared.join("agent"));
+    });
+    let shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
+    assert!(shadow.contains("root:"), "the host has an /etc/shadow to hide");
+    let id = task_id("hostmask");
+    let script = format!(
+        "grep -c root: /etc/shadow; grep -c root: /etc/gshadow; cat {0}/public; echo; ls {0}/agent | wc -l; cat /etc/passwd | grep -c ^root:",
+        shared.display()
+    );
+    let mut s = spec(&f, &id, &["sh", "-c", &script]);
+    s.rootfs = Rootfs::Host;
+    s.user = Some("root".into());
+    f.rt.launch(&s).await.unwrap();
+    let st = wait(&f.rt, &id).await;
+    let out = log(&f.rt, &id, LogStream::Stdout, None).await;
+    let err = log(&f.rt, &id, LogStream::Stderr, None).await;
+    // Even root reads nothing from the hashes; the agent's dir is empty; the rest is there.
+    assert_eq!(out, "0\n0\nPUBLIC\n0\n1\n", "{st:?} {err}");
+}
+
+#[tokio::test]
+async fn a_host_volume_swapped_for_a_symlink_does_not_escape() {
+    // The shim is started through a wrapper that swaps the volume for a link to a secret
+    // directory: after the agent checked the path, before the container mounts it.
+    let f = fixture_with(None, |dir, c| {
+        let allowed = dir.join("allowed");
+        std::fs::create_dir_all(allowed.join("vol")).unwrap();
+        std::fs::create_dir_all(dir.join("secret")).unwrap();
+        std::fs::write(dir.join("secret/data"), "SECRET").unwrap();
+        c.allowed_host_volumes = vec![allowed.clone()];
+        let swap = format!(
+            "mv {a}/vol {a}/vol.old && ln -s {s} {a}/vol && exec \"$0\" \"$@\"",
+            a = allowed.display(),
+            s = dir.join("secret").display()
+        );
+        c.shim_args = vec!["-c".into(), swap, shim().display().to_string(), "shim".into()];
+        c.shim_program = "/bin/sh".into();
+    });
+    let dir = f.root.parent().unwrap().to_path_buf();
+    let id = task_id("swap");
+    let mut s = spec(&f, &id, &["cat", "/data/data"]);
+    s.volumes = vec![tepui_runtime::Volume {
+        source: tepui_runtime::VolumeSource::Host(dir.join("allowed/vol")),
+        target: "/data".into(),
+        read_only: true,
+    }];
+    let launched = f.rt.launch(&s).await;
+    assert!(dir.join("allowed/vol").is_symlink(), "the wrapper swapped the volume");
+    let out = log(&f.rt, &id, LogStream::Stdout, None).await;
+    assert!(!out.contains("SECRET"), "the task read the secret through the link");
+    match launched {
+        Err(Error::StartFailed { message, .. }) => assert!(message.contains("host volume"), "{message}"),
+        other => panic!("the launch went on: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn with_user_namespaces_root_inside_is_an_unprivileged_id_outside() {
+    let f = fixture_with(None, |_, c| c.userns_base = Some(300_000));
+    let id = task_id("userns");
+    let mut s = spec(&f, &id, &["sh", "-c", "id -u; cat /proc/self/uid_map; exec sleep 1000"]);
+    s.user = Some("root".into());
+    s.kill_grace_period = Duration::ZERO;
+    let h = match f.rt.launch(&s).await {
+        Ok(h) => h,
+        Err(e) => panic!(
+            "{e}: {}",
+            std::fs::read_to_string(f.rt.sandbox_dir(&id).join("shim.log")).unwrap_or_default()
+        ),
+    };
+    let status = std::fs::read_to_string(format!("/proc/{}/status", h.pid)).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();
+    // Both lines printed before the kill.
+    let start = Instant::now();
+    while log(&f.rt, &id, LogStream::Stdout, None).await.lines().count() < 2 {
+        assert!(start.elapsed() < DEADLINE, "the task printed nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f.rt.kill(&id).await.unwrap();
+    let st = wait(&f.rt, &id).await;
+    let out = log(&f.rt, &id, LogStream::Stdout, None).await;
+    let err = log(&f.rt, &id, LogStream::Stderr, None).await;
+    assert_eq!(st.state, TaskState::Killed, "{st:?} {err}");
+    assert_eq!(uid_line.split_whitespace().nth(1), Some("300000"), "{uid_line}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("0"), "{out} {err}");
+    assert_eq!(
+        lines.next().map(|l| l.split_whitespace().collect::<Vec<_>>()),
+        Some(vec!["0", "300000", "65536"])
     );
 }
