@@ -162,6 +162,12 @@ impl From<ApplyError> for Error {
             ApplyError::UnknownDeployment { .. } => (NotFound, "unknown_deployment"),
             ApplyError::RotationInProgress => (Conflict, "rotation_in_progress"),
             ApplyError::NoRotation => (Conflict, "no_rotation"),
+            ApplyError::AclBootstrapped => (Conflict, "acl_bootstrapped"),
+            ApplyError::AclTokenExists { .. } => (Conflict, "acl_token_exists"),
+            ApplyError::UnknownAclToken { .. } => (NotFound, "unknown_acl_token"),
+            ApplyError::UnknownPolicy { .. } => (NotFound, "unknown_policy"),
+            ApplyError::BadPolicyName { .. } => (Invalid, "bad_policy_name"),
+            ApplyError::PolicyInUse { .. } => (Conflict, "policy_in_use"),
         };
         Error::new(kind, code, e.to_string())
     }

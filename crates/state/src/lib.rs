@@ -12,12 +12,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub mod acl;
 mod framework;
 mod service;
 mod task;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
+pub use acl::{AclPolicy, AclToken, Capability, FrameworkGrant};
 pub use framework::{FrameworkRecord, RoleConfig};
 pub use service::{AppRecord, DeploymentRecord, ServiceChange, MAX_APP_VERSIONS};
 pub use task::{Free, HealthCheckDef, PlacementError, PortDef, TaskDef, TaskRecord, TaskState, TaskUpdate, VolumeDef};
@@ -239,6 +241,14 @@ pub struct State {
     pub deployments: BTreeMap<String, DeploymentRecord>,
     #[serde(default)]
     pub pki: PkiState,
+    /// API access: policies by name, tokens by accessor.
+    #[serde(default)]
+    pub acl_policies: BTreeMap<String, AclPolicy>,
+    #[serde(default)]
+    pub acl_tokens: BTreeMap<String, AclToken>,
+    /// Calls without a token may read (an operator's explicit choice; off by default).
+    #[serde(default)]
+    pub acl_anonymous_read: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,6 +257,26 @@ pub enum Command {
     InitCluster {
         cluster: ClusterInfo,
         bootstrap: NodeRecord,
+    },
+    /// The first management token, made once when the cluster starts. Refused when any API
+    /// token exists.
+    AclBootstrap {
+        token: AclToken,
+    },
+    AclUpsertPolicy {
+        policy: AclPolicy,
+    },
+    AclDeletePolicy {
+        name: String,
+    },
+    AclCreateToken {
+        token: AclToken,
+    },
+    AclRevokeToken {
+        accessor: String,
+    },
+    AclSetAnonymousRead {
+        enabled: bool,
     },
     CreateToken {
         token: TokenRecord,
@@ -400,6 +430,12 @@ impl Command {
     pub fn kind(&self) -> &'static str {
         match self {
             Command::InitCluster { .. } => "init_cluster",
+            Command::AclBootstrap { .. } => "acl_bootstrap",
+            Command::AclUpsertPolicy { .. } => "acl_upsert_policy",
+            Command::AclDeletePolicy { .. } => "acl_delete_policy",
+            Command::AclCreateToken { .. } => "acl_create_token",
+            Command::AclRevokeToken { .. } => "acl_revoke_token",
+            Command::AclSetAnonymousRead { .. } => "acl_set_anonymous_read",
             Command::CreateToken { .. } => "create_token",
             Command::RevokeToken { .. } => "revoke_token",
             Command::AdmitNode { .. } => "admit_node",
@@ -451,6 +487,18 @@ pub enum ApplyError {
     NotInitialized,
     #[error("token {id} already exists")]
     TokenExists { id: String },
+    #[error("the API already has tokens; bootstrap happens once")]
+    AclBootstrapped,
+    #[error("API token {accessor} already exists")]
+    AclTokenExists { accessor: String },
+    #[error("unknown API token {accessor}")]
+    UnknownAclToken { accessor: String },
+    #[error("unknown policy {name:?}; see `tepui acl policy ls`")]
+    UnknownPolicy { name: String },
+    #[error("policy name {name:?} must be 1 to 128 of [A-Za-z0-9_.-]")]
+    BadPolicyName { name: String },
+    #[error("policy {name:?} is used by token {accessor}; revoke it first")]
+    PolicyInUse { name: String, accessor: String },
     #[error("unknown token {id}")]
     UnknownToken { id: String },
     #[error("wrong secret for token {id}")]
@@ -526,6 +574,59 @@ impl State {
                 self.cluster = Some(cluster.clone());
                 self.next_node_id = self.next_node_id.max(bootstrap.id + 1);
                 self.nodes.insert(bootstrap.id, bootstrap.clone());
+                Ok(Response::Ok)
+            }
+            Command::AclBootstrap { token } => {
+                if !self.acl_tokens.is_empty() {
+                    return Err(ApplyError::AclBootstrapped);
+                }
+                self.acl_tokens.insert(token.accessor.clone(), token.clone());
+                Ok(Response::Ok)
+            }
+            Command::AclUpsertPolicy { policy } => {
+                if !acl::valid_policy_name(&policy.name) {
+                    return Err(ApplyError::BadPolicyName {
+                        name: policy.name.clone(),
+                    });
+                }
+                self.acl_policies.insert(policy.name.clone(), policy.clone());
+                Ok(Response::Ok)
+            }
+            Command::AclDeletePolicy { name } => {
+                if !self.acl_policies.contains_key(name) {
+                    return Err(ApplyError::UnknownPolicy { name: name.clone() });
+                }
+                if let Some(t) = self.acl_tokens.values().find(|t| t.policies.contains(name)) {
+                    return Err(ApplyError::PolicyInUse {
+                        name: name.clone(),
+                        accessor: t.accessor.clone(),
+                    });
+                }
+                self.acl_policies.remove(name);
+                Ok(Response::Ok)
+            }
+            Command::AclCreateToken { token } => {
+                if self.acl_tokens.contains_key(&token.accessor) {
+                    return Err(ApplyError::AclTokenExists {
+                        accessor: token.accessor.clone(),
+                    });
+                }
+                if let Some(missing) = token.policies.iter().find(|p| !self.acl_policies.contains_key(*p)) {
+                    return Err(ApplyError::UnknownPolicy { name: missing.clone() });
+                }
+                self.acl_tokens.insert(token.accessor.clone(), token.clone());
+                Ok(Response::Ok)
+            }
+            Command::AclRevokeToken { accessor } => {
+                self.acl_tokens
+                    .remove(accessor)
+                    .ok_or_else(|| ApplyError::UnknownAclToken {
+                        accessor: accessor.clone(),
+                    })?;
+                Ok(Response::Ok)
+            }
+            Command::AclSetAnonymousRead { enabled } => {
+                self.acl_anonymous_read = *enabled;
                 Ok(Response::Ok)
             }
             Command::CreateToken { token } => {
@@ -895,6 +996,91 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn acl_token(accessor: &str, policies: &[&str]) -> AclToken {
+        AclToken {
+            accessor: accessor.into(),
+            secret_sha256: "h".into(),
+            name: String::new(),
+            management: false,
+            policies: policies.iter().map(|p| p.to_string()).collect(),
+            created_at: 1,
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn acl_bootstrap_happens_once_and_tokens_name_existing_policies() {
+        let mut s = State::default();
+        let boot = AclToken {
+            management: true,
+            ..acl_token("boot", &[])
+        };
+        assert_eq!(s.apply(1, &Command::AclBootstrap { token: boot.clone() }), Response::Ok);
+        assert_eq!(
+            s.apply(2, &Command::AclBootstrap { token: boot }),
+            Response::Rejected(ApplyError::AclBootstrapped)
+        );
+        assert_eq!(
+            s.apply(
+                3,
+                &Command::AclCreateToken {
+                    token: acl_token("t1", &["dev"])
+                }
+            ),
+            Response::Rejected(ApplyError::UnknownPolicy { name: "dev".into() })
+        );
+        let dev = AclPolicy {
+            name: "dev".into(),
+            description: String::new(),
+            capabilities: [Capability::Read, Capability::Write].into(),
+            frameworks: vec![],
+            modified_at: 1,
+        };
+        assert_eq!(
+            s.apply(4, &Command::AclUpsertPolicy { policy: dev.clone() }),
+            Response::Ok
+        );
+        assert_eq!(
+            s.apply(
+                5,
+                &Command::AclUpsertPolicy {
+                    policy: AclPolicy {
+                        name: "a/b".into(),
+                        ..dev
+                    }
+                }
+            ),
+            Response::Rejected(ApplyError::BadPolicyName { name: "a/b".into() })
+        );
+        assert_eq!(
+            s.apply(
+                6,
+                &Command::AclCreateToken {
+                    token: acl_token("t1", &["dev"])
+                }
+            ),
+            Response::Ok
+        );
+        assert_eq!(
+            s.apply(7, &Command::AclDeletePolicy { name: "dev".into() }),
+            Response::Rejected(ApplyError::PolicyInUse {
+                name: "dev".into(),
+                accessor: "t1".into()
+            })
+        );
+        assert_eq!(
+            s.apply(8, &Command::AclRevokeToken { accessor: "t1".into() }),
+            Response::Ok
+        );
+        assert_eq!(
+            s.apply(9, &Command::AclDeletePolicy { name: "dev".into() }),
+            Response::Ok
+        );
+        assert!(!s.acl_anonymous_read);
+        s.apply(10, &Command::AclSetAnonymousRead { enabled: true });
+        assert!(s.acl_anonymous_read);
+    }
 
     fn cluster() -> ClusterInfo {
         ClusterInfo {

@@ -1,0 +1,429 @@
+//! Who may call which route of the HTTP APIs.
+//!
+//! - [`credential`] reads the token a request carries, in each form real clients send it:
+//!   `Authorization: Bearer T`, HTTP Basic with the token as the password (Marathon's
+//!   `--http_credentials`, a Mesos framework's principal and secret) and DC/OS's
+//!   `Authorization: token=T`.
+//! - [`authenticate`] finds the token in the replicated state and gathers what its policies
+//!   grant into an [`Identity`]; it is pure (state and time passed in).
+//! - [`Routes`] is how every API registers a route: with the [`Policy`] that says which
+//!   capability each method needs. The [`RouteTable`] it builds is what the gate enforces and
+//!   what the tests walk, so a route cannot exist without a policy.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use axum::Router;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use tepui_node::Node;
+use tepui_state::{AclToken, Capability, FrameworkGrant, State as Replicated};
+
+pub use tepui_state::Capability as Cap;
+
+/// Where the bootstrap token is written, under a server's data dir.
+pub const TOKEN_FILE: &str = "api-token";
+
+/// What a method of a route needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Answers anyone: only the health probes.
+    Public,
+    Cap(Capability),
+}
+
+/// The needs of a route, per method.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Policy(Vec<(Method, Need)>);
+
+impl Policy {
+    pub fn new() -> Policy {
+        Policy(Vec::new())
+    }
+
+    pub fn method(mut self, method: Method, need: Need) -> Policy {
+        self.0.retain(|(m, _)| *m != method);
+        self.0.push((method, need));
+        self
+    }
+
+    pub fn get(self, cap: Capability) -> Policy {
+        self.method(Method::GET, Need::Cap(cap))
+    }
+    pub fn post(self, cap: Capability) -> Policy {
+        self.method(Method::POST, Need::Cap(cap))
+    }
+    pub fn put(self, cap: Capability) -> Policy {
+        self.method(Method::PUT, Need::Cap(cap))
+    }
+    pub fn patch(self, cap: Capability) -> Policy {
+        self.method(Method::PATCH, Need::Cap(cap))
+    }
+    pub fn delete(self, cap: Capability) -> Policy {
+        self.method(Method::DELETE, Need::Cap(cap))
+    }
+
+    /// `GET` for anyone: the health probes.
+    pub fn public_get() -> Policy {
+        Policy::new().method(Method::GET, Need::Public)
+    }
+
+    /// The need of `method` (`HEAD` is `GET`'s).
+    pub fn need(&self, method: &Method) -> Option<Need> {
+        let method = if method == Method::HEAD { &Method::GET } else { method };
+        self.0.iter().find(|(m, _)| m == method).map(|(_, n)| *n)
+    }
+
+    pub fn methods(&self) -> impl Iterator<Item = (&Method, Need)> {
+        self.0.iter().map(|(m, n)| (m, *n))
+    }
+}
+
+/// Every route's policy, by its path pattern as the router matches it (`/v2/apps/{*id}`).
+#[derive(Clone, Debug, Default)]
+pub struct RouteTable {
+    routes: HashMap<String, Policy>,
+}
+
+impl RouteTable {
+    pub fn need(&self, path: &str, method: &Method) -> Option<Need> {
+        self.routes.get(path)?.need(method)
+    }
+
+    /// Every route with its policy, sorted by path.
+    pub fn routes(&self) -> Vec<(&str, &Policy)> {
+        let mut v: Vec<(&str, &Policy)> = self.routes.iter().map(|(p, pol)| (p.as_str(), pol)).collect();
+        v.sort_by_key(|(p, _)| *p);
+        v
+    }
+
+    fn insert(&mut self, path: &str, policy: Policy) {
+        let entry = self.routes.entry(path.to_string()).or_default();
+        for (m, n) in policy.0 {
+            *entry = std::mem::take(entry).method(m, n);
+        }
+    }
+
+    fn merge(&mut self, other: RouteTable) {
+        for (path, policy) in other.routes {
+            self.insert(&path, policy);
+        }
+    }
+}
+
+/// A router whose every route was registered with its policy.
+pub struct Routes<S = ()> {
+    router: Router<S>,
+    table: RouteTable,
+}
+
+impl<S: Clone + Send + Sync + 'static> Default for Routes<S> {
+    fn default() -> Self {
+        Routes::new()
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> Routes<S> {
+    pub fn new() -> Routes<S> {
+        Routes {
+            router: Router::new(),
+            table: RouteTable::default(),
+        }
+    }
+
+    /// Adds a route. `policy` must name every method `handlers` serves: a method without a
+    /// need is refused by the gate.
+    pub fn route(mut self, path: &str, policy: Policy, handlers: MethodRouter<S>) -> Routes<S> {
+        self.router = self.router.route(path, handlers);
+        self.table.insert(path, policy);
+        self
+    }
+
+    pub fn merge(mut self, other: Routes<S>) -> Routes<S> {
+        self.router = self.router.merge(other.router);
+        self.table.merge(other.table);
+        self
+    }
+
+    /// Applies a layer to every route (the table is unchanged).
+    pub fn map_router(mut self, f: impl FnOnce(Router<S>) -> Router<S>) -> Routes<S> {
+        self.router = f(self.router);
+        self
+    }
+
+    pub fn with_state<S2: Clone + Send + Sync + 'static>(self, state: S) -> Routes<S2> {
+        Routes {
+            router: self.router.with_state(state),
+            table: self.table,
+        }
+    }
+
+    pub fn into_parts(self) -> (Router<S>, RouteTable) {
+        (self.router, self.table)
+    }
+}
+
+/// A refusal: 401 (no or a bad credential) or 403 (the credential lacks what the call needs).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Denied {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Denied {
+    fn unauthenticated(message: impl Into<String>) -> Denied {
+        Denied {
+            status: 401,
+            code: "unauthenticated",
+            message: message.into(),
+        }
+    }
+
+    fn forbidden(code: &'static str, message: impl Into<String>) -> Denied {
+        Denied {
+            status: 403,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::FORBIDDEN);
+        // `message` is what Marathon's and tepui's clients print; `code` is for scripts.
+        let body = serde_json::json!({ "code": self.code, "message": self.message });
+        let mut resp = (status, axum::Json(body)).into_response();
+        if self.status == 401 {
+            resp.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"tepui\""),
+            );
+        }
+        resp
+    }
+}
+
+/// What a request's credential may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The token's accessor; none for anonymous calls.
+    pub accessor: Option<String>,
+    pub name: String,
+    pub management: bool,
+    pub capabilities: BTreeSet<Capability>,
+    pub frameworks: Vec<FrameworkGrant>,
+}
+
+impl Identity {
+    pub fn can(&self, cap: Capability) -> bool {
+        self.management || self.capabilities.contains(&cap)
+    }
+
+    pub fn require(&self, cap: Capability) -> Result<(), Denied> {
+        if self.can(cap) {
+            return Ok(());
+        }
+        Err(Denied::forbidden(
+            "forbidden",
+            format!(
+                "{} lacks the {:?} capability this call needs; an operator can grant it with `tepui acl policy apply`",
+                self.describe(),
+                cap.as_str()
+            ),
+        ))
+    }
+
+    /// Whether the token lets a framework subscribe as `principal` into `role`.
+    pub fn may_subscribe(&self, principal: &str, role: &str) -> bool {
+        self.management || self.frameworks.iter().any(|g| g.admits(principal, role))
+    }
+
+    /// How messages name the caller.
+    pub fn describe(&self) -> String {
+        match &self.accessor {
+            None => "an anonymous call".into(),
+            Some(a) if self.name.is_empty() => format!("token {a}"),
+            Some(a) => format!("token {a} ({})", self.name),
+        }
+    }
+
+    fn anonymous_reader() -> Identity {
+        Identity {
+            accessor: None,
+            name: String::new(),
+            management: false,
+            capabilities: [Capability::Read].into(),
+            frameworks: Vec::new(),
+        }
+    }
+}
+
+/// The token a request carries, if any. An `Authorization` header of a form no client sends
+/// is refused rather than ignored.
+pub fn credential(headers: &HeaderMap) -> Result<Option<String>, Denied> {
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = || {
+        Denied::unauthenticated(
+            "the Authorization header must be `Bearer TOKEN`, `Basic` with the token as the password, or `token=TOKEN`",
+        )
+    };
+    let value = value.to_str().map_err(|_| bad())?.trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let token = if scheme.eq_ignore_ascii_case("bearer") {
+        rest.trim().to_string()
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .map_err(|_| bad())?;
+        let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+        let (_user, password) = decoded.split_once(':').ok_or_else(bad)?;
+        password.to_string()
+    } else if let Some(t) = value.strip_prefix("token=") {
+        t.trim().to_string()
+    } else {
+        return Err(bad());
+    };
+    if token.is_empty() {
+        return Err(bad());
+    }
+    Ok(Some(token))
+}
+
+/// A new token's secret string (`ACCESSOR.SECRET`) and its record (which keeps only the
+/// secret's hash).
+pub fn new_token(
+    name: &str,
+    policies: Vec<String>,
+    management: bool,
+    now: u64,
+    expires_at: Option<u64>,
+) -> (String, AclToken) {
+    let accessor = hex::encode(rand::random::<[u8; 8]>());
+    let secret = hex::encode(rand::random::<[u8; 24]>());
+    let record = AclToken {
+        accessor: accessor.clone(),
+        secret_sha256: sha256_hex(&secret),
+        name: name.to_string(),
+        management,
+        policies,
+        created_at: now,
+        expires_at,
+    };
+    (format!("{accessor}.{secret}"), record)
+}
+
+/// Who `token` is (none: an anonymous call), at `now`.
+pub fn authenticate(state: &Replicated, token: Option<&str>, now: u64) -> Result<Identity, Denied> {
+    let Some(token) = token else {
+        if state.acl_anonymous_read {
+            return Ok(Identity::anonymous_reader());
+        }
+        return Err(Denied::unauthenticated(
+            "this API needs a token: send `Authorization: Bearer TOKEN` (the bootstrap token is in the first server's data dir, file api-token; the CLI reads it there or from TEPUI_API_TOKEN)",
+        ));
+    };
+    let unknown = || Denied::unauthenticated("unknown or revoked API token");
+    let (accessor, secret) = token.split_once('.').ok_or_else(unknown)?;
+    let record = state.acl_tokens.get(accessor).ok_or_else(unknown)?;
+    if !constant_time_eq(record.secret_sha256.as_bytes(), sha256_hex(secret).as_bytes()) {
+        return Err(unknown());
+    }
+    if record.expired(now) {
+        return Err(Denied::unauthenticated(format!(
+            "API token {accessor} expired; ask an operator for a new one (`tepui acl token create`)"
+        )));
+    }
+    let mut capabilities = BTreeSet::new();
+    let mut frameworks = Vec::new();
+    for name in &record.policies {
+        // A policy deleted since is simply no longer granted.
+        if let Some(p) = state.acl_policies.get(name) {
+            capabilities.extend(p.capabilities.iter().copied());
+            frameworks.extend(p.frameworks.iter().cloned());
+        }
+    }
+    Ok(Identity {
+        accessor: Some(record.accessor.clone()),
+        name: record.name.clone(),
+        management: record.management,
+        capabilities,
+        frameworks,
+    })
+}
+
+/// Checks a request against the table: its route's need for its method, then its credential.
+/// A matched route without a need for this method is refused: a policy is never implied.
+pub fn check(
+    table: &RouteTable,
+    state: &Replicated,
+    path: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    now: u64,
+) -> Result<Option<Identity>, Denied> {
+    let need = table.need(path, method).ok_or_else(|| {
+        tracing::error!(%path, %method, "a route without a policy; refusing it");
+        Denied::forbidden("no_policy", format!("{method} {path} has no access policy"))
+    })?;
+    let cap = match need {
+        Need::Public => return Ok(None),
+        Need::Cap(c) => c,
+    };
+    let token = credential(headers)?;
+    let identity = authenticate(state, token.as_deref(), now)?;
+    identity.require(cap)?;
+    Ok(Some(identity))
+}
+
+/// What the gate needs: the route table and the node whose state holds the tokens.
+#[derive(Clone)]
+pub struct Gate {
+    pub table: Arc<RouteTable>,
+    pub node: Node,
+}
+
+/// The middleware every API request passes. Requests that matched no route go on (to a 404 or
+/// 405 that reveals nothing); the others need what their route's policy says, and carry the
+/// caller's [`Identity`] to their handler.
+pub async fn enforce(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
+    let Some(path) = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()) else {
+        return next.run(req).await;
+    };
+    let now = tepui_node::now_ms();
+    let checked = gate
+        .node
+        .read(|s| check(&gate.table, s, &path, req.method(), req.headers(), now));
+    match checked {
+        Ok(identity) => {
+            if let Some(identity) = identity {
+                req.extensions_mut().insert(identity);
+            }
+            next.run(req).await
+        }
+        Err(denied) => {
+            tracing::debug!(%path, method = %req.method(), status = denied.status, reason = %denied.message, "refused");
+            denied.into_response()
+        }
+    }
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+use axum::body::Body;
+use axum::routing::get;
+use tepui_state::{AclPolicy, Command, FrameworkGrant};
+use tower::ServiceExt;
+
+use super::*;
+
+fn headers(auth: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(http::header::AUTHORIZATION, auth.parse().unwrap());
+    h
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// A state with a management token, a reader, an expired writer, and their secrets.
+struct Fixture {
+    state: Replicated,
+    admin: String,
+    reader: String,
+    expired: String,
+}
+
+fn fixture() -> Fixture {
+    let mut state = Replicated::default();
+    let (admin, boot) = new_token("bootstrap", vec![], true, 1, None);
+    state.apply(1, &Command::AclBootstrap { token: boot });
+    for (name, caps) in [
+        ("readers", vec![Capability::Read]),
+        ("writers", vec![Capability::Write]),
+    ] {
+        let policy = AclPolicy {
+            name: name.into(),
+            description: String::new(),
+            capabilities: caps.into_iter().collect(),
+            frameworks: vec![FrameworkGrant {
+                principal: "spark".into(),
+                roles: vec!["analytics".into()],
+            }],
+            modified_at: 1,
+        };
+        state.apply(2, &Command::AclUpsertPolicy { policy });
+    }
+    let (reader, r) = new_token("ci", vec!["readers".into()], false, 1, None);
+    state.apply(3, &Command::AclCreateToken { token: r });
+    let (expired, e) = new_token("old", vec!["writers".into()], false, 1, Some(100));
+    state.apply(4, &Command::AclCreateToken { token: e });
+    Fixture {
+        state,
+        admin,
+        reader,
+        expired,
+    }
+}
+
+#[test]
+fn credentials_come_in_every_form_clients_send() {
+    assert_eq!(credential(&HeaderMap::new()), Ok(None));
+    assert_eq!(credential(&headers("Bearer abc.def")), Ok(Some("abc.def".into())));
+    assert_eq!(credential(&headers("bearer  abc.def ")), Ok(Some("abc.def".into())));
+    // Marathon's --http_credentials and a Mesos framework's principal and secret.
+    assert_eq!(
+        credential(&headers(&basic("marathon", "abc.def"))),
+        Ok(Some("abc.def".into()))
+    );
+    // DC/OS.
+    assert_eq!(credential(&headers("token=abc.def")), Ok(Some("abc.def".into())));
+    for bad in ["Digest x", "Bearer ", "Basic !!!", &basic("nopassword", ""), "abc.def"] {
+        let denied = credential(&headers(bad)).unwrap_err();
+        assert_eq!(denied.status, 401, "{bad:?}");
+    }
+}
+
+#[test]
+fn tokens_grant_what_their_policies_say() {
+    let f = fixture();
+    let admin = authenticate(&f.state, Some(&f.admin), 50).unwrap();
+    assert!(Capability::ALL.iter().all(|c| admin.can(*c)));
+    assert!(admin.may_subscribe("anyone", "any-role"));
+
+    let reader = authenticate(&f.state, Some(&f.reader), 50).unwrap();
+    assert!(reader.can(Capability::Read));
+    assert!(!reader.can(Capability::Write));
+    assert_eq!(reader.require(Capability::Exec).unwrap_err().status, 403);
+    assert!(reader.may_subscribe("spark", "analytics"));
+    assert!(!reader.may_subscribe("spark", "web"));
+
+    // Expired, wrong secret, unknown accessor, no dot: all 401.
+    let expired = authenticate(&f.state, Some(&f.expired), 100).unwrap_err();
+    assert_eq!(expired.status, 401);
+    assert!(expired.message.contains("expired"), "{expired}");
+    let (accessor, _) = f.reader.split_once('.').unwrap();
+    for bad in [format!("{accessor}.wrong"), "nobody.secret".into(), "nodot".into()] {
+        assert_eq!(authenticate(&f.state, Some(&bad), 50).unwrap_err().status, 401, "{bad}");
+    }
+}
+
+#[test]
+fn anonymous_calls_read_only_when_an_operator_allows_it() {
+    let mut f = fixture();
+    let refused = authenticate(&f.state, None, 1).unwrap_err();
+    assert_eq!(refused.status, 401);
+    assert!(
+        refused.message.contains("api-token"),
+        "says where the token is: {refused}"
+    );
+    f.state.apply(9, &Command::AclSetAnonymousRead { enabled: true });
+    let anon = authenticate(&f.state, None, 1).unwrap();
+    assert!(anon.can(Capability::Read) && !anon.can(Capability::Write));
+}
+
+fn table() -> RouteTable {
+    let (_, table) = Routes::<()>::new()
+        .route("/health", Policy::public_get(), get(|| async { "ok" }))
+        .route(
+            "/things",
+            Policy::new().get(Capability::Read).post(Capability::Write),
+            get(|| async { "list" })
+                .post(|| async { "made" })
+                .delete(|| async { "oops" }),
+        )
+        .into_parts();
+    table
+}
+
+#[test]
+fn the_table_gives_each_method_its_need_and_nothing_more() {
+    let f = fixture();
+    let t = table();
+    let none = HeaderMap::new();
+    assert_eq!(check(&t, &f.state, "/health", &Method::GET, &none, 1), Ok(None));
+    assert_eq!(
+        check(&t, &f.state, "/things", &Method::GET, &none, 1)
+            .unwrap_err()
+            .status,
+        401
+    );
+    let reader = headers(&format!("Bearer {}", f.reader));
+    assert!(check(&t, &f.state, "/things", &Method::GET, &reader, 1)
+        .unwrap()
+        .is_some());
+    assert!(check(&t, &f.state, "/things", &Method::HEAD, &reader, 1).is_ok());
+    assert_eq!(
+        check(&t, &f.state, "/things", &Method::POST, &reader, 1)
+            .unwrap_err()
+            .status,
+        403
+    );
+    // DELETE is served, but no policy names it: refused even to the management token.
+    let admin = headers(&format!("Bearer {}", f.admin));
+    let denied = check(&t, &f.state, "/things", &Method::DELETE, &admin, 1).unwrap_err();
+    assert_eq!((denied.status, denied.code), (403, "no_policy"));
+}
+
+/// The gate in front of a router, walked over the router's own table as the API-wide test
+/// does: without a token 401, with one lacking the capability 403, with it through.
+#[tokio::test]
+async fn the_gate_walks_its_own_table() {
+    let f = fixture();
+    let (node, _local) = tepui_node::testing::local_node(f.state.clone());
+    let (router, table) = Routes::<()>::new()
+        .route("/health", Policy::public_get(), get(|| async { "ok" }))
+        .route(
+            "/things",
+            Policy::new().get(Capability::Read).post(Capability::Write),
+            get(|| async { "list" }).post(|| async { "made" }),
+        )
+        .into_parts();
+    let table = Arc::new(table);
+    let app = router.layer(axum::middleware::from_fn_with_state(
+        Gate {
+            table: table.clone(),
+            node,
+        },
+        enforce,
+    ));
+    let call = |method: &Method, path: &str, token: Option<&str>| {
+        let mut req = http::Request::builder().method(method.clone()).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        app.clone().oneshot(req.body(Body::empty()).unwrap())
+    };
+    let mut walked = 0;
+    for (path, policy) in table.routes() {
+        for (method, need) in policy.methods() {
+            walked += 1;
+            let status = |r: Response| r.status().as_u16();
+            match need {
+                Need::Public => assert_eq!(status(call(method, path, None).await.unwrap()), 200),
+                Need::Cap(cap) => {
+                    assert_eq!(status(call(method, path, None).await.unwrap()), 401, "{method} {path}");
+                    let lacking = if cap == Capability::Read {
+                        None
+                    } else {
+                        Some(f.reader.as_str())
+                    };
+                    if let Some(t) = lacking {
+                        assert_eq!(
+                            status(call(method, path, Some(t)).await.unwrap()),
+                            403,
+                            "{method} {path}"
+                        );
+                    }
+                    assert_eq!(
+                        status(call(method, path, Some(&f.admin)).await.unwrap()),
+                        200,
+                        "{method} {path}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(walked, 3);
+    // A path no route matches goes on to the router's 404.
+    assert_eq!(call(&Method::GET, "/nothing", None).await.unwrap().status(), 404);
+}
