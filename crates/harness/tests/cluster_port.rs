@@ -113,13 +113,13 @@ async fn the_cluster_port_refuses_what_a_caller_may_not_do() {
         "agent_stream",
         client.agent_stream(stream).await,
         Code::Unauthenticated,
-        "certificate is required",
+        "certificate of this cluster is required",
     );
     assert_code(
         "vote",
         client.vote(payload()).await,
         Code::Unauthenticated,
-        "certificate is required",
+        "certificate of this cluster is required",
     );
     let renew = RenewRequest {
         csr_pem: String::new(),
@@ -129,7 +129,7 @@ async fn the_cluster_port_refuses_what_a_caller_may_not_do() {
         "renew",
         client.renew(renew).await,
         Code::Unauthenticated,
-        "certificate is required",
+        "certificate of this cluster is required",
     );
 }
 
