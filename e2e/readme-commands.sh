@@ -41,13 +41,21 @@ run_cmd="${commands[0]}"
 test_cmd="${commands[1]}"
 
 run_the_run_command() {
+    # What comes before `&& cargo run` (installing the build's packages) runs first, on its own.
+    local cargo_cmd="$run_cmd"
+    if [[ $run_cmd == *" && cargo run "* ]]; then
+        local prefix="${run_cmd%% && cargo run *}"
+        cargo_cmd="cargo run ${run_cmd#* && cargo run }"
+        log "$prefix"
+        bash -c "$prefix"
+    fi
     # The build first, so that the health deadline counts only the start: the same cargo
     # invocation up to `--`, with `run` as `build`.
-    case "$run_cmd" in
+    case "$cargo_cmd" in
         "cargo run "*" -- "*) ;;
-        *) die "the run command must be \`cargo run ... -- ARGS\`: $run_cmd" ;;
+        *) die "the run command must be \`[SETUP &&] cargo run ... -- ARGS\`: $run_cmd" ;;
     esac
-    local build_cmd="${run_cmd%% -- *}"
+    local build_cmd="${cargo_cmd%% -- *}"
     build_cmd="cargo build ${build_cmd#cargo run }"
     log "$build_cmd"
     bash -c "$build_cmd"
@@ -60,7 +68,7 @@ run_the_run_command() {
     log "$run_cmd   (data dir $work/data, output in $work/out)"
     # Its own session: the signal goes to its process group, and to nothing else. `exec` keeps
     # the pid the command's own (cargo run execs the binary).
-    TEPUI_DATA_DIR="$work/data" setsid bash -c "exec $run_cmd" >"$work/out" 2>&1 &
+    TEPUI_DATA_DIR="$work/data" setsid bash -c "exec $cargo_cmd" >"$work/out" 2>&1 &
     local pid=$!
     dev_pgid=$pid
     local started=$SECONDS healthy=""

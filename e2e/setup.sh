@@ -2,11 +2,11 @@
 # Installs what the test suite needs on a fresh Debian machine. Safe to run again.
 set -euo pipefail
 
+# What the build links against first.
+"$(dirname "$0")/../deploy/build-deps.sh"
+
 need=()
-# The build links libseccomp (container seccomp filters) and builds libbpf (device rules on
-# cgroup v2), which wants libelf, zlib and pkg-config.
-for pkg in ca-certificates curl busybox-static docker-registry skopeo iproute2 iptables \
-    libseccomp-dev libelf-dev zlib1g-dev pkg-config; do
+for pkg in ca-certificates curl busybox-static docker-registry skopeo iproute2 iptables; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
