@@ -34,6 +34,9 @@ pub const TOKEN_FILE: &str = "api-token";
 pub enum Need {
     /// Answers anyone: only the health probes.
     Public,
+    /// Any valid token; the handler decides the rest from the [`Identity`] (a framework's
+    /// principal and roles, an operator call inside a generic endpoint).
+    Token,
     Cap(Capability),
 }
 
@@ -66,6 +69,11 @@ impl Policy {
     }
     pub fn delete(self, cap: Capability) -> Policy {
         self.method(Method::DELETE, Need::Cap(cap))
+    }
+
+    /// `method` for any valid token (see [`Need::Token`]).
+    pub fn token(self, method: Method) -> Policy {
+        self.method(method, Need::Token)
     }
 
     /// `GET` for anyone: the health probes.
@@ -375,13 +383,14 @@ pub fn check(
         tracing::error!(%path, %method, "a route without a policy; refusing it");
         Denied::forbidden("no_policy", format!("{method} {path} has no access policy"))
     })?;
-    let cap = match need {
-        Need::Public => return Ok(None),
-        Need::Cap(c) => c,
-    };
+    if need == Need::Public {
+        return Ok(None);
+    }
     let token = credential(headers)?;
     let identity = authenticate(state, token.as_deref(), now)?;
-    identity.require(cap)?;
+    if let Need::Cap(cap) = need {
+        identity.require(cap)?;
+    }
     Ok(Some(identity))
 }
 

@@ -24,9 +24,10 @@ use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use tepui_auth::{Cap, Policy, Routes};
 use tepui_services::app::apply_update;
 use tepui_services::events::{ApiPostEvent, Event};
 use tepui_services::group::Group;
@@ -46,28 +47,45 @@ type Shared = State<Services>;
 type Answer = Result<Response, Refusal>;
 
 /// Marathon's endpoints; they run on the leader, behind the forwarding middleware.
-pub(crate) fn routes(svc: Services) -> Router {
-    Router::new()
-        .route("/ping", get(ping))
-        .route("/v2/apps", get(list_apps).post(create_app).put(put_apps))
+pub(crate) fn routes(svc: Services) -> Routes {
+    Routes::new()
+        .route("/ping", Policy::public_get(), get(ping))
+        .route(
+            "/v2/apps",
+            Policy::new().get(Cap::Read).post(Cap::Write).put(Cap::Write),
+            get(list_apps).post(create_app).put(put_apps),
+        )
         .route(
             "/v2/apps/{*path}",
+            Policy::new()
+                .get(Cap::Read)
+                .put(Cap::Write)
+                .delete(Cap::Write)
+                .post(Cap::Write),
             get(get_app_path)
                 .put(put_app_path)
                 .delete(delete_app_path)
                 .post(post_app_path),
         )
-        .route("/v2/groups", get(root_group))
-        .route("/v2/groups/{*id}", get(group))
-        .route("/v2/deployments", get(list_deployments))
-        .route("/v2/deployments/{id}", delete(cancel_deployment))
-        .route("/v2/tasks", get(list_tasks))
-        .route("/v2/tasks/delete", post(delete_tasks))
-        .route("/v2/queue", get(queue))
-        .route("/v2/queue/{*path}", delete(reset_delay))
-        .route("/v2/events", get(events))
-        .route("/v2/info", get(info))
-        .route("/v2/leader", get(leader))
+        .route("/v2/groups", Policy::new().get(Cap::Read), get(root_group))
+        .route("/v2/groups/{*id}", Policy::new().get(Cap::Read), get(group))
+        .route("/v2/deployments", Policy::new().get(Cap::Read), get(list_deployments))
+        .route(
+            "/v2/deployments/{id}",
+            Policy::new().delete(Cap::Write),
+            delete(cancel_deployment),
+        )
+        .route("/v2/tasks", Policy::new().get(Cap::Read), get(list_tasks))
+        .route("/v2/tasks/delete", Policy::new().post(Cap::Write), post(delete_tasks))
+        .route("/v2/queue", Policy::new().get(Cap::Read), get(queue))
+        .route(
+            "/v2/queue/{*path}",
+            Policy::new().delete(Cap::Write),
+            delete(reset_delay),
+        )
+        .route("/v2/events", Policy::new().get(Cap::Read), get(events))
+        .route("/v2/info", Policy::new().get(Cap::Read), get(info))
+        .route("/v2/leader", Policy::new().get(Cap::Read), get(leader))
         .with_state(svc)
 }
 

@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use tepui_master::Master;
 use tepui_node::drivers::{Waker, Wakes};
 use tepui_node::{now_ms, Error, ErrorKind, Node};
@@ -130,7 +129,7 @@ impl Services {
     }
 
     /// Marathon's `/v2` API and `/ping`; they run on the leader, behind the forwarding.
-    pub fn routes(&self) -> Router {
+    pub fn routes(&self) -> tepui_auth::Routes {
         api::routes(self.clone())
     }
 

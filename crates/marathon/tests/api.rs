@@ -41,7 +41,7 @@ fn api() -> Api {
     );
     services.start();
     Api {
-        router: services.routes(),
+        router: services.routes().into_parts().0,
         node,
     }
 }

@@ -10,12 +10,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use base64::Engine;
 use serde::Deserialize;
 use tepui_api::{
     AgentImage, ErrorBody, ExecRequest, ExecResult, ImagePullRequest, PortView, PullLine, TaskRunRequest, TaskView,
 };
+use tepui_auth::{Cap, Policy, Routes};
 use tepui_node::agents::{final_reply, not_connected, CancelOnDrop};
 use tepui_node::http::JsonBody;
 use tepui_node::{Error, ErrorKind};
@@ -28,25 +28,54 @@ type Shared = State<Master>;
 type ApiResult<T> = Result<axum::Json<T>, Error>;
 
 /// The routes, over `master`.
-pub fn routes(master: Master) -> Router {
-    Router::new()
-        .route("/v1/tasks", get(list_tasks).post(run_task))
-        .route("/v1/tasks/{id}", get(get_task).delete(kill_task))
-        .route("/v1/tasks/{id}/watch", get(watch_task))
-        .route("/v1/tasks/{id}/kill", post(kill_task))
-        .route("/v1/tasks/{id}/logs", get(task_logs))
-        .route("/v1/tasks/{id}/exec", post(task_exec))
-        .route("/v1/tasks/{id}/exec/ws", get(task_exec_ws))
-        .route("/v1/nodes/{id}/drain", post(drain_node))
-        .route("/v1/nodes/{id}/deactivate", post(deactivate_node))
-        .route("/v1/nodes/{id}/reactivate", post(reactivate_node))
-        .route("/v1/images", get(list_images))
-        .route("/v1/images/pull", post(pull_image))
+pub fn routes(master: Master) -> Routes {
+    Routes::new()
+        .route(
+            "/v1/tasks",
+            Policy::new().get(Cap::Read).post(Cap::Write),
+            get(list_tasks).post(run_task),
+        )
+        .route(
+            "/v1/tasks/{id}",
+            Policy::new().get(Cap::Read).delete(Cap::Write),
+            get(get_task).delete(kill_task),
+        )
+        .route("/v1/tasks/{id}/watch", Policy::new().get(Cap::Read), get(watch_task))
+        .route("/v1/tasks/{id}/kill", Policy::new().post(Cap::Write), post(kill_task))
+        .route("/v1/tasks/{id}/logs", Policy::new().get(Cap::Logs), get(task_logs))
+        .route("/v1/tasks/{id}/exec", Policy::new().post(Cap::Exec), post(task_exec))
+        .route(
+            "/v1/tasks/{id}/exec/ws",
+            Policy::new().get(Cap::Exec),
+            get(task_exec_ws),
+        )
+        .route(
+            "/v1/nodes/{id}/drain",
+            Policy::new().post(Cap::Operator),
+            post(drain_node),
+        )
+        .route(
+            "/v1/nodes/{id}/deactivate",
+            Policy::new().post(Cap::Operator),
+            post(deactivate_node),
+        )
+        .route(
+            "/v1/nodes/{id}/reactivate",
+            Policy::new().post(Cap::Operator),
+            post(reactivate_node),
+        )
+        .route("/v1/images", Policy::new().get(Cap::Read), get(list_images))
+        .route("/v1/images/pull", Policy::new().post(Cap::Write), post(pull_image))
         .route(
             "/v1/images/import",
+            Policy::new().post(Cap::Write),
             post(import_image).layer(axum::extract::DefaultBodyLimit::max(IMPORT_LIMIT)),
         )
-        .route("/v1/images/{*reference}", axum::routing::delete(remove_image))
+        .route(
+            "/v1/images/{*reference}",
+            Policy::new().delete(Cap::Write),
+            axum::routing::delete(remove_image),
+        )
         .with_state(master)
 }
 

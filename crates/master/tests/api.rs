@@ -37,7 +37,7 @@ fn fixture() -> Fixture {
     );
     master.start();
     Fixture {
-        router: tepui_master::http::routes(master.clone()),
+        router: tepui_master::http::routes(master.clone()).into_parts().0,
         node,
         master,
     }
@@ -280,7 +280,7 @@ async fn ended_tasks_past_the_retention_are_forgotten() {
     );
     master.start();
     let f = Fixture {
-        router: tepui_master::http::routes(master.clone()),
+        router: tepui_master::http::routes(master.clone()).into_parts().0,
         node,
         master,
     };

@@ -10,7 +10,7 @@
 mod operator;
 mod scheduler;
 
-use axum::Router;
+use tepui_auth::Routes;
 use tepui_master::Master;
 
 pub use operator::MesosError;
@@ -22,12 +22,12 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The routes that run on the leader (a follower forwards them): the operator endpoints and
 /// `/v1/frameworks`, `/v1/roles`.
-pub fn leader_routes(master: Master) -> Router {
+pub fn leader_routes(master: Master) -> Routes {
     operator::routes(master)
 }
 
 /// The routes every server answers itself: the scheduler API (which redirects to the leader,
 /// as Mesos does) and `/metrics/snapshot` (which says whether this server leads).
-pub fn local_routes(master: Master) -> Router {
+pub fn local_routes(master: Master) -> Routes {
     scheduler::routes(master.clone()).merge(operator::local_routes(master))
 }

@@ -36,10 +36,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
+use axum::http::Method;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Extension, Router};
+use axum::Extension;
+use tepui_auth::{Cap, Policy, Routes};
 
 use tepui_master::Master;
 use tepui_node::{Error, ErrorKind, WriteError};
@@ -56,38 +58,59 @@ struct Ctx {
 }
 
 /// The endpoints that run on the leader: merged behind the forwarding middleware.
-pub(crate) fn routes(master: Master) -> Router {
+pub(crate) fn routes(master: Master) -> Routes {
     let ctx = Arc::new(Ctx {
         started: Instant::now(),
         started_ms: master.node().info().started_at,
         events: Arc::default(),
     });
-    Router::new()
-        .route("/master/state", get(legacy::state))
-        .route("/master/state.json", get(legacy::state))
-        .route("/state", get(legacy::state))
-        .route("/state.json", get(legacy::state))
-        .route("/master/state-summary", get(legacy::state_summary))
-        .route("/master/tasks", get(legacy::tasks))
-        .route("/master/frameworks", get(legacy::frameworks))
-        .route("/master/slaves", get(legacy::slaves))
-        .route("/master/roles", get(legacy::roles))
-        .route("/api/v1", post(v1::call))
-        .route("/v1/frameworks", get(cli::frameworks))
-        .route("/v1/frameworks/{id}", get(cli::framework).delete(cli::teardown))
-        .route("/v1/roles", get(cli::roles))
-        .route("/v1/roles/{role}/quota", put(cli::set_quota))
-        .route("/v1/roles/{role}/weight", put(cli::set_weight))
-        .layer(Extension(ctx))
+    Routes::new()
+        .route("/master/state", Policy::new().get(Cap::Read), get(legacy::state))
+        .route("/master/state.json", Policy::new().get(Cap::Read), get(legacy::state))
+        .route("/state", Policy::new().get(Cap::Read), get(legacy::state))
+        .route("/state.json", Policy::new().get(Cap::Read), get(legacy::state))
+        .route(
+            "/master/state-summary",
+            Policy::new().get(Cap::Read),
+            get(legacy::state_summary),
+        )
+        .route("/master/tasks", Policy::new().get(Cap::Read), get(legacy::tasks))
+        .route(
+            "/master/frameworks",
+            Policy::new().get(Cap::Read),
+            get(legacy::frameworks),
+        )
+        .route("/master/slaves", Policy::new().get(Cap::Read), get(legacy::slaves))
+        .route("/master/roles", Policy::new().get(Cap::Read), get(legacy::roles))
+        .route("/api/v1", Policy::new().token(Method::POST), post(v1::call))
+        .route("/v1/frameworks", Policy::new().get(Cap::Read), get(cli::frameworks))
+        .route(
+            "/v1/frameworks/{id}",
+            Policy::new().get(Cap::Read).delete(Cap::Operator),
+            get(cli::framework).delete(cli::teardown),
+        )
+        .route("/v1/roles", Policy::new().get(Cap::Read), get(cli::roles))
+        .route(
+            "/v1/roles/{role}/quota",
+            Policy::new().put(Cap::Operator),
+            put(cli::set_quota),
+        )
+        .route(
+            "/v1/roles/{role}/weight",
+            Policy::new().put(Cap::Operator),
+            put(cli::set_weight),
+        )
+        .map_router(|r| r.layer(Extension(ctx)))
         .with_state(master)
 }
 
 /// The endpoints every server answers itself: merged outside the forwarding middleware.
-pub(crate) fn local_routes(master: Master) -> Router {
+pub(crate) fn local_routes(master: Master) -> Routes {
     let started = Instant::now();
-    Router::new()
+    Routes::new()
         .route(
             "/metrics/snapshot",
+            Policy::new().get(Cap::Read),
             get(move |m: State<Master>| metrics::snapshot(m, started)),
         )
         .with_state(master)

@@ -4,15 +4,16 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::http::Method;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
 use futures::StreamExt;
 use tepui_allocator::{
     AttributeValue, Filters, Ranges, Reservation, ReservationKind, Resource, ResourceName, Resources, Scalar, Value,
     ValueSet,
 };
+use tepui_auth::{Policy, Routes};
 use tepui_mesos::scheduler::{Call, CallType, Event, Failure, STREAM_ID_HEADER};
 use tepui_mesos::v1 as mesos;
 use tepui_state::{HealthCheckDef, PortDef, TaskDef};
@@ -24,10 +25,11 @@ use crate::operator::{mesos_status, text};
 
 const MAX_CALL_BYTES: usize = 16 << 20;
 
-pub(crate) fn routes(master: Master) -> Router {
-    Router::new()
+pub(crate) fn routes(master: Master) -> Routes {
+    Routes::new()
         .route(
             "/api/v1/scheduler",
+            Policy::new().token(Method::POST),
             post(scheduler).layer(axum::extract::DefaultBodyLimit::max(MAX_CALL_BYTES)),
         )
         .with_state(master)

@@ -35,7 +35,10 @@ fn mesos() -> Mesos {
     );
     master.start();
     Mesos {
-        router: tepui_mesos_api::local_routes(master.clone()).merge(tepui_mesos_api::leader_routes(master)),
+        router: tepui_mesos_api::local_routes(master.clone())
+            .merge(tepui_mesos_api::leader_routes(master))
+            .into_parts()
+            .0,
         node,
     }
 }

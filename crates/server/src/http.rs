@@ -16,6 +16,7 @@ use tepui_api::{
     DriverView, Health, LeaderView, MemberView, NodeView, ResourcesView, RestoreResult, StatusView, TokenCreateRequest,
     TokenCreated, TokenView, VarPutRequest, VarView,
 };
+use tepui_auth::{Cap, Policy, RouteTable, Routes};
 use tepui_node::http::{JsonBody, JSON_LIMIT};
 use tepui_node::{now_ms, Error, ErrorKind};
 use tepui_pki::token::JoinToken;
@@ -38,45 +39,82 @@ type Shared = State<Arc<Inner>>;
 /// The features' routes: those that run on the leader (a follower forwards them), and those
 /// every server answers itself.
 pub(crate) struct Features {
-    pub leader: Router,
-    pub local: Router,
+    pub leader: Routes,
+    pub local: Routes,
 }
 
-pub(crate) fn router(inner: Arc<Inner>, features: Features) -> Router {
-    let own = Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/members", get(members))
-        .route("/v1/nodes", get(nodes))
-        .route("/v1/nodes/{id}", get(node).delete(remove_node))
-        .route("/v1/tokens", get(tokens).post(create_token))
-        .route("/v1/tokens/{id}", get(token).delete(revoke_token))
-        .route("/v1/vars", get(vars))
-        .route("/v1/vars/{*key}", get(get_var).put(put_var).delete(delete_var))
-        .route("/v1/operator/ca", get(ca_status))
-        .route("/v1/operator/ca/rotate", axum::routing::post(ca_rotate))
-        .route("/v1/operator/ca/finish", axum::routing::post(ca_finish))
-        .route("/v1/operator/raft/peers", get(members))
-        .route("/v1/operator/raft/peers/{peer}", axum::routing::delete(remove_peer))
+/// Every route of the API, and the table of their policies.
+pub(crate) fn router(inner: Arc<Inner>, features: Features) -> (Router, RouteTable) {
+    let own = Routes::new()
+        .route("/v1/status", Policy::new().get(Cap::Read), get(status))
+        .route("/v1/members", Policy::new().get(Cap::Read), get(members))
+        .route("/v1/nodes", Policy::new().get(Cap::Read), get(nodes))
+        .route(
+            "/v1/nodes/{id}",
+            Policy::new().get(Cap::Read).delete(Cap::Operator),
+            get(node).delete(remove_node),
+        )
+        .route(
+            "/v1/tokens",
+            Policy::new().get(Cap::Operator).post(Cap::Operator),
+            get(tokens).post(create_token),
+        )
+        .route(
+            "/v1/tokens/{id}",
+            Policy::new().get(Cap::Operator).delete(Cap::Operator),
+            get(token).delete(revoke_token),
+        )
+        .route("/v1/vars", Policy::new().get(Cap::Read), get(vars))
+        .route(
+            "/v1/vars/{*key}",
+            Policy::new().get(Cap::Read).put(Cap::Write).delete(Cap::Write),
+            get(get_var).put(put_var).delete(delete_var),
+        )
+        .route("/v1/operator/ca", Policy::new().get(Cap::Operator), get(ca_status))
+        .route(
+            "/v1/operator/ca/rotate",
+            Policy::new().post(Cap::Operator),
+            axum::routing::post(ca_rotate),
+        )
+        .route(
+            "/v1/operator/ca/finish",
+            Policy::new().post(Cap::Operator),
+            axum::routing::post(ca_finish),
+        )
+        .route(
+            "/v1/operator/raft/peers",
+            Policy::new().get(Cap::Operator),
+            get(members),
+        )
+        .route(
+            "/v1/operator/raft/peers/{peer}",
+            Policy::new().delete(Cap::Operator),
+            axum::routing::delete(remove_peer),
+        )
         .route(
             "/v1/operator/snapshot",
+            Policy::new().get(Cap::Operator).post(Cap::Operator),
             get(snapshot_save)
                 .post(snapshot_restore)
                 .layer(DefaultBodyLimit::max(SNAPSHOT_LIMIT)),
         )
         .with_state(inner.clone());
-    let api = own
-        .merge(features.leader)
-        .layer(DefaultBodyLimit::max(JSON_LIMIT))
-        .layer(axum::middleware::from_fn_with_state(inner.clone(), forward_to_leader));
-    Router::new()
-        .route("/v1/health", get(health))
-        .route("/metrics", get(metrics))
+    let api = own.merge(features.leader).map_router(|r| {
+        r.layer(DefaultBodyLimit::max(JSON_LIMIT))
+            .layer(axum::middleware::from_fn_with_state(inner.clone(), forward_to_leader))
+    });
+    let (router, table) = Routes::new()
+        .route("/v1/health", Policy::public_get(), get(health))
+        .route("/metrics", Policy::new().get(Cap::Read), get(metrics))
         .with_state(inner.clone())
         .merge(features.local)
         .merge(api)
+        .into_parts();
+    let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(inner, observe))
+        .layer(axum::middleware::from_fn_with_state(inner, observe));
+    (router, table)
 }
 
 async fn not_found(req: Request) -> Error {

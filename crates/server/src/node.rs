@@ -181,6 +181,8 @@ pub(crate) struct Inner {
     pub node: Node,
     /// The HTTP router, to execute requests forwarded by followers.
     pub router: std::sync::OnceLock<axum::Router>,
+    /// Every route's access policy (enforced by `tepui_auth::enforce` once wired in).
+    pub route_table: std::sync::OnceLock<Arc<tepui_auth::RouteTable>>,
     /// This server's TLS on the cluster port, both ways; the renewal loop swaps it.
     pub tls: tepui_pki::tls::LiveTls,
     /// The CAs the cluster trusts, as the applied state says (agents hear of changes).
@@ -461,6 +463,7 @@ impl Server {
             metrics: Metrics::default(),
             node: node.clone(),
             router: std::sync::OnceLock::new(),
+            route_table: std::sync::OnceLock::new(),
         });
 
         // The features, each on the node handle; the router takes their routes.
@@ -485,7 +488,8 @@ impl Server {
                 .merge(services.routes()),
             local: tepui_mesos_api::local_routes(master.clone()),
         };
-        let router = crate::http::router(inner.clone(), features);
+        let (router, route_table) = crate::http::router(inner.clone(), features);
+        let _ = inner.route_table.set(Arc::new(route_table));
         let _ = inner.router.set(router.clone());
         let shutdown = tokio_util::sync::CancellationToken::new();
         tasks.spawn(crate::certs::follow_state(inner.clone(), trust_tx, members_tx));
