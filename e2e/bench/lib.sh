@@ -61,6 +61,12 @@ bench_start() {
     ) &
     WATCHDOG=$!
     WORK=$(mktemp -d "$BENCH_TMP/tepui-$NAME.XXXXXX")
+    # The clusters a benchmark starts begin with this management API token; the CLI sends it,
+    # and so does every curl (through its config file, which sub-shells read too).
+    export TEPUI_BOOTSTRAP_API_TOKEN="bench-accessor.bench-secret-not-for-production"
+    export TEPUI_API_TOKEN=$TEPUI_BOOTSTRAP_API_TOKEN
+    export CURL_HOME=$WORK
+    printf 'header = "Authorization: Bearer %s"\n' "$TEPUI_API_TOKEN" >"$WORK/.curlrc"
 }
 
 # need_cmd COMMAND PACKAGE...: installs the Debian packages when COMMAND is missing.

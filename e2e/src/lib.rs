@@ -30,6 +30,20 @@ const POLL: Duration = Duration::from_millis(100);
 /// Environment variables the binary reads that must not leak in from a developer's shell.
 const SCRUBBED_ENV: &[&str] = &["TEPUI_ADDR", "TEPUI_TOKEN", "TEPUI_DATA_DIR"];
 
+/// The management API token every cluster the tests start begins with (given to the first
+/// server as `TEPUI_BOOTSTRAP_API_TOKEN`), and that the CLI and the tests' HTTP clients send.
+pub const API_TOKEN: &str = "e2e-test-accessor.e2e-test-secret-not-for-production";
+
+/// An HTTP client builder whose requests carry [`API_TOKEN`].
+pub fn http_client() -> reqwest::ClientBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {API_TOKEN}")).expect("a valid header"),
+    );
+    reqwest::Client::builder().default_headers(headers)
+}
+
 /// The `tepui` binary: `$TEPUI_BIN` if set, else the one cargo built beside the running test.
 ///
 /// The tests are targets of the `tepui` package (see cmd/tepui/Cargo.toml), so `cargo test`
@@ -63,6 +77,8 @@ fn command(args: &[OsString]) -> Command {
     for var in SCRUBBED_ENV {
         cmd.env_remove(var);
     }
+    cmd.env("TEPUI_API_TOKEN", API_TOKEN)
+        .env("TEPUI_BOOTSTRAP_API_TOKEN", API_TOKEN);
     cmd
 }
 

@@ -44,7 +44,7 @@ impl Marathon {
                 .enable_all()
                 .build()
                 .expect("a tokio runtime builds"),
-            http: reqwest::Client::builder()
+            http: crate::http_client()
                 .connect_timeout(Duration::from_secs(5))
                 .timeout(Duration::from_secs(20))
                 .build()

@@ -254,7 +254,7 @@ async fn http_refuses_bad_requests_and_stays_up() {
     let mut server = start_server(&sb, SERVER_IP);
     // reqwest's rustls (linked in for registry pulls) needs the process's crypto provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder()
+    let http = tepui_e2e::http_client()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();

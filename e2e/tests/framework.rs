@@ -269,7 +269,7 @@ impl Scheduler {
             .enable_all()
             .build()
             .expect("a tokio runtime");
-        let http = reqwest::Client::builder()
+        let http = tepui_e2e::http_client()
             // 307s are followed here, keeping method and body, and the leader is remembered.
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))

@@ -119,7 +119,7 @@ impl Marathon {
                 .enable_all()
                 .build()
                 .unwrap(),
-            http: reqwest::Client::builder()
+            http: tepui_e2e::http_client()
                 .connect_timeout(Duration::from_secs(5))
                 .build()
                 .unwrap(),

@@ -38,7 +38,7 @@ impl Http {
                 .enable_all()
                 .build()
                 .expect("a runtime"),
-            client: reqwest::Client::new(),
+            client: tepui_e2e::http_client().build().unwrap(),
         }
     }
 

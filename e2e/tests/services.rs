@@ -42,7 +42,7 @@ impl Marathon {
                 .enable_all()
                 .build()
                 .unwrap(),
-            http: reqwest::Client::builder()
+            http: tepui_e2e::http_client()
                 .timeout(Duration::from_secs(20))
                 .build()
                 .unwrap(),

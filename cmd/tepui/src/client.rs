@@ -12,6 +12,14 @@ use crate::output::{ago, emit, table, when};
 use crate::Format;
 
 pub enum Verb {
+    AclPolicyApply(String, tepui_api::AclPolicyBody),
+    AclPolicies,
+    AclPolicyRm(String),
+    AclTokenCreate(tepui_api::AclTokenCreateRequest),
+    AclTokens,
+    AclTokenRevoke(String),
+    AclWhoami,
+    AclAnonymous(bool),
     Status,
     Nodes,
     Node(String),
@@ -153,6 +161,21 @@ fn members_table(members: &[MemberView]) -> String {
         &["ID", "NAME", "CLUSTER ADDRESS", "HTTP ADDRESS", "RAFT", "MATCHED"],
         rows,
     )
+}
+
+/// `PRINCIPAL:ROLE[,ROLE...]`, as `tepui acl policy apply --framework` takes it.
+pub fn parse_framework_grant(text: &str) -> anyhow::Result<tepui_api::AclFrameworkGrant> {
+    let (principal, roles) = text
+        .split_once(':')
+        .ok_or_else(|| anyhow::anyhow!("--framework {text:?} must be PRINCIPAL:ROLE[,ROLE...]"))?;
+    let roles: Vec<String> = roles.split(',').filter(|r| !r.is_empty()).map(str::to_string).collect();
+    if principal.is_empty() || roles.is_empty() {
+        anyhow::bail!("--framework {text:?} must be PRINCIPAL:ROLE[,ROLE...]");
+    }
+    Ok(tepui_api::AclFrameworkGrant {
+        principal: principal.to_string(),
+        roles,
+    })
 }
 
 fn tokens_table(tokens: &[TokenView]) -> String {
@@ -318,6 +341,90 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
             emit(format, &t, |t| t.token.clone())
         }
         Verb::Tokens => emit(format, &c.tokens().await?, |t| tokens_table(t)),
+        Verb::AclPolicyApply(name, body) => {
+            let p: tepui_api::AclPolicyView = c.put(&format!("/v1/acl/policies/{name}"), &body).await?;
+            emit(format, &p, |p| {
+                format!("policy {} applied: {}", p.name, p.body.capabilities.join(", "))
+            })
+        }
+        Verb::AclPolicies => {
+            let ps: Vec<tepui_api::AclPolicyView> = c.get("/v1/acl/policies").await?;
+            emit(format, &ps, |ps| {
+                let rows = ps
+                    .iter()
+                    .map(|p| {
+                        let frameworks: Vec<String> = p
+                            .body
+                            .frameworks
+                            .iter()
+                            .map(|g| format!("{}:{}", g.principal, g.roles.join(",")))
+                            .collect();
+                        vec![
+                            p.name.clone(),
+                            p.body.capabilities.join(","),
+                            frameworks.join(" "),
+                            p.body.description.clone(),
+                        ]
+                    })
+                    .collect();
+                table(&["NAME", "CAPABILITIES", "FRAMEWORKS", "DESCRIPTION"], rows)
+            })
+        }
+        Verb::AclPolicyRm(name) => {
+            let v: serde_json::Value = c.delete(&format!("/v1/acl/policies/{name}")).await?;
+            emit(format, &v, |_| format!("policy {name} removed"))
+        }
+        Verb::AclTokenCreate(req) => {
+            let t: tepui_api::AclTokenCreated = c.post("/v1/acl/tokens", &req).await?;
+            emit(format, &t, |t| {
+                format!(
+                    "token {} created (shown once; keep it):\n  {}",
+                    t.token.accessor, t.secret
+                )
+            })
+        }
+        Verb::AclTokens => {
+            let ts: Vec<tepui_api::AclTokenView> = c.get("/v1/acl/tokens").await?;
+            emit(format, &ts, |ts| {
+                let rows = ts
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.accessor.clone(),
+                            t.name.clone(),
+                            if t.management {
+                                "management".into()
+                            } else {
+                                t.policies.join(",")
+                            },
+                            when(t.expires_at_ms),
+                        ]
+                    })
+                    .collect();
+                table(&["ACCESSOR", "NAME", "POLICIES", "EXPIRES"], rows)
+            })
+        }
+        Verb::AclTokenRevoke(accessor) => {
+            let v: serde_json::Value = c.delete(&format!("/v1/acl/tokens/{accessor}")).await?;
+            emit(format, &v, |_| format!("token {accessor} revoked"))
+        }
+        Verb::AclWhoami => {
+            let me: tepui_api::AclWhoAmI = c.get("/v1/acl/token/self").await?;
+            emit(format, &me, |me| {
+                format!(
+                    "{} {}: {}",
+                    me.accessor.as_deref().unwrap_or("anonymous"),
+                    me.name,
+                    me.capabilities.join(", ")
+                )
+            })
+        }
+        Verb::AclAnonymous(read) => {
+            let v: tepui_api::AclAnonymous = c.put("/v1/acl/anonymous", &tepui_api::AclAnonymous { read }).await?;
+            emit(format, &v, |v| {
+                format!("anonymous reads are {}", if v.read { "on" } else { "off" })
+            })
+        }
         Verb::TokenRevoke(id) => {
             let t = c.revoke_token(&id).await?;
             emit(format, &t, |t| format!("token {} revoked", t.id))

@@ -133,6 +133,7 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
         if let Some(lifetime) = args.cert_lifetime {
             cfg.cert_lifetime = lifetime;
         }
+        cfg.bootstrap_api_token = args.bootstrap_api_token.clone();
         let s = Server::start(cfg).await.context("the server did not start")?;
         println!("tepui server {} ({}) is up", s.identity.name, s.identity.node_id);
         println!("  data dir:     {}", data_dir.display());
@@ -141,6 +142,7 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
         if let StartedAs::Bootstrapped {
             server_token,
             agent_token,
+            api_token,
         } = &s.started_as
         {
             println!(
@@ -149,6 +151,11 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
             );
             println!("  server: {server_token}");
             println!("  agent:  {agent_token}");
+            println!(
+                "the management API token (shown once; also in {}, 0600):",
+                data_dir.join("api-token").display()
+            );
+            println!("  {api_token}");
             println!(
                 "  join another machine: tepui join {} --token <token>",
                 s.advertised_cluster_addr()

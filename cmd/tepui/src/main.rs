@@ -16,6 +16,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The API token to send [default: TEPUI_API_TOKEN, else the api-token file in the data dir]
+    #[arg(long, global = true, env = "TEPUI_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -36,6 +39,9 @@ enum Command {
     /// Join tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// API access: policies, tokens, anonymous reads.
+    #[command(subcommand)]
+    Acl(AclCmd),
     /// Tasks: run one on an agent, list, logs, exec, kill.
     #[command(subcommand)]
     Task(TaskCmd),
@@ -100,6 +106,10 @@ struct DaemonArgs {
     /// Servers: how long the node certificates this server signs last (tests make it short).
     #[arg(long, hide = true, value_parser = humantime::parse_duration)]
     cert_lifetime: Option<std::time::Duration>,
+    /// The management API token a new cluster starts with (ACCESSOR.SECRET) instead of a
+    /// random one, for automation that must know it in advance.
+    #[arg(long, env = "TEPUI_BOOTSTRAP_API_TOKEN", hide_env_values = true)]
+    bootstrap_api_token: Option<String>,
     /// Servers: a deployment of services not done in this long rolls back by itself.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     deployment_timeout: std::time::Duration,
@@ -295,6 +305,73 @@ enum TokenCmd {
     /// Revoke a token by id: no new node joins with it.
     Revoke {
         id: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AclCmd {
+    /// Policies: what tokens may do.
+    #[command(subcommand)]
+    Policy(AclPolicyCmd),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(AclTokenCmd),
+    /// Who the token this CLI sends is, and what it may do.
+    Whoami(ClientArgs),
+    /// Let calls without a token read (on), or not (off, the default).
+    Anonymous {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AclPolicyCmd {
+    /// Create or replace a policy.
+    Apply {
+        name: String,
+        /// read, write, logs, exec, host or operator (repeat or comma-separate)
+        #[arg(long = "capability", value_delimiter = ',')]
+        capabilities: Vec<String>,
+        /// A framework principal and the roles it may subscribe into: PRINCIPAL:ROLE[,ROLE...]
+        #[arg(long = "framework")]
+        frameworks: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    Ls(ClientArgs),
+    Rm {
+        name: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AclTokenCmd {
+    /// Make a token; its secret is printed once.
+    Create {
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Policies it carries (repeat or comma-separate)
+        #[arg(long = "policy", value_delimiter = ',')]
+        policies: Vec<String>,
+        /// How long it is valid, like 24h [default: no end]
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<String>,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    Ls(ClientArgs),
+    /// Revoke a token by its accessor: it stops working at once.
+    Revoke {
+        accessor: String,
         #[command(flatten)]
         c: ClientArgs,
     },
@@ -699,6 +776,9 @@ fn run_client(verb: client::Verb, c: ClientArgs) -> anyhow::Result<()> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     use client::Verb;
+    if let Some(token) = cli.api_token.filter(|t| !t.trim().is_empty()) {
+        tepui_api::set_api_token(token.trim().to_string());
+    }
     match cli.command {
         Command::Dev(d) => daemon::run(daemon::Mode::Dev, d),
         Command::Server(ServerCmd {
@@ -752,6 +832,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             c,
         ),
         Command::Token(TokenCmd::Ls(c)) => run_client(Verb::Tokens, c),
+        Command::Acl(AclCmd::Policy(AclPolicyCmd::Apply {
+            name,
+            capabilities,
+            frameworks,
+            description,
+            c,
+        })) => {
+            let frameworks = frameworks
+                .iter()
+                .map(|f| client::parse_framework_grant(f))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let body = tepui_api::AclPolicyBody {
+                description,
+                capabilities,
+                frameworks,
+            };
+            run_client(Verb::AclPolicyApply(name, body), c)
+        }
+        Command::Acl(AclCmd::Policy(AclPolicyCmd::Ls(c))) => run_client(Verb::AclPolicies, c),
+        Command::Acl(AclCmd::Policy(AclPolicyCmd::Rm { name, c })) => run_client(Verb::AclPolicyRm(name), c),
+        Command::Acl(AclCmd::Token(AclTokenCmd::Create { name, policies, ttl, c })) => run_client(
+            Verb::AclTokenCreate(tepui_api::AclTokenCreateRequest { name, policies, ttl }),
+            c,
+        ),
+        Command::Acl(AclCmd::Token(AclTokenCmd::Ls(c))) => run_client(Verb::AclTokens, c),
+        Command::Acl(AclCmd::Token(AclTokenCmd::Revoke { accessor, c })) => {
+            run_client(Verb::AclTokenRevoke(accessor), c)
+        }
+        Command::Acl(AclCmd::Whoami(c)) => run_client(Verb::AclWhoami, c),
+        Command::Acl(AclCmd::Anonymous { state, c }) => run_client(Verb::AclAnonymous(state == "on"), c),
         Command::Token(TokenCmd::Revoke { id, c }) => run_client(Verb::TokenRevoke(id), c),
         Command::Shim { args } => std::process::exit(tepui_runtime::shim_main(args)),
         Command::Task(TaskCmd::Run { run, c }) => run_client(Verb::TaskRun(run), c),

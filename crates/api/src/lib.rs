@@ -154,6 +154,79 @@ pub fn token_expiry(now: u64, ttl: Duration) -> Option<u64> {
     u64::try_from(ttl.as_millis()).ok().and_then(|ms| now.checked_add(ms))
 }
 
+/// An ACL policy as the API takes and shows it (its name is in the path).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AclPolicyBody {
+    #[serde(default)]
+    pub description: String,
+    /// Of `read`, `write`, `logs`, `exec`, `host`, `operator`.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Frameworks that may subscribe: `{"principal": "spark", "roles": ["analytics"]}`.
+    #[serde(default)]
+    pub frameworks: Vec<AclFrameworkGrant>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AclFrameworkGrant {
+    pub principal: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AclPolicyView {
+    pub name: String,
+    #[serde(flatten)]
+    pub body: AclPolicyBody,
+    pub modified_at_ms: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AclTokenCreateRequest {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub policies: Vec<String>,
+    /// A duration like `24h`; absent: it never expires.
+    #[serde(default)]
+    pub ttl: Option<String>,
+}
+
+/// An API token as lists show it: never its secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AclTokenView {
+    pub accessor: String,
+    pub name: String,
+    pub management: bool,
+    pub policies: Vec<String>,
+    pub created_at_ms: u64,
+    pub expires_at_ms: Option<u64>,
+}
+
+/// A token just made: the secret (`ACCESSOR.SECRET`) is shown this once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AclTokenCreated {
+    #[serde(flatten)]
+    pub token: AclTokenView,
+    pub secret: String,
+}
+
+/// Who a token is, and what it may do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AclWhoAmI {
+    pub accessor: Option<String>,
+    pub name: String,
+    pub management: bool,
+    pub capabilities: Vec<String>,
+    pub frameworks: Vec<AclFrameworkGrant>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AclAnonymous {
+    pub read: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TokenView {
     pub id: String,
@@ -253,6 +326,53 @@ fn retryable(code: &str, req: &reqwest::RequestBuilder) -> bool {
     code == "no_leader" || (code == "leader_unreachable" && idempotent)
 }
 
+/// The API token the CLI sends: `--api-token` (see [`set_api_token`]), else `TEPUI_API_TOKEN`,
+/// else the bootstrap token a server wrote in its data dir (`TEPUI_DATA_DIR`, or the default
+/// one: `$XDG_DATA_HOME/tepui`, `~/.local/share/tepui`, `/var/lib/tepui`), so that the user who
+/// started `tepui dev` needs nothing more.
+pub fn api_token() -> Option<String> {
+    if let Some(t) = API_TOKEN.get() {
+        return Some(t.clone());
+    }
+    if let Some(t) = std::env::var("TEPUI_API_TOKEN").ok().filter(|t| !t.trim().is_empty()) {
+        return Some(t.trim().to_string());
+    }
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    if let Some(d) = std::env::var_os("TEPUI_DATA_DIR") {
+        dirs.push(d.into());
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        dirs.push(std::path::PathBuf::from(d).join("tepui"));
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        dirs.push(std::path::PathBuf::from(h).join(".local/share/tepui"));
+    }
+    dirs.push("/var/lib/tepui".into());
+    dirs.iter()
+        .find_map(|d| std::fs::read_to_string(d.join("api-token")).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+static API_TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The token given on the command line, ahead of every other place.
+pub fn set_api_token(token: String) {
+    let _ = API_TOKEN.set(token);
+}
+
+/// Default headers that carry the API token, if there is one.
+pub(crate) fn auth_headers() -> reqwest::header::HeaderMap {
+    let mut h = reqwest::header::HeaderMap::new();
+    if let Some(t) = api_token() {
+        if let Ok(mut v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")) {
+            v.set_sensitive(true);
+            h.insert(reqwest::header::AUTHORIZATION, v);
+        }
+    }
+    h
+}
+
 /// A client of one server's HTTP API. Any server answers every call.
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -274,9 +394,26 @@ impl Client {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(5))
+            .default_headers(auth_headers())
             .build()
             .expect("a plain HTTP client always builds");
         Client { base, http }
+    }
+
+    /// The same client, sending `token` instead of the one [`api_token`] finds.
+    pub fn with_token(mut self, token: &str) -> Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(mut v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        self.http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(5))
+            .default_headers(headers)
+            .build()
+            .expect("a plain HTTP client always builds");
+        self
     }
 
     pub fn base(&self) -> &str {

@@ -70,6 +70,7 @@ impl Marathon {
         let base = crate::Client::new(addr).base().to_string();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            .default_headers(crate::auth_headers())
             .build()
             .expect("a plain HTTP client always builds");
         Marathon { base, http }

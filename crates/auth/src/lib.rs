@@ -26,6 +26,8 @@ use tepui_state::{AclToken, Capability, FrameworkGrant, State as Replicated};
 
 pub use tepui_state::Capability as Cap;
 
+pub mod api;
+
 /// Where the bootstrap token is written, under a server's data dir.
 pub const TOKEN_FILE: &str = "api-token";
 
@@ -274,6 +276,52 @@ impl Identity {
     }
 }
 
+/// Why running `def` touches the host (and so needs [`Capability::Host`]), if it does: no
+/// image (the host's filesystem), a host path mounted, or root asked for.
+pub fn host_access(def: &tepui_state::TaskDef) -> Option<&'static str> {
+    if def.image.is_none() {
+        return Some("a task without an image runs on the host's filesystem");
+    }
+    if def.volumes.iter().any(|v| v.source.starts_with('/')) {
+        return Some("a task that mounts a host path");
+    }
+    if def
+        .user
+        .as_deref()
+        .is_some_and(|u| matches!(u.split(':').next(), Some("root" | "0")))
+    {
+        return Some("a task that runs as root");
+    }
+    None
+}
+
+impl Identity {
+    /// Refuses `def` unless the caller may touch the host (see [`host_access`]).
+    pub fn may_run(&self, def: &tepui_state::TaskDef) -> Result<(), Denied> {
+        match host_access(def) {
+            Some(why) if !self.can(Capability::Host) => Err(Denied::forbidden(
+                "forbidden",
+                format!(
+                    "{why}: that needs the \"host\" capability, which {} lacks",
+                    self.describe()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl From<Denied> for tepui_node::Error {
+    fn from(d: Denied) -> tepui_node::Error {
+        let kind = if d.status == 401 {
+            tepui_node::ErrorKind::Unauthenticated
+        } else {
+            tepui_node::ErrorKind::Forbidden
+        };
+        tepui_node::Error::new(kind, d.code, d.message)
+    }
+}
+
 /// The token a request carries, if any. An `Authorization` header of a form no client sends
 /// is refused rather than ignored.
 pub fn credential(headers: &HeaderMap) -> Result<Option<String>, Denied> {
@@ -328,6 +376,28 @@ pub fn new_token(
         expires_at,
     };
     (format!("{accessor}.{secret}"), record)
+}
+
+/// The management token record for a secret the operator chose (`ACCESSOR.SECRET`, each part
+/// 8 to 128 of `[A-Za-z0-9_-]`); none if it is not of that form.
+pub fn token_from_secret(token: &str, name: &str, now: u64) -> Option<(String, AclToken)> {
+    let (accessor, secret) = token.trim().split_once('.')?;
+    let part_ok = |p: &str| {
+        (8..=128).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+    };
+    if !part_ok(accessor) || !part_ok(secret) {
+        return None;
+    }
+    let record = AclToken {
+        accessor: accessor.to_string(),
+        secret_sha256: sha256_hex(secret),
+        name: name.to_string(),
+        management: true,
+        policies: Vec::new(),
+        created_at: now,
+        expires_at: None,
+    };
+    Some((format!("{accessor}.{secret}"), record))
 }
 
 /// Who `token` is (none: an anonymous call), at `now`.

@@ -43,6 +43,9 @@ use openraft::{LogId, RaftMetrics, ServerState};
 pub use tepui_agent::{Agent, AgentStart, ResourceOverrides};
 use tepui_agent::{AgentConfig, AgentError};
 pub use tepui_api::Client;
+
+/// The management API token the harness's clusters start with, and its clients send.
+pub const API_TOKEN: &str = "harness-accessor.harness-secret-not-for-production";
 use tepui_api::{ClientError, VarPutRequest, VarView};
 pub use tepui_server::{FirstStart, NetFilter, RaftTimings, Server, StartedAs};
 use tepui_server::{ServerConfig, ServerError};
@@ -357,6 +360,7 @@ impl ClusterBuilder {
             StartedAs::Bootstrapped {
                 server_token,
                 agent_token,
+                ..
             } => {
                 cluster.server_token = server_token;
                 cluster.agent_token = agent_token;
@@ -526,7 +530,7 @@ impl Cluster {
 
     /// An HTTP client of a server's API; it keeps pointing at the server's port while it is killed.
     pub fn client(&self, id: u64) -> Client {
-        Client::new(&self.slot(id).http_addr)
+        Client::new(&self.slot(id).http_addr).with_token(API_TOKEN)
     }
 
     fn slot(&self, id: u64) -> &ServerSlot {
@@ -690,6 +694,7 @@ impl Cluster {
     fn server_config(&self, slot: (&str, &Path, SocketAddr, SocketAddr), first_start: FirstStart) -> ServerConfig {
         let (name, data_dir, cluster_listen, http_listen) = slot;
         let mut cfg = ServerConfig::new(name, data_dir);
+        cfg.bootstrap_api_token = Some(API_TOKEN.to_string());
         cfg.cluster_listen = cluster_listen;
         cfg.http_listen = http_listen;
         cfg.first_start = first_start;

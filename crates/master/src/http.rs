@@ -275,9 +275,14 @@ fn agent_arg(m: &Master, key: Option<&str>) -> Result<Option<u64>, Error> {
 
 async fn run_task(
     State(m): Shared,
+    caller: Option<axum::Extension<tepui_auth::Identity>>,
     JsonBody(req): JsonBody<TaskRunRequest>,
 ) -> Result<(StatusCode, axum::Json<TaskView>), Error> {
     let (def, wanted) = task_def(&req)?;
+    // The gate puts the caller in every request it lets through.
+    if let Some(axum::Extension(me)) = &caller {
+        me.may_run(&def)?;
+    }
     let name = req.name.clone().unwrap_or_else(|| "task".into());
     if !valid_name(&name) {
         return Err(invalid("name", "task names are 1-64 letters, digits, - _ and ."));

@@ -72,7 +72,12 @@ fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::Invalid, "invalid_request", message)
 }
 
-async fn scheduler(State(master): State<Master>, headers: HeaderMap, body: Bytes) -> Response {
+async fn scheduler(
+    State(master): State<Master>,
+    caller: Option<axum::Extension<tepui_auth::Identity>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !master.node().is_leader() {
         return to_leader(&master);
     }
@@ -104,6 +109,11 @@ async fn scheduler(State(master): State<Master>, headers: HeaderMap, body: Bytes
         );
     }
     if call.kind == CallType::Subscribe {
+        if let Some(axum::Extension(me)) = &caller {
+            if let Err(refusal) = may_subscribe(&master, me, &call) {
+                return text(StatusCode::FORBIDDEN, refusal);
+            }
+        }
         return subscribe(master, call).await;
     }
     let framework = call.framework_id.as_ref().map(|f| f.value.clone()).unwrap_or_default();
@@ -183,6 +193,35 @@ fn filters(f: Option<&mesos::Filters>) -> Filters {
         Some(secs) => Filters::refuse_seconds(secs),
         None => Filters::default(),
     }
+}
+
+/// A framework subscribes only as a principal its token may use, into roles that principal
+/// may use; and only its own principal re-subscribes with its id.
+fn may_subscribe(master: &Master, me: &tepui_auth::Identity, call: &Call) -> Result<(), String> {
+    let Some(sub) = call.subscribe.as_ref() else {
+        return Ok(());
+    };
+    let info = &sub.framework_info;
+    let principal = info.principal.clone().unwrap_or_default();
+    for role in info.effective_roles() {
+        if !me.may_subscribe(&principal, &role) {
+            return Err(format!(
+                "{} may not subscribe a framework as principal {principal:?} into role {role:?}",
+                me.describe()
+            ));
+        }
+    }
+    if let Some(id) = info.id.as_ref().map(|i| i.value.clone()) {
+        let owner = master
+            .node()
+            .read(|s| s.frameworks.get(&id).map(|f| f.principal.clone().unwrap_or_default()));
+        if owner.is_some_and(|o| o != principal) {
+            return Err(format!(
+                "framework {id} belongs to another principal; it re-subscribes only as its own"
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn subscribe(master: Master, call: Call) -> Response {

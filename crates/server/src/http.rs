@@ -44,7 +44,7 @@ pub(crate) struct Features {
 }
 
 /// Every route of the API, and the table of their policies.
-pub(crate) fn router(inner: Arc<Inner>, features: Features) -> (Router, RouteTable) {
+pub(crate) fn router(inner: Arc<Inner>, features: Features) -> (Router, Arc<RouteTable>) {
     let own = Routes::new()
         .route("/v1/status", Policy::new().get(Cap::Read), get(status))
         .route("/v1/members", Policy::new().get(Cap::Read), get(members))
@@ -110,7 +110,15 @@ pub(crate) fn router(inner: Arc<Inner>, features: Features) -> (Router, RouteTab
         .merge(features.local)
         .merge(api)
         .into_parts();
+    let table = Arc::new(table);
+    // Every matched route passes the gate first, on a follower before it forwards, and again
+    // on the leader (the caller's Authorization header goes along).
+    let gate = tepui_auth::Gate {
+        table: table.clone(),
+        node: inner.node.clone(),
+    };
     let router = router
+        .layer(axum::middleware::from_fn_with_state(gate, tepui_auth::enforce))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(inner, observe));
@@ -168,7 +176,9 @@ async fn forward_to_leader(State(inner): Shared, req: Request, next: Next) -> Re
     let headers = parts
         .headers
         .iter()
-        .filter(|(k, _)| *k == http::header::CONTENT_TYPE || *k == http::header::ACCEPT)
+        .filter(|(k, _)| {
+            *k == http::header::CONTENT_TYPE || *k == http::header::ACCEPT || *k == http::header::AUTHORIZATION
+        })
         .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
         .collect();
     let forwarded = HttpRequest {

@@ -97,6 +97,9 @@ pub struct ServerConfig {
     /// How long the node certificates this server signs last, when it leads; nodes renew two
     /// thirds of the way through. A year by default; tests make it short.
     pub cert_lifetime: Duration,
+    /// The management API token a new cluster starts with (`ACCESSOR.SECRET`), for
+    /// automation that must know it in advance; none: a random one.
+    pub bootstrap_api_token: Option<String>,
 }
 
 impl ServerConfig {
@@ -113,6 +116,7 @@ impl ServerConfig {
             deployment_timeout: Duration::from_secs(600),
             filter: NetFilter::default(),
             cert_lifetime: tepui_pki::NODE_VALIDITY,
+            bootstrap_api_token: None,
         }
     }
 }

@@ -287,10 +287,12 @@ impl Inner {
 /// How this start went, for the operator's first screen.
 #[derive(Clone, Debug)]
 pub enum StartedAs {
-    /// A new cluster: the two join tokens, also written under the data dir.
+    /// A new cluster: the two join tokens and the management API token, also written under
+    /// the data dir.
     Bootstrapped {
         server_token: String,
         agent_token: String,
+        api_token: String,
     },
     Joined,
     Restarted,
@@ -308,6 +310,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// Every route of the HTTP API with its access policy.
+    pub fn route_table(&self) -> Option<Arc<tepui_auth::RouteTable>> {
+        self.inner.route_table.get().cloned()
+    }
+
     pub async fn start(cfg: ServerConfig) -> Result<Server, ServerError> {
         tepui_transport::create_private_dir(&cfg.data_dir)
             .map_err(|e| ServerError::Config(format!("cannot create data dir {}: {e}", cfg.data_dir.display())))?;
@@ -485,11 +492,12 @@ impl Server {
         let features = crate::http::Features {
             leader: tepui_master::http::routes(master.clone())
                 .merge(tepui_mesos_api::leader_routes(master.clone()))
-                .merge(services.routes()),
+                .merge(services.routes())
+                .merge(tepui_auth::api::routes(inner.node.clone())),
             local: tepui_mesos_api::local_routes(master.clone()),
         };
         let (router, route_table) = crate::http::router(inner.clone(), features);
-        let _ = inner.route_table.set(Arc::new(route_table));
+        let _ = inner.route_table.set(route_table);
         let _ = inner.router.set(router.clone());
         let shutdown = tokio_util::sync::CancellationToken::new();
         tasks.spawn(crate::certs::follow_state(inner.clone(), trust_tx, members_tx));
@@ -511,10 +519,11 @@ impl Server {
 
         let started_as = match std::mem::replace(&mut pending, Pending::Restart) {
             Pending::Bootstrap { ca } => {
-                let (server_token, agent_token) = bootstrap(&inner, &cfg, ca).await?;
+                let (server_token, agent_token, api_token) = bootstrap(&inner, &cfg, ca).await?;
                 StartedAs::Bootstrapped {
                     server_token,
                     agent_token,
+                    api_token,
                 }
             }
             Pending::Join => {
@@ -660,7 +669,7 @@ async fn bootstrap(
     inner: &Arc<Inner>,
     cfg: &ServerConfig,
     ca: tepui_pki::CertifiedKey,
-) -> Result<(String, String), ServerError> {
+) -> Result<(String, String, String), ServerError> {
     let boot = |e: String| ServerError::Bootstrap(e);
     let mut members = BTreeMap::new();
     members.insert(inner.id, BasicNode::new(inner.cluster_addr.clone()));
@@ -717,8 +726,20 @@ async fn bootstrap(
         tepui_transport::write_atomic(&path, format!("{token}\n").as_bytes(), 0o600)?;
         tokens.push(token.to_string());
     }
+    // The first API token: it can do everything, and is how the operator makes the others.
+    let (api_token, record) = match &cfg.bootstrap_api_token {
+        Some(given) => tepui_auth::token_from_secret(given, "bootstrap", now)
+            .ok_or_else(|| ServerError::Config("the bootstrap API token must be ACCESSOR.SECRET".into()))?,
+        None => tepui_auth::new_token("bootstrap", vec![], true, now, None),
+    };
+    inner
+        .write(Command::AclBootstrap { token: record })
+        .await
+        .map_err(|e| boot(e.to_string()))?;
+    let path = cfg.data_dir.join(tepui_auth::TOKEN_FILE);
+    tepui_transport::write_atomic(&path, format!("{api_token}\n").as_bytes(), 0o600)?;
     inner.identity.save(&cfg.data_dir)?;
-    Ok((tokens[0].clone(), tokens[1].clone()))
+    Ok((tokens[0].clone(), tokens[1].clone(), api_token))
 }
 
 pub(crate) fn token_record(token: &JoinToken, description: &str, now: u64, expires_at: Option<u64>) -> TokenRecord {
