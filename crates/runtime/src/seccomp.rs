@@ -585,7 +585,7 @@ pub fn compile_default() -> Result<Vec<u8>, CompileError> {
 /// (or CAP_SYS_ADMIN). It stays for the thread's life and every program it executes.
 pub fn load(bpf: &[u8]) -> io::Result<()> {
     const SOCK_FILTER: usize = std::mem::size_of::<libc::sock_filter>();
-    if bpf.is_empty() || bpf.len() % SOCK_FILTER != 0 || bpf.len() / SOCK_FILTER > u16::MAX as usize {
+    if bpf.is_empty() || !bpf.len().is_multiple_of(SOCK_FILTER) || bpf.len() / SOCK_FILTER > u16::MAX as usize {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "not a BPF program"));
     }
     let prog = libc::sock_fprog {
@@ -692,7 +692,7 @@ mod tests {
     fn the_compiled_filter_is_a_program_the_kernel_takes() {
         let bpf = compile_default().unwrap();
         let insns = bpf.len() / std::mem::size_of::<libc::sock_filter>();
-        assert_eq!(bpf.len() % std::mem::size_of::<libc::sock_filter>(), 0);
+        assert!(bpf.len().is_multiple_of(std::mem::size_of::<libc::sock_filter>()));
         // BPF_MAXINSNS: the kernel refuses longer filters.
         assert!((100..=4096).contains(&insns), "{insns} instructions");
         // Every architecture of the profile is checked (AUDIT_ARCH_* in the program).
