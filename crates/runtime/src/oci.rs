@@ -404,7 +404,8 @@ pub fn config(inputs: &OciInputs<'_>) -> Result<Value, Error> {
             "resources": resources,
             "maskedPaths": masked,
             "readonlyPaths": READ_ONLY,
-            "seccomp": crate::seccomp::default_profile(),
+            // No "seccomp": the shim installs the filter compiled once by the agent
+            // (crate::seccomp), not libcontainer in each container's init.
         },
     });
     if let (Some(u), Some(g)) = (uid_mappings, gid_mappings) {
@@ -525,6 +526,9 @@ mod tests {
         })
         .unwrap();
         let parsed: oci_spec::runtime::Spec = serde_json::from_value(v.clone()).unwrap();
+        // The shim installs the compiled filter; libcontainer must not build it again in the
+        // container's init, under the task's CPU limit.
+        assert!(parsed.linux().as_ref().unwrap().seccomp().is_none());
         let res = parsed.linux().as_ref().unwrap().resources().as_ref().unwrap();
         assert_eq!(res.memory().as_ref().unwrap().limit(), Some(16 << 20));
         assert_eq!(res.pids().as_ref().unwrap().limit(), 8);

@@ -30,6 +30,11 @@ impl Sandbox {
     pub fn plan(&self) -> PathBuf {
         self.dir.join("plan.json")
     }
+    /// The task's seccomp filter, compiled (BPF), which the shim installs before the task's
+    /// program and every exec runs.
+    pub fn seccomp(&self) -> PathBuf {
+        self.dir.join("seccomp.bpf")
+    }
     pub fn bundle(&self) -> PathBuf {
         self.dir.join("bundle")
     }

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::proto::{self, LineReader, Reply, Request};
 use crate::sandbox::{self, NetMode, Sandbox, ShimPlan};
+use crate::seccomp::SeccompExecutor;
 use crate::spec::{ExecSpec, Reason, TaskState, TaskStatus};
 use crate::{cgroup, net, volumes};
 
@@ -368,6 +369,13 @@ fn run(sb: Sandbox, mut ready: Option<File>) -> Result<(), String> {
     Ok(())
 }
 
+/// The task's compiled seccomp filter, installed before its program (or an exec's) runs. A
+/// sandbox without one runs nothing.
+fn seccomp_executor(sb: &Sandbox) -> Result<SeccompExecutor, String> {
+    let bpf = fs::read(sb.seccomp()).map_err(|e| format!("the seccomp filter {}: {e}", sb.seccomp().display()))?;
+    Ok(SeccompExecutor::new(bpf))
+}
+
 /// Builds (created state), wires the network, starts. Returns the container and its init.
 fn start_container(
     sb: &Sandbox,
@@ -384,6 +392,7 @@ fn start_container(
         opened.push((fd, (v.clone(), id)));
     }
     let builder = ContainerBuilder::new(plan.id.clone(), SyscallType::default())
+        .with_executor(seccomp_executor(sb)?)
         .with_root_path(sb.lc_root())
         .map_err(|e| error_chain(&e))?
         .with_stdin(stdin)
@@ -751,6 +760,7 @@ impl Shim {
         };
 
         let mut builder = ContainerBuilder::new(self.plan.id.clone(), SyscallType::default())
+            .with_executor(seccomp_executor(&self.sb)?)
             .with_root_path(self.sb.lc_root())
             .map_err(|e| error_chain(&e))?;
         if spec.tty {

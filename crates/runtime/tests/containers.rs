@@ -436,6 +436,24 @@ async fn exec_runs_in_the_running_container() {
     assert_eq!(out.exit_code, 0);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
 
+    // An exec'd process gets the task's seccomp filter too, and cannot gain privileges.
+    let out =
+        f.rt.exec(
+            &id,
+            &ExecSpec {
+                args: vec![
+                    "grep".into(),
+                    "-E".into(),
+                    "^(NoNewPrivs|Seccomp):".into(),
+                    "/proc/self/status".into(),
+                ],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "NoNewPrivs:\t1\nSeccomp:\t2\n");
+
     // Same filesystem and pid namespace as the task; its exit code comes back.
     let out =
         f.rt.exec(
