@@ -52,6 +52,27 @@ impl Marathon {
         }
     }
 
+    /// A client that sends `authorization` as its Authorization header, or none at all, instead
+    /// of the tests' management token.
+    pub fn with_authorization(addr: &str, authorization: Option<&str>) -> Marathon {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(a) = authorization {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                reqwest::header::HeaderValue::from_str(a).expect("a valid header"),
+            );
+        }
+        // `new` first: it installs the TLS provider the builder needs.
+        let mut m = Marathon::new(addr);
+        m.http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("a plain HTTP client builds");
+        m
+    }
+
     /// One request; an error only when no answer came.
     pub fn try_call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Reply, String> {
         let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));

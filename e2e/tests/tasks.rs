@@ -187,6 +187,7 @@ fn wait_ended(addr: &str, id: &str) -> TaskView {
 fn exec_interactive(addr: &str, id: &str, input: &str) -> (i32, String, String) {
     let mut child = std::process::Command::new(tepui_bin())
         .args(["task", "exec", "-i", id, "--addr", addr, "--", "sh"])
+        .env("TEPUI_API_TOKEN", tepui_e2e::API_TOKEN)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -243,6 +244,7 @@ impl Follower {
     fn start(addr: &str, id: &str) -> Follower {
         let mut cmd = Command::new(tepui_bin());
         cmd.args(["task", "logs", "-f", id, "--addr", addr])
+            .env("TEPUI_API_TOKEN", tepui_e2e::API_TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());

@@ -990,7 +990,14 @@ pub async fn exec_interactive(
         &format!("ws://{leader}/v1/tasks/{id}/exec/ws"),
         &[("cmd", serde_json::to_string(&cmd)?), ("tty", tty.to_string())],
     )?;
-    let (socket, _) = match tokio_tungstenite::connect_async(url.as_str()).await {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.as_str().into_client_request()?;
+    if let Some(token) = tepui_api::api_token() {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse()?);
+    }
+    let (socket, _) = match tokio_tungstenite::connect_async(request).await {
         Ok(s) => s,
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             let body = resp
