@@ -471,6 +471,56 @@ pub struct Gate {
     pub node: Node,
 }
 
+/// Refuses what a web page could make a browser send to the API: a state-changing request
+/// with one of the Content-Types a page may send anywhere without asking (a form's or plain
+/// text), and any state-changing request or websocket whose `Origin` is not this server. The
+/// CLI and API clients send neither.
+pub fn browser_check(method: &Method, headers: &HeaderMap) -> Result<(), Denied> {
+    let changes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let websocket = headers
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if changes {
+        let essence = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        if let Some(ct) = essence.filter(|ct| {
+            matches!(
+                ct.as_str(),
+                "text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data"
+            )
+        }) {
+            return Err(Denied {
+                status: 415,
+                code: "unsupported_media_type",
+                message: format!(
+                    "Content-Type {ct} is refused on calls that change things (a web page could send it); send application/json, or the dialect's own type"
+                ),
+            });
+        }
+    }
+    if changes || websocket {
+        if let Some(origin) = headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok()) {
+            let host = headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or(origin);
+            if !origin_host.eq_ignore_ascii_case(host) {
+                return Err(Denied::forbidden(
+                    "foreign_origin",
+                    format!(
+                        "a call from the web page at {origin} is refused: only this server's own pages may call it"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The middleware every API request passes. Requests that matched no route go on (to a 404 or
 /// 405 that reveals nothing); the others need what their route's policy says, and carry the
 /// caller's [`Identity`] to their handler.
@@ -478,6 +528,10 @@ pub async fn enforce(State(gate): State<Gate>, mut req: Request, next: Next) -> 
     let Some(path) = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()) else {
         return next.run(req).await;
     };
+    if let Err(denied) = browser_check(req.method(), req.headers()) {
+        tracing::debug!(%path, method = %req.method(), reason = %denied.message, "refused a browser's call");
+        return denied.into_response();
+    }
     let now = tepui_node::now_ms();
     let checked = gate
         .node

@@ -221,3 +221,50 @@ async fn the_gate_walks_its_own_table() {
     // A path no route matches goes on to the router's 404.
     assert_eq!(call(&Method::GET, "/nothing", None).await.unwrap().status(), 404);
 }
+
+#[test]
+fn what_a_web_page_could_send_is_refused() {
+    let with = |pairs: &[(&str, &str)]| {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    };
+    // A form or plain text posted from anywhere: refused; JSON and the dialects' own types pass.
+    for ct in [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let d = browser_check(&Method::POST, &with(&[("content-type", ct)])).unwrap_err();
+        assert_eq!(d.status, 415, "{ct}");
+    }
+    for ct in ["application/json", "application/x-protobuf", "application/octet-stream"] {
+        assert!(
+            browser_check(&Method::POST, &with(&[("content-type", ct)])).is_ok(),
+            "{ct}"
+        );
+    }
+    assert!(browser_check(&Method::GET, &with(&[("content-type", "text/plain")])).is_ok());
+    // Another site's page: refused for changes and websockets; this server's own pages pass.
+    let foreign = [("host", "127.0.0.1:5050"), ("origin", "http://evil.example")];
+    assert_eq!(browser_check(&Method::DELETE, &with(&foreign)).unwrap_err().status, 403);
+    let ws = [
+        ("host", "127.0.0.1:5050"),
+        ("origin", "http://evil.example"),
+        ("upgrade", "websocket"),
+    ];
+    assert_eq!(browser_check(&Method::GET, &with(&ws)).unwrap_err().status, 403);
+    let own = [
+        ("host", "127.0.0.1:5050"),
+        ("origin", "http://127.0.0.1:5050"),
+        ("upgrade", "websocket"),
+    ];
+    assert!(browser_check(&Method::GET, &with(&own)).is_ok());
+    assert!(
+        browser_check(&Method::GET, &with(&foreign)).is_ok(),
+        "reads are not changes"
+    );
+}

@@ -112,5 +112,38 @@ async fn every_route_needs_what_its_policy_says() {
         }
     }
     assert!(walked > 60, "only {walked} route methods: is the table complete?");
+
+    // What a web page could make a browser send, even with a token the browser holds.
+    let forged = http
+        .post(format!("{base}/v2/apps"))
+        .bearer_auth(API_TOKEN)
+        .header("content-type", "text/plain")
+        .body(r#"{"id":"/x","cmd":"true"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 415);
+    let foreign = http
+        .post(format!("{base}/v2/apps"))
+        .bearer_auth(API_TOKEN)
+        .header("content-type", "application/json")
+        .header("origin", "http://evil.example")
+        .body(r#"{"id":"/x","cmd":"true"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status().as_u16(), 403);
+    let ws = http
+        .get(format!("{base}/v1/tasks/x/exec/ws"))
+        .bearer_auth(API_TOKEN)
+        .header("origin", "http://evil.example")
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ws.status().as_u16(), 403, "a websocket from another site's page");
     c.shutdown().await;
 }
