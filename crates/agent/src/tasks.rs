@@ -783,36 +783,28 @@ impl TaskManager {
         // two); the task stays unended, and its image in use, until it is.
         self.push(id, change);
         self.release(id, container_dir, has_image).await;
-        let forgotten = {
-            let mut table = lock(&self.inner.table);
-            match table.get_mut(id) {
-                Some(e) => {
-                    e.phase.send_replace(Phase::Ended);
-                    e.image = None;
-                    e.forgotten.then(|| e.dir.clone())
-                }
-                None => None,
-            }
-        };
+        let forgotten = self.mark_ended(id).flatten();
         // Forgotten meanwhile (the leader heard of the end): its files go now.
         if let Some(dir) = forgotten {
             self.drop_forgotten(id, &dir).await;
         }
     }
 
+    /// Marks a task ended (its image no longer in use): `None` if the agent does not have it,
+    /// else its dir when it was forgotten.
+    fn mark_ended(&self, id: &str) -> Option<Option<PathBuf>> {
+        let mut table = lock(&self.inner.table);
+        let e = table.get_mut(id)?;
+        e.phase.send_replace(Phase::Ended);
+        e.image = None;
+        Some(e.forgotten.then(|| e.dir.clone()))
+    }
+
     /// Records the end of a task: its final update (unless forgotten), or, forgotten, its
     /// removal.
     async fn finish(&self, id: &str, change: Change) {
-        let forgotten = {
-            let mut table = lock(&self.inner.table);
-            match table.get_mut(id) {
-                Some(e) => {
-                    e.phase.send_replace(Phase::Ended);
-                    e.image = None;
-                    e.forgotten.then(|| e.dir.clone())
-                }
-                None => return,
-            }
+        let Some(forgotten) = self.mark_ended(id) else {
+            return;
         };
         match forgotten {
             None => self.push(id, change),

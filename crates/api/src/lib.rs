@@ -361,16 +361,29 @@ pub fn set_api_token(token: String) {
     let _ = API_TOKEN.set(token);
 }
 
-/// Default headers that carry the API token, if there is one.
+/// Default headers that carry the API token [`api_token`] finds, if there is one.
 pub(crate) fn auth_headers() -> reqwest::header::HeaderMap {
+    bearer_headers(api_token().as_deref())
+}
+
+fn bearer_headers(token: Option<&str>) -> reqwest::header::HeaderMap {
     let mut h = reqwest::header::HeaderMap::new();
-    if let Some(t) = api_token() {
+    if let Some(t) = token {
         if let Ok(mut v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")) {
             v.set_sensitive(true);
             h.insert(reqwest::header::AUTHORIZATION, v);
         }
     }
     h
+}
+
+fn http_client(headers: reqwest::header::HeaderMap) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .connect_timeout(Duration::from_secs(5))
+        .default_headers(headers)
+        .build()
+        .expect("a plain HTTP client always builds")
 }
 
 /// A client of one server's HTTP API. Any server answers every call.
@@ -391,28 +404,15 @@ impl Client {
         } else {
             format!("http://{}", addr.trim_end_matches('/'))
         };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .connect_timeout(Duration::from_secs(5))
-            .default_headers(auth_headers())
-            .build()
-            .expect("a plain HTTP client always builds");
-        Client { base, http }
+        Client {
+            base,
+            http: http_client(auth_headers()),
+        }
     }
 
     /// The same client, sending `token` instead of the one [`api_token`] finds.
     pub fn with_token(mut self, token: &str) -> Client {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Ok(mut v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
-            v.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, v);
-        }
-        self.http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .connect_timeout(Duration::from_secs(5))
-            .default_headers(headers)
-            .build()
-            .expect("a plain HTTP client always builds");
+        self.http = http_client(bearer_headers(Some(token)));
         self
     }
 

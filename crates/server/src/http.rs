@@ -434,15 +434,20 @@ fn find_node(s: &Replicated, key: &str) -> Option<NodeRecord> {
         .or_else(|| s.node_by_name(key).cloned())
 }
 
-async fn node(State(inner): Shared, Path(key): Path<String>) -> ApiResult<NodeView> {
-    inner.linearize().await?;
-    let n = inner.state.read(|s| find_node(s, &key)).ok_or_else(|| {
+/// The node `key` names (an id or a name), or a 404 that says so.
+fn known_node(inner: &Inner, key: &str) -> Result<NodeRecord, Error> {
+    inner.state.read(|s| find_node(s, key)).ok_or_else(|| {
         Error::new(
             ErrorKind::NotFound,
             "unknown_node",
             format!("no node with id or name {key:?}"),
         )
-    })?;
+    })
+}
+
+async fn node(State(inner): Shared, Path(key): Path<String>) -> ApiResult<NodeView> {
+    inner.linearize().await?;
+    let n = known_node(&inner, &key)?;
     Ok(axum::Json(node_view(&inner, &n)))
 }
 
@@ -450,13 +455,7 @@ async fn node(State(inner): Shared, Path(key): Path<String>) -> ApiResult<NodeVi
 /// now on. Servers leave through the Raft peers route.
 async fn remove_node(State(inner): Shared, Path(key): Path<String>) -> ApiResult<NodeView> {
     inner.linearize().await?;
-    let n = inner.state.read(|s| find_node(s, &key)).ok_or_else(|| {
-        Error::new(
-            ErrorKind::NotFound,
-            "unknown_node",
-            format!("no node with id or name {key:?}"),
-        )
-    })?;
+    let n = known_node(&inner, &key)?;
     if n.role == Role::Server {
         return Err(Error::new(
             ErrorKind::Conflict,
