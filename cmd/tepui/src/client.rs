@@ -816,9 +816,14 @@ async fn copy_stream(mut resp: reqwest::Response, to_stderr: bool) -> anyhow::Re
 /// Prints a task's output until it ends, then exits with the task's exit code. The output
 /// and the task's states are streams: nothing here waits on a timer.
 async fn follow_to_end(c: &Client, id: &str) -> anyhow::Result<()> {
-    // Watched from the start, so the end is never missed between the two streams.
-    let mut states = c.stream(&format!("/v1/tasks/{id}/watch")).await?;
-    copy_stream(c.stream(&format!("/v1/tasks/{id}/logs?follow=true")).await?, false).await?;
+    // Both asked for at once; the states are watched from the start, so the end is never
+    // missed between the two streams.
+    let (watch, logs) = (
+        format!("/v1/tasks/{id}/watch"),
+        format!("/v1/tasks/{id}/logs?follow=true"),
+    );
+    let (mut states, output) = tokio::try_join!(c.stream(&watch), c.stream(&logs))?;
+    copy_stream(output, false).await?;
     let mut last: Option<tepui_api::TaskView> = None;
     let mut buf = Vec::new();
     let read = async {

@@ -10,8 +10,11 @@
 //!   leader acknowledges it by uuid ([`UpdateQueue::ack`]); the acknowledgement deletes it.
 //!
 //! Layout, per task under the queue's root (`<data_dir>/tasks/<task dir>/`, see
-//! [`task_dir_name`]): `updates/<seq>.json` for each unacknowledged update and `latest.json`,
-//! the most recent update (acknowledged or not), which the agent reports when it registers.
+//! [`task_dir_name`]): `updates/<seq>.json` for each unacknowledged update, and `latest.json`,
+//! the last acknowledged one (its file, moved there by the acknowledgement). The most recent
+//! update, which the agent reports when it registers, is the newest of them. One file per
+//! update and no copies: on a filesystem without a journal every file created and deleted
+//! makes the next creations slower for a while, and a thousand launches create plenty.
 //!
 //! Scheduling is pure: time comes in as an argument ([`UpdateQueue::due`]), so the retry
 //! schedule is tested without waiting.
@@ -82,19 +85,12 @@ pub struct Reserved {
 }
 
 impl Reserved {
-    /// Writes the update (durably) and its task's `latest.json`; needs no lock.
+    /// Writes the update (durably); needs no lock.
     pub fn write(&self) -> io::Result<()> {
         let bytes = serde_json::to_vec(&self.stored).map_err(io::Error::other)?;
         ensure_dir(&self.dir)?;
         ensure_dir(&self.dir.join(UPDATES_DIR))?;
-        write_atomic(&reserved_path(&self.dir, self.stored.seq), &bytes)?;
-        // `latest.json` is a copy: `open` takes the newest pending update when it is older or
-        // missing, so it is renamed into place without being synced.
-        if let Err(e) = write_replace(&self.dir.join(LATEST), &bytes) {
-            // The update itself is safe; `open` takes the newest pending one as the latest.
-            tracing::warn!(task = %self.stored.update.task_id, error = %e, "could not record the latest status");
-        }
-        Ok(())
+        write_atomic(&reserved_path(&self.dir, self.stored.seq), &bytes)
     }
 
     pub fn update(&self) -> &StatusUpdate {
@@ -219,8 +215,8 @@ impl UpdateQueue {
         t.pending.insert(at, (stored.seq, stored.update));
     }
 
-    /// The leader committed the update `uuid` of `task_id`: delete it, and make the task's
-    /// next update due. True if it was the task's oldest pending update; acknowledgements of
+    /// The leader committed the update `uuid` of `task_id`: it becomes the task's
+    /// `latest.json` (the newest acknowledged update), and the task's next update is due. True if it was the task's oldest pending update; acknowledgements of
     /// anything else (repeated, or never sent) change nothing.
     pub fn ack(&mut self, task_id: &str, uuid: &str) -> bool {
         let dir = self.dir(task_id);
@@ -229,11 +225,12 @@ impl UpdateQueue {
         };
         match t.pending.front() {
             Some((seq, u)) if u.uuid == uuid => {
-                let path = dir.join(UPDATES_DIR).join(format!("{seq:020}.json"));
-                if let Err(e) = fs::remove_file(&path) {
+                let path = reserved_path(&dir, *seq);
+                // Not synced: if a crash undoes the move, the update is sent again (at least
+                // once), and `open` takes the newest of the two files as the latest.
+                if let Err(e) = fs::rename(&path, dir.join(LATEST)) {
                     if e.kind() != io::ErrorKind::NotFound {
-                        // It comes back after a restart and is sent again: at least once.
-                        tracing::warn!(file = %path.display(), error = %e, "could not delete an acknowledged update");
+                        tracing::warn!(file = %path.display(), error = %e, "could not retire an acknowledged update");
                     }
                 }
                 t.pending.pop_front();
@@ -342,18 +339,6 @@ pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Writes a file so that it is either all there or not there at all, and durable on return.
-/// Replaces `path` with `data` at once (no reader sees half a file), without waiting for the
-/// disk: for files that can be rebuilt after a crash.
-fn write_replace(path: &Path, data: &[u8]) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".tmp-{name}"));
-    fs::write(&tmp, data)?;
-    fs::rename(&tmp, path)
-}
-
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()

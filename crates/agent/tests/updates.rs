@@ -141,32 +141,42 @@ fn a_reopened_queue_resends_what_was_not_acknowledged_in_order() {
 }
 
 #[test]
-fn the_newest_pending_update_wins_over_a_stale_latest_file() {
+fn the_newest_pending_update_wins_over_the_latest_file() {
     let dir = tempfile::tempdir().unwrap();
+    let task_dir = dir.path().join(task_dir_name("a"));
     {
         let mut q = UpdateQueue::open(dir.path()).unwrap();
         q.push(update("a", "a0", "TASK_RUNNING")).unwrap();
-    }
-    let task_dir = dir.path().join(task_dir_name("a"));
-    let stale = std::fs::read(task_dir.join("latest.json")).unwrap();
-    {
-        let mut q = UpdateQueue::open(dir.path()).unwrap();
+        // An acknowledged update becomes the task's latest.json, its file moved there.
+        assert!(q.ack("a", "a0"));
+        assert!(files(dir.path(), "a").is_empty());
+        assert!(task_dir.join("latest.json").is_file());
         q.push(update("a", "a1", "TASK_FAILED")).unwrap();
     }
-    // A crash between writing the update and copying it to latest.json, with a half-written
-    // temporary file left behind.
-    std::fs::write(task_dir.join("latest.json"), stale).unwrap();
+    // A crash with a half-written temporary file left behind.
     std::fs::write(
         task_dir.join("updates").join(".tmp-00000000000000000002.json"),
         b"{\"seq\":",
     )
     .unwrap();
     let mut q = UpdateQueue::open(dir.path()).unwrap();
-    assert_eq!(q.latest("a").unwrap().uuid, "a1");
-    assert_eq!(q.pending("a").len(), 2);
-    assert_eq!(files(dir.path(), "a").len(), 2, "temporary files are removed");
+    assert_eq!(
+        q.latest("a").unwrap().uuid,
+        "a1",
+        "the newer pending update, not latest.json"
+    );
+    assert_eq!(q.pending("a").len(), 1);
+    assert_eq!(files(dir.path(), "a").len(), 1, "temporary files are removed");
     q.push(update("a", "a2", "TASK_FAILED")).unwrap();
-    assert_eq!(files(dir.path(), "a").len(), 3, "sequence numbers do not collide");
+    assert_eq!(files(dir.path(), "a").len(), 2, "sequence numbers do not collide");
+    assert!(q.ack("a", "a1"));
+    drop(q);
+    let q = UpdateQueue::open(dir.path()).unwrap();
+    assert_eq!(q.latest("a").unwrap().uuid, "a2");
+    assert_eq!(
+        q.pending("a").iter().map(|u| u.uuid.as_str()).collect::<Vec<_>>(),
+        ["a2"]
+    );
 }
 
 #[test]

@@ -66,13 +66,11 @@ pub fn marathon_error(status: u16, body: &[u8]) -> String {
 
 impl Marathon {
     pub fn new(addr: &str) -> Marathon {
-        // Normalizes the address and installs the TLS provider reqwest may need.
-        let base = crate::Client::new(addr).base().to_string();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .default_headers(crate::auth_headers())
+        crate::install_crypto_provider();
+        let base = crate::base_url(addr);
+        let http = crate::http_client(&base, crate::auth_headers())
             .build()
-            .expect("a plain HTTP client always builds");
+            .expect("an HTTP client always builds");
         Marathon { base, http }
     }
 

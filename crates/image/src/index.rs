@@ -210,10 +210,24 @@ pub fn load(path: &Path) -> Result<IndexFile, Error> {
     Ok(index)
 }
 
-/// Writes the index atomically.
-pub fn save(path: &Path, index: &IndexFile) -> Result<(), Error> {
+/// Whether a save must survive a power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Images: an import or pull that was answered must not be forgotten.
+    Durable,
+    /// Leases only: they describe mounts and containers, which a power loss ends anyway, and
+    /// the store drops the leases of vanished root filesystems when it opens.
+    Volatile,
+}
+
+/// Writes the index atomically (and durably, if asked).
+pub fn save(path: &Path, index: &IndexFile, durability: Durability) -> Result<(), Error> {
     let data = serde_json::to_vec_pretty(index).expect("the index serializes");
-    crate::sys::write_atomic(path, &data).map_err(|source| Error::Io {
+    match durability {
+        Durability::Durable => crate::sys::write_atomic(path, &data),
+        Durability::Volatile => crate::sys::replace_file(path, &data),
+    }
+    .map_err(|source| Error::Io {
         context: format!("cannot write {}", path.display()),
         source,
     })
@@ -319,7 +333,7 @@ mod tests {
         assert_eq!(load(&path).unwrap(), IndexFile::new());
         let mut idx = IndexFile::new();
         idx.upsert(image("a", 1, &[10]));
-        save(&path, &idx).unwrap();
+        save(&path, &idx, Durability::Durable).unwrap();
         assert_eq!(load(&path).unwrap(), idx);
         std::fs::write(&path, b"{broken").unwrap();
         assert!(matches!(load(&path), Err(Error::CorruptIndex { .. })));

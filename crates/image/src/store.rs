@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 use crate::blobs::{temp_name, Blobs};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext};
-use crate::index::{self, Image, IndexFile, Lease};
+use crate::index::{self, Durability, Image, IndexFile, Lease};
 use crate::layer::{self, UnpackError};
 use crate::manifest::Platform;
 use crate::rootfs::{self, Rootfs, RootfsMode};
@@ -153,7 +153,21 @@ impl ImageStore {
         fs::create_dir_all(&tmp_dir).ctx(|| format!("cannot create {}", tmp_dir.display()))?;
         remove_layer_temps(&layers_dir);
         let index_path = root.join("index.json");
-        let index = index::load(&index_path)?;
+        let mut index = index::load(&index_path)?;
+        // A lease whose root filesystem is gone (its release was not saved before a power
+        // loss) would hold its layers forever.
+        let before = index.leases.len();
+        index.leases.retain(|l| {
+            let d = rootfs::dirs(&l.container_dir);
+            d.state.exists() || rootfs::is_mount_point(&d.rootfs)
+        });
+        if index.leases.len() != before {
+            warn!(
+                dropped = before - index.leases.len(),
+                "leases of root filesystems that are gone dropped"
+            );
+            index::save(&index_path, &index, Durability::Durable)?;
+        }
         info!(root = %root.display(), images = index.images.len(), "image store open");
         Ok(ImageStore {
             inner: Arc::new(Inner {
@@ -210,7 +224,7 @@ impl ImageStore {
     /// `in_use` names it (by reference, id or manifest digest) or a rootfs made from it has not
     /// been released.
     pub fn remove(&self, key: &str, in_use: &HashSet<String>) -> Result<Image, Error> {
-        self.update_index(|idx| {
+        self.update_index(Durability::Durable, |idx| {
             let image = idx.find(key).cloned().ok_or_else(|| not_in_store(key))?;
             if idx.in_use(&image, in_use) {
                 return Err(Error::InUse {
@@ -312,7 +326,7 @@ impl ImageStore {
         let container_dir = container_dir
             .canonicalize()
             .ctx(|| format!("cannot resolve {}", container_dir.display()))?;
-        let image = self.update_index(|idx| {
+        let image = self.update_index(Durability::Volatile, |idx| {
             let image = idx.find(image).cloned().ok_or_else(|| not_in_store(image))?;
             if let Some(lease) = idx.lease(&container_dir) {
                 return Err(Error::RootfsExists {
@@ -334,7 +348,7 @@ impl ImageStore {
                 let d = rootfs::dirs(&container_dir);
                 let _ = rootfs::unmount(&d.rootfs);
                 let _ = rootfs::remove_dirs(&d);
-                let _ = self.update_index(|idx| {
+                let _ = self.update_index(Durability::Volatile, |idx| {
                     idx.remove_lease(&container_dir);
                     Ok(())
                 });
@@ -399,7 +413,8 @@ impl ImageStore {
             config: image.config.clone(),
         };
         let state = serde_json::to_vec_pretty(&r).expect("rootfs state serializes");
-        sys::write_atomic(&d.state, &state).ctx(|| format!("cannot write {}", d.state.display()))?;
+        // Like the lease, it describes a mount, which does not outlive the machine.
+        sys::replace_file(&d.state, &state).ctx(|| format!("cannot write {}", d.state.display()))?;
         info!(reference = %image.reference, rootfs = %d.rootfs.display(), ?mode, "rootfs prepared");
         Ok(r)
     }
@@ -420,7 +435,7 @@ impl ImageStore {
             })?;
             rootfs::remove_dirs(&d).ctx(|| format!("cannot remove the rootfs in {}", container_dir.display()))?;
         }
-        self.update_index(|idx| {
+        self.update_index(Durability::Volatile, |idx| {
             if idx.remove_lease(&container_dir).is_some() {
                 debug!(dir = %container_dir.display(), "rootfs released");
             }
@@ -430,12 +445,16 @@ impl ImageStore {
 
     /// Runs `f` on a copy of the index and saves it; the in-memory index changes only if the
     /// save worked.
-    pub(crate) fn update_index<T>(&self, f: impl FnOnce(&mut IndexFile) -> Result<T, Error>) -> Result<T, Error> {
+    pub(crate) fn update_index<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut IndexFile) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let mut guard = lock(&self.inner.index);
         let mut next = guard.clone();
         let out = f(&mut next)?;
         if next != *guard {
-            index::save(&self.inner.index_path, &next)?;
+            index::save(&self.inner.index_path, &next, durability)?;
             *guard = next;
         }
         Ok(out)
@@ -505,7 +524,7 @@ impl ImageStore {
 
     /// Records a complete image (its blobs and layers are in place).
     pub(crate) fn commit(&self, image: Image) -> Result<Image, Error> {
-        self.update_index(|idx| {
+        self.update_index(Durability::Durable, |idx| {
             if let Some(old) = idx.upsert(image.clone()) {
                 if old.manifest_digest != image.manifest_digest {
                     info!(reference = %image.reference, old = %old.manifest_digest, new = %image.manifest_digest, "image reference moved");

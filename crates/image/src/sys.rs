@@ -136,14 +136,27 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Writes a file atomically: a temporary sibling, fsync, rename, fsync of the directory.
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+/// The directory of `path` and a temporary name beside it.
+fn temp_sibling(path: &Path) -> (&Path, std::path::PathBuf) {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    (dir, dir.join(format!(".{name}.tmp-{}", std::process::id())))
+}
+
+/// Writes a file atomically but not durably: a temporary sibling renamed into place, so a
+/// crash leaves the old contents or the new, never half; a power loss may leave the old.
+pub fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
+    let (_, tmp) = temp_sibling(path);
+    fs::write(&tmp, data)?;
+    fs::rename(&tmp, path)
+}
+
+/// Writes a file atomically: a temporary sibling, fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let (dir, tmp) = temp_sibling(path);
     {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;

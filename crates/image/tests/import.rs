@@ -279,6 +279,35 @@ fn the_index_survives_reopening_the_store() {
 }
 
 #[test]
+fn reopening_keeps_the_leases_of_live_root_filesystems_and_drops_vanished_ones() {
+    let f = Fixture::new();
+    let layout = f.path("layout");
+    build_busybox_layout(&layout, "v1").unwrap();
+    let root = f.path("second-store");
+    let store = tepui_image::ImageStore::open(tepui_image::StoreConfig::new(&root)).unwrap();
+    store.import(&layout, Some("t/bb:v1")).unwrap();
+    let (live, gone) = (f.path("live"), f.path("gone"));
+    store.prepare_rootfs("t/bb:v1", &live).unwrap();
+    store.prepare_rootfs("t/bb:v1", &gone).unwrap();
+    // What a power loss can leave: the container's files gone (mounts end with the machine),
+    // its lease still in the index because the release was not saved durably.
+    nix::mount::umount2(&gone.join("rootfs"), nix::mount::MntFlags::MNT_DETACH).unwrap();
+    fs::remove_dir_all(&gone).unwrap();
+    drop(store);
+
+    let store = tepui_image::ImageStore::open(tepui_image::StoreConfig::new(&root)).unwrap();
+    let err = store.remove("t/bb:v1", &HashSet::new()).unwrap_err();
+    assert!(
+        matches!(err, Error::InUse { .. }),
+        "the live rootfs still holds it: {err}"
+    );
+    store.release_rootfs(&live).unwrap();
+    store
+        .remove("t/bb:v1", &HashSet::new())
+        .expect("no lease of the vanished rootfs holds the image");
+}
+
+#[test]
 fn broken_archives_give_clear_errors_and_leave_the_store_consistent() {
     let f = Fixture::new();
     let layout = f.path("layout");

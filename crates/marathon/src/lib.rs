@@ -221,12 +221,32 @@ impl<'a> TaskIndex<'a> {
             .unwrap_or(&[])
     }
 
-    /// An app's live instances as the planner sees them.
-    pub(crate) fn instances(&self, s: &State, spec: &AppSpec) -> Vec<Instance> {
+    /// An app's live instances as the planner sees them (without their agents: the planner
+    /// does not look at them, and copying every agent's attributes on each pass was most of
+    /// the pass).
+    pub(crate) fn instances(&self, spec: &AppSpec) -> Vec<Instance> {
         self.tasks(&spec.id)
             .iter()
             .filter(|t| !t.state.is_terminal())
-            .map(|t| instance(s, spec, t))
+            .map(|t| instance(spec, t))
+            .collect()
+    }
+
+    /// The agents of an app's live instances, one entry per instance, for its placement
+    /// constraints.
+    pub(crate) fn placed_agents(&self, s: &State, app: &PathId) -> Vec<tepui_services::constraints::AgentInfo> {
+        self.tasks(app)
+            .iter()
+            .filter(|t| !t.state.is_terminal())
+            .filter_map(|t| {
+                s.nodes
+                    .get(&t.agent_id)
+                    .map(|n| tepui_services::constraints::AgentInfo {
+                        id: n.id.to_string(),
+                        hostname: n.name.clone(),
+                        attributes: n.agent.as_ref().map(|a| a.attributes.clone()).unwrap_or_default(),
+                    })
+            })
             .collect()
     }
 }
@@ -236,7 +256,7 @@ pub(crate) fn tasks_of<'a>(s: &'a State, app: &PathId) -> Vec<&'a TaskRecord> {
     TaskIndex::new(s).tasks(app).to_vec()
 }
 
-fn instance(s: &State, spec: &AppSpec, t: &TaskRecord) -> Instance {
+fn instance(spec: &AppSpec, t: &TaskRecord) -> Instance {
     let state = match t.state {
         _ if t.kill_requested => InstanceState::Killing,
         TaskState::TaskStaging => InstanceState::Staged,
@@ -258,20 +278,12 @@ fn instance(s: &State, spec: &AppSpec, t: &TaskRecord) -> Instance {
         (true, Some(true)) => Health::Healthy,
         (true, Some(false)) => Health::Unhealthy,
     };
-    let agent = s
-        .nodes
-        .get(&t.agent_id)
-        .map(|n| tepui_services::constraints::AgentInfo {
-            id: n.id.to_string(),
-            hostname: n.name.clone(),
-            attributes: n.agent.as_ref().map(|a| a.attributes.clone()).unwrap_or_default(),
-        });
     Instance {
         id: t.id.clone(),
         version,
         state,
         health,
-        agent,
+        agent: None,
         started_at: Some(t.created_at),
         unreachable_since: (t.state == TaskState::TaskUnreachable).then_some(t.updated_at),
     }

@@ -310,7 +310,13 @@ fn match_offer(q: &mut Queue, s: &State, offer: &OfferView, now: u64) -> Vec<Lau
         if waiting == 0 || !q.launch.can_launch(&spec.id, now) {
             continue;
         }
-        let mut placed: Vec<AgentInfo> = index.instances(s, &spec).into_iter().filter_map(|i| i.agent).collect();
+        // Only constraints look at where the other instances run.
+        let constrained = !spec.constraints.is_empty();
+        let mut placed: Vec<AgentInfo> = if constrained {
+            index.placed_agents(s, &spec.id)
+        } else {
+            Vec::new()
+        };
         let mut launched = 0;
         while launched < waiting {
             let refs: Vec<&AgentInfo> = placed.iter().collect();
@@ -318,7 +324,9 @@ fn match_offer(q: &mut Queue, s: &State, offer: &OfferView, now: u64) -> Vec<Lau
                 Ok(f) => {
                     launches.push(launch_spec(&spec, offer.agent_id, &f.host_ports));
                     deduct(&mut summary, &spec, &f.host_ports);
-                    placed.push(summary.agent.clone());
+                    if constrained {
+                        placed.push(summary.agent.clone());
+                    }
                     q.stats
                         .entry(spec.id.clone())
                         .or_default()
@@ -601,7 +609,7 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
                 }
             }
         }
-        let current = index.instances(s, spec);
+        let current = index.instances(spec);
         let decision = plan::step(spec, &current, now);
         q.launch.set_waiting(spec, decision.launch, now);
         for i in &current {
@@ -697,7 +705,7 @@ fn action_done(s: &State, index: &TaskIndex, action: ActionKind, app: &PathId, n
         // Marathon's start step only creates the app; scaling it up is the next step.
         (ActionKind::StartApplication, _) => true,
         (ActionKind::StopApplication, _) | (_, None) => index.tasks(app).iter().all(|t| t.state.is_terminal()),
-        (_, Some(spec)) => plan::step(&spec, &index.instances(s, &spec), now).complete,
+        (_, Some(spec)) => plan::step(&spec, &index.instances(&spec), now).complete,
     }
 }
 

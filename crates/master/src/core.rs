@@ -352,8 +352,16 @@ impl Core {
     }
 
     fn sync_tasks(&mut self, s: &State) {
+        // Live tasks whose holding is settled: when every settled holding is one of them,
+        // none ended, and the search for ended ones (a lookup in the state per holding, on
+        // every tick) is skipped.
+        let mut live_settled = 0;
         for t in s.tasks.values() {
-            if t.state.is_terminal() || self.held.contains_key(&t.id) {
+            if t.state.is_terminal() {
+                continue;
+            }
+            if let Some(h) = self.held.get(&t.id) {
+                live_settled += usize::from(h.pending.is_none());
                 continue;
             }
             // A removed framework's tasks (being killed) are held by the operator until they end.
@@ -384,6 +392,10 @@ impl Core {
                     pending: None,
                 },
             );
+            live_settled += 1;
+        }
+        if self.held.values().filter(|h| h.pending.is_none()).count() == live_settled {
+            return;
         }
         let ended: Vec<String> = self
             .held

@@ -22,14 +22,16 @@ mod proto;
 mod sandbox;
 mod seccomp;
 mod shim;
+mod spawner;
 mod spec;
 mod volumes;
 
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, Interest};
@@ -190,6 +192,8 @@ pub struct Runtime {
     bridge_ready: tokio::sync::Mutex<bool>,
     /// The default seccomp profile, compiled once (tens of ms of CPU) for every task.
     seccomp_bpf: Vec<u8>,
+    /// Forks the shims (started on first use).
+    spawner: Arc<spawner::Spawner>,
 }
 
 fn shim_err(id: &str, source: io::Error) -> Error {
@@ -230,13 +234,24 @@ impl Runtime {
             .map(|a| fs::canonicalize(a).unwrap_or_else(|_| a.clone()))
             .collect();
         let seccomp_bpf = seccomp::compile_default().map_err(|e| Error::Seccomp(tepui_common::error_chain(&e)))?;
-        Ok(Runtime {
+        let runtime = Runtime {
             root,
             allowed_host_volumes,
-            config,
             bridge_ready: tokio::sync::Mutex::new(false),
             seccomp_bpf,
-        })
+            spawner: Arc::new(spawner::Spawner::new(
+                config.shim_program.clone(),
+                config.shim_args.clone(),
+            )),
+            config,
+        };
+        runtime.prepare_host_root(&runtime.shared_host_root())?;
+        Ok(runtime)
+    }
+
+    /// The pid of the process that forks this runtime's shims, once one runs.
+    pub fn spawner_pid(&self) -> Option<u32> {
+        self.spawner.pid()
     }
 
     fn sandbox(&self, id: &str) -> Sandbox {
@@ -317,6 +332,11 @@ impl Runtime {
                 }
                 (p.clone(), p.clone())
             }
+            // One skeleton serves every host task whose mount points are all in it: their
+            // root is read-only, and a skeleton per task was about 15 of the 40 files and
+            // directories each start created. A volume's mount point would be made in the
+            // skeleton, so a task with volumes gets one of its own.
+            Rootfs::Host if spec.volumes.is_empty() => (self.shared_host_root(), PathBuf::from("/")),
             Rootfs::Host => {
                 let r = sb.host_root();
                 self.prepare_host_root(&r)?;
@@ -476,6 +496,13 @@ impl Runtime {
         out
     }
 
+    fn shared_host_root(&self) -> PathBuf {
+        self.root.join("host-root")
+    }
+
+    /// Makes (or completes) a root for host tasks: the mount points of the host's directories
+    /// and of the task's own mounts. Idempotent, and it never removes anything: running tasks
+    /// may have a root made here.
     fn prepare_host_root(&self, r: &Path) -> Result<()> {
         let mk = |p: &Path| fs::create_dir_all(p).map_err(|e| Error::io("create", p, e));
         mk(r)?;
@@ -518,41 +545,45 @@ impl Runtime {
         Ok(())
     }
 
-    async fn spawn_shim(&self, sb: &Sandbox) -> Result<shim::Ready> {
-        let (r, w) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe for", &sb.dir, e.into()))?;
-        let wfd: RawFd = w.as_raw_fd();
+    /// Executes the shim (when the spawner cannot fork one); `w`, the ready pipe's write
+    /// end, becomes its stdout, so std starts it with posix_spawn (vfork): forking the agent
+    /// would copy its page tables and then fault on every page it writes until the child
+    /// execs.
+    async fn exec_shim(&self, sb: &Sandbox, w: OwnedFd) -> Result<()> {
         let mut cmd = tokio::process::Command::new(&self.config.shim_program);
         cmd.args(&self.config.shim_args)
             .arg("--sandbox")
             .arg(&sb.dir)
-            .args(["--ready-fd", "3"])
+            .args(["--ready-fd", "1"])
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::from(w))
             .stderr(std::process::Stdio::null());
-        // SAFETY: dup2/fcntl are async-signal-safe; they only touch the child's table.
-        unsafe {
-            cmd.pre_exec(move || {
-                if wfd == 3 {
-                    if libc::fcntl(3, libc::F_SETFD, 0) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                } else if libc::dup2(wfd, 3) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         let status = cmd
             .status()
             .await
             .map_err(|e| Error::io("start shim", &self.config.shim_program, e))?;
-        drop(w);
         if !status.success() {
             return Err(Error::StartFailed {
                 id: sandbox_id(sb),
                 message: format!("the shim exited with {status}"),
             });
+        }
+        Ok(())
+    }
+
+    async fn spawn_shim(&self, sb: &Sandbox) -> Result<shim::Ready> {
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe for", &sb.dir, e.into()))?;
+        let (spawner, dir) = (self.spawner.clone(), sb.dir.clone());
+        let (forked, w) = tokio::task::spawn_blocking(move || (spawner.spawn(&dir, w.as_fd()), w))
+            .await
+            .map_err(|e| Error::io("start shim", &sb.dir, io::Error::other(e.to_string())))?;
+        match forked {
+            Ok(()) => drop(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "the shim spawner failed; executing the shim");
+                self.exec_shim(sb, w).await?;
+            }
         }
         let mut rx =
             tokio::net::unix::pipe::Receiver::from_owned_fd(r).map_err(|e| Error::io("read shim pipe", &sb.dir, e))?;

@@ -50,7 +50,8 @@ pub(crate) struct Ready {
     pub message: Option<String>,
 }
 
-/// Entry point of `tepui shim --sandbox DIR [--ready-fd N]`; returns the exit code.
+/// Entry point of `tepui shim --sandbox DIR [--ready-fd N]`, and of the agent's spawner of
+/// shims, `tepui shim --spawner` (see the spawner module); returns the exit code.
 ///
 /// Call it before any other thread exists (before starting an async runtime): it forks
 /// and keeps running Rust code in the child.
@@ -61,27 +62,53 @@ where
 {
     let mut sandbox: Option<PathBuf> = None;
     let mut ready_fd: Option<RawFd> = None;
+    let mut spawner = false;
     let mut it = args.into_iter().map(Into::into);
     while let Some(a) = it.next() {
         match a.to_str() {
             Some("--sandbox") => sandbox = it.next().map(PathBuf::from),
             Some("--ready-fd") => ready_fd = it.next().and_then(|v| v.to_str()?.parse().ok()),
+            Some("--spawner") => spawner = true,
             _ => {}
         }
     }
-    let Some(sandbox) = sandbox else {
-        eprintln!("shim: usage: shim --sandbox DIR [--ready-fd N]");
-        return 2;
-    };
     if threads() != Some(1) {
         eprintln!("shim: must start single-threaded");
         return 2;
     }
+    if spawner {
+        return crate::spawner::serve(0, detached_main);
+    }
+    let Some(sandbox) = sandbox else {
+        eprintln!("shim: usage: shim --sandbox DIR [--ready-fd N] | shim --spawner");
+        return 2;
+    };
     // SAFETY: single-threaded (checked above); the parent only exits.
     if let Err(e) = unsafe { daemonize() } {
         eprintln!("shim: daemonize: {e}");
         return 1;
     }
+    detached_main(sandbox, ready_fd)
+}
+
+/// The shim proper, once detached from the agent (executed or forked by the spawner).
+fn detached_main(sandbox: PathBuf, ready_fd: Option<RawFd>) -> i32 {
+    // An executed shim gets the ready pipe as its stdout; stdio is pointed at the log later,
+    // so it moves to a descriptor of its own that the task's processes do not inherit.
+    let ready_fd = match ready_fd {
+        Some(fd @ 0..=2) => match nix::fcntl::fcntl(
+            // SAFETY: the descriptor is open for as long as this borrow.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+            nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3),
+        ) {
+            Ok(moved) => Some(moved),
+            Err(e) => {
+                eprintln!("shim: ready pipe: {e}");
+                return 1;
+            }
+        },
+        other => other,
+    };
     // SAFETY: the agent passed this descriptor for us alone; nothing else owns it.
     let ready = ready_fd.map(|fd| unsafe { File::from_raw_fd(fd) });
     match run(Sandbox::new(sandbox), ready) {

@@ -846,6 +846,59 @@ async fn a_dead_shim_is_reported_and_its_task_cleaned_up() {
 }
 
 #[tokio::test]
+async fn one_spawner_forks_the_shims_and_a_new_one_replaces_it_when_killed() {
+    let f = fixture(None);
+    let first = task_id("spawned");
+    let h = f.rt.launch(&spec(&f, &first, &["sleep", "1000"])).await.unwrap();
+    let spawner = f.rt.spawner_pid().expect("the first launch started a spawner") as i32;
+    let shim_pid = |sandbox: &Path| -> i32 {
+        std::fs::read_to_string(sandbox.join("shim.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let shim = shim_pid(&h.sandbox);
+    // The shim detached from the spawner, and shows its sandbox in ps as an executed one would.
+    let stat = std::fs::read_to_string(format!("/proc/{shim}/stat")).unwrap();
+    let ppid: i32 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(ppid, spawner);
+    let cmdline = std::fs::read(format!("/proc/{shim}/cmdline")).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(
+        cmdline.contains(&format!("shim --sandbox {}", h.sandbox.display())),
+        "{cmdline:?}"
+    );
+
+    // SAFETY: kill(2) on the spawner this test's runtime started.
+    assert_eq!(unsafe { libc::kill(spawner, libc::SIGKILL) }, 0);
+    let second = task_id("respawned");
+    let h2 =
+        f.rt.launch(&spec(&f, &second, &["sh", "-c", "echo again"]))
+            .await
+            .unwrap();
+    assert_eq!(wait(&f.rt, &second).await.state, TaskState::Finished);
+    assert_eq!(log(&f.rt, &second, LogStream::Stdout, None).await, "again\n");
+    let respawned = f.rt.spawner_pid().expect("a new spawner") as i32;
+    assert_ne!(respawned, spawner);
+    assert!(!alive(spawner), "the killed spawner was reaped");
+    assert_ne!(shim_pid(&h2.sandbox), shim);
+
+    // The first task never noticed.
+    assert!(alive(h.pid) && alive(shim));
+    f.rt.kill(&first).await.unwrap();
+    assert_eq!(wait(&f.rt, &first).await.state, TaskState::Killed);
+}
+
+#[tokio::test]
 async fn signal_dispositions_are_default_in_the_task() {
     let f = fixture(None);
     let id = task_id("signals");

@@ -16,6 +16,7 @@
 //!
 //! Fractions are rounded with a tolerance of 1e-9, so `0.3 * 10` is 3, not 4.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 
 use serde::{Deserialize, Serialize};
@@ -59,7 +60,7 @@ pub fn step(spec: &AppSpec, instances: &[Instance], now: u64) -> Decision {
     let view = unreachable_view(spec, instances, now, &mut decision);
 
     let killing = view.iter().filter(|i| i.state == InstanceState::Killing).count();
-    let active: Vec<&Instance> = view.iter().filter(|i| i.is_active()).collect();
+    let active: Vec<&Instance> = view.iter().map(|i| i.as_ref()).filter(|i| i.is_active()).collect();
     let total = active.len() + killing;
     let (current, old): (Vec<&Instance>, Vec<&Instance>) =
         active.iter().partition(|i| i.version == spec.config_version());
@@ -144,14 +145,20 @@ fn room(wanted: usize, upper: usize, total: usize) -> u32 {
 
 /// Applies the unreachable strategy: records which instances turn inactive or are expunged and
 /// returns the instances as they are after that (expunged ones removed).
-fn unreachable_view(spec: &AppSpec, instances: &[Instance], now: u64, decision: &mut Decision) -> Vec<Instance> {
+/// Borrowed where nothing changes: the planner runs on every state change, over every instance.
+fn unreachable_view<'a>(
+    spec: &AppSpec,
+    instances: &'a [Instance],
+    now: u64,
+    decision: &mut Decision,
+) -> Vec<Cow<'a, Instance>> {
     let mut view = Vec::with_capacity(instances.len());
     for inst in instances {
         if !matches!(
             inst.state,
             InstanceState::Unreachable | InstanceState::UnreachableInactive
         ) {
-            view.push(inst.clone());
+            view.push(Cow::Borrowed(inst));
             continue;
         }
         let since = inst.unreachable_since.unwrap_or(now);
@@ -161,12 +168,12 @@ fn unreachable_view(spec: &AppSpec, instances: &[Instance], now: u64, decision: 
                 if inst.state == InstanceState::Unreachable {
                     decision.mark_inactive.push(inst.id.clone());
                 }
-                view.push(Instance {
+                view.push(Cow::Owned(Instance {
                     state: InstanceState::UnreachableInactive,
                     ..inst.clone()
-                });
+                }));
             }
-            UnreachableAction::Wait { .. } => view.push(inst.clone()),
+            UnreachableAction::Wait { .. } => view.push(Cow::Borrowed(inst)),
         }
     }
     view
