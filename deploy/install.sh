@@ -17,7 +17,8 @@ fi
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl daemon-reload
   systemctl enable --now "tepui-$role"
-  echo "tepui-$role started; tepui status --addr ${ip:-127.0.0.1}:5050"
+  # A server's API is on loopback unless its args say --http-bind.
+  echo "tepui-$role started; on this machine: tepui status --addr 127.0.0.1:5050"
 else
   echo "no systemd here: run /usr/local/bin/tepui $role --data-dir /var/lib/tepui $*"
 fi

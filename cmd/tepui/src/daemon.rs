@@ -1,7 +1,7 @@
 //! Starting the long-running modes and waiting for a signal to stop.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,19 @@ pub enum Mode {
         token: String,
         agent_timeout_secs: f64,
     },
+}
+
+/// Where a server's HTTP API listens unless told: beside the other listeners on a loopback
+/// bind (a laptop, or several nodes on one host), on loopback otherwise. The cluster port is
+/// mutual TLS; the API takes tokens, and goes on a network only when the operator says so.
+pub fn default_http_bind(bind: IpAddr) -> IpAddr {
+    if bind.is_loopback() {
+        bind
+    } else if bind.is_ipv6() {
+        IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+    } else {
+        IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+    }
 }
 
 /// `HOST` means `HOST:5052`, the default cluster port.
@@ -125,8 +138,12 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
     if run_server {
         let mut cfg = ServerConfig::new(name.clone(), data_dir.clone());
         cfg.cluster_listen = SocketAddr::new(args.bind, args.cluster_port);
-        cfg.http_listen = SocketAddr::new(args.bind, args.http_port);
+        cfg.http_listen = SocketAddr::new(
+            args.http_bind.unwrap_or_else(|| default_http_bind(args.bind)),
+            args.http_port,
+        );
         cfg.advertise = args.advertise;
+        cfg.api_hostnames = args.api_hostnames.clone();
         cfg.first_start = first_start;
         cfg.agent_timeout = Duration::from_secs_f64(agent_timeout);
         cfg.deployment_timeout = args.deployment_timeout;
@@ -299,7 +316,17 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::default_cluster_port;
+    use super::{default_cluster_port, default_http_bind};
+
+    #[test]
+    fn the_api_stays_on_loopback_unless_the_node_binds_there() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(default_http_bind(ip("127.0.0.11")), ip("127.0.0.11"));
+        assert_eq!(default_http_bind(ip("::1")), ip("::1"));
+        assert_eq!(default_http_bind(ip("10.0.0.1")), ip("127.0.0.1"));
+        assert_eq!(default_http_bind(ip("0.0.0.0")), ip("127.0.0.1"));
+        assert_eq!(default_http_bind(ip("fd00::1")), ip("::1"));
+    }
 
     #[test]
     fn cluster_port_defaults_to_5052() {

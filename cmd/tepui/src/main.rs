@@ -88,6 +88,14 @@ struct DaemonArgs {
     /// The IP other nodes reach this one on [default: the bind IP]
     #[arg(long)]
     advertise: Option<IpAddr>,
+    /// The IP a server's HTTP API listens on [default: the bind IP if it is a loopback
+    /// address, else 127.0.0.1: the API is on the network only when asked, as with 0.0.0.0]
+    #[arg(long)]
+    http_bind: Option<IpAddr>,
+    /// A name callers use for a server's HTTP API (repeatable): the `Host` header must be an
+    /// IP address, localhost, a node's name or one of these (DNS-rebinding protection)
+    #[arg(long = "api-hostname", value_name = "NAME")]
+    api_hostnames: Vec<String>,
     /// The node's name [default: the host name]
     #[arg(long)]
     name: Option<String>,

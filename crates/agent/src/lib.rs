@@ -280,9 +280,7 @@ impl Agent {
         let shutdown_http = shutdown.clone();
         loops.spawn(async move {
             let listener = tepui_transport::KillableListener::new(listener, shutdown_http);
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "agent http server stopped");
-            }
+            tepui_transport::serve_http(listener, app, tepui_transport::HttpLimits::default()).await;
         });
         tracing::info!(node = identity.node_id, name = %identity.name, http = %http_addr, "agent started");
         Ok(Agent {

@@ -27,6 +27,9 @@ use tepui_state::{AclToken, Capability, FrameworkGrant, State as Replicated};
 pub use tepui_state::Capability as Cap;
 
 pub mod api;
+pub mod audit;
+
+pub use audit::{AuditLog, AuditRecord};
 
 /// Where the bootstrap token is written, under a server's data dir.
 pub const TOKEN_FILE: &str = "api-token";
@@ -203,6 +206,15 @@ impl Denied {
             message: message.into(),
         }
     }
+
+    /// A handler that checks its caller found none: the call did not come through the gate.
+    /// Handlers refuse then (fail closed) instead of assuming the caller may.
+    pub fn no_caller() -> Denied {
+        Denied::forbidden(
+            "no_caller",
+            "this call carries no caller identity (it did not pass the API's gate), so it is refused",
+        )
+    }
 }
 
 impl IntoResponse for Denied {
@@ -262,6 +274,18 @@ impl Identity {
             None => "an anonymous call".into(),
             Some(a) if self.name.is_empty() => format!("token {a}"),
             Some(a) => format!("token {a} ({})", self.name),
+        }
+    }
+
+    /// A management identity, for callers inside a server (and handler tests, which stand
+    /// where the gate would).
+    pub fn management(name: &str) -> Identity {
+        Identity {
+            accessor: None,
+            name: name.to_string(),
+            management: true,
+            capabilities: BTreeSet::new(),
+            frameworks: Vec::new(),
         }
     }
 
@@ -464,11 +488,15 @@ pub fn check(
     Ok(Some(identity))
 }
 
-/// What the gate needs: the route table and the node whose state holds the tokens.
+/// What the gate needs: the route table, the node whose state holds the tokens, and where
+/// audited calls are recorded (none: not recorded).
 #[derive(Clone)]
 pub struct Gate {
     pub table: Arc<RouteTable>,
     pub node: Node,
+    pub audit: Option<Arc<AuditLog>>,
+    /// The names callers may put in `Host` besides IPs, localhost and node names.
+    pub hostnames: Arc<HostNames>,
 }
 
 /// Refuses what a web page could make a browser send to the API: a state-changing request
@@ -521,33 +549,147 @@ pub fn browser_check(method: &Method, headers: &HeaderMap) -> Result<(), Denied>
     Ok(())
 }
 
+/// Marks a request that a server forwarded to the leader: its `Host` was checked by the server
+/// it arrived at. An extension, which no client can send.
+#[derive(Clone, Copy, Debug)]
+pub struct Forwarded;
+
+/// The names, besides IP addresses, `localhost` and the cluster's node names, by which callers
+/// address the API (`--api-hostname`), lower case.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostNames(BTreeSet<String>);
+
+impl HostNames {
+    pub fn new<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> HostNames {
+        HostNames(names.into_iter().map(|n| normalize_host(n.as_ref())).collect())
+    }
+}
+
+fn normalize_host(name: &str) -> String {
+    name.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The host part of a `Host` header (`name:port`, `1.2.3.4`, `[::1]:5050`).
+fn host_part(value: &str) -> &str {
+    if let Some(rest) = value.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => value,
+    }
+}
+
+/// Refuses a `Host` that names neither an IP address, `localhost`, a node of this cluster nor
+/// a configured API hostname: what a web page sends after pointing its own DNS name at this
+/// address (DNS rebinding), to read the API with the browser's help. A request without a
+/// `Host` (HTTP/1.0 tools) passes: browsers always send one.
+pub fn host_check<'a>(
+    host: Option<&str>,
+    configured: &HostNames,
+    mut node_names: impl Iterator<Item = &'a str>,
+) -> Result<(), Denied> {
+    let Some(value) = host else {
+        return Ok(());
+    };
+    let host = normalize_host(host_part(value));
+    let known = host.parse::<std::net::IpAddr>().is_ok()
+        || host == "localhost"
+        || host.ends_with(".localhost")
+        || configured.0.contains(&host)
+        || node_names.any(|n| normalize_host(n) == host);
+    if known {
+        return Ok(());
+    }
+    Err(Denied::forbidden(
+        "unknown_host",
+        format!(
+            "Host {value} does not name this cluster (a web page may have pointed its DNS name here); call the API by IP address, localhost or a node's name, or give this name to the servers with --api-hostname"
+        ),
+    ))
+}
+
 /// The middleware every API request passes. Requests that matched no route go on (to a 404 or
 /// 405 that reveals nothing); the others need what their route's policy says, and carry the
-/// caller's [`Identity`] to their handler.
+/// caller's [`Identity`] to their handler. Calls that change something, read a task's output
+/// or exec into it are recorded in the audit log, refused ones too.
 pub async fn enforce(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
-    let Some(path) = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()) else {
+    let Some(route) = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()) else {
         return next.run(req).await;
     };
-    if let Err(denied) = browser_check(req.method(), req.headers()) {
-        tracing::debug!(%path, method = %req.method(), reason = %denied.message, "refused a browser's call");
-        return denied.into_response();
-    }
+    let started = std::time::Instant::now();
     let now = tepui_node::now_ms();
-    let checked = gate
-        .node
-        .read(|s| check(&gate.table, s, &path, req.method(), req.headers(), now));
-    match checked {
+    let method = req.method().clone();
+    let audit = gate
+        .audit
+        .clone()
+        .filter(|_| audit::audited(&method, gate.table.need(&route, &method)));
+    let mut record = audit.as_ref().map(|_| AuditRecord {
+        time_ms: now,
+        accessor: None,
+        who: None,
+        method: method.to_string(),
+        path: req.uri().path().to_string(),
+        route: route.clone(),
+        status: 0,
+        refused: None,
+        duration_ms: 0,
+    });
+    let public = gate.table.need(&route, &method) == Some(Need::Public);
+    let host = (!public && req.extensions().get::<Forwarded>().is_none()).then(|| {
+        req.headers()
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .map(str::to_string)
+    });
+    let checked = browser_check(&method, req.headers()).and_then(|()| {
+        gate.node.read(|s| {
+            let checked = match &host {
+                Some(h) => host_check(h.as_deref(), &gate.hostnames, s.nodes.values().map(|n| n.name.as_str())),
+                None => Ok(()),
+            }
+            .and_then(|()| check(&gate.table, s, &route, &method, req.headers(), now));
+            if let (Err(_), Some(r)) = (&checked, record.as_mut()) {
+                // A refused caller's token, if it is one: its accessor, never its secret.
+                r.accessor = credential(req.headers())
+                    .ok()
+                    .flatten()
+                    .and_then(|t| t.split_once('.').map(|(a, _)| a.to_string()))
+                    .filter(|a| s.acl_tokens.contains_key(a));
+            }
+            checked
+        })
+    });
+    let response = match checked {
         Ok(identity) => {
+            if let (Some(i), Some(r)) = (&identity, record.as_mut()) {
+                r.accessor = i.accessor.clone();
+                r.who = Some(if i.accessor.is_none() {
+                    "anonymous".into()
+                } else {
+                    i.name.clone()
+                });
+            }
             if let Some(identity) = identity {
                 req.extensions_mut().insert(identity);
             }
             next.run(req).await
         }
         Err(denied) => {
-            tracing::debug!(%path, method = %req.method(), status = denied.status, reason = %denied.message, "refused");
+            tracing::debug!(%route, %method, status = denied.status, reason = %denied.message, "refused");
+            if let Some(r) = record.as_mut() {
+                r.refused = Some(denied.message.clone());
+            }
             denied.into_response()
         }
+    };
+    if let (Some(log), Some(mut r)) = (audit, record) {
+        r.status = response.status().as_u16();
+        r.duration_ms = started.elapsed().as_millis() as u64;
+        log.record(&r);
     }
+    response
 }
 
 fn sha256_hex(s: &str) -> String {

@@ -176,6 +176,8 @@ async fn the_gate_walks_its_own_table() {
         Gate {
             table: table.clone(),
             node,
+            audit: None,
+            hostnames: Default::default(),
         },
         enforce,
     ));
@@ -220,6 +222,23 @@ async fn the_gate_walks_its_own_table() {
     assert_eq!(walked, 3);
     // A path no route matches goes on to the router's 404.
     assert_eq!(call(&Method::GET, "/nothing", None).await.unwrap().status(), 404);
+    // A web page's own DNS name pointed here is refused, even with a good token; the same
+    // call forwarded by a server (which checked the Host it got) passes; health answers all.
+    let with_host = |path: &str, forwarded: bool| {
+        let mut req = http::Request::builder()
+            .uri(path)
+            .header("host", "evil.example:5050")
+            .header("authorization", format!("Bearer {}", f.admin))
+            .body(Body::empty())
+            .unwrap();
+        if forwarded {
+            req.extensions_mut().insert(Forwarded);
+        }
+        app.clone().oneshot(req)
+    };
+    assert_eq!(with_host("/things", false).await.unwrap().status(), 403);
+    assert_eq!(with_host("/things", true).await.unwrap().status(), 200);
+    assert_eq!(with_host("/health", false).await.unwrap().status(), 200);
 }
 
 #[test]
@@ -267,4 +286,145 @@ fn what_a_web_page_could_send_is_refused() {
         browser_check(&Method::GET, &with(&foreign)).is_ok(),
         "reads are not changes"
     );
+}
+
+/// Writes and logs or exec calls are recorded with who made them and the answer, refused
+/// ones too; reads are not; no secret reaches the file, which only its owner may read.
+#[tokio::test]
+async fn the_gate_records_writes_and_output_reads_in_the_audit_log() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(AuditLog::open(dir.path().join("audit.log")).unwrap());
+    let (node, _local) = tepui_node::testing::local_node(f.state.clone());
+    let (router, table) = Routes::<()>::new()
+        .route(
+            "/things",
+            Policy::new().get(Capability::Read).post(Capability::Write),
+            get(|| async { "list" }).post(|| async { "made" }),
+        )
+        .route(
+            "/things/{id}/logs",
+            Policy::new().get(Capability::Logs),
+            get(|| async { "output" }),
+        )
+        .into_parts();
+    let app = router.layer(axum::middleware::from_fn_with_state(
+        Gate {
+            table: Arc::new(table),
+            node,
+            audit: Some(log.clone()),
+            hostnames: Default::default(),
+        },
+        enforce,
+    ));
+    let call = |method: Method, path: &str, auth: Option<String>| {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        app.clone().oneshot(req.body(Body::empty()).unwrap())
+    };
+    let bearer = |t: &str| Some(format!("Bearer {t}"));
+    assert_eq!(
+        call(Method::POST, "/things?secret=x", bearer(&f.admin))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        call(Method::POST, "/things", bearer(&f.reader)).await.unwrap().status(),
+        403
+    );
+    assert_eq!(call(Method::POST, "/things", None).await.unwrap().status(), 401);
+    assert_eq!(
+        call(Method::GET, "/things", bearer(&f.admin)).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        call(Method::GET, "/things/a/logs", bearer(&f.admin))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let summary: Vec<(String, String, u64, Option<String>)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap().to_string(),
+                r["path"].as_str().unwrap().to_string(),
+                r["status"].as_u64().unwrap(),
+                r["who"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("POST".into(), "/things".into(), 200, Some("bootstrap".into())),
+            ("POST".into(), "/things".into(), 403, None),
+            ("POST".into(), "/things".into(), 401, None),
+            ("GET".into(), "/things/a/logs".into(), 200, Some("bootstrap".into())),
+        ],
+        "{text}"
+    );
+    let (reader_accessor, _) = f.reader.split_once('.').unwrap();
+    assert_eq!(
+        records[1]["accessor"], reader_accessor,
+        "a refused known token is named"
+    );
+    assert!(
+        records[1]["refused"].as_str().unwrap().contains("write"),
+        "{}",
+        records[1]
+    );
+    assert_eq!(records[2]["accessor"], serde_json::Value::Null);
+    assert_eq!(records[3]["route"], "/things/{id}/logs");
+    for t in [&f.admin, &f.reader] {
+        let (_, secret) = t.split_once('.').unwrap();
+        assert!(!text.contains(secret), "a token's secret in the audit log");
+    }
+    assert!(!text.contains("secret=x"), "query strings are not recorded");
+    let mode = std::fs::metadata(log.path()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn a_host_that_does_not_name_this_cluster_is_refused() {
+    let names = HostNames::new(["tepui.example.com."]);
+    let nodes = ["s1", "Agent-7"];
+    let ok = |h: Option<&str>| host_check(h, &names, nodes.iter().copied()).is_ok();
+    for h in [
+        "127.0.0.1:5050",
+        "10.1.2.3",
+        "[::1]:5050",
+        "::1",
+        "localhost:5050",
+        "app.localhost",
+        "TEPUI.example.com:5050",
+        "s1:5050",
+        "agent-7",
+    ] {
+        assert!(ok(Some(h)), "{h}");
+    }
+    assert!(ok(None), "no Host: not a browser");
+    // A page's own name pointed at this address (DNS rebinding), or a name nobody configured.
+    for h in [
+        "evil.example:5050",
+        "tepui.example.com.evil.example",
+        "localhost.evil.example",
+        "s1.other",
+    ] {
+        let d = host_check(Some(h), &names, nodes.iter().copied()).unwrap_err();
+        assert_eq!((d.status, d.code), (403, "unknown_host"), "{h}");
+        assert!(d.message.contains("--api-hostname"), "{}", d.message);
+    }
 }

@@ -147,3 +147,39 @@ async fn every_route_needs_what_its_policy_says() {
     assert_eq!(ws.status().as_u16(), 403, "a websocket from another site's page");
     c.shutdown().await;
 }
+
+/// A follower reads a body only up to its route's own limit before forwarding it: a 2 MiB
+/// variable is refused by the follower itself (with no leader to forward to, so the refusal
+/// can only be its own), where it used to read up to 512 MiB of any call first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_reads_no_more_of_a_body_than_its_route_takes() {
+    let mut c = Cluster::builder().servers(3).start().await;
+    let leader = c.wait_for_leader().await;
+    let ids = c.live_server_ids();
+    let follower = *ids.iter().find(|id| **id != leader).unwrap();
+    let other = *ids.iter().find(|id| **id != leader && **id != follower).unwrap();
+    let base = c.client(follower).base().to_string();
+    c.kill_server(leader).await;
+    c.kill_server(other).await;
+
+    let http = reqwest::Client::new();
+    let put = |body: Vec<u8>| {
+        http.put(format!("{base}/v1/vars/big"))
+            .bearer_auth(API_TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let small = put(br#"{"value":"1"}"#.to_vec()).await.unwrap();
+    assert_eq!(
+        small.status(),
+        503,
+        "no leader to forward to: {}",
+        small.text().await.unwrap()
+    );
+    let big = put(vec![b' '; 2 << 20]).await.unwrap();
+    assert_eq!(big.status(), 413);
+    let body: serde_json::Value = big.json().await.unwrap();
+    assert_eq!(body["code"], "body_too_large", "{body}");
+    c.shutdown().await;
+}

@@ -761,13 +761,13 @@ async fn list_apps(State(svc): Shared, RawQuery(q): RawQuery) -> Answer {
     Ok(json_response(StatusCode::OK, json!({ "apps": apps })))
 }
 
-/// The caller the gate let through (absent only where no gate stands, as in handler tests).
+/// The caller the gate let through. None means no gate stood in front: refused, never assumed.
 type Caller = Option<axum::Extension<tepui_auth::Identity>>;
 
 /// Refuses an app the caller may not run: without an image, or as root, it needs "host".
 fn may_run(caller: &Caller, spec: &AppSpec) -> Result<(), Refusal> {
     let Some(axum::Extension(me)) = caller else {
-        return Ok(());
+        return Err(Refusal::from(Error::from(tepui_auth::Denied::no_caller())));
     };
     let def = tepui_state::TaskDef {
         image: spec.image().map(str::to_string),

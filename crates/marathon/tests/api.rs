@@ -24,6 +24,11 @@ struct Api {
 }
 
 fn api() -> Api {
+    api_as(Some(tepui_auth::Identity::management("tests")))
+}
+
+/// The API with `caller` where the gate would put it (none: as if no gate stood in front).
+fn api_as(caller: Option<tepui_auth::Identity>) -> Api {
     let (node, _local) = local_node(tepui_state::testing::state_with_agents(2, 4096));
     let master = Master::new(
         node.clone(),
@@ -41,7 +46,10 @@ fn api() -> Api {
     );
     services.start();
     Api {
-        router: services.routes().into_parts().0,
+        router: match caller {
+            Some(me) => services.routes().into_parts().0.layer(axum::Extension(me)),
+            None => services.routes().into_parts().0,
+        },
         node,
     }
 }
@@ -269,4 +277,23 @@ async fn event_streams_are_bounded_in_number() {
         assert!(tokio::time::Instant::now() < deadline, "the place never came back");
         tokio::task::yield_now().await;
     }
+}
+
+#[tokio::test]
+async fn a_call_that_did_not_pass_the_gate_is_refused_not_assumed_allowed() {
+    let api = api_as(None);
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v2/apps",
+            Some(json!({"id": "/web", "cmd": "sleep 100", "instances": 1})),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("gate"), "{body}");
+    assert_eq!(
+        api.call("GET", "/v2/apps/web", None).await.0,
+        404,
+        "nothing was created"
+    );
 }

@@ -279,10 +279,12 @@ async fn run_task(
     JsonBody(req): JsonBody<TaskRunRequest>,
 ) -> Result<(StatusCode, axum::Json<TaskView>), Error> {
     let (def, wanted) = task_def(&req)?;
-    // The gate puts the caller in every request it lets through.
-    if let Some(axum::Extension(me)) = &caller {
-        me.may_run(&def)?;
-    }
+    // The gate puts the caller in every request it lets through; none means no gate stood
+    // in front, and the call is refused rather than assumed allowed.
+    let Some(axum::Extension(me)) = &caller else {
+        return Err(tepui_auth::Denied::no_caller().into());
+    };
+    me.may_run(&def)?;
     let name = req.name.clone().unwrap_or_else(|| "task".into());
     if !valid_name(&name) {
         return Err(invalid("name", "task names are 1-64 letters, digits, - _ and ."));

@@ -37,7 +37,10 @@ fn fixture() -> Fixture {
     );
     master.start();
     Fixture {
-        router: tepui_master::http::routes(master.clone()).into_parts().0,
+        router: tepui_master::http::routes(master.clone())
+            .into_parts()
+            .0
+            .layer(axum::Extension(tepui_auth::Identity::management("tests"))),
         node,
         master,
     }
@@ -280,7 +283,10 @@ async fn ended_tasks_past_the_retention_are_forgotten() {
     );
     master.start();
     let f = Fixture {
-        router: tepui_master::http::routes(master.clone()).into_parts().0,
+        router: tepui_master::http::routes(master.clone())
+            .into_parts()
+            .0
+            .layer(axum::Extension(tepui_auth::Identity::management("tests"))),
         node,
         master,
     };

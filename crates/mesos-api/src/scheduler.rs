@@ -109,10 +109,11 @@ async fn scheduler(
         );
     }
     if call.kind == CallType::Subscribe {
-        if let Some(axum::Extension(me)) = &caller {
-            if let Err(refusal) = may_subscribe(&master, me, &call) {
-                return text(StatusCode::FORBIDDEN, refusal);
-            }
+        let Some(axum::Extension(me)) = &caller else {
+            return text(StatusCode::FORBIDDEN, tepui_auth::Denied::no_caller().message);
+        };
+        if let Err(refusal) = may_subscribe(&master, me, &call) {
+            return text(StatusCode::FORBIDDEN, refusal);
         }
         return subscribe(master, call).await;
     }

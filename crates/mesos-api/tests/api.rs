@@ -38,7 +38,8 @@ fn mesos() -> Mesos {
         router: tepui_mesos_api::local_routes(master.clone())
             .merge(tepui_mesos_api::leader_routes(master))
             .into_parts()
-            .0,
+            .0
+            .layer(axum::Extension(tepui_auth::Identity::management("tests"))),
         node,
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -41,6 +41,10 @@ type Shared = State<Arc<Inner>>;
 pub(crate) struct Features {
     pub leader: Routes,
     pub local: Routes,
+    /// Where the gate records writes, logs and exec calls.
+    pub audit: Option<Arc<tepui_auth::AuditLog>>,
+    /// The names callers may address the API by, besides IPs, localhost and node names.
+    pub hostnames: tepui_auth::HostNames,
 }
 
 /// Every route of the API, and the table of their policies.
@@ -116,6 +120,8 @@ pub(crate) fn router(inner: Arc<Inner>, features: Features) -> (Router, Arc<Rout
     let gate = tepui_auth::Gate {
         table: table.clone(),
         node: inner.node.clone(),
+        audit: features.audit,
+        hostnames: Arc::new(features.hostnames),
     };
     let router = router
         .layer(axum::middleware::from_fn_with_state(gate, tepui_auth::enforce))
@@ -153,6 +159,17 @@ async fn observe(State(inner): Shared, req: Request, next: Next) -> Response {
     resp
 }
 
+/// How much of a body a follower reads before it forwards the request: the route's own limit
+/// (the leader enforces it again), not the largest upload's, so that no call makes a follower
+/// hold half a gigabyte unless the route takes that much.
+fn forward_limit(route: Option<&str>) -> usize {
+    match route {
+        Some("/v1/operator/snapshot" | "/v1/images/import") => SNAPSHOT_LIMIT,
+        Some("/api/v1/scheduler") => 16 << 20,
+        _ => JSON_LIMIT,
+    }
+}
+
 /// On a follower, sends the request to the leader over the cluster port and relays its answer.
 async fn forward_to_leader(State(inner): Shared, req: Request, next: Next) -> Response {
     if inner.is_leader() {
@@ -166,28 +183,28 @@ async fn forward_to_leader(State(inner): Shared, req: Request, next: Next) -> Re
         )
         .into_response();
     }
-    let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, SNAPSHOT_LIMIT).await {
-        Ok(b) => b,
-        Err(_) => {
-            return Error::new(ErrorKind::TooLarge, "body_too_large", "the request body is too large").into_response()
-        }
-    };
-    let headers = parts
-        .headers
+    let limit = forward_limit(req.extensions().get::<MatchedPath>().map(MatchedPath::as_str));
+    let headers = req
+        .headers()
         .iter()
         .filter(|(k, _)| {
             *k == http::header::CONTENT_TYPE || *k == http::header::ACCEPT || *k == http::header::AUTHORIZATION
         })
         .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
         .collect();
+    let method = req.method().to_string();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "/".into());
+    let body = match tepui_node::http::read_body(req, limit).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     let forwarded = HttpRequest {
-        method: parts.method.to_string(),
-        path_and_query: parts
-            .uri
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "/".into()),
+        method,
+        path_and_query,
         headers,
         body: body.to_vec(),
     };
@@ -226,7 +243,11 @@ pub(crate) async fn execute_forwarded(router: Router, req: HttpRequest) -> Chunk
         builder = builder.header(k, v);
     }
     let resp = match builder.body(Body::from(req.body)) {
-        Ok(request) => match router.oneshot(request).await {
+        Ok(mut request) => match {
+            // The server it arrived at checked its Host (names it knows, this one may not).
+            request.extensions_mut().insert(tepui_auth::Forwarded);
+            router.oneshot(request).await
+        } {
             Ok(r) => r,
             Err(never) => match never {},
         },

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use node::{Server, StartedAs};
+pub use node::{Server, StartedAs, AUDIT_LOG};
 pub use tepui_transport::NetFilter;
 
 /// How a server comes up when its data dir holds no identity yet.
@@ -100,6 +100,9 @@ pub struct ServerConfig {
     /// The management API token a new cluster starts with (`ACCESSOR.SECRET`), for
     /// automation that must know it in advance; none: a random one.
     pub bootstrap_api_token: Option<String>,
+    /// Names callers may address the HTTP API by (the `Host` they send), besides IP
+    /// addresses, localhost and the cluster's node names.
+    pub api_hostnames: Vec<String>,
 }
 
 impl ServerConfig {
@@ -117,6 +120,7 @@ impl ServerConfig {
             filter: NetFilter::default(),
             cert_lifetime: tepui_pki::NODE_VALIDITY,
             bootstrap_api_token: None,
+            api_hostnames: Vec::new(),
         }
     }
 }

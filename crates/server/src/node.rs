@@ -22,6 +22,9 @@ use crate::metrics::Metrics;
 use crate::peers::Peers;
 use crate::{FirstStart, ServerConfig, ServerError};
 
+/// The audit log's file in a server's data dir.
+pub const AUDIT_LOG: &str = "audit.log";
+
 type PendingWrite = (Vec<Command>, oneshot::Sender<Result<Vec<Response>, WriteError>>);
 
 /// The node's replicated log: this server's Raft, with concurrent writes grouped into one log
@@ -495,6 +498,12 @@ impl Server {
                 .merge(services.routes())
                 .merge(tepui_auth::api::routes(inner.node.clone())),
             local: tepui_mesos_api::local_routes(master.clone()),
+            audit: Some(Arc::new(
+                tepui_auth::AuditLog::open(cfg.data_dir.join(AUDIT_LOG)).map_err(|e| {
+                    ServerError::Config(format!("cannot open the audit log in {}: {e}", cfg.data_dir.display()))
+                })?,
+            )),
+            hostnames: tepui_auth::HostNames::new(&cfg.api_hostnames),
         };
         let (router, route_table) = crate::http::router(inner.clone(), features);
         let _ = inner.route_table.set(route_table);
@@ -511,9 +520,7 @@ impl Server {
         let shutdown_http = shutdown.clone();
         tasks.spawn(async move {
             let http_listener = tepui_transport::KillableListener::new(http_listener, shutdown_http);
-            if let Err(e) = axum::serve(http_listener, router).await {
-                tracing::error!(error = %e, "http server stopped");
-            }
+            tepui_transport::serve_http(http_listener, router, tepui_transport::HttpLimits::default()).await;
         });
         tasks.spawn(crate::failover::run(inner.clone()));
 

@@ -5,6 +5,7 @@
 //! their gRPC services on top of it.
 
 mod filter;
+mod http;
 mod identity;
 mod join;
 mod killable;
@@ -12,6 +13,7 @@ mod renew;
 mod tls;
 
 pub use filter::{NetFilter, Verdict};
+pub use http::{serve_http, HttpLimits};
 pub use identity::{create_private_dir, write_atomic, Identity, IdentityError};
 pub use join::{join, JoinError, JoinParams};
 pub use killable::{Killable, KillableListener};
