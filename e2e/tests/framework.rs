@@ -10,8 +10,10 @@
 //!   a launch of two tasks, updates and acknowledgements, the operator endpoints, the agent
 //!   stopped (TASK_UNREACHABLE) and continued (explicit reconciliation: TASK_RUNNING), a kill
 //!   and a teardown.
-//! - `bad_scheduler_calls_are_refused_clearly` (127.0.17.x): bad calls get a 4xx with a reason;
-//!   invalid launches get TASK_ERROR or TASK_DROPPED updates and launch nothing.
+//! - `bad_scheduler_calls_are_refused_clearly` (127.0.17.x): a framework authenticating with
+//!   its principal and secret (HTTP Basic) subscribes into its principal's roles and is refused
+//!   outside them, under another principal or with a wrong secret; bad calls get a 4xx with a
+//!   reason; invalid launches get TASK_ERROR or TASK_DROPPED updates and launch nothing.
 //! - `a_framework_survives_a_leader_failover` (127.0.18.x): a framework subscribed through a
 //!   follower (307 to the leader) loses the leader to kill -9, subscribes again through a
 //!   survivor with its framework id, reconciles, and finds its task running once, its resources
@@ -261,6 +263,23 @@ fn event_type(e: &Value) -> &str {
 
 impl Scheduler {
     fn new(master: &str) -> Scheduler {
+        Scheduler::with_http(master, tepui_e2e::http_client())
+    }
+
+    /// A framework that authenticates as Mesos frameworks do: HTTP Basic with its principal
+    /// and its secret (here a tepui API token).
+    fn with_credentials(master: &str, principal: &str, secret: &str) -> Scheduler {
+        use base64::Engine;
+        let mut headers = reqwest::header::HeaderMap::new();
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{principal}:{secret}"));
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Basic {basic}")).expect("a valid header"),
+        );
+        Scheduler::with_http(master, reqwest::Client::builder().default_headers(headers))
+    }
+
+    fn with_http(master: &str, http: reqwest::ClientBuilder) -> Scheduler {
         // reqwest's rustls (linked in for the image crate's registry pulls) needs the process's
         // crypto provider, even for plain HTTP.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -269,7 +288,7 @@ impl Scheduler {
             .enable_all()
             .build()
             .expect("a tokio runtime");
-        let http = tepui_e2e::http_client()
+        let http = http
             // 307s are followed here, keeping method and body, and the leader is remembered.
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
@@ -1115,6 +1134,59 @@ fn bad_scheduler_calls_are_refused_clearly() {
         "32200-32209",
         "10.214.17.0/24",
     );
+
+    // A framework with a principal and a secret subscribes into the roles its principal may
+    // use, and nowhere else; another principal's credentials do not pass for it.
+    tepui(&[
+        "acl",
+        "policy",
+        "apply",
+        "spark-jobs",
+        "--capability",
+        "read",
+        "--framework",
+        "spark:analytics",
+        "--addr",
+        &addr,
+    ])
+    .ok();
+    let made: Value = tepui(&[
+        "acl",
+        "token",
+        "create",
+        "--name",
+        "spark",
+        "--policy",
+        "spark-jobs",
+        "-o",
+        "json",
+        "--addr",
+        &addr,
+    ])
+    .ok()
+    .json();
+    let secret = made["secret"].as_str().expect("the secret is shown").to_string();
+    let with_roles = |principal: &str, roles: &[&str]| {
+        let mut info = framework_info(None);
+        info["principal"] = json!(principal);
+        info["roles"] = json!(roles);
+        info
+    };
+    let mut spark = Scheduler::with_credentials(&addr, "spark", &secret);
+    spark.subscribe(&with_roles("spark", &["analytics"]));
+    let err = Scheduler::with_credentials(&addr, "spark", &secret)
+        .try_subscribe(&with_roles("spark", &["prod"]))
+        .unwrap_err();
+    assert!(err.contains("403") && err.contains("prod"), "outside its roles: {err}");
+    let err = Scheduler::with_credentials(&addr, "hadoop", &secret)
+        .try_subscribe(&with_roles("hadoop", &["analytics"]))
+        .unwrap_err();
+    assert!(err.contains("403"), "another principal: {err}");
+    let err = Scheduler::with_credentials(&addr, "spark", "spark-accessor.not-the-secret")
+        .try_subscribe(&with_roles("spark", &["analytics"]))
+        .unwrap_err();
+    assert!(err.contains("401"), "a wrong secret: {err}");
+    drop(spark);
 
     let mut fw = Scheduler::new(&addr);
     fw.subscribe(&framework_info(None));
