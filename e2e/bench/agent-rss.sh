@@ -330,6 +330,8 @@ if [[ " $MODES " == *" dev "* ]]; then
     DEV_PID=$LAST_PID
     API=$DEV_IP:5050
     wait_log "$WORK/dev.log" "ready in" "$DEV_PID"
+    # The CLI calls below carry the management token the node printed and saved.
+    export TEPUI_API_TOKEN=$(cat "$WORK/dev/api-token")
     wait_ready "$API" bench-dev
     measure dev "$DEV_PID" "$API" bench-dev "$WORK/dev" ""
     stop_daemons
@@ -343,6 +345,7 @@ if [[ " $MODES " == *" agent "* ]]; then
     API=$SRV_IP:5050
     wait_log "$WORK/server.log" "ready in" "$SRV_PID"
     [[ -s $WORK/server/agent-token ]] || die "no agent token in the server's data dir"
+    export TEPUI_API_TOKEN=$(cat "$WORK/server/api-token")
     start_daemon agent.log agent --bind "$AGENT_IP" --data-dir "$WORK/agent" --name bench-agent \
         --join "$SRV_IP:5052" --token "$(cat "$WORK/server/agent-token")"
     AGENT_PID=$LAST_PID
