@@ -216,8 +216,9 @@ impl UpdateQueue {
     }
 
     /// The leader committed the update `uuid` of `task_id`: it becomes the task's
-    /// `latest.json` (the newest acknowledged update), and the task's next update is due. True if it was the task's oldest pending update; acknowledgements of
-    /// anything else (repeated, or never sent) change nothing.
+    /// `latest.json` (the newest acknowledged update), and the task's next update is due.
+    /// True if it was the task's oldest pending update; acknowledgements of anything else
+    /// (repeated, or never sent) change nothing.
     pub fn ack(&mut self, task_id: &str, uuid: &str) -> bool {
         let dir = self.dir(task_id);
         let Some(t) = self.tasks.get_mut(task_id) else {

@@ -500,9 +500,10 @@ impl Runtime {
         self.root.join("host-root")
     }
 
-    /// Makes (or completes) a root for host tasks: the mount points of the host's directories
-    /// and of the task's own mounts. Idempotent, and it never removes anything: running tasks
-    /// may have a root made here.
+    /// Makes (or completes) a root for host tasks: the mount points of the host's bound
+    /// directories (links where the host has links) and of /proc, /dev, /sys, /tmp, /etc and
+    /// the sandbox. Idempotent, and it never removes anything: running tasks may have their
+    /// root here.
     fn prepare_host_root(&self, r: &Path) -> Result<()> {
         let mk = |p: &Path| fs::create_dir_all(p).map_err(|e| Error::io("create", p, e));
         mk(r)?;
