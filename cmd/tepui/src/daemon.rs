@@ -92,6 +92,9 @@ fn token_role(token: &str) -> anyhow::Result<Role> {
 
 async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    // Installed before anything starts: a SIGTERM while the node starts up (a supervisor, a
+    // script that saw the API answer) must stop it cleanly once it is up, not kill it.
+    let stop = StopSignals::install()?;
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     let name = args
         .name
@@ -239,7 +242,7 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
     }
     println!("ready in {} ms", started.elapsed().as_millis());
 
-    shutdown_signal().await;
+    stop.wait().await;
     tracing::info!("shutting down");
     if let Some(a) = agent {
         a.shutdown().await;
@@ -305,12 +308,27 @@ fn registry_auth(file: &std::path::Path) -> anyhow::Result<std::collections::Has
     Ok(out)
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler installs");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment they are installed (one that comes early is
+/// kept until [`StopSignals::wait`]).
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
 
