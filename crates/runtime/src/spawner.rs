@@ -136,8 +136,15 @@ fn request(sock: BorrowedFd<'_>, sandbox: &Path, ready: BorrowedFd<'_>) -> Resul
     }
     let fds = [ready.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
-    sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(path)], &cmsg, MsgFlags::empty(), None)
-        .map_err(|e| Failure::Broken(e.into()))?;
+    // A spawner that died must be an error here, never a SIGPIPE for the agent.
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(path)],
+        &cmsg,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(|e| Failure::Broken(e.into()))?;
     let mut buf = [0u8; 512];
     let n = loop {
         match nix::sys::socket::recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()) {

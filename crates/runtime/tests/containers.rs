@@ -899,6 +899,19 @@ async fn one_spawner_forks_the_shims_and_a_new_one_replaces_it_when_killed() {
 }
 
 #[tokio::test]
+async fn without_a_spawner_the_shim_is_executed() {
+    let f = fixture_with(None, |_, c| c.shim_args = vec!["shim-without-spawner".into()]);
+    let id = task_id("executed");
+    let h =
+        f.rt.launch(&spec(&f, &id, &["sh", "-c", "echo executed"]))
+            .await
+            .unwrap();
+    assert_eq!(wait(&f.rt, &id).await.state, TaskState::Finished);
+    assert_eq!(log(&f.rt, &id, LogStream::Stdout, None).await, "executed\n");
+    assert!(!alive(h.pid));
+}
+
+#[tokio::test]
 async fn signal_dispositions_are_default_in_the_task() {
     let f = fixture(None);
     let id = task_id("signals");

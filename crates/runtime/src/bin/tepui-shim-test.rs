@@ -1,5 +1,6 @@
 //! A stand-in for the `tepui` binary in this crate's tests: `shim ...` runs the shim as
-//! `tepui shim` will; `launch ROOT SPEC.json...` plays an agent that launches tasks, prints
+//! `tepui shim` will (`shim-without-spawner ...` the same, except that its spawner exits at
+//! once); `launch ROOT SPEC.json...` plays an agent that launches tasks, prints
 //! `launched ID PID` for each and then waits to be killed.
 
 use std::ffi::OsString;
@@ -8,6 +9,9 @@ fn main() {
     let args: Vec<OsString> = std::env::args_os().collect();
     match args.get(1).and_then(|a| a.to_str()) {
         Some("shim") => std::process::exit(tepui_runtime::shim_main(args[2..].iter().cloned())),
+        // A shim program whose spawner dies at once: the agent must fall back to executing it.
+        Some("shim-without-spawner") if args.iter().any(|a| a == "--spawner") => std::process::exit(3),
+        Some("shim-without-spawner") => std::process::exit(tepui_runtime::shim_main(args[2..].iter().cloned())),
         Some("launch") if args.len() >= 4 => launch(&args[2], &args[3..]),
         _ => {
             eprintln!("usage: tepui-shim-test shim ARGS | launch ROOT SPEC.json...");
