@@ -165,6 +165,21 @@ impl Display for Output {
     }
 }
 
+/// What an operator does through the CLI for a client: `tepui acl policy apply POLICY GRANTS...`
+/// (`--capability`, `--framework` flags), then a token named `name` with that policy. The
+/// token's JSON (`accessor`, `secret`).
+pub fn token_with_policy(addr: &str, policy: &str, grants: &[&str], name: &str) -> serde_json::Value {
+    let mut apply = vec!["acl", "policy", "apply", policy];
+    apply.extend_from_slice(grants);
+    apply.extend_from_slice(&["--addr", addr]);
+    tepui(&apply).ok();
+    tepui(&[
+        "acl", "token", "create", "--name", name, "--policy", policy, "-o", "json", "--addr", addr,
+    ])
+    .ok()
+    .json()
+}
+
 /// Runs `tepui ARGS...` to the end (at most [`COMMAND_TIMEOUT`]) and returns what it printed.
 pub fn tepui<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     tepui_with_timeout(args, COMMAND_TIMEOUT)

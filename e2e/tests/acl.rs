@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 use tepui_e2e::marathon::Marathon;
-use tepui_e2e::{http_addr, need_root, tepui, tepui_bin, Sandbox, API_TOKEN};
+use tepui_e2e::{http_addr, need_root, tepui, tepui_bin, token_with_policy, Sandbox, API_TOKEN};
 
 const IP: &str = "127.0.44.1";
 const START: Duration = Duration::from_secs(30);
@@ -81,22 +81,7 @@ fn tokens_policies_and_the_forms_clients_send_them_in() {
     assert!(ok, "the data dir's token is found: {err}");
 
     // An operator makes a reader.
-    tepui(&[
-        "acl",
-        "policy",
-        "apply",
-        "readers",
-        "--capability",
-        "read",
-        "--addr",
-        &addr,
-    ])
-    .ok();
-    let made: Value = tepui(&[
-        "acl", "token", "create", "--name", "ci", "--policy", "readers", "-o", "json", "--addr", &addr,
-    ])
-    .ok()
-    .json();
+    let made = token_with_policy(&addr, "readers", &["--capability", "read"], "ci");
     let reader = made["secret"].as_str().expect("the secret is shown").to_string();
     let accessor = made["accessor"].as_str().unwrap().to_string();
     let listed = tepui(&["acl", "token", "ls", "--addr", &addr]).ok().stdout;
@@ -133,30 +118,7 @@ fn tokens_policies_and_the_forms_clients_send_them_in() {
     assert_eq!(dcos.call(Method::GET, "/v2/info", None).status, 200);
 
     // A deployer without `host` may not run a command on the host's filesystem.
-    tepui(&[
-        "acl",
-        "policy",
-        "apply",
-        "deployers",
-        "--capability",
-        "read,write",
-        "--addr",
-        &addr,
-    ])
-    .ok();
-    let deployer: Value = tepui(&[
-        "acl",
-        "token",
-        "create",
-        "--policy",
-        "deployers",
-        "-o",
-        "json",
-        "--addr",
-        &addr,
-    ])
-    .ok()
-    .json();
+    let deployer = token_with_policy(&addr, "deployers", &["--capability", "read,write"], "deployer");
     let d = Marathon::with_authorization(&addr, Some(&format!("Bearer {}", deployer["secret"].as_str().unwrap())));
     let refused = d.call(Method::POST, "/v2/apps", Some(&app));
     assert_eq!(refused.status, 403, "{}", refused.text);

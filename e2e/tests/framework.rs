@@ -1137,34 +1137,12 @@ fn bad_scheduler_calls_are_refused_clearly() {
 
     // A framework with a principal and a secret subscribes into the roles its principal may
     // use, and nowhere else; another principal's credentials do not pass for it.
-    tepui(&[
-        "acl",
-        "policy",
-        "apply",
-        "spark-jobs",
-        "--capability",
-        "read",
-        "--framework",
-        "spark:analytics",
-        "--addr",
+    let made = tepui_e2e::token_with_policy(
         &addr,
-    ])
-    .ok();
-    let made: Value = tepui(&[
-        "acl",
-        "token",
-        "create",
-        "--name",
+        "spark-jobs",
+        &["--capability", "read", "--framework", "spark:analytics"],
         "spark",
-        "--policy",
-        "spark-jobs",
-        "-o",
-        "json",
-        "--addr",
-        &addr,
-    ])
-    .ok()
-    .json();
+    );
     let secret = made["secret"].as_str().expect("the secret is shown").to_string();
     let with_roles = |principal: &str, roles: &[&str]| {
         let mut info = framework_info(None);
