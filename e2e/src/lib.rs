@@ -28,7 +28,13 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(100);
 
 /// Environment variables the binary reads that must not leak in from a developer's shell.
-const SCRUBBED_ENV: &[&str] = &["TEPUI_ADDR", "TEPUI_TOKEN", "TEPUI_DATA_DIR"];
+const SCRUBBED_ENV: &[&str] = &[
+    "TEPUI_ADDR",
+    "TEPUI_TOKEN",
+    "TEPUI_DATA_DIR",
+    "TEPUI_CA_PIN",
+    "TEPUI_CA_FILE",
+];
 
 /// The management API token every cluster the tests start begins with (given to the first
 /// server as `TEPUI_BOOTSTRAP_API_TOKEN`), and that the CLI and the tests' HTTP clients send.
@@ -553,6 +559,38 @@ pub fn process_env(pid: i32, var: &str) -> Option<String> {
 
 /// An agent named `name` on `ip`, joined with the agent token of the bootstrapped server `s1`
 /// (data dir `<sandbox>/s1`, cluster port on `server_ip`), with `extra` flags. Returns it ready.
+/// `tepui dev` in `sb` on `ip` with the port range `ports` and a bridge of the test's own
+/// (`bridge`, `subnet`), ready; and its data dir.
+pub fn spawn_dev(
+    sb: &Sandbox,
+    name: &str,
+    ip: &str,
+    ports: &str,
+    bridge: (&str, &str),
+    ready: Duration,
+) -> (Daemon, PathBuf) {
+    let data = sb.join("data");
+    let data_arg = data.display().to_string();
+    let args = [
+        "dev",
+        "--data-dir",
+        &data_arg,
+        "--bind",
+        ip,
+        "--name",
+        name,
+        "--ports",
+        ports,
+        "--bridge",
+        bridge.0,
+        "--bridge-subnet",
+        bridge.1,
+    ];
+    let mut dev = sb.spawn("dev", &args);
+    dev.wait_ready(ready);
+    (dev, data)
+}
+
 pub fn spawn_agent(sb: &Sandbox, server_ip: &str, name: &str, ip: &str, extra: &[&str], ready: Duration) -> Daemon {
     let token = read_token(&sb.join("s1"), "agent");
     let dir = sb.join(name).display().to_string();

@@ -14,7 +14,7 @@ use base64::Engine;
 use reqwest::Method;
 use serde_json::json;
 use tepui_e2e::marathon::Marathon;
-use tepui_e2e::{http_addr, need_root, tepui, tepui_bin, token_with_policy, Sandbox, API_TOKEN};
+use tepui_e2e::{http_addr, need_root, spawn_dev, tepui, tepui_bin, token_with_policy, Sandbox, API_TOKEN};
 
 const IP: &str = "127.0.44.1";
 const START: Duration = Duration::from_secs(30);
@@ -43,25 +43,8 @@ fn cli_alone(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
 fn tokens_policies_and_the_forms_clients_send_them_in() {
     need_root();
     let sb = Sandbox::new("acl");
-    let data = sb.join("data");
+    let (dev, data) = spawn_dev(&sb, "acl1", IP, "34400-34419", ("tpe2e-acl", "10.214.44.0/24"), START);
     let data_arg = data.display().to_string();
-    let args = [
-        "dev",
-        "--data-dir",
-        &data_arg,
-        "--bind",
-        IP,
-        "--name",
-        "acl1",
-        "--ports",
-        "34400-34419",
-        "--bridge",
-        "tpe2e-acl",
-        "--bridge-subnet",
-        "10.214.44.0/24",
-    ];
-    let mut dev = sb.spawn("dev", &args);
-    dev.wait_ready(START);
     let addr = http_addr(IP);
 
     // Printed once, and kept 0600 where the CLI looks.
@@ -139,4 +122,125 @@ fn tokens_policies_and_the_forms_clients_send_them_in() {
     assert_eq!(anon.call(Method::POST, "/v2/apps", Some(&app)).status, 403);
     tepui(&["acl", "anonymous", "off", "--addr", &addr]).ok();
     assert_eq!(anon.call(Method::GET, "/v2/apps", None).status, 401);
+}
+
+/// The API over HTTPS, as from another machine: the CLI trusts the cluster CA by the pin
+/// `tepui dev` prints (or by its `ca.pem`), refuses another cluster's, and an interactive exec
+/// goes over the same TLS; a plain client with the CA file checks the name as usual.
+#[test]
+fn the_api_speaks_https_to_clients_that_trust_the_cluster_ca() {
+    need_root();
+    let ip = "127.0.44.2";
+    let sb = Sandbox::new("acl-https");
+    let (dev, data) = spawn_dev(
+        &sb,
+        "https1",
+        ip,
+        "34420-34439",
+        ("tpe2e-acl2", "10.214.45.0/24"),
+        START,
+    );
+    let url = format!("https://{}", http_addr(ip));
+    let ca_file = data.join("identity").join("ca.pem");
+    let ca_pem = std::fs::read_to_string(&ca_file).expect("the node keeps its CA");
+    let pin = tepui_pki::ca_fingerprint(&ca_pem).unwrap();
+    let out = dev.stdout();
+    assert!(
+        out.contains(&format!("api ca pin:   {pin}")),
+        "the pin is printed: {out}"
+    );
+
+    let token = ("TEPUI_API_TOKEN", API_TOKEN);
+    let (ok, status, err) = cli_alone(&["status", "-o", "json", "--addr", &url, "--ca-pin", &pin], &[token]);
+    assert!(ok, "{err}");
+    assert!(status.contains("\"leader\""), "{status}");
+    let (ok, _, err) = cli_alone(
+        &["node", "ls", "--addr", &url],
+        &[token, ("TEPUI_CA_FILE", &ca_file.display().to_string())],
+    );
+    assert!(ok, "{err}");
+
+    // Another cluster's pin, or no trust at all: refused before the token is sent, in one line.
+    let wrong = "ab".repeat(32);
+    let (ok, _, err) = cli_alone(&["status", "--addr", &url, "--ca-pin", &wrong], &[token]);
+    assert!(!ok);
+    assert!(
+        err.contains("hash mismatch") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    let (ok, _, err) = cli_alone(&["status", "--addr", &url], &[token]);
+    assert!(!ok);
+    assert!(err.contains("--ca-pin"), "says how to trust the cluster: {err}");
+    let (ok, _, err) = cli_alone(&["status", "--addr", &url, "--ca-pin", "12ab"], &[token]);
+    assert!(!ok && err.contains("64 hex"), "{err}");
+
+    // exec -i over TLS (a websocket to the leader through the same CA trust).
+    let (ok, task, err) = cli_alone(
+        &[
+            "task", "run", "--host", "-o", "json", "--addr", &url, "--ca-pin", &pin, "--", "sleep", "300",
+        ],
+        &[token],
+    );
+    assert!(ok, "{err}");
+    let id = serde_json::from_str::<serde_json::Value>(&task).unwrap()["id"]
+        .as_str()
+        .expect("the task has an id")
+        .to_string();
+    tepui_e2e::wait_for("the task to run", START, || {
+        let (_, shown, _) = cli_alone(
+            &["task", "show", &id, "-o", "json", "--addr", &url, "--ca-pin", &pin],
+            &[token],
+        );
+        if shown.contains("TASK_RUNNING") {
+            Ok(())
+        } else {
+            Err(shown)
+        }
+    });
+    let mut exec = Command::new(tepui_bin())
+        .args(["task", "exec", "-i", &id, "--addr", &url, "--ca-pin", &pin, "--", "sh"])
+        .env("TEPUI_API_TOKEN", API_TOKEN)
+        .env("HOME", "/nonexistent")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    exec.stdin.take().unwrap().write_all(b"echo over-$((6*7))\n").unwrap();
+    let done = tepui_e2e::wait_for("the exec session to end", START, || match exec.try_wait() {
+        Ok(Some(status)) => Ok(status),
+        _ => Err("running"),
+    });
+    let out = exec.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        done.success() && stdout.contains("over-42"),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Tasks outlive their agent by design: this one must not outlive the test.
+    let (ok, _, err) = cli_alone(&["task", "kill", &id, "--addr", &url, "--ca-pin", &pin], &[token]);
+    assert!(ok, "{err}");
+
+    // Any HTTPS client given the CA file: the certificate names the node's address.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
+            .build()
+            .unwrap();
+        let answer = client
+            .get(format!("{url}/v2/apps"))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .expect("HTTPS with the cluster CA as root");
+        answer.status()
+    });
+    assert_eq!(status, 200);
 }

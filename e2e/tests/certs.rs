@@ -42,6 +42,13 @@ fn renewal_and_ca_rotation_under_load_lose_no_write() {
     let mut servers = spawn_servers(&sb, &SERVERS, &["--cert-lifetime", LIFETIME], START);
     let mut agent = spawn_agent(&sb, SERVERS[0], "a1", AGENT, &["--heartbeat-secs", "0.5"], START);
     let names = ["s1", "s2", "s3", "a1"];
+    // Joining servers got the cluster's secrets key (any of them may lead and open secrets);
+    // the agent did not.
+    let key = |n: &str| std::fs::read(sb.join(n).join("identity/secrets.key")).ok();
+    assert_eq!(key("s1").map(|k| k.len()), Some(32));
+    assert_eq!(key("s2"), key("s1"));
+    assert_eq!(key("s3"), key("s1"));
+    assert_eq!(key("a1"), None);
     let first: BTreeMap<&str, String> = names.iter().map(|n| (*n, node_pem(&sb, n))).collect();
     let old_agent_token = tepui_e2e::read_token(&sb.join("s1"), "agent");
     let before = ca_status(&http_addr(SERVERS[0])).expect("ca status");

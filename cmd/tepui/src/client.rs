@@ -33,6 +33,9 @@ pub enum Verb {
     VarGet(String),
     Vars,
     VarRm(String),
+    SecretPut(String, String),
+    Secrets,
+    SecretRm(String),
     SnapshotSave(PathBuf),
     SnapshotRestore(PathBuf),
     RemovePeer(String),
@@ -201,6 +204,20 @@ fn vars_table(vars: &[VarView]) -> String {
         .map(|v| vec![v.key.clone(), v.modify_index.to_string(), v.value.clone()])
         .collect();
     table(&["KEY", "INDEX", "VALUE"], rows)
+}
+
+fn secrets_table(secrets: &[tepui_api::SecretView]) -> String {
+    let rows = secrets
+        .iter()
+        .map(|s| {
+            vec![
+                s.path.clone(),
+                s.version.to_string(),
+                crate::output::when(Some(s.modified_at_ms)),
+            ]
+        })
+        .collect();
+    table(&["PATH", "VERSION", "MODIFIED"], rows)
 }
 
 fn frameworks_table(frameworks: &[FrameworkView]) -> String {
@@ -440,6 +457,27 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
         Verb::VarRm(key) => {
             let v: serde_json::Value = c.delete(&format!("/v1/vars/{key}")).await?;
             emit(format, &v, |_| format!("{key} deleted"))
+        }
+        Verb::SecretPut(path, value) => {
+            let v: tepui_api::SecretView = c
+                .put(
+                    &format!("/v1/secrets/{}", path.trim_start_matches('/')),
+                    &tepui_api::SecretPutRequest { value },
+                )
+                .await?;
+            emit(format, &v, |v| {
+                format!("secret {} written (version {})", v.path, v.version)
+            })
+        }
+        Verb::Secrets => {
+            let v: Vec<tepui_api::SecretView> = c.get("/v1/secrets").await?;
+            emit(format, &v, |v| secrets_table(v))
+        }
+        Verb::SecretRm(path) => {
+            let v: serde_json::Value = c
+                .delete(&format!("/v1/secrets/{}", path.trim_start_matches('/')))
+                .await?;
+            emit(format, &v, |_| format!("secret {path} removed"))
         }
         Verb::SnapshotSave(file) => {
             let bytes = c.snapshot_save().await?;
@@ -796,6 +834,20 @@ fn run_request(r: &crate::TaskRunArgs) -> anyhow::Result<TaskRunRequest> {
         read_only_rootfs: r.read_only,
         kill_grace_period_secs: r.kill_grace,
         agent: r.agent.clone(),
+        secrets: r
+            .secret_env
+            .iter()
+            .map(|(var, source)| tepui_api::SecretRequest {
+                source: source.clone(),
+                env: Some(var.clone()),
+                file: None,
+            })
+            .chain(r.secret_files.iter().map(|(path, source)| tepui_api::SecretRequest {
+                source: source.clone(),
+                env: None,
+                file: Some(path.clone()),
+            }))
+            .collect(),
     })
 }
 
@@ -972,6 +1024,10 @@ impl Drop for RawTerminal {
     }
 }
 
+/// The connection under an exec websocket: plain TCP, or TLS over it.
+trait ExecIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ExecIo for T {}
+
 /// `tepui task exec -i/-t`: a websocket to the leader, which relays to the task's agent.
 pub async fn exec_interactive(
     addr: &str,
@@ -985,14 +1041,16 @@ pub async fn exec_interactive(
     use tokio_tungstenite::tungstenite::Message;
     let c = Client::new(addr);
     // Only the leader holds the agents' streams; ask any server where it is.
-    let leader = c
-        .status()
-        .await?
-        .leader
-        .map(|l| l.http_addr)
-        .unwrap_or_else(|| c.base().trim_start_matches("http://").to_string());
+    let secure = c.base().starts_with("https://");
+    let leader = c.status().await?.leader.map(|l| l.http_addr).unwrap_or_else(|| {
+        c.base()
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_string()
+    });
+    let scheme = if secure { "wss" } else { "ws" };
     let url = reqwest::Url::parse_with_params(
-        &format!("ws://{leader}/v1/tasks/{id}/exec/ws"),
+        &format!("{scheme}://{leader}/v1/tasks/{id}/exec/ws"),
         &[("cmd", serde_json::to_string(&cmd)?), ("tty", tty.to_string())],
     )?;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -1002,7 +1060,29 @@ pub async fn exec_interactive(
             .headers_mut()
             .insert("authorization", format!("Bearer {token}").parse()?);
     }
-    let (socket, _) = match tokio_tungstenite::connect_async(request).await {
+    let tcp = tokio::net::TcpStream::connect(&leader)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open an exec session at {leader}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let stream = if secure {
+        let Some(config) = tepui_api::api_tls_config() else {
+            anyhow::bail!("an exec session over HTTPS needs the CA to trust: give --ca-pin or --ca-file");
+        };
+        let host = url
+            .host_str()
+            .unwrap_or("server.tepui")
+            .trim_matches(['[', ']'])
+            .to_string();
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host)?;
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open an exec session at {leader}: {e}"))?;
+        Box::new(tls) as Box<dyn ExecIo>
+    } else {
+        Box::new(tcp) as Box<dyn ExecIo>
+    };
+    let (socket, _) = match tokio_tungstenite::client_async(request, stream).await {
         Ok(s) => s,
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             let body = resp

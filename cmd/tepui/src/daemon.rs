@@ -154,10 +154,27 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
             cfg.cert_lifetime = lifetime;
         }
         cfg.bootstrap_api_token = args.bootstrap_api_token.clone();
+        if let (Some(cert), Some(key)) = (&args.api_cert, &args.api_key) {
+            let read = |p: &std::path::Path| {
+                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            cfg.api_cert = Some(tepui_server::ApiCert {
+                chain_pem: read(cert)?,
+                key_pem: read(key)?,
+            });
+        }
+        let operator_cert = cfg.api_cert.is_some();
         let s = Server::start(cfg).await.context("the server did not start")?;
         println!("tepui server {} ({}) is up", s.identity.name, s.identity.node_id);
         println!("  data dir:     {}", data_dir.display());
-        println!("  http api:     http://{}", s.advertised_http_addr());
+        let http = s.advertised_http_addr();
+        if operator_cert {
+            println!("  http api:     http://{http} (from this host; from elsewhere https://{http})");
+        } else {
+            let pin = tepui_pki::ca_fingerprint(&s.identity.ca_pem).unwrap_or_default();
+            println!("  http api:     http://{http} (from this host; from elsewhere https://{http})");
+            println!("  api ca pin:   {pin} (tepui --addr https://{http} --ca-pin {pin})");
+        }
         println!("  cluster port: {}", s.advertised_cluster_addr());
         if let StartedAs::Bootstrapped {
             server_token,

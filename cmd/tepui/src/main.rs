@@ -19,6 +19,14 @@ struct Cli {
     /// The API token to send [default: TEPUI_API_TOKEN, else the api-token file in the data dir]
     #[arg(long, global = true, env = "TEPUI_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
+    /// HTTPS: trust the cluster CA with this SHA-256 (the hash in join tokens; `tepui operator
+    /// ca status` shows it) [default: the ca.pem of a server in the local data dir]
+    #[arg(long, global = true, env = "TEPUI_CA_PIN", conflicts_with = "ca_file")]
+    ca_pin: Option<String>,
+    /// HTTPS: trust the CA certificates in this PEM file (the cluster's, or the one that signed
+    /// a server's --api-cert)
+    #[arg(long, global = true, env = "TEPUI_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -51,6 +59,9 @@ enum Command {
     /// Replicated variables (small configuration values).
     #[command(subcommand)]
     Var(VarCmd),
+    /// Secrets: stored encrypted, given to tasks, never shown again.
+    #[command(subcommand)]
+    Secret(SecretCmd),
     /// Mesos frameworks: list, tear down.
     #[command(subcommand)]
     Framework(FrameworkCmd),
@@ -96,6 +107,13 @@ struct DaemonArgs {
     /// IP address, localhost, a node's name or one of these (DNS-rebinding protection)
     #[arg(long = "api-hostname", value_name = "NAME")]
     api_hostnames: Vec<String>,
+    /// Servers: the HTTPS certificate chain of the API, PEM [default: the node's certificate,
+    /// signed by the cluster CA; clients trust it with --ca-pin]
+    #[arg(long, requires = "api_key", value_name = "FILE")]
+    api_cert: Option<PathBuf>,
+    /// Servers: the private key of --api-cert, PEM.
+    #[arg(long, requires = "api_cert", value_name = "FILE")]
+    api_key: Option<PathBuf>,
     /// The node's name [default: the host name]
     #[arg(long)]
     name: Option<String>,
@@ -422,6 +440,13 @@ pub struct TaskRunArgs {
     /// KEY=VALUE; repeatable.
     #[arg(short = 'e', long = "env", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
+    /// VAR=SECRET: the environment variable VAR holds the secret's value; repeatable.
+    #[arg(long = "secret", value_name = "VAR=SECRET", value_parser = parse_key_value)]
+    pub secret_env: Vec<(String, String)>,
+    /// PATH=SECRET: the read-only file PATH in the container holds the secret's value;
+    /// repeatable.
+    #[arg(long = "secret-file", value_name = "PATH=SECRET", value_parser = parse_key_value)]
+    pub secret_files: Vec<(String, String)>,
     /// The user to run as: uid, uid:gid or a name from the image; `root` (or 0) only when
     /// asked for [default: the image's unless it is root, else nobody (65534)]
     #[arg(long)]
@@ -533,6 +558,29 @@ enum ImageCmd {
         file: PathBuf,
         #[arg(long)]
         agent: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretCmd {
+    /// Write a secret (a new version if it exists). The value comes from --from-file, else
+    /// from stdin; never from the command line, where other users and the shell's history
+    /// would see it.
+    Put {
+        /// Letters, digits, '.', '_', '-', parts separated by '/': `db/password`.
+        path: String,
+        /// Read the value from this file.
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// The secrets' paths and versions (never their values).
+    Ls(ClientArgs),
+    Rm {
+        path: String,
         #[command(flatten)]
         c: ClientArgs,
     },
@@ -778,6 +826,32 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
+/// A secret's value: the file's, else stdin's (one trailing newline dropped, as `echo` adds it).
+fn read_secret_value(file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    use std::io::{IsTerminal, Read};
+    let mut value = match file {
+        Some(f) => std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
+        None => {
+            if std::io::stdin().is_terminal() {
+                eprintln!("value (end with Ctrl-D):");
+            }
+            let mut v = String::new();
+            std::io::stdin()
+                .read_to_string(&mut v)
+                .context("cannot read the value from stdin (it must be UTF-8 text)")?;
+            v
+        }
+    };
+    if value.ends_with('\n') {
+        value.pop();
+        if value.ends_with('\r') {
+            value.pop();
+        }
+    }
+    Ok(value)
+}
+
 fn run_client(verb: client::Verb, c: ClientArgs) -> anyhow::Result<()> {
     runtime()?.block_on(client::run(verb, &c.addr, c.output))
 }
@@ -786,6 +860,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     use client::Verb;
     if let Some(token) = cli.api_token.filter(|t| !t.trim().is_empty()) {
         tepui_api::set_api_token(token.trim().to_string());
+    }
+    let trust = match (cli.ca_pin.filter(|p| !p.trim().is_empty()), cli.ca_file) {
+        (Some(pin), _) => Some(tepui_api::ApiTrust::Pin(pin.trim().to_string())),
+        (None, Some(file)) => Some(tepui_api::ApiTrust::CaFile(file)),
+        (None, None) => None,
+    };
+    if let Some(trust) = trust {
+        tepui_api::set_api_trust(trust).map_err(anyhow::Error::msg)?;
     }
     match cli.command {
         Command::Dev(d) => daemon::run(daemon::Mode::Dev, d),
@@ -907,6 +989,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Var(VarCmd::Put { key, value, cas, c }) => run_client(Verb::VarPut(key, value, cas), c),
         Command::Var(VarCmd::Get { key, c }) => run_client(Verb::VarGet(key), c),
         Command::Var(VarCmd::Ls(c)) => run_client(Verb::Vars, c),
+        Command::Secret(SecretCmd::Put { path, from_file, c }) => {
+            let value = read_secret_value(from_file.as_deref())?;
+            run_client(Verb::SecretPut(path, value), c)
+        }
+        Command::Secret(SecretCmd::Ls(c)) => run_client(Verb::Secrets, c),
+        Command::Secret(SecretCmd::Rm { path, c }) => run_client(Verb::SecretRm(path), c),
         Command::Var(VarCmd::Rm { key, c }) => run_client(Verb::VarRm(key), c),
         Command::Framework(FrameworkCmd::Ls(c)) => run_client(Verb::Frameworks, c),
         Command::Framework(FrameworkCmd::Teardown { id, c }) => run_client(Verb::FrameworkTeardown(id), c),

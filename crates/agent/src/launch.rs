@@ -26,6 +26,8 @@ pub const REASON_COMMAND_EXECUTOR_FAILED: &str = "REASON_COMMAND_EXECUTOR_FAILED
 pub const REASON_CONTAINER_LIMITATION_MEMORY: &str = "REASON_CONTAINER_LIMITATION_MEMORY";
 /// The container could not be made or started: image, rootfs, command not found.
 pub const REASON_CONTAINER_LAUNCH_FAILED: &str = "REASON_CONTAINER_LAUNCH_FAILED";
+/// Mesos' reason when a task's secrets could not be given to it.
+pub const REASON_SECRET_GENERATOR_FAILED: &str = "REASON_SECRET_GENERATOR_FAILED";
 /// The task's definition cannot run anywhere (bad network mode, relative volume target...).
 pub const REASON_TASK_INVALID: &str = "REASON_TASK_INVALID";
 /// A kill for a task this agent does not have.
@@ -283,7 +285,26 @@ pub fn task_spec(task: &TaskLaunch, image: Option<&ImageConfig>, rootfs: Rootfs)
         } else {
             Duration::from_millis(task.kill_grace_ms)
         },
+        secrets: secret_material(task)?,
     })
+}
+
+/// The secrets the leader gave with the launch, as the runtime takes them.
+fn secret_material(task: &TaskLaunch) -> Result<tepui_runtime::SecretMaterial, String> {
+    let mut m = tepui_runtime::SecretMaterial::default();
+    for s in &task.secret_values {
+        if let Some(name) = &s.env {
+            m.env.insert(name.clone(), s.value.clone());
+        }
+        if let Some(file) = &s.file {
+            let path = PathBuf::from(file);
+            if !path.is_absolute() {
+                return Err(format!("secret file {file:?} must be an absolute path"));
+            }
+            m.files.push((path, s.value.clone()));
+        }
+    }
+    Ok(m)
 }
 
 #[cfg(test)]
@@ -335,7 +356,10 @@ mod tests {
                 read_only_rootfs: true,
                 kill_grace_ms: 1500,
                 health_checks: vec![],
+                secrets: vec![],
             },
+            secret_values: vec![],
+            secret_error: None,
         }
     }
 

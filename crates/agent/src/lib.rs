@@ -246,6 +246,8 @@ impl Agent {
                 tls
             }
         };
+        // The agent's port takes HTTPS with the node's certificate, plain HTTP from loopback.
+        let http_tls = tls.api_server_config()?;
         let session = session::Session {
             tls,
             trust: trust_tx,
@@ -280,7 +282,7 @@ impl Agent {
         let shutdown_http = shutdown.clone();
         loops.spawn(async move {
             let listener = tepui_transport::KillableListener::new(listener, shutdown_http);
-            tepui_transport::serve_http(listener, app, tepui_transport::HttpLimits::default()).await;
+            tepui_transport::serve_http(listener, app, tepui_transport::HttpLimits::default(), Some(http_tls)).await;
         });
         tracing::info!(node = identity.node_id, name = %identity.name, http = %http_addr, "agent started");
         Ok(Agent {

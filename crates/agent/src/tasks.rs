@@ -323,7 +323,9 @@ impl TaskManager {
             let recorded = tokio::task::spawn_blocking(move || {
                 updates::ensure_dir(&dir)
                     .and_then(|()| {
-                        let bytes = serde_json::to_vec_pretty(&task).map_err(io::Error::other)?;
+                        // Secrets stay in memory: the record has only their references.
+                        let bytes =
+                            serde_json::to_vec_pretty(&task.without_secret_values()).map_err(io::Error::other)?;
                         updates::write_atomic(&dir.join(LAUNCH_FILE), &bytes)
                     })
                     .map(|()| recorder.push(&task_id, Change::starting()))
@@ -575,6 +577,16 @@ impl TaskManager {
         if !valid_task_id(&id) {
             let message = format!("task id {id:?} must be {}", tepui_common::TASK_ID_RULE);
             self.finish(&id, Change::invalid(message)).await;
+            return;
+        }
+        if let Some(e) = &launch.secret_error {
+            let message = format!("the task's secrets cannot be given: {e}");
+            let failed = Change::new(
+                launch::TASK_FAILED,
+                Some(launch::REASON_SECRET_GENERATOR_FAILED),
+                message,
+            );
+            self.finish(&id, failed).await;
             return;
         }
         let container_dir = dir.join(CONTAINER_DIR);

@@ -128,6 +128,28 @@ pub struct TokenCreateRequest {
     pub description: String,
 }
 
+/// `PUT /v1/secrets/PATH`: the value, which no API ever returns.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretPutRequest {
+    pub value: String,
+}
+
+impl std::fmt::Debug for SecretPutRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretPutRequest { .. }")
+    }
+}
+
+/// A secret as the API shows it: its path and version, never its value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SecretView {
+    pub path: String,
+    /// The log index that last wrote it.
+    pub version: u64,
+    pub modified_at_ms: u64,
+}
+
 /// The longest a join token may live: as long as the cluster CA is valid.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
@@ -302,6 +324,8 @@ pub enum ClientError {
     Api { status: u16, code: String, message: String },
     #[error("cannot reach {addr}: {detail}; is a tepui server running there? (set --addr or TEPUI_ADDR)")]
     Connect { addr: String, detail: String },
+    #[error("cannot verify {addr}: {detail}; trust the cluster CA with --ca-pin SHA256 (tepui dev prints it; tepui operator ca status shows it) or --ca-file PEM")]
+    Tls { addr: String, detail: String },
     #[error("unexpected answer from {addr}: {detail}")]
     Decode { addr: String, detail: String },
 }
@@ -313,6 +337,17 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         last = next;
     }
     last.to_string()
+}
+
+/// Why a request got no answer, and whether it was the server's certificate (so the message
+/// can say how to trust the cluster instead of asking whether a server runs there).
+pub(crate) fn connect_failure(e: &reqwest::Error) -> (bool, String) {
+    let detail = root_cause(e);
+    let lower = detail.to_ascii_lowercase();
+    let tls = ["certificate", "unknownissuer", "hash mismatch", "notvalidforname"]
+        .iter()
+        .any(|w| lower.contains(w));
+    (tls, detail)
 }
 
 /// `no_leader` is answered before anything ran; `leader_unreachable` may follow a write the old
@@ -337,6 +372,15 @@ pub fn api_token() -> Option<String> {
     if let Some(t) = std::env::var("TEPUI_API_TOKEN").ok().filter(|t| !t.trim().is_empty()) {
         return Some(t.trim().to_string());
     }
+    data_dirs()
+        .iter()
+        .find_map(|d| std::fs::read_to_string(d.join("api-token")).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// Where a local server's data dir may be, in the order the CLI looks.
+fn data_dirs() -> Vec<std::path::PathBuf> {
     let mut dirs: Vec<std::path::PathBuf> = Vec::new();
     if let Some(d) = std::env::var_os("TEPUI_DATA_DIR") {
         dirs.push(d.into());
@@ -348,10 +392,7 @@ pub fn api_token() -> Option<String> {
         dirs.push(std::path::PathBuf::from(h).join(".local/share/tepui"));
     }
     dirs.push("/var/lib/tepui".into());
-    dirs.iter()
-        .find_map(|d| std::fs::read_to_string(d.join("api-token")).ok())
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
+    dirs
 }
 
 static API_TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -377,6 +418,52 @@ fn bearer_headers(token: Option<&str>) -> reqwest::header::HeaderMap {
     h
 }
 
+/// Whom the CLI trusts when it speaks HTTPS to the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiTrust {
+    /// The cluster CA by its SHA-256 (`--ca-pin`, the hash join tokens carry).
+    Pin(String),
+    /// CA certificates in a PEM file (`--ca-file`): the cluster's, or an operator's for a server
+    /// started with `--api-cert`.
+    CaFile(std::path::PathBuf),
+}
+
+static API_TRUST: std::sync::OnceLock<rustls::ClientConfig> = std::sync::OnceLock::new();
+
+/// Sets whom HTTPS calls trust, ahead of the cluster CA a local server keeps in its data dir.
+/// Checked here, so that a bad pin or file is one clear error before any call.
+pub fn set_api_trust(trust: ApiTrust) -> Result<(), String> {
+    let config = match trust {
+        ApiTrust::Pin(pin) => tepui_pki::tls::api_client_config(&tepui_pki::tls::ClusterTrust::Pin(pin))
+            .map_err(|e| format!("--ca-pin: {e}"))?,
+        ApiTrust::CaFile(path) => {
+            let pem = std::fs::read_to_string(&path).map_err(|e| format!("--ca-file {}: {e}", path.display()))?;
+            // The cluster's own CA names its servers server.tepui whatever address is dialled;
+            // any other CA is checked the usual way, against the address.
+            if tepui_pki::is_cluster_ca(&pem) {
+                tepui_pki::tls::api_client_config(&tepui_pki::tls::ClusterTrust::Bundle(pem))
+            } else {
+                tepui_pki::tls::roots_client_config(&pem)
+            }
+            .map_err(|e| format!("--ca-file {}: {e}", path.display()))?
+        }
+    };
+    let _ = API_TRUST.set(config);
+    Ok(())
+}
+
+/// The TLS config HTTPS calls use: the one [`set_api_trust`] set, else the cluster CA of a
+/// server in a local data dir (`identity/ca.pem`; see [`api_token`]), else none (the platform's roots).
+pub fn api_tls_config() -> Option<rustls::ClientConfig> {
+    if let Some(c) = API_TRUST.get() {
+        return Some(c.clone());
+    }
+    let pem = data_dirs()
+        .iter()
+        .find_map(|d| std::fs::read_to_string(d.join("identity").join("ca.pem")).ok())?;
+    tepui_pki::tls::api_client_config(&tepui_pki::tls::ClusterTrust::Bundle(pem)).ok()
+}
+
 /// A client for `base`. Plain HTTP needs no trust roots: reading and parsing the system's
 /// (about 150 PEM files) was a third of a short CLI call.
 pub(crate) fn http_client(base: &str, headers: reqwest::header::HeaderMap) -> reqwest::ClientBuilder {
@@ -384,9 +471,11 @@ pub(crate) fn http_client(base: &str, headers: reqwest::header::HeaderMap) -> re
         .connect_timeout(Duration::from_secs(5))
         .default_headers(headers);
     if base.starts_with("http://") {
-        b.tls_certs_only([])
-    } else {
-        b
+        return b.tls_certs_only([]);
+    }
+    match api_tls_config() {
+        Some(config) => b.tls_backend_preconfigured(config),
+        None => b,
     }
 }
 
@@ -472,11 +561,19 @@ impl Client {
         }
     }
 
+    /// A request that got no answer: the server's certificate, or no server at all.
+    fn unanswered(&self, e: &reqwest::Error) -> ClientError {
+        let (tls, detail) = connect_failure(e);
+        let addr = self.base.clone();
+        if tls {
+            ClientError::Tls { addr, detail }
+        } else {
+            ClientError::Connect { addr, detail }
+        }
+    }
+
     async fn send_once(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, ClientError> {
-        let resp = req.send().await.map_err(|e| ClientError::Connect {
-            addr: self.base.clone(),
-            detail: root_cause(&e),
-        })?;
+        let resp = req.send().await.map_err(|e| self.unanswered(&e))?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|e| ClientError::Decode {
             addr: self.base.clone(),
@@ -658,6 +755,21 @@ pub struct TaskRunRequest {
     /// An agent's id or name; absent lets the cluster choose.
     #[serde(default)]
     pub agent: Option<String>,
+    /// Secrets the task gets, by path (`tepui secret put`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretRequest>,
+}
+
+/// A secret a task gets: as the environment variable `env`, as the read-only file `file` (an
+/// absolute path in the container), or both.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRequest {
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -722,6 +834,9 @@ pub struct TaskView {
     /// What its health checks last said, if it has any.
     #[serde(default)]
     pub healthy: Option<bool>,
+    /// The secrets it gets, by reference (never their values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretRequest>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -813,10 +928,7 @@ impl Client {
             .timeout(Duration::from_secs(24 * 3600))
             .send()
             .await
-            .map_err(|e| ClientError::Connect {
-                addr: self.base.clone(),
-                detail: root_cause(&e),
-            })?;
+            .map_err(|e| self.unanswered(&e))?;
         let status = resp.status().as_u16();
         if status >= 400 {
             let bytes = resp.bytes().await.unwrap_or_default();

@@ -14,6 +14,8 @@ pub enum MarathonError {
     Refused { status: u16, message: String },
     #[error("cannot reach {addr}: {detail}; is a tepui server running there? (set --addr or TEPUI_ADDR)")]
     Connect { addr: String, detail: String },
+    #[error("cannot verify {addr}: {detail}; trust the cluster CA with --ca-pin SHA256 (tepui dev prints it; tepui operator ca status shows it) or --ca-file PEM")]
+    Tls { addr: String, detail: String },
     #[error("unexpected answer from {addr}: {detail}")]
     Decode { addr: String, detail: String },
 }
@@ -74,6 +76,17 @@ impl Marathon {
         Marathon { base, http }
     }
 
+    /// A request that got no answer: the server's certificate, or no server at all.
+    fn unanswered(&self, e: &reqwest::Error) -> MarathonError {
+        let (tls, detail) = crate::connect_failure(e);
+        let addr = self.base.clone();
+        if tls {
+            MarathonError::Tls { addr, detail }
+        } else {
+            MarathonError::Connect { addr, detail }
+        }
+    }
+
     /// One call; a 503 while leadership changes is tried again for a while, except for a POST,
     /// which the old leader may have carried out.
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(u16, Value), MarathonError> {
@@ -86,10 +99,7 @@ impl Marathon {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let resp = req.send().await.map_err(|e| MarathonError::Connect {
-                addr: self.base.clone(),
-                detail: crate::root_cause(&e),
-            })?;
+            let resp = req.send().await.map_err(|e| self.unanswered(&e))?;
             let status = resp.status().as_u16();
             let bytes = resp.bytes().await.map_err(|e| MarathonError::Decode {
                 addr: self.base.clone(),
@@ -139,10 +149,7 @@ impl Marathon {
             .header("accept", "text/event-stream")
             .send()
             .await
-            .map_err(|e| MarathonError::Connect {
-                addr: self.base.clone(),
-                detail: crate::root_cause(&e),
-            })?;
+            .map_err(|e| self.unanswered(&e))?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
             let body = resp.bytes().await.unwrap_or_default();

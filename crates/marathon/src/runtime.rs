@@ -446,6 +446,7 @@ fn launch_spec(spec: &AppSpec, agent: u64, host_ports: &[u16]) -> LaunchSpec {
             .map(|s| s * 1000)
             .unwrap_or(DEFAULT_KILL_GRACE_MS),
         health_checks,
+        secrets: vec![],
     };
     let mut resources = Resources::new();
     resources.push(Resource::scalar(ResourceName::CPUS, Scalar::from_milli(def.cpus_milli)));

@@ -34,6 +34,7 @@ fn api_as(caller: Option<tepui_auth::Identity>) -> Api {
         node.clone(),
         MasterConfig {
             agent_timeout: Duration::from_secs(600),
+            secrets: None,
             retention: Default::default(),
         },
     );

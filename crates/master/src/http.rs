@@ -121,6 +121,16 @@ fn task_view(s: &Replicated, t: &TaskRecord) -> TaskView {
             t.framework_id.clone()
         },
         healthy: t.healthy,
+        secrets: t
+            .def
+            .secrets
+            .iter()
+            .map(|r| tepui_api::SecretRequest {
+                source: r.source.clone(),
+                env: r.env.clone(),
+                file: r.file.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -202,6 +212,40 @@ fn task_def(req: &TaskRunRequest) -> Result<(TaskDef, Vec<PortDef>), Error> {
             ));
         }
     }
+    let mut secrets = Vec::with_capacity(req.secrets.len());
+    for (i, r) in req.secrets.iter().enumerate() {
+        let source =
+            tepui_state::normalize_secret_path(&r.source).map_err(|m| invalid(&format!("secrets[{i}].source"), m))?;
+        if r.env.is_none() && r.file.is_none() {
+            return Err(invalid(
+                &format!("secrets[{i}]"),
+                "a secret goes somewhere: give env (a variable name), file (a path in the container) or both",
+            ));
+        }
+        if r.env
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
+        {
+            return Err(invalid(
+                &format!("secrets[{i}].env"),
+                "environment names cannot be empty or contain = or NUL",
+            ));
+        }
+        if r.file
+            .as_ref()
+            .is_some_and(|f| !f.starts_with('/') || f.contains('\0') || f.split('/').any(|p| p == ".."))
+        {
+            return Err(invalid(
+                &format!("secrets[{i}].file"),
+                "the file must be an absolute path in the container, without ..",
+            ));
+        }
+        secrets.push(tepui_state::SecretRef {
+            source,
+            env: r.env.clone(),
+            file: r.file.clone(),
+        });
+    }
     let fixed: Vec<PortDef> = req
         .ports
         .iter()
@@ -249,6 +293,7 @@ fn task_def(req: &TaskRunRequest) -> Result<(TaskDef, Vec<PortDef>), Error> {
         read_only_rootfs: req.read_only_rootfs,
         kill_grace_ms: (req.kill_grace_period_secs * 1000.0) as u64,
         health_checks: vec![],
+        secrets,
     };
     Ok((def, wanted))
 }
@@ -285,6 +330,21 @@ async fn run_task(
         return Err(tepui_auth::Denied::no_caller().into());
     };
     me.may_run(&def)?;
+    if let Some((i, r)) = m.node().read(|s| {
+        def.secrets
+            .iter()
+            .enumerate()
+            .find(|(_, r)| !s.secrets.contains_key(&r.source))
+            .map(|(i, r)| (i, r.clone()))
+    }) {
+        return Err(invalid(
+            &format!("secrets[{i}].source"),
+            format!(
+                "no secret {:?}; write it first with `tepui secret put {}`",
+                r.source, r.source
+            ),
+        ));
+    }
     let name = req.name.clone().unwrap_or_else(|| "task".into());
     if !valid_name(&name) {
         return Err(invalid("name", "task names are 1-64 letters, digits, - _ and ."));

@@ -38,7 +38,6 @@ use tokio::sync::{mpsc, Notify};
 
 use self::core::Core;
 pub use self::core::{AgentAllocation, AllocationView, FrameworkAllocation, RoleAllocation};
-pub use self::lifecycle::launch_of;
 
 /// Heartbeat events on every subscription (Mesos: 15 s).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
@@ -59,6 +58,8 @@ pub struct MasterConfig {
     pub agent_timeout: Duration,
     /// How long ended tasks stay in the replicated state.
     pub retention: retention::Retention,
+    /// The cluster's secrets key, to open a task's secrets when it launches.
+    pub secrets: Option<Arc<tepui_secrets::Keyring>>,
 }
 
 /// What a framework says about itself when it subscribes.
@@ -494,7 +495,7 @@ impl Master {
                         .send(
                             record.agent_id,
                             &ServerToAgent::Launch {
-                                task: launch_of(record),
+                                task: self.launch_of(record),
                             },
                         )
                         .await;

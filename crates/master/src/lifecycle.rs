@@ -11,15 +11,25 @@ use tepui_state::{ApplyError, Command, Maintenance, PortDef, TaskDef, TaskRecord
 use crate::Master;
 
 /// What the agent is sent to run a task.
-pub fn launch_of(t: &TaskRecord) -> TaskLaunch {
-    TaskLaunch {
-        task_id: t.id.clone(),
-        name: t.name.clone(),
-        def: t.def.clone(),
-    }
-}
-
 impl Master {
+    /// What the agent gets to launch `t`: its definition and, opened from the state, the
+    /// values of its secrets (or why they could not be, which the agent reports as the task's
+    /// failure).
+    pub fn launch_of(&self, t: &TaskRecord) -> TaskLaunch {
+        let mut launch = TaskLaunch::new(t.id.clone(), t.name.clone(), t.def.clone());
+        if !t.def.secrets.is_empty() {
+            let keyring = self.config().secrets.as_deref();
+            match self.node().read(|s| tepui_secrets::resolve(s, keyring, &t.def.secrets)) {
+                Ok(values) => launch.secret_values = values,
+                Err(e) => {
+                    tracing::warn!(task = %t.id, error = %e, "the task's secrets cannot be given");
+                    launch.secret_error = Some(e);
+                }
+            }
+        }
+        launch
+    }
+
     /// Commits an agent's status update, then acknowledges it so the agent can forget it. An
     /// update the leader cannot commit is not acknowledged: the agent sends it again.
     pub async fn on_status(&self, agent: u64, update: StatusUpdate) {
@@ -173,7 +183,12 @@ impl Master {
                 Some(_) => {}
                 None if t.state == TaskState::TaskStaging && !t.kill_requested => {
                     node.agents()
-                        .send(agent, &ServerToAgent::Launch { task: launch_of(t) })
+                        .send(
+                            agent,
+                            &ServerToAgent::Launch {
+                                task: self.launch_of(t),
+                            },
+                        )
                         .await;
                 }
                 None => {
@@ -239,7 +254,7 @@ impl Master {
             .send(
                 agent,
                 &ServerToAgent::Launch {
-                    task: launch_of(&record),
+                    task: self.launch_of(&record),
                 },
             )
             .await;

@@ -32,6 +32,7 @@ fn fixture() -> Fixture {
         node.clone(),
         MasterConfig {
             agent_timeout: Duration::from_secs(600),
+            secrets: None,
             retention: Default::default(),
         },
     );
@@ -275,6 +276,7 @@ async fn ended_tasks_past_the_retention_are_forgotten() {
         node.clone(),
         MasterConfig {
             agent_timeout: Duration::from_secs(600),
+            secrets: None,
             retention: tepui_master::retention::Retention {
                 max_per_group: 2,
                 max_age: Duration::from_secs(3600),

@@ -30,6 +30,7 @@ fn mesos() -> Mesos {
         node.clone(),
         MasterConfig {
             agent_timeout: Duration::from_secs(600),
+            secrets: None,
             retention: Default::default(),
         },
     );

@@ -152,6 +152,7 @@ impl From<ApplyError> for Error {
             ApplyError::NotAnAgent { .. } => (Conflict, "not_an_agent"),
             ApplyError::CasFailed { .. } => (Conflict, "cas_failed"),
             ApplyError::UnknownVar { .. } => (NotFound, "unknown_var"),
+            ApplyError::UnknownSecret { .. } => (NotFound, "unknown_secret"),
             ApplyError::TaskExists { .. } => (Conflict, "task_exists"),
             ApplyError::UnknownTask { .. } => (NotFound, "unknown_task"),
             ApplyError::Placement(_) => (Conflict, "no_room"),

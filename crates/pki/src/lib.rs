@@ -145,7 +145,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub fn generate_ca(cluster_id: &str) -> Result<CertifiedKey, PkiError> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(rcgen_err("cannot generate ca key"))?;
     let params = ca_params(
-        &format!("tepui cluster CA {cluster_id}"),
+        &format!("{CLUSTER_CA_PREFIX}{cluster_id}"),
         BasicConstraints::Constrained(0),
     )?;
     let cert = params
@@ -156,6 +156,21 @@ pub fn generate_ca(cluster_id: &str) -> Result<CertifiedKey, PkiError> {
         key_pem: key.serialize_pem(),
     })
 }
+
+/// Whether the first certificate in `pem` is a tepui cluster CA (by the subject it is made
+/// with), as opposed to an operator's or a public CA.
+pub fn is_cluster_ca(pem: &str) -> bool {
+    let Ok(der) = first_cert_der(pem, "ca certificate") else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
+        return false;
+    };
+    let cn = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok());
+    cert.is_ca() && cn.is_some_and(|cn| cn.starts_with(CLUSTER_CA_PREFIX))
+}
+
+const CLUSTER_CA_PREFIX: &str = "tepui cluster CA ";
 
 fn ca_params(common_name: &str, constraints: BasicConstraints) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::default();

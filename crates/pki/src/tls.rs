@@ -133,6 +133,126 @@ pub fn pinned_client_config(ca_sha256: &str) -> Result<(Arc<ClientConfig>, Pinne
     Ok((Arc::new(config), pinned))
 }
 
+fn server_name_of_servers() -> ServerName<'static> {
+    ServerName::try_from(SERVER_NAME).expect("server.tepui is a valid DNS name")
+}
+
+const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// How an HTTPS client of the API (the CLI) trusts the cluster's servers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterTrust {
+    /// The SHA-256 of the cluster CA's certificate, as join tokens carry it: the server sends
+    /// the CA and proves its certificate chains to it.
+    Pin(String),
+    /// The cluster's CA certificates, PEM (a node's `ca.pem`).
+    Bundle(String),
+}
+
+/// An HTTPS client config for the API that trusts only the cluster CA and verifies the server
+/// as [`SERVER_NAME`] whatever address is dialled, so an agent's certificate (same CA) never
+/// passes for a server's. ALPN "http/1.1".
+pub fn api_client_config(trust: &ClusterTrust) -> Result<ClientConfig, PkiError> {
+    let provider = provider();
+    let verifier: Arc<dyn ServerCertVerifier> = match trust {
+        ClusterTrust::Pin(pin) => {
+            if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(PkiError::Token(format!(
+                    "CA pin {pin:?} is not a SHA-256 (64 hex characters)"
+                )));
+            }
+            Arc::new(PinnedVerifier {
+                pin: pin.to_ascii_lowercase(),
+                provider: provider.clone(),
+                found: PinnedCa::default(),
+            })
+        }
+        ClusterTrust::Bundle(pem) => Arc::new(ServersOfCa(
+            WebPkiServerVerifier::builder_with_provider(ca_roots(pem)?, provider.clone())
+                .build()
+                .map_err(|e| PkiError::Certificate(format!("cannot build server verifier: {e}")))?,
+        )),
+    };
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err("cannot select tls versions"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok(config)
+}
+
+/// An HTTPS client config that trusts the CAs in `ca_pem` (an operator's, for a server started
+/// with `--api-cert`) and checks the name dialled, as any HTTPS client does. ALPN "http/1.1".
+pub fn roots_client_config(ca_pem: &str) -> Result<ClientConfig, PkiError> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err("cannot select tls versions"))?
+        .with_root_certificates(ca_roots(ca_pem)?)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok(config)
+}
+
+/// Verifies a server against known CAs under [`SERVER_NAME`], whatever name was dialled.
+#[derive(Debug)]
+struct ServersOfCa(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ServersOfCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.0
+            .verify_server_cert(end_entity, intermediates, &server_name_of_servers(), ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// An HTTPS server config from an operator's certificate chain and key (`--api-cert`,
+/// `--api-key`). ALPN "h2" and "http/1.1"; no client certificates.
+pub fn operator_api_server_config(cert_chain_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, PkiError> {
+    let chain = all_cert_ders(cert_chain_pem, "API certificate")?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| PkiError::Pem {
+        what: "API key",
+        reason: e.to_string(),
+    })?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err("cannot select tls versions"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(tls_err("cannot use the API certificate and key"))?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Where [`pinned_client_config`] puts the CA it verified; empty until a handshake succeeds.
 #[derive(Clone, Debug, Default)]
 pub struct PinnedCa(Arc<Mutex<Option<String>>>);
@@ -179,8 +299,8 @@ impl ServerCertVerifier for PinnedVerifier {
                 .map(|c| sha256_hex(c.as_ref()))
                 .unwrap_or_else(|| "no ca certificate".to_string());
             return Err(rustls::Error::General(format!(
-                "cluster CA hash mismatch: the token pins {}, the server presented {actual}; \
-                 check the token and the address",
+                "cluster CA hash mismatch: the pin is {}, the server presented {actual}; \
+                 check the token or pin and the address",
                 self.pin
             )));
         };
@@ -193,7 +313,10 @@ impl ServerCertVerifier for PinnedVerifier {
             .build()
             .map_err(|e| rustls::Error::General(format!("cannot verify against pinned ca: {e}")))?;
         let others: Vec<CertificateDer<'_>> = intermediates.iter().filter(|c| *c != ca).cloned().collect();
-        let verified = inner.verify_server_cert(end_entity, &others, server_name, ocsp_response, now)?;
+        // Whatever address the caller dialled, only a server's certificate carries this name
+        // (an agent's, though signed by the same CA, cannot stand in for a server).
+        let _ = server_name;
+        let verified = inner.verify_server_cert(end_entity, &others, &server_name_of_servers(), ocsp_response, now)?;
         self.found.set(cert_der_to_pem(ca.as_ref()));
         Ok(verified)
     }
@@ -296,6 +419,19 @@ impl LiveTls {
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         config.send_tls13_tickets = 0;
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// An HTTPS server config for the API: the node's current certificate (signed by the
+    /// cluster CA, renewed in place), no client certificates, ALPN "h2" and "http/1.1".
+    pub fn api_server_config(&self) -> Result<Arc<ServerConfig>, PkiError> {
+        let live = Arc::new(Live(self.clone()));
+        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(tls_err("cannot select tls versions"))?
+            .with_no_client_auth()
+            .with_cert_resolver(live);
+        config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
         Ok(Arc::new(config))
     }
 
@@ -515,7 +651,15 @@ mod tests {
         client: Arc<ClientConfig>,
         server: Arc<ServerConfig>,
     ) -> Result<(ClientConnection, ServerConnection), String> {
-        let name = ServerName::try_from(SERVER_NAME).unwrap();
+        connect_to(SERVER_NAME, client, server)
+    }
+
+    fn connect_to(
+        dialled: &str,
+        client: Arc<ClientConfig>,
+        server: Arc<ServerConfig>,
+    ) -> Result<(ClientConnection, ServerConnection), String> {
+        let name = ServerName::try_from(dialled.to_string()).unwrap();
         let mut c = Connection::Client(ClientConnection::new(client, name).unwrap());
         let mut s = Connection::Server(ServerConnection::new(server).unwrap());
         let exchange = |c: &mut Connection, s: &mut Connection| -> Result<(), String> {
@@ -798,5 +942,91 @@ mod tests {
         };
         assert!(server_config(&ca.cert_pem, &mixed).is_err());
         assert!(client_config(&ca.cert_pem, Some(&mixed)).is_err());
+    }
+
+    #[test]
+    fn api_https_trusts_the_cluster_ca_by_pin_or_bundle_and_only_servers() {
+        let ca = generate_ca("c1").unwrap();
+        let server = LiveTls::new(material(
+            &ca.cert_pem,
+            &issue_node_cert(&ca, &ident(1, Role::Server), &[LOOPBACK]).unwrap(),
+            "",
+        ))
+        .unwrap();
+        let pin = ClusterTrust::Pin(ca_fingerprint(&ca.cert_pem).unwrap());
+        let bundle = ClusterTrust::Bundle(ca.cert_pem.clone());
+        for trust in [&pin, &bundle] {
+            // Whatever the CLI dialled (an IP the certificate may not name, a DNS alias).
+            for dialled in ["127.0.0.1", "api.example.test"] {
+                let (c, _) = connect_to(
+                    dialled,
+                    Arc::new(api_client_config(trust).unwrap()),
+                    server.api_server_config().unwrap(),
+                )
+                .unwrap_or_else(|e| panic!("{trust:?} {dialled}: {e}"));
+                assert_eq!(c.alpn_protocol(), Some(&b"http/1.1"[..]));
+            }
+        }
+
+        // An agent's certificate from the same CA does not pass for a server's.
+        let agent = LiveTls::new(material(
+            &ca.cert_pem,
+            &issue_node_cert(&ca, &ident(2, Role::Agent), &[LOOPBACK]).unwrap(),
+            "",
+        ))
+        .unwrap();
+        for trust in [&pin, &bundle] {
+            let err = connect_to(
+                "127.0.0.1",
+                Arc::new(api_client_config(trust).unwrap()),
+                agent.api_server_config().unwrap(),
+            )
+            .unwrap_err();
+            assert!(err.starts_with("client:"), "{err}");
+        }
+
+        // Another cluster's server: refused, and a pin mismatch names both hashes.
+        let other = generate_ca("c2").unwrap();
+        let stranger = LiveTls::new(material(
+            &other.cert_pem,
+            &issue_node_cert(&other, &ident(1, Role::Server), &[LOOPBACK]).unwrap(),
+            "",
+        ))
+        .unwrap();
+        let err = connect_to(
+            "127.0.0.1",
+            Arc::new(api_client_config(&pin).unwrap()),
+            stranger.api_server_config().unwrap(),
+        )
+        .unwrap_err();
+        assert!(err.contains("hash mismatch"), "{err}");
+        assert!(connect_to(
+            "127.0.0.1",
+            Arc::new(api_client_config(&bundle).unwrap()),
+            stranger.api_server_config().unwrap()
+        )
+        .is_err());
+
+        assert!(api_client_config(&ClusterTrust::Pin("abc".into())).is_err());
+    }
+
+    #[test]
+    fn api_https_with_an_operator_certificate() {
+        let ca = generate_ca("corp").unwrap();
+        let cert = issue_node_cert(&ca, &ident(1, Role::Server), &[LOOPBACK]).unwrap();
+        let config = operator_api_server_config(&format!("{}{}", cert.cert_pem, ca.cert_pem), &cert.key_pem).unwrap();
+        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        let mut roots = RootCertStore::empty();
+        roots.add(first_cert_der(&ca.cert_pem, "ca").unwrap()).unwrap();
+        let client = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        connect_to("localhost", Arc::new(client), config).unwrap();
+
+        let other = generate_ca("other").unwrap();
+        let err = operator_api_server_config(&cert.cert_pem, &other.key_pem).unwrap_err();
+        assert!(err.to_string().contains("API certificate and key"), "{err}");
     }
 }

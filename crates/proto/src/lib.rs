@@ -35,6 +35,55 @@ pub mod agent {
         pub name: String,
         #[serde(flatten)]
         pub def: TaskDef,
+        /// The values of the task's secrets, opened by the leader for this launch. The agent
+        /// never writes them down.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub secret_values: Vec<SecretValue>,
+        /// Why the leader could not give the task its secrets: the agent fails the task.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub secret_error: Option<String>,
+    }
+
+    impl TaskLaunch {
+        /// A launch of `def` without secrets.
+        pub fn new(task_id: String, name: String, def: TaskDef) -> TaskLaunch {
+            TaskLaunch {
+                task_id,
+                name,
+                def,
+                secret_values: Vec::new(),
+                secret_error: None,
+            }
+        }
+
+        /// The same launch without its secrets' values, to keep on disk.
+        pub fn without_secret_values(&self) -> TaskLaunch {
+            TaskLaunch {
+                secret_values: Vec::new(),
+                ..self.clone()
+            }
+        }
+    }
+
+    /// One secret of a task with its value; its `Debug` leaves the value out.
+    #[derive(Clone, PartialEq, Serialize, Deserialize)]
+    pub struct SecretValue {
+        pub source: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub env: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub file: Option<String>,
+        pub value: String,
+    }
+
+    impl std::fmt::Debug for SecretValue {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("SecretValue")
+                .field("source", &self.source)
+                .field("env", &self.env)
+                .field("file", &self.file)
+                .finish_non_exhaustive()
+        }
     }
 
     impl std::ops::Deref for TaskLaunch {

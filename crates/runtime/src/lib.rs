@@ -42,8 +42,8 @@ pub use net::BridgeConfig;
 pub use oci::{is_root, DEFAULT_UID, SANDBOX_MOUNT};
 pub use shim::shim_main;
 pub use spec::{
-    ExecOutput, ExecSpec, HostPort, LogStream, Network, PortMapping, Protocol, Reason, Rootfs, TaskHandle, TaskSpec,
-    TaskState, TaskStatus, Volume, VolumeSource,
+    ExecOutput, ExecSpec, HostPort, LogStream, Network, PortMapping, Protocol, Reason, Rootfs, SecretMaterial,
+    TaskHandle, TaskSpec, TaskState, TaskStatus, Volume, VolumeSource,
 };
 
 use proto::{LineReader, Reply, Request};
@@ -290,6 +290,7 @@ impl Runtime {
                 if let Some(l) = lease {
                     let _ = fs::remove_file(l);
                 }
+                sandbox::unmount_secrets(&sb.bundle());
                 let _ = fs::remove_dir_all(&sb.dir);
                 return Err(e);
             }
@@ -401,6 +402,20 @@ impl Runtime {
         }
         let mut spec_ok = spec.clone();
         spec_ok.volumes = volumes_ok;
+        if !spec.secrets.is_empty() {
+            // The bundle (config.json holds the environment) and the secret files live on a
+            // tmpfs of the task's own: in memory, never on disk, gone when the task ends.
+            for (target, source) in sandbox::secrets_tmpfs(&sb.bundle(), &spec.secrets)? {
+                spec_ok.volumes.push(spec::Volume {
+                    source: VolumeSource::Host(source),
+                    target,
+                    read_only: true,
+                });
+            }
+            spec_ok
+                .env
+                .extend(spec.secrets.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
 
         let (net, ip) = match &spec.network {
             Network::Host { .. } => (NetMode::Host, None),
@@ -918,6 +933,7 @@ impl Runtime {
                     continue;
                 }
             }
+            sandbox::unmount_secrets(&sb.bundle());
             fs::remove_dir_all(&sb.dir).map_err(|e| Error::io("remove", &sb.dir, e))?;
             tracing::info!(task = %id, "sandbox removed");
             removed.push(id);

@@ -472,6 +472,7 @@ mod tests {
             volumes: vec![],
             read_only_rootfs: false,
             kill_grace_period: std::time::Duration::from_secs(1),
+            secrets: Default::default(),
         }
     }
 

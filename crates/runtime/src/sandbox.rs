@@ -119,6 +119,74 @@ pub struct NetPlan {
 /// an agent or shim crash through the page cache. After a power loss an empty record reads as
 /// unreadable, and the task is reported lost with its machine, which is the truth. (The fsyncs
 /// were most of a container's start time; see docs/benchmarks.md.)
+/// Mounts a tmpfs of the task's own on `bundle` (0700, root's) and writes the secret files
+/// into it (0444: whoever the task runs as reads them, through their read-only mounts).
+/// Returns each file's (path in the container, path on the tmpfs).
+pub fn secrets_tmpfs(bundle: &Path, secrets: &crate::SecretMaterial) -> crate::Result<Vec<(PathBuf, PathBuf)>> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::create_dir_all(bundle).map_err(|e| crate::Error::io("create", bundle, e))?;
+    let target = CString::new(bundle.as_os_str().as_bytes())
+        .map_err(|_| crate::Error::InvalidSpec("a NUL in the sandbox path".into()))?;
+    let size: usize = 1024 * 1024 + secrets.files.iter().map(|(_, v)| v.len() + 4096).sum::<usize>();
+    let options = CString::new(format!("mode=0700,size={size}")).expect("no NUL");
+    // SAFETY: every pointer is a NUL-terminated string that lives through the call.
+    let rc = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            options.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(crate::Error::io(
+            "mount a tmpfs for secrets on",
+            bundle,
+            io::Error::last_os_error(),
+        ));
+    }
+    let mut out = Vec::with_capacity(secrets.files.len());
+    for (i, (inside, value)) in secrets.files.iter().enumerate() {
+        if !inside.is_absolute() {
+            return Err(crate::Error::InvalidSpec(format!(
+                "secret file {inside:?} must be an absolute path"
+            )));
+        }
+        let on_tmpfs = bundle.join(format!("secret-{i}"));
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(&on_tmpfs)
+            .map_err(|e| crate::Error::io("write", &on_tmpfs, e))?;
+        f.write_all(value.as_bytes())
+            .map_err(|e| crate::Error::io("write", &on_tmpfs, e))?;
+        out.push((inside.clone(), on_tmpfs));
+    }
+    Ok(out)
+}
+
+/// Unmounts a task's secrets tmpfs, if it has one: its values are gone with it.
+pub fn unmount_secrets(bundle: &Path) {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(target) = CString::new(bundle.as_os_str().as_bytes()) else {
+        return;
+    };
+    // SAFETY: a NUL-terminated path. EINVAL (not a mount point) and ENOENT are the usual
+    // answers for a task without secrets.
+    let rc = unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) {
+            tracing::warn!(bundle = %bundle.display(), error = %e, "cannot unmount a task's secrets");
+        }
+    }
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     {

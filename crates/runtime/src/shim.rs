@@ -332,6 +332,7 @@ fn run(sb: Sandbox, mut ready: Option<File>) -> Result<(), String> {
                 tracing::warn!("cgroup cleanup: {e}");
             }
             let _ = fs::remove_dir_all(sb.lc_root().join(&plan.id));
+            sandbox::unmount_secrets(&sb.bundle());
             status.state = TaskState::Failed;
             status.reason = Some(Reason::StartFailed);
             status.message = Some(message.clone());
@@ -837,6 +838,7 @@ impl Shim {
             tracing::warn!("cgroup cleanup: {e}");
         }
         let _ = fs::remove_dir_all(self.sb.lc_root().join(&self.plan.id));
+        sandbox::unmount_secrets(&self.sb.bundle());
         if let NetMode::Bridge(n) = &self.plan.net {
             for e in net::teardown_task(n, &self.plan.id) {
                 tracing::warn!("network teardown: {e}");

@@ -45,6 +45,33 @@ pub struct TaskSpec {
     /// Time between SIGTERM and SIGKILL when the task is killed.
     #[serde(default = "default_grace")]
     pub kill_grace_period: Duration,
+    /// Secret values for the task: never written to disk (the spec is saved without them).
+    #[serde(skip)]
+    pub secrets: SecretMaterial,
+}
+
+/// A task's secrets: environment variables, and files mounted read-only from a tmpfs that
+/// holds the task's bundle while it runs. Its `Debug` shows names, never values.
+#[derive(Clone, Default, PartialEq)]
+pub struct SecretMaterial {
+    pub env: BTreeMap<String, String>,
+    /// (absolute path inside the container, content)
+    pub files: Vec<(PathBuf, String)>,
+}
+
+impl SecretMaterial {
+    pub fn is_empty(&self) -> bool {
+        self.env.is_empty() && self.files.is_empty()
+    }
+}
+
+impl std::fmt::Debug for SecretMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretMaterial")
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("files", &self.files.iter().map(|(p, _)| p).collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 fn default_grace() -> Duration {

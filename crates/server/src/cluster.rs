@@ -283,6 +283,11 @@ impl ClusterService {
             ca_pem: inner.state.read(|s| s.trusted_cas_pem()),
             cluster_id: cluster.cluster_id,
             servers: inner.server_addrs(),
+            // A server may lead, and the leader opens secrets; agents never get the key.
+            secrets_key: match (role, &inner.secrets) {
+                (Role::Server, Some(k)) => k.bytes().to_vec(),
+                _ => Vec::new(),
+            },
         })
     }
 }

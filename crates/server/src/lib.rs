@@ -103,6 +103,16 @@ pub struct ServerConfig {
     /// Names callers may address the HTTP API by (the `Host` they send), besides IP
     /// addresses, localhost and the cluster's node names.
     pub api_hostnames: Vec<String>,
+    /// The HTTPS certificate chain and key of the API (`--api-cert`, `--api-key`), PEM;
+    /// none: the node's own certificate, signed by the cluster CA.
+    pub api_cert: Option<ApiCert>,
+}
+
+/// An operator's certificate for the HTTPS API.
+#[derive(Clone, Debug)]
+pub struct ApiCert {
+    pub chain_pem: String,
+    pub key_pem: String,
 }
 
 impl ServerConfig {
@@ -121,6 +131,7 @@ impl ServerConfig {
             cert_lifetime: tepui_pki::NODE_VALIDITY,
             bootstrap_api_token: None,
             api_hostnames: Vec::new(),
+            api_cert: None,
         }
     }
 }

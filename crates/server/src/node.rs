@@ -184,6 +184,8 @@ pub(crate) struct Inner {
     pub node: Node,
     /// The HTTP router, to execute requests forwarded by followers.
     pub router: std::sync::OnceLock<axum::Router>,
+    /// The cluster's secrets key (`identity/secrets.key`), given to joining servers.
+    pub secrets: Option<Arc<tepui_secrets::Keyring>>,
     /// Every route's access policy (enforced by `tepui_auth::enforce` once wired in).
     pub route_table: std::sync::OnceLock<Arc<tepui_auth::RouteTable>>,
     /// This server's TLS on the cluster port, both ways; the renewal loop swaps it.
@@ -391,7 +393,7 @@ impl Server {
                                 token.role
                             )));
                         }
-                        let identity = tepui_transport::join(&tepui_transport::JoinParams {
+                        let (identity, secrets_key) = tepui_transport::join_with_key(&tepui_transport::JoinParams {
                             addr: addr.clone(),
                             token,
                             name: cfg.name.clone(),
@@ -401,6 +403,10 @@ impl Server {
                         })
                         .await?;
                         identity.save(&cfg.data_dir)?;
+                        match tepui_secrets::Keyring::from_bytes(&secrets_key) {
+                            Some(k) => k.save(&cfg.data_dir).map_err(|e| ServerError::Config(e.to_string()))?,
+                            None => tracing::warn!("the server that admitted this one gave no secrets key: secrets cannot be opened while this server leads"),
+                        }
                         tracing::info!(node = identity.node_id, cluster = %identity.cluster_id, "joined the cluster");
                         (identity, Pending::Join)
                     }
@@ -408,6 +414,21 @@ impl Server {
             }
         };
 
+        let secrets = match &pending {
+            Pending::Bootstrap { .. } => {
+                let k = tepui_secrets::Keyring::generate();
+                k.save(&cfg.data_dir).map_err(|e| ServerError::Config(e.to_string()))?;
+                Some(k)
+            }
+            _ => tepui_secrets::Keyring::load(&cfg.data_dir).map_err(|e| ServerError::Config(e.to_string()))?,
+        }
+        .map(Arc::new);
+        if secrets.is_none() {
+            tracing::warn!(
+                file = tepui_secrets::KEY_FILE,
+                "this server has no secrets key: while it leads, secrets can be neither written nor given to tasks; copy the file from another server"
+            );
+        }
         let (log_store, sm_store) = open_store(&raft_dir).await?;
         let reader = sm_store.reader();
         let raft_config = openraft::Config {
@@ -473,6 +494,7 @@ impl Server {
             metrics: Metrics::default(),
             node: node.clone(),
             router: std::sync::OnceLock::new(),
+            secrets: secrets.clone(),
             route_table: std::sync::OnceLock::new(),
         });
 
@@ -481,6 +503,7 @@ impl Server {
             node.clone(),
             MasterConfig {
                 agent_timeout: cfg.agent_timeout,
+                secrets: secrets.clone(),
                 retention: Default::default(),
             },
         );
@@ -496,7 +519,8 @@ impl Server {
             leader: tepui_master::http::routes(master.clone())
                 .merge(tepui_mesos_api::leader_routes(master.clone()))
                 .merge(services.routes())
-                .merge(tepui_auth::api::routes(inner.node.clone())),
+                .merge(tepui_auth::api::routes(inner.node.clone()))
+                .merge(tepui_secrets::api::routes(inner.node.clone(), secrets.clone())),
             local: tepui_mesos_api::local_routes(master.clone()),
             audit: Some(Arc::new(
                 tepui_auth::AuditLog::open(cfg.data_dir.join(AUDIT_LOG)).map_err(|e| {
@@ -518,9 +542,20 @@ impl Server {
             shutdown.clone(),
         ));
         let shutdown_http = shutdown.clone();
+        let api_tls = match &cfg.api_cert {
+            Some(c) => tepui_pki::tls::operator_api_server_config(&c.chain_pem, &c.key_pem)
+                .map_err(|e| ServerError::Config(format!("--api-cert/--api-key: {e}")))?,
+            None => tls.api_server_config()?,
+        };
         tasks.spawn(async move {
             let http_listener = tepui_transport::KillableListener::new(http_listener, shutdown_http);
-            tepui_transport::serve_http(http_listener, router, tepui_transport::HttpLimits::default()).await;
+            tepui_transport::serve_http(
+                http_listener,
+                router,
+                tepui_transport::HttpLimits::default(),
+                Some(api_tls),
+            )
+            .await;
         });
         tasks.spawn(crate::failover::run(inner.clone()));
 

@@ -22,7 +22,9 @@ pub mod testing;
 pub use acl::{AclPolicy, AclToken, Capability, FrameworkGrant};
 pub use framework::{FrameworkRecord, RoleConfig};
 pub use service::{AppRecord, DeploymentRecord, ServiceChange, MAX_APP_VERSIONS};
-pub use task::{Free, HealthCheckDef, PlacementError, PortDef, TaskDef, TaskRecord, TaskState, TaskUpdate, VolumeDef};
+pub use task::{
+    Free, HealthCheckDef, PlacementError, PortDef, SecretRef, TaskDef, TaskRecord, TaskState, TaskUpdate, VolumeDef,
+};
 
 pub type NodeId = u64;
 
@@ -208,6 +210,48 @@ impl TokenRecord {
     }
 }
 
+/// A secret, sealed by the leader with the cluster's secrets key before it is written: the
+/// state never holds its value.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRecord {
+    pub sealed: String,
+    /// The log index that last wrote it: the secret's version.
+    pub modify_index: u64,
+    pub modified_at: Millis,
+}
+
+impl std::fmt::Debug for SecretRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRecord")
+            .field("modify_index", &self.modify_index)
+            .field("modified_at", &self.modified_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A secret's path as stored: `/`-separated names of letters, digits, `.`, `_` and `-`, without
+/// a leading `/` (Marathon's and Metronome's `source` may have one; both name the same secret).
+pub fn normalize_secret_path(raw: &str) -> Result<String, String> {
+    let path = raw.trim_start_matches('/');
+    if path.is_empty() || path.len() > 256 {
+        return Err(format!("secret path {raw:?} must have 1 to 256 characters"));
+    }
+    for segment in path.split('/') {
+        let ok = !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !ok {
+            return Err(format!(
+                "secret path {raw:?}: each part between slashes is letters, digits, '.', '_' or '-' (not . or ..)"
+            ));
+        }
+    }
+    Ok(path.to_string())
+}
+
 /// A small replicated key/value entry (Nomad calls these variables).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Var {
@@ -249,6 +293,9 @@ pub struct State {
     /// Calls without a token may read (an operator's explicit choice; off by default).
     #[serde(default)]
     pub acl_anonymous_read: bool,
+    /// Secrets by path, sealed.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretRecord>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -323,6 +370,15 @@ pub enum Command {
     DeleteVar {
         key: String,
         cas: Option<u64>,
+    },
+    /// A secret sealed by the leader (the path normalized, see [`normalize_secret_path`]).
+    PutSecret {
+        path: String,
+        sealed: String,
+        now: Millis,
+    },
+    DeleteSecret {
+        path: String,
     },
     /// Replaces the state with a backup, keeping this cluster's identity and nodes.
     Restore {
@@ -445,6 +501,8 @@ impl Command {
             Command::RemoveNode { .. } => "remove_node",
             Command::PutVar { .. } => "put_var",
             Command::DeleteVar { .. } => "delete_var",
+            Command::PutSecret { .. } => "put_secret",
+            Command::DeleteSecret { .. } => "delete_secret",
             Command::Restore { .. } => "restore",
             Command::SetMaintenance { .. } => "set_maintenance",
             Command::CreateTask { .. } => "create_task",
@@ -474,6 +532,7 @@ pub enum Response {
     Ok,
     NodeAdmitted { id: NodeId },
     Var { key: String, modify_index: u64 },
+    Secret { path: String, modify_index: u64 },
     Rejected(ApplyError),
     Batch(Vec<Response>),
 }
@@ -517,6 +576,8 @@ pub enum ApplyError {
     CasFailed { key: String, expected: u64, found: u64 },
     #[error("unknown variable {key}")]
     UnknownVar { key: String },
+    #[error("no secret {path:?}")]
+    UnknownSecret { path: String },
     #[error("task {id} already exists")]
     TaskExists { id: String },
     #[error("unknown task {id}")]
@@ -919,6 +980,25 @@ impl State {
             }
             Command::ChangeServices { change } => self.change_services(change),
             Command::UpdateDeployment { id, plan } => self.update_deployment(id, plan.as_ref()),
+            Command::PutSecret { path, sealed, now } => {
+                self.secrets.insert(
+                    path.clone(),
+                    SecretRecord {
+                        sealed: sealed.clone(),
+                        modify_index: index,
+                        modified_at: *now,
+                    },
+                );
+                Ok(Response::Secret {
+                    path: path.clone(),
+                    modify_index: index,
+                })
+            }
+            Command::DeleteSecret { path } => self
+                .secrets
+                .remove(path)
+                .map(|_| Response::Ok)
+                .ok_or_else(|| ApplyError::UnknownSecret { path: path.clone() }),
             Command::Restore { state } => {
                 self.require_cluster()?;
                 let mut restored = (**state).clone();

@@ -119,6 +119,22 @@ pub struct TaskDef {
     pub kill_grace_ms: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health_checks: Vec<HealthCheckDef>,
+    /// Secrets the task gets, by reference: the leader resolves them at each launch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretRef>,
+}
+
+/// A secret a task gets: as an environment variable, as a file (on a tmpfs, read-only), or
+/// both.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRef {
+    /// The secret's path (normalized).
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// An absolute path inside the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 impl Default for TaskDef {
@@ -140,6 +156,7 @@ impl Default for TaskDef {
             read_only_rootfs: false,
             kill_grace_ms: 0,
             health_checks: vec![],
+            secrets: vec![],
         }
     }
 }
@@ -518,6 +535,7 @@ mod tests {
             read_only_rootfs: false,
             kill_grace_ms: 1000,
             health_checks: vec![],
+            secrets: vec![],
         }
     }
 

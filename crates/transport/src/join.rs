@@ -37,6 +37,12 @@ pub struct JoinParams {
 /// Joins a cluster: checks that the server holds the CA the token pins before sending anything,
 /// proves the token's secret, and gets a certificate for a key that never leaves this node.
 pub async fn join(p: &JoinParams) -> Result<Identity, JoinError> {
+    join_with_key(p).await.map(|(identity, _)| identity)
+}
+
+/// [`join`], and the cluster's secrets key the server gives a joining server (empty for
+/// agents).
+pub async fn join_with_key(p: &JoinParams) -> Result<(Identity, Vec<u8>), JoinError> {
     let (pinned_config, pinned) = tepui_pki::tls::pinned_client_config(&p.token.ca_sha256)?;
     let ca_pem = fetch_pinned_ca(&p.addr, pinned_config, pinned).await?;
 
@@ -68,7 +74,7 @@ pub async fn join(p: &JoinParams) -> Result<Identity, JoinError> {
     if granted.id != resp.node_id || granted.role != p.token.role {
         return Err(JoinError::BadAnswer(format!("certificate is for {granted:?}")));
     }
-    Ok(Identity {
+    let identity = Identity {
         node_id: resp.node_id,
         name: p.name.clone(),
         role: p.token.role,
@@ -77,7 +83,8 @@ pub async fn join(p: &JoinParams) -> Result<Identity, JoinError> {
         ca_pem: resp.ca_pem,
         cert_pem: resp.cert_pem,
         key_pem,
-    })
+    };
+    Ok((identity, resp.secrets_key))
 }
 
 /// A TLS handshake that only succeeds against the pinned CA; nothing is sent before it does.

@@ -13,9 +13,9 @@ mod renew;
 mod tls;
 
 pub use filter::{NetFilter, Verdict};
-pub use http::{serve_http, HttpLimits};
+pub use http::{plain_http_allowed, serve_http, HttpLimits};
 pub use identity::{create_private_dir, write_atomic, Identity, IdentityError};
-pub use join::{join, JoinError, JoinParams};
+pub use join::{join, join_with_key, JoinError, JoinParams};
 pub use killable::{Killable, KillableListener};
 pub use renew::{LeaderFn, RenewError, Renewer, Trust};
 pub use tls::{channel, channel_until, incoming, incoming_limited, incoming_watched, ConnLimits, PeerInfo, TlsConn};

@@ -12,6 +12,13 @@ use tokio_util::sync::CancellationToken;
 const DEADLINE: Duration = Duration::from_secs(10);
 
 async fn server(limits: HttpLimits) -> (std::net::SocketAddr, CancellationToken) {
+    server_with_tls(limits, None).await
+}
+
+async fn server_with_tls(
+    limits: HttpLimits,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> (std::net::SocketAddr, CancellationToken) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -20,6 +27,7 @@ async fn server(limits: HttpLimits) -> (std::net::SocketAddr, CancellationToken)
         KillableListener::new(listener, stop.clone()),
         router,
         limits,
+        tls,
     ));
     (addr, stop)
 }
@@ -97,4 +105,69 @@ async fn connections_past_the_limit_are_closed_until_others_end() {
         tokio::task::yield_now().await;
     }
     get_ok(&mut second).await;
+}
+
+/// With TLS configured, one port takes HTTPS (verified against the cluster CA) and plain HTTP
+/// from loopback.
+#[tokio::test]
+async fn one_port_takes_https_and_plain_http_from_loopback() {
+    use tepui_pki::{generate_ca, issue_node_cert, tls, NodeIdentity, Role};
+    let ca = generate_ca("c1").unwrap();
+    let identity = NodeIdentity {
+        id: 1,
+        role: Role::Server,
+        name: "s1".into(),
+    };
+    let node = issue_node_cert(&ca, &identity, &[]).unwrap();
+    let live = tls::LiveTls::new(tls::TlsMaterial {
+        ca_bundle_pem: ca.cert_pem.clone(),
+        node,
+        extra_chain_pem: String::new(),
+    })
+    .unwrap();
+    let (addr, _stop) = server_with_tls(HttpLimits::default(), Some(live.api_server_config().unwrap())).await;
+    tokio::spawn(serve_http(
+        KillableListener::new(listener, stop.clone()),
+        router,
+        HttpLimits::default(),
+        Some(live.api_server_config().unwrap()),
+    ));
+
+    let mut plain = TcpStream::connect(addr).await.unwrap();
+    get_ok(&mut plain).await;
+
+    let pin = tepui_pki::ca_fingerprint(&ca.cert_pem).unwrap();
+    let config = tls::api_client_config(&tls::ClusterTrust::Pin(pin)).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut secure = connector
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with the cluster CA");
+    secure
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(DEADLINE, secure.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .ok();
+    let answer = String::from_utf8_lossy(&out);
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "{answer}");
+
+    // Another cluster's pin: the handshake fails, nothing is sent.
+    let other = generate_ca("c2").unwrap();
+    let wrong = tls::api_client_config(&tls::ClusterTrust::Pin(
+        tepui_pki::ca_fingerprint(&other.cert_pem).unwrap(),
+    ))
+    .unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let err = tokio_rustls::TlsConnector::from(std::sync::Arc::new(wrong))
+        .connect(name, tcp)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("hash mismatch"), "{err}");
 }

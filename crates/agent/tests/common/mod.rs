@@ -136,7 +136,10 @@ pub fn launch(id: &str, image: Option<&str>, args: &[&str]) -> TaskLaunch {
             read_only_rootfs: false,
             kill_grace_ms: 1000,
             health_checks: vec![],
+            secrets: vec![],
         },
+        secret_values: vec![],
+        secret_error: None,
     }
 }
 
