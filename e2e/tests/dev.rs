@@ -70,6 +70,9 @@ fn tepui_dev_is_a_one_node_cluster_that_runs_tasks_and_restarts() {
         "--heartbeat-secs",
         "0.5",
     ];
+    // A descriptor the daemon inherits (its launcher's lock, say) must not reach the shims,
+    // which outlive it: the write end of a pipe, open across exec, stands in for one.
+    let (inherited_read, inherited_write) = inheritable_pipe();
     let mut dev = sb.spawn("dev", &args);
     dev.wait_ready(START);
     let addr = http_addr(IP);
@@ -224,6 +227,17 @@ fn tepui_dev_is_a_one_node_cluster_that_runs_tasks_and_restarts() {
         "nothing answers once it stopped"
     );
     assert_eq!(marked.pids().len(), 1, "the task runs on without the agent");
+    // Our copy closed, the daemon gone: only a leaked copy in a shim keeps the pipe open.
+    // SAFETY: our own descriptor, closed once.
+    unsafe { libc::close(inherited_write) };
+    wait_for("the inherited pipe to close (no shim holds it)", SETTLE, || {
+        let mut byte = [0u8; 1];
+        // SAFETY: reads into a live one-byte buffer from our own non-blocking descriptor.
+        match unsafe { libc::read(inherited_read, byte.as_mut_ptr().cast(), 1) } {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        }
+    });
 
     dev.restart(&args);
     dev.wait_ready(START);
@@ -253,4 +267,20 @@ fn tepui_dev_is_a_one_node_cluster_that_runs_tasks_and_restarts() {
         n => Err(format!("{n} left")),
     });
     assert_eq!(show(&addr, &sleeper.id).unwrap().state, "TASK_KILLED");
+}
+
+/// A pipe whose write end stays open across exec (the read end does not, and never blocks).
+fn inheritable_pipe() -> (i32, i32) {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills the two-element array it is given.
+    assert_eq!(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) },
+        0
+    );
+    // SAFETY: dup of our own descriptor; the copy has no close-on-exec flag.
+    let write = unsafe { libc::dup(fds[1]) };
+    assert!(write >= 0);
+    // SAFETY: closing the original, which we own.
+    unsafe { libc::close(fds[1]) };
+    (fds[0], write)
 }

@@ -2,6 +2,7 @@
 //! shows paths and versions only, a task gets the secret as an environment variable and as a
 //! read-only file, and the value appears in no API answer, no log line, no snapshot and no
 //! file of the data dir on disk (the task's copy lives on a tmpfs that goes when it ends).
+//! Marathon apps take them in Marathon's own fields.
 //!
 //! Runs on 127.0.47.1 with ports 34700-34719 and the bridge `tpe2e-sec`; needs root.
 
@@ -11,6 +12,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use reqwest::Method;
+use serde_json::json;
+use tepui_e2e::marathon::Marathon;
 use tepui_e2e::{http_addr, need_root, spawn_dev, tepui, tepui_bin, wait_for, Sandbox, API_TOKEN};
 
 const IP: &str = "127.0.47.1";
@@ -104,10 +108,7 @@ fn secrets_reach_tasks_and_nothing_else() {
         "true",
     ]);
     assert!(!refused.success());
-    assert!(
-        refused.stderr.contains("secrets[0].source") || refused.stderr.contains("no secret \"db/nope\""),
-        "{refused}"
-    );
+    assert!(refused.stderr.contains("no secret \"db/nope\""), "{refused}");
 
     // The task gets it both ways and shows their hashes (its command line never holds the
     // value: that is in the API).
@@ -201,8 +202,79 @@ fn secrets_reach_tasks_and_nothing_else() {
         }
     });
 
+    // Marathon's form, field for field: env {"secret": NAME}, secrets {NAME: {source}}, and a
+    // file-based secret as a volume (a relative containerPath is in the sandbox).
+    let m = Marathon::new(&addr);
+    let app = json!({
+        "id": "/vault-reader",
+        "cmd": "printf %s \"$DB_PASSWORD\" | sha256sum; sha256sum < /mnt/sandbox/pw.txt; sleep 300",
+        "cpus": 0.01,
+        "mem": 16,
+        "env": {"DB_PASSWORD": {"secret": "pw"}, "PLAIN": "x"},
+        "secrets": {"pw": {"source": "/db/password"}},
+        "container": {"type": "MESOS", "volumes": [{"containerPath": "pw.txt", "secret": "pw"}]}
+    });
+    m.call(Method::POST, "/v2/apps", Some(&app))
+        .expect(201, "an app with secrets");
+    let shown = m.wait_settled("/vault-reader", 1, None, START);
+    assert_eq!(shown["env"]["DB_PASSWORD"], json!({"secret": "pw"}), "{shown}");
+    assert_eq!(shown["secrets"]["pw"]["source"], "/db/password", "{shown}");
+    assert_eq!(shown["container"]["volumes"][0]["secret"], "pw", "{shown}");
+    assert!(!shown.to_string().contains(&value), "the app's answer holds the value");
+    let instance = shown["tasks"][0]["id"].as_str().unwrap().to_string();
+    wait_for("the app's task to show its secrets' hashes", START, || {
+        let logs = tepui(&["task", "logs", &instance, "--addr", &addr]).stdout;
+        if logs.matches(expected.as_str()).count() == 2 {
+            Ok(())
+        } else {
+            Err(format!("logs so far: {logs:?}"))
+        }
+    });
+    let on_disk = files_holding(&data, value.as_bytes());
+    assert!(on_disk.is_empty(), "files of the data dir hold the value: {on_disk:?}");
+    // A secret nobody wrote: 422 at the field.
+    let mut missing = app.clone();
+    missing["id"] = json!("/no-such-secret");
+    missing["secrets"]["pw"]["source"] = json!("/db/nothing");
+    let refused = m.call(Method::POST, "/v2/apps", Some(&missing));
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(refused.text.contains("/secrets/pw/source"), "{}", refused.text);
+    m.call(Method::DELETE, "/v2/apps/vault-reader", None)
+        .expect(200, "the app goes");
+    wait_for("the app's task to end", START, || {
+        let tasks = tepui(&["task", "ls", "-o", "json", "--addr", &addr]).stdout;
+        let running = serde_json::from_str::<serde_json::Value>(&tasks)
+            .map(|t| {
+                t.as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|t| t["id"] == instance.as_str() && t["state"] == "TASK_RUNNING")
+            })
+            .unwrap_or(true);
+        if running {
+            Err(tasks)
+        } else {
+            Ok(())
+        }
+    });
+
     // Removed: gone from the list, and a task naming it is refused.
     tepui(&["secret", "rm", "db/password", "--addr", &addr]).ok();
     let listed = tepui(&["secret", "ls", "-o", "json", "--addr", &addr]).ok().stdout;
     assert_eq!(listed.trim(), "[]");
+    let refused = tepui(&[
+        "task",
+        "run",
+        "--host",
+        "--secret",
+        "X=db/password",
+        "--addr",
+        &addr,
+        "--",
+        "true",
+    ]);
+    assert!(
+        !refused.success() && refused.stderr.contains("no secret \"db/password\""),
+        "{refused}"
+    );
 }

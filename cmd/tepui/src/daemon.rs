@@ -80,6 +80,10 @@ fn init_tracing(json: bool) {
 }
 
 pub fn run(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
+    // Descriptors the daemon inherited (a lock its launcher held, a pipe) must not pass on to
+    // the shims, which outlive it: they would hold them for as long as their tasks run.
+    // SAFETY: only sets close-on-exec on descriptors 3 and up; no memory is involved.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     init_tracing(args.log_json);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run_async(mode, args))

@@ -297,11 +297,14 @@ fn secret_material(task: &TaskLaunch) -> Result<tepui_runtime::SecretMaterial, S
             m.env.insert(name.clone(), s.value.clone());
         }
         if let Some(file) = &s.file {
-            let path = PathBuf::from(file);
-            if !path.is_absolute() {
-                return Err(format!("secret file {file:?} must be an absolute path"));
+            if let Some(e) = tepui_common::secret_file_error(file) {
+                return Err(e);
             }
-            m.files.push((path, s.value.clone()));
+            // Relative: in the sandbox, as Marathon's file-based secrets are.
+            m.files.push((
+                std::path::Path::new(tepui_runtime::SANDBOX_MOUNT).join(file),
+                s.value.clone(),
+            ));
         }
     }
     Ok(m)

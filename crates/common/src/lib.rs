@@ -102,6 +102,40 @@ pub fn health_path_error(path: &str) -> Option<String> {
     None
 }
 
+/// A secret's path as stored: `/`-separated names of letters, digits, `.`, `_` and `-`, without
+/// a leading `/` (Marathon's and Metronome's `source` may have one; both name the same secret).
+pub fn normalize_secret_path(raw: &str) -> Result<String, String> {
+    let path = raw.trim_start_matches('/');
+    if path.is_empty() || path.len() > 256 {
+        return Err(format!("secret path {raw:?} must have 1 to 256 characters"));
+    }
+    for segment in path.split('/') {
+        let ok = !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !ok {
+            return Err(format!(
+                "secret path {raw:?}: each part between slashes is letters, digits, '.', '_' or '-' (not . or ..)"
+            ));
+        }
+    }
+    Ok(path.to_string())
+}
+
+/// Where a secret file goes in a container: an absolute path, or one relative to the task's
+/// sandbox (Marathon's file-based secrets name it so); never with `..`.
+pub fn secret_file_error(path: &str) -> Option<String> {
+    if path.is_empty() || path.contains('\0') || path.split('/').any(|p| p == "..") || path.ends_with('/') {
+        return Some(format!(
+            "secret file {path:?} must be a path in the container (absolute, or relative to the sandbox) without .."
+        ));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +197,31 @@ mod tests {
             assert_eq!(Role::parse(r.as_str()), Some(r));
         }
         assert_eq!(Role::parse("admin"), None);
+    }
+
+    #[test]
+    fn secret_paths_and_files() {
+        assert_eq!(normalize_secret_path("/db/password").unwrap(), "db/password");
+        assert_eq!(
+            normalize_secret_path("db/pass_word-2.txt").unwrap(),
+            "db/pass_word-2.txt"
+        );
+        for bad in [
+            "",
+            "/",
+            "db//pw",
+            "db/../pw",
+            "./pw",
+            "db/p w",
+            "db/pw/",
+            &"a".repeat(257),
+        ] {
+            assert!(normalize_secret_path(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(secret_file_error("/run/pw"), None);
+        assert_eq!(secret_file_error("certs/tls.key"), None);
+        for bad in ["", "../pw", "/run/../pw", "dir/", "a\0b"] {
+            assert!(secret_file_error(bad).is_some(), "{bad:?}");
+        }
     }
 }

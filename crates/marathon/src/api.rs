@@ -772,9 +772,33 @@ fn may_run(caller: &Caller, spec: &AppSpec) -> Result<(), Refusal> {
     let def = tepui_state::TaskDef {
         image: spec.image().map(str::to_string),
         user: spec.user.clone(),
+        volumes: crate::runtime::host_volumes(spec),
         ..tepui_state::TaskDef::default()
     };
     me.may_run(&def).map_err(|d| Refusal::from(Error::from(d)))
+}
+
+/// Refuses an app naming a secret nobody wrote: its tasks could never start.
+fn secrets_exist(s: &Replicated, spec: &AppSpec) -> Result<(), Refusal> {
+    let missing: Vec<(String, String)> = spec
+        .secrets
+        .iter()
+        .filter(|(_, src)| {
+            tepui_state::normalize_secret_path(&src.source).map_or(true, |p| !s.secrets.contains_key(&p))
+        })
+        .map(|(name, src)| (name.clone(), src.source.clone()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut e = tepui_services::validate::ValidationErrors::new();
+    for (name, source) in missing {
+        e.add(
+            &format!("/secrets/{name}/source"),
+            format!("no secret {source:?}; write it first with `tepui secret put {source}`"),
+        );
+    }
+    Err(Refusal::invalid(e))
 }
 
 async fn create_app(
@@ -790,6 +814,7 @@ async fn create_app(
     let spec = definition(&v).and_then(|d| validate(&d)).map_err(Refusal::invalid)?;
     may_run(&caller, &spec)?;
     svc.node().linearize().await?;
+    svc.node().read(|s| secrets_exist(s, &spec))?;
     if svc.node().read(|s| crate::app(s, &spec.id).is_some()) {
         return Err(Refusal::new(
             StatusCode::CONFLICT,
@@ -881,6 +906,7 @@ async fn put_app(
         .deploy_from(p.flag("force"), |s| {
             let (spec, created) = put_target(s, id.as_ref(), raw_id, &v, partial).map_err(Refusal::from)?;
             may_run(caller, &spec)?;
+            secrets_exist(s, &spec)?;
             target = Some((spec.id.clone(), created));
             Ok::<_, Refusal>(vec![spec])
         })
@@ -933,6 +959,7 @@ async fn put_apps(
                 }
                 Ok((spec, _)) => {
                     may_run(&caller, &spec)?;
+                    secrets_exist(s, &spec)?;
                     specs.push(spec)
                 }
                 Err(Bad::Invalid(e)) => errors.extend_prefixed(&prefix, e),

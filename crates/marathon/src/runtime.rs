@@ -355,6 +355,46 @@ fn match_offer(q: &mut Queue, s: &State, offer: &OfferView, now: u64) -> Vec<Lau
 /// What of an app's path goes into its tasks' ids, at most: `.instance-` and a uuid follow.
 const MAX_ID_BASE: usize = 128 - ".instance-".len() - 36;
 
+/// An app's host volumes, as its tasks mount them (the agent checks them against its
+/// `--allow-host-volume`).
+pub(crate) fn host_volumes(spec: &AppSpec) -> Vec<tepui_state::VolumeDef> {
+    spec.container
+        .iter()
+        .flat_map(|c| c.volumes.iter())
+        .filter(|v| v.secret.is_none())
+        .map(|v| tepui_state::VolumeDef {
+            source: v.host_path.clone(),
+            target: v.container_path.clone(),
+            read_only: v.mode == tepui_services::app::VolumeMode::ReadOnly,
+        })
+        .collect()
+}
+
+/// An app's secrets as its tasks get them: by `env` and by secret volumes, each naming one of
+/// the app's `secrets`.
+pub(crate) fn secret_refs(spec: &AppSpec) -> Vec<tepui_state::SecretRef> {
+    let source = |name: &str| {
+        spec.secrets
+            .get(name)
+            .and_then(|s| tepui_state::normalize_secret_path(&s.source).ok())
+    };
+    let from_env = spec.env.iter().filter_map(|(k, v)| match v {
+        tepui_services::EnvValue::Secret { secret } => Some(tepui_state::SecretRef {
+            source: source(secret)?,
+            env: Some(k.clone()),
+            file: None,
+        }),
+        tepui_services::EnvValue::Text(_) => None,
+    });
+    let from_volumes = spec.container.iter().flat_map(|c| c.volumes.iter()).filter_map(|v| {
+        Some(tepui_state::SecretRef {
+            source: source(v.secret.as_deref()?)?,
+            env: None,
+            file: Some(v.container_path.clone()),
+        })
+    });
+    from_env.chain(from_volumes).collect()
+}
 /// The task of one new instance of `spec` on `agent` with these host ports.
 fn launch_spec(spec: &AppSpec, agent: u64, host_ports: &[u16]) -> LaunchSpec {
     let base: String = spec
@@ -389,7 +429,14 @@ fn launch_spec(spec: &AppSpec, agent: u64, host_ports: &[u16]) -> LaunchSpec {
             });
         }
     }
-    let mut env = spec.env.clone();
+    let mut env: std::collections::BTreeMap<String, String> = spec
+        .env
+        .iter()
+        .filter_map(|(k, v)| match v {
+            tepui_services::EnvValue::Text(t) => Some((k.clone(), t.clone())),
+            tepui_services::EnvValue::Secret { .. } => None,
+        })
+        .collect();
     env.insert("MARATHON_APP_ID".into(), spec.id.to_string());
     env.insert("MARATHON_APP_VERSION".into(), spec.version.clone());
     let health_checks = spec
@@ -439,14 +486,14 @@ fn launch_spec(spec: &AppSpec, agent: u64, host_ports: &[u16]) -> LaunchSpec {
         pids: None,
         network: if bridge { "bridge" } else { "host" }.into(),
         ports,
-        volumes: vec![],
+        volumes: host_volumes(spec),
         read_only_rootfs: false,
         kill_grace_ms: spec
             .task_kill_grace_period_seconds
             .map(|s| s * 1000)
             .unwrap_or(DEFAULT_KILL_GRACE_MS),
         health_checks,
-        secrets: vec![],
+        secrets: secret_refs(spec),
     };
     let mut resources = Resources::new();
     resources.push(Resource::scalar(ResourceName::CPUS, Scalar::from_milli(def.cpus_milli)));
@@ -913,5 +960,46 @@ mod tests {
         );
         let command = &l.def.health_checks[1];
         assert_eq!((command.protocol.as_str(), command.delay_ms), ("COMMAND", 15_000));
+    }
+
+    #[test]
+    fn host_volumes_and_secrets_reach_the_task_definition() {
+        let mut s = state(1);
+        let spec = put_app(
+            &mut s,
+            serde_json::json!({"id": "/db", "cmd": "x", "cpus": 0.1, "mem": 16,
+                "env": {"PLAIN": "v", "DB_PASSWORD": {"secret": "pw"}},
+                "secrets": {"pw": {"source": "/db/password"}},
+                "container": {"type": "MESOS", "volumes": [
+                    {"containerPath": "/data", "hostPath": "/srv/db", "mode": "RO"},
+                    {"containerPath": "pw.txt", "secret": "pw"}]}}),
+            1_000,
+        );
+        let l = launch_spec(&spec, 1, &[]);
+        assert_eq!(
+            l.def.volumes,
+            vec![tepui_state::VolumeDef {
+                source: "/srv/db".into(),
+                target: "/data".into(),
+                read_only: true,
+            }]
+        );
+        assert_eq!(l.def.env.get("PLAIN").map(String::as_str), Some("v"));
+        assert!(!l.def.env.contains_key("DB_PASSWORD"), "a secret is no plain variable");
+        assert_eq!(
+            l.def.secrets,
+            vec![
+                tepui_state::SecretRef {
+                    source: "db/password".into(),
+                    env: Some("DB_PASSWORD".into()),
+                    file: None,
+                },
+                tepui_state::SecretRef {
+                    source: "db/password".into(),
+                    env: None,
+                    file: Some("pw.txt".into()),
+                },
+            ]
+        );
     }
 }

@@ -231,14 +231,8 @@ fn task_def(req: &TaskRunRequest) -> Result<(TaskDef, Vec<PortDef>), Error> {
                 "environment names cannot be empty or contain = or NUL",
             ));
         }
-        if r.file
-            .as_ref()
-            .is_some_and(|f| !f.starts_with('/') || f.contains('\0') || f.split('/').any(|p| p == ".."))
-        {
-            return Err(invalid(
-                &format!("secrets[{i}].file"),
-                "the file must be an absolute path in the container, without ..",
-            ));
+        if let Some(m) = r.file.as_deref().and_then(tepui_common::secret_file_error) {
+            return Err(invalid(&format!("secrets[{i}].file"), m));
         }
         secrets.push(tepui_state::SecretRef {
             source,

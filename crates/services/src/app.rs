@@ -57,7 +57,7 @@ pub struct AppDefinition {
     pub cmd: Option<String>,
     pub args: Option<Vec<String>>,
     pub user: Option<String>,
-    /// Values are strings; a `{"secret": ...}` reference is refused by validation.
+    /// Values are strings, or `{"secret": NAME}` naming one of `secrets`.
     pub env: Option<BTreeMap<String, serde_json::Value>>,
     pub instances: Option<i64>,
     pub cpus: Option<f64>,
@@ -82,7 +82,7 @@ pub struct AppDefinition {
     pub task_kill_grace_period_seconds: Option<i64>,
     pub unreachable_strategy: Option<UnreachableStrategyInput>,
     pub dependencies: Option<Vec<String>>,
-    /// Refused when non-empty: tepui has no secret store behind Marathon's secrets yet.
+    /// `{NAME: {"source": PATH}}`: the secrets of tepui's store the app refers to by NAME.
     pub secrets: Option<serde_json::Value>,
     /// Ignored: the version is set when the definition is stored.
     pub version: Option<String>,
@@ -140,7 +140,7 @@ pub struct VolumeInput {
     pub persistent: Option<serde_json::Value>,
     /// Refused: only host volumes are supported.
     pub external: Option<serde_json::Value>,
-    /// Refused: only host volumes are supported.
+    /// A file-based secret: NAME of one of the app's `secrets`, put at `containerPath`.
     pub secret: Option<serde_json::Value>,
 }
 
@@ -221,7 +221,10 @@ pub struct AppSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, EnvValue>,
+    /// Secrets by the names `env` and secret volumes use.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, SecretSource>,
     pub instances: u32,
     pub cpus: f64,
     pub mem: f64,
@@ -427,12 +430,30 @@ pub enum Protocol {
     TcpUdp,
 }
 
+/// An environment variable's value: text, or a secret by its name in the app's `secrets`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EnvValue {
+    Text(String),
+    Secret { secret: String },
+}
+
+/// Where one of an app's secrets comes from: a path in tepui's secret store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretSource {
+    pub source: String,
+}
+
+/// A host path mounted into the container, or a file-based secret (`secret` set, no host path).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Volume {
     pub container_path: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub host_path: String,
     pub mode: VolumeMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

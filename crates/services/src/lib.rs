@@ -50,7 +50,7 @@ pub mod unreachable;
 pub mod validate;
 pub mod why;
 
-pub use app::{AppDefinition, AppSpec};
+pub use app::{AppDefinition, AppSpec, EnvValue, SecretSource};
 pub use deployment::Deployment;
 pub use instance::{Health, Instance, InstanceId, InstanceState};
 pub use path::PathId;

@@ -14,10 +14,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::app::{
-    defaults, AppDefinition, AppSpec, CommandCheck, Container, ContainerInput, ContainerType, Docker, HealthCheck,
-    HealthCheckInput, HealthCheckProtocol, KillSelection, Network, NetworkMode, PortDefinition, PortDefinitionInput,
-    PortMapping, PortMappingInput, Protocol, UnreachableStrategy, UnreachableStrategyInput, UpgradeStrategy,
-    VersionInfo, Volume, VolumeMode,
+    defaults, AppDefinition, AppSpec, CommandCheck, Container, ContainerInput, ContainerType, Docker, EnvValue,
+    HealthCheck, HealthCheckInput, HealthCheckProtocol, KillSelection, Network, NetworkMode, PortDefinition,
+    PortDefinitionInput, PortMapping, PortMappingInput, Protocol, SecretSource, UnreachableStrategy,
+    UnreachableStrategyInput, UpgradeStrategy, VersionInfo, Volume, VolumeMode,
 };
 use crate::constraints::Constraint;
 use crate::path::PathId;
@@ -230,6 +230,7 @@ pub fn validate_app(def: &AppDefinition, base: &PathId, now: u64) -> Result<AppS
         args,
         user: def.user.clone().filter(|u| !u.is_empty()),
         env: env(def, &mut e),
+        secrets: secrets(def, &mut e),
         instances: u32::try_from(instances).unwrap_or(u32::MAX),
         cpus,
         mem,
@@ -261,13 +262,7 @@ pub fn validate_app(def: &AppDefinition, base: &PathId, now: u64) -> Result<AppS
         },
         id,
     };
-    if def
-        .secrets
-        .as_ref()
-        .is_some_and(|s| !(s.is_null() || s.as_object().is_some_and(|o| o.is_empty())))
-    {
-        e.add("/secrets", "secrets are not supported");
-    }
+    secret_references(&spec, &mut e);
     e.into_result(spec)
 }
 
@@ -417,8 +412,31 @@ fn container(input: Option<&ContainerInput>, mode: NetworkMode, e: &mut Validati
     let mut volumes = Vec::new();
     for (i, v) in c.volumes.iter().flatten().enumerate() {
         let path = format!("/container/volumes({i})");
-        if v.persistent.is_some() || v.external.is_some() || v.secret.is_some() {
-            e.add(&path, "only host volumes (hostPath) are supported");
+        if v.persistent.is_some() || v.external.is_some() {
+            e.add(&path, "only host volumes (hostPath) and secrets are supported");
+            continue;
+        }
+        if let Some(secret) = &v.secret {
+            let Some(name) = secret.as_str().filter(|n| !n.is_empty()) else {
+                e.add(
+                    &format!("{path}/secret"),
+                    "must be the name of one of the app's secrets",
+                );
+                continue;
+            };
+            let container_path = v.container_path.clone().unwrap_or_default();
+            if let Some(m) = tepui_common::secret_file_error(&container_path) {
+                e.add(&format!("{path}/containerPath"), m);
+            }
+            if v.host_path.as_deref().is_some_and(|h| !h.is_empty()) {
+                e.add(&format!("{path}/hostPath"), "a secret volume has no hostPath");
+            }
+            volumes.push(Volume {
+                container_path,
+                host_path: String::new(),
+                mode: VolumeMode::ReadOnly,
+                secret: Some(name.to_string()),
+            });
             continue;
         }
         let container_path = v.container_path.clone().unwrap_or_default();
@@ -441,6 +459,7 @@ fn container(input: Option<&ContainerInput>, mode: NetworkMode, e: &mut Validati
             container_path,
             host_path,
             mode,
+            secret: None,
         });
     }
     Some(Container {
@@ -791,7 +810,7 @@ fn dependencies(def: &AppDefinition, id: &PathId, e: &mut ValidationErrors) -> V
     out
 }
 
-fn env(def: &AppDefinition, e: &mut ValidationErrors) -> BTreeMap<String, String> {
+fn env(def: &AppDefinition, e: &mut ValidationErrors) -> BTreeMap<String, EnvValue> {
     let mut out = BTreeMap::new();
     for (key, value) in def.env.iter().flatten() {
         let at = format!("/env/{key}");
@@ -801,13 +820,78 @@ fn env(def: &AppDefinition, e: &mut ValidationErrors) -> BTreeMap<String, String
         }
         match value {
             serde_json::Value::String(s) => {
-                out.insert(key.clone(), s.clone());
+                out.insert(key.clone(), EnvValue::Text(s.clone()));
             }
-            serde_json::Value::Object(o) if o.contains_key("secret") => e.add(&at, "secrets are not supported"),
-            _ => e.add(&at, "must be a string"),
+            serde_json::Value::Object(o) if o.len() == 1 && o.get("secret").is_some_and(|s| s.is_string()) => {
+                let name = o["secret"].as_str().unwrap_or_default().to_string();
+                out.insert(key.clone(), EnvValue::Secret { secret: name });
+            }
+            _ => e.add(&at, "must be a string or {\"secret\": NAME}"),
         }
     }
     out
+}
+
+/// `secrets`: `{NAME: {"source": PATH}}`, each path one of tepui's secret store.
+fn secrets(def: &AppDefinition, e: &mut ValidationErrors) -> BTreeMap<String, SecretSource> {
+    let mut out = BTreeMap::new();
+    let Some(raw) = def.secrets.as_ref().filter(|v| !v.is_null()) else {
+        return out;
+    };
+    let Some(map) = raw.as_object() else {
+        e.add("/secrets", "must be an object of {\"source\": PATH} by name");
+        return out;
+    };
+    for (name, v) in map {
+        let at = format!("/secrets/{name}");
+        if name.is_empty() {
+            e.add(&at, "a secret's name must not be empty");
+            continue;
+        }
+        let Some(source) = v.as_object().and_then(|o| o.get("source")).and_then(|s| s.as_str()) else {
+            e.add(
+                &format!("{at}/source"),
+                "must be the path of a secret (tepui secret put PATH)",
+            );
+            continue;
+        };
+        if let Err(m) = tepui_common::normalize_secret_path(source) {
+            e.add(&format!("{at}/source"), m);
+            continue;
+        }
+        out.insert(
+            name.clone(),
+            SecretSource {
+                source: source.to_string(),
+            },
+        );
+    }
+    out
+}
+
+/// Every secret `env` and the volumes name is one of `secrets`.
+fn secret_references(spec: &AppSpec, e: &mut ValidationErrors) {
+    for (key, value) in &spec.env {
+        if let EnvValue::Secret { secret } = value {
+            if !spec.secrets.contains_key(secret) {
+                e.add(
+                    &format!("/env/{key}"),
+                    format!("references an undefined secret named {secret:?}"),
+                );
+            }
+        }
+    }
+    let volumes = spec.container.iter().flat_map(|c| c.volumes.iter()).enumerate();
+    for (i, v) in volumes {
+        if let Some(secret) = &v.secret {
+            if !spec.secrets.contains_key(secret) {
+                e.add(
+                    &format!("/container/volumes({i})/secret"),
+                    format!("references an undefined secret named {secret:?}"),
+                );
+            }
+        }
+    }
 }
 
 fn float_at_least(e: &mut ValidationErrors, path: &str, value: Option<f64>, default: f64, min: f64) -> f64 {
@@ -1199,13 +1283,17 @@ mod tests {
             Volume {
                 container_path: "/data".into(),
                 host_path: "/srv".into(),
-                mode: VolumeMode::ReadOnly
+                mode: VolumeMode::ReadOnly,
+                secret: None,
             }
         );
         let e = errors(
             r#"{"id":"/a","cmd":"x","container":{"type":"MESOS","volumes":[{"containerPath":"d","persistent":{"size":10}},{"mode":"XX"}]}}"#,
         );
-        assert!(e.has("/container/volumes(0)", "only host volumes (hostPath) are supported"));
+        assert!(e.has(
+            "/container/volumes(0)",
+            "only host volumes (hostPath) and secrets are supported"
+        ));
         assert!(e.has("/container/volumes(1)/containerPath", "must not be empty"));
         assert!(e.has("/container/volumes(1)/hostPath", "must not be empty"));
         assert!(e.has("/container/volumes(1)/mode", "must be one of RO or RW"));
@@ -1216,21 +1304,64 @@ mod tests {
         let s = ok(
             r#"{"id":"/a","cmd":"x","env":{"A":"1"},"acceptedResourceRoles":["slave_public","slave_public"],"secrets":{}}"#,
         );
-        assert_eq!(s.env["A"], "1");
+        assert_eq!(s.env["A"], EnvValue::Text("1".into()));
         assert_eq!(s.accepted_resource_roles, Some(vec!["slave_public".to_string()]));
         let e = errors(
-            r#"{"id":"/a","cmd":"x","env":{"S":{"secret":"pw"},"N":1,"":"x","A=B":"y"},"secrets":{"pw":{"source":"x"}},"acceptedResourceRoles":[""]}"#,
+            r#"{"id":"/a","cmd":"x","env":{"S":{"secret":"nope"},"N":1,"":"x","A=B":"y"},"secrets":{"pw":{"source":"../x"},"q":{}},"acceptedResourceRoles":[""]}"#,
         );
-        assert!(e.has("/env/S", "secrets are not supported"));
-        assert!(e.has("/env/N", "must be a string"));
+        assert!(e.has("/env/S", "references an undefined secret named \"nope\""));
+        assert!(e.has("/env/N", "must be a string or {\"secret\": NAME}"));
         assert!(e.has("/env/", "must be a valid environment variable name"));
         assert!(e.has("/env/A=B", "must be a valid environment variable name"));
-        assert!(e.has("/secrets", "secrets are not supported"));
+        assert!(e.details.iter().any(|d| d.path == "/secrets/pw/source"), "{e:?}");
+        assert!(e.has(
+            "/secrets/q/source",
+            "must be the path of a secret (tepui secret put PATH)"
+        ));
         assert!(e.has("/acceptedResourceRoles(0)", "must not be empty"));
         assert_eq!(
             ok(r#"{"id":"/a","cmd":"x","acceptedResourceRoles":[]}"#).accepted_resource_roles,
             None
         );
+    }
+
+    #[test]
+    fn secrets_as_marathon_takes_them() {
+        let s = ok(r#"{"id":"/a","cmd":"x",
+            "env":{"PLAIN":"v","DB_PASSWORD":{"secret":"pw"}},
+            "secrets":{"pw":{"source":"/db/password"},"cert":{"source":"tls/cert"}},
+            "container":{"type":"MESOS","volumes":[{"containerPath":"certs/tls.pem","secret":"cert"}]}}"#);
+        assert_eq!(s.env["DB_PASSWORD"], EnvValue::Secret { secret: "pw".into() });
+        assert_eq!(s.secrets["pw"].source, "/db/password");
+        let v = &s.container.as_ref().unwrap().volumes[0];
+        assert_eq!(v.secret.as_deref(), Some("cert"));
+        assert_eq!(v.mode, VolumeMode::ReadOnly);
+        // Shown back field for field.
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["env"]["DB_PASSWORD"], serde_json::json!({"secret": "pw"}));
+        assert_eq!(json["env"]["PLAIN"], "v");
+        assert_eq!(json["secrets"]["pw"], serde_json::json!({"source": "/db/password"}));
+        assert_eq!(json["container"]["volumes"][0]["secret"], "cert");
+        assert!(json["container"]["volumes"][0].get("hostPath").is_none());
+
+        let e = errors(
+            r#"{"id":"/a","cmd":"x","secrets":{"s":{"source":"x"}},
+            "container":{"type":"MESOS","volumes":[{"containerPath":"../up","secret":"s"},{"containerPath":"/f","secret":"other"},{"containerPath":"/g","secret":7}]}}"#,
+        );
+        assert!(
+            e.details
+                .iter()
+                .any(|d| d.path == "/container/volumes(0)/containerPath"),
+            "{e:?}"
+        );
+        assert!(e.has(
+            "/container/volumes(1)/secret",
+            "references an undefined secret named \"other\""
+        ));
+        assert!(e.has(
+            "/container/volumes(2)/secret",
+            "must be the name of one of the app's secrets"
+        ));
     }
 
     #[test]

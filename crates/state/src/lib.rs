@@ -42,7 +42,7 @@ pub struct ClusterInfo {
     pub created_at: Millis,
 }
 
-pub use tepui_common::Role;
+pub use tepui_common::{normalize_secret_path, Role};
 
 /// Certificates beyond the CA of [`ClusterInfo`] (which is the CA that signs now): the CAs a
 /// rotation retires, and which CA signed each node's certificate.
@@ -227,29 +227,6 @@ impl std::fmt::Debug for SecretRecord {
             .field("modified_at", &self.modified_at)
             .finish_non_exhaustive()
     }
-}
-
-/// A secret's path as stored: `/`-separated names of letters, digits, `.`, `_` and `-`, without
-/// a leading `/` (Marathon's and Metronome's `source` may have one; both name the same secret).
-pub fn normalize_secret_path(raw: &str) -> Result<String, String> {
-    let path = raw.trim_start_matches('/');
-    if path.is_empty() || path.len() > 256 {
-        return Err(format!("secret path {raw:?} must have 1 to 256 characters"));
-    }
-    for segment in path.split('/') {
-        let ok = !segment.is_empty()
-            && segment != "."
-            && segment != ".."
-            && segment
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !ok {
-            return Err(format!(
-                "secret path {raw:?}: each part between slashes is letters, digits, '.', '_' or '-' (not . or ..)"
-            ));
-        }
-    }
-    Ok(path.to_string())
 }
 
 /// A small replicated key/value entry (Nomad calls these variables).

@@ -126,12 +126,6 @@ async fn one_port_takes_https_and_plain_http_from_loopback() {
     })
     .unwrap();
     let (addr, _stop) = server_with_tls(HttpLimits::default(), Some(live.api_server_config().unwrap())).await;
-    tokio::spawn(serve_http(
-        KillableListener::new(listener, stop.clone()),
-        router,
-        HttpLimits::default(),
-        Some(live.api_server_config().unwrap()),
-    ));
 
     let mut plain = TcpStream::connect(addr).await.unwrap();
     get_ok(&mut plain).await;
