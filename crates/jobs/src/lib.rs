@@ -1,0 +1,13 @@
+//! Batch jobs (Chronos and Metronome): when a job is due, decided as pure logic with time
+//! passed in, so that every rule (daylight-saving changes, missed runs, repetitions) is tested
+//! without a clock.
+//!
+//! `calendar` holds the two schedule languages: cron with an IANA time zone (Metronome) and ISO
+//! 8601 repeating intervals (Chronos). `graph` holds dependent jobs: no unknown parent, no cycle,
+//! and when a child is ready. Times are Unix milliseconds, UTC.
+
+pub mod calendar;
+pub mod graph;
+
+pub use calendar::{time_zone, Cron, Due, Iso8601, Schedule, ScheduleError};
+pub use graph::GraphError;
