@@ -4,10 +4,12 @@
 //!
 //! `calendar` holds the two schedule languages: cron with an IANA time zone (Metronome) and ISO
 //! 8601 repeating intervals (Chronos). `graph` holds dependent jobs: no unknown parent, no cycle,
-//! and when a child is ready. Times are Unix milliseconds, UTC.
+//! and when a child is ready. `metronome` is Metronome's job definition with its defaults and
+//! rules. Times are Unix milliseconds, UTC.
 
 pub mod calendar;
 pub mod graph;
+pub mod metronome;
 
 pub use calendar::{time_zone, Cron, Due, Iso8601, Schedule, ScheduleError};
 pub use graph::GraphError;
