@@ -34,6 +34,10 @@ pub enum Verb {
     Vars,
     VarRm(String),
     SecretPut(String, String),
+    JobAdd(serde_json::Value),
+    Jobs,
+    JobShow(String),
+    JobRm(String),
     Secrets,
     SecretRm(String),
     SnapshotSave(PathBuf),
@@ -204,6 +208,46 @@ fn vars_table(vars: &[VarView]) -> String {
         .map(|v| vec![v.key.clone(), v.modify_index.to_string(), v.value.clone()])
         .collect();
     table(&["KEY", "INDEX", "VALUE"], rows)
+}
+
+fn jobs_table(jobs: &[serde_json::Value]) -> String {
+    let rows = jobs
+        .iter()
+        .map(|j| {
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+            let schedule = j["schedules"]
+                .as_array()
+                .and_then(|s| s.first())
+                .map(|s| {
+                    let off = if s["enabled"].as_bool() == Some(false) {
+                        " (disabled)"
+                    } else {
+                        ""
+                    };
+                    format!("{} {}{off}", text(&s["cron"]), text(&s["timezone"]))
+                })
+                .unwrap_or_else(|| {
+                    let parents: Vec<String> = j["dependencies"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|d| text(&d["id"]))
+                        .collect();
+                    if parents.is_empty() {
+                        "-".into()
+                    } else {
+                        format!("after {}", parents.join(", "))
+                    }
+                });
+            let what = j["run"]["docker"]["image"]
+                .as_str()
+                .map(|i| format!("image {i}"))
+                .or_else(|| j["run"]["cmd"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            vec![text(&j["id"]), schedule, what]
+        })
+        .collect();
+    table(&["ID", "SCHEDULE", "RUNS"], rows)
 }
 
 fn secrets_table(secrets: &[tepui_api::SecretView]) -> String {
@@ -468,6 +512,24 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
             emit(format, &v, |v| {
                 format!("secret {} written (version {})", v.path, v.version)
             })
+        }
+        Verb::JobAdd(job) => {
+            let v: serde_json::Value = c.post("/v1/jobs", &job).await?;
+            emit(format, &v, |v| {
+                format!("job {} created", v["id"].as_str().unwrap_or("?"))
+            })
+        }
+        Verb::Jobs => {
+            let v: Vec<serde_json::Value> = c.get("/v1/jobs").await?;
+            emit(format, &v, |v| jobs_table(v))
+        }
+        Verb::JobShow(id) => {
+            let v: serde_json::Value = c.get(&format!("/v1/jobs/{id}")).await?;
+            emit(format, &v, |v| serde_json::to_string_pretty(v).unwrap_or_default())
+        }
+        Verb::JobRm(id) => {
+            let v: serde_json::Value = c.delete(&format!("/v1/jobs/{id}")).await?;
+            emit(format, &v, |_| format!("job {id} removed"))
         }
         Verb::Secrets => {
             let v: Vec<tepui_api::SecretView> = c.get("/v1/secrets").await?;

@@ -62,6 +62,9 @@ enum Command {
     /// Secrets: stored encrypted, given to tasks, never shown again.
     #[command(subcommand)]
     Secret(SecretCmd),
+    /// Batch jobs (Metronome's job JSON): define, list, show, remove.
+    #[command(subcommand)]
+    Job(JobCmd),
     /// Mesos frameworks: list, tear down.
     #[command(subcommand)]
     Framework(FrameworkCmd),
@@ -564,6 +567,28 @@ enum ImageCmd {
 }
 
 #[derive(Subcommand)]
+enum JobCmd {
+    /// Create a job from a file of Metronome's job JSON (`-` reads stdin).
+    Add {
+        file: PathBuf,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// Every job, with its schedule.
+    Ls(ClientArgs),
+    /// One job's definition.
+    Show(JobIdArgs),
+    Rm(JobIdArgs),
+}
+
+#[derive(Args)]
+struct JobIdArgs {
+    id: String,
+    #[command(flatten)]
+    c: ClientArgs,
+}
+
+#[derive(Subcommand)]
 enum SecretCmd {
     /// Write a secret (a new version if it exists). The value comes from --from-file, else
     /// from stdin; never from the command line, where other users and the shell's history
@@ -994,6 +1019,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             run_client(Verb::SecretPut(path, value), c)
         }
         Command::Secret(SecretCmd::Ls(c)) => run_client(Verb::Secrets, c),
+        Command::Job(JobCmd::Add { file, c }) => {
+            let text = if file.as_os_str() == "-" {
+                let mut t = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)?;
+                t
+            } else {
+                std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?
+            };
+            let job: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not JSON: {e}", file.display()))?;
+            run_client(Verb::JobAdd(job), c)
+        }
+        Command::Job(JobCmd::Ls(c)) => run_client(Verb::Jobs, c),
+        Command::Job(JobCmd::Show(JobIdArgs { id, c })) => run_client(Verb::JobShow(id), c),
+        Command::Job(JobCmd::Rm(JobIdArgs { id, c })) => run_client(Verb::JobRm(id), c),
         Command::Secret(SecretCmd::Rm { path, c }) => run_client(Verb::SecretRm(path), c),
         Command::Var(VarCmd::Rm { key, c }) => run_client(Verb::VarRm(key), c),
         Command::Framework(FrameworkCmd::Ls(c)) => run_client(Verb::Frameworks, c),

@@ -350,6 +350,25 @@ pub(crate) fn connect_failure(e: &reqwest::Error) -> (bool, String) {
     (tls, detail)
 }
 
+/// An error in the Marathon and Metronome dialects (`{"message", "details": [{"path",
+/// "errors"}]}`) as one line: the message, then each field and what is wrong with it.
+fn dialect_message(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut out = v.get("message")?.as_str()?.to_string();
+    for d in v.get("details").and_then(|d| d.as_array()).into_iter().flatten() {
+        let path = d.get("path").and_then(|p| p.as_str()).unwrap_or("/");
+        let errors: Vec<&str> = d
+            .get("errors")
+            .and_then(|e| e.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.as_str())
+            .collect();
+        out.push_str(&format!("; {path}: {}", errors.join(", ")));
+    }
+    Some(out)
+}
+
 /// `no_leader` is answered before anything ran; `leader_unreachable` may follow a write the old
 /// leader committed, so only idempotent requests go again.
 fn retryable(code: &str, req: &reqwest::RequestBuilder) -> bool {
@@ -589,7 +608,8 @@ impl Client {
                 Err(_) => ClientError::Api {
                     status,
                     code: "http_error".into(),
-                    message: String::from_utf8_lossy(&bytes).trim().to_string(),
+                    message: dialect_message(&bytes)
+                        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string()),
                 },
             });
         }

@@ -5,8 +5,9 @@
 //! `calendar` holds the two schedule languages: cron with an IANA time zone (Metronome) and ISO
 //! 8601 repeating intervals (Chronos). `graph` holds dependent jobs: no unknown parent, no cycle,
 //! and when a child is ready. `metronome` is Metronome's job definition with its defaults and
-//! rules. Times are Unix milliseconds, UTC.
+//! rules; `api` serves it under `/v1/jobs`. Times are Unix milliseconds, UTC.
 
+pub mod api;
 pub mod calendar;
 pub mod graph;
 pub mod metronome;

@@ -318,10 +318,10 @@ pub fn valid_job_id(id: &str) -> bool {
         })
 }
 
-/// Reads and checks a job as a client sent it.
-pub fn parse_job(body: &[u8]) -> Result<JobSpec, Invalid> {
+/// JSON into `T`; a field of the wrong type is a 422 at its path (`/run/cpus`).
+fn read<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Invalid> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let job: JobSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let mut inv = Invalid::new();
         let path = e.path().to_string();
         let path = if path == "." {
@@ -331,7 +331,12 @@ pub fn parse_job(body: &[u8]) -> Result<JobSpec, Invalid> {
         };
         inv.add(&path, e.inner().to_string());
         inv
-    })?;
+    })
+}
+
+/// Reads and checks a job as a client sent it.
+pub fn parse_job(body: &[u8]) -> Result<JobSpec, Invalid> {
+    let job: JobSpec = read(body)?;
     validate_job(&job)?;
     Ok(job)
 }
@@ -514,18 +519,7 @@ pub fn validate_job(job: &JobSpec) -> Result<(), Invalid> {
 
 /// Reads and checks a schedule sent on its own (`/v1/jobs/{id}/schedules`).
 pub fn parse_schedule(body: &[u8]) -> Result<ScheduleSpec, Invalid> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let s: ScheduleSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let mut inv = Invalid::new();
-        let path = e.path().to_string();
-        let path = if path == "." {
-            "/".to_string()
-        } else {
-            format!("/{}", path.replace('.', "/"))
-        };
-        inv.add(&path, e.inner().to_string());
-        inv
-    })?;
+    let s: ScheduleSpec = read(body)?;
     if let Some(errs) = schedule_errors(&s) {
         let mut inv = Invalid::new();
         for (field, m) in errs {

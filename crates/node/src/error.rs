@@ -153,6 +153,8 @@ impl From<ApplyError> for Error {
             ApplyError::CasFailed { .. } => (Conflict, "cas_failed"),
             ApplyError::UnknownVar { .. } => (NotFound, "unknown_var"),
             ApplyError::UnknownSecret { .. } => (NotFound, "unknown_secret"),
+            ApplyError::JobExists { .. } => (Conflict, "job_exists"),
+            ApplyError::UnknownJob { .. } => (NotFound, "unknown_job"),
             ApplyError::TaskExists { .. } => (Conflict, "task_exists"),
             ApplyError::UnknownTask { .. } => (NotFound, "unknown_task"),
             ApplyError::Placement(_) => (Conflict, "no_room"),

@@ -91,3 +91,31 @@ pub fn local_node(state: State) -> (Node, Local) {
     );
     (node, local)
 }
+
+/// One request through `router` with a JSON body (or none): the status and the JSON answer
+/// (`null` when empty, a string when not JSON).
+pub async fn call_json(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(body.map(|b| axum::body::Body::from(b.to_string())).unwrap_or_default())
+        .expect("a valid request");
+    let resp = router.clone().oneshot(req).await.expect("the router answers");
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.expect("a whole body").to_bytes();
+    let json = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (status, json)
+}

@@ -273,6 +273,17 @@ pub struct State {
     /// Secrets by path, sealed.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretRecord>,
+    /// Batch jobs by id: their definitions, in Metronome's JSON.
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobRecord>,
+}
+
+/// A batch job's definition (Metronome's job JSON, schedules included; tepui-jobs reads it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub spec: serde_json::Value,
+    pub created_at: Millis,
+    pub updated_at: Millis,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -347,6 +358,16 @@ pub enum Command {
     DeleteVar {
         key: String,
         cas: Option<u64>,
+    },
+    /// Creates a job (refused if its id exists) or replaces one (refused if it does not).
+    PutJob {
+        id: String,
+        spec: serde_json::Value,
+        create: bool,
+        now: Millis,
+    },
+    DeleteJob {
+        id: String,
     },
     /// A secret sealed by the leader (the path normalized, see [`normalize_secret_path`]).
     PutSecret {
@@ -478,6 +499,8 @@ impl Command {
             Command::RemoveNode { .. } => "remove_node",
             Command::PutVar { .. } => "put_var",
             Command::DeleteVar { .. } => "delete_var",
+            Command::PutJob { .. } => "put_job",
+            Command::DeleteJob { .. } => "delete_job",
             Command::PutSecret { .. } => "put_secret",
             Command::DeleteSecret { .. } => "delete_secret",
             Command::Restore { .. } => "restore",
@@ -555,6 +578,10 @@ pub enum ApplyError {
     UnknownVar { key: String },
     #[error("no secret {path:?}")]
     UnknownSecret { path: String },
+    #[error("a job with id {id:?} exists")]
+    JobExists { id: String },
+    #[error("no job {id:?}")]
+    UnknownJob { id: String },
     #[error("task {id} already exists")]
     TaskExists { id: String },
     #[error("unknown task {id}")]
@@ -957,6 +984,28 @@ impl State {
             }
             Command::ChangeServices { change } => self.change_services(change),
             Command::UpdateDeployment { id, plan } => self.update_deployment(id, plan.as_ref()),
+            Command::PutJob { id, spec, create, now } => {
+                let created_at = match (self.jobs.get(id), create) {
+                    (Some(_), true) => return Err(ApplyError::JobExists { id: id.clone() }),
+                    (None, false) => return Err(ApplyError::UnknownJob { id: id.clone() }),
+                    (Some(j), false) => j.created_at,
+                    (None, true) => *now,
+                };
+                self.jobs.insert(
+                    id.clone(),
+                    JobRecord {
+                        spec: spec.clone(),
+                        created_at,
+                        updated_at: *now,
+                    },
+                );
+                Ok(Response::Ok)
+            }
+            Command::DeleteJob { id } => self
+                .jobs
+                .remove(id)
+                .map(|_| Response::Ok)
+                .ok_or_else(|| ApplyError::UnknownJob { id: id.clone() }),
             Command::PutSecret { path, sealed, now } => {
                 self.secrets.insert(
                     path.clone(),

@@ -1,0 +1,377 @@
+//! Metronome's job API (`/v1/jobs`): jobs and their schedules, in Metronome's JSON and with its
+//! answers (201 on create, 409 on a duplicate id, 404 `{"id", "message": "Job not found"}`,
+//! 422 `{"message": "Object is not valid", "details"}`).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Extension;
+use serde_json::{json, Value};
+use tepui_auth::{Cap, Denied, Identity, Policy, Routes};
+use tepui_node::{now_ms, Node};
+use tepui_state::{Command, State as Replicated};
+
+use crate::graph;
+use crate::metronome::{parse_job, parse_schedule, validate_job, Invalid, JobSpec, ScheduleSpec, Volume};
+
+type Answer = Result<Response, Response>;
+
+/// The job routes; they write, so they run on the leader.
+pub fn routes(node: Node) -> Routes {
+    Routes::new()
+        .route(
+            "/v1/jobs",
+            Policy::new().get(Cap::Read).post(Cap::Write),
+            get(list_jobs).post(create_job),
+        )
+        .route(
+            "/v1/jobs/{id}",
+            Policy::new().get(Cap::Read).put(Cap::Write).delete(Cap::Write),
+            get(show_job).put(update_job).delete(delete_job),
+        )
+        .route(
+            "/v1/jobs/{id}/schedules",
+            Policy::new().get(Cap::Read).post(Cap::Write),
+            get(list_schedules).post(create_schedule),
+        )
+        .route(
+            "/v1/jobs/{id}/schedules/{schedule}",
+            Policy::new().get(Cap::Read).put(Cap::Write).delete(Cap::Write),
+            get(show_schedule).put(update_schedule).delete(delete_schedule),
+        )
+        .with_state(node)
+}
+
+fn answer(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+fn message(status: StatusCode, text: impl Into<String>) -> Response {
+    answer(status, json!({ "message": text.into() }))
+}
+
+fn unknown_job(id: &str) -> Response {
+    answer(StatusCode::NOT_FOUND, json!({ "id": id, "message": "Job not found" }))
+}
+
+fn unknown_schedule(id: &str) -> Response {
+    answer(
+        StatusCode::NOT_FOUND,
+        json!({ "id": id, "message": "Schedule not found" }),
+    )
+}
+
+fn invalid(e: Invalid) -> Response {
+    answer(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        serde_json::to_value(e).unwrap_or(Value::Null),
+    )
+}
+
+fn failed(e: impl Into<tepui_node::Error>) -> Response {
+    let e: tepui_node::Error = e.into();
+    let status = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    message(status, e.message)
+}
+
+fn denied(d: Denied) -> Response {
+    message(
+        StatusCode::from_u16(d.status).unwrap_or(StatusCode::FORBIDDEN),
+        d.message,
+    )
+}
+
+/// The jobs in the state, read back into their definitions (a record that no longer reads is
+/// left out, never an error for the whole list).
+fn jobs_of(s: &Replicated) -> Vec<JobSpec> {
+    s.jobs
+        .values()
+        .filter_map(|j| serde_json::from_value(j.spec.clone()).ok())
+        .collect()
+}
+
+fn job_of(s: &Replicated, id: &str) -> Option<JobSpec> {
+    s.jobs.get(id).and_then(|j| serde_json::from_value(j.spec.clone()).ok())
+}
+
+/// A job runs a command on the host's filesystem when it names no image, or mounts host
+/// paths: that needs the `host` capability, as for tasks and apps.
+fn may_run(caller: &Option<Extension<Identity>>, job: &JobSpec) -> Result<(), Response> {
+    let Some(Extension(me)) = caller else {
+        return Err(denied(Denied::no_caller()));
+    };
+    let image = job
+        .run
+        .docker
+        .as_ref()
+        .map(|d| d.image.clone())
+        .or_else(|| job.run.ucr.as_ref().map(|u| u.image.id.clone()));
+    let volumes = job
+        .run
+        .volumes
+        .iter()
+        .filter_map(|v| match v {
+            Volume::Host {
+                container_path,
+                host_path,
+                mode,
+            } => Some(tepui_state::VolumeDef {
+                source: host_path.clone(),
+                target: container_path.clone(),
+                read_only: mode == "RO",
+            }),
+            Volume::Secret { .. } => None,
+        })
+        .collect();
+    let def = tepui_state::TaskDef {
+        image,
+        user: job.run.user.clone(),
+        volumes,
+        ..tepui_state::TaskDef::default()
+    };
+    me.may_run(&def).map_err(denied)
+}
+
+/// The dependency graph with `job` in it: every parent known, no cycle (Metronome's messages).
+fn check_dependencies(s: &Replicated, job: &JobSpec) -> Result<(), Response> {
+    let mut parents: std::collections::BTreeMap<String, Vec<String>> =
+        jobs_of(s).into_iter().map(|j| (j.id, j.dependencies)).collect();
+    parents.insert(job.id.clone(), job.dependencies.clone());
+    match graph::check(&parents) {
+        Ok(()) => Ok(()),
+        Err(graph::GraphError::UnknownParent { .. }) => {
+            let unknown: Vec<&str> = job
+                .dependencies
+                .iter()
+                .filter(|d| !parents.contains_key(*d))
+                .map(String::as_str)
+                .collect();
+            Err(message(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("Dependencies contain unknown jobs. unknown=[{}]", unknown.join(", ")),
+            ))
+        }
+        Err(graph::GraphError::Cycle { .. }) => {
+            Err(message(StatusCode::UNPROCESSABLE_ENTITY, "Dependencies have a cycle."))
+        }
+    }
+}
+
+async fn write(node: &Node, cmd: Command) -> Result<(), Response> {
+    match node.write(cmd).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(failed(e)),
+    }
+}
+
+async fn list_jobs(State(node): State<Node>) -> Answer {
+    node.linearize().await.map_err(failed)?;
+    let jobs = node.read(jobs_of);
+    Ok(answer(
+        StatusCode::OK,
+        serde_json::to_value(jobs).unwrap_or(Value::Null),
+    ))
+}
+
+async fn show_job(State(node): State<Node>, Path(id): Path<String>) -> Answer {
+    node.linearize().await.map_err(failed)?;
+    match node.read(|s| job_of(s, &id)) {
+        Some(job) => Ok(answer(StatusCode::OK, serde_json::to_value(job).unwrap_or(Value::Null))),
+        None => Err(unknown_job(&id)),
+    }
+}
+
+async fn create_job(State(node): State<Node>, caller: Option<Extension<Identity>>, body: Bytes) -> Answer {
+    let job = parse_job(&body).map_err(invalid)?;
+    may_run(&caller, &job)?;
+    node.linearize().await.map_err(failed)?;
+    node.read(|s| check_dependencies(s, &job))?;
+    let spec = serde_json::to_value(&job).unwrap_or(Value::Null);
+    let cmd = Command::PutJob {
+        id: job.id.clone(),
+        spec: spec.clone(),
+        create: true,
+        now: now_ms(),
+    };
+    match node.write(cmd).await.map_err(tepui_node::Error::from) {
+        Ok(_) => {
+            tracing::info!(job = %job.id, "job created");
+            Ok(answer(StatusCode::CREATED, spec))
+        }
+        Err(e) if e.code == "job_exists" => Err(message(StatusCode::CONFLICT, "Job with this id already exists")),
+        Err(e) => Err(failed(e)),
+    }
+}
+
+/// `PUT /v1/jobs/{id}`: the id in the path wins; the job keeps its schedules, as in Metronome.
+async fn update_job(
+    State(node): State<Node>,
+    caller: Option<Extension<Identity>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer {
+    let mut value: Value = serde_json::from_slice(&body).map_err(|e| {
+        invalid(Invalid {
+            message: "Object is not valid".into(),
+            details: vec![crate::metronome::InvalidDetail {
+                path: "/".into(),
+                errors: vec![e.to_string()],
+            }],
+        })
+    })?;
+    if let Some(o) = value.as_object_mut() {
+        o.insert("id".into(), Value::String(id.clone()));
+    }
+    let mut job = parse_job(value.to_string().as_bytes()).map_err(invalid)?;
+    may_run(&caller, &job)?;
+    node.linearize().await.map_err(failed)?;
+    let Some(current) = node.read(|s| job_of(s, &id)) else {
+        return Err(unknown_job(&id));
+    };
+    job.schedules = current.schedules;
+    validate_job(&job).map_err(invalid)?;
+    node.read(|s| check_dependencies(s, &job))?;
+    let spec = serde_json::to_value(&job).unwrap_or(Value::Null);
+    write(
+        &node,
+        Command::PutJob {
+            id: id.clone(),
+            spec: spec.clone(),
+            create: false,
+            now: now_ms(),
+        },
+    )
+    .await?;
+    Ok(answer(StatusCode::OK, spec))
+}
+
+/// `DELETE /v1/jobs/{id}`; Metronome's `stopCurrentJobRuns` has nothing to stop until runs exist.
+async fn delete_job(State(node): State<Node>, Path(id): Path<String>) -> Answer {
+    node.linearize().await.map_err(failed)?;
+    let Some(job) = node.read(|s| job_of(s, &id)) else {
+        return Err(unknown_job(&id));
+    };
+    let children: Vec<String> = node.read(|s| {
+        jobs_of(s)
+            .into_iter()
+            .filter(|j| j.dependencies.contains(&id))
+            .map(|j| j.id)
+            .collect()
+    });
+    if !children.is_empty() {
+        return Err(message(
+            StatusCode::CONFLICT,
+            format!(
+                "There are jobs with a dependency on {id}. children=[{}]",
+                children.join(", ")
+            ),
+        ));
+    }
+    match node
+        .write(Command::DeleteJob { id: id.clone() })
+        .await
+        .map_err(tepui_node::Error::from)
+    {
+        Ok(_) => Ok(answer(StatusCode::OK, serde_json::to_value(job).unwrap_or(Value::Null))),
+        Err(e) if e.code == "unknown_job" => Err(unknown_job(&id)),
+        Err(e) => Err(failed(e)),
+    }
+}
+
+async fn list_schedules(State(node): State<Node>, Path(id): Path<String>) -> Answer {
+    node.linearize().await.map_err(failed)?;
+    let job = node.read(|s| job_of(s, &id)).ok_or_else(|| unknown_job(&id))?;
+    Ok(answer(
+        StatusCode::OK,
+        serde_json::to_value(job.schedules).unwrap_or(Value::Null),
+    ))
+}
+
+async fn show_schedule(State(node): State<Node>, Path((id, schedule)): Path<(String, String)>) -> Answer {
+    node.linearize().await.map_err(failed)?;
+    let job = node.read(|s| job_of(s, &id)).ok_or_else(|| unknown_job(&id))?;
+    let found = job.schedules.into_iter().find(|s| s.id == schedule);
+    let s = found.ok_or_else(|| unknown_schedule(&schedule))?;
+    Ok(answer(StatusCode::OK, serde_json::to_value(s).unwrap_or(Value::Null)))
+}
+
+/// Replaces the job's schedules with `change` applied, checked as a whole job.
+async fn change_schedules(
+    node: &Node,
+    id: &str,
+    change: impl FnOnce(&mut Vec<ScheduleSpec>) -> Result<(), Response>,
+) -> Result<(), Response> {
+    node.linearize().await.map_err(failed)?;
+    let mut job = node.read(|s| job_of(s, id)).ok_or_else(|| unknown_job(id))?;
+    change(&mut job.schedules)?;
+    validate_job(&job).map_err(invalid)?;
+    write(
+        node,
+        Command::PutJob {
+            id: id.to_string(),
+            spec: serde_json::to_value(&job).unwrap_or(Value::Null),
+            create: false,
+            now: now_ms(),
+        },
+    )
+    .await
+}
+
+async fn create_schedule(State(node): State<Node>, Path(id): Path<String>, body: Bytes) -> Answer {
+    let schedule = parse_schedule(&body).map_err(invalid)?;
+    let added = schedule.clone();
+    change_schedules(&node, &id, move |all| {
+        if all.iter().any(|s| s.id == added.id) {
+            return Err(message(
+                StatusCode::CONFLICT,
+                format!("Schedule with id {} already exists", added.id),
+            ));
+        }
+        all.push(added);
+        Ok(())
+    })
+    .await?;
+    Ok(answer(
+        StatusCode::CREATED,
+        serde_json::to_value(schedule).unwrap_or(Value::Null),
+    ))
+}
+
+async fn update_schedule(
+    State(node): State<Node>,
+    Path((id, schedule_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Answer {
+    let mut schedule = parse_schedule(&body).map_err(invalid)?;
+    schedule.id = schedule_id.clone();
+    let replaced = schedule.clone();
+    change_schedules(&node, &id, move |all| {
+        let slot = all
+            .iter_mut()
+            .find(|s| s.id == replaced.id)
+            .ok_or_else(|| unknown_schedule(&replaced.id))?;
+        *slot = replaced;
+        Ok(())
+    })
+    .await?;
+    Ok(answer(
+        StatusCode::OK,
+        serde_json::to_value(schedule).unwrap_or(Value::Null),
+    ))
+}
+
+async fn delete_schedule(State(node): State<Node>, Path((id, schedule_id)): Path<(String, String)>) -> Answer {
+    let gone = schedule_id.clone();
+    change_schedules(&node, &id, move |all| {
+        let before = all.len();
+        all.retain(|s| s.id != gone);
+        if all.len() == before {
+            return Err(unknown_schedule(&gone));
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::OK.into_response())
+}

@@ -1,0 +1,202 @@
+//! Metronome's `/v1/jobs` handlers on a node with no cluster under it (the state applied in
+//! place), through the real router: a client's view of jobs and schedules, written from
+//! Metronome's documented API.
+
+use axum::Router;
+use serde_json::{json, Value};
+use tepui_node::testing::local_node;
+
+fn api_as(caller: Option<tepui_auth::Identity>) -> Router {
+    let (node, _local) = local_node(tepui_state::testing::state_with_agents(1, 4096));
+    let router = tepui_jobs::api::routes(node).into_parts().0;
+    match caller {
+        Some(me) => router.layer(axum::Extension(me)),
+        None => router,
+    }
+}
+
+fn api() -> Router {
+    api_as(Some(tepui_auth::Identity::management("tests")))
+}
+
+async fn call(r: &Router, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
+    tepui_node::testing::call_json(r, method, uri, body).await
+}
+
+fn job(id: &str) -> Value {
+    json!({"id": id, "description": "nightly report", "run": {"cmd": "echo hi", "cpus": 0.1, "mem": 32},
+           "schedules": [{"id": "nightly", "cron": "0 2 * * *", "timezone": "Europe/Berlin"}]})
+}
+
+#[tokio::test]
+async fn jobs_are_created_listed_updated_and_deleted_as_in_metronome() {
+    let r = api();
+    let (status, created) = call(&r, "POST", "/v1/jobs", Some(job("reports.nightly"))).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        created["run"]["maxLaunchDelay"], 3600,
+        "defaults are filled in: {created}"
+    );
+    assert_eq!(created["schedules"][0]["concurrencyPolicy"], "ALLOW");
+
+    let (status, dup) = call(&r, "POST", "/v1/jobs", Some(job("reports.nightly"))).await;
+    assert_eq!(
+        (status, dup["message"].as_str()),
+        (409, Some("Job with this id already exists"))
+    );
+
+    let (status, list) = call(&r, "GET", "/v1/jobs", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (status, one) = call(&r, "GET", "/v1/jobs/reports.nightly", None).await;
+    assert_eq!((status, one["description"].as_str()), (200, Some("nightly report")));
+    let (status, missing) = call(&r, "GET", "/v1/jobs/nope", None).await;
+    assert_eq!(status, 404);
+    assert_eq!(missing, json!({"id": "nope", "message": "Job not found"}));
+
+    // PUT replaces the run and keeps the schedules; the id is the path's.
+    let (status, updated) = call(
+        &r,
+        "PUT",
+        "/v1/jobs/reports.nightly",
+        Some(json!({"id": "ignored", "run": {"cmd": "echo bye", "cpus": 0.2, "mem": 64}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["id"], "reports.nightly");
+    assert_eq!(updated["run"]["cmd"], "echo bye");
+    assert_eq!(updated["schedules"][0]["id"], "nightly");
+
+    let (status, _) = call(&r, "DELETE", "/v1/jobs/reports.nightly", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = call(&r, "GET", "/v1/jobs/reports.nightly", None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn bad_jobs_get_metronomes_422_and_nothing_is_stored() {
+    let r = api();
+    let (status, e) = call(
+        &r,
+        "POST",
+        "/v1/jobs",
+        Some(json!({"id": "Bad", "run": {"mem": 8}, "schedules": [{"id": "s", "cron": "* * *", "timezone": "Mars/Base"}]})),
+    )
+    .await;
+    assert_eq!(status, 422, "{e}");
+    assert_eq!(e["message"], "Object is not valid");
+    let paths: Vec<&str> = e["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    for p in [
+        "/id",
+        "/run/mem",
+        "/run",
+        "/schedules(0)/cron",
+        "/schedules(0)/timezone",
+    ] {
+        assert!(paths.contains(&p), "{p} in {paths:?}");
+    }
+    let (_, list) = call(&r, "GET", "/v1/jobs", None).await;
+    assert_eq!(list, json!([]));
+}
+
+#[tokio::test]
+async fn dependencies_must_exist_have_no_cycle_and_hold_their_parents() {
+    let r = api();
+    let plain = |id: &str, deps: &[&str]| json!({"id": id, "run": {"cmd": "true"}, "dependencies": deps.iter().map(|d| json!({"id": d})).collect::<Vec<_>>()});
+    let (status, e) = call(&r, "POST", "/v1/jobs", Some(plain("child", &["parent"]))).await;
+    assert_eq!(status, 422);
+    assert_eq!(e["message"], "Dependencies contain unknown jobs. unknown=[parent]");
+    assert_eq!(call(&r, "POST", "/v1/jobs", Some(plain("parent", &[]))).await.0, 201);
+    assert_eq!(
+        call(&r, "POST", "/v1/jobs", Some(plain("child", &["parent"]))).await.0,
+        201
+    );
+    let (status, e) = call(&r, "PUT", "/v1/jobs/parent", Some(plain("parent", &["child"]))).await;
+    assert_eq!(
+        (status, e["message"].as_str()),
+        (422, Some("Dependencies have a cycle."))
+    );
+    let (status, e) = call(&r, "DELETE", "/v1/jobs/parent", None).await;
+    assert_eq!(status, 409, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("children=[child]"), "{e}");
+}
+
+#[tokio::test]
+async fn schedules_of_a_job() {
+    let r = api();
+    assert_eq!(
+        call(&r, "POST", "/v1/jobs", Some(json!({"id": "j", "run": {"cmd": "true"}})))
+            .await
+            .0,
+        201
+    );
+    let s = json!({"id": "every-minute", "cron": "* * * * *", "concurrencyPolicy": "FORBID"});
+    let (status, created) = call(&r, "POST", "/v1/jobs/j/schedules", Some(s.clone())).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["timezone"], "UTC");
+    assert_eq!(created["startingDeadlineSeconds"], 900);
+    assert_eq!(call(&r, "POST", "/v1/jobs/j/schedules", Some(s)).await.0, 409);
+    let (status, list) = call(&r, "GET", "/v1/jobs/j/schedules", None).await;
+    assert_eq!((status, list.as_array().unwrap().len()), (200, 1));
+    let (status, updated) = call(
+        &r,
+        "PUT",
+        "/v1/jobs/j/schedules/every-minute",
+        Some(json!({"id": "every-minute", "cron": "*/5 * * * *", "enabled": false})),
+    )
+    .await;
+    assert_eq!((status, updated["enabled"].as_bool()), (200, Some(false)));
+    let (status, e) = call(&r, "GET", "/v1/jobs/j/schedules/other", None).await;
+    assert_eq!(status, 404);
+    assert_eq!(e, json!({"id": "other", "message": "Schedule not found"}));
+    // Metronome holds one schedule per job.
+    let (status, e) = call(
+        &r,
+        "POST",
+        "/v1/jobs/j/schedules",
+        Some(json!({"id": "second", "cron": "0 * * * *"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{e}");
+    assert_eq!(
+        call(&r, "DELETE", "/v1/jobs/j/schedules/every-minute", None).await.0,
+        200
+    );
+    assert_eq!(call(&r, "GET", "/v1/jobs/j/schedules", None).await.1, json!([]));
+    assert_eq!(call(&r, "GET", "/v1/jobs/nope/schedules", None).await.0, 404);
+}
+
+#[tokio::test]
+async fn a_job_without_an_image_needs_the_host_capability() {
+    let reader = tepui_auth::Identity {
+        management: false,
+        capabilities: [tepui_state::Capability::Read, tepui_state::Capability::Write].into(),
+        ..tepui_auth::Identity::management("deployer")
+    };
+    let r = api_as(Some(reader));
+    let (status, e) = call(&r, "POST", "/v1/jobs", Some(json!({"id": "j", "run": {"cmd": "true"}}))).await;
+    assert_eq!(status, 403, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("host"), "{e}");
+    let (status, _) = call(
+        &r,
+        "POST",
+        "/v1/jobs",
+        Some(json!({"id": "boxed", "run": {"cmd": "true", "docker": {"image": "busybox"}}})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    // No gate in front: refused, never assumed.
+    let (status, _) = call(
+        &api_as(None),
+        "POST",
+        "/v1/jobs",
+        Some(json!({"id": "k", "run": {"cmd": "true"}})),
+    )
+    .await;
+    assert_eq!(status, 403);
+}
