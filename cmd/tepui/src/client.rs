@@ -38,6 +38,8 @@ pub enum Verb {
     Jobs,
     JobShow(String),
     JobRm(String),
+    JobRun(String, bool),
+    JobHistory(String),
     Secrets,
     SecretRm(String),
     SnapshotSave(PathBuf),
@@ -208,6 +210,48 @@ fn vars_table(vars: &[VarView]) -> String {
         .map(|v| vec![v.key.clone(), v.modify_index.to_string(), v.value.clone()])
         .collect();
     table(&["KEY", "INDEX", "VALUE"], rows)
+}
+
+/// Follows a run until it ends, printing each change of its status; the finished run.
+async fn follow_run(c: &Client, job: &str, run: &str) -> anyhow::Result<serde_json::Value> {
+    let mut last = String::new();
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        let r: serde_json::Value = c.get(&format!("/v1/jobs/{job}/runs/{run}")).await?;
+        let status = r["status"].as_str().unwrap_or("").to_string();
+        if status != last {
+            eprintln!("  {status}");
+            last = status.clone();
+            pause = std::time::Duration::from_millis(100);
+        }
+        if status == "SUCCESS" || status == "FAILED" {
+            return Ok(r);
+        }
+        // The jobs API has no event stream yet: look again, less often while nothing changes.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(1));
+    }
+}
+
+fn job_history_table(h: &serde_json::Value) -> String {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (key, status) in [("successfulFinishedRuns", "SUCCESS"), ("failedFinishedRuns", "FAILED")] {
+        for r in h[key].as_array().into_iter().flatten() {
+            rows.push(vec![
+                r["id"].as_str().unwrap_or("").to_string(),
+                status.to_string(),
+                r["createdAt"].as_str().unwrap_or("").to_string(),
+                r["finishedAt"].as_str().unwrap_or("").to_string(),
+            ]);
+        }
+    }
+    rows.sort_by(|a, b| b[2].cmp(&a[2]));
+    format!(
+        "{} succeeded, {} failed\n{}",
+        h["successCount"],
+        h["failureCount"],
+        table(&["RUN", "STATUS", "STARTED", "FINISHED"], rows)
+    )
 }
 
 fn jobs_table(jobs: &[serde_json::Value]) -> String {
@@ -530,6 +574,25 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
         Verb::JobRm(id) => {
             let v: serde_json::Value = c.delete(&format!("/v1/jobs/{id}")).await?;
             emit(format, &v, |_| format!("job {id} removed"))
+        }
+        Verb::JobRun(id, wait) => {
+            let run: serde_json::Value = c.post(&format!("/v1/jobs/{id}/runs"), &serde_json::json!({})).await?;
+            let run_id = run["id"].as_str().unwrap_or_default().to_string();
+            if !wait {
+                return emit(format, &run, |_| format!("run {run_id} of {id} started"));
+            }
+            eprintln!("run {run_id} of {id} started");
+            let done = follow_run(&c, &id, &run_id).await?;
+            let status = done["status"].as_str().unwrap_or("").to_string();
+            emit(format, &done, |_| format!("run {run_id} of {id}: {status}"))?;
+            if status != "SUCCESS" {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Verb::JobHistory(id) => {
+            let job: serde_json::Value = c.get(&format!("/v1/jobs/{id}?embed=history")).await?;
+            emit(format, &job["history"], |h| job_history_table(h))
         }
         Verb::Secrets => {
             let v: Vec<tepui_api::SecretView> = c.get("/v1/secrets").await?;

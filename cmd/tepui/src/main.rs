@@ -579,6 +579,16 @@ enum JobCmd {
     /// One job's definition.
     Show(JobIdArgs),
     Rm(JobIdArgs),
+    /// Start a run now; with --wait, follow it to its end (exit 1 unless it succeeded).
+    Run {
+        id: String,
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// The job's finished runs, newest first, and its counts.
+    History(JobIdArgs),
 }
 
 #[derive(Args)]
@@ -1034,6 +1044,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job(JobCmd::Ls(c)) => run_client(Verb::Jobs, c),
         Command::Job(JobCmd::Show(JobIdArgs { id, c })) => run_client(Verb::JobShow(id), c),
         Command::Job(JobCmd::Rm(JobIdArgs { id, c })) => run_client(Verb::JobRm(id), c),
+        Command::Job(JobCmd::Run { id, wait, c }) => run_client(Verb::JobRun(id, wait), c),
+        Command::Job(JobCmd::History(JobIdArgs { id, c })) => run_client(Verb::JobHistory(id), c),
         Command::Secret(SecretCmd::Rm { path, c }) => run_client(Verb::SecretRm(path), c),
         Command::Var(VarCmd::Rm { key, c }) => run_client(Verb::VarRm(key), c),
         Command::Framework(FrameworkCmd::Ls(c)) => run_client(Verb::Frameworks, c),

@@ -3,15 +3,16 @@
 //! 422 `{"message": "Object is not valid", "details"}`).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Extension;
 use serde_json::{json, Value};
 use tepui_auth::{Cap, Denied, Identity, Policy, Routes};
+use tepui_master::Master;
 use tepui_node::{now_ms, Node};
-use tepui_state::{Command, State as Replicated};
+use tepui_state::{Command, JobRunRecord, JobRunStatus, State as Replicated};
 
 use crate::graph;
 use crate::metronome::{parse_job, parse_schedule, validate_job, Invalid, JobSpec, ScheduleSpec, Volume};
@@ -19,7 +20,21 @@ use crate::metronome::{parse_job, parse_schedule, validate_job, Invalid, JobSpec
 type Answer = Result<Response, Response>;
 
 /// The job routes; they write, so they run on the leader.
-pub fn routes(node: Node) -> Routes {
+pub fn routes(master: Master) -> Routes {
+    let node = master.node().clone();
+    let runs = Routes::new()
+        .route(
+            "/v1/jobs/{id}/runs",
+            Policy::new().get(Cap::Read).post(Cap::Write),
+            get(list_runs).post(start_run),
+        )
+        .route("/v1/jobs/{id}/runs/{run}", Policy::new().get(Cap::Read), get(show_run))
+        .route(
+            "/v1/jobs/{id}/runs/{run}/actions/stop",
+            Policy::new().post(Cap::Write),
+            axum::routing::post(stop_run),
+        )
+        .with_state(master);
     Routes::new()
         .route(
             "/v1/jobs",
@@ -42,6 +57,7 @@ pub fn routes(node: Node) -> Routes {
             get(show_schedule).put(update_schedule).delete(delete_schedule),
         )
         .with_state(node)
+        .merge(runs)
 }
 
 fn answer(status: StatusCode, body: Value) -> Response {
@@ -175,12 +191,210 @@ async fn list_jobs(State(node): State<Node>) -> Answer {
     ))
 }
 
-async fn show_job(State(node): State<Node>, Path(id): Path<String>) -> Answer {
+/// `GET /v1/jobs/{id}`, with `embed=activeRuns`, `history` or `historySummary` (repeatable,
+/// or comma-separated) as Metronome adds them.
+async fn show_job(State(node): State<Node>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Answer {
     node.linearize().await.map_err(failed)?;
-    match node.read(|s| job_of(s, &id)) {
-        Some(job) => Ok(answer(StatusCode::OK, serde_json::to_value(job).unwrap_or(Value::Null))),
+    let embeds: Vec<String> = q
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("embed="))
+        .flat_map(|v| v.split(','))
+        .map(str::to_string)
+        .collect();
+    let answer_of = |s: &Replicated| {
+        let job = job_of(s, &id)?;
+        let mut v = serde_json::to_value(job).unwrap_or(Value::Null);
+        if let Some(o) = v.as_object_mut() {
+            if embeds.iter().any(|e| e == "activeRuns") {
+                let active: Vec<Value> = s
+                    .job_runs
+                    .values()
+                    .filter(|r| r.job_id == id)
+                    .map(|r| run_json(s, r))
+                    .collect();
+                o.insert("activeRuns".into(), Value::Array(active));
+            }
+            if embeds.iter().any(|e| e == "history") {
+                o.insert("history".into(), history_json(s, &id, true));
+            }
+            if embeds.iter().any(|e| e == "historySummary") {
+                o.insert("historySummary".into(), history_json(s, &id, false));
+            }
+        }
+        Some(v)
+    };
+    match node.read(answer_of) {
+        Some(v) => Ok(answer(StatusCode::OK, v)),
         None => Err(unknown_job(&id)),
     }
+}
+
+/// Metronome's time format: `2026-12-06T23:10:00.000+0000`.
+fn timestamp(ms: u64) -> Value {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64)
+        .map(|t| Value::String(t.format("%Y-%m-%dT%H:%M:%S%.3f%z").to_string()))
+        .unwrap_or(Value::Null)
+}
+
+fn run_json(s: &Replicated, r: &JobRunRecord) -> Value {
+    let tasks: Vec<Value> = r
+        .tasks
+        .iter()
+        .map(|t| {
+            let task = s.tasks.get(t);
+            json!({
+                "id": t,
+                "status": task.map(|t| t.state.as_str()).unwrap_or("TASK_STAGING"),
+                "startedAt": task.and_then(|t| t.started_at).map(timestamp),
+                "completedAt": task.and_then(|t| t.finished_at).map(timestamp),
+            })
+        })
+        .collect();
+    json!({
+        "id": r.id,
+        "jobId": r.job_id,
+        "status": r.status,
+        "createdAt": timestamp(r.created_at),
+        "completedAt": r.completed_at.map(timestamp),
+        "tasks": tasks,
+    })
+}
+
+fn history_json(s: &Replicated, id: &str, with_runs: bool) -> Value {
+    let h = s.job_history.get(id).cloned().unwrap_or_default();
+    let mut v = json!({
+        "successCount": h.success_count,
+        "failureCount": h.failure_count,
+        "lastSuccessAt": h.last_success_at.map(timestamp),
+        "lastFailureAt": h.last_failure_at.map(timestamp),
+    });
+    if with_runs {
+        let finished = |want: JobRunStatus| -> Vec<Value> {
+            h.finished
+                .iter()
+                .filter(|r| r.status == want)
+                .map(|r| {
+                    json!({
+                        "id": r.id,
+                        "createdAt": timestamp(r.created_at),
+                        "finishedAt": r.completed_at.map(timestamp),
+                        "tasks": r.tasks,
+                    })
+                })
+                .collect()
+        };
+        v["successfulFinishedRuns"] = Value::Array(finished(JobRunStatus::Success));
+        v["failedFinishedRuns"] = Value::Array(finished(JobRunStatus::Failed));
+    }
+    v
+}
+
+/// A run id as Metronome makes them: the time, then five random letters and digits.
+fn new_run_id(now: u64) -> String {
+    use rand::Rng;
+    let stamp = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(now as i64)
+        .map(|t| t.format("%Y%m%d%H%M%S").to_string())
+        .unwrap_or_default();
+    let mut rng = rand::rng();
+    let tail: String = (0..5)
+        .map(|_| {
+            let c = rng.random_range(0..36u8);
+            (if c < 10 { b'0' + c } else { b'a' + c - 10 }) as char
+        })
+        .collect();
+    format!("{stamp}{tail}")
+}
+
+/// `POST /v1/jobs/{id}/runs`: a run now, recorded first; the `jobs` driver launches its task.
+async fn start_run(
+    State(master): State<Master>,
+    caller: Option<Extension<Identity>>,
+    Path(id): Path<String>,
+) -> Answer {
+    let node = master.node().clone();
+    node.linearize().await.map_err(failed)?;
+    let job = node.read(|s| job_of(s, &id)).ok_or_else(|| unknown_job(&id))?;
+    may_run(&caller, &job)?;
+    let now = now_ms();
+    let run = JobRunRecord {
+        job_id: id.clone(),
+        id: new_run_id(now),
+        status: JobRunStatus::Initial,
+        created_at: now,
+        completed_at: None,
+        due_at: None,
+        tasks: vec![],
+    };
+    write(&node, Command::StartJobRun { run: run.clone() }).await?;
+    tracing::info!(job = %id, run = %run.id, "job run started by hand");
+    Ok(answer(StatusCode::CREATED, node.read(|s| run_json(s, &run))))
+}
+
+async fn list_runs(State(master): State<Master>, Path(id): Path<String>) -> Answer {
+    let node = master.node().clone();
+    node.linearize().await.map_err(failed)?;
+    let runs = node.read(|s| {
+        job_of(s, &id)?;
+        Some(
+            s.job_runs
+                .values()
+                .filter(|r| r.job_id == id)
+                .map(|r| run_json(s, r))
+                .collect::<Vec<_>>(),
+        )
+    });
+    runs.map(|r| answer(StatusCode::OK, Value::Array(r)))
+        .ok_or_else(|| unknown_job(&id))
+}
+
+fn unknown_run(job: &str, run: &str) -> Response {
+    answer(
+        StatusCode::NOT_FOUND,
+        json!({ "jobSpec": job, "id": run, "message": "Job Run not found" }),
+    )
+}
+
+/// An active run, or a finished one from the history.
+async fn show_run(State(master): State<Master>, Path((id, run)): Path<(String, String)>) -> Answer {
+    let node = master.node().clone();
+    node.linearize().await.map_err(failed)?;
+    let found = node.read(|s| {
+        let r = s.job_runs.get(&run).filter(|r| r.job_id == id).cloned().or_else(|| {
+            s.job_history
+                .get(&id)
+                .and_then(|h| h.finished.iter().find(|r| r.id == run).cloned())
+        })?;
+        Some(run_json(s, &r))
+    });
+    found
+        .map(|v| answer(StatusCode::OK, v))
+        .ok_or_else(|| unknown_run(&id, &run))
+}
+
+/// `POST .../actions/stop`: the run's task is killed and the run ends failed.
+async fn stop_run(State(master): State<Master>, Path((id, run)): Path<(String, String)>) -> Answer {
+    let node = master.node().clone();
+    node.linearize().await.map_err(failed)?;
+    let active = node.read(|s| s.job_runs.get(&run).filter(|r| r.job_id == id).cloned());
+    let active = active.ok_or_else(|| unknown_run(&id, &run))?;
+    if let Some(task) = active.tasks.last() {
+        let live = node.read(|s| s.tasks.get(task).is_some_and(|t| !t.state.is_terminal()));
+        if live {
+            master.kill(task).await.map_err(failed)?;
+        }
+    }
+    write(
+        &node,
+        Command::SetJobRunStatus {
+            run_id: run.clone(),
+            status: JobRunStatus::Failed,
+            now: now_ms(),
+        },
+    )
+    .await?;
+    Ok(answer(StatusCode::OK, json!({})))
 }
 
 async fn create_job(State(node): State<Node>, caller: Option<Extension<Identity>>, body: Bytes) -> Answer {

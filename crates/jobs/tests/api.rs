@@ -7,12 +7,30 @@ use serde_json::{json, Value};
 use tepui_node::testing::local_node;
 
 fn api_as(caller: Option<tepui_auth::Identity>) -> Router {
-    let (node, _local) = local_node(tepui_state::testing::state_with_agents(1, 4096));
-    let router = tepui_jobs::api::routes(node).into_parts().0;
-    match caller {
+    with_master(caller).0
+}
+
+/// The router, and the node under it with its master and the `jobs` driver running (agents
+/// are in the state but not connected: tasks are committed and stay staged until a test says
+/// otherwise).
+fn with_master(caller: Option<tepui_auth::Identity>) -> (Router, tepui_node::Node, tepui_node::testing::Local) {
+    let (node, local) = local_node(tepui_state::testing::state_with_agents(1, 4096));
+    let master = tepui_master::Master::new(
+        node.clone(),
+        tepui_master::MasterConfig {
+            agent_timeout: std::time::Duration::from_secs(600),
+            secrets: None,
+            retention: Default::default(),
+        },
+    );
+    master.start();
+    tepui_jobs::runs::start(master.clone());
+    let router = tepui_jobs::api::routes(master).into_parts().0;
+    let router = match caller {
         Some(me) => router.layer(axum::Extension(me)),
         None => router,
-    }
+    };
+    (router, node, local)
 }
 
 fn api() -> Router {
@@ -199,4 +217,112 @@ async fn a_job_without_an_image_needs_the_host_capability() {
     )
     .await;
     assert_eq!(status, 403);
+}
+
+/// Waits (on the state, with a deadline) until `check` holds.
+async fn until(node: &tepui_node::Node, what: &str, check: impl Fn(&tepui_state::State) -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut applied = node.watch_applied();
+    while !node.read(&check) {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        let _ = tokio::time::timeout_at(deadline, applied.changed()).await;
+    }
+}
+
+#[tokio::test]
+async fn a_run_started_by_hand_launches_its_task_and_ends_with_it() {
+    let (r, node, local) = with_master(Some(tepui_auth::Identity::management("tests")));
+    assert_eq!(
+        call(
+            &r,
+            "POST",
+            "/v1/jobs",
+            Some(json!({"id": "j", "run": {"cmd": "true", "cpus": 0.1, "mem": 32}}))
+        )
+        .await
+        .0,
+        201
+    );
+    let (status, run) = call(&r, "POST", "/v1/jobs/j/runs", Some(json!({}))).await;
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["status"], "INITIAL");
+    assert_eq!(run["jobId"], "j");
+    let run_id = run["id"].as_str().unwrap().to_string();
+    let task = format!("j.{run_id}.1");
+
+    // The driver records the attempt and commits the task.
+    until(&node, "the run's task", |s| s.tasks.contains_key(&task)).await;
+    let (_, runs) = call(&r, "GET", "/v1/jobs/j/runs", None).await;
+    assert_eq!(runs[0]["status"], "STARTING", "{runs}");
+    assert_eq!(runs[0]["tasks"][0]["id"], task.as_str());
+
+    // The agent says it runs, then that it finished.
+    let update = |state: tepui_state::TaskState, seq: u64| tepui_state::Command::TaskStatus {
+        task_id: task.clone(),
+        update: tepui_state::TaskUpdate {
+            uuid: format!("u{seq}"),
+            state,
+            reason: None,
+            message: String::new(),
+            exit_code: None,
+            signal: None,
+            at: seq,
+            healthy: None,
+            seq: Some(seq),
+        },
+    };
+    local.apply(&update(tepui_state::TaskState::TaskRunning, 1));
+    until(&node, "the run to be active", |s| {
+        s.job_runs
+            .get(&run_id)
+            .is_some_and(|r| r.status == tepui_state::JobRunStatus::Active)
+    })
+    .await;
+    local.apply(&update(tepui_state::TaskState::TaskFinished, 2));
+    until(&node, "the run to end", |s| s.job_runs.is_empty()).await;
+
+    let (status, job) = call(&r, "GET", "/v1/jobs/j?embed=history&embed=activeRuns", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(job["activeRuns"], json!([]));
+    assert_eq!(job["history"]["successCount"], 1, "{job}");
+    assert_eq!(job["history"]["successfulFinishedRuns"][0]["id"], run_id.as_str());
+    let (status, finished) = call(&r, "GET", &format!("/v1/jobs/j/runs/{run_id}"), None).await;
+    assert_eq!(
+        (status, finished["status"].as_str()),
+        (200, Some("SUCCESS")),
+        "{finished}"
+    );
+    assert_eq!(call(&r, "GET", "/v1/jobs/j/runs/nope", None).await.0, 404);
+    assert_eq!(call(&r, "POST", "/v1/jobs/nope/runs", Some(json!({}))).await.0, 404);
+}
+
+#[tokio::test]
+async fn a_stopped_run_kills_its_task_and_fails() {
+    let (r, node, _local) = with_master(Some(tepui_auth::Identity::management("tests")));
+    assert_eq!(
+        call(
+            &r,
+            "POST",
+            "/v1/jobs",
+            Some(json!({"id": "j", "run": {"cmd": "sleep 100", "cpus": 0.1, "mem": 32}}))
+        )
+        .await
+        .0,
+        201
+    );
+    let (_, run) = call(&r, "POST", "/v1/jobs/j/runs", Some(json!({}))).await;
+    let run_id = run["id"].as_str().unwrap().to_string();
+    let task = format!("j.{run_id}.1");
+    until(&node, "the run's task", |s| s.tasks.contains_key(&task)).await;
+    let (status, _) = call(
+        &r,
+        "POST",
+        &format!("/v1/jobs/j/runs/{run_id}/actions/stop"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(node.read(|s| s.tasks[&task].kill_requested), "the task is being killed");
+    let (_, job) = call(&r, "GET", "/v1/jobs/j?embed=history", None).await;
+    assert_eq!(job["history"]["failureCount"], 1, "{job}");
 }

@@ -219,6 +219,21 @@ impl Master {
     pub async fn launch_direct(
         &self,
         name: &str,
+        def: TaskDef,
+        wanted: Vec<PortDef>,
+        only: Option<u64>,
+    ) -> Result<TaskRecord, Error> {
+        let id = format!("{name}.{}", hex::encode(rand::random::<[u8; 6]>()));
+        self.launch_direct_as(id, name, def, wanted, only).await
+    }
+
+    /// [`Master::launch_direct`] with the task id chosen by the caller, so that a launch the
+    /// caller recorded first can be repeated without a second task: a task with that id
+    /// already committed is refused (`task_exists`).
+    pub async fn launch_direct_as(
+        &self,
+        id: String,
+        name: &str,
         mut def: TaskDef,
         wanted: Vec<PortDef>,
         only: Option<u64>,
@@ -232,7 +247,6 @@ impl Master {
             p.host_port = host_port;
             def.ports.push(p);
         }
-        let id = format!("{name}.{}", hex::encode(rand::random::<[u8; 6]>()));
         let mut record = TaskRecord::staging(id.clone(), name, agent, def, now_ms());
         let resources = crate::convert::task_resources(&record);
         record.resources = crate::convert::text(&resources);

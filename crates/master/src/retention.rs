@@ -65,8 +65,18 @@ fn settled(s: &State, t: &TaskRecord) -> bool {
 /// The ended tasks of `s` past `r` at `now`.
 pub fn decide(s: &State, now: Millis, r: &Retention) -> Decision {
     let max_age = u64::try_from(r.max_age.as_millis()).unwrap_or(u64::MAX);
+    // A job run takes its result from its task: the task stays until the run has finished.
+    let held: std::collections::BTreeSet<&str> = s
+        .job_runs
+        .values()
+        .flat_map(|r| r.tasks.iter().map(String::as_str))
+        .collect();
     let mut groups: BTreeMap<(&str, &str), Vec<&TaskRecord>> = BTreeMap::new();
-    for t in s.tasks.values().filter(|t| t.state.is_terminal() && settled(s, t)) {
+    for t in s
+        .tasks
+        .values()
+        .filter(|t| t.state.is_terminal() && settled(s, t) && !held.contains(t.id.as_str()))
+    {
         let app = t.labels.get(APP_LABEL).map(String::as_str).unwrap_or("");
         groups.entry((t.framework_id.as_str(), app)).or_default().push(t);
     }
@@ -194,6 +204,27 @@ mod tests {
         assert_eq!(d.forget, ["old"]);
         assert_eq!(d.next_at, Some(2 * HOUR));
         assert_eq!(decide(&s, HOUR - 1, &retention(10)).forget, Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_task_of_an_unfinished_job_run_stays_until_the_run_has_its_result() {
+        let mut s = state(vec![ended("j.r1.1", "", None, 0), ended("other", "", None, 0)]);
+        s.job_runs.insert(
+            "r1".into(),
+            tepui_state::JobRunRecord {
+                job_id: "j".into(),
+                id: "r1".into(),
+                status: tepui_state::JobRunStatus::Active,
+                created_at: 0,
+                completed_at: None,
+                due_at: None,
+                tasks: vec!["j.r1.1".into()],
+            },
+        );
+        let d = decide(&s, 10 * HOUR, &retention(0));
+        assert_eq!(d.forget, ["other"]);
+        s.job_runs.clear();
+        assert_eq!(decide(&s, 10 * HOUR, &retention(0)).forget, ["j.r1.1", "other"]);
     }
 
     #[test]

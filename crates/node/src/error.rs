@@ -155,6 +155,8 @@ impl From<ApplyError> for Error {
             ApplyError::UnknownSecret { .. } => (NotFound, "unknown_secret"),
             ApplyError::JobExists { .. } => (Conflict, "job_exists"),
             ApplyError::UnknownJob { .. } => (NotFound, "unknown_job"),
+            ApplyError::JobRunExists { .. } => (Conflict, "job_run_exists"),
+            ApplyError::UnknownJobRun { .. } => (NotFound, "unknown_job_run"),
             ApplyError::TaskExists { .. } => (Conflict, "task_exists"),
             ApplyError::UnknownTask { .. } => (NotFound, "unknown_task"),
             ApplyError::Placement(_) => (Conflict, "no_room"),

@@ -515,13 +515,14 @@ impl Server {
             },
         );
         services.start();
+        tepui_jobs::runs::start(master.clone());
         let features = crate::http::Features {
             leader: tepui_master::http::routes(master.clone())
                 .merge(tepui_mesos_api::leader_routes(master.clone()))
                 .merge(services.routes())
                 .merge(tepui_auth::api::routes(inner.node.clone()))
                 .merge(tepui_secrets::api::routes(inner.node.clone(), secrets.clone()))
-                .merge(tepui_jobs::api::routes(inner.node.clone())),
+                .merge(tepui_jobs::api::routes(master.clone())),
             local: tepui_mesos_api::local_routes(master.clone()),
             audit: Some(Arc::new(
                 tepui_auth::AuditLog::open(cfg.data_dir.join(AUDIT_LOG)).map_err(|e| {

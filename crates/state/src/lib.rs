@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod acl;
 mod framework;
+mod job;
 mod service;
 mod task;
 #[cfg(any(test, feature = "test-support"))]
@@ -21,6 +22,7 @@ pub mod testing;
 
 pub use acl::{AclPolicy, AclToken, Capability, FrameworkGrant};
 pub use framework::{FrameworkRecord, RoleConfig};
+pub use job::{JobHistory, JobRunRecord, JobRunStatus, JOB_HISTORY_LIMIT};
 pub use service::{AppRecord, DeploymentRecord, ServiceChange, MAX_APP_VERSIONS};
 pub use task::{
     Free, HealthCheckDef, PlacementError, PortDef, SecretRef, TaskDef, TaskRecord, TaskState, TaskUpdate, VolumeDef,
@@ -276,6 +278,12 @@ pub struct State {
     /// Batch jobs by id: their definitions, in Metronome's JSON.
     #[serde(default)]
     pub jobs: BTreeMap<String, JobRecord>,
+    /// Runs not finished yet, by run id.
+    #[serde(default)]
+    pub job_runs: BTreeMap<String, JobRunRecord>,
+    /// Finished runs and counts, by job id.
+    #[serde(default)]
+    pub job_history: BTreeMap<String, JobHistory>,
 }
 
 /// A batch job's definition (Metronome's job JSON, schedules included; tepui-jobs reads it).
@@ -368,6 +376,21 @@ pub enum Command {
     },
     DeleteJob {
         id: String,
+    },
+    /// Records a run of a job (refused for an unknown job or a run id in use).
+    StartJobRun {
+        run: JobRunRecord,
+    },
+    /// A run's next task (an attempt): the run is starting.
+    JobRunTask {
+        run_id: String,
+        task_id: String,
+    },
+    /// A run's new status; a finished run moves to its job's history.
+    SetJobRunStatus {
+        run_id: String,
+        status: JobRunStatus,
+        now: Millis,
     },
     /// A secret sealed by the leader (the path normalized, see [`normalize_secret_path`]).
     PutSecret {
@@ -501,6 +524,9 @@ impl Command {
             Command::DeleteVar { .. } => "delete_var",
             Command::PutJob { .. } => "put_job",
             Command::DeleteJob { .. } => "delete_job",
+            Command::StartJobRun { .. } => "start_job_run",
+            Command::JobRunTask { .. } => "job_run_task",
+            Command::SetJobRunStatus { .. } => "set_job_run_status",
             Command::PutSecret { .. } => "put_secret",
             Command::DeleteSecret { .. } => "delete_secret",
             Command::Restore { .. } => "restore",
@@ -582,6 +608,10 @@ pub enum ApplyError {
     JobExists { id: String },
     #[error("no job {id:?}")]
     UnknownJob { id: String },
+    #[error("run {id:?} exists")]
+    JobRunExists { id: String },
+    #[error("no active run {id:?}")]
+    UnknownJobRun { id: String },
     #[error("task {id} already exists")]
     TaskExists { id: String },
     #[error("unknown task {id}")]
@@ -1001,11 +1031,48 @@ impl State {
                 );
                 Ok(Response::Ok)
             }
-            Command::DeleteJob { id } => self
-                .jobs
-                .remove(id)
-                .map(|_| Response::Ok)
-                .ok_or_else(|| ApplyError::UnknownJob { id: id.clone() }),
+            Command::DeleteJob { id } => {
+                self.jobs
+                    .remove(id)
+                    .ok_or_else(|| ApplyError::UnknownJob { id: id.clone() })?;
+                self.job_history.remove(id);
+                self.job_runs.retain(|_, r| &r.job_id != id);
+                Ok(Response::Ok)
+            }
+            Command::StartJobRun { run } => {
+                if !self.jobs.contains_key(&run.job_id) {
+                    return Err(ApplyError::UnknownJob { id: run.job_id.clone() });
+                }
+                if self.job_runs.contains_key(&run.id) {
+                    return Err(ApplyError::JobRunExists { id: run.id.clone() });
+                }
+                self.job_runs.insert(run.id.clone(), run.clone());
+                Ok(Response::Ok)
+            }
+            Command::JobRunTask { run_id, task_id } => {
+                let run = self
+                    .job_runs
+                    .get_mut(run_id)
+                    .ok_or_else(|| ApplyError::UnknownJobRun { id: run_id.clone() })?;
+                if !run.tasks.contains(task_id) {
+                    run.tasks.push(task_id.clone());
+                }
+                run.status = JobRunStatus::Starting;
+                Ok(Response::Ok)
+            }
+            Command::SetJobRunStatus { run_id, status, now } => {
+                let run = self
+                    .job_runs
+                    .get_mut(run_id)
+                    .ok_or_else(|| ApplyError::UnknownJobRun { id: run_id.clone() })?;
+                run.status = *status;
+                if status.is_finished() {
+                    run.completed_at = Some(*now);
+                    let run = self.job_runs.remove(run_id).expect("just found");
+                    self.job_history.entry(run.job_id.clone()).or_default().record(run);
+                }
+                Ok(Response::Ok)
+            }
             Command::PutSecret { path, sealed, now } => {
                 self.secrets.insert(
                     path.clone(),

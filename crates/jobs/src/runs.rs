@@ -1,0 +1,387 @@
+//! Runs of jobs on the leader: the `jobs` driver launches each recorded run's task and follows
+//! the task to the run's end (retrying it when the job's restart policy says so).
+//!
+//! A run is in the replicated state before its task exists, and the task's id is the run's,
+//! with the attempt: a leader that takes over relaunches a task that was recorded but never
+//! committed, and a launch that was committed is refused as a duplicate, so a run never gets
+//! two tasks for one attempt.
+
+use std::time::Duration;
+
+use tepui_master::Master;
+use tepui_node::drivers::{Activation, Driver, Outcome, Wakes};
+use tepui_node::now_ms;
+use tepui_state::{Command, JobRunRecord, JobRunStatus, State, TaskDef, TaskState, VolumeDef};
+
+use crate::metronome::{EnvValue, JobSpec, Volume};
+
+/// How soon a launch that found no room is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Starts the `jobs` driver on `master`'s node.
+pub fn start(master: Master) {
+    let node = master.node().clone();
+    node.spawn_driver(
+        "jobs",
+        JobRunner { master },
+        Wakes {
+            waker: Default::default(),
+            state_changes: true,
+        },
+    );
+}
+
+struct JobRunner {
+    master: Master,
+}
+
+/// The task id of a run's attempt (1, 2...).
+pub fn task_id(run: &JobRunRecord, attempt: usize) -> String {
+    format!("{}.{}.{attempt}", run.job_id, run.id)
+}
+
+/// What the driver does for one run now.
+#[derive(Debug, PartialEq)]
+enum Step {
+    /// Record attempt `n`'s task id, then launch it.
+    Launch {
+        run_id: String,
+        task_id: String,
+        def: Box<TaskDef>,
+    },
+    /// The recorded attempt's task was never committed (a leader died between): launch it.
+    Relaunch {
+        task_id: String,
+        def: Box<TaskDef>,
+    },
+    Status {
+        run_id: String,
+        status: JobRunStatus,
+    },
+}
+
+/// Decides, for every unfinished run, what comes next (pure: the state in, steps out).
+fn plan(s: &State) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for run in s.job_runs.values() {
+        let Some(job) = s
+            .jobs
+            .get(&run.job_id)
+            .and_then(|j| serde_json::from_value::<JobSpec>(j.spec.clone()).ok())
+        else {
+            steps.push(Step::Status {
+                run_id: run.id.clone(),
+                status: JobRunStatus::Failed,
+            });
+            continue;
+        };
+        let def = || Box::new(task_def(&job));
+        let Some(latest) = run.tasks.last() else {
+            steps.push(Step::Launch {
+                run_id: run.id.clone(),
+                task_id: task_id(run, 1),
+                def: def(),
+            });
+            continue;
+        };
+        let Some(task) = s.tasks.get(latest) else {
+            steps.push(Step::Relaunch {
+                task_id: latest.clone(),
+                def: def(),
+            });
+            continue;
+        };
+        match task.state {
+            TaskState::TaskRunning if run.status != JobRunStatus::Active => steps.push(Step::Status {
+                run_id: run.id.clone(),
+                status: JobRunStatus::Active,
+            }),
+            TaskState::TaskFinished => steps.push(Step::Status {
+                run_id: run.id.clone(),
+                status: JobRunStatus::Success,
+            }),
+            st if st.is_terminal() => {
+                let retry = job.run.restart.policy == "ON_FAILURE" && !task.kill_requested;
+                if retry {
+                    steps.push(Step::Launch {
+                        run_id: run.id.clone(),
+                        task_id: task_id(run, run.tasks.len() + 1),
+                        def: def(),
+                    });
+                } else {
+                    steps.push(Step::Status {
+                        run_id: run.id.clone(),
+                        status: JobRunStatus::Failed,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    steps
+}
+
+/// The task a job's run launches.
+pub fn task_def(job: &JobSpec) -> TaskDef {
+    let r = &job.run;
+    let image = r
+        .docker
+        .as_ref()
+        .map(|d| d.image.clone())
+        .or_else(|| r.ucr.as_ref().map(|u| u.image.id.clone()));
+    let args = match (&r.cmd, &r.args) {
+        (Some(cmd), _) => vec!["/bin/sh".into(), "-c".into(), cmd.clone()],
+        (None, Some(args)) => args.clone(),
+        (None, None) => vec![],
+    };
+    let env = r
+        .env
+        .iter()
+        .filter_map(|(k, v)| match v {
+            EnvValue::Text(t) => Some((k.clone(), t.clone())),
+            EnvValue::Secret { .. } => None,
+        })
+        .collect();
+    let source = |name: &str| {
+        r.secrets
+            .get(name)
+            .and_then(|s| tepui_state::normalize_secret_path(&s.source).ok())
+    };
+    let mut secrets: Vec<tepui_state::SecretRef> = r
+        .env
+        .iter()
+        .filter_map(|(k, v)| match v {
+            EnvValue::Secret { secret } => Some(tepui_state::SecretRef {
+                source: source(secret)?,
+                env: Some(k.clone()),
+                file: None,
+            }),
+            EnvValue::Text(_) => None,
+        })
+        .collect();
+    let mut volumes = Vec::new();
+    for v in &r.volumes {
+        match v {
+            Volume::Host {
+                container_path,
+                host_path,
+                mode,
+            } => volumes.push(VolumeDef {
+                source: host_path.clone(),
+                target: container_path.clone(),
+                read_only: mode == "RO",
+            }),
+            Volume::Secret { container_path, secret } => {
+                if let Some(source) = source(secret) {
+                    secrets.push(tepui_state::SecretRef {
+                        source,
+                        env: None,
+                        file: Some(container_path.clone()),
+                    });
+                }
+            }
+        }
+    }
+    TaskDef {
+        image,
+        args,
+        env,
+        user: r.user.clone(),
+        cpus_milli: (r.cpus * 1000.0).round().max(1.0) as u64,
+        mem_mb: r.mem.ceil() as u64,
+        disk_mb: r.disk.ceil() as u64,
+        volumes,
+        kill_grace_ms: r
+            .task_kill_grace_period_seconds
+            .map(|s| s.max(0) as u64 * 1000)
+            .unwrap_or(0),
+        secrets,
+        ..TaskDef::default()
+    }
+}
+
+impl Driver for JobRunner {
+    async fn activate(&mut self, _why: Activation) -> Outcome {
+        let node = self.master.node().clone();
+        let steps = node.read(plan);
+        let mut waiting = false;
+        for step in steps {
+            match step {
+                Step::Status { run_id, status } => {
+                    let cmd = Command::SetJobRunStatus {
+                        run_id: run_id.clone(),
+                        status,
+                        now: now_ms(),
+                    };
+                    if let Err(e) = node.write(cmd).await {
+                        return Err(format!("run {run_id}: {e}"));
+                    }
+                    tracing::info!(run = %run_id, status = ?status, "job run");
+                }
+                Step::Launch { run_id, task_id, def } => {
+                    // Recorded first: a new leader relaunches this very task, never another.
+                    let cmd = Command::JobRunTask {
+                        run_id: run_id.clone(),
+                        task_id: task_id.clone(),
+                    };
+                    if let Err(e) = node.write(cmd).await {
+                        return Err(format!("run {run_id}: {e}"));
+                    }
+                    waiting |= !self.launch(task_id, *def).await;
+                }
+                Step::Relaunch { task_id, def } => waiting |= !self.launch(task_id, *def).await,
+            }
+        }
+        Ok(waiting.then_some(RETRY))
+    }
+}
+
+impl JobRunner {
+    /// Launches a run's task; false when it must be tried again (no room yet).
+    async fn launch(&self, task_id: String, def: TaskDef) -> bool {
+        let name = task_id.rsplitn(3, '.').last().unwrap_or("job").to_string();
+        match self
+            .master
+            .launch_direct_as(task_id.clone(), &name, def, vec![], None)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(task = %task_id, "job run's task launched");
+                true
+            }
+            // Committed before (by this leader or the one before): nothing to do.
+            Err(e) if e.code == "task_exists" => true,
+            Err(e) => {
+                tracing::debug!(task = %task_id, error = %e, "job run's task not launched yet");
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(policy: &str) -> serde_json::Value {
+        serde_json::json!({"id": "j", "run": {"cmd": "echo hi", "cpus": 0.1, "mem": 32, "restart": {"policy": policy}}})
+    }
+
+    fn state_with_run(policy: &str) -> State {
+        let mut s = tepui_state::testing::state_with_agents(1, 4096);
+        s.apply(
+            1,
+            &Command::PutJob {
+                id: "j".into(),
+                spec: job(policy),
+                create: true,
+                now: 1,
+            },
+        );
+        s.apply(
+            2,
+            &Command::StartJobRun {
+                run: JobRunRecord {
+                    job_id: "j".into(),
+                    id: "r1".into(),
+                    status: JobRunStatus::Initial,
+                    created_at: 2,
+                    completed_at: None,
+                    due_at: None,
+                    tasks: vec![],
+                },
+            },
+        );
+        s
+    }
+
+    fn with_task(s: &mut State, id: &str, state: TaskState) {
+        let def = task_def(&serde_json::from_value(job("NEVER")).unwrap());
+        let mut t = tepui_state::TaskRecord::staging(id, "j", 1, def, 3);
+        t.state = state;
+        s.tasks.insert(id.into(), t);
+    }
+
+    #[test]
+    fn a_run_launches_then_follows_its_task() {
+        let mut s = state_with_run("NEVER");
+        let steps = plan(&s);
+        assert!(
+            matches!(&steps[..], [Step::Launch { task_id, .. }] if task_id == "j.r1.1"),
+            "{steps:?}"
+        );
+        s.apply(
+            3,
+            &Command::JobRunTask {
+                run_id: "r1".into(),
+                task_id: "j.r1.1".into(),
+            },
+        );
+        // Recorded but not committed: the same task again, never a new one.
+        assert!(matches!(&plan(&s)[..], [Step::Relaunch { task_id, .. }] if task_id == "j.r1.1"));
+        with_task(&mut s, "j.r1.1", TaskState::TaskRunning);
+        assert_eq!(
+            plan(&s),
+            vec![Step::Status {
+                run_id: "r1".into(),
+                status: JobRunStatus::Active
+            }]
+        );
+        with_task(&mut s, "j.r1.1", TaskState::TaskFinished);
+        assert_eq!(
+            plan(&s),
+            vec![Step::Status {
+                run_id: "r1".into(),
+                status: JobRunStatus::Success
+            }]
+        );
+    }
+
+    #[test]
+    fn a_failed_run_is_retried_only_on_failure_policy() {
+        let mut never = state_with_run("NEVER");
+        never.apply(
+            3,
+            &Command::JobRunTask {
+                run_id: "r1".into(),
+                task_id: "j.r1.1".into(),
+            },
+        );
+        with_task(&mut never, "j.r1.1", TaskState::TaskFailed);
+        assert_eq!(
+            plan(&never),
+            vec![Step::Status {
+                run_id: "r1".into(),
+                status: JobRunStatus::Failed
+            }]
+        );
+
+        let mut retry = state_with_run("ON_FAILURE");
+        retry.apply(
+            3,
+            &Command::JobRunTask {
+                run_id: "r1".into(),
+                task_id: "j.r1.1".into(),
+            },
+        );
+        with_task(&mut retry, "j.r1.1", TaskState::TaskFailed);
+        assert!(matches!(&plan(&retry)[..], [Step::Launch { task_id, .. }] if task_id == "j.r1.2"));
+    }
+
+    #[test]
+    fn the_task_of_a_job() {
+        let j: JobSpec = serde_json::from_value(serde_json::json!({"id": "j", "run": {
+            "cmd": "echo $A", "cpus": 0.5, "mem": 64, "env": {"A": "1", "S": {"secret": "s"}},
+            "secrets": {"s": {"source": "/db/pw"}}, "docker": {"image": "busybox"},
+            "volumes": [{"containerPath": "/data", "hostPath": "/srv", "mode": "RO"}]}}))
+        .unwrap();
+        let d = task_def(&j);
+        assert_eq!(d.image.as_deref(), Some("busybox"));
+        assert_eq!(d.args, vec!["/bin/sh", "-c", "echo $A"]);
+        assert_eq!((d.cpus_milli, d.mem_mb), (500, 64));
+        assert_eq!(d.env.get("A").map(String::as_str), Some("1"));
+        assert!(!d.env.contains_key("S"));
+        assert_eq!(d.secrets[0].source, "db/pw");
+        assert_eq!(d.volumes[0].target, "/data");
+    }
+}

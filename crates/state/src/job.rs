@@ -1,0 +1,77 @@
+//! Batch jobs' runs in the replicated state: every run is recorded before its task launches
+//! (with the due time it stands for), so a new leader neither skips nor repeats one.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Millis;
+
+/// Finished runs kept per job.
+pub const JOB_HISTORY_LIMIT: usize = 100;
+
+/// Metronome's run states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobRunStatus {
+    /// Recorded; its task is not launched yet.
+    Initial,
+    /// Its task is launched and not running yet.
+    Starting,
+    /// Its task runs.
+    Active,
+    Success,
+    Failed,
+}
+
+impl JobRunStatus {
+    pub fn is_finished(self) -> bool {
+        matches!(self, JobRunStatus::Success | JobRunStatus::Failed)
+    }
+}
+
+/// One run of a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRunRecord {
+    pub job_id: String,
+    pub id: String,
+    pub status: JobRunStatus,
+    pub created_at: Millis,
+    #[serde(default)]
+    pub completed_at: Option<Millis>,
+    /// The schedule's due time this run stands for; none for a run started by hand.
+    #[serde(default)]
+    pub due_at: Option<Millis>,
+    /// Its tasks, one per attempt, the latest last.
+    #[serde(default)]
+    pub tasks: Vec<String>,
+}
+
+/// A job's finished runs and counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobHistory {
+    pub success_count: u64,
+    pub failure_count: u64,
+    pub last_success_at: Option<Millis>,
+    pub last_failure_at: Option<Millis>,
+    /// Newest first, at most [`JOB_HISTORY_LIMIT`].
+    pub finished: VecDeque<JobRunRecord>,
+}
+
+impl JobHistory {
+    pub(crate) fn record(&mut self, run: JobRunRecord) {
+        let at = run.completed_at.unwrap_or(run.created_at);
+        match run.status {
+            JobRunStatus::Success => {
+                self.success_count += 1;
+                self.last_success_at = Some(at);
+            }
+            _ => {
+                self.failure_count += 1;
+                self.last_failure_at = Some(at);
+            }
+        }
+        self.finished.push_front(run);
+        self.finished.truncate(JOB_HISTORY_LIMIT);
+    }
+}
