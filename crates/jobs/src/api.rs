@@ -291,22 +291,6 @@ fn history_json(s: &Replicated, id: &str, with_runs: bool) -> Value {
     v
 }
 
-/// A run id as Metronome makes them: the time, then five random letters and digits.
-fn new_run_id(now: u64) -> String {
-    use rand::Rng;
-    let stamp = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(now as i64)
-        .map(|t| t.format("%Y%m%d%H%M%S").to_string())
-        .unwrap_or_default();
-    let mut rng = rand::rng();
-    let tail: String = (0..5)
-        .map(|_| {
-            let c = rng.random_range(0..36u8);
-            (if c < 10 { b'0' + c } else { b'a' + c - 10 }) as char
-        })
-        .collect();
-    format!("{stamp}{tail}")
-}
-
 /// `POST /v1/jobs/{id}/runs`: a run now, recorded first; the `jobs` driver launches its task.
 async fn start_run(
     State(master): State<Master>,
@@ -320,7 +304,7 @@ async fn start_run(
     let now = now_ms();
     let run = JobRunRecord {
         job_id: id.clone(),
-        id: new_run_id(now),
+        id: crate::runs::new_run_id(now),
         status: JobRunStatus::Initial,
         created_at: now,
         completed_at: None,

@@ -13,7 +13,91 @@ use tepui_node::drivers::{Activation, Driver, Outcome, Wakes};
 use tepui_node::now_ms;
 use tepui_state::{Command, JobRunRecord, JobRunStatus, State, TaskDef, TaskState, VolumeDef};
 
+use crate::calendar::{time_zone, Cron, Schedule};
 use crate::metronome::{EnvValue, JobSpec, Volume};
+
+/// A schedule's decision at one moment: its due runs up to `handled` are accounted for, by
+/// `run` (if one starts), after the runs in `replace` are stopped (REPLACE).
+#[derive(Debug, PartialEq)]
+struct Scheduled {
+    schedule: String,
+    handled: u64,
+    run: Option<JobRunRecord>,
+    replace: Vec<JobRunRecord>,
+}
+
+/// What every job's schedule calls for at `now` (pure: the state and time in), and the next
+/// due time of any of them. A schedule's due times are accounted for from the time it was
+/// given (its job's last change), so a new or changed schedule never backfills.
+fn schedule(s: &State, now: u64, new_id: &mut dyn FnMut() -> String) -> (Vec<Scheduled>, Option<u64>) {
+    let mut out = Vec::new();
+    let mut next: Option<u64> = None;
+    for (job_id, record) in &s.jobs {
+        let Ok(job) = serde_json::from_value::<JobSpec>(record.spec.clone()) else {
+            continue;
+        };
+        for spec in &job.schedules {
+            let key = format!("{job_id}/{}", spec.id);
+            let handled = s.job_schedules_handled.get(&key).copied().unwrap_or(record.updated_at);
+            let (Ok(cron), Ok(tz)) = (Cron::parse(&spec.cron), time_zone(&spec.timezone)) else {
+                continue;
+            };
+            let calendar = Schedule::Cron { cron, tz };
+            let deadline = (spec.starting_deadline_seconds.max(1) as i64).saturating_mul(1000);
+            let due = calendar.due(handled as i64, now as i64, Some(deadline));
+            if let Some(n) = due.next {
+                let n = n.max(0) as u64;
+                next = Some(next.map_or(n, |m| m.min(n)));
+            }
+            let passed = due.run.is_some() || due.skipped_before;
+            if !passed {
+                continue;
+            }
+            let Some(due_at) = due.run.filter(|_| spec.enabled) else {
+                // Disabled, or only missed runs past their deadline: accounted for, not run.
+                out.push(Scheduled {
+                    schedule: key,
+                    handled: now,
+                    run: None,
+                    replace: vec![],
+                });
+                continue;
+            };
+            let active: Vec<JobRunRecord> = s.job_runs.values().filter(|r| &r.job_id == job_id).cloned().collect();
+            let run = JobRunRecord {
+                job_id: job_id.clone(),
+                id: new_id(),
+                status: JobRunStatus::Initial,
+                created_at: now,
+                completed_at: None,
+                due_at: Some(due_at.max(0) as u64),
+                tasks: vec![],
+            };
+            let decision = match spec.concurrency_policy.as_str() {
+                "FORBID" if !active.is_empty() => Scheduled {
+                    schedule: key,
+                    handled: now,
+                    run: None,
+                    replace: vec![],
+                },
+                "REPLACE" => Scheduled {
+                    schedule: key,
+                    handled: now,
+                    run: Some(run),
+                    replace: active,
+                },
+                _ => Scheduled {
+                    schedule: key,
+                    handled: now,
+                    run: Some(run),
+                    replace: vec![],
+                },
+            };
+            out.push(decision);
+        }
+    }
+    (out, next)
+}
 
 /// How soon a launch that found no room is tried again.
 const RETRY: Duration = Duration::from_secs(1);
@@ -33,6 +117,22 @@ pub fn start(master: Master) {
 
 struct JobRunner {
     master: Master,
+}
+
+/// A run id as Metronome makes them: the time, then five random letters and digits.
+pub fn new_run_id(now: u64) -> String {
+    use rand::Rng;
+    let stamp = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(now as i64)
+        .map(|t| t.format("%Y%m%d%H%M%S").to_string())
+        .unwrap_or_default();
+    let mut rng = rand::rng();
+    let tail: String = (0..5)
+        .map(|_| {
+            let c = rng.random_range(0..36u8);
+            (if c < 10 { b'0' + c } else { b'a' + c - 10 }) as char
+        })
+        .collect();
+    format!("{stamp}{tail}")
 }
 
 /// The task id of a run's attempt (1, 2...).
@@ -203,6 +303,29 @@ pub fn task_def(job: &JobSpec) -> TaskDef {
 impl Driver for JobRunner {
     async fn activate(&mut self, _why: Activation) -> Outcome {
         let node = self.master.node().clone();
+        let now = now_ms();
+        let (scheduled, next_due) = node.read(|s| schedule(s, now, &mut || new_run_id(now)));
+        for sc in scheduled {
+            for old in &sc.replace {
+                self.stop(old).await?;
+            }
+            let started = sc.run.as_ref().map(|r| r.id.clone());
+            let cmd = Command::ScheduleJobRun {
+                schedule: sc.schedule.clone(),
+                handled: sc.handled,
+                run: sc.run,
+            };
+            match node.write(cmd).await.map_err(tepui_node::Error::from) {
+                Ok(_) => {
+                    if let Some(run) = started {
+                        tracing::info!(schedule = %sc.schedule, %run, "scheduled job run started");
+                    }
+                }
+                // Accounted for already (by this leader's last pass, or the one before).
+                Err(e) if e.code == "schedule_handled" => {}
+                Err(e) => return Err(format!("schedule {}: {e}", sc.schedule)),
+            }
+        }
         let steps = node.read(plan);
         let mut waiting = false;
         for step in steps {
@@ -232,11 +355,41 @@ impl Driver for JobRunner {
                 Step::Relaunch { task_id, def } => waiting |= !self.launch(task_id, *def).await,
             }
         }
-        Ok(waiting.then_some(RETRY))
+        let until_due = next_due.map(|at| Duration::from_millis(at.saturating_sub(now_ms()).max(1)));
+        Ok(match (waiting.then_some(RETRY), until_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 }
 
 impl JobRunner {
+    /// Stops a run (REPLACE): its task killed, the run ended failed.
+    async fn stop(&self, run: &JobRunRecord) -> Result<(), String> {
+        let node = self.master.node();
+        if let Some(task) = run.tasks.last() {
+            let live = node.read(|s| s.tasks.get(task).is_some_and(|t| !t.state.is_terminal()));
+            if live {
+                self.master
+                    .kill(task)
+                    .await
+                    .map_err(|e| format!("stopping run {}: {e}", run.id))?;
+            }
+        }
+        let cmd = Command::SetJobRunStatus {
+            run_id: run.id.clone(),
+            status: JobRunStatus::Failed,
+            now: now_ms(),
+        };
+        if let Err(e) = node.write(cmd).await {
+            // Gone already (it ended, or another pass stopped it) is what was wanted.
+            if node.read(|s| s.job_runs.contains_key(&run.id)) {
+                return Err(format!("stopping run {}: {e}", run.id));
+            }
+        }
+        Ok(())
+    }
+
     /// Launches a run's task; false when it must be tried again (no room yet).
     async fn launch(&self, task_id: String, def: TaskDef) -> bool {
         let name = task_id.rsplitn(3, '.').last().unwrap_or("job").to_string();
@@ -366,6 +519,95 @@ mod tests {
         );
         with_task(&mut retry, "j.r1.1", TaskState::TaskFailed);
         assert!(matches!(&plan(&retry)[..], [Step::Launch { task_id, .. }] if task_id == "j.r1.2"));
+    }
+
+    const MIN: u64 = 60_000;
+    /// 2026-01-01T00:10:30Z
+    const NOW: u64 = 1_767_226_230_000;
+
+    fn scheduled_job(cron: &str, policy: &str, deadline: u64, enabled: bool, defined_at: u64) -> State {
+        let mut s = tepui_state::testing::state_with_agents(1, 4096);
+        s.apply(
+            1,
+            &Command::PutJob {
+                id: "j".into(),
+                spec: serde_json::json!({"id": "j", "run": {"cmd": "true"}, "schedules": [{"id": "s", "cron": cron,
+                    "concurrencyPolicy": policy, "startingDeadlineSeconds": deadline, "enabled": enabled}]}),
+                create: true,
+                now: defined_at,
+            },
+        );
+        s
+    }
+
+    fn ids() -> impl FnMut() -> String {
+        let mut n = 0;
+        move || {
+            n += 1;
+            format!("run{n}")
+        }
+    }
+
+    #[test]
+    fn a_due_run_starts_once_and_the_schedule_is_accounted_for() {
+        let mut s = scheduled_job("* * * * *", "ALLOW", 900, true, NOW - 150_000);
+        let (out, next) = schedule(&s, NOW, &mut ids());
+        assert_eq!(out.len(), 1);
+        let run = out[0].run.as_ref().expect("a run is due");
+        assert_eq!(run.due_at, Some(NOW - 30_000), "the newest due minute");
+        assert_eq!((out[0].schedule.as_str(), out[0].handled), ("j/s", NOW));
+        assert_eq!(next, Some(NOW + 30_000));
+        let cmd = Command::ScheduleJobRun {
+            schedule: "j/s".into(),
+            handled: NOW,
+            run: Some(run.clone()),
+        };
+        assert!(matches!(s.apply(2, &cmd), tepui_state::Response::Ok));
+        // The same decision again (a late write of an old leader): refused, nothing doubled.
+        assert!(matches!(s.apply(3, &cmd), tepui_state::Response::Rejected(_)));
+        assert_eq!(s.job_runs.len(), 1);
+        // Nothing more is due until the next minute.
+        assert_eq!(schedule(&s, NOW + 1_000, &mut ids()).0, vec![]);
+        assert_eq!(schedule(&s, NOW + 30_000, &mut ids()).0.len(), 1);
+    }
+
+    #[test]
+    fn missed_runs_past_their_deadline_and_disabled_schedules_do_not_run() {
+        // Hourly; defined an hour ago; the 00:00 run is 10.5 minutes late, past 60 s.
+        let s = scheduled_job("0 * * * *", "ALLOW", 60, true, NOW - 60 * MIN);
+        let (out, _) = schedule(&s, NOW, &mut ids());
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].run.as_ref(), out[0].handled), (None, NOW));
+        let off = scheduled_job("* * * * *", "ALLOW", 900, false, NOW - 150_000);
+        let (out, _) = schedule(&off, NOW, &mut ids());
+        assert_eq!(out[0].run, None);
+        // A schedule given after the due time never backfills it.
+        let fresh = scheduled_job("* * * * *", "ALLOW", 900, true, NOW - 10_000);
+        assert_eq!(schedule(&fresh, NOW, &mut ids()).0, vec![]);
+    }
+
+    #[test]
+    fn forbid_skips_while_a_run_is_active_and_replace_stops_it() {
+        for (policy, starts, replaces) in [("FORBID", false, 0), ("REPLACE", true, 1), ("ALLOW", true, 0)] {
+            let mut s = scheduled_job("* * * * *", policy, 900, true, NOW - 150_000);
+            s.apply(
+                2,
+                &Command::StartJobRun {
+                    run: JobRunRecord {
+                        job_id: "j".into(),
+                        id: "busy".into(),
+                        status: JobRunStatus::Active,
+                        created_at: 0,
+                        completed_at: None,
+                        due_at: None,
+                        tasks: vec![],
+                    },
+                },
+            );
+            let (out, _) = schedule(&s, NOW, &mut ids());
+            assert_eq!(out[0].run.is_some(), starts, "{policy}");
+            assert_eq!(out[0].replace.len(), replaces, "{policy}");
+        }
     }
 
     #[test]

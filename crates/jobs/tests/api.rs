@@ -326,3 +326,38 @@ async fn a_stopped_run_kills_its_task_and_fails() {
     let (_, job) = call(&r, "GET", "/v1/jobs/j?embed=history", None).await;
     assert_eq!(job["history"]["failureCount"], 1, "{job}");
 }
+
+#[tokio::test]
+async fn a_schedule_starts_its_due_run_by_itself() {
+    let (r, node, local) = with_master(Some(tepui_auth::Identity::management("tests")));
+    // Defined two and a half minutes ago, every minute: a due run within its deadline.
+    let defined = tepui_node::now_ms() - 150_000;
+    local.apply(&tepui_state::Command::PutJob {
+        id: "tick".into(),
+        spec: json!({"id": "tick", "run": {"cmd": "true", "cpus": 0.1, "mem": 32},
+                     "schedules": [{"id": "every-minute", "cron": "* * * * *", "startingDeadlineSeconds": 900}]}),
+        create: true,
+        now: defined,
+    });
+    until(&node, "the scheduled run's task", |s| {
+        s.job_runs
+            .values()
+            .any(|run| run.due_at.is_some() && run.tasks.iter().any(|t| s.tasks.contains_key(t)))
+    })
+    .await;
+    let (handled, due) = node.read(|s| {
+        let due: Vec<u64> = s.job_runs.values().filter_map(|r| r.due_at).collect();
+        (s.job_schedules_handled.get("tick/every-minute").copied(), due)
+    });
+    assert!(handled.is_some_and(|h| h > defined), "the schedule is accounted for");
+    // Two or three minutes were missed: one run stands for them (a second only if the clock
+    // passed a minute meanwhile), and never two for one due time.
+    let distinct: std::collections::BTreeSet<u64> = due.iter().copied().collect();
+    assert!(
+        !due.is_empty() && due.len() <= 2 && distinct.len() == due.len(),
+        "{due:?}"
+    );
+    let (_, active) = call(&r, "GET", "/v1/jobs/tick/runs", None).await;
+    let listed = active.as_array().unwrap().len();
+    assert!(listed >= due.len() && listed <= 2, "{active}");
+}

@@ -156,6 +156,7 @@ impl From<ApplyError> for Error {
             ApplyError::JobExists { .. } => (Conflict, "job_exists"),
             ApplyError::UnknownJob { .. } => (NotFound, "unknown_job"),
             ApplyError::JobRunExists { .. } => (Conflict, "job_run_exists"),
+            ApplyError::ScheduleHandled { .. } => (Conflict, "schedule_handled"),
             ApplyError::UnknownJobRun { .. } => (NotFound, "unknown_job_run"),
             ApplyError::TaskExists { .. } => (Conflict, "task_exists"),
             ApplyError::UnknownTask { .. } => (NotFound, "unknown_task"),

@@ -284,6 +284,10 @@ pub struct State {
     /// Finished runs and counts, by job id.
     #[serde(default)]
     pub job_history: BTreeMap<String, JobHistory>,
+    /// Per schedule (`JOB/SCHEDULE`), the time up to which its due runs are accounted for
+    /// (started or skipped): what makes a scheduled run happen once, whoever leads.
+    #[serde(default)]
+    pub job_schedules_handled: BTreeMap<String, Millis>,
 }
 
 /// A batch job's definition (Metronome's job JSON, schedules included; tepui-jobs reads it).
@@ -380,6 +384,14 @@ pub enum Command {
     /// Records a run of a job (refused for an unknown job or a run id in use).
     StartJobRun {
         run: JobRunRecord,
+    },
+    /// A schedule's due runs up to `handled` are accounted for, with `run` the one started
+    /// for them (if any). Refused when they were accounted for already (an older leader's
+    /// decision arriving late): a due run is started once.
+    ScheduleJobRun {
+        schedule: String,
+        handled: Millis,
+        run: Option<JobRunRecord>,
     },
     /// A run's next task (an attempt): the run is starting.
     JobRunTask {
@@ -525,6 +537,7 @@ impl Command {
             Command::PutJob { .. } => "put_job",
             Command::DeleteJob { .. } => "delete_job",
             Command::StartJobRun { .. } => "start_job_run",
+            Command::ScheduleJobRun { .. } => "schedule_job_run",
             Command::JobRunTask { .. } => "job_run_task",
             Command::SetJobRunStatus { .. } => "set_job_run_status",
             Command::PutSecret { .. } => "put_secret",
@@ -610,6 +623,8 @@ pub enum ApplyError {
     UnknownJob { id: String },
     #[error("run {id:?} exists")]
     JobRunExists { id: String },
+    #[error("schedule {schedule} is accounted for up to {handled}")]
+    ScheduleHandled { schedule: String, handled: Millis },
     #[error("no active run {id:?}")]
     UnknownJobRun { id: String },
     #[error("task {id} already exists")]
@@ -1037,6 +1052,8 @@ impl State {
                     .ok_or_else(|| ApplyError::UnknownJob { id: id.clone() })?;
                 self.job_history.remove(id);
                 self.job_runs.retain(|_, r| &r.job_id != id);
+                let prefix = format!("{id}/");
+                self.job_schedules_handled.retain(|k, _| !k.starts_with(&prefix));
                 Ok(Response::Ok)
             }
             Command::StartJobRun { run } => {
@@ -1047,6 +1064,26 @@ impl State {
                     return Err(ApplyError::JobRunExists { id: run.id.clone() });
                 }
                 self.job_runs.insert(run.id.clone(), run.clone());
+                Ok(Response::Ok)
+            }
+            Command::ScheduleJobRun { schedule, handled, run } => {
+                let before = self.job_schedules_handled.get(schedule).copied().unwrap_or(0);
+                if *handled <= before {
+                    return Err(ApplyError::ScheduleHandled {
+                        schedule: schedule.clone(),
+                        handled: before,
+                    });
+                }
+                if let Some(run) = run {
+                    if !self.jobs.contains_key(&run.job_id) {
+                        return Err(ApplyError::UnknownJob { id: run.job_id.clone() });
+                    }
+                    if self.job_runs.contains_key(&run.id) {
+                        return Err(ApplyError::JobRunExists { id: run.id.clone() });
+                    }
+                    self.job_runs.insert(run.id.clone(), run.clone());
+                }
+                self.job_schedules_handled.insert(schedule.clone(), *handled);
                 Ok(Response::Ok)
             }
             Command::JobRunTask { run_id, task_id } => {
