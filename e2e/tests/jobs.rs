@@ -1,7 +1,9 @@
 //! Batch jobs through the CLI, as a user meets them so far: `tepui job add` takes Metronome's
 //! job JSON, `job ls` shows the schedule, `job show -o json` gives it back with Metronome's
 //! defaults, a bad job is one line naming its fields, `job run --wait` runs it in a real
-//! container to its end, `job history` shows the run, and `job rm` removes it.
+//! container to its end, `job history` shows the run, a run past its active deadline is
+//! killed, a chain of dependent jobs runs in order while a failing parent holds its child,
+//! and `job rm` removes them.
 //!
 //! Runs `tepui dev` on 127.0.48.1 with ports 34800-34819 and the bridge `tpe2e-jobs`; needs
 //! root.
@@ -76,8 +78,85 @@ fn jobs_are_defined_listed_and_removed_with_the_cli() {
     let failed = tepui(&["job", "run", "failing", "--wait", "--addr", &addr]);
     assert!(!failed.success() && failed.stdout.contains(": FAILED"), "{failed}");
 
-    tepui(&["job", "rm", "reports.nightly", "--addr", &addr]).ok();
-    tepui(&["job", "rm", "failing", "--addr", &addr]).ok();
+    // Past its active deadline, a run's task is killed and the run fails.
+    std::fs::write(
+        &file,
+        r#"{"id": "slow", "run": {"cmd": "sleep 300", "cpus": 0.1, "mem": 32, "restart": {"policy": "NEVER", "activeDeadlineSeconds": 1}}}"#,
+    )
+    .unwrap();
+    tepui(&["job", "add", &file.display().to_string(), "--addr", &addr]).ok();
+    let slow = tepui(&["job", "run", "slow", "--wait", "--addr", &addr]);
+    assert!(!slow.success() && slow.stdout.contains(": FAILED"), "{slow}");
+    let killed: Vec<serde_json::Value> = tepui(&["task", "ls", "-o", "json", "--addr", &addr]).ok().json();
+    let task = killed
+        .iter()
+        .find(|t| t["id"].as_str().is_some_and(|id| id.starts_with("slow.")))
+        .expect("the run's task is listed");
+    tepui_e2e::wait_for("the slow run's task to end", START, || {
+        let t: serde_json::Value = tepui(&[
+            "task",
+            "show",
+            task["id"].as_str().unwrap(),
+            "-o",
+            "json",
+            "--addr",
+            &addr,
+        ])
+        .try_json()?;
+        if t["state"] == "TASK_KILLED" {
+            Ok(())
+        } else {
+            Err(t.to_string())
+        }
+    });
+
+    // A chain: extract, then transform, then load; each starts when its parent succeeded.
+    let add = |json: &str| {
+        std::fs::write(&file, json).unwrap();
+        tepui(&["job", "add", &file.display().to_string(), "--addr", &addr]).ok();
+    };
+    add(r#"{"id": "extract", "run": {"cmd": "true", "cpus": 0.1, "mem": 32}}"#);
+    add(r#"{"id": "transform", "dependencies": [{"id": "extract"}], "run": {"cmd": "true", "cpus": 0.1, "mem": 32}}"#);
+    add(r#"{"id": "load", "dependencies": [{"id": "transform"}], "run": {"cmd": "true", "cpus": 0.1, "mem": 32}}"#);
+    let table = tepui(&["job", "ls", "--addr", &addr]).ok().stdout;
+    assert!(
+        table.contains("after extract") && table.contains("after transform"),
+        "{table}"
+    );
+    tepui(&["job", "run", "extract", "--wait", "--addr", &addr]).ok();
+    let succeeded = |job: &str| -> Result<u64, String> {
+        let h: serde_json::Value = tepui(&["job", "history", job, "-o", "json", "--addr", &addr]).try_json()?;
+        Ok(h["successCount"].as_u64().unwrap_or(0))
+    };
+    tepui_e2e::wait_for("the chain to reach load", START, || match succeeded("load")? {
+        1 => Ok(()),
+        n => Err(format!("load succeeded {n} times")),
+    });
+    assert_eq!(succeeded("transform").unwrap(), 1);
+    // A failing parent holds its child.
+    add(r#"{"id": "broken", "run": {"cmd": "exit 1", "cpus": 0.1, "mem": 32}}"#);
+    add(
+        r#"{"id": "after-broken", "dependencies": [{"id": "broken"}], "run": {"cmd": "true", "cpus": 0.1, "mem": 32}}"#,
+    );
+    assert!(!tepui(&["job", "run", "broken", "--wait", "--addr", &addr]).success());
+    let child: serde_json::Value = tepui(&["job", "show", "after-broken", "-o", "json", "--addr", &addr])
+        .ok()
+        .json();
+    assert_eq!(child["id"], "after-broken");
+    assert_eq!(succeeded("after-broken").unwrap(), 0);
+
+    for id in [
+        "load",
+        "transform",
+        "extract",
+        "after-broken",
+        "broken",
+        "reports.nightly",
+        "failing",
+        "slow",
+    ] {
+        tepui(&["job", "rm", id, "--addr", &addr]).ok();
+    }
     let listed: serde_json::Value = tepui(&["job", "ls", "-o", "json", "--addr", &addr]).ok().json();
     assert_eq!(listed, serde_json::json!([]));
     let gone = tepui(&["job", "show", "reports.nightly", "--addr", &addr]);

@@ -26,6 +26,27 @@ struct Scheduled {
     replace: Vec<JobRunRecord>,
 }
 
+/// The runs of dependent jobs whose every parent succeeded since their last run (pure).
+fn dependents_ready(s: &State, now: u64, new_id: &mut dyn FnMut() -> String) -> Vec<JobRunRecord> {
+    let mut out = Vec::new();
+    for job_id in s.jobs.keys() {
+        let parents = tepui_state::job_dependencies(&s.jobs[job_id].spec);
+        let succeeded = s.job_parents_succeeded.get(job_id).cloned().unwrap_or_default();
+        if crate::graph::ready(&parents, &succeeded) {
+            out.push(JobRunRecord {
+                job_id: job_id.clone(),
+                id: new_id(),
+                status: JobRunStatus::Initial,
+                created_at: now,
+                completed_at: None,
+                due_at: None,
+                tasks: vec![],
+            });
+        }
+    }
+    out
+}
+
 /// What every job's schedule calls for at `now` (pure: the state and time in), and the next
 /// due time of any of them. A schedule's due times are accounted for from the time it was
 /// given (its job's last change), so a new or changed schedule never backfills.
@@ -158,11 +179,17 @@ enum Step {
         run_id: String,
         status: JobRunStatus,
     },
+    /// Past its active deadline: its task is killed and the run fails.
+    Expire {
+        run: JobRunRecord,
+    },
 }
 
-/// Decides, for every unfinished run, what comes next (pure: the state in, steps out).
-fn plan(s: &State) -> Vec<Step> {
+/// Decides, for every unfinished run, what comes next (pure: the state and time in, steps
+/// out), and the soonest active deadline still ahead.
+fn plan(s: &State, now: u64) -> (Vec<Step>, Option<u64>) {
     let mut steps = Vec::new();
+    let mut next_deadline: Option<u64> = None;
     for run in s.job_runs.values() {
         let Some(job) = s
             .jobs
@@ -175,6 +202,15 @@ fn plan(s: &State) -> Vec<Step> {
             });
             continue;
         };
+        // Counted from the run's start, across its attempts (as Kubernetes' job deadline).
+        if let Some(secs) = job.run.restart.active_deadline_seconds {
+            let deadline = run.created_at.saturating_add(secs.max(0) as u64 * 1000);
+            if now >= deadline {
+                steps.push(Step::Expire { run: run.clone() });
+                continue;
+            }
+            next_deadline = Some(next_deadline.map_or(deadline, |d| d.min(deadline)));
+        }
         let def = || Box::new(task_def(&job));
         let Some(latest) = run.tasks.last() else {
             steps.push(Step::Launch {
@@ -218,7 +254,7 @@ fn plan(s: &State) -> Vec<Step> {
             _ => {}
         }
     }
-    steps
+    (steps, next_deadline)
 }
 
 /// The task a job's run launches.
@@ -326,7 +362,21 @@ impl Driver for JobRunner {
                 Err(e) => return Err(format!("schedule {}: {e}", sc.schedule)),
             }
         }
-        let steps = node.read(plan);
+        let dependents = node.read(|s| dependents_ready(s, now, &mut || new_run_id(now)));
+        for run in dependents {
+            let (job, id) = (run.job_id.clone(), run.id.clone());
+            match node
+                .write(Command::StartDependentRun { run })
+                .await
+                .map_err(tepui_node::Error::from)
+            {
+                Ok(_) => tracing::info!(%job, run = %id, "dependent job run started: its parents succeeded"),
+                // Started already by an earlier pass: the wait begins anew.
+                Err(e) if e.code == "job_not_ready" || e.code == "job_run_exists" => {}
+                Err(e) => return Err(format!("dependent run of {job}: {e}")),
+            }
+        }
+        let (steps, next_deadline) = node.read(|s| plan(s, now));
         let mut waiting = false;
         for step in steps {
             match step {
@@ -353,9 +403,17 @@ impl Driver for JobRunner {
                     waiting |= !self.launch(task_id, *def).await;
                 }
                 Step::Relaunch { task_id, def } => waiting |= !self.launch(task_id, *def).await,
+                Step::Expire { run } => {
+                    tracing::info!(run = %run.id, job = %run.job_id, "job run past its active deadline; stopping it");
+                    self.stop(&run).await?;
+                }
             }
         }
-        let until_due = next_due.map(|at| Duration::from_millis(at.saturating_sub(now_ms()).max(1)));
+        let soonest = match (next_due, next_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let until_due = soonest.map(|at| Duration::from_millis(at.saturating_sub(now_ms()).max(1)));
         Ok(match (waiting.then_some(RETRY), until_due) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -420,13 +478,14 @@ mod tests {
         serde_json::json!({"id": "j", "run": {"cmd": "echo hi", "cpus": 0.1, "mem": 32, "restart": {"policy": policy}}})
     }
 
-    fn state_with_run(policy: &str) -> State {
+    /// A state with job `j` of `spec` and its run `r1`.
+    fn state_of(spec: serde_json::Value, status: JobRunStatus, created_at: u64, tasks: &[&str]) -> State {
         let mut s = tepui_state::testing::state_with_agents(1, 4096);
         s.apply(
             1,
             &Command::PutJob {
                 id: "j".into(),
-                spec: job(policy),
+                spec,
                 create: true,
                 now: 1,
             },
@@ -437,15 +496,19 @@ mod tests {
                 run: JobRunRecord {
                     job_id: "j".into(),
                     id: "r1".into(),
-                    status: JobRunStatus::Initial,
-                    created_at: 2,
+                    status,
+                    created_at,
                     completed_at: None,
                     due_at: None,
-                    tasks: vec![],
+                    tasks: tasks.iter().map(|t| t.to_string()).collect(),
                 },
             },
         );
         s
+    }
+
+    fn state_with_run(policy: &str) -> State {
+        state_of(job(policy), JobRunStatus::Initial, 2, &[])
     }
 
     fn with_task(s: &mut State, id: &str, state: TaskState) {
@@ -458,7 +521,7 @@ mod tests {
     #[test]
     fn a_run_launches_then_follows_its_task() {
         let mut s = state_with_run("NEVER");
-        let steps = plan(&s);
+        let steps = plan(&s, 10).0;
         assert!(
             matches!(&steps[..], [Step::Launch { task_id, .. }] if task_id == "j.r1.1"),
             "{steps:?}"
@@ -471,10 +534,10 @@ mod tests {
             },
         );
         // Recorded but not committed: the same task again, never a new one.
-        assert!(matches!(&plan(&s)[..], [Step::Relaunch { task_id, .. }] if task_id == "j.r1.1"));
+        assert!(matches!(&plan(&s, 10).0[..], [Step::Relaunch { task_id, .. }] if task_id == "j.r1.1"));
         with_task(&mut s, "j.r1.1", TaskState::TaskRunning);
         assert_eq!(
-            plan(&s),
+            plan(&s, 10).0,
             vec![Step::Status {
                 run_id: "r1".into(),
                 status: JobRunStatus::Active
@@ -482,11 +545,26 @@ mod tests {
         );
         with_task(&mut s, "j.r1.1", TaskState::TaskFinished);
         assert_eq!(
-            plan(&s),
+            plan(&s, 10).0,
             vec![Step::Status {
                 run_id: "r1".into(),
                 status: JobRunStatus::Success
             }]
+        );
+    }
+
+    #[test]
+    fn a_run_past_its_active_deadline_is_stopped() {
+        let spec = serde_json::json!({"id": "j", "run": {"cmd": "sleep 100",
+            "restart": {"policy": "ON_FAILURE", "activeDeadlineSeconds": 5}}});
+        let mut s = state_of(spec, JobRunStatus::Active, 1_000, &["j.r1.1"]);
+        with_task(&mut s, "j.r1.1", TaskState::TaskRunning);
+        let (steps, next) = plan(&s, 5_999);
+        assert_eq!((steps, next), (vec![], Some(6_000)), "still within its deadline");
+        let (steps, _) = plan(&s, 6_000);
+        assert!(
+            matches!(&steps[..], [Step::Expire { run }] if run.id == "r1"),
+            "{steps:?}"
         );
     }
 
@@ -502,7 +580,7 @@ mod tests {
         );
         with_task(&mut never, "j.r1.1", TaskState::TaskFailed);
         assert_eq!(
-            plan(&never),
+            plan(&never, 10).0,
             vec![Step::Status {
                 run_id: "r1".into(),
                 status: JobRunStatus::Failed
@@ -518,7 +596,7 @@ mod tests {
             },
         );
         with_task(&mut retry, "j.r1.1", TaskState::TaskFailed);
-        assert!(matches!(&plan(&retry)[..], [Step::Launch { task_id, .. }] if task_id == "j.r1.2"));
+        assert!(matches!(&plan(&retry, 10).0[..], [Step::Launch { task_id, .. }] if task_id == "j.r1.2"));
     }
 
     const MIN: u64 = 60_000;
@@ -608,6 +686,66 @@ mod tests {
             assert_eq!(out[0].run.is_some(), starts, "{policy}");
             assert_eq!(out[0].replace.len(), replaces, "{policy}");
         }
+    }
+
+    #[test]
+    fn a_child_runs_once_each_parent_succeeded_and_waits_again() {
+        let mut s = tepui_state::testing::state_with_agents(1, 4096);
+        let put = |s: &mut State, id: &str, deps: &[&str]| {
+            let deps: Vec<serde_json::Value> = deps.iter().map(|d| serde_json::json!({"id": d})).collect();
+            s.apply(
+                1,
+                &Command::PutJob {
+                    id: id.into(),
+                    spec: serde_json::json!({"id": id, "dependencies": deps, "run": {"cmd": "true"}}),
+                    create: true,
+                    now: 1,
+                },
+            );
+        };
+        put(&mut s, "a", &[]);
+        put(&mut s, "b", &[]);
+        put(&mut s, "c", &["a", "b"]);
+        let finish = |s: &mut State, job: &str, status: JobRunStatus| {
+            let run = JobRunRecord {
+                job_id: job.into(),
+                id: format!("{job}-run"),
+                status: JobRunStatus::Active,
+                created_at: 2,
+                completed_at: None,
+                due_at: None,
+                tasks: vec![],
+            };
+            s.apply(2, &Command::StartJobRun { run });
+            s.apply(
+                3,
+                &Command::SetJobRunStatus {
+                    run_id: format!("{job}-run"),
+                    status,
+                    now: 3,
+                },
+            );
+        };
+        assert!(dependents_ready(&s, 10, &mut ids()).is_empty());
+        finish(&mut s, "a", JobRunStatus::Success);
+        assert!(
+            dependents_ready(&s, 10, &mut ids()).is_empty(),
+            "b has not succeeded yet"
+        );
+        finish(&mut s, "b", JobRunStatus::Failed);
+        assert!(
+            dependents_ready(&s, 10, &mut ids()).is_empty(),
+            "a failed parent holds its child"
+        );
+        finish(&mut s, "b", JobRunStatus::Success);
+        let ready = dependents_ready(&s, 10, &mut ids());
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].job_id, "c");
+        let start = Command::StartDependentRun { run: ready[0].clone() };
+        assert!(matches!(s.apply(4, &start), tepui_state::Response::Ok));
+        // Started: the wait begins again, and the same start is refused.
+        assert!(dependents_ready(&s, 10, &mut ids()).is_empty());
+        assert!(matches!(s.apply(5, &start), tepui_state::Response::Rejected(_)));
     }
 
     #[test]

@@ -157,6 +157,7 @@ impl From<ApplyError> for Error {
             ApplyError::UnknownJob { .. } => (NotFound, "unknown_job"),
             ApplyError::JobRunExists { .. } => (Conflict, "job_run_exists"),
             ApplyError::ScheduleHandled { .. } => (Conflict, "schedule_handled"),
+            ApplyError::JobNotReady { .. } => (Conflict, "job_not_ready"),
             ApplyError::UnknownJobRun { .. } => (NotFound, "unknown_job_run"),
             ApplyError::TaskExists { .. } => (Conflict, "task_exists"),
             ApplyError::UnknownTask { .. } => (NotFound, "unknown_task"),

@@ -75,3 +75,13 @@ impl JobHistory {
         self.finished.truncate(JOB_HISTORY_LIMIT);
     }
 }
+
+/// The jobs a job depends on, from its definition (Metronome's `dependencies: [{"id"}]`).
+pub fn job_dependencies(spec: &serde_json::Value) -> Vec<String> {
+    spec.get("dependencies")
+        .and_then(|d| d.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.get("id").and_then(|i| i.as_str()).map(str::to_string))
+        .collect()
+}

@@ -8,7 +8,7 @@
 //! This crate does not know about Raft, the network or the HTTP API; later capabilities (apps,
 //! jobs, frameworks) extend [`Command`] and [`State`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +22,7 @@ pub mod testing;
 
 pub use acl::{AclPolicy, AclToken, Capability, FrameworkGrant};
 pub use framework::{FrameworkRecord, RoleConfig};
-pub use job::{JobHistory, JobRunRecord, JobRunStatus, JOB_HISTORY_LIMIT};
+pub use job::{job_dependencies, JobHistory, JobRunRecord, JobRunStatus, JOB_HISTORY_LIMIT};
 pub use service::{AppRecord, DeploymentRecord, ServiceChange, MAX_APP_VERSIONS};
 pub use task::{
     Free, HealthCheckDef, PlacementError, PortDef, SecretRef, TaskDef, TaskRecord, TaskState, TaskUpdate, VolumeDef,
@@ -288,6 +288,9 @@ pub struct State {
     /// (started or skipped): what makes a scheduled run happen once, whoever leads.
     #[serde(default)]
     pub job_schedules_handled: BTreeMap<String, Millis>,
+    /// Per job with dependencies, the parents that succeeded since it last ran.
+    #[serde(default)]
+    pub job_parents_succeeded: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// A batch job's definition (Metronome's job JSON, schedules included; tepui-jobs reads it).
@@ -392,6 +395,11 @@ pub enum Command {
         schedule: String,
         handled: Millis,
         run: Option<JobRunRecord>,
+    },
+    /// A dependent job's run, once every parent succeeded since its last one: records the run
+    /// and starts the wait for its parents again. Refused unless every parent has.
+    StartDependentRun {
+        run: JobRunRecord,
     },
     /// A run's next task (an attempt): the run is starting.
     JobRunTask {
@@ -538,6 +546,7 @@ impl Command {
             Command::DeleteJob { .. } => "delete_job",
             Command::StartJobRun { .. } => "start_job_run",
             Command::ScheduleJobRun { .. } => "schedule_job_run",
+            Command::StartDependentRun { .. } => "start_dependent_run",
             Command::JobRunTask { .. } => "job_run_task",
             Command::SetJobRunStatus { .. } => "set_job_run_status",
             Command::PutSecret { .. } => "put_secret",
@@ -623,6 +632,8 @@ pub enum ApplyError {
     UnknownJob { id: String },
     #[error("run {id:?} exists")]
     JobRunExists { id: String },
+    #[error("job {id:?} still waits for a parent to succeed")]
+    JobNotReady { id: String },
     #[error("schedule {schedule} is accounted for up to {handled}")]
     ScheduleHandled { schedule: String, handled: Millis },
     #[error("no active run {id:?}")]
@@ -1054,6 +1065,7 @@ impl State {
                 self.job_runs.retain(|_, r| &r.job_id != id);
                 let prefix = format!("{id}/");
                 self.job_schedules_handled.retain(|k, _| !k.starts_with(&prefix));
+                self.job_parents_succeeded.remove(id);
                 Ok(Response::Ok)
             }
             Command::StartJobRun { run } => {
@@ -1086,6 +1098,24 @@ impl State {
                 self.job_schedules_handled.insert(schedule.clone(), *handled);
                 Ok(Response::Ok)
             }
+            Command::StartDependentRun { run } => {
+                let parents = self
+                    .jobs
+                    .get(&run.job_id)
+                    .map(|j| job_dependencies(&j.spec))
+                    .ok_or_else(|| ApplyError::UnknownJob { id: run.job_id.clone() })?;
+                let succeeded = self.job_parents_succeeded.get(&run.job_id);
+                let ready = !parents.is_empty() && parents.iter().all(|p| succeeded.is_some_and(|s| s.contains(p)));
+                if !ready {
+                    return Err(ApplyError::JobNotReady { id: run.job_id.clone() });
+                }
+                if self.job_runs.contains_key(&run.id) {
+                    return Err(ApplyError::JobRunExists { id: run.id.clone() });
+                }
+                self.job_runs.insert(run.id.clone(), run.clone());
+                self.job_parents_succeeded.remove(&run.job_id);
+                Ok(Response::Ok)
+            }
             Command::JobRunTask { run_id, task_id } => {
                 let run = self
                     .job_runs
@@ -1106,6 +1136,17 @@ impl State {
                 if status.is_finished() {
                     run.completed_at = Some(*now);
                     let run = self.job_runs.remove(run_id).expect("just found");
+                    if *status == JobRunStatus::Success {
+                        // Its dependent jobs are one parent nearer to running.
+                        for (child, rec) in &self.jobs {
+                            if job_dependencies(&rec.spec).contains(&run.job_id) {
+                                self.job_parents_succeeded
+                                    .entry(child.clone())
+                                    .or_default()
+                                    .insert(run.job_id.clone());
+                            }
+                        }
+                    }
                     self.job_history.entry(run.job_id.clone()).or_default().record(run);
                 }
                 Ok(Response::Ok)
