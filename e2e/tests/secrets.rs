@@ -70,6 +70,17 @@ fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
     found
 }
 
+/// Waits until task `id` has ended (its shim recorded the end and is done with its sandbox).
+fn wait_ended(addr: &str, id: &str) {
+    wait_for(&format!("task {id} to end"), START, || {
+        let t: serde_json::Value = tepui(&["task", "show", id, "-o", "json", "--addr", addr]).try_json()?;
+        match t["state"].as_str() {
+            Some("TASK_KILLED" | "TASK_FINISHED" | "TASK_FAILED") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+}
+
 #[test]
 fn secrets_reach_tasks_and_nothing_else() {
     need_root();
@@ -189,6 +200,7 @@ fn secrets_reach_tasks_and_nothing_else() {
 
     // Killed: its tmpfs goes with it.
     tepui(&["task", "kill", &id, "--addr", &addr]).ok();
+    wait_ended(&addr, &id);
     wait_for("the task's secrets to be unmounted", START, || {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let held: Vec<&str> = mounts
@@ -241,22 +253,8 @@ fn secrets_reach_tasks_and_nothing_else() {
     assert!(refused.text.contains("/secrets/pw/source"), "{}", refused.text);
     m.call(Method::DELETE, "/v2/apps/vault-reader", None)
         .expect(200, "the app goes");
-    wait_for("the app's task to end", START, || {
-        let tasks = tepui(&["task", "ls", "-o", "json", "--addr", &addr]).stdout;
-        let running = serde_json::from_str::<serde_json::Value>(&tasks)
-            .map(|t| {
-                t.as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|t| t["id"] == instance.as_str() && t["state"] == "TASK_RUNNING")
-            })
-            .unwrap_or(true);
-        if running {
-            Err(tasks)
-        } else {
-            Ok(())
-        }
-    });
+    // Ended, not only stopping: its shim has written its last, before the sandbox goes.
+    wait_ended(&addr, &instance);
 
     // Removed: gone from the list, and a task naming it is refused.
     tepui(&["secret", "rm", "db/password", "--addr", &addr]).ok();
