@@ -15,7 +15,7 @@ use tepui_node::{now_ms, Node};
 use tepui_state::{Command, JobRunRecord, JobRunStatus, State as Replicated};
 
 use crate::graph;
-use crate::metronome::{parse_job, parse_schedule, validate_job, Invalid, JobSpec, ScheduleSpec, Volume};
+use crate::metronome::{parse_job, parse_schedule, validate_job, Invalid, JobSpec, ScheduleSpec};
 
 type Answer = Result<Response, Response>;
 
@@ -118,35 +118,8 @@ fn may_run(caller: &Option<Extension<Identity>>, job: &JobSpec) -> Result<(), Re
     let Some(Extension(me)) = caller else {
         return Err(denied(Denied::no_caller()));
     };
-    let image = job
-        .run
-        .docker
-        .as_ref()
-        .map(|d| d.image.clone())
-        .or_else(|| job.run.ucr.as_ref().map(|u| u.image.id.clone()));
-    let volumes = job
-        .run
-        .volumes
-        .iter()
-        .filter_map(|v| match v {
-            Volume::Host {
-                container_path,
-                host_path,
-                mode,
-            } => Some(tepui_state::VolumeDef {
-                source: host_path.clone(),
-                target: container_path.clone(),
-                read_only: mode == "RO",
-            }),
-            Volume::Secret { .. } => None,
-        })
-        .collect();
-    let def = tepui_state::TaskDef {
-        image,
-        user: job.run.user.clone(),
-        volumes,
-        ..tepui_state::TaskDef::default()
-    };
+    // The very task its runs launch is what is checked.
+    let def = crate::runs::task_def(job);
     me.may_run(&def).map_err(denied)
 }
 
