@@ -21,7 +21,7 @@ type Answer = Result<Response, Response>;
 
 /// The job routes; they write, so they run on the leader.
 pub fn routes(master: Master) -> Routes {
-    let node = master.node().clone();
+    let master_for_chronos = master.clone();
     let runs = Routes::new()
         .route(
             "/v1/jobs/{id}/runs",
@@ -34,7 +34,7 @@ pub fn routes(master: Master) -> Routes {
             Policy::new().post(Cap::Write),
             axum::routing::post(stop_run),
         )
-        .with_state(master);
+        .with_state(master.clone());
     Routes::new()
         .route(
             "/v1/jobs",
@@ -56,8 +56,9 @@ pub fn routes(master: Master) -> Routes {
             Policy::new().get(Cap::Read).put(Cap::Write).delete(Cap::Write),
             get(show_schedule).put(update_schedule).delete(delete_schedule),
         )
-        .with_state(node)
+        .with_state(master)
         .merge(runs)
+        .merge(crate::chronos_api::routes(master_for_chronos))
 }
 
 fn answer(status: StatusCode, body: Value) -> Response {
@@ -86,7 +87,7 @@ fn invalid(e: Invalid) -> Response {
     )
 }
 
-fn failed(e: impl Into<tepui_node::Error>) -> Response {
+pub(crate) fn failed(e: impl Into<tepui_node::Error>) -> Response {
     let e: tepui_node::Error = e.into();
     let status = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     message(status, e.message)
@@ -101,20 +102,20 @@ fn denied(d: Denied) -> Response {
 
 /// The jobs in the state, read back into their definitions (a record that no longer reads is
 /// left out, never an error for the whole list).
-fn jobs_of(s: &Replicated) -> Vec<JobSpec> {
+pub(crate) fn jobs_of(s: &Replicated) -> Vec<JobSpec> {
     s.jobs
         .values()
         .filter_map(|j| serde_json::from_value(j.spec.clone()).ok())
         .collect()
 }
 
-fn job_of(s: &Replicated, id: &str) -> Option<JobSpec> {
+pub(crate) fn job_of(s: &Replicated, id: &str) -> Option<JobSpec> {
     s.jobs.get(id).and_then(|j| serde_json::from_value(j.spec.clone()).ok())
 }
 
 /// A job runs a command on the host's filesystem when it names no image, or mounts host
 /// paths: that needs the `host` capability, as for tasks and apps.
-fn may_run(caller: &Option<Extension<Identity>>, job: &JobSpec) -> Result<(), Response> {
+pub(crate) fn may_run(caller: &Option<Extension<Identity>>, job: &JobSpec) -> Result<(), Response> {
     let Some(Extension(me)) = caller else {
         return Err(denied(Denied::no_caller()));
     };
@@ -155,50 +156,84 @@ async fn write(node: &Node, cmd: Command) -> Result<(), Response> {
     }
 }
 
-async fn list_jobs(State(node): State<Node>) -> Answer {
-    node.linearize().await.map_err(failed)?;
-    let jobs = node.read(jobs_of);
-    Ok(answer(
-        StatusCode::OK,
-        serde_json::to_value(jobs).unwrap_or(Value::Null),
-    ))
-}
-
-/// `GET /v1/jobs/{id}`, with `embed=activeRuns`, `history` or `historySummary` (repeatable,
-/// or comma-separated) as Metronome adds them.
-async fn show_job(State(node): State<Node>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Answer {
-    node.linearize().await.map_err(failed)?;
-    let embeds: Vec<String> = q
-        .as_deref()
-        .unwrap_or("")
+/// The `embed=` values of a query (repeatable, or comma-separated).
+fn embeds_of(q: Option<&str>) -> Vec<String> {
+    q.unwrap_or("")
         .split('&')
         .filter_map(|kv| kv.strip_prefix("embed="))
         .flat_map(|v| v.split(','))
         .map(str::to_string)
-        .collect();
-    let answer_of = |s: &Replicated| {
-        let job = job_of(s, &id)?;
-        let mut v = serde_json::to_value(job).unwrap_or(Value::Null);
-        if let Some(o) = v.as_object_mut() {
-            if embeds.iter().any(|e| e == "activeRuns") {
-                let active: Vec<Value> = s
-                    .job_runs
-                    .values()
-                    .filter(|r| r.job_id == id)
-                    .map(|r| run_json(s, r))
-                    .collect();
-                o.insert("activeRuns".into(), Value::Array(active));
-            }
-            if embeds.iter().any(|e| e == "history") {
-                o.insert("history".into(), history_json(s, &id, true));
-            }
-            if embeds.iter().any(|e| e == "historySummary") {
-                o.insert("historySummary".into(), history_json(s, &id, false));
-            }
+        .collect()
+}
+
+/// A job as Metronome shows it, with what `embeds` asks for (`activeRuns`, `schedules`,
+/// `history`, `historySummary`).
+fn job_json(s: &Replicated, job: &JobSpec, embeds: &[String]) -> Value {
+    let id = &job.id;
+    let mut v = serde_json::to_value(job).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        if embeds.iter().any(|e| e == "activeRuns") {
+            let active: Vec<Value> = s
+                .job_runs
+                .values()
+                .filter(|r| &r.job_id == id)
+                .map(|r| run_json(s, r))
+                .collect();
+            o.insert("activeRuns".into(), Value::Array(active));
         }
-        Some(v)
-    };
-    match node.read(answer_of) {
+        if embeds.iter().any(|e| e == "schedules") {
+            o.insert("schedules".into(), schedules_json(s, job));
+        }
+        if embeds.iter().any(|e| e == "history") {
+            o.insert("history".into(), history_json(s, id, true));
+        }
+        if embeds.iter().any(|e| e == "historySummary") {
+            o.insert("historySummary".into(), history_json(s, id, false));
+        }
+    }
+    v
+}
+
+/// The next time a schedule starts a run: after the due times it has accounted for; none
+/// while it or its job is disabled, or when it has no run left.
+pub(crate) fn next_run_at(s: &Replicated, job: &JobSpec, schedule: &ScheduleSpec) -> Option<u64> {
+    if job.disabled || !schedule.enabled {
+        return None;
+    }
+    let record = s.jobs.get(&job.id)?;
+    let key = format!("{}/{}", job.id, schedule.id);
+    let handled = s.job_schedules_handled.get(&key).copied().unwrap_or(record.updated_at);
+    let calendar = crate::calendar::Schedule::parse(&schedule.cron, &schedule.timezone, record.updated_at as i64).ok()?;
+    calendar.next_after(handled as i64).map(|t| t.max(0) as u64)
+}
+
+fn schedule_json(s: &Replicated, job: &JobSpec, schedule: &ScheduleSpec) -> Value {
+    let mut v = serde_json::to_value(schedule).unwrap_or(Value::Null);
+    if let Some(next) = next_run_at(s, job, schedule) {
+        v["nextRunAt"] = timestamp(next);
+    }
+    v
+}
+
+fn schedules_json(s: &Replicated, job: &JobSpec) -> Value {
+    Value::Array(job.schedules.iter().map(|sc| schedule_json(s, job, sc)).collect())
+}
+
+async fn list_jobs(State(master): State<Master>, RawQuery(q): RawQuery) -> Answer {
+    let node = master.node().clone();
+    node.linearize().await.map_err(failed)?;
+    let embeds = embeds_of(q.as_deref());
+    let jobs = node.read(|s| jobs_of(s).iter().map(|j| job_json(s, j, &embeds)).collect::<Vec<_>>());
+    Ok(answer(StatusCode::OK, Value::Array(jobs)))
+}
+
+/// `GET /v1/jobs/{id}`, with `embed=activeRuns`, `schedules`, `history` or `historySummary`
+/// as Metronome adds them.
+async fn show_job(State(master): State<Master>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Answer {
+    let node = master.node().clone();
+    node.linearize().await.map_err(failed)?;
+    let embeds = embeds_of(q.as_deref());
+    match node.read(|s| job_of(s, &id).map(|j| job_json(s, &j, &embeds))) {
         Some(v) => Ok(answer(StatusCode::OK, v)),
         None => Err(unknown_job(&id)),
     }
@@ -275,15 +310,7 @@ async fn start_run(
     let job = node.read(|s| job_of(s, &id)).ok_or_else(|| unknown_job(&id))?;
     may_run(&caller, &job)?;
     let now = now_ms();
-    let run = JobRunRecord {
-        job_id: id.clone(),
-        id: crate::runs::new_run_id(now),
-        status: JobRunStatus::Initial,
-        created_at: now,
-        completed_at: None,
-        due_at: None,
-        tasks: vec![],
-    };
+    let run = crate::runs::new_run(&id, crate::runs::new_run_id(now), now, None);
     write(&node, Command::StartJobRun { run: run.clone() }).await?;
     tracing::info!(job = %id, run = %run.id, "job run started by hand");
     Ok(answer(StatusCode::CREATED, node.read(|s| run_json(s, &run))))
@@ -330,32 +357,46 @@ async fn show_run(State(master): State<Master>, Path((id, run)): Path<(String, S
         .ok_or_else(|| unknown_run(&id, &run))
 }
 
+/// Stops one active run: its task killed, the run ended failed.
+async fn stop_one(master: &Master, run: &JobRunRecord) -> Result<(), Response> {
+    crate::runs::stop_run(master, run)
+        .await
+        .map_err(|e| message(StatusCode::SERVICE_UNAVAILABLE, e))
+}
+
+/// Stops every active run of a job.
+pub(crate) async fn stop_runs(master: &Master, job_id: &str) -> Result<usize, Response> {
+    let active: Vec<JobRunRecord> = master
+        .node()
+        .read(|s| s.job_runs.values().filter(|r| r.job_id == job_id).cloned().collect());
+    for run in &active {
+        stop_one(master, run).await?;
+    }
+    Ok(active.len())
+}
+
 /// `POST .../actions/stop`: the run's task is killed and the run ends failed.
 async fn stop_run(State(master): State<Master>, Path((id, run)): Path<(String, String)>) -> Answer {
     let node = master.node().clone();
     node.linearize().await.map_err(failed)?;
     let active = node.read(|s| s.job_runs.get(&run).filter(|r| r.job_id == id).cloned());
     let active = active.ok_or_else(|| unknown_run(&id, &run))?;
-    if let Some(task) = active.tasks.last() {
-        let live = node.read(|s| s.tasks.get(task).is_some_and(|t| !t.state.is_terminal()));
-        if live {
-            master.kill(task).await.map_err(failed)?;
-        }
-    }
-    write(
-        &node,
-        Command::SetJobRunStatus {
-            run_id: run.clone(),
-            status: JobRunStatus::Failed,
-            now: now_ms(),
-        },
-    )
-    .await?;
+    stop_one(&master, &active).await?;
     Ok(answer(StatusCode::OK, json!({})))
 }
 
-async fn create_job(State(node): State<Node>, caller: Option<Extension<Identity>>, body: Bytes) -> Answer {
-    let job = parse_job(&body).map_err(invalid)?;
+/// Fills an empty ISO 8601 START of the job's schedules with now, so every server reads the
+/// same due times.
+fn fix_starts(job: &mut JobSpec, now: u64) {
+    for s in &mut job.schedules {
+        s.cron = crate::calendar::fix_iso8601_start(&s.cron, now as i64);
+    }
+}
+
+async fn create_job(State(master): State<Master>, caller: Option<Extension<Identity>>, body: Bytes) -> Answer {
+    let node = master.node().clone();
+    let mut job = parse_job(&body).map_err(invalid)?;
+    fix_starts(&mut job, now_ms());
     may_run(&caller, &job)?;
     node.linearize().await.map_err(failed)?;
     node.read(|s| check_dependencies(s, &job))?;
@@ -378,11 +419,12 @@ async fn create_job(State(node): State<Node>, caller: Option<Extension<Identity>
 
 /// `PUT /v1/jobs/{id}`: the id in the path wins; the job keeps its schedules, as in Metronome.
 async fn update_job(
-    State(node): State<Node>,
+    State(master): State<Master>,
     caller: Option<Extension<Identity>>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Answer {
+    let node = master.node().clone();
     let mut value: Value = serde_json::from_slice(&body).map_err(|e| {
         invalid(Invalid {
             message: "Object is not valid".into(),
@@ -418,8 +460,25 @@ async fn update_job(
     Ok(answer(StatusCode::OK, spec))
 }
 
-/// `DELETE /v1/jobs/{id}`; Metronome's `stopCurrentJobRuns` has nothing to stop until runs exist.
-async fn delete_job(State(node): State<Node>, Path(id): Path<String>) -> Answer {
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteQuery {
+    #[serde(default)]
+    stop_current_job_runs: bool,
+    /// tepui's own: the job's children take over its parents or schedule (as Chronos
+    /// deletes), instead of the delete being refused.
+    #[serde(default)]
+    hand_off: bool,
+}
+
+/// `DELETE /v1/jobs/{id}`: refused while runs are active unless `stopCurrentJobRuns=true`,
+/// and while other jobs depend on it unless `handOff=true`.
+async fn delete_job(
+    State(master): State<Master>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<DeleteQuery>,
+) -> Answer {
+    let node = master.node().clone();
     node.linearize().await.map_err(failed)?;
     let Some(job) = node.read(|s| job_of(s, &id)) else {
         return Err(unknown_job(&id));
@@ -431,7 +490,7 @@ async fn delete_job(State(node): State<Node>, Path(id): Path<String>) -> Answer 
             .map(|j| j.id)
             .collect()
     });
-    if !children.is_empty() {
+    if !children.is_empty() && !q.hand_off {
         return Err(message(
             StatusCode::CONFLICT,
             format!(
@@ -440,32 +499,34 @@ async fn delete_job(State(node): State<Node>, Path(id): Path<String>) -> Answer 
             ),
         ));
     }
-    match node
-        .write(Command::DeleteJob { id: id.clone() })
-        .await
-        .map_err(tepui_node::Error::from)
-    {
-        Ok(_) => Ok(answer(StatusCode::OK, serde_json::to_value(job).unwrap_or(Value::Null))),
-        Err(e) if e.code == "unknown_job" => Err(unknown_job(&id)),
-        Err(e) => Err(failed(e)),
+    let active = node.read(|s| s.job_runs.values().any(|r| r.job_id == id));
+    if active {
+        if !q.stop_current_job_runs {
+            return Err(message(
+                StatusCode::CONFLICT,
+                "There are active job runs. Override with stopCurrentJobRuns=true",
+            ));
+        }
+        stop_runs(&master, &id).await?;
     }
+    crate::chronos_api::delete_handing_off(&master, &id).await?;
+    Ok(answer(StatusCode::OK, serde_json::to_value(job).unwrap_or(Value::Null)))
 }
 
-async fn list_schedules(State(node): State<Node>, Path(id): Path<String>) -> Answer {
+async fn list_schedules(State(master): State<Master>, Path(id): Path<String>) -> Answer {
+    let node = master.node().clone();
     node.linearize().await.map_err(failed)?;
-    let job = node.read(|s| job_of(s, &id)).ok_or_else(|| unknown_job(&id))?;
-    Ok(answer(
-        StatusCode::OK,
-        serde_json::to_value(job.schedules).unwrap_or(Value::Null),
-    ))
+    let v = node.read(|s| job_of(s, &id).map(|j| schedules_json(s, &j)));
+    Ok(answer(StatusCode::OK, v.ok_or_else(|| unknown_job(&id))?))
 }
 
-async fn show_schedule(State(node): State<Node>, Path((id, schedule)): Path<(String, String)>) -> Answer {
+async fn show_schedule(State(master): State<Master>, Path((id, schedule)): Path<(String, String)>) -> Answer {
+    let node = master.node().clone();
     node.linearize().await.map_err(failed)?;
     let job = node.read(|s| job_of(s, &id)).ok_or_else(|| unknown_job(&id))?;
-    let found = job.schedules.into_iter().find(|s| s.id == schedule);
-    let s = found.ok_or_else(|| unknown_schedule(&schedule))?;
-    Ok(answer(StatusCode::OK, serde_json::to_value(s).unwrap_or(Value::Null)))
+    let found = job.schedules.iter().find(|s| s.id == schedule);
+    let sc = found.ok_or_else(|| unknown_schedule(&schedule))?;
+    Ok(answer(StatusCode::OK, node.read(|s| schedule_json(s, &job, sc))))
 }
 
 /// Replaces the job's schedules with `change` applied, checked as a whole job.
@@ -490,8 +551,10 @@ async fn change_schedules(
     .await
 }
 
-async fn create_schedule(State(node): State<Node>, Path(id): Path<String>, body: Bytes) -> Answer {
-    let schedule = parse_schedule(&body).map_err(invalid)?;
+async fn create_schedule(State(master): State<Master>, Path(id): Path<String>, body: Bytes) -> Answer {
+    let node = master.node().clone();
+    let mut schedule = parse_schedule(&body).map_err(invalid)?;
+    schedule.cron = crate::calendar::fix_iso8601_start(&schedule.cron, now_ms() as i64);
     let added = schedule.clone();
     change_schedules(&node, &id, move |all| {
         if all.iter().any(|s| s.id == added.id) {
@@ -511,12 +574,14 @@ async fn create_schedule(State(node): State<Node>, Path(id): Path<String>, body:
 }
 
 async fn update_schedule(
-    State(node): State<Node>,
+    State(master): State<Master>,
     Path((id, schedule_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Answer {
+    let node = master.node().clone();
     let mut schedule = parse_schedule(&body).map_err(invalid)?;
     schedule.id = schedule_id.clone();
+    schedule.cron = crate::calendar::fix_iso8601_start(&schedule.cron, now_ms() as i64);
     let replaced = schedule.clone();
     change_schedules(&node, &id, move |all| {
         let slot = all
@@ -533,7 +598,8 @@ async fn update_schedule(
     ))
 }
 
-async fn delete_schedule(State(node): State<Node>, Path((id, schedule_id)): Path<(String, String)>) -> Answer {
+async fn delete_schedule(State(master): State<Master>, Path((id, schedule_id)): Path<(String, String)>) -> Answer {
+    let node = master.node().clone();
     let gone = schedule_id.clone();
     change_schedules(&node, &id, move |all| {
         let before = all.len();

@@ -432,8 +432,14 @@ pub struct Iso8601 {
     pub start: i64,
     /// Calendar months of the period (years are twelve).
     pub months: u32,
-    /// The rest of the period (weeks, days, hours, minutes, seconds).
+    /// Calendar days of the period (weeks are seven).
+    pub days: u32,
+    /// The period's time part (hours, minutes, seconds).
     pub fixed_ms: i64,
+    /// Chronos' `scheduleTimeZone`: START's wall-clock time is read in this zone (whatever
+    /// offset START carries) and months and days step in local days, so a daily run stays
+    /// at its local hour across daylight-saving changes. None: UTC.
+    pub tz: Option<Tz>,
 }
 
 fn iso_err(text: &str, why: impl std::fmt::Display) -> ScheduleError {
@@ -442,9 +448,32 @@ fn iso_err(text: &str, why: impl std::fmt::Display) -> ScheduleError {
     ))
 }
 
+/// Whether a schedule's text is an ISO 8601 repeating interval rather than a cron expression.
+pub fn is_iso8601(text: &str) -> bool {
+    text.trim_start().starts_with('R')
+}
+
+/// The schedule with an empty START replaced by `now`, so that every server reads the same
+/// due times from it (a schedule is stored this way when it is given).
+pub fn fix_iso8601_start(text: &str, now: i64) -> String {
+    let parts: Vec<&str> = text.trim().split('/').collect();
+    if !is_iso8601(text) || parts.len() != 3 || !parts[1].is_empty() {
+        return text.to_string();
+    }
+    let start = DateTime::<Utc>::from_timestamp_millis(now)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default();
+    format!("{}/{start}/{}", parts[0], parts[2])
+}
+
 impl Iso8601 {
-    /// Parses `R[n]/START/PERIOD`; an empty START means `now`.
+    /// Parses `R[n]/START/PERIOD` in UTC; an empty START means `now`.
     pub fn parse(text: &str, now: i64) -> Result<Iso8601, ScheduleError> {
+        Iso8601::parse_in(text, now, None)
+    }
+
+    /// Parses `R[n]/START/PERIOD`, START's wall clock read in `tz` when one is given.
+    pub fn parse_in(text: &str, now: i64, tz: Option<Tz>) -> Result<Iso8601, ScheduleError> {
         let parts: Vec<&str> = text.trim().split('/').collect();
         if parts.len() != 3 {
             return Err(iso_err(text, "it has three parts separated by /"));
@@ -463,28 +492,45 @@ impl Iso8601 {
         let start = if parts[1].is_empty() {
             now
         } else {
-            parse_instant(parts[1]).ok_or_else(|| iso_err(text, format!("{:?} is not a date and time", parts[1])))?
+            let wall = tz.and_then(|tz| parse_wall_clock(parts[1]).map(|w| (tz, w)));
+            match wall {
+                Some((tz, w)) => resolve_local(tz, w),
+                None => parse_instant(parts[1]),
+            }
+            .ok_or_else(|| iso_err(text, format!("{:?} is not a date and time", parts[1])))?
         };
-        let (months, fixed_ms) = parse_period(parts[2])
+        let (months, days, fixed_ms) = parse_period(parts[2])
             .ok_or_else(|| iso_err(text, format!("{:?} is not a period such as PT1H or P1D", parts[2])))?;
-        if months == 0 && fixed_ms <= 0 {
+        if months == 0 && days == 0 && fixed_ms <= 0 {
             return Err(iso_err(text, "the period is empty"));
         }
         Ok(Iso8601 {
             repetitions,
             start,
             months,
+            days,
             fixed_ms,
+            tz,
         })
     }
 
     /// The k-th run (0 is the start).
     fn occurrence(&self, k: u64) -> Option<i64> {
-        let start = DateTime::<Utc>::from_timestamp_millis(self.start)?;
-        let months = u32::try_from(k.checked_mul(u64::from(self.months))?).ok()?;
-        let shifted = start.checked_add_months(chrono::Months::new(months))?;
+        let months = chrono::Months::new(u32::try_from(k.checked_mul(u64::from(self.months))?).ok()?);
+        let days = chrono::Days::new(k.checked_mul(u64::from(self.days))?);
         let fixed = i64::try_from(k).ok()?.checked_mul(self.fixed_ms)?;
-        shifted.timestamp_millis().checked_add(fixed)
+        let start = DateTime::<Utc>::from_timestamp_millis(self.start)?;
+        let stepped = match self.tz {
+            Some(tz) => {
+                let local = start.with_timezone(&tz).naive_local();
+                resolve_local(tz, local.checked_add_months(months)?.checked_add_days(days)?)?
+            }
+            None => start
+                .checked_add_months(months)?
+                .checked_add_days(days)?
+                .timestamp_millis(),
+        };
+        stepped.checked_add(fixed)
     }
 
     /// The first run strictly after `after`, if any is left.
@@ -492,8 +538,11 @@ impl Iso8601 {
         let mut k = if self.start > after {
             0
         } else {
-            // A lower bound from the longest a period can be, then forward.
-            let longest = i64::from(self.months) * 31 * 24 * 3_600_000 + self.fixed_ms;
+            // A lower bound from the longest a period can be (a local day may have 25
+            // hours), then forward.
+            let longest = i64::from(self.months) * 31 * 25 * 3_600_000
+                + i64::from(self.days) * 25 * 3_600_000
+                + self.fixed_ms;
             ((after - self.start) / longest.max(1)) as u64
         };
         loop {
@@ -509,6 +558,34 @@ impl Iso8601 {
             k += 1;
         }
     }
+}
+
+/// A local wall-clock time in `tz`: the first of two that a change back repeats, and for
+/// one a change forward skips, the instant the clocks moved on to.
+fn resolve_local(tz: Tz, local: NaiveDateTime) -> Option<i64> {
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t.timestamp_millis()),
+        // The first local time after the gap: the moment the clocks moved on.
+        LocalResult::None => (1..=180).find_map(|m| match tz.from_local_datetime(&(local + Duration::minutes(m))) {
+            LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t.timestamp_millis()),
+            LocalResult::None => None,
+        }),
+    }
+}
+
+/// The date and time digits of an ISO 8601 instant, its offset (if any) dropped.
+fn parse_wall_clock(s: &str) -> Option<NaiveDateTime> {
+    let digits = s.trim_end_matches('Z');
+    let digits = match digits.rfind(['+', '-']) {
+        Some(i) if i > 10 => &digits[..i],
+        _ => digits,
+    };
+    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(digits, f) {
+            return Some(t);
+        }
+    }
+    NaiveDate::parse_from_str(digits, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0))
 }
 
 fn parse_instant(s: &str) -> Option<i64> {
@@ -527,8 +604,8 @@ fn parse_instant(s: &str) -> Option<i64> {
         .map(|t| t.and_utc().timestamp_millis())
 }
 
-/// `P[nY][nM][nW][nD][T[nH][nM][n[.f]S]]` as (months, milliseconds).
-fn parse_period(s: &str) -> Option<(u32, i64)> {
+/// `P[nY][nM][nW][nD][T[nH][nM][n[.f]S]]` as (months, days, milliseconds).
+fn parse_period(s: &str) -> Option<(u32, u32, i64)> {
     let body = s.strip_prefix('P')?;
     if body.is_empty() {
         return None;
@@ -539,6 +616,7 @@ fn parse_period(s: &str) -> Option<(u32, i64)> {
         None => (body, None),
     };
     let mut months: u64 = 0;
+    let mut days: u64 = 0;
     let mut ms: i64 = 0;
     let mut number = String::new();
     for c in date.chars() {
@@ -550,8 +628,8 @@ fn parse_period(s: &str) -> Option<(u32, i64)> {
         match c {
             'Y' => months = months.checked_add(n.checked_mul(12)?)?,
             'M' => months = months.checked_add(n)?,
-            'W' => ms = ms.checked_add(i64::try_from(n).ok()?.checked_mul(7 * 86_400_000)?)?,
-            'D' => ms = ms.checked_add(i64::try_from(n).ok()?.checked_mul(86_400_000)?)?,
+            'W' => days = days.checked_add(n.checked_mul(7)?)?,
+            'D' => days = days.checked_add(n)?,
             _ => return None,
         }
     }
@@ -585,7 +663,7 @@ fn parse_period(s: &str) -> Option<(u32, i64)> {
             return None;
         }
     }
-    Some((u32::try_from(months).ok()?, ms))
+    Some((u32::try_from(months).ok()?, u32::try_from(days).ok()?, ms))
 }
 
 // -------------------------------------------------------------------------------------------
@@ -600,6 +678,19 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// A schedule's text in either language: an ISO 8601 repeating interval (it starts with
+    /// `R`) or a cron expression, in the IANA zone `tz` (empty: UTC; for an interval, empty
+    /// leaves START's own offset in force). An interval's empty START is `now`.
+    pub fn parse(text: &str, tz: &str, now: i64) -> Result<Schedule, ScheduleError> {
+        let zone = time_zone(tz)?;
+        if is_iso8601(text) {
+            let wall_clock_zone = (!tz.trim().is_empty()).then_some(zone);
+            Iso8601::parse_in(text, now, wall_clock_zone).map(Schedule::Iso8601)
+        } else {
+            Cron::parse(text).map(|cron| Schedule::Cron { cron, tz: zone })
+        }
+    }
+
     pub fn next_after(&self, after: i64) -> Option<i64> {
         match self {
             Schedule::Cron { cron, tz } => cron.next_after(after, *tz),
@@ -607,42 +698,53 @@ impl Schedule {
         }
     }
 
-    /// The run to start at `now`, for a schedule whose runs up to `handled` are accounted for:
-    /// the newest due time in `(handled, now]`, unless it is more than `starting_deadline` old
-    /// (runs missed while no leader was up are then skipped). Older due times in the window are
-    /// skipped too: one late run stands for them, never a burst.
+    /// The next due time to account for at `now`, of a schedule whose due times up to
+    /// `handled` are accounted for: the oldest due time in `(handled, now]` that is at most
+    /// `starting_deadline` old, to be run. Due times older than that (missed while no leader
+    /// was up) are passed over, and none is run twice: the caller records the returned
+    /// `handled` with the run, and asks again while `next` is not after `now`.
     pub fn due(&self, handled: i64, now: i64, starting_deadline: Option<i64>) -> Due {
-        let oldest = match starting_deadline {
-            Some(d) => handled.max(now.saturating_sub(d) - 1),
-            None => handled,
+        let first = self.next_after(handled);
+        let Some(first) = first.filter(|f| *f <= now) else {
+            return Due {
+                run: None,
+                handled,
+                next: first,
+            };
         };
-        // The newest due time is in the smallest window back from now that holds any: widen
-        // until one does, so that a schedule of every minute walks a minute, not an outage.
-        let mut newest = None;
-        for back in [
-            MINUTE_MS,
-            3_600_000,
-            86_400_000,
-            32 * 86_400_000,
-            400 * 86_400_000,
-            i64::MAX,
-        ] {
-            let from = oldest.max(now.saturating_sub(back));
-            let mut t = self.next_after(from);
-            while let Some(d) = t.filter(|d| *d <= now) {
-                newest = Some(d);
-                t = self.next_after(d);
-            }
-            if newest.is_some() || from == oldest {
+        let floor = starting_deadline.map_or(i64::MIN, |d| now.saturating_sub(d));
+        let run = if first >= floor {
+            Some(first)
+        } else {
+            self.next_after(handled.max(floor.saturating_sub(1))).filter(|t| *t <= now)
+        };
+        match run {
+            Some(t) => Due {
+                run: Some(t),
+                handled: t,
+                next: self.next_after(t),
+            },
+            // Every due time so far is past its deadline.
+            None => Due {
+                run: None,
+                handled: now,
+                next: self.next_after(now),
+            },
+        }
+    }
+
+    /// Like [`Schedule::due`], but the newest due time within the deadline stands for all the
+    /// others (for FORBID and REPLACE, where only one run can be wanted).
+    pub fn newest_due(&self, handled: i64, now: i64, starting_deadline: Option<i64>) -> Due {
+        let mut d = self.due(handled, now, starting_deadline);
+        while d.run.is_some() && d.next.is_some_and(|n| n <= now) {
+            let later = self.due(d.handled, now, starting_deadline);
+            if later.run.is_none() {
                 break;
             }
+            d = later;
         }
-        let first = self.next_after(handled);
-        Due {
-            run: newest,
-            skipped_before: first.is_some_and(|f| f <= now && Some(f) != newest),
-            next: self.next_after(now),
-        }
+        d
     }
 }
 
@@ -651,9 +753,9 @@ impl Schedule {
 pub struct Due {
     /// The due time of the run to start now, if one is due.
     pub run: Option<i64>,
-    /// Whether earlier due times were passed over (missed, or past their deadline).
-    pub skipped_before: bool,
-    /// The next due time after now.
+    /// Due times up to here are accounted for once this is recorded.
+    pub handled: i64,
+    /// The next due time after `handled` (it may be due already).
     pub next: Option<i64>,
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::calendar::{time_zone, Cron};
+use crate::calendar::{time_zone, Schedule};
 
 /// A job as Metronome's API has it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -25,6 +25,14 @@ pub struct JobSpec {
     pub schedules: Vec<ScheduleSpec>,
     #[serde(default)]
     pub run: RunSpec,
+    /// tepui's own: a disabled job's schedules and parents start no runs (runs by hand
+    /// still do). Chronos' `disabled`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub disabled: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 mod dependency_ids {
@@ -219,6 +227,10 @@ pub struct Restart {
     pub policy: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_deadline_seconds: Option<i64>,
+    /// tepui's own (Chronos' `retries`): at most this many attempts after the first under
+    /// ON_FAILURE; none is without limit (Metronome's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
 }
 
 impl Restart {
@@ -232,6 +244,7 @@ impl Default for Restart {
         Restart {
             policy: Restart::never(),
             active_deadline_seconds: None,
+            retries: None,
         }
     }
 }
@@ -536,11 +549,16 @@ fn schedule_errors(s: &ScheduleSpec) -> Option<Vec<(&'static str, String)>> {
     if !valid_job_id(&s.id) {
         out.push(("/id", format!("must fully match regular expression '{JOB_ID_RULE}'")));
     }
-    if let Err(e) = Cron::parse(&s.cron) {
+    // A cron expression, or (tepui's own) an ISO 8601 repeating interval.
+    let zone_ok = match time_zone(&s.timezone) {
+        Ok(_) => true,
+        Err(e) => {
+            out.push(("/timezone", e.to_string()));
+            false
+        }
+    };
+    if let Err(e) = Schedule::parse(&s.cron, if zone_ok { &s.timezone } else { "" }, 0) {
         out.push(("/cron", e.to_string()));
-    }
-    if let Err(e) = time_zone(&s.timezone) {
-        out.push(("/timezone", e.to_string()));
     }
     if s.starting_deadline_seconds < 60 {
         out.push((

@@ -6,14 +6,16 @@
 //! committed, and a launch that was committed is refused as a duplicate, so a run never gets
 //! two tasks for one attempt.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tepui_master::Master;
 use tepui_node::drivers::{Activation, Driver, Outcome, Wakes};
 use tepui_node::now_ms;
-use tepui_state::{Command, JobRunRecord, JobRunStatus, State, TaskDef, TaskState, VolumeDef};
+use tepui_state::{ApplyError, Command, JobRunRecord, JobRunStatus, Response, State, TaskDef, TaskState, VolumeDef};
 
-use crate::calendar::{time_zone, Cron, Schedule};
+use crate::calendar::Schedule;
 use crate::metronome::{EnvValue, JobSpec, Volume};
 
 /// A schedule's decision at one moment: its due runs up to `handled` are accounted for, by
@@ -26,95 +28,163 @@ struct Scheduled {
     replace: Vec<JobRunRecord>,
 }
 
-/// The runs of dependent jobs whose every parent succeeded since their last run (pure).
-fn dependents_ready(s: &State, now: u64, new_id: &mut dyn FnMut() -> String) -> Vec<JobRunRecord> {
+/// A job read from the state, with its schedules parsed: read again only when the job
+/// changes, not on every pass over thousands of jobs.
+struct Parsed {
+    updated_at: u64,
+    job: Arc<JobSpec>,
+    calendars: Vec<Option<Schedule>>,
+}
+
+/// The jobs of the state, parsed.
+#[derive(Default)]
+pub(crate) struct Jobs {
+    by_id: HashMap<String, Parsed>,
+}
+
+impl Jobs {
+    /// Brings the parsed jobs up to the state's.
+    fn refresh(&mut self, s: &State) {
+        self.by_id.retain(|id, _| s.jobs.contains_key(id));
+        for (id, record) in &s.jobs {
+            if self.by_id.get(id).is_some_and(|p| p.updated_at == record.updated_at) {
+                continue;
+            }
+            let Ok(job) = serde_json::from_value::<JobSpec>(record.spec.clone()) else {
+                self.by_id.remove(id);
+                continue;
+            };
+            let calendars = job
+                .schedules
+                .iter()
+                .map(|sc| Schedule::parse(&sc.cron, &sc.timezone, record.updated_at as i64).ok())
+                .collect();
+            self.by_id.insert(
+                id.clone(),
+                Parsed {
+                    updated_at: record.updated_at,
+                    job: Arc::new(job),
+                    calendars,
+                },
+            );
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<&Arc<JobSpec>> {
+        self.by_id.get(id).map(|p| &p.job)
+    }
+}
+
+/// A run recorded now, its task not launched yet.
+pub(crate) fn new_run(job_id: &str, id: String, now: u64, due_at: Option<u64>) -> JobRunRecord {
+    JobRunRecord {
+        job_id: job_id.to_string(),
+        id,
+        status: JobRunStatus::Initial,
+        created_at: now,
+        completed_at: None,
+        due_at,
+        tasks: vec![],
+        arguments: vec![],
+    }
+}
+
+/// The runs of dependent jobs whose every parent succeeded since their last run (pure). A
+/// disabled job waits, and so does one with a run still going: its next run starts when
+/// that one ends.
+fn dependents_ready(s: &State, jobs: &Jobs, now: u64, new_id: &mut dyn FnMut() -> String) -> Vec<JobRunRecord> {
+    let mut busy = std::collections::HashSet::new();
+    for r in s.job_runs.values() {
+        busy.insert(r.job_id.as_str());
+    }
     let mut out = Vec::new();
-    for job_id in s.jobs.keys() {
-        let parents = tepui_state::job_dependencies(&s.jobs[job_id].spec);
-        let succeeded = s.job_parents_succeeded.get(job_id).cloned().unwrap_or_default();
-        if crate::graph::ready(&parents, &succeeded) {
-            out.push(JobRunRecord {
-                job_id: job_id.clone(),
-                id: new_id(),
-                status: JobRunStatus::Initial,
-                created_at: now,
-                completed_at: None,
-                due_at: None,
-                tasks: vec![],
-            });
+    for (job_id, succeeded) in &s.job_parents_succeeded {
+        let Some(job) = jobs.get(job_id) else { continue };
+        if job.disabled || busy.contains(job_id.as_str()) {
+            continue;
+        }
+        if crate::graph::ready(&job.dependencies, succeeded) {
+            out.push(new_run(job_id, new_id(), now, None));
         }
     }
     out
 }
 
+/// How many due times of one schedule one pass accounts for; more wait for the next pass,
+/// which comes at once.
+const DUE_PER_PASS: usize = 32;
+
 /// What every job's schedule calls for at `now` (pure: the state and time in), and the next
 /// due time of any of them. A schedule's due times are accounted for from the time it was
-/// given (its job's last change), so a new or changed schedule never backfills.
-fn schedule(s: &State, now: u64, new_id: &mut dyn FnMut() -> String) -> (Vec<Scheduled>, Option<u64>) {
+/// given (its job's last change), so a new or changed schedule never backfills. Under ALLOW
+/// every due time within the starting deadline gets its run; FORBID and REPLACE start one
+/// run for the newest.
+fn schedule(s: &State, jobs: &Jobs, now: u64, new_id: &mut dyn FnMut() -> String) -> (Vec<Scheduled>, Option<u64>) {
+    let mut active: HashMap<&str, Vec<&JobRunRecord>> = HashMap::new();
+    for r in s.job_runs.values() {
+        active.entry(r.job_id.as_str()).or_default().push(r);
+    }
     let mut out = Vec::new();
     let mut next: Option<u64> = None;
+    let mut wake_at = |n: Option<i64>| {
+        if let Some(n) = n {
+            let n = n.max(0) as u64;
+            next = Some(next.map_or(n, |m: u64| m.min(n)));
+        }
+    };
     for (job_id, record) in &s.jobs {
-        let Ok(job) = serde_json::from_value::<JobSpec>(record.spec.clone()) else {
-            continue;
-        };
-        for spec in &job.schedules {
+        let Some(parsed) = jobs.by_id.get(job_id) else { continue };
+        let job = &parsed.job;
+        for (spec, calendar) in job.schedules.iter().zip(&parsed.calendars) {
+            let Some(calendar) = calendar else { continue };
             let key = format!("{job_id}/{}", spec.id);
-            let handled = s.job_schedules_handled.get(&key).copied().unwrap_or(record.updated_at);
-            let (Ok(cron), Ok(tz)) = (Cron::parse(&spec.cron), time_zone(&spec.timezone)) else {
-                continue;
-            };
-            let calendar = Schedule::Cron { cron, tz };
-            let deadline = (spec.starting_deadline_seconds.max(1) as i64).saturating_mul(1000);
-            let due = calendar.due(handled as i64, now as i64, Some(deadline));
-            if let Some(n) = due.next {
-                let n = n.max(0) as u64;
-                next = Some(next.map_or(n, |m| m.min(n)));
+            let handled = s.job_schedules_handled.get(&key).copied().unwrap_or(record.updated_at) as i64;
+            let deadline = Some((spec.starting_deadline_seconds.max(1)).saturating_mul(1000));
+            let runs_now = spec.enabled && !job.disabled;
+            let running: Vec<JobRunRecord> = active
+                .get(job_id.as_str())
+                .map(|v| v.iter().map(|r| (*r).clone()).collect())
+                .unwrap_or_default();
+            match spec.concurrency_policy.as_str() {
+                "FORBID" | "REPLACE" => {
+                    let due = calendar.newest_due(handled, now as i64, deadline);
+                    wake_at(due.next);
+                    if due.handled == handled {
+                        continue;
+                    }
+                    let replace = spec.concurrency_policy == "REPLACE";
+                    let starts = runs_now && due.run.is_some() && (replace || running.is_empty());
+                    out.push(Scheduled {
+                        schedule: key,
+                        handled: due.handled.max(0) as u64,
+                        run: starts.then(|| new_run(job_id, new_id(), now, due.run.map(|t| t.max(0) as u64))),
+                        replace: if starts && replace { running } else { vec![] },
+                    });
+                }
+                _ => {
+                    let mut h = handled;
+                    let mut upcoming = None;
+                    for _ in 0..DUE_PER_PASS {
+                        let due = calendar.due(h, now as i64, deadline);
+                        upcoming = due.next;
+                        if due.handled == h {
+                            break;
+                        }
+                        out.push(Scheduled {
+                            schedule: key.clone(),
+                            handled: due.handled.max(0) as u64,
+                            run: due
+                                .run
+                                .filter(|_| runs_now)
+                                .map(|t| new_run(job_id, new_id(), now, Some(t.max(0) as u64))),
+                            replace: vec![],
+                        });
+                        h = due.handled;
+                    }
+                    // Past the cap, the next is due already: the next pass comes at once.
+                    wake_at(upcoming);
+                }
             }
-            let passed = due.run.is_some() || due.skipped_before;
-            if !passed {
-                continue;
-            }
-            let Some(due_at) = due.run.filter(|_| spec.enabled) else {
-                // Disabled, or only missed runs past their deadline: accounted for, not run.
-                out.push(Scheduled {
-                    schedule: key,
-                    handled: now,
-                    run: None,
-                    replace: vec![],
-                });
-                continue;
-            };
-            let active: Vec<JobRunRecord> = s.job_runs.values().filter(|r| &r.job_id == job_id).cloned().collect();
-            let run = JobRunRecord {
-                job_id: job_id.clone(),
-                id: new_id(),
-                status: JobRunStatus::Initial,
-                created_at: now,
-                completed_at: None,
-                due_at: Some(due_at.max(0) as u64),
-                tasks: vec![],
-            };
-            let decision = match spec.concurrency_policy.as_str() {
-                "FORBID" if !active.is_empty() => Scheduled {
-                    schedule: key,
-                    handled: now,
-                    run: None,
-                    replace: vec![],
-                },
-                "REPLACE" => Scheduled {
-                    schedule: key,
-                    handled: now,
-                    run: Some(run),
-                    replace: active,
-                },
-                _ => Scheduled {
-                    schedule: key,
-                    handled: now,
-                    run: Some(run),
-                    replace: vec![],
-                },
-            };
-            out.push(decision);
         }
     }
     (out, next)
@@ -128,7 +198,10 @@ pub fn start(master: Master) {
     let node = master.node().clone();
     node.spawn_driver(
         "jobs",
-        JobRunner { master },
+        JobRunner {
+            master,
+            jobs: Jobs::default(),
+        },
         Wakes {
             waker: Default::default(),
             state_changes: true,
@@ -138,6 +211,7 @@ pub fn start(master: Master) {
 
 struct JobRunner {
     master: Master,
+    jobs: Jobs,
 }
 
 /// A run id as Metronome makes them: the time, then five random letters and digits.
@@ -187,15 +261,11 @@ enum Step {
 
 /// Decides, for every unfinished run, what comes next (pure: the state and time in, steps
 /// out), and the soonest active deadline still ahead.
-fn plan(s: &State, now: u64) -> (Vec<Step>, Option<u64>) {
+fn plan(s: &State, jobs: &Jobs, now: u64) -> (Vec<Step>, Option<u64>) {
     let mut steps = Vec::new();
     let mut next_deadline: Option<u64> = None;
     for run in s.job_runs.values() {
-        let Some(job) = s
-            .jobs
-            .get(&run.job_id)
-            .and_then(|j| serde_json::from_value::<JobSpec>(j.spec.clone()).ok())
-        else {
+        let Some(job) = jobs.get(&run.job_id) else {
             steps.push(Step::Status {
                 run_id: run.id.clone(),
                 status: JobRunStatus::Failed,
@@ -211,7 +281,7 @@ fn plan(s: &State, now: u64) -> (Vec<Step>, Option<u64>) {
             }
             next_deadline = Some(next_deadline.map_or(deadline, |d| d.min(deadline)));
         }
-        let def = || Box::new(task_def(&job));
+        let def = || Box::new(run_task_def(job, run));
         let Some(latest) = run.tasks.last() else {
             steps.push(Step::Launch {
                 run_id: run.id.clone(),
@@ -237,7 +307,9 @@ fn plan(s: &State, now: u64) -> (Vec<Step>, Option<u64>) {
                 status: JobRunStatus::Success,
             }),
             st if st.is_terminal() => {
-                let retry = job.run.restart.policy == "ON_FAILURE" && !task.kill_requested;
+                // `retries` (Chronos') caps the attempts after the first; none is no cap.
+                let attempts_left = job.run.restart.retries.is_none_or(|n| run.tasks.len() <= n as usize);
+                let retry = job.run.restart.policy == "ON_FAILURE" && !task.kill_requested && attempts_left;
                 if retry {
                     steps.push(Step::Launch {
                         run_id: run.id.clone(),
@@ -255,6 +327,16 @@ fn plan(s: &State, now: u64) -> (Vec<Step>, Option<u64>) {
         }
     }
     (steps, next_deadline)
+}
+
+/// The task of one run: the job's, with the run's own arguments after the job's (for a job
+/// of `args`; a shell command takes none, as in Chronos).
+fn run_task_def(job: &JobSpec, run: &JobRunRecord) -> TaskDef {
+    let mut def = task_def(job);
+    if job.run.cmd.is_none() {
+        def.args.extend(run.arguments.iter().cloned());
+    }
+    def
 }
 
 /// The task a job's run launches.
@@ -340,139 +422,225 @@ impl Driver for JobRunner {
     async fn activate(&mut self, _why: Activation) -> Outcome {
         let node = self.master.node().clone();
         let now = now_ms();
-        let (scheduled, next_due) = node.read(|s| schedule(s, now, &mut || new_run_id(now)));
+        let jobs = &mut self.jobs;
+        node.read(|s| jobs.refresh(s));
+        let (scheduled, next_due) = node.read(|s| schedule(s, &self.jobs, now, &mut || new_run_id(now)));
+        let mut more_due = false;
+        let mut cmds = Vec::with_capacity(scheduled.len());
         for sc in scheduled {
             for old in &sc.replace {
                 self.stop(old).await?;
             }
-            let started = sc.run.as_ref().map(|r| r.id.clone());
-            let cmd = Command::ScheduleJobRun {
-                schedule: sc.schedule.clone(),
+            cmds.push(Command::ScheduleJobRun {
+                schedule: sc.schedule,
                 handled: sc.handled,
                 run: sc.run,
-            };
-            match node.write(cmd).await.map_err(tepui_node::Error::from) {
+            });
+        }
+        // One log entry for every schedule due at this moment: thousands of jobs on one
+        // minute start together.
+        for (cmd, answer) in batch(&node, cmds).await? {
+            let Command::ScheduleJobRun { schedule, run, .. } = cmd else { continue };
+            match answer {
                 Ok(_) => {
-                    if let Some(run) = started {
-                        tracing::info!(schedule = %sc.schedule, %run, "scheduled job run started");
+                    more_due = true;
+                    if let Some(run) = run {
+                        tracing::info!(%schedule, run = %run.id, due_at = ?run.due_at, "scheduled job run started");
                     }
                 }
                 // Accounted for already (by this leader's last pass, or the one before).
-                Err(e) if e.code == "schedule_handled" => {}
-                Err(e) => return Err(format!("schedule {}: {e}", sc.schedule)),
+                Err(ApplyError::ScheduleHandled { .. }) => {}
+                Err(e) => tracing::warn!(%schedule, error = %e, "schedule not recorded"),
             }
         }
-        let dependents = node.read(|s| dependents_ready(s, now, &mut || new_run_id(now)));
-        for run in dependents {
-            let (job, id) = (run.job_id.clone(), run.id.clone());
-            match node
-                .write(Command::StartDependentRun { run })
-                .await
-                .map_err(tepui_node::Error::from)
-            {
-                Ok(_) => tracing::info!(%job, run = %id, "dependent job run started: its parents succeeded"),
+        let dependents = node.read(|s| dependents_ready(s, &self.jobs, now, &mut || new_run_id(now)));
+        let cmds = dependents.into_iter().map(|run| Command::StartDependentRun { run }).collect();
+        for (cmd, answer) in batch(&node, cmds).await? {
+            let Command::StartDependentRun { run } = cmd else { continue };
+            match answer {
+                Ok(_) => tracing::info!(job = %run.job_id, run = %run.id, "dependent job run started: its parents succeeded"),
                 // Started already by an earlier pass: the wait begins anew.
-                Err(e) if e.code == "job_not_ready" || e.code == "job_run_exists" => {}
-                Err(e) => return Err(format!("dependent run of {job}: {e}")),
+                Err(ApplyError::JobNotReady { .. } | ApplyError::JobRunExists { .. }) => {}
+                Err(e) => tracing::warn!(job = %run.job_id, error = %e, "dependent run not started"),
             }
         }
-        let (steps, next_deadline) = node.read(|s| plan(s, now));
-        let mut waiting = false;
+        let (steps, next_deadline) = node.read(|s| plan(s, &self.jobs, now));
+        let mut statuses = Vec::new();
+        let mut launches = Vec::new();
+        let mut records = Vec::new();
         for step in steps {
             match step {
-                Step::Status { run_id, status } => {
-                    let cmd = Command::SetJobRunStatus {
-                        run_id: run_id.clone(),
-                        status,
-                        now: now_ms(),
-                    };
-                    if let Err(e) = node.write(cmd).await {
-                        return Err(format!("run {run_id}: {e}"));
-                    }
-                    tracing::info!(run = %run_id, status = ?status, "job run");
-                }
+                Step::Status { run_id, status } => statuses.push(Command::SetJobRunStatus {
+                    run_id,
+                    status,
+                    now: now_ms(),
+                }),
                 Step::Launch { run_id, task_id, def } => {
                     // Recorded first: a new leader relaunches this very task, never another.
-                    let cmd = Command::JobRunTask {
-                        run_id: run_id.clone(),
+                    records.push(Command::JobRunTask {
+                        run_id,
                         task_id: task_id.clone(),
-                    };
-                    if let Err(e) = node.write(cmd).await {
-                        return Err(format!("run {run_id}: {e}"));
-                    }
-                    waiting |= !self.launch(task_id, *def).await;
+                    });
+                    launches.push((task_id, def));
                 }
-                Step::Relaunch { task_id, def } => waiting |= !self.launch(task_id, *def).await,
+                Step::Relaunch { task_id, def } => launches.push((task_id, def)),
                 Step::Expire { run } => {
                     tracing::info!(run = %run.id, job = %run.job_id, "job run past its active deadline; stopping it");
                     self.stop(&run).await?;
                 }
             }
         }
+        for (cmd, answer) in batch(&node, statuses).await? {
+            match (cmd, answer) {
+                (Command::SetJobRunStatus { run_id, status, .. }, Ok(_)) => {
+                    tracing::info!(run = %run_id, status = ?status, "job run")
+                }
+                (cmd, Err(e)) => return Err(format!("{}: {e}", cmd.kind())),
+                _ => {}
+            }
+        }
+        for (cmd, answer) in batch(&node, records).await? {
+            if let Err(e) = answer {
+                return Err(format!("{}: {e}", cmd.kind()));
+            }
+        }
+        let mut waiting = false;
+        for (task_id, def) in launches {
+            waiting |= !self.launch(task_id, *def).await;
+        }
         let soonest = match (next_due, next_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         let until_due = soonest.map(|at| Duration::from_millis(at.saturating_sub(now_ms()).max(1)));
-        Ok(match (waiting.then_some(RETRY), until_due) {
+        let retry = (waiting || more_due).then_some(if more_due { Duration::from_millis(1) } else { RETRY });
+        Ok(match (retry, until_due) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         })
     }
 }
 
+/// Stops a run (by hand, REPLACE, a deadline): its task killed, the run ended failed.
+pub(crate) async fn stop_run(master: &Master, run: &JobRunRecord) -> Result<(), String> {
+    let node = master.node();
+    if let Some(task) = run.tasks.last() {
+        let live = node.read(|s| s.tasks.get(task).is_some_and(|t| !t.state.is_terminal()));
+        if live {
+            master
+                .kill(task)
+                .await
+                .map_err(|e| format!("stopping run {}: {e}", run.id))?;
+        }
+    }
+    let cmd = Command::SetJobRunStatus {
+        run_id: run.id.clone(),
+        status: JobRunStatus::Failed,
+        now: now_ms(),
+    };
+    if let Err(e) = node.write(cmd).await {
+        // Gone already (it ended, or another pass stopped it) is what was wanted.
+        if node.read(|s| s.job_runs.contains_key(&run.id)) {
+            return Err(format!("stopping run {}: {e}", run.id));
+        }
+    }
+    tracing::info!(job = %run.job_id, run = %run.id, "job run stopped");
+    Ok(())
+}
+
+/// Commits `cmds` (in as few log entries as the store allows) and pairs each with its answer.
+async fn batch(node: &tepui_node::Node, cmds: Vec<Command>) -> Result<Vec<(Command, Result<Response, ApplyError>)>, String> {
+    if cmds.is_empty() {
+        return Ok(vec![]);
+    }
+    let answers = node.write_batch(cmds.clone()).await.map_err(|e| e.to_string())?;
+    Ok(cmds.into_iter().zip(answers).collect())
+}
+
 impl JobRunner {
-    /// Stops a run (REPLACE): its task killed, the run ended failed.
     async fn stop(&self, run: &JobRunRecord) -> Result<(), String> {
-        let node = self.master.node();
-        if let Some(task) = run.tasks.last() {
-            let live = node.read(|s| s.tasks.get(task).is_some_and(|t| !t.state.is_terminal()));
-            if live {
-                self.master
-                    .kill(task)
-                    .await
-                    .map_err(|e| format!("stopping run {}: {e}", run.id))?;
-            }
-        }
-        let cmd = Command::SetJobRunStatus {
-            run_id: run.id.clone(),
-            status: JobRunStatus::Failed,
-            now: now_ms(),
-        };
-        if let Err(e) = node.write(cmd).await {
-            // Gone already (it ended, or another pass stopped it) is what was wanted.
-            if node.read(|s| s.job_runs.contains_key(&run.id)) {
-                return Err(format!("stopping run {}: {e}", run.id));
-            }
-        }
-        Ok(())
+        stop_run(&self.master, run).await
     }
 
-    /// Launches a run's task; false when it must be tried again (no room yet).
+    /// Launches a run's task, on an agent that meets the job's constraints; false when it
+    /// must be tried again (no room yet).
     async fn launch(&self, task_id: String, def: TaskDef) -> bool {
         let name = task_id.rsplitn(3, '.').last().unwrap_or("job").to_string();
-        match self
-            .master
-            .launch_direct_as(task_id.clone(), &name, def, vec![], None)
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(task = %task_id, "job run's task launched");
-                true
+        let constraints = self
+            .jobs
+            .get(&name)
+            .map(|j| j.run.placement.constraints.clone())
+            .unwrap_or_default();
+        let agents: Vec<Option<u64>> = if constraints.is_empty() {
+            vec![None]
+        } else {
+            let eligible = self.master.node().read(|s| agents_meeting(s, &constraints));
+            if eligible.is_empty() {
+                tracing::debug!(task = %task_id, "no agent meets the job's constraints yet");
+                return false;
             }
-            // Committed before (by this leader or the one before): nothing to do.
-            Err(e) if e.code == "task_exists" => true,
-            Err(e) => {
-                tracing::debug!(task = %task_id, error = %e, "job run's task not launched yet");
-                false
+            eligible.into_iter().map(Some).collect()
+        };
+        for only in agents {
+            match self
+                .master
+                .launch_direct_as(task_id.clone(), &name, def.clone(), vec![], only)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(task = %task_id, "job run's task launched");
+                    return true;
+                }
+                // Committed before (by this leader or the one before): nothing to do.
+                Err(e) if e.code == "task_exists" => return true,
+                Err(e) => tracing::debug!(task = %task_id, error = %e, "job run's task not launched yet"),
             }
         }
+        false
     }
+}
+
+/// The ready agents that meet every constraint (Metronome's IS/EQ, LIKE, UNLIKE), the
+/// freest first.
+fn agents_meeting(s: &State, constraints: &[crate::metronome::Constraint]) -> Vec<u64> {
+    use tepui_services::constraints::{check_all, AgentInfo, Constraint};
+    let parsed: Vec<Constraint> = constraints
+        .iter()
+        .filter_map(|c| {
+            let op = if c.operator == "EQ" { "IS" } else { c.operator.as_str() };
+            let mut parts = vec![c.attribute.clone(), op.to_string()];
+            parts.extend(c.value.clone());
+            Constraint::parse(&parts).ok()
+        })
+        .collect();
+    let mut out: Vec<(u64, u64)> = s
+        .nodes
+        .values()
+        .filter(|n| n.status == tepui_state::NodeStatus::Ready)
+        .filter_map(|n| {
+            let agent = n.agent.as_ref()?;
+            let info = AgentInfo {
+                id: n.id.to_string(),
+                hostname: n.name.clone(),
+                attributes: agent.attributes.clone(),
+            };
+            check_all(&parsed, &info, &[]).ok()?;
+            Some((n.id, s.free_on(n.id).map(|f| f.cpus_milli).unwrap_or(0)))
+        })
+        .collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1));
+    out.into_iter().map(|(id, _)| id).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parsed(s: &State) -> Jobs {
+        let mut jobs = Jobs::default();
+        jobs.refresh(s);
+        jobs
+    }
 
     fn job(policy: &str) -> serde_json::Value {
         serde_json::json!({"id": "j", "run": {"cmd": "echo hi", "cpus": 0.1, "mem": 32, "restart": {"policy": policy}}})
@@ -501,6 +669,7 @@ mod tests {
                     completed_at: None,
                     due_at: None,
                     tasks: tasks.iter().map(|t| t.to_string()).collect(),
+                    arguments: vec![],
                 },
             },
         );
@@ -521,7 +690,7 @@ mod tests {
     #[test]
     fn a_run_launches_then_follows_its_task() {
         let mut s = state_with_run("NEVER");
-        let steps = plan(&s, 10).0;
+        let steps = plan(&s, &parsed(&s), 10).0;
         assert!(
             matches!(&steps[..], [Step::Launch { task_id, .. }] if task_id == "j.r1.1"),
             "{steps:?}"
@@ -534,10 +703,10 @@ mod tests {
             },
         );
         // Recorded but not committed: the same task again, never a new one.
-        assert!(matches!(&plan(&s, 10).0[..], [Step::Relaunch { task_id, .. }] if task_id == "j.r1.1"));
+        assert!(matches!(&plan(&s, &parsed(&s), 10).0[..], [Step::Relaunch { task_id, .. }] if task_id == "j.r1.1"));
         with_task(&mut s, "j.r1.1", TaskState::TaskRunning);
         assert_eq!(
-            plan(&s, 10).0,
+            plan(&s, &parsed(&s), 10).0,
             vec![Step::Status {
                 run_id: "r1".into(),
                 status: JobRunStatus::Active
@@ -545,7 +714,7 @@ mod tests {
         );
         with_task(&mut s, "j.r1.1", TaskState::TaskFinished);
         assert_eq!(
-            plan(&s, 10).0,
+            plan(&s, &parsed(&s), 10).0,
             vec![Step::Status {
                 run_id: "r1".into(),
                 status: JobRunStatus::Success
@@ -559,9 +728,9 @@ mod tests {
             "restart": {"policy": "ON_FAILURE", "activeDeadlineSeconds": 5}}});
         let mut s = state_of(spec, JobRunStatus::Active, 1_000, &["j.r1.1"]);
         with_task(&mut s, "j.r1.1", TaskState::TaskRunning);
-        let (steps, next) = plan(&s, 5_999);
+        let (steps, next) = plan(&s, &parsed(&s), 5_999);
         assert_eq!((steps, next), (vec![], Some(6_000)), "still within its deadline");
-        let (steps, _) = plan(&s, 6_000);
+        let (steps, _) = plan(&s, &parsed(&s), 6_000);
         assert!(
             matches!(&steps[..], [Step::Expire { run }] if run.id == "r1"),
             "{steps:?}"
@@ -580,7 +749,7 @@ mod tests {
         );
         with_task(&mut never, "j.r1.1", TaskState::TaskFailed);
         assert_eq!(
-            plan(&never, 10).0,
+            plan(&never, &parsed(&never), 10).0,
             vec![Step::Status {
                 run_id: "r1".into(),
                 status: JobRunStatus::Failed
@@ -596,7 +765,7 @@ mod tests {
             },
         );
         with_task(&mut retry, "j.r1.1", TaskState::TaskFailed);
-        assert!(matches!(&plan(&retry, 10).0[..], [Step::Launch { task_id, .. }] if task_id == "j.r1.2"));
+        assert!(matches!(&plan(&retry, &parsed(&retry), 10).0[..], [Step::Launch { task_id, .. }] if task_id == "j.r1.2"));
     }
 
     const MIN: u64 = 60_000;
@@ -627,41 +796,67 @@ mod tests {
     }
 
     #[test]
-    fn a_due_run_starts_once_and_the_schedule_is_accounted_for() {
+    fn every_due_run_starts_once_and_the_schedule_is_accounted_for() {
+        // Defined at 00:08:00; at 00:10:30 the runs of 00:09 and 00:10 are due, both within
+        // their deadline: each starts, in order, once.
         let mut s = scheduled_job("* * * * *", "ALLOW", 900, true, NOW - 150_000);
-        let (out, next) = schedule(&s, NOW, &mut ids());
-        assert_eq!(out.len(), 1);
-        let run = out[0].run.as_ref().expect("a run is due");
-        assert_eq!(run.due_at, Some(NOW - 30_000), "the newest due minute");
-        assert_eq!((out[0].schedule.as_str(), out[0].handled), ("j/s", NOW));
+        let (out, next) = schedule(&s, &parsed(&s), NOW, &mut ids());
+        assert_eq!(out.len(), 2, "{out:?}");
+        let due: Vec<Option<u64>> = out.iter().map(|o| o.run.as_ref().and_then(|r| r.due_at)).collect();
+        assert_eq!(due, vec![Some(NOW - 90_000), Some(NOW - 30_000)]);
+        assert_eq!((out[1].schedule.as_str(), out[1].handled), ("j/s", NOW - 30_000));
         assert_eq!(next, Some(NOW + 30_000));
-        let cmd = Command::ScheduleJobRun {
-            schedule: "j/s".into(),
-            handled: NOW,
-            run: Some(run.clone()),
-        };
-        assert!(matches!(s.apply(2, &cmd), tepui_state::Response::Ok));
-        // The same decision again (a late write of an old leader): refused, nothing doubled.
-        assert!(matches!(s.apply(3, &cmd), tepui_state::Response::Rejected(_)));
-        assert_eq!(s.job_runs.len(), 1);
+        let cmds: Vec<Command> = out
+            .iter()
+            .map(|o| Command::ScheduleJobRun {
+                schedule: o.schedule.clone(),
+                handled: o.handled,
+                run: o.run.clone(),
+            })
+            .collect();
+        for (i, cmd) in cmds.iter().enumerate() {
+            assert!(matches!(s.apply(2 + i as u64, cmd), tepui_state::Response::Ok));
+        }
+        // The same decisions again (a late write of an old leader): refused, nothing doubled.
+        for cmd in &cmds {
+            assert!(matches!(s.apply(9, cmd), tepui_state::Response::Rejected(_)));
+        }
+        assert_eq!(s.job_runs.len(), 2);
         // Nothing more is due until the next minute.
-        assert_eq!(schedule(&s, NOW + 1_000, &mut ids()).0, vec![]);
-        assert_eq!(schedule(&s, NOW + 30_000, &mut ids()).0.len(), 1);
+        assert_eq!(schedule(&s, &parsed(&s), NOW + 1_000, &mut ids()).0, vec![]);
+        assert_eq!(schedule(&s, &parsed(&s), NOW + 30_000, &mut ids()).0.len(), 1);
+    }
+
+    #[test]
+    fn a_disabled_job_accounts_for_its_due_times_without_running_them() {
+        let mut s = tepui_state::testing::state_with_agents(1, 4096);
+        s.apply(
+            1,
+            &Command::PutJob {
+                id: "j".into(),
+                spec: serde_json::json!({"id": "j", "disabled": true, "run": {"cmd": "true"},
+                    "schedules": [{"id": "s", "cron": "R/2026-01-01T00:00:00Z/PT2S"}]}),
+                create: true,
+                now: NOW - 5_000,
+            },
+        );
+        let (out, _) = schedule(&s, &parsed(&s), NOW, &mut ids());
+        assert!(!out.is_empty() && out.iter().all(|o| o.run.is_none()), "{out:?}");
     }
 
     #[test]
     fn missed_runs_past_their_deadline_and_disabled_schedules_do_not_run() {
         // Hourly; defined an hour ago; the 00:00 run is 10.5 minutes late, past 60 s.
         let s = scheduled_job("0 * * * *", "ALLOW", 60, true, NOW - 60 * MIN);
-        let (out, _) = schedule(&s, NOW, &mut ids());
+        let (out, _) = schedule(&s, &parsed(&s), NOW, &mut ids());
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].run.as_ref(), out[0].handled), (None, NOW));
         let off = scheduled_job("* * * * *", "ALLOW", 900, false, NOW - 150_000);
-        let (out, _) = schedule(&off, NOW, &mut ids());
+        let (out, _) = schedule(&off, &parsed(&off), NOW, &mut ids());
         assert_eq!(out[0].run, None);
         // A schedule given after the due time never backfills it.
         let fresh = scheduled_job("* * * * *", "ALLOW", 900, true, NOW - 10_000);
-        assert_eq!(schedule(&fresh, NOW, &mut ids()).0, vec![]);
+        assert_eq!(schedule(&fresh, &parsed(&fresh), NOW, &mut ids()).0, vec![]);
     }
 
     #[test]
@@ -679,10 +874,11 @@ mod tests {
                         completed_at: None,
                         due_at: None,
                         tasks: vec![],
+                        arguments: vec![],
                     },
                 },
             );
-            let (out, _) = schedule(&s, NOW, &mut ids());
+            let (out, _) = schedule(&s, &parsed(&s), NOW, &mut ids());
             assert_eq!(out[0].run.is_some(), starts, "{policy}");
             assert_eq!(out[0].replace.len(), replaces, "{policy}");
         }
@@ -715,6 +911,7 @@ mod tests {
                 completed_at: None,
                 due_at: None,
                 tasks: vec![],
+                arguments: vec![],
             };
             s.apply(2, &Command::StartJobRun { run });
             s.apply(
@@ -726,26 +923,61 @@ mod tests {
                 },
             );
         };
-        assert!(dependents_ready(&s, 10, &mut ids()).is_empty());
+        assert!(dependents_ready(&s, &parsed(&s), 10, &mut ids()).is_empty());
         finish(&mut s, "a", JobRunStatus::Success);
         assert!(
-            dependents_ready(&s, 10, &mut ids()).is_empty(),
+            dependents_ready(&s, &parsed(&s), 10, &mut ids()).is_empty(),
             "b has not succeeded yet"
         );
         finish(&mut s, "b", JobRunStatus::Failed);
         assert!(
-            dependents_ready(&s, 10, &mut ids()).is_empty(),
+            dependents_ready(&s, &parsed(&s), 10, &mut ids()).is_empty(),
             "a failed parent holds its child"
         );
         finish(&mut s, "b", JobRunStatus::Success);
-        let ready = dependents_ready(&s, 10, &mut ids());
+        let ready = dependents_ready(&s, &parsed(&s), 10, &mut ids());
         assert_eq!(ready.len(), 1);
         assert_eq!(ready[0].job_id, "c");
         let start = Command::StartDependentRun { run: ready[0].clone() };
         assert!(matches!(s.apply(4, &start), tepui_state::Response::Ok));
         // Started: the wait begins again, and the same start is refused.
-        assert!(dependents_ready(&s, 10, &mut ids()).is_empty());
+        assert!(dependents_ready(&s, &parsed(&s), 10, &mut ids()).is_empty());
         assert!(matches!(s.apply(5, &start), tepui_state::Response::Rejected(_)));
+    }
+
+    #[test]
+    fn a_run_recorded_as_succeeded_goes_to_history_and_readies_its_children() {
+        let mut s = tepui_state::testing::state_with_agents(1, 4096);
+        for (id, deps) in [("p", json_deps(&[])), ("c", json_deps(&["p"]))] {
+            s.apply(
+                1,
+                &Command::PutJob {
+                    id: id.into(),
+                    spec: serde_json::json!({"id": id, "dependencies": deps, "run": {"cmd": "true"}}),
+                    create: true,
+                    now: 1,
+                },
+            );
+        }
+        let mut marked = new_run("p", "m1".into(), 5, None);
+        marked.status = JobRunStatus::Success;
+        marked.completed_at = Some(5);
+        assert!(matches!(
+            s.apply(2, &Command::StartJobRun { run: marked }),
+            tepui_state::Response::Ok
+        ));
+        assert!(s.job_runs.is_empty(), "never launched");
+        assert_eq!(s.job_history["p"].success_count, 1);
+        let ready = dependents_ready(&s, &parsed(&s), 10, &mut ids());
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].job_id, "c");
+        // A child with a run still going waits for it to end.
+        s.apply(3, &Command::StartJobRun { run: new_run("c", "busy".into(), 6, None) });
+        assert!(dependents_ready(&s, &parsed(&s), 10, &mut ids()).is_empty());
+    }
+
+    fn json_deps(ids: &[&str]) -> Vec<serde_json::Value> {
+        ids.iter().map(|d| serde_json::json!({"id": d})).collect()
     }
 
     #[test]

@@ -350,14 +350,14 @@ async fn a_schedule_starts_its_due_run_by_itself() {
         (s.job_schedules_handled.get("tick/every-minute").copied(), due)
     });
     assert!(handled.is_some_and(|h| h > defined), "the schedule is accounted for");
-    // Two or three minutes were missed: one run stands for them (a second only if the clock
-    // passed a minute meanwhile), and never two for one due time.
+    // Two (or, if the clock passed a minute meanwhile, three) due minutes, all within their
+    // deadline: each gets its run, and never two for one due time.
     let distinct: std::collections::BTreeSet<u64> = due.iter().copied().collect();
     assert!(
-        !due.is_empty() && due.len() <= 2 && distinct.len() == due.len(),
+        !due.is_empty() && due.len() <= 3 && distinct.len() == due.len(),
         "{due:?}"
     );
     let (_, active) = call(&r, "GET", "/v1/jobs/tick/runs", None).await;
     let listed = active.as_array().unwrap().len();
-    assert!(listed >= due.len() && listed <= 2, "{active}");
+    assert!(listed <= 3, "{active}");
 }

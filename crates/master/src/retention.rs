@@ -219,6 +219,7 @@ mod tests {
                 completed_at: None,
                 due_at: None,
                 tasks: vec!["j.r1.1".into()],
+                arguments: vec![],
             },
         );
         let d = decide(&s, 10 * HOUR, &retention(0));

@@ -45,6 +45,9 @@ pub struct JobRunRecord {
     /// Its tasks, one per attempt, the latest last.
     #[serde(default)]
     pub tasks: Vec<String>,
+    /// Arguments given for this run only (Chronos' run now `?arguments=`), after the job's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arguments: Vec<String>,
 }
 
 /// A job's finished runs and counts.

@@ -384,7 +384,8 @@ pub enum Command {
     DeleteJob {
         id: String,
     },
-    /// Records a run of a job (refused for an unknown job or a run id in use).
+    /// Records a run of a job (refused for an unknown job or a run id in use); a run recorded
+    /// as ended goes straight to its job's history.
     StartJobRun {
         run: JobRunRecord,
     },
@@ -661,6 +662,22 @@ pub enum ApplyError {
 }
 
 impl State {
+    /// A run that ended: into its job's history, and, if it succeeded, one parent nearer to
+    /// running for each of the job's dependents.
+    fn finish_job_run(&mut self, run: JobRunRecord) {
+        if run.status == JobRunStatus::Success {
+            for (child, rec) in &self.jobs {
+                if job_dependencies(&rec.spec).contains(&run.job_id) {
+                    self.job_parents_succeeded
+                        .entry(child.clone())
+                        .or_default()
+                        .insert(run.job_id.clone());
+                }
+            }
+        }
+        self.job_history.entry(run.job_id.clone()).or_default().record(run);
+    }
+
     /// Applies one committed command at log index `index`. What a command writes is versioned
     /// `index * 1000 + position in its batch`, so versions only grow and never repeat.
     pub fn apply(&mut self, index: u64, cmd: &Command) -> Response {
@@ -1075,7 +1092,12 @@ impl State {
                 if self.job_runs.contains_key(&run.id) {
                     return Err(ApplyError::JobRunExists { id: run.id.clone() });
                 }
-                self.job_runs.insert(run.id.clone(), run.clone());
+                if run.status.is_finished() {
+                    // Recorded as ended (Chronos' "mark job successful"): straight to history.
+                    self.finish_job_run(run.clone());
+                } else {
+                    self.job_runs.insert(run.id.clone(), run.clone());
+                }
                 Ok(Response::Ok)
             }
             Command::ScheduleJobRun { schedule, handled, run } => {
@@ -1136,18 +1158,7 @@ impl State {
                 if status.is_finished() {
                     run.completed_at = Some(*now);
                     let run = self.job_runs.remove(run_id).expect("just found");
-                    if *status == JobRunStatus::Success {
-                        // Its dependent jobs are one parent nearer to running.
-                        for (child, rec) in &self.jobs {
-                            if job_dependencies(&rec.spec).contains(&run.job_id) {
-                                self.job_parents_succeeded
-                                    .entry(child.clone())
-                                    .or_default()
-                                    .insert(run.job_id.clone());
-                            }
-                        }
-                    }
-                    self.job_history.entry(run.job_id.clone()).or_default().record(run);
+                    self.finish_job_run(run);
                 }
                 Ok(Response::Ok)
             }

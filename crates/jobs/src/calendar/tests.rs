@@ -221,8 +221,8 @@ fn iso8601_intervals() {
     );
     let mixed = Iso8601::parse("R/2026-01-01T00:00:00Z/P1Y2M3DT4H5M6.5S", now).unwrap();
     assert_eq!(
-        (mixed.months, mixed.fixed_ms),
-        (14, 3 * 86_400_000 + 4 * 3_600_000 + 5 * 60_000 + 6_500)
+        (mixed.months, mixed.days, mixed.fixed_ms),
+        (14, 3, 4 * 3_600_000 + 5 * 60_000 + 6_500)
     );
     for bad in [
         "R/2026-01-01T00:00:00Z",
@@ -237,7 +237,7 @@ fn iso8601_intervals() {
 }
 
 #[test]
-fn missed_runs_one_late_run_within_the_deadline() {
+fn every_due_time_within_the_deadline_runs_once_and_older_ones_are_passed_over() {
     let every_minute = Schedule::Cron {
         cron: Cron::parse("* * * * *").unwrap(),
         tz: Tz::UTC,
@@ -245,25 +245,68 @@ fn missed_runs_one_late_run_within_the_deadline() {
     let handled = utc("2026-01-01T00:00:00Z");
     // On time.
     let d = every_minute.due(handled, utc("2026-01-01T00:01:00Z"), Some(60_000));
-    assert_eq!((d.run, d.skipped_before), (Some(utc("2026-01-01T00:01:00Z")), false));
+    assert_eq!((d.run, d.handled), (Some(utc("2026-01-01T00:01:00Z")), utc("2026-01-01T00:01:00Z")));
     assert_eq!(d.next, Some(utc("2026-01-01T00:02:00Z")));
-    // No leader for ten minutes: the newest due time runs, once; the others are skipped.
-    let d = every_minute.due(handled, utc("2026-01-01T00:10:30Z"), Some(60_000));
-    assert_eq!((d.run, d.skipped_before), (Some(utc("2026-01-01T00:10:00Z")), true));
-    // Past the deadline: nothing runs now.
+    // No leader for ten minutes, a deadline of three: the due times of the last three
+    // minutes run, oldest first, each once; the seven before are passed over.
+    let now = utc("2026-01-01T00:10:30Z");
+    let mut h = handled;
+    let mut ran = vec![];
+    loop {
+        let d = every_minute.due(h, now, Some(3 * 60_000));
+        assert!(d.handled >= h, "accounted-for time never goes back");
+        if d.handled == h {
+            break;
+        }
+        ran.extend(d.run);
+        h = d.handled;
+    }
+    let want: Vec<i64> = ["00:08", "00:09", "00:10"]
+        .iter()
+        .map(|m| utc(&format!("2026-01-01T{m}:00Z")))
+        .collect();
+    assert_eq!(ran, want);
+    // FORBID and REPLACE want the newest only.
+    let d = every_minute.newest_due(handled, now, Some(3 * 60_000));
+    assert_eq!((d.run, d.handled), (Some(utc("2026-01-01T00:10:00Z")), utc("2026-01-01T00:10:00Z")));
+    // Past the deadline: nothing runs now, and the missed time is accounted for.
     let hourly = Schedule::Cron {
         cron: Cron::parse("0 * * * *").unwrap(),
         tz: Tz::UTC,
     };
     let d = hourly.due(handled, utc("2026-01-01T01:10:00Z"), Some(5 * 60_000));
-    assert_eq!((d.run, d.skipped_before), (None, true));
+    assert_eq!((d.run, d.handled), (None, utc("2026-01-01T01:10:00Z")));
     assert_eq!(d.next, Some(utc("2026-01-01T02:00:00Z")));
-    // Nothing due yet.
+    // Nothing due yet: nothing to record.
     let d = hourly.due(handled, utc("2026-01-01T00:59:59Z"), None);
-    assert_eq!((d.run, d.skipped_before), (None, false));
-    // Without a deadline a long outage still gives one run, found quickly.
-    let d = every_minute.due(handled, utc("2026-03-01T00:00:30Z"), None);
-    assert_eq!((d.run, d.skipped_before), (Some(utc("2026-03-01T00:00:00Z")), true));
+    assert_eq!((d.run, d.handled), (None, handled));
+    // An ISO 8601 schedule every two seconds, three seconds late with a deadline of 60 s:
+    // both missed due times run.
+    let iso = Schedule::parse("R/2026-01-01T00:00:00Z/PT2S", "", 0).unwrap();
+    let d1 = iso.due(handled, handled + 4_500, Some(60_000));
+    assert_eq!((d1.run, d1.next), (Some(handled + 2_000), Some(handled + 4_000)));
+    let d2 = iso.due(d1.handled, handled + 4_500, Some(60_000));
+    assert_eq!((d2.run, d2.next), (Some(handled + 4_000), Some(handled + 6_000)));
+}
+
+#[test]
+fn schedules_in_either_language() {
+    let now = utc("2026-05-01T10:00:00Z");
+    assert!(matches!(Schedule::parse("*/5 * * * *", "Europe/Berlin", now), Ok(Schedule::Cron { .. })));
+    assert!(matches!(Schedule::parse("R5//P1D", "", now), Ok(Schedule::Iso8601(_))));
+    assert!(matches!(
+        Schedule::parse("* * * * *", "Mars/Olympus", now),
+        Err(ScheduleError::TimeZone(_))
+    ));
+    assert_eq!(fix_iso8601_start("R//PT2S", now), "R/2026-05-01T10:00:00.000Z/PT2S");
+    assert_eq!(fix_iso8601_start("R0/2026-01-01T00:00:00Z/PT2S", now), "R0/2026-01-01T00:00:00Z/PT2S");
+    assert_eq!(fix_iso8601_start("0 * * * *", now), "0 * * * *");
+    // In a zone, a daily run keeps its local hour across the change to summer time.
+    let daily = Schedule::parse("R/2026-03-27T09:00:00Z/P1D", "Europe/Berlin", now).unwrap();
+    let fri = daily.next_after(utc("2026-03-27T00:00:00Z")).unwrap();
+    assert_eq!(show(fri), "2026-03-27T08:00:00+00:00", "09:00 CET");
+    let mon = daily.next_after(utc("2026-03-30T00:00:00Z")).unwrap();
+    assert_eq!(show(mon), "2026-03-30T07:00:00+00:00", "09:00 CEST");
 }
 
 proptest! {
