@@ -40,6 +40,16 @@ pub enum Verb {
     JobRm(String),
     JobRun(String, bool),
     JobHistory(String),
+    /// A run, or every active run of the job.
+    JobStop(String, Option<String>),
+    JobLogs {
+        id: String,
+        run: Option<String>,
+        how: crate::LogFlags,
+    },
+    JobGraph,
+    /// Disable (true) or enable (false) a job.
+    JobSetDisabled(String, bool),
     Secrets,
     SecretRm(String),
     SnapshotSave(PathBuf),
@@ -56,9 +66,7 @@ pub enum Verb {
     TaskKill(String),
     TaskLogs {
         id: String,
-        follow: bool,
-        stderr: bool,
-        tail: Option<usize>,
+        how: crate::LogFlags,
     },
     TaskExec(String, Vec<String>),
     ImagePull(String, Option<String>),
@@ -212,27 +220,6 @@ fn vars_table(vars: &[VarView]) -> String {
     table(&["KEY", "INDEX", "VALUE"], rows)
 }
 
-/// Follows a run until it ends, printing each change of its status; the finished run.
-async fn follow_run(c: &Client, job: &str, run: &str) -> anyhow::Result<serde_json::Value> {
-    let mut last = String::new();
-    let mut pause = std::time::Duration::from_millis(100);
-    loop {
-        let r: serde_json::Value = c.get(&format!("/v1/jobs/{job}/runs/{run}")).await?;
-        let status = r["status"].as_str().unwrap_or("").to_string();
-        if status != last {
-            eprintln!("  {status}");
-            last = status.clone();
-            pause = std::time::Duration::from_millis(100);
-        }
-        if status == "SUCCESS" || status == "FAILED" {
-            return Ok(r);
-        }
-        // The jobs API has no event stream yet: look again, less often while nothing changes.
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(std::time::Duration::from_secs(1));
-    }
-}
-
 fn job_history_table(h: &serde_json::Value) -> String {
     let mut rows: Vec<Vec<String>> = Vec::new();
     for (key, status) in [("successfulFinishedRuns", "SUCCESS"), ("failedFinishedRuns", "FAILED")] {
@@ -259,39 +246,28 @@ fn jobs_table(jobs: &[serde_json::Value]) -> String {
         .iter()
         .map(|j| {
             let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
-            let schedule = j["schedules"]
-                .as_array()
-                .and_then(|s| s.first())
-                .map(|s| {
-                    let off = if s["enabled"].as_bool() == Some(false) {
-                        " (disabled)"
-                    } else {
-                        ""
-                    };
-                    format!("{} {}{off}", text(&s["cron"]), text(&s["timezone"]))
-                })
-                .unwrap_or_else(|| {
-                    let parents: Vec<String> = j["dependencies"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|d| text(&d["id"]))
-                        .collect();
-                    if parents.is_empty() {
-                        "-".into()
-                    } else {
-                        format!("after {}", parents.join(", "))
-                    }
-                });
+            let schedule = crate::jobs::schedule_text(j).unwrap_or_else(|| {
+                let parents = crate::jobs::parents(j);
+                if parents.is_empty() {
+                    "-".into()
+                } else {
+                    format!("after {}", parents.join(", "))
+                }
+            });
             let what = j["run"]["docker"]["image"]
                 .as_str()
                 .map(|i| format!("image {i}"))
                 .or_else(|| j["run"]["cmd"].as_str().map(str::to_string))
                 .unwrap_or_default();
-            vec![text(&j["id"]), schedule, what]
+            let state = if crate::jobs::is_disabled(j) {
+                "disabled"
+            } else {
+                "enabled"
+            };
+            vec![text(&j["id"]), state.to_string(), schedule, what]
         })
         .collect();
-    table(&["ID", "SCHEDULE", "RUNS"], rows)
+    table(&["ID", "STATE", "SCHEDULE", "RUNS"], rows)
 }
 
 fn secrets_table(secrets: &[tepui_api::SecretView]) -> String {
@@ -572,7 +548,11 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
             emit(format, &v, |v| serde_json::to_string_pretty(v).unwrap_or_default())
         }
         Verb::JobRm(id) => {
-            let v: serde_json::Value = c.delete(&format!("/v1/jobs/{id}")).await?;
+            // As `kubectl delete job`: its runs stop with it; its children take over its
+            // parents or schedule, as Chronos hands them on.
+            let v: serde_json::Value = c
+                .delete(&format!("/v1/jobs/{id}?stopCurrentJobRuns=true&handOff=true"))
+                .await?;
             emit(format, &v, |_| format!("job {id} removed"))
         }
         Verb::JobRun(id, wait) => {
@@ -582,7 +562,7 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
                 return emit(format, &run, |_| format!("run {run_id} of {id} started"));
             }
             eprintln!("run {run_id} of {id} started");
-            let done = follow_run(&c, &id, &run_id).await?;
+            let done = crate::jobs::follow_run(&c, &id, &run_id).await?;
             let status = done["status"].as_str().unwrap_or("").to_string();
             emit(format, &done, |_| format!("run {run_id} of {id}: {status}"))?;
             if status != "SUCCESS" {
@@ -592,8 +572,16 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
         }
         Verb::JobHistory(id) => {
             let job: serde_json::Value = c.get(&format!("/v1/jobs/{id}?embed=history")).await?;
-            emit(format, &job["history"], |h| job_history_table(h))
+            emit(format, &job["history"], job_history_table)
         }
+        Verb::JobStop(id, run) => crate::jobs::stop(&c, &id, run, format).await,
+        Verb::JobLogs { id, run, how } => crate::jobs::logs(&c, &id, run, how).await,
+        Verb::JobGraph => {
+            let jobs: Vec<serde_json::Value> = c.get("/v1/jobs").await?;
+            let jobs: Vec<crate::jobs::GraphJob> = jobs.iter().map(crate::jobs::GraphJob::of).collect();
+            emit(format, &crate::jobs::graph_json(&jobs), |_| crate::jobs::draw(&jobs))
+        }
+        Verb::JobSetDisabled(id, disabled) => crate::jobs::set_disabled(&c, &id, disabled, format).await,
         Verb::Secrets => {
             let v: Vec<tepui_api::SecretView> = c.get("/v1/secrets").await?;
             emit(format, &v, |v| secrets_table(v))
@@ -672,18 +660,7 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
                 _ => Ok(()),
             }
         }
-        Verb::TaskLogs {
-            id,
-            follow,
-            stderr,
-            tail,
-        } => {
-            let mut path = format!("/v1/tasks/{id}/logs?follow={follow}&stderr={stderr}");
-            if let Some(n) = tail {
-                path.push_str(&format!("&tail={n}"));
-            }
-            copy_stream(c.stream(&path).await?, stderr).await
-        }
+        Verb::TaskLogs { id, how } => task_logs(&c, &id, how).await,
         Verb::TaskExec(id, cmd) => {
             let r = c.exec(&id, cmd).await?;
             match format {
@@ -974,6 +951,16 @@ fn run_request(r: &crate::TaskRunArgs) -> anyhow::Result<TaskRunRequest> {
             }))
             .collect(),
     })
+}
+
+/// A task's output (its stderr with `stderr`), to the end or, with `follow`, as it comes.
+pub(crate) async fn task_logs(c: &Client, id: &str, how: crate::LogFlags) -> anyhow::Result<()> {
+    let crate::LogFlags { follow, stderr, tail } = how;
+    let mut path = format!("/v1/tasks/{id}/logs?follow={follow}&stderr={stderr}");
+    if let Some(n) = tail {
+        path.push_str(&format!("&tail={n}"));
+    }
+    copy_stream(c.stream(&path).await?, stderr).await
 }
 
 async fn copy_stream(mut resp: reqwest::Response, to_stderr: bool) -> anyhow::Result<()> {

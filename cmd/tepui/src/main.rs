@@ -4,6 +4,7 @@
 mod apps;
 mod client;
 mod daemon;
+mod jobs;
 mod output;
 
 use std::net::IpAddr;
@@ -62,7 +63,7 @@ enum Command {
     /// Secrets: stored encrypted, given to tasks, never shown again.
     #[command(subcommand)]
     Secret(SecretCmd),
-    /// Batch jobs (Metronome's job JSON): define, list, show, remove.
+    /// Batch jobs (Metronome's job JSON): define, list, show, run, stop, logs, graph, remove.
     #[command(subcommand)]
     Job(JobCmd),
     /// Mesos frameworks: list, tear down.
@@ -504,14 +505,8 @@ enum TaskCmd {
     /// A task's output, through the servers.
     Logs {
         id: String,
-        /// Keep printing as the task writes.
-        #[arg(short = 'f', long)]
-        follow: bool,
-        #[arg(long)]
-        stderr: bool,
-        /// Only the last N lines.
-        #[arg(long)]
-        tail: Option<usize>,
+        #[command(flatten)]
+        how: LogFlags,
         #[command(flatten)]
         c: ClientArgs,
     },
@@ -578,6 +573,7 @@ enum JobCmd {
     Ls(ClientArgs),
     /// One job's definition.
     Show(JobIdArgs),
+    /// Remove a job: its active runs stop, and its children take over its parents or schedule.
     Rm(JobIdArgs),
     /// Start a run now; with --wait, follow it to its end (exit 1 unless it succeeded).
     Run {
@@ -589,6 +585,45 @@ enum JobCmd {
     },
     /// The job's finished runs, newest first, and its counts.
     History(JobIdArgs),
+    /// Stop a run (its task is killed and the run fails), or every active run of the job.
+    Stop {
+        id: String,
+        /// The run [default: every active run]
+        run: Option<String>,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// The output of a run's latest task [default: the newest run: an active one, else the
+    /// last finished].
+    Logs {
+        id: String,
+        run: Option<String>,
+        #[command(flatten)]
+        how: LogFlags,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// Draw the jobs' dependency graph: roots first, each job's children under it, with its
+    /// schedule (or "manual") and whether it is disabled.
+    Graph(ClientArgs),
+    /// Let a disabled job's schedules and dependencies start runs again.
+    Enable(JobIdArgs),
+    /// Stop a job's schedules and dependencies from starting runs; `job run` still does.
+    Disable(JobIdArgs),
+}
+
+/// How a task's output is read (`task logs`, `job logs`).
+#[derive(Args, Clone, Copy)]
+pub struct LogFlags {
+    /// Keep printing as the task writes (for a job's run, waits for its first task).
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// The task's stderr instead of its stdout.
+    #[arg(long)]
+    pub stderr: bool,
+    /// Only the last N lines.
+    #[arg(long)]
+    pub tail: Option<usize>,
 }
 
 #[derive(Args)]
@@ -994,21 +1029,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Task(TaskCmd::Show { id, c }) => run_client(Verb::Task(id), c),
         Command::Task(TaskCmd::Watch { id, c }) => run_client(Verb::TaskWatch(id), c),
         Command::Task(TaskCmd::Kill { id, c }) => run_client(Verb::TaskKill(id), c),
-        Command::Task(TaskCmd::Logs {
-            id,
-            follow,
-            stderr,
-            tail,
-            c,
-        }) => run_client(
-            Verb::TaskLogs {
-                id,
-                follow,
-                stderr,
-                tail,
-            },
-            c,
-        ),
+        Command::Task(TaskCmd::Logs { id, how, c }) => run_client(Verb::TaskLogs { id, how }, c),
         Command::Task(TaskCmd::Exec {
             id,
             cmd,
@@ -1046,6 +1067,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job(JobCmd::Rm(JobIdArgs { id, c })) => run_client(Verb::JobRm(id), c),
         Command::Job(JobCmd::Run { id, wait, c }) => run_client(Verb::JobRun(id, wait), c),
         Command::Job(JobCmd::History(JobIdArgs { id, c })) => run_client(Verb::JobHistory(id), c),
+        Command::Job(JobCmd::Stop { id, run, c }) => run_client(Verb::JobStop(id, run), c),
+        Command::Job(JobCmd::Logs { id, run, how, c }) => run_client(Verb::JobLogs { id, run, how }, c),
+        Command::Job(JobCmd::Graph(c)) => run_client(Verb::JobGraph, c),
+        Command::Job(JobCmd::Enable(JobIdArgs { id, c })) => run_client(Verb::JobSetDisabled(id, false), c),
+        Command::Job(JobCmd::Disable(JobIdArgs { id, c })) => run_client(Verb::JobSetDisabled(id, true), c),
         Command::Secret(SecretCmd::Rm { path, c }) => run_client(Verb::SecretRm(path), c),
         Command::Var(VarCmd::Rm { key, c }) => run_client(Verb::VarRm(key), c),
         Command::Framework(FrameworkCmd::Ls(c)) => run_client(Verb::Frameworks, c),

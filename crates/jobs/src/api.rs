@@ -29,6 +29,7 @@ pub fn routes(master: Master) -> Routes {
             get(list_runs).post(start_run),
         )
         .route("/v1/jobs/{id}/runs/{run}", Policy::new().get(Cap::Read), get(show_run))
+        .route("/v1/jobs/{id}/runs/{run}/watch", Policy::new().get(Cap::Read), get(watch_run))
         .route(
             "/v1/jobs/{id}/runs/{run}/actions/stop",
             Policy::new().post(Cap::Write),
@@ -260,14 +261,19 @@ fn run_json(s: &Replicated, r: &JobRunRecord) -> Value {
             })
         })
         .collect();
-    json!({
+    let mut v = json!({
         "id": r.id,
         "jobId": r.job_id,
         "status": r.status,
         "createdAt": timestamp(r.created_at),
         "completedAt": r.completed_at.map(timestamp),
         "tasks": tasks,
-    })
+    });
+    // tepui's own: the due time a scheduled run stands for.
+    if let Some(due) = r.due_at {
+        v["dueAt"] = timestamp(due);
+    }
+    v
 }
 
 fn history_json(s: &Replicated, id: &str, with_runs: bool) -> Value {
@@ -284,12 +290,16 @@ fn history_json(s: &Replicated, id: &str, with_runs: bool) -> Value {
                 .iter()
                 .filter(|r| r.status == want)
                 .map(|r| {
-                    json!({
+                    let mut v = json!({
                         "id": r.id,
                         "createdAt": timestamp(r.created_at),
                         "finishedAt": r.completed_at.map(timestamp),
                         "tasks": r.tasks,
-                    })
+                    });
+                    if let Some(due) = r.due_at {
+                        v["dueAt"] = timestamp(due);
+                    }
+                    v
                 })
                 .collect()
         };
@@ -340,21 +350,65 @@ fn unknown_run(job: &str, run: &str) -> Response {
     )
 }
 
+/// A run as Metronome shows it: an active one, or a finished one from the history.
+fn run_view(s: &Replicated, job: &str, run: &str) -> Option<Value> {
+    let r = s.job_runs.get(run).filter(|r| r.job_id == job).or_else(|| {
+        s.job_history
+            .get(job)
+            .and_then(|h| h.finished.iter().find(|r| r.id == run))
+    })?;
+    Some(run_json(s, r))
+}
+
 /// An active run, or a finished one from the history.
 async fn show_run(State(master): State<Master>, Path((id, run)): Path<(String, String)>) -> Answer {
     let node = master.node().clone();
     node.linearize().await.map_err(failed)?;
-    let found = node.read(|s| {
-        let r = s.job_runs.get(&run).filter(|r| r.job_id == id).cloned().or_else(|| {
-            s.job_history
-                .get(&id)
-                .and_then(|h| h.finished.iter().find(|r| r.id == run).cloned())
-        })?;
-        Some(run_json(s, &r))
-    });
+    let found = node.read(|s| run_view(s, &id, &run));
     found
         .map(|v| answer(StatusCode::OK, v))
         .ok_or_else(|| unknown_run(&id, &run))
+}
+
+/// `GET /v1/jobs/{id}/runs/{run}/watch`: the run now, then again at each change (its status,
+/// its tasks'), one JSON object per line, until it has ended. Woken by the state, not by a
+/// timer.
+async fn watch_run(State(master): State<Master>, Path((id, run)): Path<(String, String)>) -> Answer {
+    let node = master.node().clone();
+    node.linearize().await.map_err(failed)?;
+    let first = node.read(|s| run_view(s, &id, &run)).ok_or_else(|| unknown_run(&id, &run))?;
+    let applied = node.watch_applied();
+    let lines = futures::stream::unfold(
+        (Some(first), None::<Value>, applied),
+        move |(mut next, mut last, mut applied)| {
+            let (node, id, run) = (node.clone(), id.clone(), run.clone());
+            async move {
+                loop {
+                    if let Some(view) = next.take() {
+                        if last.as_ref() != Some(&view) {
+                            let finished = matches!(view["status"].as_str(), Some("SUCCESS" | "FAILED"));
+                            let mut line = serde_json::to_vec(&view).unwrap_or_default();
+                            line.push(b'\n');
+                            let state = if finished { (None, None, applied) } else { (None, Some(view), applied) };
+                            return Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(line)), state));
+                        }
+                    }
+                    // Nothing more after the end (or once the run is forgotten).
+                    last.as_ref()?;
+                    applied.changed().await.ok()?;
+                    next = node.read(|s| run_view(s, &id, &run));
+                    if next.is_none() {
+                        last = None;
+                    }
+                }
+            }
+        },
+    );
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(lines),
+    )
+        .into_response())
 }
 
 /// Stops one active run: its task killed, the run ended failed.

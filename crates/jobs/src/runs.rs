@@ -311,6 +311,15 @@ fn plan(s: &State, jobs: &Jobs, now: u64) -> (Vec<Step>, Option<u64>) {
                 let attempts_left = job.run.restart.retries.is_none_or(|n| run.tasks.len() <= n as usize);
                 let retry = job.run.restart.policy == "ON_FAILURE" && !task.kill_requested && attempts_left;
                 if retry {
+                    // Backing off: 1 s after the first failure, doubling up to a minute.
+                    let again_at = task
+                        .finished_at
+                        .unwrap_or(0)
+                        .saturating_add(retry_backoff(run.tasks.len()).as_millis() as u64);
+                    if now < again_at {
+                        next_deadline = Some(next_deadline.map_or(again_at, |d| d.min(again_at)));
+                        continue;
+                    }
                     steps.push(Step::Launch {
                         run_id: run.id.clone(),
                         task_id: task_id(run, run.tasks.len() + 1),
@@ -327,6 +336,12 @@ fn plan(s: &State, jobs: &Jobs, now: u64) -> (Vec<Step>, Option<u64>) {
         }
     }
     (steps, next_deadline)
+}
+
+/// How long a run waits before its next attempt, after `failed` attempts failed.
+pub fn retry_backoff(failed: usize) -> Duration {
+    let exp = failed.saturating_sub(1).min(6) as u32;
+    Duration::from_secs(1u64 << exp).min(Duration::from_secs(60))
 }
 
 /// The task of one run: the job's, with the run's own arguments after the job's (for a job
@@ -765,7 +780,14 @@ mod tests {
             },
         );
         with_task(&mut retry, "j.r1.1", TaskState::TaskFailed);
-        assert!(matches!(&plan(&retry, &parsed(&retry), 10).0[..], [Step::Launch { task_id, .. }] if task_id == "j.r1.2"));
+        retry.tasks.get_mut("j.r1.1").unwrap().finished_at = Some(10);
+        // Backing off a second after the failure, then the next attempt.
+        assert_eq!(plan(&retry, &parsed(&retry), 500), (vec![], Some(1_010)));
+        assert!(matches!(&plan(&retry, &parsed(&retry), 1_010).0[..], [Step::Launch { task_id, .. }] if task_id == "j.r1.2"));
+        assert_eq!(
+            (retry_backoff(1), retry_backoff(3), retry_backoff(20)),
+            (Duration::from_secs(1), Duration::from_secs(4), Duration::from_secs(60))
+        );
     }
 
     const MIN: u64 = 60_000;
