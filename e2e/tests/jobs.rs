@@ -36,6 +36,11 @@ fn jobs_are_defined_listed_and_removed_with_the_cli() {
     let table = tepui(&["job", "ls", "--addr", &addr]).ok().stdout;
     assert!(table.contains("ID") && table.contains("reports.nightly"), "{table}");
     assert!(table.contains("0 2 * * * Europe/Berlin"), "{table}");
+    // Its next run: 02:00 in Berlin, 01:00 UTC in winter, 00:00 in summer.
+    assert!(
+        table.contains("NEXT RUN") && (table.contains("T01:00:00.000+0000") || table.contains("T00:00:00.000+0000")),
+        "{table}"
+    );
     let shown: serde_json::Value = tepui(&["job", "show", "reports.nightly", "-o", "json", "--addr", &addr])
         .ok()
         .json();
@@ -77,6 +82,13 @@ fn jobs_are_defined_listed_and_removed_with_the_cli() {
     tepui(&["job", "add", &file.display().to_string(), "--addr", &addr]).ok();
     let failed = tepui(&["job", "run", "failing", "--wait", "--addr", &addr]);
     assert!(!failed.success() && failed.stdout.contains(": FAILED"), "{failed}");
+    // Its history keeps how its task ended.
+    let h: serde_json::Value = tepui(&["job", "history", "failing", "-o", "json", "--addr", &addr])
+        .ok()
+        .json();
+    assert_eq!(h["failedFinishedRuns"][0]["exitCode"], 3, "{h}");
+    let table = tepui(&["job", "history", "failing", "--addr", &addr]).ok().stdout;
+    assert!(table.contains("EXIT") && table.contains("FAILED"), "{table}");
 
     // Past its active deadline, a run's task is killed and the run fails.
     std::fs::write(

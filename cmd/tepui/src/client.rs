@@ -229,6 +229,7 @@ fn job_history_table(h: &serde_json::Value) -> String {
                 status.to_string(),
                 r["createdAt"].as_str().unwrap_or("").to_string(),
                 r["finishedAt"].as_str().unwrap_or("").to_string(),
+                r["exitCode"].as_i64().map_or("-".into(), |c| c.to_string()),
             ]);
         }
     }
@@ -237,7 +238,7 @@ fn job_history_table(h: &serde_json::Value) -> String {
         "{} succeeded, {} failed\n{}",
         h["successCount"],
         h["failureCount"],
-        table(&["RUN", "STATUS", "STARTED", "FINISHED"], rows)
+        table(&["RUN", "STATUS", "STARTED", "FINISHED", "EXIT"], rows)
     )
 }
 
@@ -264,10 +265,26 @@ fn jobs_table(jobs: &[serde_json::Value]) -> String {
             } else {
                 "enabled"
             };
-            vec![text(&j["id"]), state.to_string(), schedule, what]
+            // The soonest of its schedules' next runs.
+            let next = j["schedules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s["nextRunAt"].as_str())
+                .min()
+                .unwrap_or("-")
+                .to_string();
+            let h = &j["historySummary"];
+            let last = match (h["lastSuccessAt"].as_str(), h["lastFailureAt"].as_str()) {
+                (Some(ok), Some(bad)) if bad > ok => "failed",
+                (Some(_), _) => "succeeded",
+                (None, Some(_)) => "failed",
+                (None, None) => "-",
+            };
+            vec![text(&j["id"]), state.to_string(), schedule, next, last.to_string(), what]
         })
         .collect();
-    table(&["ID", "STATE", "SCHEDULE", "RUNS"], rows)
+    table(&["ID", "STATE", "SCHEDULE", "NEXT RUN", "LAST", "RUNS"], rows)
 }
 
 fn secrets_table(secrets: &[tepui_api::SecretView]) -> String {
@@ -540,7 +557,7 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
             })
         }
         Verb::Jobs => {
-            let v: Vec<serde_json::Value> = c.get("/v1/jobs").await?;
+            let v: Vec<serde_json::Value> = c.get("/v1/jobs?embed=schedules&embed=historySummary").await?;
             emit(format, &v, |v| jobs_table(v))
         }
         Verb::JobShow(id) => {

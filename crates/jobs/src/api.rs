@@ -299,6 +299,13 @@ fn history_json(s: &Replicated, id: &str, with_runs: bool) -> Value {
                     if let Some(due) = r.due_at {
                         v["dueAt"] = timestamp(due);
                     }
+                    // tepui's own: how its last task ended.
+                    if let Some(code) = r.exit_code {
+                        v["exitCode"] = json!(code);
+                    }
+                    if let Some(m) = &r.message {
+                        v["message"] = json!(m);
+                    }
                     v
                 })
                 .collect()

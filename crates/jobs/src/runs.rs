@@ -86,6 +86,8 @@ pub(crate) fn new_run(job_id: &str, id: String, now: u64, due_at: Option<u64>) -
         due_at,
         tasks: vec![],
         arguments: vec![],
+        exit_code: None,
+        message: None,
     }
 }
 
@@ -685,6 +687,8 @@ mod tests {
                     due_at: None,
                     tasks: tasks.iter().map(|t| t.to_string()).collect(),
                     arguments: vec![],
+                    exit_code: None,
+                    message: None,
                 },
             },
         );
@@ -897,6 +901,8 @@ mod tests {
                         due_at: None,
                         tasks: vec![],
                         arguments: vec![],
+                        exit_code: None,
+                        message: None,
                     },
                 },
             );
@@ -934,6 +940,8 @@ mod tests {
                 due_at: None,
                 tasks: vec![],
                 arguments: vec![],
+                exit_code: None,
+                message: None,
             };
             s.apply(2, &Command::StartJobRun { run });
             s.apply(

@@ -220,6 +220,8 @@ mod tests {
                 due_at: None,
                 tasks: vec!["j.r1.1".into()],
                 arguments: vec![],
+                exit_code: None,
+                message: None,
             },
         );
         let d = decide(&s, 10 * HOUR, &retention(0));

@@ -48,6 +48,12 @@ pub struct JobRunRecord {
     /// Arguments given for this run only (Chronos' run now `?arguments=`), after the job's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub arguments: Vec<String>,
+    /// How its last task ended, kept with the run once it has finished (the task itself may
+    /// be forgotten by then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A job's finished runs and counts.

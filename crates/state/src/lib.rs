@@ -664,7 +664,11 @@ pub enum ApplyError {
 impl State {
     /// A run that ended: into its job's history, and, if it succeeded, one parent nearer to
     /// running for each of the job's dependents.
-    fn finish_job_run(&mut self, run: JobRunRecord) {
+    fn finish_job_run(&mut self, mut run: JobRunRecord) {
+        if let Some(task) = run.tasks.last().and_then(|t| self.tasks.get(t)) {
+            run.exit_code = task.exit_code;
+            run.message = Some(task.message.clone()).filter(|m| !m.is_empty());
+        }
         if run.status == JobRunStatus::Success {
             for (child, rec) in &self.jobs {
                 if job_dependencies(&rec.spec).contains(&run.job_id) {
