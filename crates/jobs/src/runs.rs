@@ -34,6 +34,11 @@ struct Parsed {
     updated_at: u64,
     job: Arc<JobSpec>,
     calendars: Vec<Option<Schedule>>,
+    /// Each schedule's key in `job_schedules_handled`.
+    keys: Vec<String>,
+    /// Each schedule's next due time after the time it was accounted for up to, as last
+    /// computed: while neither changed nor passed, a pass need not walk the calendar.
+    upcoming: Vec<std::sync::Mutex<Option<(i64, Option<i64>)>>>,
 }
 
 /// The jobs of the state, parsed.
@@ -59,12 +64,16 @@ impl Jobs {
                 .iter()
                 .map(|sc| Schedule::parse(&sc.cron, &sc.timezone, record.updated_at as i64).ok())
                 .collect();
+            let keys = job.schedules.iter().map(|sc| format!("{id}/{}", sc.id)).collect();
+            let upcoming = job.schedules.iter().map(|_| std::sync::Mutex::new(None)).collect();
             self.by_id.insert(
                 id.clone(),
                 Parsed {
                     updated_at: record.updated_at,
                     job: Arc::new(job),
                     calendars,
+                    keys,
+                    upcoming,
                 },
             );
         }
@@ -72,6 +81,13 @@ impl Jobs {
 
     fn get(&self, id: &str) -> Option<&Arc<JobSpec>> {
         self.by_id.get(id).map(|p| &p.job)
+    }
+}
+
+/// Keeps a schedule's next due time after `handled`.
+fn remember(cache: &std::sync::Mutex<Option<(i64, Option<i64>)>>, handled: i64, next: Option<i64>) {
+    if let Ok(mut c) = cache.lock() {
+        *c = Some((handled, next));
     }
 }
 
@@ -137,10 +153,17 @@ fn schedule(s: &State, jobs: &Jobs, now: u64, new_id: &mut dyn FnMut() -> String
     for (job_id, record) in &s.jobs {
         let Some(parsed) = jobs.by_id.get(job_id) else { continue };
         let job = &parsed.job;
-        for (spec, calendar) in job.schedules.iter().zip(&parsed.calendars) {
+        for (i, (spec, calendar)) in job.schedules.iter().zip(&parsed.calendars).enumerate() {
             let Some(calendar) = calendar else { continue };
-            let key = format!("{job_id}/{}", spec.id);
-            let handled = s.job_schedules_handled.get(&key).copied().unwrap_or(record.updated_at) as i64;
+            let key = &parsed.keys[i];
+            let handled = s.job_schedules_handled.get(key).copied().unwrap_or(record.updated_at) as i64;
+            let cached = &parsed.upcoming[i];
+            if let Some((h, next)) = cached.lock().map(|c| *c).unwrap_or(None) {
+                if h == handled && next.is_none_or(|n| n > now as i64) {
+                    wake_at(next);
+                    continue;
+                }
+            }
             let deadline = Some((spec.starting_deadline_seconds.max(1)).saturating_mul(1000));
             let runs_now = spec.enabled && !job.disabled;
             let running: Vec<JobRunRecord> = active
@@ -152,12 +175,13 @@ fn schedule(s: &State, jobs: &Jobs, now: u64, new_id: &mut dyn FnMut() -> String
                     let due = calendar.newest_due(handled, now as i64, deadline);
                     wake_at(due.next);
                     if due.handled == handled {
+                        remember(cached, handled, due.next);
                         continue;
                     }
                     let replace = spec.concurrency_policy == "REPLACE";
                     let starts = runs_now && due.run.is_some() && (replace || running.is_empty());
                     out.push(Scheduled {
-                        schedule: key,
+                        schedule: key.clone(),
                         handled: due.handled.max(0) as u64,
                         run: starts.then(|| new_run(job_id, new_id(), now, due.run.map(|t| t.max(0) as u64))),
                         replace: if starts && replace { running } else { vec![] },
@@ -165,11 +189,14 @@ fn schedule(s: &State, jobs: &Jobs, now: u64, new_id: &mut dyn FnMut() -> String
                 }
                 _ => {
                     let mut h = handled;
-                    let mut upcoming = None;
+                    let mut upcoming: Option<i64> = None;
                     for _ in 0..DUE_PER_PASS {
                         let due = calendar.due(h, now as i64, deadline);
                         upcoming = due.next;
                         if due.handled == h {
+                            if h == handled {
+                                remember(cached, handled, due.next);
+                            }
                             break;
                         }
                         out.push(Scheduled {
@@ -851,6 +878,19 @@ mod tests {
         // Nothing more is due until the next minute.
         assert_eq!(schedule(&s, &parsed(&s), NOW + 1_000, &mut ids()).0, vec![]);
         assert_eq!(schedule(&s, &parsed(&s), NOW + 30_000, &mut ids()).0.len(), 1);
+    }
+
+    #[test]
+    fn a_remembered_next_due_time_still_fires_when_it_comes() {
+        let s = scheduled_job("* * * * *", "ALLOW", 900, true, NOW - 10_000);
+        let jobs = parsed(&s);
+        // Nothing due yet; the next due minute is remembered...
+        assert_eq!(schedule(&s, &jobs, NOW, &mut ids()), (vec![], Some(NOW + 30_000)));
+        assert_eq!(schedule(&s, &jobs, NOW + 1_000, &mut ids()), (vec![], Some(NOW + 30_000)));
+        // ...and when it comes, it is due.
+        let (out, _) = schedule(&s, &jobs, NOW + 30_000, &mut ids());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].run.as_ref().and_then(|r| r.due_at), Some(NOW + 30_000));
     }
 
     #[test]
