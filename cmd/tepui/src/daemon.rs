@@ -158,6 +158,14 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
             cfg.cert_lifetime = lifetime;
         }
         cfg.bootstrap_api_token = args.bootstrap_api_token.clone();
+        if args.dns_port != 0 {
+            cfg.dns = Some(tepui_server::DnsSettings {
+                listen: SocketAddr::new(args.dns_bind.unwrap_or(args.bind), args.dns_port),
+                domain: args.dns_domain.clone(),
+                ttl: args.dns_ttl,
+                upstreams: args.dns_upstreams.clone(),
+            });
+        }
         if let (Some(cert), Some(key)) = (&args.api_cert, &args.api_key) {
             let read = |p: &std::path::Path| {
                 std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
@@ -180,6 +188,9 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
             println!("  api ca pin:   {pin} (tepui --addr https://{http} --ca-pin {pin})");
         }
         println!("  cluster port: {}", s.advertised_cluster_addr());
+        if let Some(dns) = s.dns_addr() {
+            println!("  dns:          {dns} (udp and tcp; domain {})", args.dns_domain);
+        }
         if let StartedAs::Bootstrapped {
             server_token,
             agent_token,

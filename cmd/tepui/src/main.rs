@@ -143,6 +143,22 @@ struct DaemonArgs {
     /// Servers: a deployment of services not done in this long rolls back by itself.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     deployment_timeout: std::time::Duration,
+    /// Servers: the IP the cluster's DNS listens on, UDP and TCP [default: the bind IP]
+    #[arg(long)]
+    dns_bind: Option<IpAddr>,
+    /// Servers: the cluster's DNS port (UDP and TCP); 0 turns DNS off.
+    #[arg(long, default_value_t = 5053)]
+    dns_port: u16,
+    /// Servers: the cluster's DNS domain (Mesos-DNS names: web.marathon.mesos).
+    #[arg(long, default_value = "mesos")]
+    dns_domain: String,
+    /// Servers: a resolver for names outside the domain, IP or IP:PORT (repeatable, asked in
+    /// order) [default: the nameservers of /etc/resolv.conf]
+    #[arg(long = "dns-upstream", value_name = "ADDR", value_parser = parse_dns_upstream)]
+    dns_upstreams: Vec<std::net::SocketAddr>,
+    /// Servers: the TTL of the domain's DNS records, in seconds.
+    #[arg(long, default_value_t = 5)]
+    dns_ttl: u32,
     #[command(flatten)]
     agent: AgentResourceArgs,
 }
@@ -809,6 +825,13 @@ fn parse_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
         .filter(|p| (8..=30).contains(p))
         .ok_or_else(|| format!("prefix /{prefix} must be 8 to 30"))?;
     Ok((ip, prefix))
+}
+
+/// `IP` (port 53) or `IP:PORT`.
+fn parse_dns_upstream(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse::<std::net::SocketAddr>()
+        .or_else(|_| s.parse::<IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+        .map_err(|_| format!("{s:?} is not an IP or IP:PORT"))
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {

@@ -106,6 +106,21 @@ pub struct ServerConfig {
     /// The HTTPS certificate chain and key of the API (`--api-cert`, `--api-key`), PEM;
     /// none: the node's own certificate, signed by the cluster CA.
     pub api_cert: Option<ApiCert>,
+    /// The cluster's DNS server (tepui-dns), on every server when set.
+    pub dns: Option<DnsSettings>,
+}
+
+/// Where and how a server answers DNS for the cluster.
+#[derive(Clone, Debug)]
+pub struct DnsSettings {
+    /// UDP and TCP, one port (5053 by default).
+    pub listen: SocketAddr,
+    /// The cluster domain (`mesos`).
+    pub domain: String,
+    /// The TTL of the domain's records, in seconds.
+    pub ttl: u32,
+    /// Where names outside the domain are asked; empty: the host's `/etc/resolv.conf`.
+    pub upstreams: Vec<SocketAddr>,
 }
 
 /// An operator's certificate for the HTTPS API.
@@ -132,6 +147,7 @@ impl ServerConfig {
             bootstrap_api_token: None,
             api_hostnames: Vec::new(),
             api_cert: None,
+            dns: None,
         }
     }
 }

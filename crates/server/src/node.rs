@@ -312,6 +312,8 @@ pub struct Server {
     pub cluster_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub identity: Identity,
+    /// The cluster's DNS, when this server serves it.
+    dns: Option<tepui_dns::Dns>,
 }
 
 impl Server {
@@ -596,6 +598,10 @@ impl Server {
             leader: Box::new(move || leader_of.leader_id().and_then(|id| leader_of.member_addr(id))),
         };
         tasks.spawn(renewer.run(shutdown.clone()));
+        let dns = match &cfg.dns {
+            Some(settings) => Some(start_dns(&inner.node, settings, advertise_ip).await?),
+            None => None,
+        };
         tracing::info!(node = inner.id, name = %inner.name, cluster = %cluster_addr, http = %http_addr, "server started");
         Ok(Server {
             inner,
@@ -605,7 +611,13 @@ impl Server {
             cluster_addr: cluster_local,
             http_addr: http_local,
             identity,
+            dns,
         })
+    }
+
+    /// Where this server answers DNS (UDP and TCP), when it does.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns.as_ref().map(|d| d.server.local_addr())
     }
 
     pub fn id(&self) -> u64 {
@@ -645,6 +657,10 @@ impl Server {
         let _ = self.inner.raft.shutdown().await;
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+        if let Some(dns) = self.dns.take() {
+            // Its UDP threads are joined: off the runtime's threads.
+            let _ = tokio::task::spawn_blocking(move || drop(dns)).await;
+        }
     }
 
     /// The TLS this server presents and trusts on the cluster port, as renewals and CA
@@ -657,6 +673,40 @@ impl Server {
     pub async fn wait_stopped(&mut self) {
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+/// The cluster's DNS on `settings.listen`, following this server's applied state. `ns1.<domain>`
+/// is the listen address, or the advertised one when listening on every address.
+async fn start_dns(
+    node: &tepui_node::Node,
+    settings: &crate::DnsSettings,
+    advertise_ip: std::net::IpAddr,
+) -> Result<tepui_dns::Dns, ServerError> {
+    let ns = if settings.listen.ip().is_unspecified() {
+        advertise_ip
+    } else {
+        settings.listen.ip()
+    };
+    let mut upstreams = if settings.upstreams.is_empty() {
+        tepui_dns::forward::system_upstreams()
+    } else {
+        settings.upstreams.clone()
+    };
+    // Never itself: a name nobody has would go round for ever.
+    upstreams.retain(|u| *u != settings.listen && *u != SocketAddr::new(ns, settings.listen.port()));
+    if upstreams.is_empty() {
+        tracing::warn!(
+            "dns: no upstream resolver (none given, none in /etc/resolv.conf): names outside the domain get SERVFAIL"
+        );
+    }
+    let records = tepui_dns::Config::new(&settings.domain, settings.ttl, vec![ns]);
+    let server = tepui_dns::ServerConfig::new(settings.listen, upstreams);
+    tepui_dns::Dns::start(node.clone(), records, server)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: settings.listen,
+            source,
+        })
 }
 
 /// Opens the Raft store. A server restarted in the same process may find the previous Raft's
