@@ -6,7 +6,7 @@ set -euo pipefail
 "$(dirname "$0")/../deploy/build-deps.sh"
 
 need=()
-for pkg in ca-certificates curl busybox-static docker-registry skopeo iproute2 iptables; do
+for pkg in ca-certificates curl busybox-static docker-registry skopeo iproute2 iptables dnsutils; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -78,6 +78,30 @@ pub enum Verb {
     Roles,
     RoleWeight(String, f64),
     QuotaSet(String, QuotaRequest),
+    /// A name and the record type to ask for.
+    DnsLookup(String, String),
+    DnsRecords,
+}
+
+fn dns_table(records: &[tepui_api::DnsRecordView]) -> String {
+    let rows = records
+        .iter()
+        .map(|r| vec![r.name.clone(), r.rtype.clone(), r.ttl.to_string(), r.data.clone()])
+        .collect();
+    table(&["NAME", "TYPE", "TTL", "DATA"], rows)
+}
+
+/// A lookup's answers, and the addresses of SRV targets under them.
+fn dns_lookup_table(v: &tepui_api::DnsLookupView) -> String {
+    if v.answers.is_empty() {
+        return format!("{} has no {} records (the name exists)", v.name, v.qtype);
+    }
+    let mut out = dns_table(&v.answers);
+    if !v.additional.is_empty() {
+        out.push_str("\n\nadditional:\n");
+        out.push_str(&dns_table(&v.additional));
+    }
+    out
 }
 
 fn nodes_table(nodes: &[NodeView]) -> String {
@@ -741,6 +765,22 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
             let r = c.set_weight(&role, weight).await?;
             emit(format, &r, |r| format!("role {} has weight {}", r.name, r.weight))
         }
+        Verb::DnsLookup(name, rtype) => {
+            let v = c.dns_lookup(&name, &rtype).await?;
+            if v.rcode != "NOERROR" {
+                if let Format::Json = format {
+                    emit(format, &v, |_| String::new())?;
+                }
+                let why = if v.rcode == "NXDOMAIN" {
+                    " (no such name in the cluster domain)"
+                } else {
+                    ""
+                };
+                anyhow::bail!("{}: {}{why}", v.name, v.rcode);
+            }
+            emit(format, &v, dns_lookup_table)
+        }
+        Verb::DnsRecords => emit(format, &c.dns_records().await?, |v| dns_table(&v.records)),
         Verb::QuotaSet(role, req) => {
             let r = c.set_quota(&role, &req).await?;
             emit(format, &r, |r| {
@@ -831,6 +871,9 @@ fn task_details(t: &TaskView) -> String {
         t.disk_mb,
         t.network
     );
+    if let Some(ip) = &t.container_ip {
+        out.push_str(&format!("\nip:       {ip}"));
+    }
     for p in &t.ports {
         out.push_str(&format!(
             "\nport:     {}{} -> {}/{}",

@@ -164,6 +164,7 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
                 domain: args.dns_domain.clone(),
                 ttl: args.dns_ttl,
                 upstreams: args.dns_upstreams.clone(),
+                http_port: (args.dns_http_port != 0).then_some(args.dns_http_port),
             });
         }
         if let (Some(cert), Some(key)) = (&args.api_cert, &args.api_key) {
@@ -190,6 +191,9 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
         println!("  cluster port: {}", s.advertised_cluster_addr());
         if let Some(dns) = s.dns_addr() {
             println!("  dns:          {dns} (udp and tcp; domain {})", args.dns_domain);
+        }
+        if let Some(http) = s.dns_http_addr() {
+            println!("  mesos-dns:    http://{http} (Mesos-DNS's HTTP API)");
         }
         if let StartedAs::Bootstrapped {
             server_token,
@@ -224,6 +228,8 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
         cfg.start = match &server {
             Some(s) => {
                 cfg.shared_tls = Some(s.tls());
+                // The tasks' resolver forwards to this node's own DNS.
+                cfg.cluster_dns = s.cluster_dns();
                 let mut identity = s.identity.clone();
                 identity.servers = vec![s.advertised_cluster_addr().to_string()];
                 AgentStart::WithIdentity(Box::new(identity))

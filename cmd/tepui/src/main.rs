@@ -90,6 +90,24 @@ enum Command {
     /// Deployments of services: list, watch, cancel.
     #[command(subcommand)]
     Deployment(apps::DeploymentCmd),
+    /// Service discovery: what the cluster's DNS answers, asked through the API.
+    #[command(subcommand)]
+    Dns(DnsCmd),
+}
+
+#[derive(Subcommand)]
+enum DnsCmd {
+    /// The answer the server's DNS gives for NAME (web.marathon.mesos); exit 1 on NXDOMAIN.
+    Lookup {
+        name: String,
+        /// The record type: A, AAAA, SRV, SOA, NS or ANY.
+        #[arg(long = "type", short = 't', default_value = "A")]
+        rtype: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// Every record of the cluster domain the server answers with.
+    Records(ClientArgs),
 }
 
 #[derive(Args, Clone)]
@@ -159,6 +177,10 @@ struct DaemonArgs {
     /// Servers: the TTL of the domain's DNS records, in seconds.
     #[arg(long, default_value_t = 5)]
     dns_ttl: u32,
+    /// Servers: the port of Mesos-DNS's HTTP API (/v1/hosts, /v1/services...), unauthenticated
+    /// as Mesos-DNS's, on the DNS's IP; 0 turns it off.
+    #[arg(long, default_value_t = 8123)]
+    dns_http_port: u16,
     #[command(flatten)]
     agent: AgentResourceArgs,
 }
@@ -1131,6 +1153,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Operator(OperatorCmd::Raft(RaftCmd::RemovePeer { peer, c })) => run_client(Verb::RemovePeer(peer), c),
         Command::App(cmd) => runtime()?.block_on(apps::run_app(cmd)),
         Command::Deployment(cmd) => runtime()?.block_on(apps::run_deployment(cmd)),
+        Command::Dns(DnsCmd::Lookup { name, rtype, c }) => run_client(Verb::DnsLookup(name, rtype), c),
+        Command::Dns(DnsCmd::Records(c)) => run_client(Verb::DnsRecords, c),
     }
 }
 

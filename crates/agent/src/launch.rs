@@ -3,6 +3,7 @@
 //! Mesos task states and reasons the leader gets. No I/O.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -64,6 +65,8 @@ pub struct Change {
     pub at: Option<SystemTime>,
     /// Set by health checks.
     pub healthy: Option<bool>,
+    /// The container's own address (bridge networking), said when it runs.
+    pub container_ip: Option<IpAddr>,
 }
 
 impl Change {
@@ -76,6 +79,7 @@ impl Change {
             signal: None,
             at: None,
             healthy: None,
+            container_ip: None,
         }
     }
 
@@ -96,7 +100,10 @@ impl Change {
             Some(ip) => format!("running as pid {} at {ip}", h.pid),
             None => format!("running as pid {}", h.pid),
         };
-        Change::new(TASK_RUNNING, None, message)
+        Change {
+            container_ip: h.ip.map(IpAddr::V4),
+            ..Change::new(TASK_RUNNING, None, message)
+        }
     }
 
     /// Failed before the container ran.
@@ -139,6 +146,7 @@ impl Change {
             signal: st.signal,
             at: st.finished_at,
             healthy: None,
+            container_ip: None,
         }
     }
 
@@ -155,6 +163,7 @@ impl Change {
             timestamp_ms: at.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
             healthy: self.healthy,
             seq: None,
+            container_ip: self.container_ip,
         }
     }
 }
@@ -286,6 +295,7 @@ pub fn task_spec(task: &TaskLaunch, image: Option<&ImageConfig>, rootfs: Rootfs)
             Duration::from_millis(task.kill_grace_ms)
         },
         secrets: secret_material(task)?,
+        resolver: None,
     })
 }
 

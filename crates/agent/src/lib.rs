@@ -15,6 +15,7 @@ mod health;
 mod http;
 pub mod launch;
 mod requests;
+pub mod resolver;
 mod resources;
 mod session;
 mod tasks;
@@ -80,6 +81,9 @@ pub struct AgentConfig {
     pub task_retention: Duration,
     /// How often that cleanup (and image garbage collection) runs.
     pub cleanup_interval: Duration,
+    /// The DNS of a server in this same process (`tepui dev`): the tasks' resolver forwards
+    /// there. Without it, to the DNS of the server the agent registers with.
+    pub cluster_dns: Option<tepui_proto::agent::ClusterDns>,
 }
 
 impl AgentConfig {
@@ -100,6 +104,7 @@ impl AgentConfig {
             registry_auth: Default::default(),
             task_retention: Duration::from_secs(3600),
             cleanup_interval: Duration::from_secs(60),
+            cluster_dns: None,
         }
     }
 }
@@ -221,6 +226,7 @@ impl Agent {
             insecure_registries: cfg.insecure_registries.clone(),
             registry_auth: cfg.registry_auth.clone(),
             task_retention: cfg.task_retention,
+            cluster_dns: cfg.cluster_dns.clone(),
         })
         .await?;
 

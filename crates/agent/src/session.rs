@@ -174,9 +174,10 @@ impl Session {
                 }
             };
             match msg {
-                ServerToAgent::Registered { node_id, servers } => {
+                ServerToAgent::Registered { node_id, servers, dns } => {
                     tracing::info!(node = node_id, leader = %addr, "registered with the leader");
                     self.remember_servers(servers);
+                    self.tasks.set_cluster_dns(dns);
                     self.connection.send_modify(|c| {
                         c.leader = Some(addr.to_string());
                         c.registrations += 1;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tepui_common::{error_chain, now_ms};
 use tepui_image::{Image, ImageRef, ImageStore, PullOptions, RegistryAuth, StoreConfig};
-use tepui_proto::agent::{StatusUpdate, TaskLaunch, TaskReport};
+use tepui_proto::agent::{ClusterDns, StatusUpdate, TaskLaunch, TaskReport};
 use tepui_runtime::{Rootfs, Runtime, RuntimeConfig, TaskState, TaskStatus};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -30,6 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::health;
 use crate::launch::{self, Change};
+use crate::resolver::ClusterResolver;
 use crate::updates::{self, task_dir_name, valid_task_id, UpdateQueue};
 
 const LAUNCH_FILE: &str = "launch.json";
@@ -51,6 +52,9 @@ pub struct TaskConfig {
     /// Ended tasks whose updates are all acknowledged, and ended containers' sandboxes, are
     /// removed this long after they ended.
     pub task_retention: Duration,
+    /// The DNS of this node's own server (`tepui dev`): the tasks' resolver forwards there,
+    /// whatever server the agent registers with.
+    pub cluster_dns: Option<ClusterDns>,
 }
 
 impl TaskConfig {
@@ -61,6 +65,7 @@ impl TaskConfig {
             insecure_registries: Vec::new(),
             registry_auth: HashMap::new(),
             task_retention: Duration::from_secs(3600),
+            cluster_dns: None,
         }
     }
 }
@@ -161,6 +166,8 @@ struct Inner {
     starting: Arc<tokio::sync::Semaphore>,
     /// `logs -f` streams open at once.
     followers: Arc<tokio::sync::Semaphore>,
+    /// The cluster's resolver for the tasks' resolv.conf.
+    resolver: ClusterResolver,
 }
 
 /// Launches recorded at once.
@@ -223,14 +230,27 @@ impl TaskManager {
                 recording: Arc::new(tokio::sync::Semaphore::new(RECORDING)),
                 starting: Arc::new(tokio::sync::Semaphore::new(STARTING)),
                 followers: Arc::new(tokio::sync::Semaphore::new(MAX_LOG_FOLLOWERS)),
+                resolver: ClusterResolver::new(cfg.cluster_dns.clone()),
             }),
         };
+        if cfg.cluster_dns.is_some() {
+            mgr.set_cluster_dns(None);
+        }
         mgr.adopt().await?;
         Ok(mgr)
     }
 
     pub fn runtime(&self) -> &Runtime {
         &self.inner.runtime
+    }
+
+    /// The cluster's DNS, as a registration told it (the node's own server's wins): tasks
+    /// launched from now on name this host's resolver in their resolv.conf, and the host's
+    /// rules point it at that DNS (set up in the background).
+    pub fn set_cluster_dns(&self, told: Option<ClusterDns>) {
+        self.inner.resolver.learn(&self.inner.runtime, told);
+        let me = self.clone();
+        self.spawn(async move { me.inner.resolver.apply(&me.inner.runtime).await });
     }
 
     /// A place for one more log follower, unless all are taken; held while it follows.
@@ -645,7 +665,10 @@ impl TaskManager {
             None => (None, Rootfs::Host),
         };
         let spec = match launch::task_spec(&launch, image_config, root) {
-            Ok(s) => s,
+            Ok(s) => tepui_runtime::TaskSpec {
+                resolver: self.inner.resolver.current(),
+                ..s
+            },
             Err(message) => {
                 self.release(&id, &container_dir, has_image).await;
                 self.finish(&id, Change::invalid(message)).await;

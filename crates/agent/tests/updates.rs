@@ -18,6 +18,7 @@ fn update(task: &str, uuid: &str, state: &str) -> StatusUpdate {
         timestamp_ms: 1,
         healthy: None,
         seq: None,
+        container_ip: None,
     }
 }
 

@@ -857,6 +857,9 @@ pub struct TaskView {
     /// The secrets it gets, by reference (never their values).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretRequest>,
+    /// The container's own address on its agent's bridge (bridge networking), once it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_ip: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -1062,6 +1065,67 @@ impl Client {
             &WeightRequest { weight },
         )
         .await
+    }
+}
+
+/// A DNS record as a server's DNS would answer it (`GET /v1/dns/records`, `/v1/dns/lookup`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsRecordView {
+    /// Fully qualified, with the trailing dot: `web.marathon.mesos.`.
+    pub name: String,
+    /// `A`, `AAAA`, `SRV`, `SOA`, `NS`.
+    #[serde(rename = "type")]
+    pub rtype: String,
+    pub ttl: u32,
+    /// In zone-file form: an address; `PRIORITY WEIGHT PORT TARGET` for SRV.
+    pub data: String,
+}
+
+/// `GET /v1/dns/records`: every record of the cluster domain this server answers with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsRecordsView {
+    /// The cluster domain, fully qualified (`mesos.`).
+    pub domain: String,
+    /// The SOA's serial: the applied index the records were built at.
+    pub serial: u32,
+    /// Sorted by name, then type.
+    pub records: Vec<DnsRecordView>,
+}
+
+/// `GET /v1/dns/lookup?name=NAME&type=TYPE`: the answer this server's DNS gives to that question.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsLookupView {
+    /// The name asked, fully qualified.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub qtype: String,
+    /// `NOERROR` (with no answers: the name exists without records of the type) or `NXDOMAIN`.
+    pub rcode: String,
+    pub authoritative: bool,
+    pub answers: Vec<DnsRecordView>,
+    /// The SOA, for a negative answer.
+    pub authority: Vec<DnsRecordView>,
+    /// The addresses of SRV targets.
+    pub additional: Vec<DnsRecordView>,
+}
+
+impl Client {
+    pub async fn dns_records(&self) -> Result<DnsRecordsView, ClientError> {
+        self.get("/v1/dns/records").await
+    }
+
+    /// What this server's DNS answers for `name` and `qtype` (`A`, `SRV`...).
+    pub async fn dns_lookup(&self, name: &str, qtype: &str) -> Result<DnsLookupView, ClientError> {
+        let query = |s: &str| {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        };
+        self.get(&format!("/v1/dns/lookup?name={}&type={}", query(name), query(qtype)))
+            .await
     }
 }
 

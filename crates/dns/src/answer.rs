@@ -100,6 +100,21 @@ pub fn handle(records: &Records, query: &[u8], transport: Transport, turn: usize
     Outcome::Reply
 }
 
+/// The answer this server gives to a question for `name` (fully qualified) of type `qtype`,
+/// as [`handle`] writes it for a client over TCP (nothing truncated); none when the name is
+/// outside the domain (the server forwards those). For the HTTP API: no packet is sent.
+pub fn resolve(records: &Records, name: &hickory_proto::rr::Name, qtype: RecordType) -> Option<Message> {
+    let mut query = Message::new(0, MessageType::Query, OpCode::Query);
+    query.metadata.recursion_desired = true;
+    query.add_query(Query::query(name.clone(), qtype));
+    let bytes = query.to_vec().ok()?;
+    let mut out = Vec::new();
+    match handle(records, &bytes, Transport::Tcp, 0, &mut out) {
+        Outcome::Reply => Message::from_vec(&out).ok(),
+        Outcome::Forward(_) | Outcome::Drop => None,
+    }
+}
+
 fn error(
     request: Metadata,
     code: ResponseCode,

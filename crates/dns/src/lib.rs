@@ -10,13 +10,16 @@
 //! - [`answer`]: one query in, one answer out (hickory's wire format), no I/O.
 //! - [`cache`] and [`forward`]: names outside the domain.
 //! - [`server`]: the sockets; [`shed`]: who is not answered when one source floods.
+//! - [`http`]: the same records over HTTP: Mesos-DNS's API (its own port, 8123, public as
+//!   Mesos-DNS's is) and tepui's `/v1/dns` routes (on the API, behind its gate).
 //!
-//! It knows the state and the node handle; nothing of Raft, HTTP, or the frameworks beyond
-//! the ids and labels that name their tasks.
+//! It knows the state and the node handle; nothing of Raft, or the frameworks beyond the ids
+//! and labels that name their tasks. It builds routers; the server decides where they listen.
 
 pub mod answer;
 pub mod cache;
 pub mod forward;
+pub mod http;
 pub mod names;
 pub mod records;
 pub mod server;
@@ -89,19 +92,45 @@ pub struct Dns {
     pub server: DnsServer,
     pub records: RecordsHandle,
     follow: tokio::task::JoinHandle<()>,
+    node: Node,
+    cfg: Config,
+    upstreams: Vec<std::net::SocketAddr>,
+    upstream_timeout: Duration,
 }
 
 impl Dns {
     /// Serves `node`'s records as `server` says, following its state.
     pub async fn start(node: Node, cfg: Config, server: ServerConfig) -> std::io::Result<Dns> {
         let records = RecordsHandle::new(build(&node, &cfg));
+        let upstreams = server.upstreams.clone();
+        let upstream_timeout = server.upstream_timeout;
         let dns = DnsServer::start(server, records.clone()).await?;
-        let follow = tokio::spawn(follow(node, cfg, records.clone()));
+        let follow = tokio::spawn(follow(node.clone(), cfg.clone(), records.clone()));
         Ok(Dns {
             server: dns,
             records,
             follow,
+            node,
+            cfg,
+            upstreams,
+            upstream_timeout,
         })
+    }
+
+    /// Mesos-DNS's HTTP API over these records, for a listener on `http_port` of the DNS's
+    /// address (see [`http`] for why it is public).
+    pub fn mesos_dns_router(&self, http_port: u16) -> axum::Router {
+        http::mesos_dns_router(
+            self.node.clone(),
+            self.records.clone(),
+            self.cfg.clone(),
+            http::Settings {
+                listen: self.server.local_addr(),
+                http_port,
+                upstreams: self.upstreams.clone(),
+                upstream_timeout: self.upstream_timeout,
+            },
+        )
     }
 }
 

@@ -147,11 +147,10 @@ pub fn discoverable(task: &TaskRecord) -> bool {
         }
 }
 
-/// The address of a bridge task's container, when the state has it. The state does not record
-/// it yet (the agent says it only in the message of its `TASK_RUNNING`, which the next health
-/// update replaces), so bridge tasks resolve to their agent until it does.
-fn container_ip(_task: &TaskRecord) -> Option<IpAddr> {
-    None
+/// The address of a bridge task's container, as its agent reported it (Mesos-DNS's `netinfo`
+/// source, which it asks first).
+fn container_ip(task: &TaskRecord) -> Option<IpAddr> {
+    task.container_ip
 }
 
 impl Snapshot {
@@ -742,6 +741,20 @@ mod tests {
         app_task(&mut s, "web.1", "/web", 1, def(&[]));
         let t = generate(&Snapshot::of_with(&s, Some(10), |_| Some(ip("10.213.0.7"))), &cfg());
         assert_eq!(t.addresses("web.marathon.mesos"), vec![ip("10.1.0.1")]);
+    }
+
+    #[test]
+    fn a_bridge_tasks_container_address_comes_from_the_state() {
+        let mut s = state();
+        let mut d = def(&[(31000, None, "tcp")]);
+        d.network = "bridge".into();
+        app_task(&mut s, "db.1", "/db", 1, d.clone()).container_ip = Some(ip("10.213.0.9"));
+        // Not reported (yet): the agent's address.
+        app_task(&mut s, "cache.1", "/cache", 2, d);
+        let t = table(&s);
+        assert_eq!(t.addresses("db.marathon.mesos"), vec![ip("10.213.0.9")]);
+        assert_eq!(t.addresses("db.marathon.slave.mesos"), vec![ip("10.1.0.1")]);
+        assert_eq!(t.addresses("cache.marathon.mesos"), vec![ip("10.1.0.2")]);
     }
 
     #[test]

@@ -66,6 +66,10 @@ impl ServerConfig {
 pub struct Stats {
     pub udp_queries: AtomicU64,
     pub tcp_queries: AtomicU64,
+    /// Queries answered by this server itself: names in the domain, and refusals of bad ones.
+    pub answered: AtomicU64,
+    /// Of those, NXDOMAIN: names in the domain that do not exist.
+    pub nxdomain: AtomicU64,
     /// Queries for names outside the domain.
     pub forwarded: AtomicU64,
     /// Of those, answered from the cache.
@@ -83,6 +87,15 @@ pub struct Stats {
 
 fn count(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts an answer of this server's own (`answer` is the message as written).
+fn count_answer(stats: &Stats, answer: &[u8]) {
+    count(&stats.answered);
+    // The RCODE is the low four bits of the header's fourth byte; 3 is NXDOMAIN.
+    if answer.get(3).is_some_and(|b| b & 0x0f == 3) {
+        count(&stats.nxdomain);
+    }
 }
 
 struct Shared {
@@ -307,6 +320,7 @@ impl UdpWorker {
             turn = turn.wrapping_add(1);
             match answer::handle(view.records(), &buf[..n], Transport::Udp, turn, &mut out) {
                 Outcome::Reply => {
+                    count_answer(stats, &out);
                     let _ = self.socket.send_to(&out, peer);
                 }
                 Outcome::Drop => {}
@@ -412,7 +426,7 @@ async fn serve_connection(
         count(&stats.tcp_queries);
         turn = turn.wrapping_add(1);
         match answer::handle(view.records(), &query, Transport::Tcp, turn, &mut out) {
-            Outcome::Reply => {}
+            Outcome::Reply => count_answer(stats, &out),
             Outcome::Drop => return Ok(()),
             Outcome::Forward(req) => {
                 count(&stats.forwarded);

@@ -139,6 +139,7 @@ fn status(task: &str, state: TaskState, healthy: Option<bool>, n: u64) -> Comman
             at: n,
             healthy,
             seq: None,
+            container_ip: None,
         },
     }
 }

@@ -269,6 +269,7 @@ async fn a_run_started_by_hand_launches_its_task_and_ends_with_it() {
             at: seq,
             healthy: None,
             seq: Some(seq),
+            container_ip: None,
         },
     };
     local.apply(&update(tepui_state::TaskState::TaskRunning, 1));

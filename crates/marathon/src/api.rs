@@ -524,8 +524,9 @@ fn task_json(t: &TaskRecord, app: &str, at: &Placement, service_ports: &[u16]) -
         "version".into(),
         json!(t.labels.get(LABEL_VERSION).cloned().unwrap_or_default()),
     );
-    let ips: Vec<Value> = at
-        .ip
+    // A bridge task's own address, as Mesos reports it in its network infos; else its agent's.
+    let ip = t.container_ip.map(|ip| ip.to_string()).or_else(|| at.ip.clone());
+    let ips: Vec<Value> = ip
         .iter()
         .map(|ip| json!({"ipAddress": ip, "protocol": if ip.contains(':') { "IPv6" } else { "IPv4" }}))
         .collect();
@@ -1728,6 +1729,14 @@ mod tests {
             json!({"ipAddress": "127.0.21.2", "protocol": "IPv4"})
         );
         assert_eq!(v["healthCheckResults"][0]["alive"], true);
+        let bridged = TaskRecord {
+            container_ip: Some("10.213.0.5".parse().unwrap()),
+            ..t.clone()
+        };
+        assert_eq!(
+            task_json(&bridged, "/web", &at, &[])["ipAddresses"],
+            json!([{"ipAddress": "10.213.0.5", "protocol": "IPv4"}])
+        );
         let staging = TaskRecord {
             started_at: None,
             healthy: None,

@@ -131,6 +131,7 @@ fn task_view(s: &Replicated, t: &TaskRecord) -> TaskView {
                 file: r.file.clone(),
             })
             .collect(),
+        container_ip: t.container_ip.map(|ip| ip.to_string()),
     }
 }
 

@@ -57,6 +57,7 @@ impl Master {
                 at: update.timestamp_ms,
                 healthy: update.healthy,
                 seq: update.seq,
+                container_ip: update.container_ip,
             },
         };
         match node.write(cmd).await {
@@ -107,6 +108,7 @@ impl Master {
                     at: now,
                     healthy: None,
                     seq: None,
+                    container_ip: None,
                 },
             })
             .collect();

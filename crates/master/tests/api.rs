@@ -107,6 +107,7 @@ fn update(task: &str, state: &str, uuid: &str) -> StatusUpdate {
         timestamp_ms: 1,
         healthy: None,
         seq: None,
+        container_ip: None,
     }
 }
 

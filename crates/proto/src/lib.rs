@@ -117,6 +117,20 @@ pub mod agent {
         /// after a newer one was committed is recognised as older and changes nothing.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub seq: Option<u64>,
+        /// The container's own address (bridge networking), said in the update that the task
+        /// runs; later updates leave it out (the leader keeps it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub container_ip: Option<std::net::IpAddr>,
+    }
+
+    /// Where the cluster's DNS answers (the server that registered the agent), so the
+    /// agent's tasks can be given a resolver that knows the cluster's names.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ClusterDns {
+        /// The cluster domain (`mesos`).
+        pub domain: String,
+        /// A DNS server of the cluster, UDP and TCP.
+        pub addr: std::net::SocketAddr,
     }
 
     /// A task the agent has, as it reports it when it registers.
@@ -215,6 +229,9 @@ pub mod agent {
         Registered {
             node_id: u64,
             servers: Vec<String>,
+            /// The cluster's DNS, when the servers run it.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            dns: Option<ClusterDns>,
         },
         HeartbeatAck {
             seq: u64,

@@ -42,8 +42,8 @@ pub use net::BridgeConfig;
 pub use oci::{is_root, DEFAULT_UID, SANDBOX_MOUNT};
 pub use shim::shim_main;
 pub use spec::{
-    ExecOutput, ExecSpec, HostPort, LogStream, Network, PortMapping, Protocol, Reason, Rootfs, SecretMaterial,
-    TaskHandle, TaskSpec, TaskState, TaskStatus, Volume, VolumeSource,
+    ExecOutput, ExecSpec, HostPort, LogStream, Network, PortMapping, Protocol, Reason, Resolver, Rootfs,
+    SecretMaterial, TaskHandle, TaskSpec, TaskState, TaskStatus, Volume, VolumeSource,
 };
 
 use proto::{LineReader, Reply, Request};
@@ -449,9 +449,23 @@ impl Runtime {
         if let Some(h) = &hosts {
             fs::write(sb.hosts(), h).map_err(|e| Error::io("write", &sb.hosts(), e))?;
         }
-        let resolv = Path::new("/etc/resolv.conf");
-        let resolv = (matches!(spec.rootfs, Rootfs::Path(_)) && !matches!(net, NetMode::None) && resolv.is_file())
-            .then_some(resolv);
+        // The cluster's resolver when the agent gives one; else an image's task gets the
+        // host's file (a host task sees the host's /etc as it is).
+        let host_resolv = Path::new("/etc/resolv.conf");
+        let own_resolv = sb.resolv_conf();
+        let resolv = match (&spec.resolver, &net) {
+            (_, NetMode::None) => None,
+            // A host task's /etc is the host's: the file is mounted over the host's own, which
+            // must be a file there (not a link into a /run the task does not have).
+            (Some(r), _)
+                if matches!(spec.rootfs, Rootfs::Path(_))
+                    || fs::symlink_metadata(host_resolv).is_ok_and(|m| m.file_type().is_file()) =>
+            {
+                fs::write(&own_resolv, r.resolv_conf()).map_err(|e| Error::io("write", &own_resolv, e))?;
+                Some(own_resolv.as_path())
+            }
+            _ => (matches!(spec.rootfs, Rootfs::Path(_)) && host_resolv.is_file()).then_some(host_resolv),
+        };
 
         let cgroup_path = format!("{}/{}", self.config.cgroup_parent.trim_end_matches('/'), spec.id);
         let hosts_path = sb.hosts();
@@ -547,6 +561,41 @@ impl Runtime {
             mk(&r.join(d))?;
         }
         Ok(())
+    }
+
+    /// Points this host's cluster resolver at `target`, the cluster's DNS: the bridge's
+    /// gateway answers DNS on port 53 (UDP and TCP) by a DNAT to it, for bridge tasks (it is
+    /// their gateway) and host tasks (it is an address of the host) alike. Makes the bridge
+    /// if need be. Returns the resolver's address, to name in tasks' `/etc/resolv.conf`
+    /// ([`TaskSpec::resolver`]). `None` removes the DNAT (queries to the gateway then go
+    /// unanswered).
+    pub async fn set_cluster_resolver(
+        &self,
+        target: Option<std::net::SocketAddr>,
+    ) -> Result<Option<std::net::Ipv4Addr>> {
+        let target = match target {
+            None => None,
+            Some(std::net::SocketAddr::V4(t)) => Some(t),
+            Some(t) => {
+                return Err(Error::InvalidConfig(format!(
+                    "the cluster's DNS at {t} is IPv6; the bridge's resolver forwards to IPv4 only"
+                )))
+            }
+        };
+        if target.is_some() {
+            self.ensure_bridge().await?;
+        }
+        let cfg = self.config.bridge.clone();
+        tokio::task::spawn_blocking(move || net::set_resolver(&cfg, target))
+            .await
+            .map_err(|e| Error::Network(format!("resolver setup panicked: {e}")))??;
+        Ok(target.map(|_| self.config.bridge.gateway()))
+    }
+
+    /// The address tasks name as their resolver once [`Runtime::set_cluster_resolver`] set
+    /// it up: the bridge's gateway.
+    pub fn resolver_address(&self) -> std::net::Ipv4Addr {
+        self.config.bridge.gateway()
     }
 
     async fn ensure_bridge(&self) -> Result<()> {

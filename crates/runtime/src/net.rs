@@ -36,6 +36,10 @@ pub const CHAIN_DNAT: &str = "TEPUI-DNAT";
 pub const CHAIN_POSTROUTING: &str = "TEPUI-POSTROUTING";
 pub const CHAIN_FORWARD: &str = "TEPUI-FORWARD";
 pub const CHAIN_INPUT: &str = "TEPUI-INPUT";
+/// The cluster resolver's DNAT rules (jumped to from [`CHAIN_DNAT`]).
+pub const CHAIN_DNS: &str = "TEPUI-DNS";
+/// The port tasks' resolvers are asked on (resolv.conf has no other).
+pub const RESOLVER_PORT: u16 = 53;
 
 /// The bridge and its private subnet.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,6 +214,98 @@ pub(crate) fn ensure_bridge(cfg: &BridgeConfig) -> Result<(), Error> {
         ],
         false,
     )?;
+    Ok(())
+}
+
+/// The cluster's resolver on this host: the bridge's gateway, port 53 (UDP and TCP), DNAT'ed
+/// to `target` (the cluster's DNS), or to nothing. Queries come from bridge tasks (PREROUTING)
+/// and from host tasks (OUTPUT), both through [`CHAIN_DNAT`], which takes packets for the
+/// host's own addresses. A loopback target (`tepui dev`) is reached through the bridge's
+/// `route_localnet`, so the DNAT'ed queries, and only they, are let past the filter that keeps
+/// containers off the host's loopback services. Other rules tagged with this bridge are
+/// removed once the new ones are in, so queries are never left without a rule. Safe to repeat.
+pub(crate) fn set_resolver(cfg: &BridgeConfig, target: Option<std::net::SocketAddrV4>) -> Result<(), Error> {
+    let _guard = SETUP.lock().unwrap_or_else(|e| e.into_inner());
+    let br = cfg.name.as_str();
+    let gw = cfg.gateway().to_string();
+    let port = RESOLVER_PORT.to_string();
+    let tag = format!("tepui-dns:{br}");
+    let Some(target) = target else {
+        // Nothing to point at: drop this bridge's rules, if there are any.
+        return delete_tagged(CHAIN_DNS, &tag, |_| true);
+    };
+    ensure_chain("nat", CHAIN_DNS)?;
+    ensure_rule("nat", CHAIN_DNAT, &["-j", CHAIN_DNS], true)?;
+    let to = target.to_string();
+    for proto in ["udp", "tcp"] {
+        ensure_rule(
+            "filter",
+            CHAIN_INPUT,
+            &[
+                "-i",
+                br,
+                "-p",
+                proto,
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "DNAT",
+                "--ctorigdst",
+                &gw,
+                "--ctorigdstport",
+                &port,
+                "-j",
+                "ACCEPT",
+            ],
+            true,
+        )?;
+        ensure_rule(
+            "nat",
+            CHAIN_DNS,
+            &[
+                "-d",
+                &gw,
+                "-p",
+                proto,
+                "--dport",
+                &port,
+                "-m",
+                "comment",
+                "--comment",
+                &tag,
+                "-j",
+                "DNAT",
+                "--to-destination",
+                &to,
+            ],
+            false,
+        )?;
+    }
+    // Rules of an earlier target.
+    delete_tagged(CHAIN_DNS, &tag, |words| {
+        let at = words.iter().position(|w| w == "--to-destination");
+        at.and_then(|i| words.get(i + 1)).map(String::as_str) != Some(to.as_str())
+    })
+}
+
+/// Deletes the rules of nat chain `chain` tagged `tag` that `stale` picks (given the rule's
+/// words); a missing chain has none.
+fn delete_tagged(chain: &str, tag: &str, stale: impl Fn(&[String]) -> bool) -> Result<(), Error> {
+    let Ok(listing) = iptables(&["-t", "nat", "-S", chain]) else {
+        return Ok(());
+    };
+    for line in listing.lines() {
+        let words: Vec<String> = line
+            .split_whitespace()
+            .map(|w| w.trim_matches('"').to_string())
+            .collect();
+        if words.first().map(String::as_str) != Some("-A") || !words.iter().any(|w| w == tag) || !stale(&words) {
+            continue;
+        }
+        let mut args: Vec<&str> = vec!["-t", "nat", "-D"];
+        args.extend(words[1..].iter().map(String::as_str));
+        iptables(&args)?;
+    }
     Ok(())
 }
 

@@ -473,6 +473,7 @@ mod tests {
             read_only_rootfs: false,
             kill_grace_period: std::time::Duration::from_secs(1),
             secrets: Default::default(),
+            resolver: None,
         }
     }
 

@@ -47,6 +47,10 @@ impl Sandbox {
     pub fn hosts(&self) -> PathBuf {
         self.dir.join("hosts")
     }
+    /// The task's `/etc/resolv.conf`, when the agent gives it the cluster's resolver.
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.dir.join("resolv.conf")
+    }
     /// libcontainer's state root (it keeps `<id>/state.json` and its sockets there).
     pub fn lc_root(&self) -> PathBuf {
         self.dir.join("lc")

@@ -1,7 +1,7 @@
 //! What the agent asks for (a [`TaskSpec`]) and what it gets back (a [`TaskStatus`]).
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -48,6 +48,41 @@ pub struct TaskSpec {
     /// Secret values for the task: never written to disk (the spec is saved without them).
     #[serde(skip)]
     pub secrets: SecretMaterial,
+    /// The resolver its `/etc/resolv.conf` names (host and bridge networking). None: an
+    /// image's task gets the host's file, a host task sees the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<Resolver>,
+}
+
+/// A task's `/etc/resolv.conf`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolver {
+    pub nameservers: Vec<IpAddr>,
+    /// Domains tried, in order, for names with fewer dots than `ndots`.
+    pub search: Vec<String>,
+    /// `options` words, like `ndots:1`.
+    pub options: Vec<String>,
+}
+
+impl Resolver {
+    /// The file's text. Names that would break its line format (spaces, control characters)
+    /// are left out.
+    pub fn resolv_conf(&self) -> String {
+        let word = |w: &&String| !w.is_empty() && w.chars().all(|c| c.is_ascii_graphic() && c != '#' && c != ';');
+        let mut out = String::from("# written by tepui: the cluster's resolver\n");
+        for ns in &self.nameservers {
+            out.push_str(&format!("nameserver {ns}\n"));
+        }
+        let search: Vec<&str> = self.search.iter().filter(word).map(String::as_str).collect();
+        if !search.is_empty() {
+            out.push_str(&format!("search {}\n", search.join(" ")));
+        }
+        let options: Vec<&str> = self.options.iter().filter(word).map(String::as_str).collect();
+        if !options.is_empty() {
+            out.push_str(&format!("options {}\n", options.join(" ")));
+        }
+        out
+    }
 }
 
 /// A task's secrets: environment variables, and files mounted read-only from a tmpfs that
@@ -294,5 +329,33 @@ impl LogStream {
             LogStream::Stdout => "stdout",
             LogStream::Stderr => "stderr",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Resolver;
+
+    #[test]
+    fn resolv_conf_names_the_resolver_and_leaves_out_what_would_break_it() {
+        let r = Resolver {
+            nameservers: vec!["10.213.0.1".parse().unwrap()],
+            search: vec![
+                "marathon.mesos".into(),
+                "mesos".into(),
+                "bad name".into(),
+                String::new(),
+            ],
+            options: vec!["ndots:1".into(), "x\ny".into()],
+        };
+        assert_eq!(
+            r.resolv_conf(),
+            "# written by tepui: the cluster's resolver\nnameserver 10.213.0.1\nsearch marathon.mesos mesos\noptions ndots:1\n"
+        );
+        let bare = Resolver {
+            nameservers: vec!["10.0.0.1".parse().unwrap()],
+            ..Resolver::default()
+        };
+        assert!(!bare.resolv_conf().contains("search") && !bare.resolv_conf().contains("options"));
     }
 }

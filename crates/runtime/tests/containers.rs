@@ -112,6 +112,7 @@ fn spec(f: &Fixture, id: &str, args: &[&str]) -> TaskSpec {
         read_only_rootfs: false,
         kill_grace_period: Duration::from_secs(1),
         secrets: Default::default(),
+        resolver: None,
     }
 }
 

@@ -468,6 +468,7 @@ impl Cluster for ClusterService {
             .send(Ok(envelope(&ServerToAgent::Registered {
                 node_id: who.id,
                 servers: inner.server_addrs(),
+                dns: inner.cluster_dns.get().cloned(),
             })))
             .await;
         let mut trust = inner.trust.clone();

@@ -121,6 +121,34 @@ pub struct DnsSettings {
     pub ttl: u32,
     /// Where names outside the domain are asked; empty: the host's `/etc/resolv.conf`.
     pub upstreams: Vec<SocketAddr>,
+    /// Mesos-DNS's HTTP API, on this port of the DNS's IP (8123 by default, as Mesos-DNS;
+    /// 0: one the system picks); none: not served.
+    pub http_port: Option<u16>,
+}
+
+impl DnsSettings {
+    /// What the agents registering with this server are told of its DNS, bound at `bound`:
+    /// the cleaned domain, and an address they can reach (the advertised IP when it listens
+    /// on every address).
+    pub(crate) fn for_agents(&self, bound: SocketAddr, advertise: std::net::IpAddr) -> tepui_proto::agent::ClusterDns {
+        let ip = if bound.ip().is_unspecified() {
+            advertise
+        } else {
+            bound.ip()
+        };
+        tepui_proto::agent::ClusterDns {
+            domain: tepui_dns::Config::new(&self.domain, self.ttl, vec![]).domain,
+            addr: SocketAddr::new(ip, bound.port()),
+        }
+    }
+}
+
+impl Server {
+    /// Where this server's DNS answers for the cluster's nodes, when it serves DNS: an agent
+    /// in the same process (`tepui dev`) points its tasks' resolver there.
+    pub fn cluster_dns(&self) -> Option<tepui_proto::agent::ClusterDns> {
+        self.inner.cluster_dns.get().cloned()
+    }
 }
 
 /// An operator's certificate for the HTTPS API.

@@ -140,5 +140,87 @@ pub(crate) fn render(inner: &Inner) -> String {
             d.last_duration_us as f64 / 1e6
         );
     }
+    if let Some(dns) = &inner.dns {
+        render_dns(&mut out, dns);
+    }
     out
+}
+
+/// The DNS server's counters (tepui-dns's `Stats`) and its records.
+fn render_dns(out: &mut String, dns: &tepui_dns::RecordsHandle) {
+    let st = dns.stats();
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP tepui_dns_queries_total DNS queries received, by transport.\n# TYPE tepui_dns_queries_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "tepui_dns_queries_total{{transport=\"udp\"}} {}",
+        load(&st.udp_queries)
+    );
+    let _ = writeln!(
+        out,
+        "tepui_dns_queries_total{{transport=\"tcp\"}} {}",
+        load(&st.tcp_queries)
+    );
+    let mut counter = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+    };
+    counter(
+        "tepui_dns_answered_total",
+        "DNS queries this server answered itself (names in the cluster domain, and refusals).",
+        load(&st.answered),
+    );
+    counter(
+        "tepui_dns_nxdomain_total",
+        "Of those, NXDOMAIN: names in the domain that do not exist.",
+        load(&st.nxdomain),
+    );
+    counter(
+        "tepui_dns_forwarded_total",
+        "DNS queries for names outside the domain, forwarded upstream or answered from the cache.",
+        load(&st.forwarded),
+    );
+    counter(
+        "tepui_dns_cache_hits_total",
+        "Forwarded DNS queries answered from the cache.",
+        load(&st.cache_hits),
+    );
+    counter(
+        "tepui_dns_upstream_failures_total",
+        "Forwarded DNS queries answered SERVFAIL: no upstream answered.",
+        load(&st.upstream_failures),
+    );
+    counter(
+        "tepui_dns_forwards_dropped_total",
+        "Forwarded DNS queries dropped: too many upstream at once.",
+        load(&st.forwards_dropped),
+    );
+    counter(
+        "tepui_dns_shed_total",
+        "DNS queries of a flooding source read and not answered.",
+        load(&st.shed),
+    );
+    counter(
+        "tepui_dns_rebuilds_total",
+        "Times the DNS records were rebuilt from the state.",
+        load(&st.rebuilds),
+    );
+    let records = dns.current();
+    let _ = writeln!(
+        out,
+        "# HELP tepui_dns_last_build_seconds How long the last build of the DNS records took.\n# TYPE tepui_dns_last_build_seconds gauge\ntepui_dns_last_build_seconds {}",
+        load(&st.last_build_micros) as f64 / 1e6
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tepui_dns_names Names in the cluster domain.\n# TYPE tepui_dns_names gauge\ntepui_dns_names {}",
+        records.len()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tepui_dns_serial The applied index the DNS records were built at (the SOA serial).\n# TYPE tepui_dns_serial gauge\ntepui_dns_serial {}",
+        records.serial()
+    );
 }

@@ -180,6 +180,8 @@ pub(crate) struct Inner {
     /// Membership changes go one at a time.
     pub membership_lock: tokio::sync::Mutex<()>,
     pub metrics: Metrics,
+    /// The records this server's DNS answers from, when it serves DNS (for `/metrics`).
+    pub dns: Option<tepui_dns::RecordsHandle>,
     /// The handle the features run on.
     pub node: Node,
     /// The HTTP router, to execute requests forwarded by followers.
@@ -197,6 +199,9 @@ pub(crate) struct Inner {
     pub members: watch::Receiver<std::collections::BTreeSet<u64>>,
     /// How long the certificates this server signs last.
     pub cert_lifetime: Duration,
+    /// Where this server's DNS answers, told to the agents that register with it (their
+    /// tasks' resolver forwards there); set once the DNS listens.
+    pub cluster_dns: std::sync::OnceLock<tepui_proto::agent::ClusterDns>,
 }
 
 impl Inner {
@@ -314,6 +319,8 @@ pub struct Server {
     pub identity: Identity,
     /// The cluster's DNS, when this server serves it.
     dns: Option<tepui_dns::Dns>,
+    /// Where Mesos-DNS's HTTP API listens, when it does.
+    dns_http: Option<SocketAddr>,
 }
 
 impl Server {
@@ -474,6 +481,15 @@ impl Server {
             reader.clone(),
             leadership,
         );
+        // DNS before the API: its `/v1/dns` routes and `/metrics` read its records.
+        let dns = match &cfg.dns {
+            Some(settings) => Some(start_dns(&node, settings, advertise_ip).await?),
+            None => None,
+        };
+        let dns_http = match (&dns, &cfg.dns) {
+            (Some(d), Some(settings)) => bind_dns_http(d, settings).await?,
+            _ => None,
+        };
         let (trust_tx, trust) = watch::channel(None);
         let (members_tx, members) = watch::channel(std::collections::BTreeSet::new());
         let inner = Arc::new(Inner {
@@ -494,10 +510,12 @@ impl Server {
             peer_seen,
             membership_lock: tokio::sync::Mutex::new(()),
             metrics: Metrics::default(),
+            dns: dns.as_ref().map(|d| d.records.clone()),
             node: node.clone(),
             router: std::sync::OnceLock::new(),
             secrets: secrets.clone(),
             route_table: std::sync::OnceLock::new(),
+            cluster_dns: std::sync::OnceLock::new(),
         });
 
         // The features, each on the node handle; the router takes their routes.
@@ -525,7 +543,8 @@ impl Server {
                 .merge(tepui_auth::api::routes(inner.node.clone()))
                 .merge(tepui_secrets::api::routes(inner.node.clone(), secrets.clone()))
                 .merge(tepui_jobs::api::routes(master.clone())),
-            local: tepui_mesos_api::local_routes(master.clone()),
+            local: tepui_mesos_api::local_routes(master.clone())
+                .merge(tepui_dns::http::routes(dns.as_ref().map(|d| d.records.clone()))),
             audit: Some(Arc::new(
                 tepui_auth::AuditLog::open(cfg.data_dir.join(AUDIT_LOG)).map_err(|e| {
                     ServerError::Config(format!("cannot open the audit log in {}: {e}", cfg.data_dir.display()))
@@ -562,6 +581,17 @@ impl Server {
             .await;
         });
         tasks.spawn(crate::failover::run(inner.clone()));
+        let dns_http_addr = dns_http.as_ref().and_then(|(l, _)| l.local_addr().ok());
+        if let Some((listener, router)) = dns_http {
+            // Plain HTTP from anywhere, as Mesos-DNS (see tepui_dns::http on why it is public).
+            let listener = tepui_transport::KillableListener::new(listener, shutdown.clone());
+            tasks.spawn(tepui_transport::serve_http(
+                listener,
+                router,
+                tepui_transport::HttpLimits::default(),
+                None,
+            ));
+        }
 
         let started_as = match std::mem::replace(&mut pending, Pending::Restart) {
             Pending::Bootstrap { ca } => {
@@ -598,10 +628,11 @@ impl Server {
             leader: Box::new(move || leader_of.leader_id().and_then(|id| leader_of.member_addr(id))),
         };
         tasks.spawn(renewer.run(shutdown.clone()));
-        let dns = match &cfg.dns {
-            Some(settings) => Some(start_dns(&inner.node, settings, advertise_ip).await?),
-            None => None,
-        };
+        if let (Some(d), Some(settings)) = (&dns, &cfg.dns) {
+            let _ = inner
+                .cluster_dns
+                .set(settings.for_agents(d.server.local_addr(), advertise_ip));
+        }
         tracing::info!(node = inner.id, name = %inner.name, cluster = %cluster_addr, http = %http_addr, "server started");
         Ok(Server {
             inner,
@@ -612,12 +643,18 @@ impl Server {
             http_addr: http_local,
             identity,
             dns,
+            dns_http: dns_http_addr,
         })
     }
 
     /// Where this server answers DNS (UDP and TCP), when it does.
     pub fn dns_addr(&self) -> Option<SocketAddr> {
         self.dns.as_ref().map(|d| d.server.local_addr())
+    }
+
+    /// Where Mesos-DNS's HTTP API answers, when this server serves it.
+    pub fn dns_http_addr(&self) -> Option<SocketAddr> {
+        self.dns_http
     }
 
     pub fn id(&self) -> u64 {
@@ -707,6 +744,25 @@ async fn start_dns(
             addr: settings.listen,
             source,
         })
+}
+
+/// The listener of Mesos-DNS's HTTP API (on the DNS's IP) and its router, when asked for.
+async fn bind_dns_http(
+    dns: &tepui_dns::Dns,
+    settings: &crate::DnsSettings,
+) -> Result<Option<(TcpListener, axum::Router)>, ServerError> {
+    let Some(port) = settings.http_port else {
+        return Ok(None);
+    };
+    let addr = SocketAddr::new(settings.listen.ip(), port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Listen { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen { addr, source })?;
+    tracing::info!(%bound, "mesos-dns http api serving");
+    Ok(Some((listener, dns.mesos_dns_router(bound.port()))))
 }
 
 /// Opens the Raft store. A server restarted in the same process may find the previous Raft's

@@ -263,6 +263,7 @@ mod tests {
                 at: 1,
                 healthy: None,
                 seq: None,
+                container_ip: None,
             },
         };
         s.apply(2, &update("u1", TaskState::TaskRunning));

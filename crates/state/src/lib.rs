@@ -997,6 +997,9 @@ impl State {
                 if update.healthy.is_some() {
                     t.healthy = update.healthy;
                 }
+                if update.container_ip.is_some() {
+                    t.container_ip = update.container_ip;
+                }
                 if update.state == TaskState::TaskRunning && t.started_at.is_none() {
                     t.started_at = Some(update.at);
                 }

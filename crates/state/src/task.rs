@@ -1,6 +1,7 @@
 //! Tasks: what runs on an agent, where, with which resources, and in which state.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -227,6 +228,9 @@ pub struct TaskRecord {
     /// Free-form labels (a framework's TaskInfo labels; the services scheduler's app and version).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The container's own address (bridge networking), as its agent reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_ip: Option<IpAddr>,
 }
 
 impl TaskRecord {
@@ -262,6 +266,7 @@ impl TaskRecord {
             acknowledged_uuid: None,
             healthy: None,
             labels: BTreeMap::new(),
+            container_ip: None,
         }
     }
 }
@@ -281,6 +286,10 @@ pub struct TaskUpdate {
     /// The agent's sequence number of the update (none for statuses the leader sets).
     #[serde(default)]
     pub seq: Option<u64>,
+    /// The container's own address (bridge networking), when the update says it; an update
+    /// without one leaves the task's as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_ip: Option<IpAddr>,
 }
 
 /// What an agent has left after the tasks that are not terminal took their share.
@@ -563,6 +572,7 @@ mod tests {
             acknowledged_uuid: None,
             healthy: None,
             labels: Default::default(),
+            container_ip: None,
         })
     }
 
@@ -577,6 +587,7 @@ mod tests {
             at: 5,
             healthy: None,
             seq: None,
+            container_ip: None,
         }
     }
 
@@ -643,6 +654,50 @@ mod tests {
         assert_eq!(s.tasks["t"].state, TaskState::TaskUnreachable);
         s.apply(6, &status("running-again", TaskState::TaskRunning, 2));
         assert_eq!(s.tasks["t"].state, TaskState::TaskRunning);
+    }
+
+    #[test]
+    fn the_container_address_stays_until_an_update_says_another() {
+        let mut s = state_with_agents(1);
+        s.apply(
+            1,
+            &Command::CreateTask {
+                task: record("t", 1, def(100, 10)),
+            },
+        );
+        let ip: IpAddr = "10.213.0.7".parse().unwrap();
+        let status = |u: TaskUpdate| Command::TaskStatus {
+            task_id: "t".into(),
+            update: u,
+        };
+        s.apply(
+            2,
+            &status(TaskUpdate {
+                container_ip: Some(ip),
+                ..update("running", TaskState::TaskRunning)
+            }),
+        );
+        assert_eq!(s.tasks["t"].container_ip, Some(ip));
+        // A health update, then the leader's own status, say nothing of it.
+        s.apply(
+            3,
+            &status(TaskUpdate {
+                healthy: Some(true),
+                ..update("healthy", TaskState::TaskRunning)
+            }),
+        );
+        s.apply(4, &status_from_leader("unreachable", TaskState::TaskUnreachable));
+        assert_eq!(s.tasks["t"].container_ip, Some(ip));
+        // Older records and logs without the field still load.
+        let mut json = serde_json::to_value(&s.tasks["t"]).unwrap();
+        json.as_object_mut().unwrap().remove("container_ip");
+        let old: TaskRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(old.container_ip, None);
+        let u: TaskUpdate = serde_json::from_str(
+            r#"{"uuid":"u","state":"TASK_RUNNING","reason":null,"message":"","exit_code":null,"signal":null,"at":1}"#,
+        )
+        .unwrap();
+        assert_eq!(u.container_ip, None);
     }
 
     fn status_from_leader(uuid: &str, state: TaskState) -> Command {

@@ -69,6 +69,19 @@ pub(crate) fn task_status(t: &TaskRecord) -> mesos::TaskStatus {
     st.agent_id = Some(mesos::AgentId::new(t.agent_id.to_string()));
     st.timestamp = Some(secs(t.updated_at));
     st.uuid = t.last_update_uuid.as_ref().map(|u| Bytes::new(u.as_bytes().to_vec()));
+    // A bridge task's own address, where Mesos-DNS and Marathon look for it.
+    if let Some(ip) = t.container_ip {
+        st.container_status = Some(mesos::ContainerStatus {
+            network_infos: vec![mesos::NetworkInfo {
+                ip_addresses: vec![mesos::IpAddress {
+                    protocol: None,
+                    ip_address: Some(ip.to_string()),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
     st
 }
 
@@ -473,5 +486,24 @@ pub(crate) fn legacy_role(r: &RoleRow) -> legacy::Role {
         }),
         resources: flat(&r.resources()),
         frameworks: r.frameworks.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tepui_state::TaskState;
+
+    use super::super::model::tests_support::task as record;
+    use super::*;
+
+    #[test]
+    fn a_bridge_tasks_address_is_in_its_status_as_mesos_reports_it() {
+        let mut t = record("web.1", 1, "f1", TaskState::TaskRunning, 10);
+        assert!(task_status(&t).container_status.is_none());
+        t.container_ip = Some("10.213.0.5".parse().unwrap());
+        // Where Mesos-DNS (`netinfo`) and Marathon read it in /master/state.
+        let json = serde_json::to_value(legacy::Task::from_v1(&task(&t))).unwrap();
+        let infos = &json["statuses"][0]["container_status"]["network_infos"];
+        assert_eq!(infos[0]["ip_addresses"][0]["ip_address"], "10.213.0.5", "{json}");
     }
 }

@@ -140,6 +140,7 @@ fn task_spec(bundle: &Path, config: &serde_json::Value, id: String) -> Result<Ta
         read_only_rootfs: config["root"]["readonly"].as_bool().unwrap_or(false),
         kill_grace_period: std::time::Duration::from_secs(1),
         secrets: Default::default(),
+        resolver: None,
     })
 }
 
