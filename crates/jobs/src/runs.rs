@@ -243,14 +243,15 @@ struct JobRunner {
     jobs: Jobs,
 }
 
-/// A run id as Metronome makes them: the time, then five random letters and digits.
+/// A run id as Metronome makes them: the time, then random letters and digits.
 pub fn new_run_id(now: u64) -> String {
     use rand::Rng;
     let stamp = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(now as i64)
         .map(|t| t.format("%Y%m%d%H%M%S").to_string())
         .unwrap_or_default();
     let mut rng = rand::rng();
-    let tail: String = (0..5)
+    // Metronome's ids have five; eight keep thousands of runs started in one second apart.
+    let tail: String = (0..8)
         .map(|_| {
             let c = rng.random_range(0..36u8);
             (if c < 10 { b'0' + c } else { b'a' + c - 10 }) as char
