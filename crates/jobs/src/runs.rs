@@ -549,10 +549,7 @@ impl Driver for JobRunner {
                 return Err(format!("{}: {e}", cmd.kind()));
             }
         }
-        let mut waiting = false;
-        for (task_id, def) in launches {
-            waiting |= !self.launch(task_id, *def).await;
-        }
+        let waiting = !self.launch(launches).await;
         let soonest = match (next_due, next_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -607,41 +604,45 @@ impl JobRunner {
         stop_run(&self.master, run).await
     }
 
-    /// Launches a run's task, on an agent that meets the job's constraints; false when it
-    /// must be tried again (no room yet).
-    async fn launch(&self, task_id: String, def: TaskDef) -> bool {
-        let name = task_id.rsplitn(3, '.').last().unwrap_or("job").to_string();
-        let constraints = self
-            .jobs
-            .get(&name)
-            .map(|j| j.run.placement.constraints.clone())
-            .unwrap_or_default();
-        let agents: Vec<Option<u64>> = if constraints.is_empty() {
-            vec![None]
-        } else {
-            let eligible = self.master.node().read(|s| agents_meeting(s, &constraints));
-            if eligible.is_empty() {
-                tracing::debug!(task = %task_id, "no agent meets the job's constraints yet");
-                return false;
-            }
-            eligible.into_iter().map(Some).collect()
-        };
-        for only in agents {
-            match self
-                .master
-                .launch_direct_as(task_id.clone(), &name, def.clone(), vec![], only)
-                .await
-            {
-                Ok(_) => {
-                    tracing::info!(task = %task_id, "job run's task launched");
-                    return true;
+    /// Launches the runs' tasks (all in one batch), each on an agent that meets its job's
+    /// constraints; false when some must be tried again (no room yet).
+    async fn launch(&self, launches: Vec<(String, Box<TaskDef>)>) -> bool {
+        if launches.is_empty() {
+            return true;
+        }
+        let node = self.master.node();
+        let batch: Vec<tepui_master::DirectLaunch> = launches
+            .into_iter()
+            .map(|(task_id, def)| {
+                let name = task_id.rsplitn(3, '.').last().unwrap_or("job").to_string();
+                let constraints = self
+                    .jobs
+                    .get(&name)
+                    .map(|j| j.run.placement.constraints.clone())
+                    .unwrap_or_default();
+                let agents = (!constraints.is_empty()).then(|| node.read(|s| agents_meeting(s, &constraints)));
+                tepui_master::DirectLaunch {
+                    id: task_id,
+                    name,
+                    def: *def,
+                    agents,
                 }
+            })
+            .collect();
+        let ids: Vec<String> = batch.iter().map(|l| l.id.clone()).collect();
+        let mut all_placed = true;
+        for (id, answer) in ids.iter().zip(self.master.launch_direct_many(batch).await) {
+            match answer {
+                Ok(()) => tracing::info!(task = %id, "job run's task launched"),
                 // Committed before (by this leader or the one before): nothing to do.
-                Err(e) if e.code == "task_exists" => return true,
-                Err(e) => tracing::debug!(task = %task_id, error = %e, "job run's task not launched yet"),
+                Err(e) if e.code == "task_exists" => {}
+                Err(e) => {
+                    tracing::debug!(task = %id, error = %e, "job run's task not launched yet");
+                    all_placed = false;
+                }
             }
         }
-        false
+        all_placed
     }
 }
 

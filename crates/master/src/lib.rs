@@ -22,6 +22,7 @@ pub mod convert;
 mod core;
 pub mod http;
 mod lifecycle;
+pub use lifecycle::DirectLaunch;
 mod liveness;
 pub mod retention;
 
@@ -266,7 +267,10 @@ impl Master {
         );
         node.spawn_driver(
             "task_gc",
-            retention::TaskGc { master: self.clone() },
+            retention::TaskGc {
+                master: self.clone(),
+                last: None,
+            },
             Wakes {
                 state_changes: true,
                 ..Wakes::default()

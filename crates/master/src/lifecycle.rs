@@ -2,13 +2,23 @@
 //! acknowledged), reconciliation when an agent registers, agents whose tasks become
 //! unreachable, kills and drains.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use tepui_node::{now_ms, Error, WriteError};
 use tepui_proto::agent::{ServerToAgent, StatusUpdate, TaskLaunch, TaskReport};
-use tepui_state::{ApplyError, Command, Maintenance, PortDef, TaskDef, TaskRecord, TaskState, TaskUpdate};
+use tepui_state::{ApplyError, Command, Maintenance, NodeStatus, PortDef, TaskDef, TaskRecord, TaskState, TaskUpdate};
 
 use crate::Master;
+
+/// One task of [`Master::launch_direct_many`].
+#[derive(Clone, Debug)]
+pub struct DirectLaunch {
+    pub id: String,
+    pub name: String,
+    pub def: TaskDef,
+    /// The agents it may go to (constraints decided by the caller); none: any.
+    pub agents: Option<Vec<u64>>,
+}
 
 /// What the agent is sent to run a task.
 impl Master {
@@ -276,6 +286,97 @@ impl Master {
             .await;
         tracing::info!(task = %id, agent, delivered, "task created");
         Ok(record)
+    }
+
+    /// Many [`Master::launch_direct_as`] at once (no ports): each placed on the freest ready
+    /// agent among its `agents` (any when none are given) against one tally of what the
+    /// batch has taken so far, all committed in as few writes as the store allows, then each
+    /// sent to its agent. One answer per launch, in order; a task id already committed is
+    /// refused (`task_exists`) as for one launch. A thousand runs due at one minute cost a
+    /// few writes instead of a thousand.
+    pub async fn launch_direct_many(&self, launches: Vec<DirectLaunch>) -> Vec<Result<(), Error>> {
+        let node = self.node();
+        if let Err(e) = node.linearize().await {
+            let e: Error = e.into();
+            return launches.iter().map(|_| Err(e.clone())).collect();
+        }
+        let mut free: BTreeMap<u64, tepui_state::Free> = node.read(|s| {
+            s.nodes
+                .values()
+                .filter(|n| n.agent.is_some() && n.status == NodeStatus::Ready && n.maintenance == Maintenance::Active)
+                .map(|n| (n.id, s.free_on(n.id).unwrap_or_default()))
+                .collect()
+        });
+        let now = now_ms();
+        let mut answers: Vec<Option<Result<(), Error>>> = Vec::with_capacity(launches.len());
+        let mut placed: Vec<(usize, TaskRecord)> = Vec::new();
+        for (i, l) in launches.into_iter().enumerate() {
+            let def = &l.def;
+            let best = free
+                .iter_mut()
+                .filter(|(id, _)| l.agents.as_ref().is_none_or(|only| only.contains(id)))
+                .filter(|(_, f)| def.cpus_milli <= f.cpus_milli && def.mem_mb <= f.mem_mb && def.disk_mb <= f.disk_mb)
+                .max_by_key(|(id, f)| (f.cpus_milli, std::cmp::Reverse(**id)));
+            let Some((&agent, room)) = best else {
+                answers.push(Some(Err(Error::conflict(
+                    "no_room",
+                    format!("no ready agent has room for task {}", l.id),
+                ))));
+                continue;
+            };
+            let mut record = TaskRecord::staging(l.id.clone(), &l.name, agent, l.def, now);
+            let resources = crate::convert::task_resources(&record);
+            record.resources = crate::convert::text(&resources);
+            if !self.take_for_operator(&l.id, agent, &resources) {
+                answers.push(Some(Err(Error::conflict(
+                    "no_room",
+                    format!("the resources on agent {agent} are held by frameworks' tasks"),
+                ))));
+                continue;
+            }
+            room.cpus_milli -= record.def.cpus_milli;
+            room.mem_mb -= record.def.mem_mb;
+            room.disk_mb -= record.def.disk_mb;
+            answers.push(None);
+            placed.push((i, record));
+        }
+        let cmds = placed
+            .iter()
+            .map(|(_, r)| Command::CreateTask { task: Box::new(r.clone()) })
+            .collect();
+        match node.write_batch(cmds).await {
+            Ok(results) => {
+                let mut sends = Vec::new();
+                for ((i, record), result) in placed.into_iter().zip(results) {
+                    self.operator_launch(&record.id, result.is_ok());
+                    answers[i] = Some(match result {
+                        Ok(_) => {
+                            sends.push(record);
+                            Ok(())
+                        }
+                        Err(e) => Err(WriteError::Rejected(e).into()),
+                    });
+                }
+                for record in sends {
+                    let launch = ServerToAgent::Launch {
+                        task: self.launch_of(&record),
+                    };
+                    let delivered = node.agents().send(record.agent_id, &launch).await;
+                    tracing::info!(task = %record.id, agent = record.agent_id, delivered, "task created");
+                }
+            }
+            Err(e) => {
+                let e: Error = e.into();
+                for (i, record) in placed {
+                    self.operator_launch(&record.id, false);
+                    answers[i] = Some(Err(e.clone()));
+                }
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(Error::internal("no answer to a launch"))))
+            .collect()
     }
 
     /// Asks for a task to be killed: committed first (so a new leader still kills it), then

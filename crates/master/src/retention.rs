@@ -98,13 +98,22 @@ pub fn decide(s: &State, now: Millis, r: &Retention) -> Decision {
 }
 
 /// Forgets ended tasks past the master's retention: woken when the state changes (tasks end,
-/// updates are acknowledged), and when the oldest kept task comes of age.
+/// updates are acknowledged), and when the oldest kept task comes of age; at most once per
+/// [`GC_GAP`], since a burst of thousands of changes needs one look, not thousands.
 pub(crate) struct TaskGc {
     pub(crate) master: Master,
+    pub(crate) last: Option<std::time::Instant>,
 }
+
+/// The least time between two looks at the task table.
+const GC_GAP: Duration = Duration::from_secs(1);
 
 impl Driver for TaskGc {
     async fn activate(&mut self, _why: Activation) -> Outcome {
+        if let Some(since) = self.last.map(|l| l.elapsed()).filter(|e| *e < GC_GAP) {
+            return Ok(Some(GC_GAP - since));
+        }
+        self.last = Some(std::time::Instant::now());
         let node = self.master.node();
         let retention = self.master.config().retention;
         let now = now_ms();

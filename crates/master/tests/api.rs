@@ -327,3 +327,48 @@ async fn ended_tasks_past_the_retention_are_forgotten() {
     let (status, _) = f.call("GET", &format!("/v1/tasks/{}", ids[0]), None).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn many_direct_launches_are_placed_against_one_tally_and_committed_together() {
+    let f = fixture();
+    let sized = |id: &str, mem_mb: u64, agents: Option<Vec<u64>>| tepui_master::DirectLaunch {
+        id: id.into(),
+        name: "batch".into(),
+        def: tepui_state::TaskDef {
+            args: vec!["true".into()],
+            cpus_milli: 100,
+            mem_mb,
+            ..Default::default()
+        },
+        agents,
+    };
+    let launch = |id: &str, agents: Option<Vec<u64>>| sized(id, 512, agents);
+    // Two agents of 1024 MB: four of these fit, two on each; the fifth does not.
+    let answers = f
+        .master
+        .launch_direct_many(vec![
+            launch("t1", None),
+            launch("t2", None),
+            launch("t3", Some(vec![2])),
+            launch("t4", None),
+            launch("t5", None),
+        ])
+        .await;
+    let codes: Vec<&str> = answers
+        .iter()
+        .map(|a| match a {
+            Ok(()) => "ok",
+            Err(e) => e.code.as_str(),
+        })
+        .collect();
+    assert_eq!(codes, ["ok", "ok", "ok", "ok", "no_room"], "{answers:?}");
+    let agents: Vec<u64> = ["t1", "t2", "t3", "t4"]
+        .iter()
+        .map(|t| f.node.read(|s| s.tasks[*t].agent_id))
+        .collect();
+    assert_eq!(agents.iter().filter(|a| **a == 1).count(), 2, "{agents:?}");
+    assert_eq!(agents[2], 2, "t3 may only go to agent 2");
+    // The same id again (small enough to be placed) is refused, as for one launch.
+    let again = f.master.launch_direct_many(vec![sized("t1", 0, None)]).await;
+    assert!(matches!(&again[..], [Err(e)] if e.code == "task_exists"), "{again:?}");
+}

@@ -8,7 +8,7 @@
 //! This crate does not know about Raft, the network or the HTTP API; later capabilities (apps,
 //! jobs, frameworks) extend [`Command`] and [`State`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -291,7 +291,40 @@ pub struct State {
     /// Per job with dependencies, the parents that succeeded since it last ran.
     #[serde(default)]
     pub job_parents_succeeded: BTreeMap<String, BTreeSet<String>>,
+    /// Which jobs depend on each job: derived from `jobs`, never stored.
+    #[serde(skip)]
+    pub job_dependents: DependentsIndex,
 }
+
+/// The jobs that depend on each job, built from the jobs' definitions on first use after
+/// a job changed (every replica builds the same from the same jobs), so that a run's end
+/// does not read every job.
+#[derive(Clone, Debug, Default)]
+pub struct DependentsIndex(std::sync::Arc<std::sync::OnceLock<HashMap<String, Vec<String>>>>);
+
+impl DependentsIndex {
+    fn children<'a>(&'a self, jobs: &BTreeMap<String, JobRecord>, parent: &str) -> &'a [String] {
+        let index = self.0.get_or_init(|| {
+            let mut index: HashMap<String, Vec<String>> = HashMap::new();
+            for (child, rec) in jobs {
+                for parent in job_dependencies(&rec.spec) {
+                    index.entry(parent).or_default().push(child.clone());
+                }
+            }
+            index
+        });
+        index.get(parent).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// Derived, so never a difference between two states.
+impl PartialEq for DependentsIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for DependentsIndex {}
 
 /// A batch job's definition (Metronome's job JSON, schedules included; tepui-jobs reads it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -670,13 +703,12 @@ impl State {
             run.message = Some(task.message.clone()).filter(|m| !m.is_empty());
         }
         if run.status == JobRunStatus::Success {
-            for (child, rec) in &self.jobs {
-                if job_dependencies(&rec.spec).contains(&run.job_id) {
-                    self.job_parents_succeeded
-                        .entry(child.clone())
-                        .or_default()
-                        .insert(run.job_id.clone());
-                }
+            let children = self.job_dependents.children(&self.jobs, &run.job_id).to_vec();
+            for child in children {
+                self.job_parents_succeeded
+                    .entry(child)
+                    .or_default()
+                    .insert(run.job_id.clone());
             }
         }
         self.job_history.entry(run.job_id.clone()).or_default().record(run);
@@ -1079,12 +1111,14 @@ impl State {
                         updated_at: *now,
                     },
                 );
+                self.job_dependents = DependentsIndex::default();
                 Ok(Response::Ok)
             }
             Command::DeleteJob { id } => {
                 self.jobs
                     .remove(id)
                     .ok_or_else(|| ApplyError::UnknownJob { id: id.clone() })?;
+                self.job_dependents = DependentsIndex::default();
                 self.job_history.remove(id);
                 self.job_runs.retain(|_, r| &r.job_id != id);
                 let prefix = format!("{id}/");
