@@ -111,11 +111,19 @@ fn every_due_run_happens_exactly_once_while_leaders_are_killed() {
 
     for round in 1..=KILLS {
         let name = wait_for("a leader", CONVERGE, || leader(&addrs));
-        let index = servers.iter().position(|d| d.name() == name).expect("the leader's daemon");
+        let index = servers
+            .iter()
+            .position(|d| d.name() == name)
+            .expect("the leader's daemon");
         let before = successes(&addrs).unwrap();
         servers[index].kill();
         eprintln!("round {round}: killed the leader {name} after {before} runs");
-        let survivors: Vec<String> = addrs.iter().enumerate().filter(|(i, _)| *i != index).map(|(_, a)| a.clone()).collect();
+        let survivors: Vec<String> = addrs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != index)
+            .map(|(_, a)| a.clone())
+            .collect();
         // Runs go on under the new leader.
         wait_for("runs under the new leader", CONVERGE, || match successes(&survivors)? {
             n if n >= before + 2 => Ok(()),
@@ -125,7 +133,9 @@ fn every_due_run_happens_exactly_once_while_leaders_are_killed() {
         let dir = sb.join(&name).display().to_string();
         servers[index].restart(&["server", "--data-dir", &dir, "--bind", SERVERS[index], "--name", &name]);
         servers[index].wait_ready(START);
-        wait_for("the restarted server to follow", CONVERGE, || leader(&[addrs[index].clone()]));
+        wait_for("the restarted server to follow", CONVERGE, || {
+            leader(&[addrs[index].clone()])
+        });
     }
 
     // Stop the schedule and let the last runs end.
@@ -176,7 +186,10 @@ fn every_due_run_happens_exactly_once_while_leaders_are_killed() {
 /// The number of active runs of `tick`, through the Metronome API.
 fn reqwest_runs(addr: &str) -> Result<usize, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let resp = tepui_e2e::http_client()
             .build()

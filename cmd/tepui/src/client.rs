@@ -305,7 +305,14 @@ fn jobs_table(jobs: &[serde_json::Value]) -> String {
                 (None, Some(_)) => "failed",
                 (None, None) => "-",
             };
-            vec![text(&j["id"]), state.to_string(), schedule, next, last.to_string(), what]
+            vec![
+                text(&j["id"]),
+                state.to_string(),
+                schedule,
+                next,
+                last.to_string(),
+                what,
+            ]
         })
         .collect();
     table(&["ID", "STATE", "SCHEDULE", "NEXT RUN", "LAST", "RUNS"], rows)

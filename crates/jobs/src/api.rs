@@ -29,7 +29,11 @@ pub fn routes(master: Master) -> Routes {
             get(list_runs).post(start_run),
         )
         .route("/v1/jobs/{id}/runs/{run}", Policy::new().get(Cap::Read), get(show_run))
-        .route("/v1/jobs/{id}/runs/{run}/watch", Policy::new().get(Cap::Read), get(watch_run))
+        .route(
+            "/v1/jobs/{id}/runs/{run}/watch",
+            Policy::new().get(Cap::Read),
+            get(watch_run),
+        )
         .route(
             "/v1/jobs/{id}/runs/{run}/actions/stop",
             Policy::new().post(Cap::Write),
@@ -204,7 +208,8 @@ pub(crate) fn next_run_at(s: &Replicated, job: &JobSpec, schedule: &ScheduleSpec
     let record = s.jobs.get(&job.id)?;
     let key = format!("{}/{}", job.id, schedule.id);
     let handled = s.job_schedules_handled.get(&key).copied().unwrap_or(record.updated_at);
-    let calendar = crate::calendar::Schedule::parse(&schedule.cron, &schedule.timezone, record.updated_at as i64).ok()?;
+    let calendar =
+        crate::calendar::Schedule::parse(&schedule.cron, &schedule.timezone, record.updated_at as i64).ok()?;
     calendar.next_after(handled as i64).map(|t| t.max(0) as u64)
 }
 
@@ -383,7 +388,9 @@ async fn show_run(State(master): State<Master>, Path((id, run)): Path<(String, S
 async fn watch_run(State(master): State<Master>, Path((id, run)): Path<(String, String)>) -> Answer {
     let node = master.node().clone();
     node.linearize().await.map_err(failed)?;
-    let first = node.read(|s| run_view(s, &id, &run)).ok_or_else(|| unknown_run(&id, &run))?;
+    let first = node
+        .read(|s| run_view(s, &id, &run))
+        .ok_or_else(|| unknown_run(&id, &run))?;
     let applied = node.watch_applied();
     let lines = futures::stream::unfold(
         (Some(first), None::<Value>, applied),
@@ -396,7 +403,11 @@ async fn watch_run(State(master): State<Master>, Path((id, run)): Path<(String, 
                             let finished = matches!(view["status"].as_str(), Some("SUCCESS" | "FAILED"));
                             let mut line = serde_json::to_vec(&view).unwrap_or_default();
                             line.push(b'\n');
-                            let state = if finished { (None, None, applied) } else { (None, Some(view), applied) };
+                            let state = if finished {
+                                (None, None, applied)
+                            } else {
+                                (None, Some(view), applied)
+                            };
                             return Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(line)), state));
                         }
                     }

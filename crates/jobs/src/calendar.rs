@@ -540,9 +540,8 @@ impl Iso8601 {
         } else {
             // A lower bound from the longest a period can be (a local day may have 25
             // hours), then forward.
-            let longest = i64::from(self.months) * 31 * 25 * 3_600_000
-                + i64::from(self.days) * 25 * 3_600_000
-                + self.fixed_ms;
+            let longest =
+                i64::from(self.months) * 31 * 25 * 3_600_000 + i64::from(self.days) * 25 * 3_600_000 + self.fixed_ms;
             ((after - self.start) / longest.max(1)) as u64
         };
         loop {
@@ -585,7 +584,9 @@ fn parse_wall_clock(s: &str) -> Option<NaiveDateTime> {
             return Some(t);
         }
     }
-    NaiveDate::parse_from_str(digits, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0))
+    NaiveDate::parse_from_str(digits, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
 }
 
 fn parse_instant(s: &str) -> Option<i64> {
@@ -716,7 +717,8 @@ impl Schedule {
         let run = if first >= floor {
             Some(first)
         } else {
-            self.next_after(handled.max(floor.saturating_sub(1))).filter(|t| *t <= now)
+            self.next_after(handled.max(floor.saturating_sub(1)))
+                .filter(|t| *t <= now)
         };
         match run {
             Some(t) => Due {

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::calendar::{fix_iso8601_start, is_iso8601, Schedule};
-use crate::metronome::{Artifact, Constraint, Docker, EnvValue, JobSpec, Network, Restart, RunSpec, ScheduleSpec, Volume};
+use crate::metronome::{
+    Artifact, Constraint, Docker, EnvValue, JobSpec, Network, Restart, RunSpec, ScheduleSpec, Volume,
+};
 
 /// Chronos' job name rule, as its error message spells it.
 pub const NAME_RULE: &str = "([\\w\\.-]+)";
@@ -189,7 +191,10 @@ fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     match Value::deserialize(d)? {
         Value::Number(n) => n.as_f64().ok_or_else(|| de::Error::custom("not a number")),
         Value::String(s) if s.trim().is_empty() => Ok(0.0),
-        Value::String(s) => s.trim().parse().map_err(|_| de::Error::custom(format!("{s:?} is not a number"))),
+        Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| de::Error::custom(format!("{s:?} is not a number"))),
         Value::Null => Ok(0.0),
         other => Err(de::Error::custom(format!("{other} is not a number"))),
     }
@@ -231,11 +236,15 @@ pub fn parse(body: &[u8], expect_parents: bool) -> Result<ChronosJob, BadJob> {
     }
     if expect_parents {
         if job.parents.as_ref().is_none_or(|p| p.is_empty()) {
-            return Err(BadJob("Error, parent does not exist: a dependent job needs parents".into()));
+            return Err(BadJob(
+                "Error, parent does not exist: a dependent job needs parents".into(),
+            ));
         }
     } else {
         let Some(schedule) = job.schedule.as_deref() else {
-            return Err(BadJob("a scheduled job needs a schedule, as R/2026-01-01T00:00:00Z/PT1H".into()));
+            return Err(BadJob(
+                "a scheduled job needs a schedule, as R/2026-01-01T00:00:00Z/PT1H".into(),
+            ));
         };
         if !is_iso8601(schedule) {
             return Err(BadJob(format!(
@@ -253,7 +262,9 @@ pub fn parse(body: &[u8], expect_parents: bool) -> Result<ChronosJob, BadJob> {
         )));
     }
     if job.command.trim().is_empty() && job.container.is_none() {
-        return Err(BadJob("command: a job needs a command, or a container image to run".into()));
+        return Err(BadJob(
+            "command: a job needs a command, or a container image to run".into(),
+        ));
     }
     if let Some(c) = &job.container {
         if c.image.trim().is_empty() {
@@ -263,10 +274,16 @@ pub fn parse(body: &[u8], expect_parents: bool) -> Result<ChronosJob, BadJob> {
             return Err(BadJob(format!("container.type: {:?} is not DOCKER or MESOS", c.kind)));
         }
         if !matches!(c.network.to_ascii_uppercase().as_str(), "HOST" | "BRIDGE" | "USER") {
-            return Err(BadJob(format!("container.network: {:?} is not HOST or BRIDGE", c.network)));
+            return Err(BadJob(format!(
+                "container.network: {:?} is not HOST or BRIDGE",
+                c.network
+            )));
         }
         for (i, v) in c.volumes.iter().enumerate() {
-            if v.mode.as_deref().is_some_and(|m| !matches!(m.to_ascii_uppercase().as_str(), "RO" | "RW")) {
+            if v.mode
+                .as_deref()
+                .is_some_and(|m| !matches!(m.to_ascii_uppercase().as_str(), "RO" | "RW"))
+            {
                 return Err(BadJob(format!("container.volumes[{i}].mode: RO or RW")));
             }
         }
@@ -293,7 +310,9 @@ pub fn parse(body: &[u8], expect_parents: bool) -> Result<ChronosJob, BadJob> {
 /// An `epsilon` (ISO 8601 duration of days, hours, minutes, seconds) in whole seconds.
 fn epsilon_seconds(text: &str) -> Option<i64> {
     let iso = Schedule::parse(&format!("R0/1970-01-01T00:00:00Z/{text}"), "", 0).ok()?;
-    let crate::calendar::Schedule::Iso8601(i) = iso else { return None };
+    let crate::calendar::Schedule::Iso8601(i) = iso else {
+        return None;
+    };
     if i.months != 0 {
         return None;
     }
@@ -376,7 +395,8 @@ impl ChronosJob {
             .collect();
         if let Some(c) = &self.container {
             if c.kind.eq_ignore_ascii_case("MESOS") {
-                run.ucr = serde_json::from_value(json!({"image": {"id": c.image, "forcePull": c.force_pull_image}})).ok();
+                run.ucr =
+                    serde_json::from_value(json!({"image": {"id": c.image, "forcePull": c.force_pull_image}})).ok();
             } else {
                 run.docker = Some(Docker {
                     image: c.image.clone(),
@@ -527,7 +547,11 @@ fn derived(job: &JobSpec) -> Value {
         .docker
         .as_ref()
         .map(|d| ("DOCKER", d.image.clone(), d.force_pull_image))
-        .or_else(|| r.ucr.as_ref().map(|u| ("MESOS", u.image.id.clone(), u.image.force_pull)))
+        .or_else(|| {
+            r.ucr
+                .as_ref()
+                .map(|u| ("MESOS", u.image.id.clone(), u.image.force_pull))
+        })
         .map(|(kind, image, pull)| {
             let volumes: Vec<Value> = r
                 .volumes
@@ -623,7 +647,10 @@ mod tests {
         assert_eq!(spec.run.restart.policy, "ON_FAILURE");
         assert_eq!(spec.run.restart.retries, Some(2));
         let s = &spec.schedules[0];
-        assert_eq!((s.cron.as_str(), s.starting_deadline_seconds), ("R10/2012-10-01T05:52:00Z/PT2S", 900));
+        assert_eq!(
+            (s.cron.as_str(), s.starting_deadline_seconds),
+            ("R10/2012-10-01T05:52:00Z/PT2S", 900)
+        );
         assert_eq!(s.concurrency_policy, "FORBID", "concurrent defaults to false");
         assert_eq!(stored[STORED_KEY]["owner"], "bob@airbnb.com");
         // Read back: what was written, with the counts.
@@ -672,7 +699,10 @@ mod tests {
         .unwrap();
         let stored = serde_json::to_value(&spec).unwrap();
         let v = view(&stored, &spec, &Counts::default(), false);
-        assert_eq!((v["command"].as_str(), v["shell"].as_bool()), (Some("echo hi"), Some(true)));
+        assert_eq!(
+            (v["command"].as_str(), v["shell"].as_bool()),
+            (Some("echo hi"), Some(true))
+        );
         assert_eq!(v["retries"], 1);
         assert_eq!(v["container"]["image"], "busybox");
         assert_eq!(v["schedule"], "0 2 * * *");
@@ -683,15 +713,29 @@ mod tests {
     fn bad_jobs_say_what_to_fix() {
         let bad = |body: &str, dep: bool| parse(body.as_bytes(), dep).unwrap_err().0;
         assert!(bad(r#"{"name": "a b", "command": "x", "schedule": "R//PT1H"}"#, false).contains("name is invalid"));
-        assert!(bad(r#"{"name": "a", "command": "x", "schedule": "R/nope/PT1H"}"#, false).contains("Cannot parse schedule"));
-        assert!(bad(r#"{"name": "a", "command": "x", "schedule": "0 * * * *"}"#, false).contains("Cannot parse schedule"));
-        assert!(bad(r#"{"name": "a", "command": "x", "schedule": "R//PT1H", "scheduleTimeZone": "Mars/Base"}"#, false)
-            .contains("Mars/Base"));
+        assert!(
+            bad(r#"{"name": "a", "command": "x", "schedule": "R/nope/PT1H"}"#, false).contains("Cannot parse schedule")
+        );
+        assert!(
+            bad(r#"{"name": "a", "command": "x", "schedule": "0 * * * *"}"#, false).contains("Cannot parse schedule")
+        );
+        assert!(bad(
+            r#"{"name": "a", "command": "x", "schedule": "R//PT1H", "scheduleTimeZone": "Mars/Base"}"#,
+            false
+        )
+        .contains("Mars/Base"));
         assert!(bad(r#"{"name": "a", "command": "x"}"#, true).contains("parent"));
         assert!(bad(r#"{"name": "a", "schedule": "R//PT1H"}"#, false).contains("command"));
-        assert!(bad(r#"{"name": "a", "command": "x", "schedule": "R//PT1H", "cpus": "lots"}"#, false).contains("cpus"));
-        assert!(bad(r#"{"name": "a", "command": "x", "schedule": "R//PT1H", "constraints": [["a", "NEAR", "b"]]}"#, false)
-            .contains("constraints[0]"));
+        assert!(bad(
+            r#"{"name": "a", "command": "x", "schedule": "R//PT1H", "cpus": "lots"}"#,
+            false
+        )
+        .contains("cpus"));
+        assert!(bad(
+            r#"{"name": "a", "command": "x", "schedule": "R//PT1H", "constraints": [["a", "NEAR", "b"]]}"#,
+            false
+        )
+        .contains("constraints[0]"));
     }
 
     #[test]

@@ -31,7 +31,11 @@ pub fn routes(master: Master) -> Routes {
         let write = || Policy::new().post(Cap::Write).put(Cap::Write);
         r = r
             .route(&format!("{p}/iso8601"), write(), post(put_scheduled).put(put_scheduled))
-            .route(&format!("{p}/dependency"), write(), post(put_dependent).put(put_dependent))
+            .route(
+                &format!("{p}/dependency"),
+                write(),
+                post(put_dependent).put(put_dependent),
+            )
             .route(&format!("{p}/jobs"), Policy::new().get(Cap::Read), get(list))
             .route(&format!("{p}/jobs/search"), Policy::new().get(Cap::Read), get(search))
             .route(&format!("{p}/jobs/summary"), Policy::new().get(Cap::Read), get(summary))
@@ -45,7 +49,11 @@ pub fn routes(master: Master) -> Routes {
                 Policy::new().put(Cap::Write),
                 put(mark_success),
             )
-            .route(&format!("{p}/job/stat/{{name}}"), Policy::new().get(Cap::Read), get(stat))
+            .route(
+                &format!("{p}/job/stat/{{name}}"),
+                Policy::new().get(Cap::Read),
+                get(stat),
+            )
             .route(
                 &format!("{p}/task/kill/{{name}}"),
                 Policy::new().delete(Cap::Write),
@@ -53,7 +61,11 @@ pub fn routes(master: Master) -> Routes {
             )
             .route(&format!("{p}/graph/dot"), Policy::new().get(Cap::Read), get(graph_dot))
             .route(&format!("{p}/graph/csv"), Policy::new().get(Cap::Read), get(graph_csv))
-            .route(&format!("{p}/stats/{{percentile}}"), Policy::new().get(Cap::Read), get(stats))
+            .route(
+                &format!("{p}/stats/{{percentile}}"),
+                Policy::new().get(Cap::Read),
+                get(stats),
+            )
             .route(&format!("{p}/leader"), Policy::new().get(Cap::Read), get(leader));
     }
     r.with_state(master)
@@ -229,7 +241,8 @@ async fn search(State(master): State<Master>, Query(q): Query<SearchQuery>) -> A
         .filter(|v| {
             let n = v["name"].as_str().unwrap_or("").to_lowercase();
             let c = v["command"].as_str().unwrap_or("").to_lowercase();
-            let mut valid = name.as_ref().is_none_or(|t| n.contains(t)) && command.as_ref().is_none_or(|t| c.contains(t));
+            let mut valid =
+                name.as_ref().is_none_or(|t| n.contains(t)) && command.as_ref().is_none_or(|t| c.contains(t));
             if !valid {
                 valid = any.as_ref().is_some_and(|t| n.contains(t) || c.contains(t));
             }
@@ -296,7 +309,9 @@ async fn run_now(
         .split_whitespace()
         .map(str::to_string)
         .collect();
-    node.write(Command::StartJobRun { run: run.clone() }).await.map_err(failed)?;
+    node.write(Command::StartJobRun { run: run.clone() })
+        .await
+        .map_err(failed)?;
     tracing::info!(job = %name, run = %run.id, "job run started through Chronos' API");
     Ok(no_content())
 }
@@ -354,7 +369,9 @@ pub(crate) async fn delete_handing_off(master: &Master, name: &str) -> Result<()
         .map_err(failed)?;
         tracing::info!(job = %child.id, parent = %name, "child job took over its deleted parent's place");
     }
-    node.write(Command::DeleteJob { id: name.to_string() }).await.map_err(failed)?;
+    node.write(Command::DeleteJob { id: name.to_string() })
+        .await
+        .map_err(failed)?;
     tracing::info!(job = %name, "job deleted");
     Ok(())
 }
@@ -458,7 +475,11 @@ async fn stat(State(master): State<Master>, Path(name): Path<String>) -> Answer 
         }
         if let Some(h) = s.job_history.get(&name) {
             for r in &h.finished {
-                let status = if r.status == JobRunStatus::Success { "Success" } else { "Fail" };
+                let status = if r.status == JobRunStatus::Success {
+                    "Success"
+                } else {
+                    "Fail"
+                };
                 history.push(task_stat(s, r, status));
             }
         }
@@ -518,7 +539,11 @@ pub fn dot(jobs: &[JobSpec]) -> String {
     let index: BTreeMap<&str, usize> = jobs.iter().enumerate().map(|(i, j)| (j.id.as_str(), i + 1)).collect();
     let mut out = String::from("digraph G {\n");
     for j in jobs {
-        out.push_str(&format!("  {} [ label = \"{}\" ];\n", index[j.id.as_str()], j.id.replace('"', "\\\"")));
+        out.push_str(&format!(
+            "  {} [ label = \"{}\" ];\n",
+            index[j.id.as_str()],
+            j.id.replace('"', "\\\"")
+        ));
     }
     for (parent, child) in edges(jobs) {
         if let (Some(p), Some(c)) = (index.get(parent.as_str()), index.get(child.as_str())) {
@@ -537,7 +562,12 @@ async fn graph_csv(State(master): State<Master>) -> Answer {
         let jobs = jobs_of(s);
         let mut out = String::new();
         for j in &jobs {
-            out.push_str(&format!("node,{},{},{}\n", j.id, last_state(s, &j.id), current_state(s, &j.id)));
+            out.push_str(&format!(
+                "node,{},{},{}\n",
+                j.id,
+                last_state(s, &j.id),
+                current_state(s, &j.id)
+            ));
         }
         for (p, c) in edges(&jobs) {
             out.push_str(&format!("link,{p},{c}\n"));
@@ -551,9 +581,16 @@ async fn graph_csv(State(master): State<Master>) -> Answer {
 async fn stats(State(master): State<Master>, Path(which): Path<String>) -> Answer {
     let node = master.node();
     node.linearize().await.map_err(failed)?;
-    let known: BTreeSet<&str> = ["75thPercentile", "95thPercentile", "98thPercentile", "99thPercentile", "median", "mean"]
-        .into_iter()
-        .collect();
+    let known: BTreeSet<&str> = [
+        "75thPercentile",
+        "95thPercentile",
+        "98thPercentile",
+        "99thPercentile",
+        "median",
+        "mean",
+    ]
+    .into_iter()
+    .collect();
     if !known.contains(which.as_str()) {
         return Err(bad_request(format!(
             "unknown percentile {which:?}: one of median, mean, 75thPercentile, 95thPercentile, 98thPercentile, 99thPercentile"

@@ -485,7 +485,9 @@ impl Driver for JobRunner {
         // One log entry for every schedule due at this moment: thousands of jobs on one
         // minute start together.
         for (cmd, answer) in batch(&node, cmds).await? {
-            let Command::ScheduleJobRun { schedule, run, .. } = cmd else { continue };
+            let Command::ScheduleJobRun { schedule, run, .. } = cmd else {
+                continue;
+            };
             match answer {
                 Ok(_) => {
                     more_due = true;
@@ -499,11 +501,18 @@ impl Driver for JobRunner {
             }
         }
         let dependents = node.read(|s| dependents_ready(s, &self.jobs, now, &mut || new_run_id(now)));
-        let cmds = dependents.into_iter().map(|run| Command::StartDependentRun { run }).collect();
+        let cmds = dependents
+            .into_iter()
+            .map(|run| Command::StartDependentRun { run })
+            .collect();
         for (cmd, answer) in batch(&node, cmds).await? {
-            let Command::StartDependentRun { run } = cmd else { continue };
+            let Command::StartDependentRun { run } = cmd else {
+                continue;
+            };
             match answer {
-                Ok(_) => tracing::info!(job = %run.job_id, run = %run.id, "dependent job run started: its parents succeeded"),
+                Ok(_) => {
+                    tracing::info!(job = %run.job_id, run = %run.id, "dependent job run started: its parents succeeded")
+                }
                 // Started already by an earlier pass: the wait begins anew.
                 Err(ApplyError::JobNotReady { .. } | ApplyError::JobRunExists { .. }) => {}
                 Err(e) => tracing::warn!(job = %run.job_id, error = %e, "dependent run not started"),
@@ -591,7 +600,10 @@ pub(crate) async fn stop_run(master: &Master, run: &JobRunRecord) -> Result<(), 
 }
 
 /// Commits `cmds` (in as few log entries as the store allows) and pairs each with its answer.
-async fn batch(node: &tepui_node::Node, cmds: Vec<Command>) -> Result<Vec<(Command, Result<Response, ApplyError>)>, String> {
+async fn batch(
+    node: &tepui_node::Node,
+    cmds: Vec<Command>,
+) -> Result<Vec<(Command, Result<Response, ApplyError>)>, String> {
     if cmds.is_empty() {
         return Ok(vec![]);
     }
@@ -816,7 +828,9 @@ mod tests {
         retry.tasks.get_mut("j.r1.1").unwrap().finished_at = Some(10);
         // Backing off a second after the failure, then the next attempt.
         assert_eq!(plan(&retry, &parsed(&retry), 500), (vec![], Some(1_010)));
-        assert!(matches!(&plan(&retry, &parsed(&retry), 1_010).0[..], [Step::Launch { task_id, .. }] if task_id == "j.r1.2"));
+        assert!(
+            matches!(&plan(&retry, &parsed(&retry), 1_010).0[..], [Step::Launch { task_id, .. }] if task_id == "j.r1.2")
+        );
         assert_eq!(
             (retry_backoff(1), retry_backoff(3), retry_backoff(20)),
             (Duration::from_secs(1), Duration::from_secs(4), Duration::from_secs(60))
@@ -888,7 +902,10 @@ mod tests {
         let jobs = parsed(&s);
         // Nothing due yet; the next due minute is remembered...
         assert_eq!(schedule(&s, &jobs, NOW, &mut ids()), (vec![], Some(NOW + 30_000)));
-        assert_eq!(schedule(&s, &jobs, NOW + 1_000, &mut ids()), (vec![], Some(NOW + 30_000)));
+        assert_eq!(
+            schedule(&s, &jobs, NOW + 1_000, &mut ids()),
+            (vec![], Some(NOW + 30_000))
+        );
         // ...and when it comes, it is due.
         let (out, _) = schedule(&s, &jobs, NOW + 30_000, &mut ids());
         assert_eq!(out.len(), 1);
@@ -1044,7 +1061,12 @@ mod tests {
         assert_eq!(ready.len(), 1);
         assert_eq!(ready[0].job_id, "c");
         // A child with a run still going waits for it to end.
-        s.apply(3, &Command::StartJobRun { run: new_run("c", "busy".into(), 6, None) });
+        s.apply(
+            3,
+            &Command::StartJobRun {
+                run: new_run("c", "busy".into(), 6, None),
+            },
+        );
         assert!(dependents_ready(&s, &parsed(&s), 10, &mut ids()).is_empty());
     }
 

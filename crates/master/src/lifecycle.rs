@@ -342,7 +342,9 @@ impl Master {
         }
         let cmds = placed
             .iter()
-            .map(|(_, r)| Command::CreateTask { task: Box::new(r.clone()) })
+            .map(|(_, r)| Command::CreateTask {
+                task: Box::new(r.clone()),
+            })
             .collect();
         match node.write_batch(cmds).await {
             Ok(results) => {

@@ -245,7 +245,10 @@ fn every_due_time_within_the_deadline_runs_once_and_older_ones_are_passed_over()
     let handled = utc("2026-01-01T00:00:00Z");
     // On time.
     let d = every_minute.due(handled, utc("2026-01-01T00:01:00Z"), Some(60_000));
-    assert_eq!((d.run, d.handled), (Some(utc("2026-01-01T00:01:00Z")), utc("2026-01-01T00:01:00Z")));
+    assert_eq!(
+        (d.run, d.handled),
+        (Some(utc("2026-01-01T00:01:00Z")), utc("2026-01-01T00:01:00Z"))
+    );
     assert_eq!(d.next, Some(utc("2026-01-01T00:02:00Z")));
     // No leader for ten minutes, a deadline of three: the due times of the last three
     // minutes run, oldest first, each once; the seven before are passed over.
@@ -268,7 +271,10 @@ fn every_due_time_within_the_deadline_runs_once_and_older_ones_are_passed_over()
     assert_eq!(ran, want);
     // FORBID and REPLACE want the newest only.
     let d = every_minute.newest_due(handled, now, Some(3 * 60_000));
-    assert_eq!((d.run, d.handled), (Some(utc("2026-01-01T00:10:00Z")), utc("2026-01-01T00:10:00Z")));
+    assert_eq!(
+        (d.run, d.handled),
+        (Some(utc("2026-01-01T00:10:00Z")), utc("2026-01-01T00:10:00Z"))
+    );
     // Past the deadline: nothing runs now, and the missed time is accounted for.
     let hourly = Schedule::Cron {
         cron: Cron::parse("0 * * * *").unwrap(),
@@ -292,14 +298,20 @@ fn every_due_time_within_the_deadline_runs_once_and_older_ones_are_passed_over()
 #[test]
 fn schedules_in_either_language() {
     let now = utc("2026-05-01T10:00:00Z");
-    assert!(matches!(Schedule::parse("*/5 * * * *", "Europe/Berlin", now), Ok(Schedule::Cron { .. })));
+    assert!(matches!(
+        Schedule::parse("*/5 * * * *", "Europe/Berlin", now),
+        Ok(Schedule::Cron { .. })
+    ));
     assert!(matches!(Schedule::parse("R5//P1D", "", now), Ok(Schedule::Iso8601(_))));
     assert!(matches!(
         Schedule::parse("* * * * *", "Mars/Olympus", now),
         Err(ScheduleError::TimeZone(_))
     ));
     assert_eq!(fix_iso8601_start("R//PT2S", now), "R/2026-05-01T10:00:00.000Z/PT2S");
-    assert_eq!(fix_iso8601_start("R0/2026-01-01T00:00:00Z/PT2S", now), "R0/2026-01-01T00:00:00Z/PT2S");
+    assert_eq!(
+        fix_iso8601_start("R0/2026-01-01T00:00:00Z/PT2S", now),
+        "R0/2026-01-01T00:00:00Z/PT2S"
+    );
     assert_eq!(fix_iso8601_start("0 * * * *", now), "0 * * * *");
     // In a zone, a daily run keeps its local hour across the change to summer time.
     let daily = Schedule::parse("R/2026-03-27T09:00:00Z/P1D", "Europe/Berlin", now).unwrap();
