@@ -260,7 +260,22 @@ async fn produce(
             None => None,
         };
         if now_ino.is_some() && now_ino != cur_ino {
-            current = File::open(base).await.ok();
+            // The shim renames a file only after its last write, so what it holds now is all
+            // of it; the drain above may have run before those last writes.
+            if let Some(f) = current.as_mut() {
+                if !drain(f, tx).await? {
+                    return Ok(Some(changes));
+                }
+            }
+            // Several rotations may have passed while we read: the files rotated after ours
+            // come first, oldest first, then the live one.
+            let (newer, live) = files_after(base, keep, cur_ino).await?;
+            for mut f in newer {
+                if !drain(&mut f, tx).await? {
+                    return Ok(Some(changes));
+                }
+            }
+            current = live;
             continue;
         }
         if ended {
@@ -273,6 +288,50 @@ async fn produce(
                 _ = changes.wait() => {}
             }
         }
+    }
+}
+
+/// The log files that follow the one with inode `after` (all of them if it is gone), oldest
+/// first and open, and the live file apart. Opened as one consistent set: if a rotation moves
+/// names meanwhile, it looks again.
+async fn files_after(base: &Path, keep: u32, after: Option<u64>) -> io::Result<(Vec<File>, Option<File>)> {
+    let paths: Vec<PathBuf> = (1..keep)
+        .rev()
+        .map(|n| rotated(base, n))
+        .chain(std::iter::once(base.to_path_buf()))
+        .collect();
+    async fn inodes(paths: &[PathBuf]) -> Vec<Option<u64>> {
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            out.push(tokio::fs::metadata(p).await.map(|m| m.ino()).ok());
+        }
+        out
+    }
+    loop {
+        let before = inodes(&paths).await;
+        let mut opened = Vec::with_capacity(paths.len());
+        for (p, ino) in paths.iter().zip(&before) {
+            opened.push(match ino {
+                Some(_) => File::open(p).await.ok(),
+                None => None,
+            });
+        }
+        let mut opened_inos = Vec::with_capacity(opened.len());
+        for f in &opened {
+            opened_inos.push(match f {
+                Some(f) => f.metadata().await.ok().map(|m| m.ino()),
+                None => None,
+            });
+        }
+        if opened_inos != before || inodes(&paths).await != before {
+            continue;
+        }
+        let start = after
+            .and_then(|a| before.iter().position(|i| *i == Some(a)))
+            .map_or(0, |i| i + 1);
+        let live = opened.pop().flatten();
+        let newer = opened.into_iter().skip(start).flatten().collect();
+        return Ok((newer, live));
     }
 }
 
@@ -327,6 +386,37 @@ mod tests {
                 assert!(end.is_none(), "{end:?}");
             }
         });
+    }
+
+    /// Two rotations (keep 3) while the follower waits, and the end of the file it holds
+    /// written just before the first: it reads all of it, each file once, in order.
+    #[tokio::test(flavor = "current_thread")]
+    async fn following_survives_rotations_it_did_not_see() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let sb = Sandbox::new(dir.path().to_path_buf());
+        let base = sb.log("stdout");
+        std::fs::write(&base, b"first\n").unwrap();
+        let mut f = open(&sb, "stdout", 3, None, true);
+        let deadline = Duration::from_secs(10);
+        read_until(&mut f, b"first\n", deadline).await;
+        // No await from here on: the follower sees none of it happen.
+        let append = |p: &Path, data: &[u8]| {
+            let mut out = std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap();
+            out.write_all(data).unwrap();
+        };
+        append(&base, b"a\n");
+        std::fs::rename(&base, rotated(&base, 1)).unwrap();
+        append(&base, b"b\n");
+        std::fs::rename(rotated(&base, 1), rotated(&base, 2)).unwrap();
+        std::fs::rename(&base, rotated(&base, 1)).unwrap();
+        append(&base, b"c\n");
+        std::fs::write(sb.status(), b"{}").unwrap();
+        let mut got = Vec::new();
+        while let Some(chunk) = tokio::time::timeout(deadline, f.next()).await.expect("the end") {
+            got.extend(chunk.unwrap());
+        }
+        assert_eq!(String::from_utf8(got).unwrap(), "a\nb\nc\n");
     }
 
     #[test]
