@@ -569,9 +569,22 @@ pub fn spawn_dev(
     bridge: (&str, &str),
     ready: Duration,
 ) -> (Daemon, PathBuf) {
+    spawn_dev_with(sb, name, ip, ports, bridge, &[], ready)
+}
+
+/// [`spawn_dev`] with more flags.
+pub fn spawn_dev_with(
+    sb: &Sandbox,
+    name: &str,
+    ip: &str,
+    ports: &str,
+    bridge: (&str, &str),
+    extra: &[&str],
+    ready: Duration,
+) -> (Daemon, PathBuf) {
     let data = sb.join("data");
     let data_arg = data.display().to_string();
-    let args = [
+    let mut args = vec![
         "dev",
         "--data-dir",
         &data_arg,
@@ -586,6 +599,7 @@ pub fn spawn_dev(
         "--bridge-subnet",
         bridge.1,
     ];
+    args.extend_from_slice(extra);
     let mut dev = sb.spawn("dev", &args);
     dev.wait_ready(ready);
     (dev, data)

@@ -66,9 +66,14 @@ fn default_data_dir() -> PathBuf {
     base.join("tepui")
 }
 
-fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TEPUI_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,h2=warn,tower=warn,hyper=warn"));
+fn init_tracing(json: bool, access_log: bool) {
+    // The gateway's access log (a line per request) only when asked for.
+    let access = if access_log { "info" } else { "off" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TEPUI_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "info,openraft=warn,h2=warn,tower=warn,hyper=warn,tepui_gateway::access={access}"
+        ))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -84,7 +89,7 @@ pub fn run(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
     // the shims, which outlive it: they would hold them for as long as their tasks run.
     // SAFETY: only sets close-on-exec on descriptors 3 and up; no memory is involved.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
-    init_tracing(args.log_json);
+    init_tracing(args.log_json, args.agent.gateway_access_log);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run_async(mode, args))
 }
@@ -104,6 +109,7 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
         .name
         .clone()
         .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+    let dev = matches!(mode, Mode::Dev);
     let (run_server, run_agent, first_start, agent_start, agent_timeout) = match mode {
         Mode::Dev => (true, true, FirstStart::Bootstrap, AgentStart::Refuse, 15.0),
         Mode::Server {
@@ -264,11 +270,18 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
         cfg.runtime.bridge.name = args.agent.bridge.clone();
         (cfg.runtime.bridge.subnet, cfg.runtime.bridge.prefix) = args.agent.bridge_subnet;
         cfg.task_retention = args.agent.task_retention;
+        cfg.gateway = gateway_settings(&args, dev)?;
         let mut a = Agent::start(cfg).await.context("the agent did not start")?;
         if server.is_none() {
             println!("tepui agent {} ({}) is up", a.identity.name, a.identity.node_id);
             println!("  data dir:   {}", data_dir.display());
             println!("  agent http: http://{}", a.http_addr);
+        }
+        if let Some(http) = a.gateway_http_addr() {
+            println!("  gateway:      http://{http}");
+        }
+        if let Some(https) = a.gateway_https_addr() {
+            println!("  gateway tls:  https://{https}");
         }
         if a.wait_registered(Duration::from_secs(10)).await {
             let leader = a.connection.borrow().leader.clone().unwrap_or_default();
@@ -289,6 +302,42 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
         s.shutdown().await;
     }
     Ok(())
+}
+
+/// The gateway's settings from the flags; `tepui dev` turns it on at BIND:5080 and BIND:5443.
+fn gateway_settings(args: &DaemonArgs, dev: bool) -> anyhow::Result<Option<tepui_gateway::proxy::Settings>> {
+    let a = &args.agent;
+    let on_by_default = dev && !a.no_gateway;
+    let http = a
+        .gateway_http
+        .or(on_by_default.then(|| SocketAddr::new(args.bind, 5080)));
+    let https = a
+        .gateway_https
+        .or(on_by_default.then(|| SocketAddr::new(args.bind, 5443)));
+    if http.is_none() && https.is_none() {
+        return Ok(None);
+    }
+    let default_certificate = match (&a.gateway_cert, &a.gateway_key) {
+        (Some(cert), Some(key)) => {
+            let read = |p: &std::path::Path| {
+                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            let cert_pem = read(cert)?;
+            let key_pem = read(key)?;
+            let bundle = format!("{}\n{}\n", cert_pem.trim_end(), key_pem.trim_end());
+            let read = tepui_gateway::certs::read_bundle(&cert.display().to_string(), bundle.as_bytes())
+                .map_err(|(field, m)| anyhow::anyhow!("--gateway-{field}: {m}"))?;
+            Some(read)
+        }
+        _ => None,
+    };
+    Ok(Some(tepui_gateway::proxy::Settings {
+        http,
+        https,
+        groups: a.gateway_groups.clone(),
+        default_certificate,
+        ..Default::default()
+    }))
 }
 
 /// Reads registry credentials from a Docker-style config.json.

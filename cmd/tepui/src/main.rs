@@ -4,6 +4,7 @@
 mod apps;
 mod client;
 mod daemon;
+mod gateway;
 mod jobs;
 mod output;
 
@@ -93,6 +94,12 @@ enum Command {
     /// Service discovery: what the cluster's DNS answers, asked through the API.
     #[command(subcommand)]
     Dns(DnsCmd),
+    /// The gateway: the routes agents serve (from app labels) and the virtual IPs.
+    #[command(subcommand)]
+    Gateway(gateway::GatewayCmd),
+    /// The gateway's TLS certificates, kept as cluster secrets and chosen by SNI.
+    #[command(subcommand)]
+    Cert(gateway::CertCmd),
 }
 
 #[derive(Subcommand)]
@@ -235,6 +242,30 @@ struct AgentResourceArgs {
     /// Seconds an agent waits between heartbeats.
     #[arg(long, default_value_t = 2.0, value_parser = parse_secs)]
     heartbeat_secs: f64,
+    /// Agents: serve the gateway's HTTP routes on this IP:PORT [`tepui dev`: BIND:5080]
+    #[arg(long, value_name = "ADDR")]
+    gateway_http: Option<std::net::SocketAddr>,
+    /// Agents: serve the gateway's HTTPS routes on this IP:PORT [`tepui dev`: BIND:5443]
+    #[arg(long, value_name = "ADDR")]
+    gateway_https: Option<std::net::SocketAddr>,
+    /// `tepui dev`: no gateway listeners.
+    #[arg(long)]
+    no_gateway: bool,
+    /// Agents: log every request through the gateway (method, host, path, status, backend,
+    /// time), target `tepui_gateway::access`.
+    #[arg(long)]
+    gateway_access_log: bool,
+    /// Agents: the HAPROXY_GROUP values whose apps this gateway serves (repeatable; `*` for
+    /// every app with routes).
+    #[arg(long = "gateway-group", value_name = "GROUP", default_value = "external")]
+    gateway_groups: Vec<String>,
+    /// Agents: the certificate HTTPS falls back to when no certificate of the cluster names
+    /// the host (PEM chain) [default: a self-signed one made at start]
+    #[arg(long, value_name = "FILE", requires = "gateway_key")]
+    gateway_cert: Option<PathBuf>,
+    /// Agents: the key of --gateway-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "gateway_cert")]
+    gateway_key: Option<PathBuf>,
 }
 
 /// `tepui server` runs the daemon; `tepui server members` lists the Raft peers.
@@ -1155,6 +1186,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deployment(cmd) => runtime()?.block_on(apps::run_deployment(cmd)),
         Command::Dns(DnsCmd::Lookup { name, rtype, c }) => run_client(Verb::DnsLookup(name, rtype), c),
         Command::Dns(DnsCmd::Records(c)) => run_client(Verb::DnsRecords, c),
+        Command::Gateway(cmd) => runtime()?.block_on(gateway::run_gateway(cmd)),
+        Command::Cert(cmd) => runtime()?.block_on(gateway::run_cert(cmd)),
     }
 }
 

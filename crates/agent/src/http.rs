@@ -1,10 +1,11 @@
-//! The agent's HTTP port: health and resources.
+//! The agent's HTTP port: health, resources, and the gateway's counters (`/metrics`).
 
 use std::sync::Arc;
 
 pub(crate) struct HttpState {
     pub name: String,
     pub resources: tepui_proto::agent::Resources,
+    pub gateway: Arc<crate::gateway::AgentGateway>,
 }
 
 pub(crate) fn router(state: Arc<HttpState>) -> axum::Router {
@@ -25,6 +26,15 @@ pub(crate) fn router(state: Arc<HttpState>) -> axum::Router {
         .route(
             "/v1/agent/resources",
             get(|State(s): State<Arc<HttpState>>| async move { axum::Json(s.resources.clone()) }),
+        )
+        .route(
+            "/metrics",
+            get(|State(s): State<Arc<HttpState>>| async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    s.gateway.metrics(),
+                )
+            }),
         )
         .with_state(state)
 }

@@ -11,6 +11,7 @@
 //! It knows nothing of Raft, the allocator or frameworks: the leader decides what runs where,
 //! the agent runs it and says how it went.
 
+pub mod gateway;
 mod health;
 mod http;
 pub mod launch;
@@ -84,6 +85,8 @@ pub struct AgentConfig {
     /// The DNS of a server in this same process (`tepui dev`): the tasks' resolver forwards
     /// there. Without it, to the DNS of the server the agent registers with.
     pub cluster_dns: Option<tepui_proto::agent::ClusterDns>,
+    /// The L7 gateway (HTTP and HTTPS listeners, routes from the leader's table); none: off.
+    pub gateway: Option<tepui_gateway::proxy::Settings>,
 }
 
 impl AgentConfig {
@@ -105,6 +108,7 @@ impl AgentConfig {
             task_retention: Duration::from_secs(3600),
             cleanup_interval: Duration::from_secs(60),
             cluster_dns: None,
+            gateway: None,
         }
     }
 }
@@ -138,11 +142,22 @@ pub struct Agent {
     pub http_addr: SocketAddr,
     pub connection: watch::Receiver<Connection>,
     task_manager: TaskManager,
+    gateway: Arc<gateway::AgentGateway>,
     loops: JoinSet<()>,
     shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl Agent {
+    /// Where the gateway takes plain HTTP, when it runs.
+    pub fn gateway_http_addr(&self) -> Option<SocketAddr> {
+        self.gateway.proxy.as_ref()?.http_addr()
+    }
+
+    /// Where the gateway takes HTTPS, when it runs.
+    pub fn gateway_https_addr(&self) -> Option<SocketAddr> {
+        self.gateway.proxy.as_ref()?.https_addr()
+    }
+
     pub async fn start(cfg: AgentConfig) -> Result<Agent, AgentError> {
         // Linking the image store compiles rustls into reqwest (feature unification), and a
         // reqwest client then needs a process-wide crypto provider: ring, the only one here.
@@ -252,6 +267,25 @@ impl Agent {
                 tls
             }
         };
+        // The gateway's table outlives streams: what the last leader sent is served meanwhile.
+        let (gateway_tx, gateway_rx) = watch::channel(None);
+        let proxy = match &cfg.gateway {
+            Some(settings) => {
+                let (feed, forward) = gateway::proxy_feed(gateway_rx.clone());
+                loops.spawn(forward);
+                let proxy = tepui_gateway::proxy::Gateway::start(settings.clone(), feed)
+                    .await
+                    .map_err(|e| AgentError::Config(format!("the gateway cannot start: {e}")))?;
+                tracing::info!(http = ?proxy.http_addr(), https = ?proxy.https_addr(), "gateway listening");
+                Some(proxy)
+            }
+            None => None,
+        };
+        loops.spawn(gateway::follow_vips(gateway_rx, identity.cluster_id.clone()));
+        let gateway = Arc::new(gateway::AgentGateway {
+            table: gateway_tx,
+            proxy,
+        });
         // The agent's port takes HTTPS with the node's certificate, plain HTTP from loopback.
         let http_tls = tls.api_server_config()?;
         let session = session::Session {
@@ -268,6 +302,7 @@ impl Agent {
             extra_servers: join_addr.into_iter().collect(),
             connection: conn_tx,
             tasks: task_manager.clone(),
+            gateway: gateway.clone(),
         };
         loops.spawn(session.run());
         let cleaner = task_manager.clone();
@@ -284,6 +319,7 @@ impl Agent {
         let app = http::router(Arc::new(http::HttpState {
             name: identity.name.clone(),
             resources,
+            gateway: gateway.clone(),
         }));
         let shutdown_http = shutdown.clone();
         loops.spawn(async move {
@@ -292,6 +328,7 @@ impl Agent {
         });
         tracing::info!(node = identity.node_id, name = %identity.name, http = %http_addr, "agent started");
         Ok(Agent {
+            gateway,
             identity,
             http_addr,
             connection: conn_rx,

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use base64::Engine;
 use futures::StreamExt;
@@ -28,6 +29,7 @@ use tokio::task::AbortHandle;
 
 use tepui_common::error_chain;
 
+use crate::gateway::AgentGateway;
 use crate::tasks::{Phase, TaskManager};
 use crate::updates::valid_task_id;
 
@@ -161,14 +163,16 @@ struct Running {
 /// stream's outgoing channel). Dropping it stops them all.
 pub struct Requests {
     tasks: TaskManager,
+    gateway: Arc<AgentGateway>,
     tx: mpsc::Sender<Envelope>,
     running: HashMap<u64, Running>,
 }
 
 impl Requests {
-    pub fn new(tasks: TaskManager, tx: mpsc::Sender<Envelope>) -> Requests {
+    pub fn new(tasks: TaskManager, gateway: Arc<AgentGateway>, tx: mpsc::Sender<Envelope>) -> Requests {
         Requests {
             tasks,
+            gateway,
             tx,
             running: HashMap::new(),
         }
@@ -180,6 +184,25 @@ impl Requests {
         if let Some(old) = self.running.remove(&req_id) {
             tracing::warn!(req_id, "a request id in use came again; the older request is stopped");
             old.abort.abort();
+        }
+        if let Request::GatewayRoutes = request {
+            // Answered from memory, at once.
+            let reply = match self.gateway.live() {
+                Some(result) => Reply::Done { result },
+                None => Reply::Error {
+                    code: "gateway_off".into(),
+                    message: "this agent runs no gateway (it was started without --gateway-http or --gateway-https)"
+                        .into(),
+                },
+            };
+            let out = Out {
+                tx: self.tx.clone(),
+                req_id,
+            };
+            tokio::spawn(async move {
+                let _ = out.send(reply).await;
+            });
+            return;
         }
         let (upload_tx, upload_rx) = match request {
             Request::ImportImage | Request::ExecStream { .. } => {
@@ -287,6 +310,7 @@ async fn serve(
             let upload = upload.ok_or_else(|| err("internal", "no upload channel"))?;
             import(tasks, out.req_id, upload).await.map(Some)
         }
+        Request::GatewayRoutes => Err(err("internal", "gateway routes are answered when asked")),
     }
 }
 

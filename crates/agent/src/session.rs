@@ -47,6 +47,8 @@ pub(crate) struct Session {
     pub extra_servers: Vec<String>,
     pub connection: watch::Sender<Connection>,
     pub tasks: TaskManager,
+    /// Where the leader's gateway tables go.
+    pub gateway: std::sync::Arc<crate::gateway::AgentGateway>,
 }
 
 enum Ended {
@@ -137,7 +139,7 @@ impl Session {
         };
         let inbound = resp.into_inner();
         let registered = AtomicBool::new(false);
-        let requests = Requests::new(self.tasks.clone(), tx.clone());
+        let requests = Requests::new(self.tasks.clone(), self.gateway.clone(), tx.clone());
         let writer = write_loop(
             tx,
             self.tasks.clone(),
@@ -198,6 +200,7 @@ impl Session {
                 ServerToAgent::Request { req_id, request } => requests.start(req_id, request),
                 ServerToAgent::Upload { req_id, b64, last } => requests.upload(req_id, b64, last).await,
                 ServerToAgent::Cancel { req_id } => requests.cancel(req_id),
+                ServerToAgent::Gateway { table } => self.gateway.update(table),
                 ServerToAgent::Trust {
                     ca_bundle_pem,
                     signing_ca_pem,

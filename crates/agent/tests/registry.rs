@@ -68,7 +68,11 @@ async fn pull_requests_report_progress_then_the_image() {
     let fx = Fixture::with(|c| c.insecure_registries = vec![reg.host()]);
     let mgr = fx.open().await;
     let (tx, mut rx) = mpsc::channel(16);
-    let mut reqs = Requests::new(mgr.clone(), tx);
+    let mut reqs = Requests::new(
+        mgr.clone(),
+        std::sync::Arc::new(tepui_agent::gateway::AgentGateway::without_proxy()),
+        tx,
+    );
     let image = format!("{}/tools/busybox:v1", reg.host());
 
     let mut pull = |req_id: u64, reference: String| {

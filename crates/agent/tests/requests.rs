@@ -105,7 +105,11 @@ async fn logs_follow_to_the_end_exec_runs_inside_and_cancel_stops_a_request() {
     let mgr = fx.open_with_busybox().await;
     let mut leader = Leader::new(&mgr);
     let (tx, mut replies) = Replies::new();
-    let mut reqs = Requests::new(mgr.clone(), tx);
+    let mut reqs = Requests::new(
+        mgr.clone(),
+        std::sync::Arc::new(tepui_agent::gateway::AgentGateway::without_proxy()),
+        tx,
+    );
 
     let id = task_id("printer");
     mgr.launch(launch(
@@ -275,7 +279,11 @@ async fn images_are_listed_and_imported_from_uploads() {
     let fx = Fixture::new();
     let mgr = fx.open_with_busybox().await;
     let (tx, mut replies) = Replies::new();
-    let mut reqs = Requests::new(mgr.clone(), tx);
+    let mut reqs = Requests::new(
+        mgr.clone(),
+        std::sync::Arc::new(tepui_agent::gateway::AgentGateway::without_proxy()),
+        tx,
+    );
 
     reqs.start(1, Request::ListImages);
     let r = replies.until_end(1).await;
@@ -342,7 +350,11 @@ async fn followers_beyond_the_bound_are_refused_until_one_ends() {
     let mgr = fx.open_with_busybox().await;
     let mut leader = Leader::new(&mgr);
     let (tx, mut replies) = Replies::new();
-    let mut reqs = Requests::new(mgr.clone(), tx);
+    let mut reqs = Requests::new(
+        mgr.clone(),
+        std::sync::Arc::new(tepui_agent::gateway::AgentGateway::without_proxy()),
+        tx,
+    );
     let id = task_id("quiet");
     mgr.launch(launch(&id, Some(BUSYBOX), &["sh", "-c", "echo hi; exec sleep 600"]));
     leader.wait_state(&id, "TASK_RUNNING").await;

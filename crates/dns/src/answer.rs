@@ -1,7 +1,7 @@
 //! One query in, one answer out: the part of the server without I/O.
 //!
 //! [`handle`] reads a query with hickory, answers it from the [`Records`] when its name is in
-//! the cluster domain, and otherwise says to forward it; [`forwarded`] and [`server_failure`]
+//! one of their zones (the cluster domain, the VIP zone), and otherwise says to forward it; [`forwarded`] and [`server_failure`]
 //! write the answers to forwarded queries. Every answer fits its transport: over UDP 512 bytes,
 //! or what the client's EDNS says (at most 4096); what does not fit loses its additional
 //! section first, then answers from the end, with the TC bit set.
@@ -12,7 +12,7 @@ use hickory_proto::op::{
 use hickory_proto::rr::{DNSClass, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
 
-use crate::records::Records;
+use crate::records::{Records, Zone};
 
 /// The longest query read: anything longer is refused.
 pub const MAX_QUERY: usize = 4096;
@@ -35,7 +35,7 @@ pub enum Transport {
 pub enum Outcome {
     /// The answer is in the output buffer.
     Reply,
-    /// Not in the cluster domain: ask the upstream resolvers (the query, read).
+    /// In neither zone: ask the upstream resolvers (the query, read).
     Forward(Box<Message>),
     /// Not a query (a response, or less than a header): nothing is sent back.
     Drop,
@@ -89,20 +89,20 @@ pub fn handle(records: &Records, query: &[u8], transport: Transport, turn: usize
         let edns = our_edns();
         return error(meta, ResponseCode::BADVERS, Some(q), Some(&edns), out);
     }
-    if !records.zone.zone_of(q.name()) {
+    let Some(zone) = records.zone_for(q.name()) else {
         return Outcome::Forward(Box::new(req));
-    }
+    };
     if q.query_class() != DNSClass::IN && q.query_class() != DNSClass::ANY {
         let edns = req.edns.as_ref().map(|_| our_edns());
         return error(meta, ResponseCode::Refused, Some(q), edns.as_ref(), out);
     }
-    authoritative(records, &req, transport, turn, out);
+    authoritative(zone, &req, transport, turn, out);
     Outcome::Reply
 }
 
 /// The answer this server gives to a question for `name` (fully qualified) of type `qtype`,
 /// as [`handle`] writes it for a client over TCP (nothing truncated); none when the name is
-/// outside the domain (the server forwards those). For the HTTP API: no packet is sent.
+/// outside both zones (the server forwards those). For the HTTP API: no packet is sent.
 pub fn resolve(records: &Records, name: &hickory_proto::rr::Name, qtype: RecordType) -> Option<Message> {
     let mut query = Message::new(0, MessageType::Query, OpCode::Query);
     query.metadata.recursion_desired = true;
@@ -138,7 +138,7 @@ fn rotated<'a>(records: &'a [Record], turn: usize, into: &mut Vec<&'a Record>) {
     into.extend(records[k..].iter().chain(records[..k].iter()));
 }
 
-fn authoritative(records: &Records, req: &Message, transport: Transport, turn: usize, out: &mut Vec<u8>) {
+fn authoritative(zone: &Zone, req: &Message, transport: Transport, turn: usize, out: &mut Vec<u8>) {
     let q = &req.queries[0];
     let mut meta = Metadata::response_from_request(&req.metadata);
     meta.authoritative = true;
@@ -147,12 +147,12 @@ fn authoritative(records: &Records, req: &Message, transport: Transport, turn: u
     let limit = limit(transport, req.edns.as_ref());
     let mut answers: Vec<&Record> = Vec::new();
     let mut additionals: Vec<&Record> = Vec::new();
-    let Some(node) = records.names.get(q.name()) else {
+    let Some(node) = zone.names.get(q.name()) else {
         meta.response_code = ResponseCode::NXDomain;
-        write(meta, q, &[], &[&records.soa], &[], edns.as_ref(), limit, out);
+        write(meta, q, &[], &[&zone.soa], &[], edns.as_ref(), limit, out);
         return;
     };
-    let apex = q.name() == &records.zone;
+    let apex = q.name() == &zone.apex;
     let qtype = q.query_type();
     let any = qtype == RecordType::ANY;
     if qtype == RecordType::A || any {
@@ -166,15 +166,15 @@ fn authoritative(records: &Records, req: &Message, transport: Transport, turn: u
         additionals.extend(node.glue.iter());
     }
     if apex && (qtype == RecordType::SOA || any) {
-        answers.push(&records.soa);
+        answers.push(&zone.soa);
     }
     if apex && (qtype == RecordType::NS || any) {
-        answers.push(&records.ns);
-        additionals.extend(records.ns_glue.iter());
+        answers.push(&zone.ns);
+        additionals.extend(zone.ns_glue.iter());
     }
     if answers.is_empty() {
         // The name exists, not with this type: NODATA, with the SOA for negative caching.
-        write(meta, q, &[], &[&records.soa], &[], edns.as_ref(), limit, out);
+        write(meta, q, &[], &[&zone.soa], &[], edns.as_ref(), limit, out);
     } else {
         write(meta, q, &answers, &[], &additionals, edns.as_ref(), limit, out);
     }
@@ -287,11 +287,11 @@ fn write(
 mod tests {
     use std::net::Ipv4Addr;
 
-    use hickory_proto::rr::rdata::{A, SRV};
+    use hickory_proto::rr::rdata::{A, NS, SRV};
     use hickory_proto::rr::{Name, RData};
 
     use super::*;
-    use crate::records::{Config, Table};
+    use crate::records::{generate, Config, Snapshot, Table, VipInfo};
 
     fn records(hosts: &[(&str, &str)], services: &[(&str, &str, u16)]) -> Records {
         let mut t = Table::default();
@@ -440,6 +440,101 @@ mod tests {
             &mut out,
         );
         assert!(matches!(o, Outcome::Forward(_)));
+    }
+
+    /// Records of domain `domain` with `hosts` and the named VIPs `vips` (name, address).
+    fn records_with_vips(domain: &str, hosts: &[(&str, &str)], vips: &[(&str, &str)]) -> Records {
+        let snap = Snapshot {
+            vips: vips
+                .iter()
+                .map(|(name, ip)| VipInfo {
+                    name: name.to_string(),
+                    ip: ip.parse().unwrap(),
+                })
+                .collect(),
+            ..Snapshot::default()
+        };
+        let cfg = Config::new(domain, 60, vec!["10.0.0.1".parse().unwrap()]);
+        let mut t = generate(&snap, &cfg);
+        for (n, ip) in hosts {
+            t.hosts.entry(n.to_string()).or_default().insert(ip.parse().unwrap());
+        }
+        Records::new(t, &cfg, 3)
+    }
+
+    #[test]
+    fn vip_names_are_answered_with_authority_from_their_own_zone() {
+        let r = records_with_vips("mesos", &[], &[("/shop/db", "198.18.183.135")]);
+        let m = ask(&r, "ShopDB.marathon.l4lb.thisdcos.directory.", RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.metadata.authoritative);
+        let ips: Vec<RData> = m.answers.iter().map(|r| r.data.clone()).collect();
+        assert_eq!(ips, vec![a("198.18.183.135")]);
+        // Unknown names get NXDOMAIN with the zone's own SOA; known ones NODATA for other types.
+        let zone = Name::from_ascii("l4lb.thisdcos.directory.").unwrap();
+        for (name, code) in [
+            ("db.marathon.l4lb.thisdcos.directory.", ResponseCode::NXDomain),
+            ("shopdb.marathon.l4lb.thisdcos.directory.", ResponseCode::NoError),
+            ("marathon.l4lb.thisdcos.directory.", ResponseCode::NoError),
+        ] {
+            let t = if code == ResponseCode::NoError {
+                RecordType::AAAA
+            } else {
+                RecordType::A
+            };
+            let m = ask(&r, name, t);
+            assert_eq!(m.metadata.response_code, code, "{name}");
+            assert!(m.metadata.authoritative && m.answers.is_empty(), "{name}");
+            assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+            assert_eq!(m.authorities[0].name, zone);
+        }
+        // The apex: SOA and NS, served by the cluster's name server.
+        let m = ask(&r, "l4lb.thisdcos.directory.", RecordType::SOA);
+        let RData::SOA(soa) = &m.answers[0].data else {
+            panic!("not a SOA")
+        };
+        assert_eq!(&soa.mname, &Name::from_ascii("ns1.mesos.").unwrap());
+        assert_eq!(soa.serial, 3);
+        let m = ask(&r, "l4lb.thisdcos.directory.", RecordType::NS);
+        assert_eq!(
+            m.answers[0].data,
+            RData::NS(NS(Name::from_ascii("ns1.mesos.").unwrap()))
+        );
+        assert_eq!(m.additionals[0].data, a("10.0.0.1"));
+    }
+
+    #[test]
+    fn names_outside_both_zones_are_still_forwarded() {
+        let r = records_with_vips("mesos", &[], &[("/web", "198.18.83.116")]);
+        let mut out = Vec::new();
+        for name in [
+            "example.com.",
+            "thisdcos.directory.",
+            "leader.thisdcos.directory.",
+            "l4lb.thisdcos.directory.example.com.",
+        ] {
+            let o = handle(&r, &query(name, RecordType::A, None), Transport::Udp, 0, &mut out);
+            assert!(matches!(o, Outcome::Forward(_)), "{name}: {o:?}");
+        }
+    }
+
+    #[test]
+    fn a_cluster_domain_above_the_vip_zone_leaves_it_its_names() {
+        let r = records_with_vips(
+            "thisdcos.directory",
+            &[("leader.thisdcos.directory.", "10.0.0.2")],
+            &[("/web", "198.18.83.116")],
+        );
+        let m = ask(&r, "leader.thisdcos.directory.", RecordType::A);
+        assert_eq!(m.answers[0].data, a("10.0.0.2"));
+        let m = ask(&r, "web.marathon.l4lb.thisdcos.directory.", RecordType::A);
+        assert_eq!(m.answers[0].data, a("198.18.83.116"));
+        let m = ask(&r, "nope.l4lb.thisdcos.directory.", RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(
+            m.authorities[0].name,
+            Name::from_ascii("l4lb.thisdcos.directory.").unwrap()
+        );
     }
 
     #[test]

@@ -345,13 +345,19 @@ fn record_view(r: &Record) -> DnsRecordView {
 }
 
 /// Every record of the domain: the apex's SOA and NS, then every name's A, AAAA and SRV
-/// records, sorted by name.
+/// records, sorted by name; then the VIP zone's the same way, when there are named VIPs.
 pub fn records_view(records: &Records) -> DnsRecordsView {
-    let mut out = vec![record_view(&records.soa), record_view(&records.ns)];
-    let mut names: Vec<(&Name, &crate::records::Node)> = records.names.iter().collect();
-    names.sort_by_key(|(n, _)| n.to_string());
-    for (_, node) in names {
-        out.extend(node.a.iter().chain(&node.aaaa).chain(&node.srv).map(record_view));
+    let mut out = Vec::new();
+    // The VIP zone always has its apex: more names means VIPs.
+    let vips = (records.vips.names.len() > 1).then_some(&records.vips);
+    for zone in std::iter::once(&records.cluster).chain(vips) {
+        out.push(record_view(&zone.soa));
+        out.push(record_view(&zone.ns));
+        let mut names: Vec<(&Name, &crate::records::Node)> = zone.names.iter().collect();
+        names.sort_by_key(|(n, _)| n.to_string());
+        for (_, node) in names {
+            out.extend(node.a.iter().chain(&node.aaaa).chain(&node.srv).map(record_view));
+        }
     }
     DnsRecordsView {
         domain: records.zone().to_string(),
@@ -406,7 +412,7 @@ fn rcode(code: ResponseCode) -> String {
 }
 
 /// The answer this server's DNS gives to `name` (fully qualified or not) and `qtype`, as the
-/// API shows it; an error for a name that is no DNS name, or outside the domain.
+/// API shows it; an error for a name that is no DNS name, or outside both zones.
 pub fn lookup_view(records: &Records, name: &str, qtype: RecordType) -> Result<DnsLookupView, Error> {
     let invalid = |why: String| Error::new(ErrorKind::Invalid, "invalid_name", why).field("name");
     let trimmed = name.trim();
@@ -420,8 +426,9 @@ pub fn lookup_view(records: &Records, name: &str, qtype: RecordType) -> Result<D
             ErrorKind::Invalid,
             "outside_domain",
             format!(
-                "{fqdn} is not in the cluster domain {}: this server forwards such names to its upstream resolvers; ask one of them",
-                records.zone()
+                "{fqdn} is not in the cluster domain {} nor in the VIP zone {}: this server forwards such names to its upstream resolvers; ask one of them",
+                records.zone(),
+                records.vip_zone()
             ),
         )
         .field("name"));
@@ -642,6 +649,42 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
+    }
+
+    #[test]
+    fn the_records_view_lists_the_vip_zone_after_the_domain_when_there_are_vips() {
+        let mut t = Table::default();
+        t.hosts
+            .entry("web.marathon.l4lb.thisdcos.directory.".into())
+            .or_default()
+            .insert("198.18.83.116".parse().unwrap());
+        t.hosts
+            .entry("ns1.mesos.".into())
+            .or_default()
+            .insert("10.0.0.1".parse().unwrap());
+        let r = Records::new(t, &Config::new("mesos", 60, vec![]), 1);
+        let v = to_json(&records_view(&r));
+        let rows: Vec<(&str, &str)> = v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["name"].as_str().unwrap(), r["type"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("mesos.", "SOA"),
+                ("mesos.", "NS"),
+                ("ns1.mesos.", "A"),
+                ("l4lb.thisdcos.directory.", "SOA"),
+                ("l4lb.thisdcos.directory.", "NS"),
+                ("web.marathon.l4lb.thisdcos.directory.", "A"),
+            ]
+        );
+        let v = lookup_view(&r, "web.marathon.l4lb.thisdcos.directory", RecordType::A).unwrap();
+        assert_eq!(v.answers[0].data, "198.18.83.116");
+        let e = lookup_view(&r, "example.com", RecordType::A).unwrap_err();
+        assert!(e.message.contains("l4lb.thisdcos.directory."), "{}", e.message);
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Service discovery by DNS, as Mesos-DNS serves it, from the replicated state.
 //!
-//! Every server answers for the cluster domain (`mesos` by default) from its own copy of the
-//! state: [`follow`] rebuilds the records whenever the applied state or the leadership changes
-//! (no polling), and the [`server`] answers from the newest records over UDP and TCP,
-//! forwarding every other name to the upstream resolvers through a bounded cache.
+//! Every server answers for the cluster domain (`mesos` by default), and for the named virtual
+//! IPs' zone (`l4lb.thisdcos.directory`, as on DC/OS), from its own copy of the state: [`follow`]
+//! rebuilds the records whenever the applied state or the leadership changes (no polling), and
+//! the [`server`] answers from the newest records over UDP and TCP, forwarding every other name
+//! to the upstream resolvers through a bounded cache.
 //!
 //! - [`records`]: the pure part: the state to Mesos-DNS's names ([`records::Snapshot`],
 //!   [`records::generate`]) and the names to wire-ready records ([`records::Records`]).
@@ -14,7 +15,9 @@
 //!   Mesos-DNS's is) and tepui's `/v1/dns` routes (on the API, behind its gate).
 //!
 //! It knows the state and the node handle; nothing of Raft, or the frameworks beyond the ids
-//! and labels that name their tasks. It builds routers; the server decides where they listen.
+//! and labels that name their tasks. The VIPs' names and addresses are tepui-gateway's
+//! ([`tepui_gateway::vip`]), so that DNS and the agents' rules agree. It builds routers; the
+//! server decides where they listen.
 
 pub mod answer;
 pub mod cache;
@@ -24,12 +27,13 @@ pub mod names;
 pub mod records;
 pub mod server;
 pub mod shed;
+mod udp_batch;
 
 use std::time::{Duration, Instant};
 
 use tepui_node::Node;
 
-pub use records::{Config, Records, Snapshot, Table};
+pub use records::{Config, Records, Snapshot, Table, VipInfo};
 pub use server::{DnsServer, RecordsHandle, ServerConfig, Stats};
 
 /// Rebuilds follow the state at most this often while changes keep coming: a burst of

@@ -2,19 +2,26 @@
 //!
 //! Three pure steps: [`Snapshot::of`] takes what DNS needs out of the state (servers, ready
 //! agents, frameworks, the tasks that may be found: running and, when they have health checks,
-//! healthy) and gives the built-in frameworks their DC/OS names; [`generate`] turns a snapshot
-//! into Mesos-DNS's names ([`Table`]: host names to addresses, service names to targets), as
-//! its `records/generator.go` does; [`Records::new`] compiles a table into the DNS records the
-//! server answers with, ready to be written without a copy.
+//! healthy; the named virtual IPs) and gives the built-in frameworks their DC/OS names;
+//! [`generate`] turns a snapshot into Mesos-DNS's names ([`Table`]: host names to addresses,
+//! service names to targets), as its `records/generator.go` does; [`Records::new`] compiles a
+//! table into the DNS records the server answers with, ready to be written without a copy.
+//!
+//! Besides the cluster domain there is a second zone, as on DC/OS: the named virtual IPs under
+//! [`VIP_ZONE`] (`name.marathon.l4lb.thisdcos.directory`), with their addresses as
+//! tepui-gateway picks them, so that every server answers the same as every agent translates.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
 use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, SRV};
 use hickory_proto::rr::{Name, RData, Record};
-use tepui_state::{NodeStatus, Role, State, TaskRecord, TaskState};
+use tepui_state::{NodeStatus, Role, State, TaskRecord};
 
 use crate::names;
+
+/// The zone of the named virtual IPs, answered besides the cluster domain.
+pub const VIP_ZONE: &str = tepui_gateway::vip::DNS_ZONE;
 
 /// The built-in services framework's id (tepui-marathon's `FRAMEWORK_ID`): it answers as
 /// `marathon`.
@@ -114,6 +121,14 @@ pub struct PortInfo {
     pub name: Option<String>,
 }
 
+/// A named virtual IP (an app's `VIP_{n}` port label `/name:port`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct VipInfo {
+    /// As the label has it: `/shop/db`.
+    pub name: String,
+    pub ip: IpAddr,
+}
+
 /// What DNS knows of the cluster: the part of the state its names are made of.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -123,6 +138,8 @@ pub struct Snapshot {
     pub agents: Vec<AgentInfo>,
     pub frameworks: Vec<FrameworkInfo>,
     pub tasks: Vec<TaskInfo>,
+    /// Sorted, each once (a VIP of several ports or protocols has one name).
+    pub vips: Vec<VipInfo>,
 }
 
 fn ip_of(addr: &str) -> Option<IpAddr> {
@@ -139,12 +156,7 @@ fn port_of(addr: &str) -> Option<u16> {
 /// Whether a task may be found: running on a ready agent and, when it has health checks,
 /// healthy (a task whose checks have not answered yet is not).
 pub fn discoverable(task: &TaskRecord) -> bool {
-    task.state == TaskState::TaskRunning
-        && if task.def.health_checks.is_empty() {
-            task.healthy != Some(false)
-        } else {
-            task.healthy == Some(true)
-        }
+    task.discoverable()
 }
 
 /// The address of a bridge task's container, as its agent reported it (Mesos-DNS's `netinfo`
@@ -272,8 +284,25 @@ impl Snapshot {
             agents: agents.into_values().collect(),
             frameworks,
             tasks,
+            vips: named_vips(state),
         }
     }
+}
+
+/// The named VIPs of `state`, with the addresses tepui-gateway gives them (the labels it cannot
+/// use are its to report, on the gateway's table).
+fn named_vips(state: &State) -> Vec<VipInfo> {
+    let apps = tepui_gateway::endpoints::apps(state);
+    let vips: BTreeSet<VipInfo> = tepui_gateway::vip::vips(&apps, &mut Vec::new())
+        .into_iter()
+        .filter_map(|v| {
+            Some(VipInfo {
+                name: v.name?,
+                ip: v.ip,
+            })
+        })
+        .collect();
+    vips.into_iter().collect()
 }
 
 /// Mesos-DNS's names: host names (fully qualified, lowercase, with the trailing dot) to
@@ -329,7 +358,9 @@ fn dotted(name: &str) -> String {
 ///   `task.framework.slave.domain` (the agent's), the same for its canonical name
 ///   `task-<hash of its id>-<agent>`, and per port `_task._tcp` and `_task._udp` under both
 ///   `framework.domain` and `framework.slave.domain`, pointing at the canonical name under
-///   `slave` with the host port; a named port also gives `_port._task._protocol.framework.domain`.
+///   `slave` with the host port; a named port also gives `_port._task._protocol.framework.domain`;
+/// - per named VIP, in [`VIP_ZONE`]: `name.marathon.l4lb.thisdcos.directory` (DC/OS's name:
+///   `/shop/db` is `shopdb`, see [`tepui_gateway::vip::dns_name`]), its address.
 pub fn generate(snap: &Snapshot, cfg: &Config) -> Table {
     let mut t = Table::default();
     for f in &snap.frameworks {
@@ -365,6 +396,11 @@ pub fn generate(snap: &Snapshot, cfg: &Config) -> Table {
     }
     for task in &snap.tasks {
         task_records(&mut t, task, cfg);
+    }
+    for vip in &snap.vips {
+        if let Some(name) = tepui_gateway::vip::dns_name(&vip.name) {
+            t.host(format!("{name}."), vip.ip);
+        }
     }
     t
 }
@@ -425,15 +461,51 @@ impl Node {
     }
 }
 
-/// The records of the cluster domain, compiled for answering: every name (and every name
-/// between them and the domain, which exist without records of their own) to its records.
+/// One zone's records, compiled for answering: every name (and every name between them and the
+/// apex, which exist without records of their own) to its records, and the apex's SOA and NS.
+#[derive(Debug)]
+pub(crate) struct Zone {
+    pub apex: Name,
+    pub names: HashMap<Name, Node>,
+    pub soa: Record,
+    pub ns: Record,
+    /// The name server's addresses (it is `ns1` of the cluster domain for both zones).
+    pub ns_glue: Vec<Record>,
+}
+
+/// Which zone a name is answered from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Which {
+    Cluster,
+    Vips,
+}
+
+/// The zone holding `name`: the most specific of the two (a cluster domain of
+/// `thisdcos.directory` leaves `l4lb.thisdcos.directory` to the VIPs); the cluster domain when
+/// both are the same.
+fn owner(cluster: &Name, vips: &Name, name: &Name) -> Option<Which> {
+    match (cluster.zone_of(name), vips.zone_of(name)) {
+        (true, true) if vips.num_labels() > cluster.num_labels() => Some(Which::Vips),
+        (true, _) => Some(Which::Cluster),
+        (false, true) => Some(Which::Vips),
+        (false, false) => None,
+    }
+}
+
+/// `text` as a name, with the zone that holds it.
+fn pick<'a>(cluster: &'a mut Zone, vips: &'a mut Zone, text: &str) -> Option<(Name, &'a mut Zone)> {
+    let name = Name::from_ascii(text).ok()?;
+    match owner(&cluster.apex, &vips.apex, &name)? {
+        Which::Cluster => Some((name, cluster)),
+        Which::Vips => Some((name, vips)),
+    }
+}
+
+/// The records this server answers with, compiled: the cluster domain's and the VIP zone's.
 #[derive(Debug)]
 pub struct Records {
-    pub(crate) zone: Name,
-    pub(crate) names: HashMap<Name, Node>,
-    pub(crate) soa: Record,
-    pub(crate) ns: Record,
-    pub(crate) ns_glue: Vec<Record>,
+    pub(crate) cluster: Zone,
+    pub(crate) vips: Zone,
     table: Table,
     serial: u32,
 }
@@ -460,27 +532,39 @@ impl Records {
         Records::new(generate(snap, cfg), cfg, serial)
     }
 
-    /// Compiles `table` (names that are not valid DNS names, too long ones for instance, are
-    /// left out).
+    /// Compiles `table` (names that are not valid DNS names, too long ones for instance, or
+    /// that are in neither zone, are left out).
     pub fn new(table: Table, cfg: &Config, serial: u32) -> Records {
-        let zone = Name::from_ascii(cfg.fqdn("")).unwrap_or_else(|_| Name::root());
         let ttl = cfg.ttl;
-        let mname = Name::from_ascii(cfg.fqdn("ns1")).unwrap_or_else(|_| zone.clone());
-        let rname = Name::from_ascii(cfg.fqdn("root.ns1")).unwrap_or_else(|_| zone.clone());
-        let soa = Record::from_rdata(
-            zone.clone(),
-            ttl,
-            RData::SOA(SOA::new(mname.clone(), rname, serial, 60, 600, 86400, ttl)),
-        );
-        let ns = Record::from_rdata(zone.clone(), ttl, RData::NS(NS(mname.clone())));
-        let mut names: HashMap<Name, Node> = HashMap::new();
-        let parse = |s: &str| -> Option<Name> { Name::from_ascii(s).ok().filter(|n| zone.zone_of(n)) };
+        let cluster_apex = Name::from_ascii(cfg.fqdn("")).unwrap_or_else(|_| Name::root());
+        let vips_apex = Name::from_ascii(format!("{VIP_ZONE}.")).unwrap_or_else(|_| Name::root());
+        let mname = Name::from_ascii(cfg.fqdn("ns1")).unwrap_or_else(|_| cluster_apex.clone());
+        let rname = Name::from_ascii(cfg.fqdn("root.ns1")).unwrap_or_else(|_| cluster_apex.clone());
+        let ns_glue: Vec<Record> = table
+            .hosts
+            .get(&cfg.fqdn("ns1"))
+            .map(|ips| ips.iter().map(|ip| address_record(mname.clone(), ttl, *ip)).collect())
+            .unwrap_or_default();
+        // Both zones are this server's: the same name server, serial and TTLs.
+        let zone = |apex: Name| Zone {
+            soa: Record::from_rdata(
+                apex.clone(),
+                ttl,
+                RData::SOA(SOA::new(mname.clone(), rname.clone(), serial, 60, 600, 86400, ttl)),
+            ),
+            ns: Record::from_rdata(apex.clone(), ttl, RData::NS(NS(mname.clone()))),
+            ns_glue: ns_glue.clone(),
+            names: HashMap::new(),
+            apex,
+        };
+        let mut cluster = zone(cluster_apex);
+        let mut vips = zone(vips_apex);
         for (host, ips) in &table.hosts {
-            let Some(name) = parse(host) else {
-                tracing::debug!(%host, "not a DNS name; left out");
+            let Some((name, zone)) = pick(&mut cluster, &mut vips, host) else {
+                tracing::debug!(%host, "not a DNS name of either zone; left out");
                 continue;
             };
-            let node = names.entry(name.clone()).or_default();
+            let node = zone.names.entry(name.clone()).or_default();
             for ip in ips {
                 match ip {
                     IpAddr::V4(_) => node.a.push(address_record(name.clone(), ttl, *ip)),
@@ -489,8 +573,8 @@ impl Records {
             }
         }
         for (service, targets) in &table.services {
-            let Some(name) = parse(service) else {
-                tracing::debug!(%service, "not a DNS name; left out");
+            let Some((name, zone)) = pick(&mut cluster, &mut vips, service) else {
+                tracing::debug!(%service, "not a DNS name of either zone; left out");
                 continue;
             };
             let mut srv = Vec::new();
@@ -517,34 +601,36 @@ impl Records {
                     }
                 }
             }
-            let node = names.entry(name).or_default();
+            let node = zone.names.entry(name).or_default();
             node.srv = srv;
             node.glue = glue;
         }
-        // The names between a record's name and the domain exist too (empty non-terminals):
+        // The names between a record's name and the apex exist too (empty non-terminals):
         // `_tcp.marathon.mesos` is no NXDOMAIN while `_web._tcp.marathon.mesos` exists, or a
         // resolver minimising its queries would stop there.
-        let owners: Vec<Name> = names.keys().cloned().collect();
-        for mut n in owners {
-            while n.num_labels() > zone.num_labels() {
-                n = n.base_name();
-                names.entry(n.clone()).or_default();
+        for zone in [&mut cluster, &mut vips] {
+            let owners: Vec<Name> = zone.names.keys().cloned().collect();
+            for mut n in owners {
+                while n.num_labels() > zone.apex.num_labels() {
+                    n = n.base_name();
+                    zone.names.entry(n.clone()).or_default();
+                }
             }
+            zone.names.entry(zone.apex.clone()).or_default();
         }
-        names.entry(zone.clone()).or_default();
-        let ns_glue = table
-            .hosts
-            .get(&cfg.fqdn("ns1"))
-            .map(|ips| ips.iter().map(|ip| address_record(mname.clone(), ttl, *ip)).collect())
-            .unwrap_or_default();
         Records {
-            zone,
-            names,
-            soa,
-            ns,
-            ns_glue,
+            cluster,
+            vips,
             table,
             serial,
+        }
+    }
+
+    /// The zone `name` is answered from, if it is in one.
+    pub(crate) fn zone_for(&self, name: &Name) -> Option<&Zone> {
+        match owner(&self.cluster.apex, &self.vips.apex, name)? {
+            Which::Cluster => Some(&self.cluster),
+            Which::Vips => Some(&self.vips),
         }
     }
 
@@ -555,7 +641,12 @@ impl Records {
 
     /// The domain, fully qualified.
     pub fn zone(&self) -> &Name {
-        &self.zone
+        &self.cluster.apex
+    }
+
+    /// The VIP zone, fully qualified (`l4lb.thisdcos.directory.`).
+    pub fn vip_zone(&self) -> &Name {
+        &self.vips.apex
     }
 
     /// The SOA's serial.
@@ -563,13 +654,13 @@ impl Records {
         self.serial
     }
 
-    /// How many names exist in the domain (empty non-terminals included).
+    /// How many names exist in the two zones (empty non-terminals and apexes included).
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.cluster.names.len() + self.vips.names.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.cluster.names.is_empty() && self.vips.names.is_empty()
     }
 }
 
@@ -578,7 +669,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use tepui_state::testing::state_with_agents;
-    use tepui_state::{FrameworkRecord, HealthCheckDef, JobRunRecord, JobRunStatus, PortDef, TaskDef};
+    use tepui_state::{FrameworkRecord, HealthCheckDef, JobRunRecord, JobRunStatus, PortDef, TaskDef, TaskState};
 
     use super::*;
 
@@ -889,28 +980,96 @@ mod tests {
         assert_eq!(Config::new("..", 5, vec![]).domain, "mesos");
     }
 
+    /// Stores app `id` as the services scheduler does (tepui-services' `AppSpec`, as JSON), with
+    /// one host port labelled `VIP_0` = `vip`; no instances.
+    fn vip_app(s: &mut State, id: &str, vip: &str) {
+        let spec = serde_json::json!({
+            "id": id, "cmd": "sleep 1000", "args": [], "env": {}, "instances": 1, "cpus": 1.0,
+            "mem": 128.0, "disk": 0.0, "gpus": 0, "networks": [{"mode": "host"}],
+            "portDefinitions": [{"port": 0, "protocol": "tcp", "labels": {"VIP_0": vip}}],
+            "requirePorts": false, "labels": {}, "constraints": [], "healthChecks": [],
+            "upgradeStrategy": {"minimumHealthCapacity": 1.0, "maximumOverCapacity": 1.0},
+            "backoffSeconds": 1.0, "backoffFactor": 1.15, "maxLaunchDelaySeconds": 300.0,
+            "killSelection": "YOUNGEST_FIRST",
+            "unreachableStrategy": {"inactiveAfterSeconds": 300, "expungeAfterSeconds": 600},
+            "dependencies": [], "version": "1970-01-01T00:00:00.000Z",
+            "versionInfo": {"lastScalingAt": "1970-01-01T00:00:00.000Z", "lastConfigChangeAt": "1970-01-01T00:00:00.000Z"}
+        });
+        s.apps.insert(
+            id.into(),
+            tepui_state::AppRecord {
+                id: id.into(),
+                version: "1970-01-01T00:00:00.000Z".into(),
+                spec,
+                history: Vec::new(),
+            },
+        );
+    }
+
+    #[test]
+    fn named_vips_resolve_in_their_own_zone_to_the_gateways_addresses() {
+        let mut s = state();
+        vip_app(&mut s, "/shop/db", "/shop/db:5432");
+        vip_app(&mut s, "/web", "web:80");
+        vip_app(&mut s, "/web2", "/web:8080");
+        vip_app(&mut s, "/raw", "10.10.0.5:80");
+        let gateway = tepui_gateway::vip::vips(&tepui_gateway::endpoints::apps(&s), &mut Vec::new());
+        let ip_of = |name: &str| gateway.iter().find(|v| v.name.as_deref() == Some(name)).unwrap().ip;
+        let snap = Snapshot::of(&s, Some(10));
+        // One per name, whatever its ports; none for a VIP without a name.
+        assert_eq!(
+            snap.vips,
+            vec![
+                VipInfo {
+                    name: "/shop/db".into(),
+                    ip: ip_of("/shop/db")
+                },
+                VipInfo {
+                    name: "/web".into(),
+                    ip: ip_of("/web")
+                },
+            ]
+        );
+        let t = generate(&snap, &cfg());
+        assert_eq!(
+            t.addresses("shopdb.marathon.l4lb.thisdcos.directory"),
+            vec![ip_of("/shop/db")]
+        );
+        assert_eq!(t.addresses("web.marathon.l4lb.thisdcos.directory"), vec![ip_of("/web")]);
+        let r = Records::new(t, &cfg(), 1);
+        let n = |s: &str| Name::from_ascii(s).unwrap();
+        assert_eq!(r.vip_zone(), &n("l4lb.thisdcos.directory."));
+        assert_eq!(r.vips.names[&n("web.marathon.l4lb.thisdcos.directory.")].a.len(), 1);
+        assert!(r.vips.names[&n("marathon.l4lb.thisdcos.directory.")].is_empty());
+        assert!(r.vips.names.contains_key(&n("l4lb.thisdcos.directory.")));
+        assert!(!r
+            .cluster
+            .names
+            .contains_key(&n("web.marathon.l4lb.thisdcos.directory.")));
+    }
+
     #[test]
     fn compiled_records_have_empty_non_terminals_and_glue() {
         let mut s = state();
         app_task(&mut s, "web.1", "/web", 1, def(&[(31000, None, "tcp")]));
         let r = Records::build(&Snapshot::of(&s, Some(10)), &cfg(), 7);
         let n = |s: &str| Name::from_ascii(s).unwrap();
-        assert!(r.names[&n("_tcp.marathon.mesos.")].is_empty());
-        assert!(r.names[&n("marathon.slave.mesos.")].is_empty());
-        assert!(r.names.contains_key(&n("mesos.")));
-        let srv = &r.names[&n("_web._tcp.marathon.mesos.")];
+        assert!(r.cluster.names[&n("_tcp.marathon.mesos.")].is_empty());
+        assert!(r.cluster.names[&n("marathon.slave.mesos.")].is_empty());
+        assert!(r.cluster.names.contains_key(&n("mesos.")));
+        let srv = &r.cluster.names[&n("_web._tcp.marathon.mesos.")];
         assert_eq!(srv.srv.len(), 1);
         assert_eq!(srv.glue.len(), 1);
         assert_eq!(srv.glue[0].data, RData::A(A(Ipv4Addr::new(10, 1, 0, 1))));
         // Case does not matter.
-        assert!(r.names.contains_key(&n("WEB.Marathon.MESOS.")));
+        assert!(r.cluster.names.contains_key(&n("WEB.Marathon.MESOS.")));
         assert_eq!(r.serial(), 7);
-        assert_eq!(r.ns_glue.len(), 1);
+        assert_eq!(r.cluster.ns_glue.len(), 1);
         // A name too long for DNS is left out, the rest stays.
         let mut long = Table::default();
         long.host(format!("{}.mesos.", vec!["a".repeat(60); 5].join(".")), ip("10.0.0.9"));
         long.host("ok.mesos.".into(), ip("10.0.0.9"));
         let r = Records::new(long, &cfg(), 1);
-        assert!(r.names.contains_key(&n("ok.mesos.")));
+        assert!(r.cluster.names.contains_key(&n("ok.mesos.")));
     }
 }

@@ -3,12 +3,14 @@
 //! UDP: one socket per core on the same address (`SO_REUSEPORT`: the kernel spreads clients
 //! over them), each read by a thread of its own in a tight loop that answers from the current
 //! [`Records`] without taking a lock (it checks a generation number, and takes the new records
-//! only when they changed) and reuses its buffers. Forwarded names are answered from the cache
-//! in the same loop, or asked upstream by a tokio task (at most `max_forwards` at once; more
-//! are dropped, and their clients ask again). A source flooding a saturated socket while others
-//! ask gets one answer in eight ([`crate::shed`]). TCP: a tokio task per connection (at most
-//! `max_tcp_connections`, each closed after `tcp_idle` without a query), answering its queries
-//! in order.
+//! only when they changed) and reuses its buffers. It reads every query queued (up to
+//! [`UDP_BATCH`]) in one syscall and sends their answers in one more (`udp_batch`): a syscall
+//! per datagram cost more than the answer. Forwarded names are answered from the cache in the
+//! same loop (their answers join the batch's), or asked upstream by a tokio task (at most
+//! `max_forwards` at once; more are dropped, and their clients ask again). A source flooding a
+//! saturated socket while others ask gets one answer in eight ([`crate::shed`]). TCP: a tokio
+//! task per connection (at most `max_tcp_connections`, each closed after `tcp_idle` without a
+//! query), answering its queries in order.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -26,6 +28,7 @@ use crate::answer::{self, Outcome, Transport, MAX_QUERY};
 use crate::forward::Forwarder;
 use crate::records::Records;
 use crate::shed::Shedder;
+use crate::udp_batch::{RecvBatch, SendBatch};
 
 /// How the server listens and forwards.
 #[derive(Clone, Debug)]
@@ -80,6 +83,8 @@ pub struct Stats {
     pub forwards_dropped: AtomicU64,
     /// Queries of a flooding source read and not answered (see [`crate::shed`]).
     pub shed: AtomicU64,
+    /// UDP answers the kernel would not send (its buffer full, or the peer unreachable).
+    pub udp_send_dropped: AtomicU64,
     /// Times the records were rebuilt, and how long the last build took.
     pub rebuilds: AtomicU64,
     pub last_build_micros: AtomicU64,
@@ -175,6 +180,11 @@ pub struct DnsServer {
     tcp: tokio::task::JoinHandle<()>,
     forwarder: Arc<Forwarder>,
 }
+
+/// Datagrams read (and answers sent) per syscall at most: enough that a busy socket's queue
+/// drains in a few calls, few enough that a batch's answers leave soon after its first query
+/// came.
+pub const UDP_BATCH: usize = 32;
 
 /// How soon an idle UDP thread notices the server stopping. (A socket shut down to wake its
 /// reader makes std's `recv_from` panic on the empty address it returns.)
@@ -290,19 +300,20 @@ struct UdpWorker {
 impl UdpWorker {
     fn run(self) {
         // One byte more than a query may have: a longer datagram is seen as such and refused.
-        let mut buf = vec![0u8; MAX_QUERY + 1];
+        let mut batch = RecvBatch::new(UDP_BATCH, MAX_QUERY + 1);
+        let mut replies = SendBatch::with_capacity(UDP_BATCH, 512);
         let mut out = Vec::with_capacity(4096);
         let mut view = self.records.view();
         let stats = &self.records.shared.stats;
         let mut turn = 0usize;
         let mut shedder = Shedder::new(std::time::Instant::now());
         loop {
-            let received = self.socket.recv_from(&mut buf);
+            let received = batch.recv(&*self.socket);
             if self.stop.load(Ordering::Relaxed) {
                 return;
             }
-            let (n, peer) = match received {
-                Ok(r) => r,
+            let n = match received {
+                Ok(n) => n,
                 Err(e) => {
                     // The idle timeout (`STOP_WITHIN`), or an ICMP error of an earlier answer
                     // (ECONNREFUSED): nothing to answer.
@@ -312,30 +323,53 @@ impl UdpWorker {
                     continue;
                 }
             };
-            count(&stats.udp_queries);
-            if !shedder.admit(peer.ip(), std::time::Instant::now) {
-                count(&stats.shed);
-                continue;
-            }
-            turn = turn.wrapping_add(1);
-            match answer::handle(view.records(), &buf[..n], Transport::Udp, turn, &mut out) {
-                Outcome::Reply => {
-                    count_answer(stats, &out);
-                    let _ = self.socket.send_to(&out, peer);
+            stats.udp_queries.fetch_add(n as u64, Ordering::Relaxed);
+            for query in batch.iter() {
+                if !shedder.admit(query.peer.ip(), std::time::Instant::now) {
+                    count(&stats.shed);
+                    continue;
                 }
-                Outcome::Drop => {}
-                Outcome::Forward(req) => self.forward(req, peer, &mut out),
+                // Cut to its buffer, a query is one byte too long: `handle` refuses it.
+                debug_assert!(!query.truncated || query.payload.len() > MAX_QUERY);
+                turn = turn.wrapping_add(1);
+                match answer::handle(view.records(), query.payload, Transport::Udp, turn, &mut out) {
+                    Outcome::Reply => {
+                        count_answer(stats, &out);
+                        replies.push(&out, query.peer);
+                    }
+                    Outcome::Drop => {}
+                    Outcome::Forward(req) => self.forward(req, query.peer, &mut out, &mut replies),
+                }
+            }
+            if !replies.is_empty() {
+                let flushed = replies.flush(&*self.socket);
+                if flushed.dropped > 0 {
+                    stats
+                        .udp_send_dropped
+                        .fetch_add(flushed.dropped as u64, Ordering::Relaxed);
+                    if let Some(e) = flushed.error {
+                        tracing::trace!(error = %e, dropped = flushed.dropped, "dns udp send");
+                    }
+                }
             }
         }
     }
 
-    fn forward(&self, req: Box<hickory_proto::op::Message>, peer: SocketAddr, out: &mut Vec<u8>) {
+    /// Answers `req` from the cache into `replies`, or asks upstream on a task that sends its
+    /// own answer.
+    fn forward(
+        &self,
+        req: Box<hickory_proto::op::Message>,
+        peer: SocketAddr,
+        out: &mut Vec<u8>,
+        replies: &mut SendBatch,
+    ) {
         let stats = &self.records.shared.stats;
         count(&stats.forwarded);
         if let Some(resp) = self.forwarder.cached(&req) {
             count(&stats.cache_hits);
             answer::forwarded(&resp, &req, Transport::Udp, out);
-            let _ = self.socket.send_to(out, peer);
+            replies.push(out, peer);
             return;
         }
         let Some(permit) = self.forwarder.try_begin() else {

@@ -196,6 +196,8 @@ pub mod agent {
         },
         /// The archive follows as [`ServerToAgent::Upload`] chunks, ending with `last`.
         ImportImage,
+        /// What the agent's gateway serves now (its addresses and live routes).
+        GatewayRoutes,
     }
 
     /// Answers stream back as zero or more `Data`/`Progress` parts and one `Done` or `Error`.
@@ -274,5 +276,142 @@ pub mod agent {
             ca_bundle_pem: String,
             signing_ca_pem: String,
         },
+        /// What the gateways serve; sent after registering and whenever it changes. The agent
+        /// keeps serving the last one it has while no server is reachable.
+        Gateway {
+            table: crate::gateway::GatewayTable,
+        },
+    }
+}
+
+/// What the gateways serve: routes, certificates and virtual IPs, as the leader sends them on
+/// the agent stream (tepui-gateway builds and serves them). Every list is sorted, so two tables
+/// built from the same state compare equal and an unchanged table is not sent again.
+pub mod gateway {
+    use std::net::{IpAddr, SocketAddr};
+
+    use serde::{Deserialize, Serialize};
+
+    /// Everything the gateways of the cluster serve.
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct GatewayTable {
+        /// HTTP routes, in the order they are matched: hosts first, longest path first.
+        #[serde(default)]
+        pub routes: Vec<HttpRoute>,
+        /// Certificates for HTTPS, chosen by SNI.
+        #[serde(default)]
+        pub certificates: Vec<Certificate>,
+        /// Virtual IPs (L4).
+        #[serde(default)]
+        pub vips: Vec<Vip>,
+        /// Labels and certificates that could not be used, and why (shown by `tepui gateway routes`).
+        #[serde(default)]
+        pub problems: Vec<Problem>,
+    }
+
+    /// How a route spreads requests over its backends (`HAPROXY_{n}_BALANCE`).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Balance {
+        /// HAProxy's `roundrobin` (the default).
+        #[default]
+        RoundRobin,
+        /// HAProxy's `leastconn`: the backend with the fewest requests outstanding.
+        LeastRequests,
+        /// HAProxy's `source`: a hash of the client's address, so a client keeps its backend.
+        Source,
+    }
+
+    /// One HTTP route: requests whose host and path match go to the backends of one port of one app.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct HttpRoute {
+        /// The app's id (`/shop/web`).
+        pub app: String,
+        /// The index of the app's port the route serves (`n` in `HAPROXY_{n}_...`).
+        pub port_index: usize,
+        /// `HAPROXY_GROUP` (per port: `HAPROXY_{n}_GROUP`); `external` when the app sets none.
+        pub group: String,
+        /// Host names, lowercase, without a port (`HAPROXY_{n}_VHOST`, comma-separated there). A
+        /// name may start with `*.` (any one or more labels). Empty: any host.
+        #[serde(default)]
+        pub hosts: Vec<String>,
+        /// A path prefix (`HAPROXY_{n}_PATH`), starting with `/`. None: every path.
+        #[serde(default)]
+        pub path: Option<String>,
+        /// Plain HTTP requests get a redirect to HTTPS (`HAPROXY_{n}_REDIRECT_TO_HTTPS`).
+        #[serde(default)]
+        pub redirect_to_https: bool,
+        #[serde(default)]
+        pub balance: Balance,
+        /// Sticky sessions by cookie (`HAPROXY_{n}_STICKY`).
+        #[serde(default)]
+        pub sticky: bool,
+        /// The app's running (and, with health checks, healthy) instances' addresses for this port,
+        /// sorted.
+        #[serde(default)]
+        pub backends: Vec<Backend>,
+    }
+
+    /// An instance behind a route.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct Backend {
+        pub task_id: String,
+        /// Where it answers from any agent: its agent's address and the host port.
+        pub addr: SocketAddr,
+    }
+
+    /// A certificate and its key, for the host names it serves.
+    #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Certificate {
+        /// Where it comes from: `secret:gateway/certs/shop.example.com`, or a file's path.
+        pub source: String,
+        /// The names it is chosen for by SNI, lowercase (`*.example.com` matches one label).
+        pub hosts: Vec<String>,
+        /// The certificate chain, PEM, leaf first.
+        pub cert_pem: String,
+        /// The private key, PEM.
+        pub key_pem: String,
+    }
+
+    impl std::fmt::Debug for Certificate {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Certificate")
+                .field("source", &self.source)
+                .field("hosts", &self.hosts)
+                .finish_non_exhaustive()
+        }
+    }
+
+    /// A virtual IP and port (`VIP_{n}` port label): connections to it reach the app's instances.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Vip {
+        /// `/name` for a named VIP (`/name:5555`; found as `name.marathon.l4lb.thisdcos.directory`),
+        /// none for one given as `ip:port`.
+        pub name: Option<String>,
+        pub ip: IpAddr,
+        pub port: u16,
+        /// `tcp` or `udp`.
+        pub protocol: String,
+        /// The apps whose ports carry it (several apps may share a named VIP, as on DC/OS).
+        pub apps: Vec<String>,
+        /// Sorted.
+        pub backends: Vec<VipBackend>,
+    }
+
+    /// An instance behind a VIP.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct VipBackend {
+        pub task_id: String,
+        pub addr: SocketAddr,
+    }
+
+    /// Something in the apps' labels or the certificates that the gateway cannot use.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+    pub struct Problem {
+        /// The app's id, or the certificate's source.
+        pub source: String,
+        /// The label or field (`labels.HAPROXY_0_BALANCE`).
+        pub field: String,
+        pub message: String,
     }
 }

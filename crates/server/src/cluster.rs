@@ -473,6 +473,11 @@ impl Cluster for ClusterService {
             .await;
         let mut trust = inner.trust.clone();
         let mut members = inner.members.clone();
+        let mut gateway = inner.gateway.clone();
+        let table = gateway.borrow_and_update().clone();
+        if let Some(t) = table {
+            let _ = tx.send(Ok(gateway_envelope(&t))).await;
+        }
         let current = trust.borrow_and_update().clone();
         if let Some(t) = current {
             let _ = tx.send(Ok(trust_envelope(&t))).await;
@@ -534,6 +539,17 @@ impl Cluster for ClusterService {
                             }
                         }
                     }
+                    changed = gateway.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let table = gateway.borrow_and_update().clone();
+                        if let Some(t) = table {
+                            if tx.send(Ok(gateway_envelope(&t))).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
                     changed = members.changed() => {
                         // A removed node's stream ends at once.
                         if changed.is_err() || !members.borrow_and_update().contains(&who.id) {
@@ -568,6 +584,10 @@ fn trust_envelope(t: &tepui_transport::Trust) -> Envelope {
         ca_bundle_pem: t.ca_bundle_pem.clone(),
         signing_ca_pem: t.signing_ca_pem.clone(),
     })
+}
+
+fn gateway_envelope(table: &tepui_gateway::GatewayTable) -> Envelope {
+    envelope(&ServerToAgent::Gateway { table: table.clone() })
 }
 
 fn envelope(m: &ServerToAgent) -> Envelope {

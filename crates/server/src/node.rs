@@ -202,6 +202,9 @@ pub(crate) struct Inner {
     /// Where this server's DNS answers, told to the agents that register with it (their
     /// tasks' resolver forwards there); set once the DNS listens.
     pub cluster_dns: std::sync::OnceLock<tepui_proto::agent::ClusterDns>,
+    /// What the gateways serve, built while this server leads (none before the first build);
+    /// agents' streams send it on.
+    pub gateway: watch::Receiver<Option<Arc<tepui_gateway::GatewayTable>>>,
 }
 
 impl Inner {
@@ -492,7 +495,9 @@ impl Server {
         };
         let (trust_tx, trust) = watch::channel(None);
         let (members_tx, members) = watch::channel(std::collections::BTreeSet::new());
+        let (gateway_tx, gateway) = watch::channel(None);
         let inner = Arc::new(Inner {
+            gateway,
             tls: tls.clone(),
             trust,
             members,
@@ -542,7 +547,8 @@ impl Server {
                 .merge(services.routes())
                 .merge(tepui_auth::api::routes(inner.node.clone()))
                 .merge(tepui_secrets::api::routes(inner.node.clone(), secrets.clone()))
-                .merge(tepui_jobs::api::routes(master.clone())),
+                .merge(tepui_jobs::api::routes(master.clone()))
+                .merge(tepui_gateway::control::routes(inner.node.clone(), secrets.clone())),
             local: tepui_mesos_api::local_routes(master.clone())
                 .merge(tepui_dns::http::routes(dns.as_ref().map(|d| d.records.clone()))),
             audit: Some(Arc::new(
@@ -557,6 +563,11 @@ impl Server {
         let _ = inner.router.set(router.clone());
         let shutdown = tokio_util::sync::CancellationToken::new();
         tasks.spawn(crate::certs::follow_state(inner.clone(), trust_tx, members_tx));
+        tasks.spawn(tepui_gateway::control::follow(
+            node.clone(),
+            secrets.clone(),
+            gateway_tx,
+        ));
         tasks.spawn(crate::cluster::serve(
             inner.clone(),
             master,

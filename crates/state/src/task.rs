@@ -234,6 +234,19 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
+    /// Whether the task may be found and sent traffic (DNS, the gateway): running, not being
+    /// killed (it leaves the answers and routes before it stops answering) and, when it has
+    /// health checks, healthy (a task whose checks have not answered yet is not).
+    pub fn discoverable(&self) -> bool {
+        self.state == TaskState::TaskRunning
+            && !self.kill_requested
+            && if self.def.health_checks.is_empty() {
+                self.healthy != Some(false)
+            } else {
+                self.healthy == Some(true)
+            }
+    }
+
     /// A task just created on `agent_id`: staging, with no status from the agent yet. The
     /// caller sets the framework's fields (`framework_id`, `role`, `resources`, `labels`).
     pub fn staging(
