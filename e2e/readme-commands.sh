@@ -89,8 +89,14 @@ run_the_run_command() {
         die "\`$run_cmd\` did not answer on $HEALTH_URL within ${READY_TIMEOUT}s"
     fi
     log "healthy after $((SECONDS - started))s: $healthy"
-    # The answer came from this run: it bootstrapped its cluster in the data dir given.
+    # The answer came from this run: it bootstraps its cluster in the data dir given (the API
+    # answers health while the first election and the bootstrap writes are still going on).
+    while [ ! -s "$work/data/agent-token" ] && [ $((SECONDS - started)) -lt "$READY_TIMEOUT" ] \
+        && kill -0 "$pid" 2>/dev/null; do
+        sleep 0.2
+    done
     [ -s "$work/data/agent-token" ] || die "no agent token in $work/data: who answered on $HEALTH_URL?"
+    log "bootstrapped after $((SECONDS - started))s"
     grep -q '"status":"ok"' <<<"$healthy" || die "unexpected health answer: $healthy"
 
     kill -TERM -- "-$pid"

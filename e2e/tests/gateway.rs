@@ -90,6 +90,11 @@ fn instances(addr: &str, app: &str) -> BTreeSet<String> {
 
 /// A client that sends every request to the gateway, whatever the URL's host says.
 fn client(tls_roots: &[&str]) -> reqwest::Client {
+    client_with_alpn(tls_roots, &[])
+}
+
+/// [`client`] offering `alpn` in its TLS handshakes (`h2` for HTTP/2).
+fn client_with_alpn(tls_roots: &[&str], alpn: &[&[u8]]) -> reqwest::Client {
     let mut b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(5))
@@ -113,11 +118,13 @@ fn client(tls_roots: &[&str]) -> reqwest::Client {
                 roots.add(cert).unwrap();
             }
         }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let mut config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         b = b.tls_backend_preconfigured(config);
     }
     b.build().unwrap()
@@ -439,6 +446,18 @@ fn apps_are_served_through_the_gateway_by_host_path_and_tls() {
             other => Err(format!("{other:?}")),
         },
     );
+    // HTTP/2, as ALPN chooses it, to the same instances (which speak HTTP/1.1).
+    let h2 = client_with_alpn(&[&web_cert], &[b"h2"]);
+    let (version, body) = block_on(async {
+        let r = h2
+            .get(format!("https://web.example.test:{}/", gateway_https().port()))
+            .send()
+            .await
+            .unwrap();
+        (r.version(), r.text().await.unwrap())
+    });
+    assert_eq!(version, reqwest::Version::HTTP_2);
+    assert!(web.contains(body.trim()), "{body}");
     // Each host gets its own certificate: the other root does not verify it.
     assert!(https(&web_client, "shop.example.test").is_err());
     assert!(https(&shop_client, "web.example.test").is_err());

@@ -203,6 +203,11 @@ fn render_dns(out: &mut String, dns: &tepui_dns::RecordsHandle) {
         load(&st.shed),
     );
     counter(
+        "tepui_dns_udp_send_dropped_total",
+        "DNS answers over UDP the kernel would not take (its send buffer full).",
+        load(&st.udp_send_dropped),
+    );
+    counter(
         "tepui_dns_rebuilds_total",
         "Times the DNS records were rebuilt from the state.",
         load(&st.rebuilds),
