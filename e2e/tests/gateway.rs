@@ -4,10 +4,16 @@
 //! routing, an unknown host, TLS chosen by SNI for two hosts with two certificates stored with
 //! `tepui cert add` (the client checks each), the redirect to HTTPS, sticky sessions, a bad
 //! label reported while everything else is served, `tepui gateway routes`, and a rolling
-//! restart of an app while clients keep sending requests through the gateway: not one fails.
+//! restart of an app while clients keep sending requests through the gateway: not one fails;
+//! HTTP/2 to the gateway. A websocket to a busybox server through the gateway; a backend whose
+//! server stops while its task stays healthy is ejected (no request fails meanwhile) and taken
+//! back once it answers again. A virtual IP (`VIP_0` = `/e2edb:5555`) reached by its address
+//! from the host and by its name from a bridge container, following a rolling restart.
 //!
-//! Runs `tepui dev` on 127.0.56.1 with ports 35600-35639 and the bridge `tpe2e-gw`
-//! (10.214.56.0/24); needs root and busybox-static (e2e/setup.sh).
+//! Three clusters side by side: `tepui dev` on 127.0.56.1 (ports 35600-35639, bridge
+//! `tpe2e-gw`, 10.214.56.0/24), on 127.0.57.1 (35640-35679, `tpe2e-vip`, 10.214.57.0/24) and on
+//! 127.0.58.1 (35680-35719, `tpe2e-gw2`, 10.214.58.0/24); needs root, busybox-static, dig and
+//! iptables (e2e/setup.sh).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -700,5 +706,204 @@ fn a_virtual_ip_reaches_an_app_by_name_from_the_host_and_from_a_container() {
             Err(format!("saw {seen:?}"))
         }
     });
+    dev.terminate(Duration::from_secs(30));
+}
+
+const WS_IP: &str = "127.0.58.1";
+const WS_PORTS: &str = "35680-35719";
+const WS_BRIDGE: &str = "tpe2e-gw2";
+const WS_SUBNET: &str = "10.214.58.0/24";
+
+/// A websocket server in busybox: `nc` runs this for each connection. It answers the
+/// handshake (the accept key from sha1sum, xxd and base64), waits for the client's first
+/// frame, and sends the text frame `hello`.
+const WS_SCRIPT: &str = r#"#!/bin/sh
+key=
+while read -r line; do
+  line=$(printf '%s' "$line" | busybox tr -d '\r')
+  [ -z "$line" ] && break
+  case "$line" in [Ss]ec-[Ww]eb[Ss]ocket-[Kk]ey:*) key=$(printf '%s' "${line#*:}" | busybox tr -d ' ') ;; esac
+done
+accept=$(printf '%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11' "$key" | busybox sha1sum | busybox cut -d' ' -f1 | busybox xxd -r -p | busybox base64)
+printf 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n' "$accept"
+busybox head -c 2 >/dev/null
+printf '\201\005hello'
+"#;
+
+/// `tepui task exec ID -- sh -c SCRIPT`.
+fn exec(addr: &str, id: &str, script: &str) -> Output {
+    tepui_e2e::tepui(&["task", "exec", id, "--addr", addr, "--", "/bin/sh", "-c", script])
+}
+
+/// The state of `task`'s backend in the gateway's live routes for `app`.
+fn backend_state(addr: &str, app: &str, task: &str) -> Option<String> {
+    let live: Value = cli(addr, &["gateway", "routes", "-o", "json"]).ok().json();
+    live.as_array()?
+        .iter()
+        .filter_map(|a| a["gateway"]["routes"].as_array())
+        .flatten()
+        .filter(|r| r["app"] == app)
+        .filter_map(|r| r["backends"].as_array())
+        .flatten()
+        .find(|b| b["task_id"] == task)
+        .and_then(|b| b["state"].as_str().map(str::to_string))
+}
+
+#[test]
+fn websockets_pass_and_a_failing_backend_is_ejected_then_restored() {
+    need_root();
+    require_busybox().expect("busybox-static is installed (e2e/setup.sh)");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    struct Cleanup;
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", WS_BRIDGE])
+                .stderr(std::process::Stdio::null())
+                .output();
+        }
+    }
+    let _cleanup = Cleanup;
+    let marked = MarkedProcesses::new("gateway-ws");
+    let sb = Sandbox::new("gateway-ws");
+    let archive = sb.join("busybox.tar");
+    build_docker_archive(&archive, IMAGE).expect("the docker archive builds");
+    let (mut dev, _) = spawn_dev_with(
+        &sb,
+        "ws1",
+        WS_IP,
+        WS_PORTS,
+        (WS_BRIDGE, WS_SUBNET),
+        &["--dns-upstream", "127.0.58.9:53"],
+        START,
+    );
+    let addr = http_addr(WS_IP);
+    cli(
+        &addr,
+        &["image", "import", &archive.display().to_string(), "--agent", "ws1"],
+    )
+    .ok();
+    let gateway: SocketAddr = format!("{WS_IP}:5080").parse().unwrap();
+
+    // Websockets: the upgrade and the frames both ways pass through the gateway.
+    let ws = json!({
+        "id": "/ws",
+        "instances": 1,
+        "cpus": 0.05,
+        "mem": 16,
+        "container": {"type": "MESOS", "docker": {"image": IMAGE}},
+        "networks": [{"mode": "host"}],
+        "portDefinitions": [{"port": 0}],
+        "cmd": format!(
+            "busybox cat > /tmp/ws.sh <<'EOF'\n{WS_SCRIPT}EOF\nbusybox chmod +x /tmp/ws.sh && exec busybox nc -ll -p $PORT0 -e /tmp/ws.sh"
+        ),
+        "env": {MARKER_VAR: marked.value()},
+        "labels": {"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "ws.example.test"},
+    });
+    run_app(&sb, &addr, &ws);
+    let got = wait_for("a websocket through the gateway", SETTLE, || {
+        block_on(async {
+            use futures::{SinkExt, StreamExt};
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+            use tokio_tungstenite::tungstenite::Message;
+            let tcp = tokio::net::TcpStream::connect(gateway)
+                .await
+                .map_err(|e| e.to_string())?;
+            let request = "ws://ws.example.test/".into_client_request().unwrap();
+            let (mut socket, response) = tokio_tungstenite::client_async(request, tcp)
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+            if response.status() != 101 {
+                return Err(format!("status {}", response.status()));
+            }
+            socket
+                .send(Message::text("hi"))
+                .await
+                .map_err(|e| format!("send: {e}"))?;
+            match tokio::time::timeout(Duration::from_secs(5), socket.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => Ok(t.to_string()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+    });
+    assert_eq!(got, "hello");
+
+    // Ejection: two instances routed on port 0 and health-checked on port 1. One instance's
+    // port-0 server is stopped while its task stays healthy: the gateway ejects it after its
+    // failures (requests meanwhile go to the other: none fails), and takes it back once it
+    // answers again.
+    let page = "busybox mkdir -p /tmp/www && echo $TEPUI_TASK_ID > /tmp/www/index.html \
+                && echo $PORT0 > /tmp/port0 && busybox httpd -p $PORT1 -h /tmp/www || exit 1\n\
+                busybox httpd -f -p $PORT0 -h /tmp/www &\n\
+                echo $! > /tmp/front.pid\n\
+                exec busybox sleep 100000";
+    let mut eject = app(
+        "/eject",
+        2,
+        json!({"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "eject.example.test"}),
+        marked.value(),
+    );
+    eject["portDefinitions"] = json!([{"port": 0}, {"port": 0}]);
+    eject["cmd"] = json!(page);
+    eject["healthChecks"][0]["portIndex"] = json!(1);
+    run_app(&sb, &addr, &eject);
+    let both = instances(&addr, "/eject");
+    let plain = client(&[]);
+    let get_eject = |c: &reqwest::Client| {
+        block_on(async {
+            let r = c
+                .get(format!("http://{gateway}/"))
+                .header("host", "eject.example.test")
+                .send()
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            let status = r.status().as_u16();
+            let body = r.text().await.map_err(|e| e.to_string())?;
+            if status == 200 {
+                Ok(body.trim().to_string())
+            } else {
+                Err(format!("{status} {body}"))
+            }
+        })
+    };
+    wait_for("both instances through the gateway", SETTLE, || {
+        let seen: BTreeSet<String> = (0..8).map(|_| get_eject(&plain)).collect::<Result<_, _>>()?;
+        if seen == both {
+            Ok(())
+        } else {
+            Err(format!("saw {seen:?}"))
+        }
+    });
+    let broken = both.iter().next().unwrap().clone();
+    exec(&addr, &broken, "kill $(cat /tmp/front.pid)").ok();
+    // Every request is answered by the other instance, and the broken one is ejected.
+    wait_for("the broken backend ejected", SETTLE, || {
+        for _ in 0..6 {
+            let body = get_eject(&plain)?;
+            if body == broken {
+                return Err("the broken instance answered".to_string());
+            }
+        }
+        match backend_state(&addr, "/eject", &broken).as_deref() {
+            Some("ejected") => Ok(()),
+            other => Err(format!("state {other:?}")),
+        }
+    });
+    // Its server back (out of the exec's session, so it outlives it): after the ejection
+    // period, a trial request brings it back.
+    exec(
+        &addr,
+        &broken,
+        "busybox setsid busybox httpd -p $(cat /tmp/port0) -h /tmp/www < /dev/null > /dev/null 2>&1",
+    )
+    .ok();
+    wait_for("the backend restored", SETTLE, || {
+        let seen: BTreeSet<String> = (0..8).map(|_| get_eject(&plain)).collect::<Result<_, _>>()?;
+        match backend_state(&addr, "/eject", &broken).as_deref() {
+            Some("up") if seen.contains(&broken) => Ok(()),
+            other => Err(format!("state {other:?}, saw {seen:?}")),
+        }
+    });
+    assert_eq!(instances(&addr, "/eject"), both, "no instance was replaced");
     dev.terminate(Duration::from_secs(30));
 }
