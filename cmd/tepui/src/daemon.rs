@@ -67,11 +67,12 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn init_tracing(json: bool, access_log: bool) {
-    // The gateway's access log (a line per request) only when asked for.
+    // The gateway's access log (a line per request) only when asked for; rustls' warnings are
+    // per connection (an IP address sent as SNI), so only its errors.
     let access = if access_log { "info" } else { "off" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TEPUI_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!(
-            "info,openraft=warn,h2=warn,tower=warn,hyper=warn,tepui_gateway::access={access}"
+            "info,openraft=warn,h2=warn,tower=warn,hyper=warn,rustls=error,tepui_gateway::access={access}"
         ))
     });
     let builder = tracing_subscriber::fmt()
