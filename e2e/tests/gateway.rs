@@ -623,9 +623,16 @@ fn a_virtual_ip_reaches_an_app_by_name_from_the_host_and_from_a_container() {
     )
     .ok();
 
-    // Two instances behind the named VIP /e2edb:5555.
+    // Two instances behind the named VIP /e2edb:5555, bridge-networked: on this one host the
+    // VIP's backends are containers whose host port is itself translated, so the agent sends to
+    // the containers' own addresses, and the bridge client below needs the hairpin MASQUERADE.
     let mut db = app("/e2edb", 2, json!({}), marked.value());
-    db["portDefinitions"] = json!([{"port": 0, "name": "http", "labels": {"VIP_0": "/e2edb:5555"}}]);
+    db["networks"] = json!([{"mode": "container/bridge"}]);
+    db.as_object_mut().unwrap().remove("portDefinitions");
+    db["container"]["portMappings"] = json!([{
+        "containerPort": 8080, "hostPort": 0, "name": "http", "labels": {"VIP_0": "/e2edb:5555"}
+    }]);
+    db["cmd"] = json!(db["cmd"].as_str().unwrap().replace("$PORT0", "8080"));
     run_app(&sb, &addr, &db);
     let first = instances(&addr, "/e2edb");
     assert_eq!(first.len(), 2);

@@ -80,8 +80,15 @@ pub(crate) fn proxy_feed(
 /// and every task reaches VIPs through its own kernel). Rules are loaded when the VIPs change,
 /// and stay when the agent stops: tasks outlive their agent, and so do the VIPs they use; the
 /// next agent's first table loads them anew.
-pub(crate) async fn follow_vips(mut tables: watch::Receiver<Option<Arc<GatewayTable>>>, cluster_id: String) {
-    use tepui_gateway::vip::{kernel, rules::Chains};
+///
+/// `node_id` is this agent's: its own bridge tasks are sent to at their container's address
+/// ([`tepui_gateway::vip::local_backends`]), so each agent loads rules of its own.
+pub(crate) async fn follow_vips(
+    mut tables: watch::Receiver<Option<Arc<GatewayTable>>>,
+    cluster_id: String,
+    node_id: u64,
+) {
+    use tepui_gateway::vip::{kernel, local_backends, rules::Chains};
     if !tokio::task::spawn_blocking(kernel::available).await.unwrap_or(false) {
         tracing::warn!("iptables-save/iptables-restore not found: virtual IPs are not served on this host");
         return;
@@ -98,14 +105,15 @@ pub(crate) async fn follow_vips(mut tables: watch::Receiver<Option<Arc<GatewayTa
     loop {
         let table = tables.borrow_and_update().clone();
         if let Some(table) = table {
-            if loaded.as_ref() != Some(&table.vips) {
-                let vips = table.vips.clone();
+            let vips = local_backends(&table.vips, node_id);
+            if loaded.as_ref() != Some(&vips) {
+                let to_load = vips.clone();
                 let chains = chains.clone();
-                let result = tokio::task::spawn_blocking(move || kernel::apply(&vips, &chains)).await;
+                let result = tokio::task::spawn_blocking(move || kernel::apply(&to_load, &chains)).await;
                 match result {
                     Ok(Ok(())) => {
-                        tracing::info!(vips = table.vips.len(), "virtual IP rules loaded");
-                        loaded = Some(table.vips.clone());
+                        tracing::info!(vips = vips.len(), "virtual IP rules loaded");
+                        loaded = Some(vips);
                     }
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "virtual IP rules could not be loaded; next table tries again")

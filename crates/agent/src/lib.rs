@@ -281,7 +281,11 @@ impl Agent {
             }
             None => None,
         };
-        loops.spawn(gateway::follow_vips(gateway_rx, identity.cluster_id.clone()));
+        loops.spawn(gateway::follow_vips(
+            gateway_rx,
+            identity.cluster_id.clone(),
+            identity.node_id,
+        ));
         let gateway = Arc::new(gateway::AgentGateway {
             table: gateway_tx,
             proxy,

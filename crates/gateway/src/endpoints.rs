@@ -25,6 +25,11 @@ pub struct Instance {
     /// By the app's port index (`n` of `HAPROXY_{n}_*` and `VIP_{n}`): the agent's address and
     /// the host port, or none where the port has no host port (a bridge mapping without one).
     pub ports: Vec<Option<SocketAddr>>,
+    /// The agent it runs on.
+    pub agent_id: u64,
+    /// By the app's port index, as `ports`: the container's own address and port (bridge
+    /// networking, once its agent reported the container's address), none otherwise.
+    pub container_ports: Vec<Option<SocketAddr>>,
 }
 
 impl AppEndpoints {
@@ -54,6 +59,25 @@ impl AppEndpoints {
             .instances
             .iter()
             .filter_map(|i| Some((i.task_id.clone(), (*i.ports.get(index)?)?)))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The instances behind port `index` as VIP backends: as [`Self::addresses`], with each
+    /// one's agent and container address.
+    pub fn backends(&self, index: usize) -> Vec<crate::VipBackend> {
+        let mut out: Vec<crate::VipBackend> = self
+            .instances
+            .iter()
+            .filter_map(|i| {
+                Some(crate::VipBackend {
+                    task_id: i.task_id.clone(),
+                    addr: (*i.ports.get(index)?)?,
+                    agent_id: i.agent_id,
+                    container: i.container_ports.get(index).copied().flatten(),
+                })
+            })
             .collect();
         out.sort();
         out
@@ -98,29 +122,141 @@ pub fn apps(state: &State) -> BTreeMap<String, AppEndpoints> {
             continue;
         };
         // The task's ports are the app's ports that have a host port, in order.
-        let mut host_ports = t.def.ports.iter().map(|p| p.host_port);
-        let ports = if app.spec.network_mode() == NetworkMode::Host {
+        let mut task_ports = t.def.ports.iter();
+        let host = app.spec.network_mode() == NetworkMode::Host;
+        let defs: Vec<Option<&tepui_state::PortDef>> = if host {
             (0..app.spec.port_definitions.len())
-                .map(|_| host_ports.next())
-                .collect::<Vec<_>>()
+                .map(|_| task_ports.next())
+                .collect()
         } else {
             app.spec
                 .port_mappings()
                 .iter()
-                .map(|m| m.host_port.and_then(|_| host_ports.next()))
+                .map(|m| m.host_port.and_then(|_| task_ports.next()))
                 .collect()
         };
-        let ports = ports
-            .into_iter()
-            .map(|p| p.filter(|p| *p != 0).map(|p| SocketAddr::new(*ip, p)))
+        let ports = defs
+            .iter()
+            .map(|d| {
+                d.map(|d| d.host_port)
+                    .filter(|p| *p != 0)
+                    .map(|p| SocketAddr::new(*ip, p))
+            })
+            .collect();
+        let container_ports = defs
+            .iter()
+            .map(|d| {
+                let d = d.filter(|d| d.host_port != 0)?;
+                let cip = t.container_ip.filter(|_| !host)?;
+                let port = if d.container_port == 0 {
+                    d.host_port
+                } else {
+                    d.container_port
+                };
+                Some(SocketAddr::new(cip, port))
+            })
             .collect();
         app.instances.push(Instance {
             task_id: t.id.clone(),
             ports,
+            agent_id: t.agent_id,
+            container_ports,
         });
     }
     for app in out.values_mut() {
         app.instances.sort_by(|a, b| a.task_id.cmp(&b.task_id));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use tepui_services::{validate_app, AppDefinition, PathId};
+    use tepui_state::testing::state_with_agents;
+    use tepui_state::{AppRecord, PortDef, TaskDef, TaskRecord, TaskState};
+
+    use super::*;
+
+    /// Agent 2 at 10.1.0.2, running `task_id` of `json`'s app with `ports` (host, container).
+    fn one_instance(json: serde_json::Value, task_id: &str, ports: &[(u16, u16)], container_ip: Option<&str>) -> State {
+        let mut state = state_with_agents(2, 4096);
+        for (id, node) in state.nodes.iter_mut() {
+            node.agent.as_mut().expect("an agent").http_addr = format!("10.1.0.{id}:5051");
+        }
+        let definition = AppDefinition::from_json(&json.to_string()).expect("app JSON");
+        let spec = validate_app(&definition, &PathId::root(), 1_000).expect("a valid app");
+        let app = spec.id.to_string();
+        state.apps.insert(
+            app.clone(),
+            AppRecord {
+                id: app.clone(),
+                version: spec.version.clone(),
+                spec: serde_json::to_value(&spec).expect("serializable"),
+                history: Vec::new(),
+            },
+        );
+        let def = TaskDef {
+            ports: ports
+                .iter()
+                .map(|(host_port, container_port)| PortDef {
+                    name: None,
+                    host_port: *host_port,
+                    container_port: *container_port,
+                    protocol: "tcp".into(),
+                })
+                .collect(),
+            ..TaskDef::default()
+        };
+        let mut task = TaskRecord::staging(task_id, &app, 2, def, 1);
+        task.state = TaskState::TaskRunning;
+        task.labels.insert(LABEL_APP.into(), app);
+        task.container_ip = container_ip.map(|ip| ip.parse().expect("an address"));
+        state.tasks.insert(task_id.into(), task);
+        state
+    }
+
+    fn addr(s: &str) -> Option<SocketAddr> {
+        Some(s.parse().expect("an address"))
+    }
+
+    #[test]
+    fn a_bridge_instance_has_its_agent_and_container_addresses() {
+        let json = serde_json::json!({
+            "id": "/db",
+            "container": {
+                "type": "DOCKER",
+                "docker": {"image": "db:1"},
+                "portMappings": [
+                    {"containerPort": 5432, "hostPort": 0},
+                    {"containerPort": 0, "hostPort": 0},
+                ],
+            },
+            "networks": [{"mode": "container/bridge"}],
+        });
+        let state = one_instance(json.clone(), "db.1", &[(31001, 5432), (31003, 0)], Some("10.213.0.5"));
+        let found = apps(&state);
+        let i = &found["/db"].instances[0];
+        assert_eq!(i.agent_id, 2);
+        assert_eq!(i.ports, [addr("10.1.0.2:31001"), addr("10.1.0.2:31003")]);
+        assert_eq!(i.container_ports, [addr("10.213.0.5:5432"), addr("10.213.0.5:31003")]);
+        let backends = found["/db"].backends(0);
+        assert_eq!(
+            (backends[0].agent_id, backends[0].addr, backends[0].container),
+            (2, "10.1.0.2:31001".parse().unwrap(), addr("10.213.0.5:5432"))
+        );
+
+        // Before its agent reports the container's address, there is none.
+        let state = one_instance(json, "db.1", &[(31001, 5432), (31003, 0)], None);
+        assert_eq!(apps(&state)["/db"].instances[0].container_ports, [None, None]);
+    }
+
+    #[test]
+    fn a_host_networking_instance_has_no_container_address() {
+        let json = serde_json::json!({"id": "/web", "cmd": "serve", "portDefinitions": [{"port": 0}]});
+        let state = one_instance(json, "web.1", &[(31005, 0)], Some("10.213.0.6"));
+        let i = &apps(&state)["/web"].instances[0];
+        assert_eq!(i.ports, [addr("10.1.0.2:31005")]);
+        assert_eq!(i.container_ports, [None]);
+        assert_eq!(apps(&state)["/web"].backends(0)[0].container, None);
+    }
 }

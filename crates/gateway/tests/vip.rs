@@ -104,6 +104,8 @@ fn vip(ip: &str, port: u16, protocol: &str, backends: &[(&str, SocketAddr)]) -> 
             .map(|(task_id, addr)| VipBackend {
                 task_id: task_id.to_string(),
                 addr: *addr,
+                agent_id: 0,
+                container: None,
             })
             .collect(),
     }
@@ -161,7 +163,7 @@ fn a_vip_reaches_its_backends_follows_them_and_refuses_when_there_are_none() {
     loaded.apply(&[vip("198.19.254.1", 7001, "tcp", &[("a", a), ("b", b)])]);
     assert_eq!(saved_lines_of("TVIPTCP"), before);
     let jumps = before.iter().filter(|l| l.contains("tepui-vips:TVIPTCP")).count();
-    assert_eq!(jumps, 5, "{before:#?}");
+    assert_eq!(jumps, 6, "{before:#?}");
 
     // New connections go to the backend that is left only.
     loaded.apply(&[vip("198.19.254.1", 7001, "tcp", &[("b", b)])]);
@@ -217,6 +219,10 @@ struct Container {
     host_side: String,
     /// The rule keeping the container off loopback, as `iptables -D` takes it.
     off_loopback: Vec<String>,
+    /// The host's address on the veth.
+    host_addr: String,
+    /// The container's address.
+    addr: String,
 }
 
 fn ip(args: &[&str]) -> Output {
@@ -235,14 +241,19 @@ impl Container {
             eprintln!("skipped: the ip command is not installed");
             return None;
         }
+        // Two of this process's tests may have one each.
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2;
         let pid = std::process::id();
         let c = Container {
-            ns: format!("tvip{pid}"),
-            host_side: format!("tvh{pid}"),
+            ns: format!("tvip{pid}{n}"),
+            host_side: format!("tvh{pid}{n}"),
             off_loopback: Vec::new(),
+            host_addr: String::new(),
+            addr: String::new(),
         };
-        let peer = format!("tvc{pid}");
-        let block = (pid % 64) * 4;
+        let peer = format!("tvc{pid}{n}");
+        let block = ((pid * 2 + n) % 64) * 4;
         let host_addr = format!("10.214.61.{}", block + 1);
         let inside = ["netns", "exec", c.ns.as_str()];
         let run_inside = |args: &[&str]| ip(&[&inside[..], &["ip"], args].concat());
@@ -266,6 +277,8 @@ impl Container {
         );
         std::fs::write(format!("/proc/sys/net/ipv4/conf/{}/route_localnet", c.host_side), "1").unwrap();
         let mut c = c;
+        c.host_addr = host_addr;
+        c.addr = format!("10.214.61.{}", block + 2);
         c.off_loopback = [
             "INPUT",
             "-i",
@@ -341,4 +354,104 @@ fn a_container_reaches_a_loopback_backend_through_a_vip_and_is_refused_without_o
         "took {:?}",
         started.elapsed()
     );
+}
+
+/// A TCP server inside `container` on `port`, answering each line with `inside:{line}`, and
+/// the host port that tepui-runtime would map to it: a DNAT on this host from the host's
+/// address on the veth. Both go when dropped.
+struct InsideServer {
+    server: std::process::Child,
+    host_port: Vec<String>,
+}
+
+impl InsideServer {
+    fn start(container: &Container, port: u16, host_port: u16) -> Option<InsideServer> {
+        if Command::new("busybox").arg("true").output().is_err() {
+            eprintln!("skipped: busybox is not installed");
+            return None;
+        }
+        let server = Command::new("ip")
+            .args(["netns", "exec", &container.ns, "busybox", "nc", "-ll", "-p"])
+            .arg(port.to_string())
+            .args(["-e", "sh", "-c", "read l; echo inside:$l"])
+            .spawn()
+            .unwrap();
+        let host_port: Vec<String> = [
+            "OUTPUT",
+            "-t",
+            "nat",
+            "-d",
+            &format!("{}/32", container.host_addr),
+            "-p",
+            "tcp",
+            "--dport",
+            &host_port.to_string(),
+            "-j",
+            "DNAT",
+            "--to-destination",
+            &format!("{}:{port}", container.addr),
+        ]
+        .map(|s| s.to_string())
+        .to_vec();
+        let mut add = vec!["-w".to_string(), "10".into(), "-A".into()];
+        add.extend(host_port.iter().cloned());
+        let out = Command::new("iptables").args(&add).output().unwrap();
+        let started = InsideServer { server, host_port };
+        must("host port", out);
+        Some(started)
+    }
+}
+
+impl Drop for InsideServer {
+    fn drop(&mut self) {
+        let mut delete = vec!["-w".to_string(), "10".into(), "-D".into()];
+        delete.extend(self.host_port.iter().cloned());
+        let _ = Command::new("iptables").args(&delete).output();
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+#[test]
+fn a_local_container_behind_a_host_port_is_reached_at_its_own_address_even_from_itself() {
+    if no_iptables() {
+        return;
+    }
+    let loaded = Loaded::new("TVIPHP");
+    let Some(container) = Container::start() else {
+        return;
+    };
+    let Some(_server) = InsideServer::start(&container, 7100, 7101) else {
+        return;
+    };
+    let host_port: SocketAddr = format!("{}:7101", container.host_addr).parse().unwrap();
+    let own: SocketAddr = format!("{}:7100", container.addr).parse().unwrap();
+    wait_until("the server inside answers through its host port", || ask(host_port));
+
+    let to: SocketAddr = "198.19.254.4:7004".parse().unwrap();
+    let mut vips = vec![vip("198.19.254.4", 7004, "tcp", &[("c", host_port)])];
+    vips[0].backends[0].agent_id = 7;
+    vips[0].backends[0].container = Some(own);
+    // As every other agent loads it: at the host port, which this host's own connections do not
+    // reach (translated once already, they are not translated again).
+    loaded.apply(&vips);
+    assert!(ask(to).is_err(), "the host port was reached through the VIP");
+
+    // As the task's own agent loads it: at the container's address, from the host, and from
+    // the container itself (masqueraded, or the reply would come from its own address).
+    loaded.apply(&tepui_gateway::vip::local_backends(&vips, 7));
+    assert_eq!(ask(to).map_err(|e| e.to_string()), Ok("inside:ping".to_string()));
+    assert_eq!(container.ask(to), Ok("inside:ping".to_string()));
+}
+
+/// Waits for `f` to answer, for up to ten seconds.
+fn wait_until(what: &str, f: impl Fn() -> std::io::Result<String>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match f() {
+            Ok(_) => return,
+            Err(e) if Instant::now() > deadline => panic!("{what}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
 }

@@ -402,7 +402,15 @@ pub mod gateway {
     #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
     pub struct VipBackend {
         pub task_id: String,
+        /// The agent's address and the task's host port.
         pub addr: SocketAddr,
+        /// The agent the task runs on.
+        #[serde(default)]
+        pub agent_id: u64,
+        /// The container's own address and port (bridge networking): what its own agent sends
+        /// to instead of `addr`, which is itself translated there (see `vip::local_backends`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub container: Option<SocketAddr>,
     }
 
     /// Something in the apps' labels or the certificates that the gateway cannot use.

@@ -167,11 +167,7 @@ fn claims_of_port(
         Some(Protocol::Udp) => &["udp"],
         Some(Protocol::TcpUdp) => &["tcp", "udp"],
     };
-    let backends: Vec<VipBackend> = app
-        .addresses(index)
-        .into_iter()
-        .map(|(task_id, addr)| VipBackend { task_id, addr })
-        .collect();
+    let backends: Vec<VipBackend> = app.backends(index);
     for (key, value) in vip_labels {
         let field = if host {
             format!("portDefinitions[{index}].labels.{key}")
@@ -200,6 +196,27 @@ fn claims_of_port(
             });
         }
     }
+}
+
+/// The VIPs as agent `agent_id` serves them: its own bridge tasks' backends at their
+/// container's address instead of the host port, as kube-proxy does for local endpoints.
+///
+/// A bridge task's host port is itself a DNAT on its agent (tepui-runtime's port mapping), and
+/// a connection is translated once per hook: a connection from that host to a VIP, translated
+/// to the agent's own host port, would not be translated again and would be refused. Other
+/// agents' backends, and host-networking ones, are left as they are; the order is kept.
+pub fn local_backends(vips: &[Vip], agent_id: u64) -> Vec<Vip> {
+    vips.iter()
+        .map(|vip| {
+            let mut vip = vip.clone();
+            for b in &mut vip.backends {
+                if let Some(container) = b.container.filter(|_| b.agent_id == agent_id) {
+                    b.addr = container;
+                }
+            }
+            vip
+        })
+        .collect()
 }
 
 /// Reads a `VIP_{n}` label's value; the error says what is wrong with it.
@@ -375,6 +392,8 @@ mod tests {
                 .iter()
                 .map(|p| p.map(|a| a.parse::<SocketAddr>().unwrap()))
                 .collect(),
+            agent_id: 0,
+            container_ports: Vec::new(),
         }
     }
 
@@ -382,7 +401,36 @@ mod tests {
         VipBackend {
             task_id: task_id.into(),
             addr: addr.parse().unwrap(),
+            agent_id: 0,
+            container: None,
         }
+    }
+
+    #[test]
+    fn an_agent_sends_to_its_own_bridge_tasks_at_the_container_address() {
+        let on = |agent_id: u64, task: &str, addr: &str, container: Option<&str>| VipBackend {
+            agent_id,
+            container: container.map(|c| c.parse().unwrap()),
+            ..backend(task, addr)
+        };
+        let vips = vec![Vip {
+            name: Some("/db".into()),
+            ip: "198.18.0.7".parse().unwrap(),
+            port: 5555,
+            protocol: "tcp".into(),
+            apps: vec!["/db".into()],
+            backends: vec![
+                on(1, "db.a", "10.0.0.1:31000", Some("172.31.0.2:8080")),
+                on(1, "db.b", "10.0.0.1:31001", None),
+                on(2, "db.c", "10.0.0.2:31000", Some("172.31.0.2:8080")),
+            ],
+        }];
+        let addrs = |vips: &[Vip]| -> Vec<String> { vips[0].backends.iter().map(|b| b.addr.to_string()).collect() };
+        let local = local_backends(&vips, 1);
+        assert_eq!(addrs(&local), ["172.31.0.2:8080", "10.0.0.1:31001", "10.0.0.2:31000"]);
+        let local = local_backends(&vips, 2);
+        assert_eq!(addrs(&local), ["10.0.0.1:31000", "10.0.0.1:31001", "172.31.0.2:8080"]);
+        assert_eq!(local_backends(&vips, 3), vips);
     }
 
     fn run(apps: Vec<AppEndpoints>) -> (Vec<Vip>, Vec<Problem>) {

@@ -10,6 +10,14 @@
 //!   taken with probability 1/(n-k) (`-m statistic --mode random`), the last always: each gets
 //!   1/n of the connections.
 //!
+//! - `{P}-VIPS-POSTROUTING`, jumped to from POSTROUTING for translated connections: a
+//!   connection from a VIP to a container on this host's bridge (a local backend given at its
+//!   container's address, see below) is masqueraded, as kube-proxy's hairpin rule does. A
+//!   container reaching, through a VIP, another one on the same bridge (or itself) would
+//!   otherwise get the reply straight from that container's address, over the bridge, and drop
+//!   it; masqueraded, the reply comes back through the host, where conntrack undoes both
+//!   translations. Such a backend sees the bridge's address as its client's.
+//!
 //! In the filter table:
 //! - `{P}-VIPS-GUARD`, jumped to from OUTPUT and FORWARD for new connections: a packet for a VIP
 //!   that was not translated (`! --ctstate DNAT`: the VIP has no backends, or its rules are not
@@ -32,9 +40,9 @@
 //!
 //! A backend that is a bridge container's host port on this very host is not reached this way:
 //! that host port is itself a DNAT (tepui-runtime's), and a connection is translated once per
-//! hook, so it would go to the host port, where nothing listens. The agent has to give such
-//! backends as the container's own address and port (and a container reaching a VIP whose
-//! backend is on its own bridge needs a MASQUERADE, as kube-proxy's hairpin one).
+//! hook, so it would go to the host port, where nothing listens. The agent gives such backends
+//! as the container's own address and port ([`super::local_backends`]: `addr` equal to
+//! `container`), and those get the MASQUERADE above.
 //!
 //! What changes with the backends is the choice for new connections: an open TCP connection
 //! keeps its backend (conntrack holds the translation), and so does a UDP flow while packets
@@ -110,6 +118,11 @@ impl Chains {
         format!("{}-VIPS", self.prefix)
     }
 
+    /// The nat chain masquerading connections to local containers.
+    pub fn hairpin(&self) -> String {
+        format!("{}-VIPS-POSTROUTING", self.prefix)
+    }
+
     /// The filter chain refusing what was not translated.
     pub fn guard(&self) -> String {
         format!("{}-VIPS-GUARD", self.prefix)
@@ -145,9 +158,14 @@ impl Chains {
             self.guard()
         );
         let loopback = format!("-d {LOOPBACK} -m comment --comment \"{tag}\" -j {}", self.loopback());
+        let hairpin = format!(
+            "-m conntrack --ctstate DNAT -m comment --comment \"{tag}\" -j {}",
+            self.hairpin()
+        );
         vec![
             Jump::new("nat", "PREROUTING", translate.clone(), self.dispatch()),
             Jump::new("nat", "OUTPUT", translate, self.dispatch()),
+            Jump::new("nat", "POSTROUTING", hairpin, self.hairpin()),
             Jump::new("filter", "OUTPUT", guard.clone(), self.guard()),
             Jump::new("filter", "FORWARD", guard, self.guard()),
             Jump::new("filter", "INPUT", loopback, self.loopback()),
@@ -343,6 +361,8 @@ struct Entry {
     label: String,
     /// Sorted, IPv4 only.
     backends: BTreeSet<(SocketAddrV4, String)>,
+    /// The backends at a container's address on this host (masqueraded).
+    local: BTreeSet<(SocketAddrV4, String)>,
 }
 
 /// The `iptables-restore --noflush` input that makes the kernel serve `vips` under `chains`,
@@ -365,10 +385,14 @@ pub fn restore_input(vips: &[Vip], chains: &Chains, installed: &Installed) -> St
         let entry = entries.entry((ip, vip.port, protocol)).or_insert(Entry {
             label,
             backends: BTreeSet::new(),
+            local: BTreeSet::new(),
         });
         for b in &vip.backends {
             if let SocketAddr::V4(addr) = b.addr {
                 entry.backends.insert((addr, b.task_id.clone()));
+                if b.container == Some(b.addr) {
+                    entry.local.insert((addr, b.task_id.clone()));
+                }
             }
         }
     }
@@ -410,8 +434,10 @@ pub fn restore_input(vips: &[Vip], chains: &Chains, installed: &Installed) -> St
 
     let mut nat = Section::new("nat");
     let dispatch = chains.dispatch();
+    let hairpin = chains.hairpin();
     nat.declare(&dispatch);
-    let mut keep_nat: BTreeSet<String> = [dispatch.clone()].into();
+    nat.declare(&hairpin);
+    let mut keep_nat: BTreeSet<String> = [dispatch.clone(), hairpin.clone()].into();
     for ((ip, port, protocol), entry) in &entries {
         if entry.backends.is_empty() {
             // No chain: its packets are not translated, and the guard refuses them.
@@ -433,6 +459,14 @@ pub fn restore_input(vips: &[Vip], chains: &Chains, installed: &Installed) -> St
             };
             nat.commands.push(format!(
                 "-A {chain} -p {protocol} -m comment --comment {}{pick} -j DNAT --to-destination {addr}",
+                comment(task_id)
+            ));
+        }
+        for (addr, task_id) in &entry.local {
+            nat.commands.push(format!(
+                "-A {hairpin} -d {}/32 -p {protocol} -m {protocol} --dport {} -m conntrack --ctorigdst {ip}/32 --ctorigdstport {port} -m comment --comment {} -j MASQUERADE",
+                addr.ip(),
+                addr.port(),
                 comment(task_id)
             ));
         }
@@ -501,6 +535,8 @@ mod tests {
                 .map(|(i, a)| VipBackend {
                     task_id: format!("app.{i}"),
                     addr: a.parse().unwrap(),
+                    agent_id: 0,
+                    container: None,
                 })
                 .collect(),
         }
@@ -553,10 +589,12 @@ mod tests {
 COMMIT
 *nat
 :TEPUI-VIPS - [0:0]
+:TEPUI-VIPS-POSTROUTING - [0:0]
 :TEPUI-VIP-0A0A00050035U - [0:0]
 :TEPUI-VIP-C61253740050T - [0:0]
 -I PREROUTING 1 -m comment --comment "tepui-vips:TEPUI" -j TEPUI-VIPS
 -I OUTPUT 1 -m comment --comment "tepui-vips:TEPUI" -j TEPUI-VIPS
+-I POSTROUTING 1 -m conntrack --ctstate DNAT -m comment --comment "tepui-vips:TEPUI" -j TEPUI-VIPS-POSTROUTING
 -A TEPUI-VIPS -d 10.10.0.5/32 -p udp -m udp --dport 53 -m comment --comment "10.10.0.5:53/udp" -j TEPUI-VIP-0A0A00050035U
 -A TEPUI-VIP-0A0A00050035U -p udp -m comment --comment "app.0" -j DNAT --to-destination 10.1.0.3:31053
 -A TEPUI-VIPS -d 198.18.83.116/32 -p tcp -m tcp --dport 80 -m comment --comment "/web:80/tcp" -j TEPUI-VIP-C61253740050T
@@ -582,13 +620,16 @@ COMMIT
             );
         }
         save += "-A FORWARD -j TEPUI-FORWARD\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n";
-        save += &format!(":{prefix}-VIPS - [0:0]\n");
+        save += &format!(":{prefix}-VIPS - [0:0]\n:{prefix}-VIPS-POSTROUTING - [0:0]\n");
         for chain in vip_chains {
             save += &format!(":{chain} - [0:0]\n");
         }
         for chain in ["PREROUTING", "OUTPUT"] {
             save += &format!("-A {chain} -m comment --comment \"tepui-vips:{prefix}\" -j {prefix}-VIPS\n");
         }
+        save += &format!(
+            "-A POSTROUTING -m conntrack --ctstate DNAT -m comment --comment \"tepui-vips:{prefix}\" -j {prefix}-VIPS-POSTROUTING\n"
+        );
         save += "-A OUTPUT -m addrtype --dst-type LOCAL -j TEPUI-DNAT\nCOMMIT\n";
         Installed::parse(&save)
     }
@@ -638,7 +679,7 @@ COMMIT
             commands[..5],
             expected.iter().map(String::as_str).collect::<Vec<_>>()[..]
         );
-        assert_eq!(commands.len(), 8, "{input}");
+        assert_eq!(commands.len(), 9, "{input}");
         // Another prefix's chains are not ours to delete.
         assert!(!input.contains("T0-"), "{input}");
     }
@@ -650,10 +691,13 @@ COMMIT
         let expected = r#"*nat
 :T2-VIP-C61253740050T - [0:0]
 :T2-VIPS - [0:0]
+:T2-VIPS-POSTROUTING - [0:0]
 -D OUTPUT -m comment --comment "tepui-vips:T2" -j T2-VIPS
+-D POSTROUTING -m conntrack --ctstate DNAT -m comment --comment "tepui-vips:T2" -j T2-VIPS-POSTROUTING
 -D PREROUTING -m comment --comment "tepui-vips:T2" -j T2-VIPS
 -X T2-VIP-C61253740050T
 -X T2-VIPS
+-X T2-VIPS-POSTROUTING
 COMMIT
 *filter
 :T2-VIPS-GUARD - [0:0]
@@ -667,6 +711,36 @@ COMMIT
 "#;
         assert_eq!(lines(&input), lines(expected), "{input}");
         assert_eq!(removal_input(&Chains::new("T3").unwrap(), &installed), None);
+    }
+
+    #[test]
+    fn connections_to_local_containers_are_masqueraded() {
+        let mut web = vip(
+            Some("/web"),
+            "198.18.83.116",
+            80,
+            "tcp",
+            &["10.213.0.2:8080", "10.1.0.2:31001", "10.1.0.1:31002"],
+        );
+        // The first is a container on this host (given at its own address); the second one on
+        // another host (at its host port); the third a host-networking task.
+        web.backends[0].container = Some("10.213.0.2:8080".parse().unwrap());
+        web.backends[1].container = Some("10.213.0.7:8080".parse().unwrap());
+        let input = restore_input(&[web], &Chains::agent(), &Installed::default());
+        let masquerades: Vec<&str> = input.lines().filter(|l| l.contains("MASQUERADE")).collect();
+        assert_eq!(
+            masquerades,
+            ["-A TEPUI-VIPS-POSTROUTING -d 10.213.0.2/32 -p tcp -m tcp --dport 8080 -m conntrack --ctorigdst 198.18.83.116/32 --ctorigdstport 80 -m comment --comment \"app.0\" -j MASQUERADE"],
+            "{input}"
+        );
+        assert!(input.contains("-j DNAT --to-destination 10.213.0.2:8080\n"), "{input}");
+        // A VIP without backends keeps the chain, empty.
+        let input = restore_input(&[], &Chains::agent(), &saved("TEPUI", &[]));
+        assert!(input.contains(":TEPUI-VIPS-POSTROUTING - [0:0]\n"), "{input}");
+        assert!(
+            !input.contains("-X TEPUI-VIPS-POSTROUTING") && !input.contains("MASQUERADE"),
+            "{input}"
+        );
     }
 
     #[test]
