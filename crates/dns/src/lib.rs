@@ -53,12 +53,9 @@ pub fn build(node: &Node, cfg: &Config) -> Records {
 /// state or of the leadership (coalesced: at most one build per [`MIN_REBUILD_INTERVAL`]),
 /// until the node shuts down.
 pub async fn follow(node: Node, cfg: Config, handle: RecordsHandle) {
-    let mut applied = node.watch_applied();
-    let mut leadership = node.watch_leadership();
-    let shutdown = node.shutdown_token().clone();
+    let mut changes = node.changes();
     loop {
-        applied.borrow_and_update();
-        leadership.borrow_and_update();
+        changes.mark_seen();
         let started = Instant::now();
         // Only the snapshot is taken under the state's lock; the build runs off it, on a
         // thread that may block.
@@ -78,15 +75,8 @@ pub async fn follow(node: Node, cfg: Config, handle: RecordsHandle) {
             .last_build_micros
             .store(took.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(serial, names, took_us = took.as_micros() as u64, "dns records rebuilt");
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = applied.changed() => if r.is_err() { return },
-            r = leadership.changed() => if r.is_err() { return },
-        }
-        let next = started + MIN_REBUILD_INTERVAL;
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep_until(next.into()) => {}
+        if !changes.next(started, MIN_REBUILD_INTERVAL).await {
+            return;
         }
     }
 }

@@ -69,12 +69,9 @@ pub fn table(node: &Node, keyring: Option<&Keyring>) -> GatewayTable {
 /// rebuilt after every change of the applied state or of the leadership, at most once per
 /// [`MIN_REBUILD_INTERVAL`], and published only when it changed. Ends with the node.
 pub async fn follow(node: Node, keyring: Option<Arc<Keyring>>, tx: watch::Sender<Option<Arc<GatewayTable>>>) {
-    let mut applied = node.watch_applied();
-    let mut leadership = node.watch_leadership();
-    let shutdown = node.shutdown_token().clone();
+    let mut changes = node.changes();
     loop {
-        applied.borrow_and_update();
-        leadership.borrow_and_update();
+        changes.mark_seen();
         let started = Instant::now();
         if node.is_leader() {
             let node = node.clone();
@@ -100,14 +97,8 @@ pub async fn follow(node: Node, keyring: Option<Arc<Keyring>>, tx: watch::Sender
                 );
             }
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = applied.changed() => if r.is_err() { return },
-            r = leadership.changed() => if r.is_err() { return },
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep_until((started + MIN_REBUILD_INTERVAL).into()) => {}
+        if !changes.next(started, MIN_REBUILD_INTERVAL).await {
+            return;
         }
     }
 }

@@ -214,6 +214,17 @@ impl Node {
         &self.parts.drivers
     }
 
+    /// A follower of this node's applied state and leadership: for loops that rebuild
+    /// something from the state (DNS records, the gateway's table) after every change, at
+    /// most once per interval.
+    pub fn changes(&self) -> StateChanges {
+        StateChanges {
+            applied: self.watch_applied(),
+            leadership: self.watch_leadership(),
+            shutdown: self.shutdown_token().clone(),
+        }
+    }
+
     /// Cancelled when the server shuts down; loops of features end with it.
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.parts.shutdown
@@ -222,5 +233,35 @@ impl Node {
     /// Ends every driver and loop that watches [`Node::shutdown_token`].
     pub fn shut_down(&self) {
         self.parts.shutdown.cancel();
+    }
+}
+
+/// See [`Node::changes`].
+pub struct StateChanges {
+    applied: watch::Receiver<u64>,
+    leadership: watch::Receiver<Leadership>,
+    shutdown: CancellationToken,
+}
+
+impl StateChanges {
+    /// Marks what is there now as seen: call before reading the state for a build.
+    pub fn mark_seen(&mut self) {
+        self.applied.borrow_and_update();
+        self.leadership.borrow_and_update();
+    }
+
+    /// Waits for the next change of the applied state or the leadership, then until at least
+    /// `min_interval` after `last_build` (a burst of changes costs one build per interval);
+    /// false once the node shuts down.
+    pub async fn next(&mut self, last_build: std::time::Instant, min_interval: std::time::Duration) -> bool {
+        tokio::select! {
+            _ = self.shutdown.cancelled() => return false,
+            r = self.applied.changed() => if r.is_err() { return false },
+            r = self.leadership.changed() => if r.is_err() { return false },
+        }
+        tokio::select! {
+            _ = self.shutdown.cancelled() => false,
+            _ = tokio::time::sleep_until((last_build + min_interval).into()) => true,
+        }
     }
 }
