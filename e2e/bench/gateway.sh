@@ -55,7 +55,9 @@
 #
 # Settings (environment):
 #   LENGTH=15 WARMUP=3 CONNECTIONS=64   seconds per wrk run; seconds of warm-up; wrk connections
-#   ROUNDS=3 CHANGES=5                  rounds of the seven cases; label changes timed
+#   ROUNDS=3 CHANGES=5                  rounds of the seven cases; label changes timed (0: none)
+#   ONLY="http-tepui http-haproxy"      measure only these cases (default: all seven)
+#   GATEWAY_ARGS="--gateway-workers 1"  more flags for `tepui dev`
 #   TEPUI_BIN=PATH                      a tepui binary built already
 #   CARGO_TARGET_DIR=target/bench  BENCH_TMP=/var/tmp  BENCH_TIMEOUT=1800
 #
@@ -120,7 +122,7 @@ FILTER="info,openraft=warn,h2=warn,tower=warn,hyper=warn,tepui_gateway::access=w
 spawn dev.log env RUST_LOG="$FILTER" TEPUI_LOG="$FILTER" \
     "$TEPUI" dev --data-dir "$WORK/data" --bind "$IP" --name bench --ports 20000-20099 \
     --bridge "$BRIDGE" --bridge-subnet 10.214.59.0/24 --dns-upstream 127.0.59.9:53 \
-    --gateway-cert "$WORK/bench.crt" --gateway-key "$WORK/bench.key"
+    --gateway-cert "$WORK/bench.crt" --gateway-key "$WORK/bench.key" ${GATEWAY_ARGS:-}
 DEV_PID=${PIDS[-1]}
 wait_until 30 "tepui dev answers" curl -sf "$API/v1/health"
 wait_until 30 "the agent registers" sh -c "curl -sf $API/v1/nodes | grep -q '\"ready\"'"
@@ -268,6 +270,10 @@ done
 # measure KEY URL: one wrk run after a warm-up; its output goes to the log, and a line
 # "requests/s p50_ms p99_ms errors" to $WORK/results-KEY.txt.
 CASES=(http-direct http-tepui http-nginx http-haproxy https-tepui https-nginx https-haproxy)
+if [[ -n ${ONLY:-} ]]; then
+    for key in $ONLY; do [[ " ${CASES[*]} " == *" $key "* ]] || die "ONLY: no case $key (cases: ${CASES[*]})"; done
+    read -r -a CASES <<<"$ONLY"
+fi
 declare -A URL=(
     [http-direct]="http://$BACKEND/" [http-tepui]="http://$IP:5080/"
     [http-nginx]="http://$NGINX_IP:8080/" [http-haproxy]="http://$HAPROXY_IP:8080/"
@@ -380,12 +386,12 @@ summary() {
 declare -A RESULT
 for key in "${CASES[@]}"; do RESULT[$key]=$(summary "$key"); done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-field() { echo "${RESULT[$1]}" | cut -d' ' -f"$2"; }
+field() { echo "${RESULT[$1]:-}" | cut -d' ' -f"$2"; }
 printf '\nwrk -t2 -c%s -d%ss --latency, %s round(s) of every case in turn, medians; one backend (nginx, 1 worker, a %s-byte file)\n' \
     "$CONNECTIONS" "$LENGTH" "$ROUNDS" "$(curl -sf "http://$IP:5080/" -H "Host: $HOST" | wc -c)"
 printf '%-22s %11s %15s %8s %8s %7s\n' "" "requests/s" "(lowest-highest)" "p50 ms" "p99 ms" "errors"
 for key in "${CASES[@]}"; do
-    read -r rps p50 p99 errors range <<<"${RESULT[$key]}"
+    read -r rps p50 p99 errors range <<<"${RESULT[$key]:-}"
     proto=${key%%-*}
     who=${key#*-}
     [[ $who == tepui ]] && who="tepui gateway"
@@ -397,8 +403,10 @@ for peer in haproxy nginx; do
         "req/s $(ratio "$(field "http-tepui" 1)" "$(field "http-$peer" 1)"), p99 $(ratio "$(field "http-tepui" 3)" "$(field "http-$peer" 3)")" \
         "req/s $(ratio "$(field "https-tepui" 1)" "$(field "https-$peer" 1)"), p99 $(ratio "$(field "https-tepui" 3)" "$(field "https-$peer" 3)")"
 done
-printf '\nlabel change to the new host served (%s changes): median %s ms after the PUT answered (range %s),\n' \
-    "$CHANGES" "$(median_ms "${AFTER[@]}")" "$(range_ms "${AFTER[@]}")"
-printf '  %s ms after it was sent (range %s); %s of %s at the first probe, %s of %s by the instance already running\n' \
-    "$(median_ms "${SENT[@]}")" "$(range_ms "${SENT[@]}")" "$FIRST" "$CHANGES" "$OLD" "$CHANGES"
+if ((CHANGES > 0)); then
+    printf '\nlabel change to the new host served (%s changes): median %s ms after the PUT answered (range %s),\n' \
+        "$CHANGES" "$(median_ms "${AFTER[@]}")" "$(range_ms "${AFTER[@]}")"
+    printf '  %s ms after it was sent (range %s); %s of %s at the first probe, %s of %s by the instance already running\n' \
+        "$(median_ms "${SENT[@]}")" "$(range_ms "${SENT[@]}")" "$FIRST" "$CHANGES" "$OLD" "$CHANGES"
+fi
 curl -sf -X DELETE "$API/v2/apps/bench?force=true" >/dev/null || true

@@ -337,6 +337,7 @@ fn gateway_settings(args: &DaemonArgs, dev: bool) -> anyhow::Result<Option<tepui
         https,
         groups: a.gateway_groups.clone(),
         default_certificate,
+        workers: a.gateway_workers,
         ..Default::default()
     }))
 }

@@ -266,6 +266,9 @@ struct AgentResourceArgs {
     /// Agents: the key of --gateway-cert (PEM).
     #[arg(long, value_name = "FILE", requires = "gateway_cert")]
     gateway_key: Option<PathBuf>,
+    /// Agents: the gateway's worker threads, each with its own event loop (0: one per CPU).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    gateway_workers: usize,
 }
 
 /// `tepui server` runs the daemon; `tepui server members` lists the Raft peers.

@@ -12,7 +12,8 @@
 //!   request's host (lowercase, port stripped; no hosts: any) and whose path prefix matches on
 //!   a `/` boundary (`/api` matches `/api`, `/api/x`, not `/apis`). None: 404; a route without
 //!   backends: 503.
-//! - Backends: HTTP/1.1 keep-alive pools; round robin, least outstanding requests, or a hash of
+//! - Backends: HTTP/1.1 keep-alive pools, a backend connection driven by the request it is
+//!   lent to (no task of its own while it serves HTTP); round robin, least outstanding requests, or a hash of
 //!   the client's address; sticky sessions by the `mesosphere_server_id` cookie.
 //! - Passive health: a backend that fails `eject_after_failures` times in a row (no connection,
 //!   no response, timeout; a 5xx is an answer and does not count) is out for `eject_for`, then
@@ -533,7 +534,12 @@ fn spawn_worker(
     settings: &Settings,
     mut accepted: mpsc::UnboundedReceiver<Accepted>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Sockets and timers only: a loop with no signal or child-process driver skips their
+    // bookkeeping at every turn.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
     let connect_timeout = settings.connect_timeout;
     let idle_timeout = settings.backend_idle_timeout;
     let max_idle = settings.max_idle_per_backend;

@@ -844,6 +844,55 @@ async fn a_removed_backends_request_in_flight_finishes() {
     assert_eq!((reply.status, reply.backend()), (StatusCode::OK, "leaving"));
 }
 
+/// Backend connections are driven by the requests they serve: one the backend closed while it
+/// sat idle is replaced without a failed request or a mark against the backend, and bodies
+/// larger than any buffer stream both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_connections_closed_while_idle_are_replaced_and_big_bodies_stream() {
+    const SIZE: usize = 3 * 1024 * 1024 + 17;
+    let backend = OneShotBackend::start(ip(36), SIZE).await;
+    let gw = TestGateway::start(
+        Settings {
+            eject_after_failures: 1,
+            workers: 1,
+            ..settings(ip(35))
+        },
+        table(
+            vec![route("/big", &["big.test"], None, vec![backend.backend()])],
+            vec![],
+        ),
+    )
+    .await;
+    let mut client = Http1::connect(gw.http()).await;
+    let upload = "y".repeat(2 * 1024 * 1024 + 5);
+    // A connection nobody drives would hang a request: each round is bounded.
+    for round in 0..6 {
+        let reply = tokio::time::timeout(WAIT, client.get("big.test", "/"))
+            .await
+            .expect("a GET answered in time");
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "round {round}: {}",
+            &reply.body[..reply.body.len().min(200)]
+        );
+        assert_eq!(reply.body.len(), SIZE, "round {round}");
+        assert!(reply.body.bytes().all(|b| b == b'x'));
+        let reply = tokio::time::timeout(WAIT, client.try_send(request("POST", "big.test", "/", &upload, &[])))
+            .await
+            .expect("a POST answered in time")
+            .expect("a response");
+        assert_eq!(reply.status, StatusCode::OK, "round {round}: {}", reply.body);
+        assert_eq!(reply.body, format!("received: {}\n", upload.len()));
+    }
+    // Every request had a connection of its own, found closed in the pool by the next one.
+    assert_eq!(backend.connections.load(SeqCst), 12);
+    let state = gw.gateway.routes()[0].backends[0].clone();
+    assert_eq!(state.failures, 0, "{state:?}");
+    assert_eq!(state.state, BackendHealth::Up, "{state:?}");
+    assert_eq!(state.requests, 12, "{state:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_and_metrics_report_the_live_table() {
     let app = TestBackend::start("app", ip(32)).await;

@@ -414,7 +414,7 @@ fn relay_response(
         return Response::from_parts(parts, ProxyBody::Backend(BackendBody::new(body, lent, in_flight)));
     }
     // The backend connection is the tunnel's now: it does not go back to the pool.
-    drop(lent);
+    lent.detach();
     let (Some(client_upgrade), Some(backend_upgrade), Some(protocol)) =
         (client_upgrade, parts.extensions.remove::<OnUpgrade>(), protocol)
     else {
@@ -656,7 +656,15 @@ impl Body for ProxyBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ProxyBody::Backend(backend) => {
-                let polled = Pin::new(&mut backend.body).poll_frame(cx);
+                let mut polled = Pin::new(&mut backend.body).poll_frame(cx);
+                if polled.is_pending() {
+                    // The body waits on its connection, which only this request drives: move it
+                    // on (it reads what the body wants), then look again.
+                    if let Some(lent) = backend.lent.as_mut() {
+                        lent.drive(cx);
+                        polled = Pin::new(&mut backend.body).poll_frame(cx);
+                    }
+                }
                 match &polled {
                     Poll::Ready(None) => backend.ended(),
                     Poll::Ready(Some(Ok(_))) if backend.body.is_end_stream() => backend.ended(),

@@ -1,10 +1,15 @@
-//! Keep-alive HTTP/1.1 connections to backends, one pool per worker thread: a request and the
-//! backend connection it uses run on one thread, a connection goes back to the pool the
-//! moment its response's body has ended, and nothing is spawned per request.
+//! Keep-alive HTTP/1.1 connections to backends, one pool per worker thread. A backend
+//! connection has no task of its own: the request that has it lent drives it (writes the
+//! request, reads the response and its body) from the client connection's task, so a
+//! request and its response cost no wake-up of another task, and a connection goes back to
+//! the pool the moment its response's body has ended.
 
 use std::collections::HashMap;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
@@ -24,9 +29,62 @@ pub(crate) enum SendError {
     Sent(hyper::Error),
 }
 
+/// The protocol state of a connection to a backend (hyper's connection with upgrades, a type
+/// it does not name): polled by whoever holds the connection.
+type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+/// A connection to a backend: where requests go in, and what moves them over the wire.
+pub(crate) struct Conn {
+    sender: SendRequest<RequestBody>,
+    /// None once the connection has ended.
+    driver: Option<Driver>,
+}
+
+impl Conn {
+    /// Moves the connection on as far as it can go now; notices its end.
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some(driver) = self.driver.as_mut() {
+            if let Poll::Ready(ended) = driver.as_mut().poll(cx) {
+                if let Err(error) = ended {
+                    tracing::debug!(error = %error, "backend connection ended with an error");
+                }
+                self.driver = None;
+            }
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.driver.is_none() || self.sender.is_closed()
+    }
+
+    /// Ready for a request, driving the connection meanwhile (a backend that closed it while
+    /// it was idle is noticed here, before anything is sent).
+    async fn ready(&mut self) -> bool {
+        poll_fn(|cx| {
+            self.drive(cx);
+            self.sender.poll_ready(cx)
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Sends a request and drives the connection until its response's head has come.
+    async fn exchange(
+        &mut self,
+        request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<RequestBody>>> {
+        let mut response = std::pin::pin!(self.sender.try_send_request(request));
+        poll_fn(|cx| {
+            self.drive(cx);
+            response.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
 /// An idle connection and since when.
 struct Idle {
-    sender: SendRequest<RequestBody>,
+    conn: Conn,
     since: Instant,
 }
 
@@ -39,15 +97,34 @@ pub(crate) struct Pool {
 
 /// A connection lent to one request, to be given back once its response has been read.
 pub(crate) struct Lent {
-    pub addr: SocketAddr,
-    pub sender: SendRequest<RequestBody>,
-    pub pool: Arc<Pool>,
+    addr: SocketAddr,
+    conn: Conn,
+    pool: Arc<Pool>,
 }
 
 impl Lent {
+    /// Moves the connection on (reads more of the response's body); called by the body
+    /// whenever it has nothing to give.
+    pub fn drive(&mut self, cx: &mut Context<'_>) {
+        self.conn.drive(cx);
+    }
+
     /// Back to the pool (its response's body has ended).
     pub fn give_back(self) {
-        self.pool.put(self.addr, self.sender);
+        self.pool.put(self.addr, self.conn);
+    }
+
+    /// The connection is leaving HTTP (a switch of protocols): it gets a task of its own to
+    /// hand its socket over to the upgrade and end.
+    pub fn detach(self) {
+        if let Some(driver) = self.conn.driver {
+            let addr = self.addr;
+            tokio::spawn(async move {
+                if let Err(error) = driver.await {
+                    tracing::debug!(backend = %addr, error = %error, "backend connection ended with an error");
+                }
+            });
+        }
     }
 }
 
@@ -69,28 +146,29 @@ impl Pool {
         addr: SocketAddr,
         mut request: Request<RequestBody>,
     ) -> Result<(Response<Incoming>, Lent), SendError> {
-        while let Some(mut sender) = self.take(addr) {
-            if !sender.is_ready() {
-                // Its last response has just ended; the connection is a moment from ready.
-                match tokio::time::timeout(self.connect_timeout, sender.ready()).await {
-                    Ok(Ok(())) => {}
-                    _ => continue,
-                }
+        while let Some(mut conn) = self.take(addr) {
+            // A connection whose last response has just ended is a moment from ready.
+            match tokio::time::timeout(self.connect_timeout, conn.ready()).await {
+                Ok(true) => {}
+                _ => continue,
             }
-            match sender.try_send_request(request).await {
-                Ok(response) => return Ok((response, self.lend(addr, sender))),
+            match conn.exchange(request).await {
+                Ok(response) => return Ok((response, self.lend(addr, conn))),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => request = unsent,
                     None => return Err(SendError::Sent(error.into_error())),
                 },
             }
         }
-        let mut sender = match self.connect(addr).await {
-            Some(sender) => sender,
+        let mut conn = match self.connect(addr).await {
+            Some(conn) => conn,
             None => return Err(SendError::Connect(Box::new(request))),
         };
-        match sender.try_send_request(request).await {
-            Ok(response) => Ok((response, self.lend(addr, sender))),
+        if !conn.ready().await {
+            return Err(SendError::Connect(Box::new(request)));
+        }
+        match conn.exchange(request).await {
+            Ok(response) => Ok((response, self.lend(addr, conn))),
             Err(mut error) => match error.take_message() {
                 Some(unsent) => Err(SendError::Connect(Box::new(unsent))),
                 None => Err(SendError::Sent(error.into_error())),
@@ -98,41 +176,41 @@ impl Pool {
         }
     }
 
-    fn lend(self: &Arc<Self>, addr: SocketAddr, sender: SendRequest<RequestBody>) -> Lent {
+    fn lend(self: &Arc<Self>, addr: SocketAddr, conn: Conn) -> Lent {
         Lent {
             addr,
-            sender,
+            conn,
             pool: self.clone(),
         }
     }
 
     /// The most recently used idle connection to `addr` that is still fresh.
-    fn take(&self, addr: SocketAddr) -> Option<SendRequest<RequestBody>> {
+    fn take(&self, addr: SocketAddr) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let list = idle.get_mut(&addr)?;
         while let Some(candidate) = list.pop() {
-            if !candidate.sender.is_closed() && candidate.since.elapsed() < self.idle_timeout {
-                return Some(candidate.sender);
+            if !candidate.conn.is_closed() && candidate.since.elapsed() < self.idle_timeout {
+                return Some(candidate.conn);
             }
         }
         None
     }
 
-    fn put(&self, addr: SocketAddr, sender: SendRequest<RequestBody>) {
-        if sender.is_closed() {
+    fn put(&self, addr: SocketAddr, conn: Conn) {
+        if conn.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let list = idle.entry(addr).or_default();
         if list.len() < self.max_idle {
             list.push(Idle {
-                sender,
+                conn,
                 since: Instant::now(),
             });
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Option<SendRequest<RequestBody>> {
+    async fn connect(&self, addr: SocketAddr) -> Option<Conn> {
         let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
@@ -146,14 +224,10 @@ impl Pool {
         };
         let _ = stream.set_nodelay(true);
         match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
-            Ok((sender, connection)) => {
-                tokio::spawn(async move {
-                    if let Err(error) = connection.with_upgrades().await {
-                        tracing::debug!(backend = %addr, error = %error, "backend connection ended with an error");
-                    }
-                });
-                Some(sender)
-            }
+            Ok((sender, connection)) => Some(Conn {
+                sender,
+                driver: Some(Box::pin(connection.with_upgrades())),
+            }),
             Err(error) => {
                 tracing::debug!(backend = %addr, error = %error, "http handshake with a backend failed");
                 None
@@ -161,11 +235,17 @@ impl Pool {
         }
     }
 
-    /// Drops idle connections past their time and those the backends closed.
+    /// Drops idle connections past their time and those the backends closed. Nothing polls
+    /// an idle connection, so each is polled once here (with no one to wake: whoever takes it
+    /// next polls it again) to notice a close.
     pub fn sweep(&self) {
+        let mut cx = Context::from_waker(Waker::noop());
         let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         idle.retain(|_, list| {
-            list.retain(|c| !c.sender.is_closed() && c.since.elapsed() < self.idle_timeout);
+            list.retain_mut(|c| {
+                c.conn.drive(&mut cx);
+                !c.conn.is_closed() && c.since.elapsed() < self.idle_timeout
+            });
             !list.is_empty()
         });
     }

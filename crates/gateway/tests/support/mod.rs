@@ -246,6 +246,88 @@ impl Drop for HangupBackend {
     }
 }
 
+/// A raw HTTP/1.1 backend that answers one request per connection and then closes it without
+/// saying so (no `Connection: close`), as a server does whose keep-alive timeout ran out: the
+/// gateway keeps the connection as idle and finds it closed when it takes it again. A POST is
+/// answered with its body's length, a GET with `size` bytes of `x`.
+pub struct OneShotBackend {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl OneShotBackend {
+    pub async fn start(ip: IpAddr, size: usize) -> OneShotBackend {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind(SocketAddr::new(ip, 0))
+            .await
+            .expect("one-shot backend binds");
+        let addr = listener.local_addr().expect("one-shot backend address");
+        let connections = Arc::new(AtomicU64::new(0));
+        let counted = connections.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, SeqCst);
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buffer = vec![0u8; 64 * 1024];
+                    // The head, then as much body as its Content-Length says.
+                    let (head_end, length) = loop {
+                        let Ok(n) = stream.read(&mut buffer).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buffer[..n]);
+                        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (end + 4, length);
+                        }
+                    };
+                    while seen.len() < head_end + length {
+                        let Ok(n) = stream.read(&mut buffer).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buffer[..n]);
+                    }
+                    let body = if length > 0 {
+                        format!("received: {length}\n").into_bytes()
+                    } else {
+                        vec![b'x'; size]
+                    };
+                    let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(&body).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        OneShotBackend {
+            addr,
+            connections,
+            task,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        Backend {
+            task_id: "oneshot.task".to_owned(),
+            addr: self.addr,
+        }
+    }
+}
+
+impl Drop for OneShotBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// A websocket backend that echoes every message.
 pub struct WsBackend {
     pub addr: SocketAddr,
