@@ -92,7 +92,7 @@ gateway_cleanup() {
         kill -TERM "$DEV_PID" 2>/dev/null
         for _ in $(seq 100); do kill -0 "$DEV_PID" 2>/dev/null || break; sleep 0.1; done
     fi
-    ip link del "$BRIDGE" 2>/dev/null
+    remove_bridge "$BRIDGE"
     (exit "$rc")
     bench_cleanup
 }

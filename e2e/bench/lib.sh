@@ -102,6 +102,19 @@ spawn() {
     PIDS+=("$!")
 }
 
+# remove_bridge NAME: deletes a bridge an agent made and the rules it added for it in tepui's
+# chains (the runtime leaves both when the agent stops, for the tasks that outlive it).
+remove_bridge() {
+    local br=$1 tc table chain rule
+    ip link del "$br" 2>/dev/null || true
+    for tc in nat:TEPUI-POSTROUTING nat:TEPUI-DNS filter:TEPUI-FORWARD filter:TEPUI-INPUT; do
+        table=${tc%%:*}
+        chain=${tc#*:}
+        iptables -w 10 -t "$table" -S "$chain" 2>/dev/null |
+            grep -E -- "(-i|-o) $br( |\$)|tepui-dns:$br\"" | sed 's/^-A/-D/' |
+            while read -r rule; do eval iptables -w 10 -t "$table" "$rule" || true; done
+    done
+}
 port_busy() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 # wait_until SECONDS WHAT COMMAND...: runs COMMAND until it succeeds, or dies after SECONDS.

@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+mod bridge;
 pub mod marathon;
+
+pub use bridge::remove_bridge;
 
 /// How long a client command may run before the test gives up on it.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -234,9 +237,11 @@ pub fn tepui_with_timeout<S: AsRef<std::ffi::OsStr>>(args: &[S], timeout: Durati
 }
 
 /// A temp dir for one test: data dirs, daemon logs, files. Kept (and its path printed) when
-/// the test fails, so the logs can be read.
+/// the test fails, so the logs can be read. The bridges its daemons were given (`--bridge`)
+/// are removed with it, rules and all: it is made first and dropped last, after the daemons.
 pub struct Sandbox {
     dir: Option<tempfile::TempDir>,
+    bridges: std::sync::Mutex<Vec<String>>,
 }
 
 impl Sandbox {
@@ -246,7 +251,10 @@ impl Sandbox {
             .prefix(&format!("tepui-e2e-{label}-"))
             .tempdir()
             .expect("a temp dir can be created");
-        Sandbox { dir: Some(dir) }
+        Sandbox {
+            dir: Some(dir),
+            bridges: std::sync::Mutex::new(Vec::new()),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -261,6 +269,13 @@ impl Sandbox {
     /// Starts `tepui ARGS...` as a long-running process named `name`, logging to
     /// `<sandbox>/<name>.stdout` and `.stderr`. Returns at once; see [`Daemon::wait_ready`].
     pub fn spawn<S: AsRef<std::ffi::OsStr>>(&self, name: &str, args: &[S]) -> Daemon {
+        let named = args.windows(2).find(|w| w[0].as_ref() == "--bridge");
+        if let Some(bridge) = named.and_then(|w| w[1].as_ref().to_str()) {
+            let mut bridges = self.bridges.lock().unwrap_or_else(|e| e.into_inner());
+            if !bridges.iter().any(|b| b == bridge) {
+                bridges.push(bridge.to_string());
+            }
+        }
         let mut d = Daemon {
             name: name.to_string(),
             stdout_path: self.join(format!("{name}.stdout")),
@@ -276,6 +291,9 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        for bridge in self.bridges.get_mut().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            remove_bridge(&bridge);
+        }
         if std::thread::panicking() {
             if let Some(dir) = self.dir.take() {
                 let path = dir.keep();

@@ -176,33 +176,7 @@ struct BridgeCleanup;
 
 impl Drop for BridgeCleanup {
     fn drop(&mut self) {
-        let quiet = |args: &[&str]| {
-            std::process::Command::new(args[0])
-                .args(&args[1..])
-                .stderr(std::process::Stdio::null())
-                .output()
-                .ok()
-        };
-        quiet(&["ip", "link", "del", BRIDGE]);
-        let tag = format!("tepui-dns:{BRIDGE}");
-        for (table, chain) in [
-            ("nat", "TEPUI-POSTROUTING"),
-            ("nat", "TEPUI-DNS"),
-            ("filter", "TEPUI-FORWARD"),
-            ("filter", "TEPUI-INPUT"),
-        ] {
-            let Some(out) = quiet(&["iptables", "-w", "10", "-t", table, "-S", chain]) else {
-                continue;
-            };
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                let words: Vec<&str> = line.split_whitespace().map(|w| w.trim_matches('"')).collect();
-                if words.first() == Some(&"-A") && (words.contains(&BRIDGE) || words.contains(&tag.as_str())) {
-                    let mut args = vec!["iptables", "-w", "10", "-t", table, "-D"];
-                    args.extend(&words[1..]);
-                    quiet(&args);
-                }
-            }
-        }
+        tepui_e2e::remove_bridge(BRIDGE);
     }
 }
 

@@ -205,10 +205,7 @@ struct BridgeCleanup;
 
 impl Drop for BridgeCleanup {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", BRIDGE])
-            .stderr(std::process::Stdio::null())
-            .output();
+        tepui_e2e::remove_bridge(BRIDGE);
     }
 }
 
@@ -544,10 +541,7 @@ impl Drop for VipCleanup {
                 eprintln!("could not remove the VIP rules of {}: {e}", chains.prefix());
             }
         }
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", VIP_BRIDGE])
-            .stderr(std::process::Stdio::null())
-            .output();
+        tepui_e2e::remove_bridge(VIP_BRIDGE);
     }
 }
 
@@ -764,10 +758,7 @@ fn websockets_pass_and_a_failing_backend_is_ejected_then_restored() {
     struct Cleanup;
     impl Drop for Cleanup {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["link", "del", WS_BRIDGE])
-                .stderr(std::process::Stdio::null())
-                .output();
+            tepui_e2e::remove_bridge(WS_BRIDGE);
         }
     }
     let _cleanup = Cleanup;

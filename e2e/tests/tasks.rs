@@ -325,35 +325,7 @@ struct BridgeCleanup;
 
 impl Drop for BridgeCleanup {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", BRIDGE])
-            .stderr(Stdio::null())
-            .status();
-        // The resolver's DNAT rules are tagged with the bridge's name.
-        let tag = format!("\"tepui-dns:{BRIDGE}\"");
-        for (table, chain) in [
-            ("nat", "TEPUI-POSTROUTING"),
-            ("nat", "TEPUI-DNS"),
-            ("filter", "TEPUI-FORWARD"),
-            ("filter", "TEPUI-INPUT"),
-        ] {
-            let Ok(out) = Command::new("iptables")
-                .args(["-w", "10", "-t", table, "-S", chain])
-                .stderr(Stdio::null())
-                .output()
-            else {
-                continue;
-            };
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                let words: Vec<&str> = line.split_whitespace().collect();
-                if words.first() == Some(&"-A") && (words.contains(&BRIDGE) || words.contains(&tag.as_str())) {
-                    let words: Vec<&str> = words.iter().map(|w| w.trim_matches('"')).collect();
-                    let mut args = vec!["-w", "10", "-t", table, "-D"];
-                    args.extend(&words[1..]);
-                    let _ = Command::new("iptables").args(&args).stderr(Stdio::null()).status();
-                }
-            }
-        }
+        tepui_e2e::remove_bridge(BRIDGE);
     }
 }
 
