@@ -6,9 +6,13 @@ set -euo pipefail
 "$(dirname "$0")/../deploy/build-deps.sh"
 
 need=()
-for pkg in ca-certificates curl busybox-static docker-registry skopeo iproute2 iptables dnsutils; do
+# chromium and chromium-driver: the web UI's browser tests (e2e/tests/ui.rs); npm installs
+# their accessibility engine below.
+for pkg in ca-certificates curl busybox-static docker-registry skopeo iproute2 iptables dnsutils chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
+# npm may come with another build of node (nodesource's provides it): only the command matters.
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing Debian packages ${need[*]}; run this script as root" >&2
@@ -16,4 +20,12 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+
+# axe-core for the web UI's accessibility checks, at the version e2e/ui/package-lock.json pins.
+# `npm ci` only when the lock changed since the last install (it empties node_modules first);
+# a copy of the lock it installed marks that install.
+ui="$(dirname "$0")/ui"
+if ! cmp -s "$ui/package-lock.json" "$ui/node_modules/.installed-lock.json"; then
+  (cd "$ui" && npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.installed-lock.json)
 fi

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 mod bridge;
+pub mod browser;
 pub mod marathon;
 
 pub use bridge::remove_bridge;

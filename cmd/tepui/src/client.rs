@@ -69,6 +69,9 @@ pub enum Verb {
         how: crate::LogFlags,
     },
     TaskExec(String, Vec<String>),
+    /// A task and a path in its sandbox.
+    TaskFiles(String, String),
+    TaskCat(String, String),
     ImagePull(String, Option<String>),
     Images(Option<String>),
     ImageRm(String, Option<String>),
@@ -709,6 +712,11 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
             }
         }
         Verb::TaskLogs { id, how } => task_logs(&c, &id, how).await,
+        Verb::TaskFiles(id, path) => {
+            let files: Vec<tepui_api::FileInfo> = c.get(&files_path(&id, "browse", &[("path", &path)])?).await?;
+            emit(format, &files, |f| files_table(f))
+        }
+        Verb::TaskCat(id, path) => task_cat(&c, &id, &path).await,
         Verb::TaskExec(id, cmd) => {
             let r = c.exec(&id, cmd).await?;
             match format {
@@ -1021,6 +1029,60 @@ fn run_request(r: &crate::TaskRunArgs) -> anyhow::Result<TaskRunRequest> {
 }
 
 /// A task's output (its stderr with `stderr`), to the end or, with `follow`, as it comes.
+/// `/v1/tasks/ID/files/WHAT` with `params` encoded as a query.
+fn files_path(id: &str, what: &str, params: &[(&str, &str)]) -> anyhow::Result<String> {
+    let url = reqwest::Url::parse_with_params(&format!("http://tepui/v1/tasks/{id}/files/{what}"), params)?;
+    Ok(format!("{}?{}", url.path(), url.query().unwrap_or_default()))
+}
+
+/// As `ls -l` shows files: mode, links, owner, group, size, time, path.
+fn files_table(files: &[tepui_api::FileInfo]) -> String {
+    let rows = files
+        .iter()
+        .map(|f| {
+            vec![
+                f.mode.clone(),
+                f.nlink.to_string(),
+                f.uid.clone(),
+                f.gid.clone(),
+                f.size.to_string(),
+                when(u64::try_from(f.mtime).ok().map(|s| s.saturating_mul(1000))),
+                f.path.clone(),
+            ]
+        })
+        .collect();
+    table(&["MODE", "LINKS", "UID", "GID", "SIZE", "MODIFIED", "PATH"], rows)
+}
+
+/// Prints a file of a task's sandbox, a piece (at most 1 MiB) at a time, up to the size it
+/// had when the first piece was asked for.
+async fn task_cat(c: &Client, id: &str, path: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let size: tepui_api::FileData = c
+        .get(&files_path(id, "read", &[("path", path), ("offset", "-1")])?)
+        .await?;
+    let mut offset = 0u64;
+    let mut out = std::io::stdout().lock();
+    while offset < size.offset {
+        let piece: tepui_api::FileData = c
+            .get(&files_path(
+                id,
+                "read",
+                &[("path", path), ("offset", &offset.to_string())],
+            )?)
+            .await?;
+        if piece.data.is_empty() {
+            // The file shrank since its size was asked.
+            break;
+        }
+        out.write_all(piece.data.as_bytes())?;
+        // The text's bytes are the file's, except where it was no UTF-8 (replaced).
+        offset += piece.data.len() as u64;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 pub(crate) async fn task_logs(c: &Client, id: &str, how: crate::LogFlags) -> anyhow::Result<()> {
     let crate::LogFlags { follow, stderr, tail } = how;
     let mut path = format!("/v1/tasks/{id}/logs?follow={follow}&stderr={stderr}");

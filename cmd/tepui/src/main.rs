@@ -7,6 +7,7 @@ mod daemon;
 mod gateway;
 mod jobs;
 mod output;
+mod ui;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -100,6 +101,9 @@ enum Command {
     /// The gateway's TLS certificates, kept as cluster secrets and chosen by SNI.
     #[command(subcommand)]
     Cert(gateway::CertCmd),
+    /// A login link to the web UI with a short-lived token of your own token's policies;
+    /// opened in a browser where there is one.
+    Ui(ui::UiArgs),
 }
 
 #[derive(Subcommand)]
@@ -579,6 +583,22 @@ enum TaskCmd {
         id: String,
         #[command(flatten)]
         how: LogFlags,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// List the files of a task's sandbox (its logs and its own files, $MESOS_SANDBOX), as
+    /// `ls -l` does.
+    Files {
+        id: String,
+        /// A directory (or file) in the sandbox [default: its root]
+        path: Option<String>,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// Print a file of a task's sandbox.
+    Cat {
+        id: String,
+        path: String,
         #[command(flatten)]
         c: ClientArgs,
     },
@@ -1109,6 +1129,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Task(TaskCmd::Watch { id, c }) => run_client(Verb::TaskWatch(id), c),
         Command::Task(TaskCmd::Kill { id, c }) => run_client(Verb::TaskKill(id), c),
         Command::Task(TaskCmd::Logs { id, how, c }) => run_client(Verb::TaskLogs { id, how }, c),
+        Command::Task(TaskCmd::Files { id, path, c }) => run_client(Verb::TaskFiles(id, path.unwrap_or_default()), c),
+        Command::Task(TaskCmd::Cat { id, path, c }) => run_client(Verb::TaskCat(id, path), c),
         Command::Task(TaskCmd::Exec {
             id,
             cmd,
@@ -1191,6 +1213,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dns(DnsCmd::Records(c)) => run_client(Verb::DnsRecords, c),
         Command::Gateway(cmd) => runtime()?.block_on(gateway::run_gateway(cmd)),
         Command::Cert(cmd) => runtime()?.block_on(gateway::run_cert(cmd)),
+        Command::Ui(args) => runtime()?.block_on(ui::run(args)),
     }
 }
 

@@ -6,11 +6,13 @@
 //! follower's hint to the leader, and reconnects after a failover. Tasks ([`TaskManager`]) run
 //! in the container runtime (tepui-runtime) from images in the image store (tepui-image); their
 //! status updates are kept on disk until the leader acknowledges them ([`UpdateQueue`]), and
-//! containers outlive the agent, which adopts them when it starts again.
+//! containers outlive the agent, which adopts them when it starts again. The leader relays
+//! what API callers ask of a task (logs, exec, its sandbox's files) as requests on the stream.
 //!
 //! It knows nothing of Raft, the allocator or frameworks: the leader decides what runs where,
 //! the agent runs it and says how it went.
 
+pub mod files;
 pub mod gateway;
 mod health;
 mod http;

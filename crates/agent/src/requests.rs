@@ -29,6 +29,7 @@ use tokio::task::AbortHandle;
 
 use tepui_common::error_chain;
 
+use crate::files::{FilesError, Owners, SandboxFiles};
 use crate::gateway::AgentGateway;
 use crate::tasks::{Phase, TaskManager};
 use crate::updates::valid_task_id;
@@ -311,7 +312,62 @@ async fn serve(
             import(tasks, out.req_id, upload).await.map(Some)
         }
         Request::GatewayRoutes => Err(err("internal", "gateway routes are answered when asked")),
+        Request::BrowseFiles { task_id, path } => browse_files(tasks, &task_id, path).await.map(Some),
+        Request::ReadFile {
+            task_id,
+            path,
+            offset,
+            length,
+        } => read_file(tasks, out, &task_id, path, offset, length).await,
     }
+}
+
+/// The files of a task's sandbox, while its sandbox is on this agent (also after it ended).
+fn sandbox_files(tasks: &TaskManager, task_id: &str) -> Result<SandboxFiles, ReqError> {
+    let none = || err("not_found", format!("task {task_id} has no sandbox on this agent"));
+    if !valid_task_id(task_id) {
+        return Err(none());
+    }
+    let dir = tasks.runtime().sandbox_dir(task_id);
+    if !dir.is_dir() {
+        return Err(none());
+    }
+    Ok(SandboxFiles::new(dir))
+}
+
+fn files_err(e: FilesError) -> ReqError {
+    err(e.code(), e.to_string())
+}
+
+async fn browse_files(tasks: &TaskManager, task_id: &str, path: String) -> Result<Value, ReqError> {
+    let files = sandbox_files(tasks, task_id)?;
+    let entries = tokio::task::spawn_blocking(move || files.browse(&path, &Owners::of_host()))
+        .await
+        .map_err(|e| err("internal", format!("listing the sandbox: {e}")))?
+        .map_err(files_err)?;
+    Ok(json!(entries))
+}
+
+async fn read_file(
+    tasks: &TaskManager,
+    out: &Out,
+    task_id: &str,
+    path: String,
+    offset: u64,
+    length: u64,
+) -> Result<Option<Value>, ReqError> {
+    let files = sandbox_files(tasks, task_id)?;
+    let (data, size) = tokio::task::spawn_blocking(move || files.read(&path, offset, length))
+        .await
+        .map_err(|e| err("internal", format!("reading the sandbox: {e}")))?
+        .map_err(files_err)?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for piece in data.chunks(LOG_CHUNK) {
+        if out.send(Reply::Data { b64: b64.encode(piece) }).await.is_err() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(json!({ "size": size })))
 }
 
 async fn logs(
@@ -512,16 +568,21 @@ async fn exec_stream(
     let waiting = s.wait();
     tokio::pin!(feeding);
     tokio::pin!(waiting);
-    let mut fed = false;
+    tokio::pin!(pumping);
+    let (mut fed, mut pumped) = (false, false);
+    // Output is relayed as it comes (an interactive shell answers each line), not after the end.
     let exit = loop {
         tokio::select! {
             _ = &mut feeding, if !fed => fed = true,
+            _ = &mut pumping, if !pumped => pumped = true,
             code = &mut waiting => break code,
         }
     };
     let exit_code = exit.map_err(|e| runtime_err(&e))?;
     // Output still in the pipes after the exit; a terminal reports an error once drained.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), pumping).await;
+    if !pumped {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), pumping).await;
+    }
     Ok(json!({ "exit_code": exit_code }))
 }
 

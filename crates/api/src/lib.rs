@@ -215,6 +215,23 @@ pub struct AclTokenCreateRequest {
     pub ttl: Option<String>,
 }
 
+/// `POST /v1/acl/token/self/derive`: a short-lived token with the caller's own policies (a
+/// login link for the web UI). Answered with [`AclTokenCreated`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AclTokenDeriveRequest {
+    /// A duration like `15m`, at most [`MAX_DERIVED_TTL`]; absent: [`DEFAULT_DERIVED_TTL`].
+    #[serde(default)]
+    pub ttl: Option<String>,
+    /// Absent or empty: `derived`.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// How long a derived token lives unless asked otherwise.
+pub const DEFAULT_DERIVED_TTL: Duration = Duration::from_secs(15 * 60);
+/// The longest a derived token may live.
+pub const MAX_DERIVED_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// An API token as lists show it: never its secret.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AclTokenView {
@@ -873,6 +890,55 @@ pub struct ExecResult {
     pub exit_code: i32,
     pub stdout: String,
     pub stderr: String,
+}
+
+/// An entry of a task's sandbox, as Mesos' `/files/browse` lists it
+/// (`GET /v1/tasks/{id}/files/browse?path=REL`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// Relative to the sandbox, without a leading `/` (`logs/app.log`); give it back as `path`
+    /// to descend or read.
+    pub path: String,
+    pub nlink: u64,
+    pub size: u64,
+    /// Seconds since the Unix epoch.
+    pub mtime: i64,
+    /// As `ls -l` shows it: `drwxr-xr-x`, `-rw-r--r--`, `lrwxrwxrwx`.
+    pub mode: String,
+    /// The owner's name on the agent (its number when the agent has no such user).
+    pub uid: String,
+    pub gid: String,
+}
+
+/// A piece of a file of a task's sandbox, as Mesos' `/files/read` answers
+/// (`GET /v1/tasks/{id}/files/read?path=REL&offset=N&length=N`): the text at `offset`; with
+/// `offset=-1`, no data and the file's size as `offset`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileData {
+    pub data: String,
+    pub offset: u64,
+}
+
+/// The most a files read returns at once; a longer `length` is cut to it.
+pub const MAX_FILE_READ: u64 = 1 << 20;
+
+/// `GET /v1/metrics/history`: what one server sampled over the last hour.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricsHistoryView {
+    /// Seconds between two samples.
+    pub interval_seconds: u64,
+    pub series: Vec<MetricSeriesView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricSeriesView {
+    /// `tasks_running`, `cpus_used`, ...
+    pub name: String,
+    pub help: String,
+    /// What the values count: `tasks`, `cpus`, `bytes`, `requests/s`, ...
+    pub unit: String,
+    /// `[unix_ms, value]`, oldest first.
+    pub points: Vec<(u64, f64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

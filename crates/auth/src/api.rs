@@ -1,18 +1,18 @@
 //! The ACL API: policies, tokens, who a token is, and the anonymous-read switch.
 
 use axum::extract::{Path, State};
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::routing::{delete, get, put};
 use axum::{Extension, Json};
 use tepui_api::{
     AclAnonymous, AclFrameworkGrant, AclPolicyBody, AclPolicyView, AclTokenCreateRequest, AclTokenCreated,
-    AclTokenView, AclWhoAmI,
+    AclTokenDeriveRequest, AclTokenView, AclWhoAmI, DEFAULT_DERIVED_TTL, MAX_DERIVED_TTL,
 };
 use tepui_node::http::JsonBody;
 use tepui_node::{now_ms, Error, ErrorKind, Node};
 use tepui_state::{AclPolicy, AclToken, Capability, Command, FrameworkGrant};
 
-use crate::{new_token, Cap, Identity, Policy, Routes};
+use crate::{new_token, Cap, Denied, Identity, Policy, Routes};
 
 type ApiResult<T> = Result<Json<T>, Error>;
 
@@ -39,6 +39,11 @@ pub fn routes(node: Node) -> Routes {
             delete(revoke_token),
         )
         .route("/v1/acl/token/self", Policy::new().token(Method::GET), get(who_am_i))
+        .route(
+            "/v1/acl/token/self/derive",
+            Policy::new().token(Method::POST),
+            axum::routing::post(derive_token),
+        )
         .route(
             "/v1/acl/anonymous",
             Policy::new().put(Cap::Operator),
@@ -148,6 +153,7 @@ async fn list_tokens(State(node): State<Node>) -> ApiResult<Vec<AclTokenView>> {
 
 async fn create_token(
     State(node): State<Node>,
+    me: Option<Extension<Identity>>,
     JsonBody(req): JsonBody<AclTokenCreateRequest>,
 ) -> ApiResult<AclTokenCreated> {
     let now = now_ms();
@@ -159,6 +165,7 @@ async fn create_token(
             Some(now.saturating_add(d.as_millis() as u64))
         }
     };
+    let expires_at = node.read(|s| capped_by_caller(s, me.as_deref(), expires_at));
     let (secret, record) = new_token(&req.name, req.policies, false, now, expires_at);
     let view = token_view(&record);
     node.write(Command::AclCreateToken { token: record }).await?;
@@ -188,6 +195,99 @@ async fn who_am_i(Extension(me): Extension<Identity>) -> ApiResult<AclWhoAmI> {
         capabilities,
         frameworks: grants_view(&me.frameworks),
     }))
+}
+
+/// The token a caller derives from its own: `parent`'s policies (those that still exist) and
+/// its management flag, expiring at `now + ttl` or with `parent`, whichever is first.
+///
+/// A derived token is for a browser (`tepui ui`'s login link): it does what its parent does,
+/// as the CLI with the parent would, for a short while. Deriving never widens: no policy the
+/// parent lacks, no longer than the parent lives. A derived management token (from the
+/// bootstrap token on a laptop) is the one kind that could otherwise outlive itself, by minting
+/// tokens; no token may mint an ACL or join token that outlives it (see
+/// [`capped_by_caller`]). (A derived token outlives its parent's revocation, by its own TTL at
+/// most: the state records no parentage.)
+pub(crate) fn derived_token(
+    parent: &AclToken,
+    policy_exists: impl Fn(&str) -> bool,
+    name: &str,
+    ttl: std::time::Duration,
+    now: u64,
+) -> (String, AclToken) {
+    let policies = parent.policies.iter().filter(|p| policy_exists(p)).cloned().collect();
+    let until = tepui_api::token_expiry(now, ttl).unwrap_or(u64::MAX);
+    let expires_at = parent.expires_at.map_or(until, |p| p.min(until));
+    new_token(name, policies, parent.management, now, Some(expires_at))
+}
+
+/// The expiry a token made by `caller` gets: the one asked for, but never later than the
+/// caller's own token's (a short-lived token cannot leave a long-lived one behind).
+pub fn capped_by_caller(state: &tepui_state::State, caller: Option<&Identity>, asked: Option<u64>) -> Option<u64> {
+    let own = caller
+        .and_then(|me| me.accessor.as_ref())
+        .and_then(|accessor| state.acl_tokens.get(accessor))
+        .and_then(|token| token.expires_at);
+    match (asked, own) {
+        (Some(asked), Some(own)) => Some(asked.min(own)),
+        (None, own) => own,
+        (asked, None) => asked,
+    }
+}
+
+async fn derive_token(
+    State(node): State<Node>,
+    me: Option<Extension<Identity>>,
+    JsonBody(req): JsonBody<AclTokenDeriveRequest>,
+) -> Result<(StatusCode, Json<AclTokenCreated>), Error> {
+    let Some(Extension(me)) = me else {
+        return Err(Denied::no_caller().into());
+    };
+    let Some(accessor) = me.accessor else {
+        return Err(Denied::unauthenticated("only a token can derive a token; this call carries none").into());
+    };
+    let ttl = match req.ttl.as_deref() {
+        None => DEFAULT_DERIVED_TTL,
+        Some(text) => {
+            let d = tepui_api::parse_token_ttl(text)
+                .map_err(|e| Error::new(ErrorKind::Invalid, "invalid_ttl", e).field("ttl"))?;
+            if d > MAX_DERIVED_TTL {
+                return Err(Error::new(
+                    ErrorKind::Invalid,
+                    "invalid_ttl",
+                    format!(
+                        "ttl {text:?} is longer than {}h, the longest a derived token may live",
+                        MAX_DERIVED_TTL.as_secs() / 3600
+                    ),
+                )
+                .field("ttl"));
+            }
+            d
+        }
+    };
+    let name = req
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .unwrap_or("derived");
+    let now = now_ms();
+    let (secret, record) = node.read(|s| {
+        let parent = s
+            .acl_tokens
+            .get(&accessor)
+            .ok_or_else(|| Error::from(Denied::unauthenticated("unknown or revoked API token")))?;
+        Ok::<_, Error>(derived_token(
+            parent,
+            |p| s.acl_policies.contains_key(p),
+            name,
+            ttl,
+            now,
+        ))
+    })?;
+    let view = token_view(&record);
+    node.write(Command::AclCreateToken { token: record }).await?;
+    tracing::info!(accessor = %view.accessor, parent = %accessor, name = %view.name, expires_at_ms = ?view.expires_at_ms, "acl token derived");
+    Ok((StatusCode::CREATED, Json(AclTokenCreated { token: view, secret })))
 }
 
 async fn set_anonymous(State(node): State<Node>, JsonBody(body): JsonBody<AclAnonymous>) -> ApiResult<AclAnonymous> {

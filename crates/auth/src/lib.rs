@@ -27,6 +27,7 @@ use tepui_state::{AclToken, Capability, FrameworkGrant, State as Replicated};
 pub use tepui_state::Capability as Cap;
 
 pub mod api;
+pub use api::capped_by_caller;
 pub mod audit;
 
 pub use audit::{AuditLog, AuditRecord};
@@ -347,10 +348,11 @@ impl From<Denied> for tepui_node::Error {
 }
 
 /// The token a request carries, if any. An `Authorization` header of a form no client sends
-/// is refused rather than ignored.
+/// is refused rather than ignored. A websocket upgrade without one may carry the token as a
+/// subprotocol (see [`websocket_credential`]): browsers cannot set headers on a websocket.
 pub fn credential(headers: &HeaderMap) -> Result<Option<String>, Denied> {
     let Some(value) = headers.get(http::header::AUTHORIZATION) else {
-        return Ok(None);
+        return websocket_credential(headers);
     };
     let bad = || {
         Denied::unauthenticated(
@@ -377,6 +379,53 @@ pub fn credential(headers: &HeaderMap) -> Result<Option<String>, Denied> {
         return Err(bad());
     }
     Ok(Some(token))
+}
+
+/// The prefix of the `Sec-WebSocket-Protocol` entry that carries a token.
+pub const WEBSOCKET_TOKEN_PREFIX: &str = "bearer.";
+
+/// The subprotocol a websocket handler answers with when the client offered it (a browser
+/// fails the handshake unless the server picks one of the protocols it offered, and the
+/// `bearer.` entry must never be echoed back).
+pub const WEBSOCKET_PROTOCOL: &str = "tepui";
+
+/// The token of a websocket upgrade from a browser: a `Sec-WebSocket-Protocol` entry
+/// `bearer.<base64url of the token, no padding>`. Only on `Upgrade: websocket` requests, so
+/// the header cannot stand in for `Authorization` elsewhere. An entry that does not decode is
+/// refused, never ignored.
+pub fn websocket_credential(headers: &HeaderMap) -> Result<Option<String>, Denied> {
+    let websocket = headers
+        .get_all(http::header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.trim().eq_ignore_ascii_case("websocket"));
+    if !websocket {
+        return Ok(None);
+    }
+    let offered = headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix(WEBSOCKET_TOKEN_PREFIX));
+    let Some(encoded) = offered else {
+        return Ok(None);
+    };
+    let bad = || {
+        Denied::unauthenticated(
+            "the websocket subprotocol bearer.TOKEN must carry the token in base64url without padding",
+        )
+    };
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded.trim_end_matches('='))
+        .map_err(|_| bad())?;
+    let token = String::from_utf8(decoded).map_err(|_| bad())?;
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(bad());
+    }
+    Ok(Some(token.to_string()))
 }
 
 /// A new token's secret string (`ACCESSOR.SECRET`) and its record (which keeps only the

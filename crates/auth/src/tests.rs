@@ -76,6 +76,50 @@ fn credentials_come_in_every_form_clients_send() {
     }
 }
 
+/// Headers of a websocket upgrade offering `protocols` (one `Sec-WebSocket-Protocol` value).
+fn websocket(protocols: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(http::header::UPGRADE, "websocket".parse().unwrap());
+    h.insert(http::header::SEC_WEBSOCKET_PROTOCOL, protocols.parse().unwrap());
+    h
+}
+
+fn subprotocol(token: &str) -> String {
+    format!(
+        "bearer.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token)
+    )
+}
+
+#[test]
+fn a_websocket_upgrade_carries_its_token_as_a_subprotocol() {
+    // Characters that differ between base64 and base64url ('+' and '/' there, '-' and '_' here).
+    let token = "abc.de~~~f??>";
+    let offer = format!("tepui, {}", subprotocol(token));
+    assert!(offer.contains('-') || offer.contains('_'), "{offer}");
+    assert_eq!(credential(&websocket(&offer)), Ok(Some(token.into())));
+    // In its own header line too, and first.
+    let mut h = websocket("tepui");
+    h.append(
+        http::header::SEC_WEBSOCKET_PROTOCOL,
+        subprotocol(token).parse().unwrap(),
+    );
+    assert_eq!(credential(&h), Ok(Some(token.into())));
+    // Authorization wins when both are there.
+    let mut both = websocket(&offer);
+    both.insert(http::header::AUTHORIZATION, "Bearer other.one".parse().unwrap());
+    assert_eq!(credential(&both), Ok(Some("other.one".into())));
+    // No token entry: no credential; a plain request's subprotocol header is not a credential.
+    assert_eq!(credential(&websocket("tepui")), Ok(None));
+    let mut plain = websocket(&offer);
+    plain.remove(http::header::UPGRADE);
+    assert_eq!(credential(&plain), Ok(None));
+    // An entry that does not decode is refused.
+    for bad in ["bearer.!!!", "bearer.", "tepui, bearer.%%"] {
+        assert_eq!(credential(&websocket(bad)).unwrap_err().status, 401, "{bad}");
+    }
+}
+
 #[test]
 fn tokens_grant_what_their_policies_say() {
     let f = fixture();
@@ -239,6 +283,21 @@ async fn the_gate_walks_its_own_table() {
     assert_eq!(with_host("/things", false).await.unwrap().status(), 403);
     assert_eq!(with_host("/things", true).await.unwrap().status(), 200);
     assert_eq!(with_host("/health", false).await.unwrap().status(), 200);
+    // A browser's websocket: the token in a subprotocol; a bad one is 401, a weak one 403.
+    let upgrade = |token: &str| {
+        let req = http::Request::builder()
+            .uri("/things")
+            .header("upgrade", "websocket")
+            .header("connection", "upgrade")
+            .header("sec-websocket-protocol", format!("tepui, {}", subprotocol(token)))
+            .body(Body::empty())
+            .unwrap();
+        app.clone().oneshot(req)
+    };
+    assert_eq!(upgrade(&f.admin).await.unwrap().status(), 200);
+    assert_eq!(upgrade(&f.reader).await.unwrap().status(), 200);
+    let (accessor, _) = f.reader.split_once('.').unwrap();
+    assert_eq!(upgrade(&format!("{accessor}.wrong")).await.unwrap().status(), 401);
 }
 
 #[test]
@@ -427,4 +486,150 @@ fn a_host_that_does_not_name_this_cluster_is_refused() {
         assert_eq!((d.status, d.code), (403, "unknown_host"), "{h}");
         assert!(d.message.contains("--api-hostname"), "{}", d.message);
     }
+}
+
+#[test]
+fn a_derived_token_never_exceeds_its_parent() {
+    let f = fixture();
+    let hour = std::time::Duration::from_secs(3600);
+    let reader = f.state.acl_tokens.values().find(|t| t.name == "ci").unwrap().clone();
+    let exists = |p: &str| f.state.acl_policies.contains_key(p);
+    // The parent's policies, no management, expiring after the TTL.
+    let (secret, derived) = api::derived_token(&reader, exists, "ui", hour, 1_000);
+    assert_eq!(
+        (derived.policies.clone(), derived.management, derived.expires_at),
+        (vec!["readers".to_string()], false, Some(1_000 + 3_600_000))
+    );
+    assert!(secret.starts_with(&format!("{}.", derived.accessor)));
+    assert_ne!(derived.accessor, reader.accessor);
+    // A parent that expires sooner takes its derived token with it.
+    let mut short = reader.clone();
+    short.expires_at = Some(5_000);
+    let (_, d) = api::derived_token(&short, exists, "ui", hour, 1_000);
+    assert_eq!(d.expires_at, Some(5_000));
+    // A policy deleted since is not carried over (it grants nothing any more).
+    let mut stale = reader.clone();
+    stale.policies.push("gone".into());
+    let (_, d) = api::derived_token(&stale, exists, "ui", hour, 1_000);
+    assert_eq!(d.policies, ["readers"]);
+    // A management token (the bootstrap one) derives a management token that expires.
+    let admin = f.state.acl_tokens.values().find(|t| t.management).unwrap();
+    let (_, d) = api::derived_token(admin, exists, "ui", hour, 1_000);
+    assert_eq!((d.management, d.expires_at), (true, Some(1_000 + 3_600_000)));
+}
+
+/// `POST /v1/acl/token/self/derive` through the gate: 201 with the new secret, which reads as
+/// its parent does and no more, is replicated as a token, and expires.
+#[tokio::test]
+async fn a_token_derives_a_short_lived_token_of_its_own_policies() {
+    use http_body_util::BodyExt;
+    let mut f = fixture();
+    // A reader whose own token expires in ten minutes.
+    let now = tepui_node::now_ms();
+    let (short, record) = new_token("short", vec!["readers".into()], false, now, Some(now + 600_000));
+    f.state.apply(10, &Command::AclCreateToken { token: record });
+    let (node, _local) = tepui_node::testing::local_node(f.state.clone());
+    let (router, table) = api::routes(node.clone()).into_parts();
+    let app = router.layer(axum::middleware::from_fn_with_state(
+        Gate {
+            table: Arc::new(table),
+            node: node.clone(),
+            audit: None,
+            hostnames: Default::default(),
+        },
+        enforce,
+    ));
+    let call = |path: &str, token: &str, body: serde_json::Value| {
+        let req = http::Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<serde_json::Value>(&bytes).unwrap())
+        }
+    };
+    const DERIVE: &str = "/v1/acl/token/self/derive";
+
+    let (status, body) = call(DERIVE, &f.reader, serde_json::json!({"ttl": "1h", "name": "ui login"})).await;
+    assert_eq!(status, 201, "{body}");
+    let created: tepui_api::AclTokenCreated = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!(created.token.name, "ui login");
+    assert_eq!(created.token.policies, ["readers"]);
+    assert!(!created.token.management);
+    let expires = created.token.expires_at_ms.expect("a derived token expires");
+    assert!(
+        (now + 3_600_000..=tepui_node::now_ms() + 3_600_000).contains(&expires),
+        "{body}"
+    );
+    // Replicated as a token like any other, and it works: reads, writes nothing.
+    let state = node.read(|s| s.clone());
+    assert!(state.acl_tokens.contains_key(&created.token.accessor));
+    let me = authenticate(&state, Some(&created.secret), now).unwrap();
+    assert!(me.can(Capability::Read) && !me.can(Capability::Write) && !me.management);
+    // And it ends when it says.
+    assert_eq!(
+        authenticate(&state, Some(&created.secret), expires).unwrap_err().status,
+        401
+    );
+
+    // Defaults: 15 minutes, named "derived".
+    let (status, body) = call(DERIVE, &f.reader, serde_json::json!({})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["name"], "derived");
+    let expires = body["expires_at_ms"].as_u64().unwrap();
+    assert!(
+        expires >= now + 900_000 && expires <= tepui_node::now_ms() + 900_000,
+        "{body}"
+    );
+
+    // Never past the parent: asked for a day, it ends with its ten-minute parent.
+    let (status, body) = call(DERIVE, &short, serde_json::json!({"ttl": "24h"})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["expires_at_ms"], now + 600_000);
+
+    // A day at most; a TTL that is no duration names the field.
+    for ttl in ["25h", "soon", "0s"] {
+        let (status, body) = call(DERIVE, &f.reader, serde_json::json!({ "ttl": ttl })).await;
+        assert_eq!((status, body["field"].as_str()), (422, Some("ttl")), "{ttl}: {body}");
+    }
+    // The management token derives a management token that expires, and that one cannot
+    // leave a token behind that outlives it; an unknown token is 401.
+    let (status, body) = call(DERIVE, &f.admin, serde_json::json!({"ttl": "30m"})).await;
+    assert_eq!((status, body["management"].as_bool()), (201, Some(true)), "{body}");
+    let short_admin = body["secret"].as_str().unwrap().to_string();
+    let admin_expires = body["expires_at_ms"].as_u64().unwrap();
+    assert!(admin_expires <= tepui_node::now_ms() + 1_800_000, "{body}");
+    for asked in [
+        serde_json::json!({"name": "forever"}),
+        serde_json::json!({"name": "a year", "ttl": "8760h"}),
+    ] {
+        let (status, body) = call("/v1/acl/tokens", &short_admin, asked.clone()).await;
+        assert_eq!(status, 200, "{asked}: {body}");
+        assert_eq!(body["expires_at_ms"].as_u64(), Some(admin_expires), "{asked}: {body}");
+    }
+    let (status, body) = call(
+        "/v1/acl/tokens",
+        &short_admin,
+        serde_json::json!({"name": "brief", "ttl": "1m"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["expires_at_ms"].as_u64().unwrap() < admin_expires, "{body}");
+    let (status, _) = call(DERIVE, "nobody.nothing", serde_json::json!({})).await;
+    assert_eq!(status, 401);
+    // A derived token derives in turn, within its own life.
+    let (status, body) = call(DERIVE, &created.secret, serde_json::json!({"ttl": "2h"})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["expires_at_ms"], expires_of(&node, &created.token.accessor));
+}
+
+fn expires_of(node: &Node, accessor: &str) -> serde_json::Value {
+    node.read(|s| serde_json::json!(s.acl_tokens[accessor].expires_at))
 }

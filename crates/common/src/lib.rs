@@ -1,6 +1,7 @@
 //! The few words every tepui crate shares: what a node is (server or agent), the wall clock in
 //! Unix milliseconds, how an error and its causes are printed on one line, and the input rules
-//! that the leader and the agents must agree on (task ids, health check paths).
+//! that the leader and the agents must agree on (task ids, health check paths, paths into a
+//! task's sandbox).
 //!
 //! Deliberately tiny and without I/O beyond reading the clock: the pure decision crates depend
 //! on it too.
@@ -136,9 +137,55 @@ pub fn secret_file_error(path: &str) -> Option<String> {
     None
 }
 
+/// The longest path into a task's sandbox the files API takes.
+pub const MAX_SANDBOX_PATH: usize = 4096;
+
+/// A path into a task's sandbox, as the files API takes it (Mesos' `/files` `path`), made
+/// relative and plain: `""`, `"/"` and `"."` are the sandbox itself, a leading `/` is the
+/// sandbox's root (never the host's), empty and `.` parts go; `..` anywhere is refused, so no
+/// path names anything above the sandbox by its spelling (links are the agent's to refuse).
+/// The leader checks it before asking the agent, the agent again.
+pub fn sandbox_path(raw: &str) -> Result<String, String> {
+    if raw.len() > MAX_SANDBOX_PATH {
+        return Err(format!("path is longer than {MAX_SANDBOX_PATH} bytes"));
+    }
+    if raw.contains('\0') {
+        return Err(format!("path {raw:?} holds a NUL byte"));
+    }
+    let mut parts = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(format!("path {raw:?} leaves the sandbox: .. is not allowed")),
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sandbox_paths_stay_in_the_sandbox() {
+        for (raw, want) in [
+            ("", ""),
+            ("/", ""),
+            (".", ""),
+            ("stdout", "stdout"),
+            ("/etc/passwd", "etc/passwd"),
+            ("a//b/./c/", "a/b/c"),
+            ("...", "..."),
+            ("a..b/c", "a..b/c"),
+        ] {
+            assert_eq!(sandbox_path(raw).as_deref(), Ok(want), "{raw:?}");
+        }
+        for bad in ["..", "../x", "a/../b", "/..", "a/..", "a\0b"] {
+            assert!(sandbox_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(sandbox_path(&"a/".repeat(MAX_SANDBOX_PATH)).is_err());
+    }
 
     #[test]
     fn task_ids_are_safe_names() {

@@ -77,7 +77,13 @@ async fn every_route_needs_what_its_policy_says() {
             let anonymous = status(call(method, &path, None).await.unwrap());
             match need {
                 Need::Public => {
-                    assert!(anonymous < 400, "{method} {pattern} is public but answered {anonymous}");
+                    // `x` in a catch-all may name nothing (the UI's `/ui/assets/x`): its 404 comes
+                    // from the handler, past the gate, which is what this checks.
+                    let unknown_name = anonymous == 404 && pattern.contains("{*");
+                    assert!(
+                        anonymous < 400 || unknown_name,
+                        "{method} {pattern} is public but answered {anonymous}"
+                    );
                     continue;
                 }
                 Need::Token | Need::Cap(_) => {

@@ -1,5 +1,6 @@
 //! tepui's own `/v1` API of tasks, images and agent maintenance: `POST /v1/tasks` (the
-//! operator's direct launch), task listing, kills, logs and exec relayed to the task's agent,
+//! operator's direct launch), task listing, kills, logs, exec and sandbox files (Mesos'
+//! `/files` shapes) relayed to the task's agent,
 //! image pulls and imports on agents, and drain/deactivate/reactivate. Handlers are thin: they
 //! read the request, call one operation of [`Master`] or the node, and answer in `/v1`'s shape.
 
@@ -48,6 +49,16 @@ pub fn routes(master: Master) -> Routes {
             "/v1/tasks/{id}/exec/ws",
             Policy::new().get(Cap::Exec),
             get(task_exec_ws),
+        )
+        .route(
+            "/v1/tasks/{id}/files/browse",
+            Policy::new().get(Cap::Logs),
+            get(browse_files),
+        )
+        .route(
+            "/v1/tasks/{id}/files/read",
+            Policy::new().get(Cap::Logs),
+            get(read_file),
         )
         .route(
             "/v1/nodes/{id}/drain",
@@ -522,6 +533,165 @@ async fn task_logs(State(m): Shared, Path(id): Path<String>, Query(q): Query<Log
         .into_response())
 }
 
+/// How long a files request waits for its agent (one that does not know the request never
+/// answers it).
+const FILES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[derive(Deserialize)]
+struct BrowseQuery {
+    #[serde(default)]
+    path: String,
+}
+
+fn sandbox_path(raw: &str) -> Result<String, Error> {
+    tepui_common::sandbox_path(raw).map_err(|e| Error::new(ErrorKind::BadRequest, "bad_path", e).field("path"))
+}
+
+fn agent_silent(name: &str) -> Error {
+    Error::new(
+        ErrorKind::Unavailable,
+        "agent_timeout",
+        format!("agent {name} did not answer within {}s", FILES_TIMEOUT.as_secs()),
+    )
+}
+
+/// `GET /v1/tasks/{id}/files/browse?path=REL`: the entries of a directory of the task's
+/// sandbox (Mesos' `/files/browse`), from the agent that holds it.
+async fn browse_files(
+    State(m): Shared,
+    Path(id): Path<String>,
+    Query(q): Query<BrowseQuery>,
+) -> ApiResult<Vec<tepui_api::FileInfo>> {
+    let path = sandbox_path(&q.path)?;
+    let (agent, name) = task_agent(&m, &id)?;
+    let asked = ask(&m, agent, Request::BrowseFiles { task_id: id, path });
+    let result = tokio::time::timeout(FILES_TIMEOUT, asked)
+        .await
+        .map_err(|_| agent_silent(&name))??;
+    serde_json::from_value(result)
+        .map(axum::Json)
+        .map_err(|e| Error::new(ErrorKind::BadGateway, "bad_agent_answer", e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct ReadQuery {
+    path: Option<String>,
+    offset: Option<String>,
+    length: Option<String>,
+}
+
+/// A read as asked: the path, and where and how much (`None`: only the size, `offset=-1`).
+fn read_args(q: &ReadQuery) -> Result<(String, Option<(u64, u64)>), Error> {
+    let Some(raw) = q.path.as_deref() else {
+        return Err(invalid_query(
+            "path",
+            "give the file's path in the sandbox, for example path=stdout",
+        ));
+    };
+    let path = sandbox_path(raw)?;
+    let number = |field: &str, v: &str| {
+        v.trim()
+            .parse::<i64>()
+            .map_err(|_| invalid_query(field, &format!("{field} must be a whole number, not {v:?}")))
+    };
+    let offset = match q.offset.as_deref() {
+        None => 0,
+        Some(v) => number("offset", v)?,
+    };
+    if offset == -1 {
+        return Ok((path, None));
+    }
+    if offset < 0 {
+        return Err(invalid_query(
+            "offset",
+            "offset is -1 (the size) or a byte offset from 0",
+        ));
+    }
+    let length = match q.length.as_deref() {
+        None => tepui_api::MAX_FILE_READ as i64,
+        Some(v) => number("length", v)?,
+    };
+    if length < 0 {
+        return Err(invalid_query("length", "length is a number of bytes from 0"));
+    }
+    Ok((
+        path,
+        Some((offset as u64, (length as u64).min(tepui_api::MAX_FILE_READ))),
+    ))
+}
+
+fn invalid_query(field: &str, message: &str) -> Error {
+    Error::new(ErrorKind::BadRequest, "bad_request", message).field(field)
+}
+
+/// Bytes of a file as text: valid UTF-8 as it is, anything else replaced; a character cut at
+/// the end of a piece that is not the file's end is left for the next read (so a reader that
+/// moves on by the text's length in UTF-8 reads every character whole).
+fn file_text(bytes: &[u8], at_end: bool) -> String {
+    let whole = match std::str::from_utf8(bytes) {
+        Err(e) if !at_end && e.error_len().is_none() => &bytes[..e.valid_up_to()],
+        _ => bytes,
+    };
+    String::from_utf8_lossy(whole).into_owned()
+}
+
+/// `GET /v1/tasks/{id}/files/read?path=REL&offset=N&length=N`: a piece of a file of the
+/// task's sandbox (Mesos' `/files/read`), at most 1 MiB; `offset=-1` gives the size.
+async fn read_file(
+    State(m): Shared,
+    Path(id): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult<tepui_api::FileData> {
+    let (path, range) = read_args(&q)?;
+    let (agent, name) = task_agent(&m, &id)?;
+    let (offset, length) = range.unwrap_or((0, 0));
+    let request = Request::ReadFile {
+        task_id: id,
+        path,
+        offset,
+        length,
+    };
+    let (req_id, mut replies) = m
+        .node()
+        .agents()
+        .request(agent, request)
+        .await
+        .map_err(|_| not_connected(agent, &name))?;
+    let _guard = CancelOnDrop {
+        node: m.node().clone(),
+        req_id,
+    };
+    let collect = async {
+        let mut data = Vec::new();
+        loop {
+            match replies.recv().await {
+                Some(Reply::Data { b64 }) => data.extend(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .map_err(|e| Error::new(ErrorKind::BadGateway, "bad_agent_answer", e.to_string()))?,
+                ),
+                Some(Reply::Done { result }) => return Ok((data, result["size"].as_u64().unwrap_or(0))),
+                Some(Reply::Error { message, code }) => return Err(tepui_node::agents::agent_error(&code, message)),
+                Some(_) => {}
+                None => return Err(not_connected(agent, &name)),
+            }
+        }
+    };
+    let (data, size) = tokio::time::timeout(FILES_TIMEOUT, collect)
+        .await
+        .map_err(|_| agent_silent(&name))??;
+    Ok(axum::Json(match range {
+        None => tepui_api::FileData {
+            data: String::new(),
+            offset: size,
+        },
+        Some(_) => tepui_api::FileData {
+            data: file_text(&data, offset + data.len() as u64 >= size),
+            offset,
+        },
+    }))
+}
+
 async fn task_exec(
     State(m): Shared,
     Path(id): Path<String>,
@@ -752,6 +922,9 @@ async fn task_exec_ws(
         )
         .await
         .map_err(|_| not_connected(agent, &name))?;
+    // A browser offers `tepui` beside its `bearer.` token entry and needs one of its offers
+    // back; the token entry is never chosen.
+    let ws = ws.protocols([tepui_auth::WEBSOCKET_PROTOCOL]);
     Ok(ws.on_upgrade(move |socket| exec_session(m, agent, req_id, replies, socket)))
 }
 
@@ -891,4 +1064,54 @@ async fn reactivate_node(State(m): Shared, Path(key): Path<String>) -> ApiResult
     let id = agent_node(&m, &key)?;
     set_maintenance(&m, id, Maintenance::Active).await?;
     Ok(node_answer(&m, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_text_leaves_a_cut_character_for_the_next_read() {
+        let text = "añb€";
+        let bytes = text.as_bytes();
+        // Cut inside ñ (2 bytes) and inside € (3 bytes): the cut character waits.
+        assert_eq!(file_text(&bytes[..2], false), "a");
+        assert_eq!(file_text(&bytes[..5], false), "añb");
+        assert_eq!(file_text(bytes, true), text);
+        // At the file's end a cut character is what the file holds: replaced.
+        assert_eq!(file_text(&bytes[..2], true), "a\u{fffd}");
+        // Bytes that are no UTF-8 at all are replaced wherever they are.
+        assert_eq!(file_text(b"a\xffb", false), "a\u{fffd}b");
+    }
+
+    #[test]
+    fn read_arguments_name_the_field_at_fault() {
+        let q = |path: Option<&str>, offset: Option<&str>, length: Option<&str>| ReadQuery {
+            path: path.map(str::to_string),
+            offset: offset.map(str::to_string),
+            length: length.map(str::to_string),
+        };
+        assert_eq!(
+            read_args(&q(Some("/logs/a"), None, None)).unwrap(),
+            ("logs/a".to_string(), Some((0, tepui_api::MAX_FILE_READ)))
+        );
+        assert_eq!(
+            read_args(&q(Some("x"), Some("-1"), None)).unwrap(),
+            ("x".to_string(), None)
+        );
+        assert_eq!(
+            read_args(&q(Some("x"), Some("10"), Some("99999999"))).unwrap().1,
+            Some((10, tepui_api::MAX_FILE_READ))
+        );
+        for (bad, field) in [
+            (q(None, None, None), "path"),
+            (q(Some("../x"), None, None), "path"),
+            (q(Some("x"), Some("-2"), None), "offset"),
+            (q(Some("x"), Some("ten"), None), "offset"),
+            (q(Some("x"), Some("0"), Some("-5")), "length"),
+        ] {
+            let e = read_args(&bad).unwrap_err();
+            assert_eq!((e.kind.status(), e.field.as_deref()), (400, Some(field)), "{e:?}");
+        }
+    }
 }

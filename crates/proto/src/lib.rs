@@ -198,6 +198,20 @@ pub mod agent {
         ImportImage,
         /// What the agent's gateway serves now (its addresses and live routes).
         GatewayRoutes,
+        /// The entries of the directory at `path` in the task's sandbox (or the one file
+        /// there), as Mesos' `/files/browse` lists them: `Done` carries them.
+        BrowseFiles {
+            task_id: String,
+            path: String,
+        },
+        /// At most `length` bytes of the file at `path` in the task's sandbox from `offset`,
+        /// as `Data` parts; `Done` carries `{"size": N}`, the file's size.
+        ReadFile {
+            task_id: String,
+            path: String,
+            offset: u64,
+            length: u64,
+        },
     }
 
     /// Answers stream back as zero or more `Data`/`Progress` parts and one `Done` or `Error`.

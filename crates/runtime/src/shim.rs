@@ -779,7 +779,7 @@ impl Shim {
         let process_path = self.sb.dir.join(format!("exec-{seq}.json"));
         sandbox::write_json(&process_path, &process).map_err(|e| e.to_string())?;
 
-        let console_path = self.sb.dir.join(format!("console-{seq}.sock"));
+        let console_path = socket_path(&self.sb.dir, &format!("console-{seq}.sock"));
         let console = if spec.tty {
             let _ = fs::remove_file(&console_path);
             Some(UnixListener::bind(&console_path).map_err(|e| format!("console socket: {e}"))?)
@@ -913,9 +913,45 @@ fn receive_pty(l: &UnixListener) -> io::Result<OwnedFd> {
     fds.pop().ok_or_else(|| io::Error::other("no terminal descriptor came"))
 }
 
+/// Where a unix socket named `name` for a task goes: in its sandbox `dir` when the path fits a
+/// socket address (108 bytes with the NUL; a Marathon instance id alone is 60 characters), else
+/// in a private directory under /run, named by this shim's pid.
+fn socket_path(dir: &Path, name: &str) -> PathBuf {
+    const SUN_PATH_MAX: usize = 107;
+    let beside = dir.join(name);
+    if beside.as_os_str().len() <= SUN_PATH_MAX {
+        return beside;
+    }
+    let short = Path::new(SHORT_SOCKET_DIR);
+    if fs::create_dir_all(short).is_ok() {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = fs::set_permissions(short, fs::Permissions::from_mode(0o700));
+    }
+    short.join(format!("{}-{name}", std::process::id()))
+}
+
+/// Sockets whose sandbox path is too long to bind.
+const SHORT_SOCKET_DIR: &str = "/run/tepui/sockets";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socket_paths_fit_a_socket_address() {
+        let short = Path::new("/var/lib/tepui/tasks/web.1");
+        assert_eq!(socket_path(short, "console-1.sock"), short.join("console-1.sock"));
+        let long = PathBuf::from(format!(
+            "/var/lib/tepui/data/tasks/{}",
+            "shop_frontend-web.instance-".repeat(3)
+        ));
+        let path = socket_path(&long, "console-1.sock");
+        assert!(path.starts_with(SHORT_SOCKET_DIR), "{}", path.display());
+        assert!(path.as_os_str().len() <= 107);
+        assert!(path
+            .to_string_lossy()
+            .ends_with(&format!("{}-console-1.sock", std::process::id())));
+    }
 
     #[test]
     fn logs_rotate_by_size_and_keep_n_files() {

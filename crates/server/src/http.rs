@@ -184,7 +184,7 @@ async fn forward_to_leader(State(inner): Shared, req: Request, next: Next) -> Re
         .into_response();
     }
     let limit = forward_limit(req.extensions().get::<MatchedPath>().map(MatchedPath::as_str));
-    let headers = req
+    let mut headers: std::collections::HashMap<String, String> = req
         .headers()
         .iter()
         .filter(|(k, _)| {
@@ -192,6 +192,14 @@ async fn forward_to_leader(State(inner): Shared, req: Request, next: Next) -> Re
         })
         .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
         .collect();
+    // A browser's websocket carries its token as a subprotocol, which is not forwarded (nor is
+    // the upgrade): the leader gets it as the caller's Authorization, so it answers as it
+    // would that caller, not 401.
+    if !req.headers().contains_key(http::header::AUTHORIZATION) {
+        if let Ok(Some(token)) = tepui_auth::websocket_credential(req.headers()) {
+            headers.insert(http::header::AUTHORIZATION.to_string(), format!("Bearer {token}"));
+        }
+    }
     let method = req.method().to_string();
     let path_and_query = req
         .uri()
@@ -552,6 +560,7 @@ async fn token(State(inner): Shared, Path(id): Path<String>) -> ApiResult<TokenV
 
 async fn create_token(
     State(inner): Shared,
+    me: Option<axum::Extension<tepui_auth::Identity>>,
     JsonBody(req): JsonBody<TokenCreateRequest>,
 ) -> Result<(StatusCode, Json<TokenCreated>), Error> {
     let role = Role::parse(&req.role).ok_or_else(|| {
@@ -571,6 +580,10 @@ async fn create_token(
             Some(tepui_api::token_expiry(now, d).ok_or_else(|| bad(format!("ttl {ttl:?} is too long")))?)
         }
     };
+    // A short-lived API token (one a browser holds) leaves no longer-lived way in behind.
+    let expires_at = inner
+        .state
+        .read(|s| tepui_auth::capped_by_caller(s, me.as_deref(), expires_at));
     let ca = inner.state.read(|s| s.cluster.as_ref().map(|c| c.ca_cert_pem.clone()));
     let ca = ca.ok_or_else(|| Error::from(ApplyError::NotInitialized))?;
     let fingerprint =

@@ -13,6 +13,7 @@ mod certs;
 mod cluster;
 mod failover;
 mod forward;
+mod history;
 mod http;
 mod metrics;
 mod node;

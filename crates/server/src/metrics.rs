@@ -23,6 +23,14 @@ impl Metrics {
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Every HTTP request answered since the server started.
+    pub fn requests_total(&self) -> u64 {
+        [&self.http_2xx, &self.http_4xx, &self.http_5xx]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
 }
 
 pub(crate) fn render(inner: &Inner) -> String {

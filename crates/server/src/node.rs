@@ -523,6 +523,8 @@ impl Server {
             cluster_dns: std::sync::OnceLock::new(),
         });
 
+        // The last hour of a few numbers, sampled by this server for the web UI's plots.
+        let history = crate::history::Shared::default();
         // The features, each on the node handle; the router takes their routes.
         let master = Master::new(
             node.clone(),
@@ -549,8 +551,11 @@ impl Server {
                 .merge(tepui_secrets::api::routes(inner.node.clone(), secrets.clone()))
                 .merge(tepui_jobs::api::routes(master.clone()))
                 .merge(tepui_gateway::control::routes(inner.node.clone(), secrets.clone())),
+            // The web UI is static files: every server answers it itself, never forwarding.
             local: tepui_mesos_api::local_routes(master.clone())
-                .merge(tepui_dns::http::routes(dns.as_ref().map(|d| d.records.clone()))),
+                .merge(tepui_dns::http::routes(dns.as_ref().map(|d| d.records.clone())))
+                .merge(crate::history::routes(history.clone()))
+                .merge(tepui_ui::routes()),
             audit: Some(Arc::new(
                 tepui_auth::AuditLog::open(cfg.data_dir.join(AUDIT_LOG)).map_err(|e| {
                     ServerError::Config(format!("cannot open the audit log in {}: {e}", cfg.data_dir.display()))
@@ -562,6 +567,16 @@ impl Server {
         let _ = inner.route_table.set(route_table);
         let _ = inner.router.set(router.clone());
         let shutdown = tokio_util::sync::CancellationToken::new();
+        let sampled = inner.clone();
+        tasks.spawn(crate::history::run(
+            history,
+            move || {
+                let requests = sampled.metrics.requests_total();
+                sampled.state.read(|s| crate::history::Reading::of(s, requests))
+            },
+            crate::history::INTERVAL,
+            shutdown.clone(),
+        ));
         tasks.spawn(crate::certs::follow_state(inner.clone(), trust_tx, members_tx));
         tasks.spawn(tepui_gateway::control::follow(
             node.clone(),
