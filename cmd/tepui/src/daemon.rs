@@ -338,6 +338,7 @@ fn gateway_settings(args: &DaemonArgs, dev: bool) -> anyhow::Result<Option<tepui
         groups: a.gateway_groups.clone(),
         default_certificate,
         workers: a.gateway_workers,
+        pin_workers: a.gateway_pin_workers,
         ..Default::default()
     }))
 }

@@ -273,6 +273,10 @@ struct AgentResourceArgs {
     /// Agents: the gateway's worker threads, each with its own event loop (0: one per CPU).
     #[arg(long, value_name = "N", default_value_t = 0)]
     gateway_workers: usize,
+    /// Agents: keep each gateway worker on a CPU of its own (`false`: let the scheduler move
+    /// them, as on a host where the gateway shares CPUs set aside for something else).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    gateway_pin_workers: bool,
 }
 
 /// `tepui server` runs the daemon; `tepui server members` lists the Raft peers.
