@@ -236,7 +236,8 @@ fn bad_requests() -> Vec<Case> {
         case("100 KB value", M::PUT, VAR, Some(long_value.as_bytes())).expect(413, "value_too_large", Is("value")),
         // Unknown routes and wrong methods.
         case("unknown route", M::GET, "/v1/nope", None).expect(404, "not_found", Field::None),
-        case("root", M::GET, "/", None).expect(404, "not_found", Field::None),
+        // `/` is the web UI's; a path no route has:
+        case("no such path", M::GET, "/nothing-here", None).expect(404, "not_found", Field::None),
         case("other version", M::GET, "/v2/status", None).expect(404, "not_found", Field::None),
         case("delete status", M::DELETE, "/v1/status", None).expect(405, "method_not_allowed", Field::None),
         case("post health", M::POST, "/v1/health", Some(b"{}")).expect(405, "method_not_allowed", Field::None),
