@@ -758,7 +758,9 @@ impl Cluster {
         .await
     }
 
-    /// Joins a new server with the server token and waits until it is a voter.
+    /// Joins a new server with the server token and waits until it is a voter and has applied
+    /// what the leader had: before that, its state may not hold the API tokens, and it refuses
+    /// calls with them (401), as any server that lags would.
     pub async fn add_server(&mut self) -> u64 {
         let token = self.server_token.clone();
         let id = self
@@ -766,6 +768,7 @@ impl Cluster {
             .await
             .unwrap_or_else(|e| panic!("a new server could not join: {e}"));
         self.wait_for_voters().await;
+        self.wait_converged().await;
         id
     }
 
