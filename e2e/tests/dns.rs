@@ -170,16 +170,6 @@ impl Drop for Upstream {
     }
 }
 
-/// Removes this test's bridge and the rules the agent added for it, its resolver's included
-/// (after the agent is gone: declare it before the daemons).
-struct BridgeCleanup;
-
-impl Drop for BridgeCleanup {
-    fn drop(&mut self) {
-        tepui_e2e::remove_bridge(BRIDGE);
-    }
-}
-
 fn is_terminal(state: &str) -> bool {
     matches!(
         state,
@@ -239,7 +229,6 @@ fn bridge_tasks_find_each_other_by_name_through_the_cluster_resolver() {
     need_root();
     require_busybox().expect("busybox-static is installed (e2e/setup.sh)");
     require_program("dig", "dnsutils").expect("dig is installed (e2e/setup.sh)");
-    let _cleanup = BridgeCleanup;
     let marked = MarkedProcesses::new("dns");
     let sb = Sandbox::new("dns");
     let upstream = Upstream::start(UPSTREAM_IP);

@@ -200,21 +200,11 @@ fn self_signed(names: &[&str]) -> (String, String) {
     (cert.pem(), key.serialize_pem())
 }
 
-/// Removes this test's bridge (after the agent is gone: declare it before the daemons).
-struct BridgeCleanup;
-
-impl Drop for BridgeCleanup {
-    fn drop(&mut self) {
-        tepui_e2e::remove_bridge(BRIDGE);
-    }
-}
-
 #[test]
 fn apps_are_served_through_the_gateway_by_host_path_and_tls() {
     need_root();
     require_busybox().expect("busybox-static is installed (e2e/setup.sh)");
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let _cleanup = BridgeCleanup;
     let marked = MarkedProcesses::new("gateway");
     let sb = Sandbox::new("gateway");
     let archive = sb.join("busybox.tar");
@@ -541,7 +531,6 @@ impl Drop for VipCleanup {
                 eprintln!("could not remove the VIP rules of {}: {e}", chains.prefix());
             }
         }
-        tepui_e2e::remove_bridge(VIP_BRIDGE);
     }
 }
 
@@ -755,13 +744,6 @@ fn websockets_pass_and_a_failing_backend_is_ejected_then_restored() {
     need_root();
     require_busybox().expect("busybox-static is installed (e2e/setup.sh)");
     let _ = rustls::crypto::ring::default_provider().install_default();
-    struct Cleanup;
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            tepui_e2e::remove_bridge(WS_BRIDGE);
-        }
-    }
-    let _cleanup = Cleanup;
     let marked = MarkedProcesses::new("gateway-ws");
     let sb = Sandbox::new("gateway-ws");
     let archive = sb.join("busybox.tar");

@@ -319,16 +319,6 @@ impl Drop for KillTasksOnPanic<'_> {
     }
 }
 
-/// Removes this test's bridge and the rules the agent added for it (after the agent is gone:
-/// declare it before the daemons).
-struct BridgeCleanup;
-
-impl Drop for BridgeCleanup {
-    fn drop(&mut self) {
-        tepui_e2e::remove_bridge(BRIDGE);
-    }
-}
-
 /// Files `tepui image import` must refuse: text, binary noise, a real archive cut short.
 fn broken_archives(sb: &Sandbox, good: &Path) -> Vec<(String, std::path::PathBuf)> {
     let text = sb.join("text.tar");
@@ -428,7 +418,6 @@ fn tasks_run_in_real_containers() {
     require_environment();
     let started = Instant::now();
     let sb = Sandbox::new("tasks");
-    let _bridge = BridgeCleanup;
 
     // Images: a docker-save archive to import, busybox:1 in a registry the agent trusts over
     // plain HTTP, and a second registry it does not trust.

@@ -642,21 +642,10 @@ fn read_h1(b: &Browser) -> Result<Option<String>, String> {
     Ok(v.as_str().map(str::to_string))
 }
 
-/// Removes a test's bridge and the agent's rules for it when the test ends (declared before the
-/// daemons, so it runs after them).
-struct BridgeCleanup(&'static str);
-
-impl Drop for BridgeCleanup {
-    fn drop(&mut self) {
-        tepui_e2e::remove_bridge(self.0);
-    }
-}
-
 #[test]
 fn without_a_token_only_the_login_page_and_a_login_link_logs_in() {
     need_root();
     tepui_e2e::browser::require_browser();
-    let _bridge = BridgeCleanup("tpe2e-ui1");
     let sb = Sandbox::new("ui-login");
     let (_dev, _) = spawn_dev(
         &sb,
@@ -980,7 +969,6 @@ fn apps_jobs_tasks_and_agents_are_operated_from_the_browser() {
     require_busybox().expect("busybox-static is installed (e2e/setup.sh)");
     tepui_e2e::browser::require_browser();
     let marked = MarkedProcesses::new("ui");
-    let _bridge = BridgeCleanup("tpe2e-ui2");
     let sb = Sandbox::new("ui-ops");
     let archive = sb.join("busybox.tar");
     build_docker_archive(&archive, IMAGE).expect("the docker archive builds");
