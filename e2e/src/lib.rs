@@ -295,6 +295,11 @@ impl Drop for Sandbox {
         for bridge in self.bridges.get_mut().unwrap_or_else(|e| e.into_inner()).drain(..) {
             remove_bridge(&bridge);
         }
+        // The daemons were killed with SIGKILL: nothing released the rootfs of their tasks'
+        // containers, and a mount point keeps the dir from being removed.
+        if let Some(dir) = &self.dir {
+            unmount_under(dir.path());
+        }
         if std::thread::panicking() {
             if let Some(dir) = self.dir.take() {
                 let path = dir.keep();
@@ -302,6 +307,58 @@ impl Drop for Sandbox {
             }
         }
     }
+}
+
+/// Detaches every mount at or below `dir`, deepest first (lazily: a process that still has one
+/// open keeps it until it lets go).
+fn unmount_under(dir: &Path) {
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape_mount_path(field)))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    for point in points {
+        let Ok(c) = std::ffi::CString::new(point.as_os_str().as_encoded_bytes()) else {
+            continue;
+        };
+        // SAFETY: a valid NUL-terminated path; umount2 reads it and touches no memory of ours.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+            eprintln!(
+                "e2e: cannot unmount {}: {}",
+                point.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+/// /proc/self/mountinfo writes space, tab, newline and backslash in paths as `\ooo` (octal).
+fn unescape_mount_path(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A `tepui` daemon process. Dropping it kills the process (SIGKILL).
@@ -682,6 +739,56 @@ pub fn spawn_servers(sb: &Sandbox, ips: &[&str], extra: &[&str], ready: Duration
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_paths_are_unescaped() {
+        assert_eq!(unescape_mount_path(r"/tmp/a\040b\134c"), r"/tmp/a b\c");
+        assert_eq!(unescape_mount_path(r"/x\9"), r"/x\9");
+    }
+
+    /// What a killed agent leaves: mounts inside mounts under the sandbox's dir.
+    #[test]
+    fn a_dropped_sandbox_unmounts_what_is_mounted_under_it() {
+        let sandbox = Sandbox::new("unmount");
+        let outer = sandbox.join("tasks/one/rootfs");
+        let inner = outer.join("proc");
+        let mounted = |p: &Path| {
+            let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+            info.lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .any(|f| Path::new(&unescape_mount_path(f)) == p)
+        };
+        std::fs::create_dir_all(&outer).unwrap();
+        let tmpfs = |p: &Path| {
+            let target = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: valid NUL-terminated strings; no data argument.
+            let rc = unsafe {
+                libc::mount(
+                    c"tmpfs".as_ptr(),
+                    target.as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    0,
+                    std::ptr::null(),
+                )
+            };
+            assert_eq!(
+                rc,
+                0,
+                "mount tmpfs on {}: {}",
+                p.display(),
+                std::io::Error::last_os_error()
+            );
+        };
+        tmpfs(&outer);
+        std::fs::create_dir_all(&inner).unwrap();
+        tmpfs(&inner);
+        assert!(mounted(&outer) && mounted(&inner));
+        let dir = sandbox.path().to_path_buf();
+        drop(sandbox);
+        assert!(!mounted(&inner) && !mounted(&outer), "both are unmounted");
+        assert!(!dir.exists(), "and the dir is removed");
+    }
     /// A file in e2e/tests that cmd/tepui/Cargo.toml does not list would never run.
     #[test]
     fn every_e2e_test_file_is_a_test_target_of_the_tepui_package() {
