@@ -12,7 +12,7 @@
 use std::ffi::OsString;
 use std::fmt::Display;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -235,6 +235,39 @@ pub fn tepui_with_timeout<S: AsRef<std::ffi::OsStr>>(args: &[S], timeout: Durati
         stderr: err.join().unwrap_or_default(),
         command: line,
     }
+}
+
+/// `tepui task exec -i ID -- sh` fed `input` on stdin, given up after 30 s: (exit code,
+/// stdout, stderr).
+pub fn exec_interactive(addr: &str, id: &str, input: &str) -> (i32, String, String) {
+    let mut child = std::process::Command::new(tepui_bin())
+        .args(["task", "exec", "-i", id, "--addr", addr, "--", "sh"])
+        .env("TEPUI_API_TOKEN", API_TOKEN)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tepui runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input.as_bytes())
+        .expect("input goes in");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if child.try_wait().expect("waitable").is_some() || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A temp dir for one test: data dirs, daemon logs, files. Kept (and its path printed) when

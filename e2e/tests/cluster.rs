@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tepui_api::{MemberView, NodeView, StatusView, VarView};
-use tepui_e2e::{cluster_addr, http_addr, read_token, tepui, wait_for, Daemon, Sandbox};
+use tepui_api::{MemberView, NodeView, StatusView, TaskView, VarView};
+use tepui_e2e::{cluster_addr, exec_interactive, http_addr, read_token, tepui, wait_for, Daemon, Sandbox};
 
 const SERVERS: [(&str, &str); 3] = [("s1", "127.0.11.1"), ("s2", "127.0.11.2"), ("s3", "127.0.11.3")];
 const AGENTS: [(&str, &str, &str); 2] = [("a1", "127.0.11.4", "r1"), ("a2", "127.0.11.5", "r2")];
@@ -161,9 +161,38 @@ fn three_servers_two_agents_survive_kill_and_restart() {
     assert_eq!(all["a1"].attributes.get("rack").map(String::as_str), Some("r1"));
     assert_eq!(all["a2"].attributes.get("rack").map(String::as_str), Some("r2"));
 
-    // Kill -9 the leader.
+    // An interactive exec (a websocket) through a follower: it tunnels the upgrade to the
+    // leader over the cluster port.
     let status: StatusView = tepui(&["status", "-o", "json", "--addr", &s1_addr]).ok().json();
     let leader = status.leader.expect("a leader after the joins").name;
+    let follower_addr = http_addr(SERVERS.iter().find(|(n, _)| *n != leader).unwrap().1);
+    let task: TaskView = tepui(&[
+        "task",
+        "run",
+        "--host",
+        "-o",
+        "json",
+        "--addr",
+        &follower_addr,
+        "--",
+        "sleep",
+        "600",
+    ])
+    .ok()
+    .json();
+    wait_for("the task to run", START, || {
+        let t: TaskView = tepui(&["task", "show", &task.id, "-o", "json", "--addr", &s1_addr]).try_json()?;
+        if t.state == "TASK_RUNNING" {
+            Ok(())
+        } else {
+            Err(format!("{} ({})", t.state, t.message))
+        }
+    });
+    let (code, stdout, stderr) = exec_interactive(&follower_addr, &task.id, "echo via follower $((40+2)); exit 3\n");
+    assert_eq!((code, stdout.as_str()), (3, "via follower 42\n"), "stderr: {stderr}");
+    tepui(&["task", "kill", &task.id, "--addr", &follower_addr]).ok();
+
+    // Kill -9 the leader.
     assert_eq!(status.servers, 3);
     assert_eq!((status.agents, status.agents_ready), (2, 2));
     let (leader_name, leader_ip) = *SERVERS

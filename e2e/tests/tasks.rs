@@ -17,7 +17,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tepui_api::{AgentImage, NodeView, TaskView};
-use tepui_e2e::{cluster_addr, http_addr, read_token, tepui, tepui_bin, wait_for, Daemon, Output, Sandbox};
+use tepui_e2e::{
+    cluster_addr, exec_interactive, http_addr, read_token, tepui, tepui_bin, wait_for, Daemon, Output, Sandbox,
+};
 use tepui_image::testimage::{build_busybox_layout, build_docker_archive, require_busybox, require_program, Registry};
 
 const SERVER_IP: &str = "127.0.14.1";
@@ -181,38 +183,6 @@ fn wait_ended(addr: &str, id: &str) -> TaskView {
             Err(format!("{} ({})", t.state, t.message))
         }
     })
-}
-
-/// `tepui task exec -i ID -- sh` fed `input` on stdin: (exit code, stdout, stderr).
-fn exec_interactive(addr: &str, id: &str, input: &str) -> (i32, String, String) {
-    let mut child = std::process::Command::new(tepui_bin())
-        .args(["task", "exec", "-i", id, "--addr", addr, "--", "sh"])
-        .env("TEPUI_API_TOKEN", tepui_e2e::API_TOKEN)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("tepui runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(input.as_bytes())
-        .expect("input goes in");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if child.try_wait().expect("waitable").is_some() || std::time::Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().expect("output");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn exec(addr: &str, id: &str, cmd: &[&str]) -> Output {

@@ -388,6 +388,22 @@ impl Cluster for ClusterService {
         Ok(tonic::Response::new(crate::http::execute_forwarded(router, req).await))
     }
 
+    type TunnelStream = crate::tunnel::TunnelStream;
+
+    async fn tunnel(
+        &self,
+        req: Request<tonic::Streaming<tepui_proto::TunnelData>>,
+    ) -> Result<tonic::Response<Self::TunnelStream>, Status> {
+        require_server(&self.inner, &req)?;
+        let router = self
+            .inner
+            .router
+            .get()
+            .ok_or_else(|| Status::unavailable("starting up"))?
+            .clone();
+        Ok(tonic::Response::new(crate::tunnel::serve(router, req.into_inner())))
+    }
+
     async fn renew(&self, req: Request<RenewRequest>) -> Result<tonic::Response<RenewResponse>, Status> {
         let who = require_member(&self.inner, &req)?;
         if !self.inner.is_leader() {

@@ -29,7 +29,7 @@ use crate::VERSION;
 
 /// A snapshot upload may be large.
 const SNAPSHOT_LIMIT: usize = 512 << 20;
-const FORWARDED: &str = "x-tepui-forwarded";
+pub(crate) const FORWARDED: &str = "x-tepui-forwarded";
 /// A join token without an explicit `ttl` expires after this long: a token lost in a shell
 /// history or a ticket must not admit nodes forever.
 pub(crate) const DEFAULT_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -182,6 +182,9 @@ async fn forward_to_leader(State(inner): Shared, req: Request, next: Next) -> Re
             "leadership is changing; retry in a moment",
         )
         .into_response();
+    }
+    if crate::tunnel::is_upgrade(req.headers()) {
+        return crate::tunnel::relay(&inner, req).await;
     }
     let limit = forward_limit(req.extensions().get::<MatchedPath>().map(MatchedPath::as_str));
     let mut headers: std::collections::HashMap<String, String> = req

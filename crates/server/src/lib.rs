@@ -19,6 +19,7 @@ mod metrics;
 mod node;
 mod peers;
 mod raft_net;
+mod tunnel;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
