@@ -20,6 +20,7 @@
 
 pub mod convert;
 mod core;
+pub mod events;
 pub mod http;
 mod lifecycle;
 pub use lifecycle::DirectLaunch;

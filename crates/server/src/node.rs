@@ -555,6 +555,7 @@ impl Server {
             local: tepui_mesos_api::local_routes(master.clone())
                 .merge(tepui_dns::http::routes(dns.as_ref().map(|d| d.records.clone())))
                 .merge(crate::history::routes(history.clone()))
+                .merge(tepui_master::events::Events::start(node.clone()).routes())
                 .merge(tepui_ui::routes()),
             audit: Some(Arc::new(
                 tepui_auth::AuditLog::open(cfg.data_dir.join(AUDIT_LOG)).map_err(|e| {

@@ -1,6 +1,8 @@
-// The Marathon event stream (GET /v2/events, text/event-stream), read with fetch because
-// EventSource cannot send the Authorization header. One connection serves every page; it opens
-// while someone listens and reconnects with backoff when it breaks (a leader change ends it).
+// The event streams, read with fetch because EventSource cannot send the Authorization header:
+// Marathon's (GET /v2/events: apps, instances, deployments, health) and the cluster's (GET
+// /v1/events: nodes, tasks, frameworks, roles, jobs, runs, the leader). One connection to each
+// serves every page; they open while someone listens and reconnect with backoff when they
+// break (a leader change ends Marathon's).
 
 import {api, aborted} from './api.js';
 
@@ -54,9 +56,13 @@ export function stop() {
   setState('closed');
 }
 
+const SOURCES = ['/v2/events', '/v1/events'];
+const connected = new Set();
+
 function start() {
   controller = new AbortController();
-  run(controller.signal);
+  connected.clear();
+  for (const path of SOURCES) run(path, controller.signal);
 }
 
 function sleep(ms, signal) {
@@ -85,14 +91,17 @@ function parseBlock(block) {
   dispatch(type, parsed);
 }
 
-async function run(signal) {
+async function run(path, signal) {
   let delay = 1000;
   let connectedBefore = false;
   while (!signal.aborted) {
+    connected.delete(path);
     setState(connectedBefore ? 'reconnecting' : 'connecting');
     try {
-      const resp = await api('/v2/events', {signal, raw: true, accept: 'text/event-stream'});
-      setState('connected');
+      const resp = await api(path, {signal, raw: true, accept: 'text/event-stream'});
+      connected.add(path);
+      // Connected once every stream is.
+      if (connected.size === SOURCES.length) setState('connected');
       if (connectedBefore) dispatch('_reconnected', null);
       connectedBefore = true;
       delay = 1000;
@@ -100,7 +109,7 @@ async function run(signal) {
       let buffer = '';
       for (;;) {
         const {value, done} = await reader.read();
-        if (done) break;
+        if (done) { connected.delete(path); break; }
         buffer += value.replace(/\r\n?/g, '\n');
         let end;
         while ((end = buffer.indexOf('\n\n')) >= 0) {
@@ -111,6 +120,7 @@ async function run(signal) {
     } catch (err) {
       if (aborted(err) || signal.aborted) return;
       // A 401 has already logged out (and stopped this loop); anything else is retried.
+      connected.delete(path);
       setState('reconnecting', err.message);
     }
     if (signal.aborted) return;
@@ -122,9 +132,9 @@ async function run(signal) {
 
 /**
  * Keeps a page fresh: calls `refresh` (debounced) when an event of `types` (any, when absent)
- * passes `match`, after a reconnect, and every `every` ms while the tab is visible (for what
- * the event stream does not tell: agents, jobs, raft). Stops when `signal` aborts. Returns a
- * function that asks for a refresh now (after an action).
+ * passes `match`, and after a reconnect (events may have been missed); `every` ms while the
+ * tab is visible only for what no event tells. Stops when `signal` aborts. Returns a function
+ * that asks for a refresh now (after an action).
  */
 export function live(signal, {types, match, every, debounce = 400}, refresh) {
   let timer = null;

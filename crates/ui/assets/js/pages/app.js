@@ -257,8 +257,9 @@ export function render(ctx) {
 
   // Any event that names this app (its tasks, deployments, health) refreshes the page.
   const refreshNow = live(ctx.signal, {
-    every: 10000,
-    match: (type, data) => JSON.stringify(data || {}).includes(`"${id}"`) || type.startsWith('deployment'),
+    // Its own events, deployments, and what changes why it waits: tasks and agents.
+    match: (type, data) => JSON.stringify(data || {}).includes(`"${id}"`) || type.startsWith('deployment')
+      || type === 'task_changed' || type === 'node_changed',
   }, refresh);
   return refresh();
 }

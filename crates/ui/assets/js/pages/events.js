@@ -19,6 +19,14 @@ function about(type, e) {
   if (e.id && type.startsWith('deployment')) parts.push(`deployment ${e.id}`);
   if (e.currentStep && e.currentStep.actions) parts.push(e.currentStep.actions.map((a) => `${a.action} ${a.app}`).join(', '));
   if (e.uri) parts.push(e.uri);
+  if (type.endsWith('_changed')) {
+    if (e.jobId) parts.push(`job ${e.jobId}`);
+    if (e.id !== undefined || e.name) parts.push(e.name || String(e.id));
+    if (e.role) parts.push(`role ${e.role}`);
+    if (e.state || e.status) parts.push(e.state || e.status);
+    if (type === 'leader_changed') parts.push(e.leader == null ? 'no leader' : `leader ${e.leader}`);
+    if (e.removed) parts.push('removed');
+  }
   if (e.message) parts.push(e.message);
   return parts.join(' · ');
 }
@@ -32,7 +40,7 @@ export function render(ctx) {
   const list = h('ol', {class: 'events', reversed: true});
   const log = h('div', {role: 'log', 'aria-label': 'Event stream', tabindex: 0, class: 'event-log'}, list);
   ctx.main.append(
-    h('p', {}, 'Marathon\'s event stream (/v2/events), as this page receives it.'),
+    h('p', {}, 'The event streams as this page receives them: Marathon\'s (/v2/events) and the cluster\'s (/v1/events).'),
     h('div', {class: 'toolbar'}, h('label', {for: filterId}, 'Event type'), filter, pause, state),
     log);
 

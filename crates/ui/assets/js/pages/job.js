@@ -1,8 +1,9 @@
 // One job: run it now, its runs (active and finished), schedules, its place in the dependency
-// graph, and its definition. Jobs have no events on the stream: the page polls, faster while a
-// run is active.
+// graph, and its definition. It refreshes on the cluster's job events (this job's, and its
+// runs').
 
 import {api, all} from '../api.js';
+import {live} from '../events.js';
 import {
   h, section, table, replace, alertBox, announce, confirmDialog, fmtTime, fmtRelative, badge,
   taskHref, jobHref,
@@ -27,7 +28,7 @@ export function render(ctx) {
     try {
       const run = await api(`${base}/runs`, {method: 'POST', body: {}});
       announce(`Run ${run.id} of ${id} started`);
-      poll(0);
+      refreshNow();
     } catch (e) {
       errors.append(alertBox(`Cannot start a run: ${e.message}`));
     } finally {
@@ -55,7 +56,7 @@ export function render(ctx) {
       await api(base, {method: 'PUT', body: def});
       announce(`Saved job ${id}`);
       shown = null;
-      poll(0);
+      refreshNow();
     },
   });
 
@@ -67,13 +68,10 @@ export function render(ctx) {
     section('Dependencies', slots.graph),
     section('Definition', editor.el));
 
-  let timer = null;
-  let active = false;
-  const poll = (ms) => {
-    clearTimeout(timer);
-    if (!ctx.signal.aborted) timer = setTimeout(refresh, ms);
-  };
-  ctx.signal.addEventListener('abort', () => clearTimeout(timer), {once: true});
+  const refreshNow = live(ctx.signal, {
+    types: ['job_changed', 'job_run_changed'],
+    match: (type, data) => (type === 'job_changed' ? data.id : data.jobId) === id,
+  }, refresh);
 
   async function refresh() {
     const [jobR, jobs] = await all([
@@ -83,13 +81,11 @@ export function render(ctx) {
     if (ctx.signal.aborted) return;
     if (jobR.error) {
       replace(summary, alertBox(jobR.error.status === 404 ? `There is no job ${id}.` : jobR.error.message));
-      if (jobR.error.status !== 404) poll(10000);
       return;
     }
     const job = jobR.value;
     const history = job.history || {};
     const runs = job.activeRuns || [];
-    active = runs.length > 0;
 
     replace(summary, h('dl', {class: 'facts'},
       h('dt', {}, 'Description'), h('dd', {}, job.description || '—'),
@@ -150,7 +146,6 @@ export function render(ctx) {
       editor.setValue(def);
       shown = true;
     }
-    poll(active ? 2000 : 10000);
   }
   return refresh();
 }

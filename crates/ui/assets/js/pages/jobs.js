@@ -59,7 +59,7 @@ export function render(ctx) {
     graphSection.hidden = !linked;
     if (linked) replace(graphSlot, h('div', {class: 'graph-wrap'}, dependencyGraph(parents, null)));
   };
-  live(ctx.signal, {every: 10000}, refresh);
+  live(ctx.signal, {types: ['job_changed', 'job_run_changed']}, refresh);
   return refresh();
 }
 

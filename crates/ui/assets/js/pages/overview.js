@@ -182,6 +182,7 @@ export function render(ctx) {
     });
   };
 
-  const refreshNow = live(ctx.signal, {every: 5000}, refresh);
+  // Everything on it is in some event: agents, servers, tasks, frameworks, roles, apps.
+  const refreshNow = live(ctx.signal, {}, refresh);
   return refresh();
 }

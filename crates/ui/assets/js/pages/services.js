@@ -43,7 +43,7 @@ export function render(ctx) {
       empty: 'No services yet: deploy one with "New service".',
     }));
   };
-  live(ctx.signal, {every: 15000}, refresh);
+  live(ctx.signal, {}, refresh);
   return refresh();
 }
 
