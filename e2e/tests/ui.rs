@@ -51,10 +51,10 @@ const ROUTES: [&str; 13] = [
     "",
     "login",
     "services",
-    "services/new",
+    "services/_new",
     "services/shop/web",
     "jobs",
-    "jobs/new",
+    "jobs/_new",
     "jobs/nightly",
     "tasks",
     "tasks/web.1234",
@@ -1079,7 +1079,7 @@ fn apps_jobs_tasks_and_agents_are_operated_from_the_browser() {
     });
 
     let deployed = report.step("new service: deploy an app from the editor", || {
-        ui.open("/ui/services/new");
+        ui.open("/ui/services/_new");
         ui.wait_h1("New service");
         ui.fill("App definition (JSON)", &app.to_string());
         ui.press_button("Deploy");
@@ -1262,9 +1262,9 @@ fn apps_jobs_tasks_and_agents_are_operated_from_the_browser() {
         ui.audit("jobs", true, Control::Link("New job"));
         let new = ui.b.find(By::XPath("//a[normalize-space()='New job']")).unwrap_or(new);
         ui.b.click(&new).unwrap();
-        ui.b.wait("/ui/jobs/new", SHOWN, |b| {
+        ui.b.wait("/ui/jobs/_new", SHOWN, |b| {
             let u = b.url()?;
-            if u.ends_with("/ui/jobs/new") {
+            if u.ends_with("/ui/jobs/_new") {
                 Ok(())
             } else {
                 Err(u)

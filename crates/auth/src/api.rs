@@ -205,8 +205,7 @@ async fn who_am_i(Extension(me): Extension<Identity>) -> ApiResult<AclWhoAmI> {
 /// parent lacks, no longer than the parent lives. A derived management token (from the
 /// bootstrap token on a laptop) is the one kind that could otherwise outlive itself, by minting
 /// tokens; no token may mint an ACL or join token that outlives it (see
-/// [`capped_by_caller`]). (A derived token outlives its parent's revocation, by its own TTL at
-/// most: the state records no parentage.)
+/// [`capped_by_caller`]). It records its parent: revoking the parent revokes it.
 pub(crate) fn derived_token(
     parent: &AclToken,
     policy_exists: impl Fn(&str) -> bool,
@@ -217,7 +216,9 @@ pub(crate) fn derived_token(
     let policies = parent.policies.iter().filter(|p| policy_exists(p)).cloned().collect();
     let until = tepui_api::token_expiry(now, ttl).unwrap_or(u64::MAX);
     let expires_at = parent.expires_at.map_or(until, |p| p.min(until));
-    new_token(name, policies, parent.management, now, Some(expires_at))
+    let (secret, mut token) = new_token(name, policies, parent.management, now, Some(expires_at));
+    token.parent = Some(parent.accessor.clone());
+    (secret, token)
 }
 
 /// The expiry a token made by `caller` gets: the one asked for, but never later than the

@@ -447,6 +447,7 @@ pub fn new_token(
         policies,
         created_at: now,
         expires_at,
+        parent: None,
     };
     (format!("{accessor}.{secret}"), record)
 }
@@ -469,9 +470,14 @@ pub fn token_from_secret(token: &str, name: &str, now: u64) -> Option<(String, A
         policies: Vec::new(),
         created_at: now,
         expires_at: None,
+        parent: None,
     };
     Some((format!("{accessor}.{secret}"), record))
 }
+
+/// How many derivations deep a token's parentage is checked (derived tokens are rarely derived
+/// again; a deeper chain is cut short, never loops).
+const MAX_DERIVATION_DEPTH: usize = 8;
 
 /// Who `token` is (none: an anonymous call), at `now`.
 pub fn authenticate(state: &Replicated, token: Option<&str>, now: u64) -> Result<Identity, Denied> {
@@ -493,6 +499,20 @@ pub fn authenticate(state: &Replicated, token: Option<&str>, now: u64) -> Result
         return Err(Denied::unauthenticated(format!(
             "API token {accessor} expired; ask an operator for a new one (`tepui acl token create`)"
         )));
+    }
+    // A derived token is good while the tokens it comes from are (revoking one removes its
+    // descendants too; this holds also before that is applied everywhere).
+    let mut ancestor = record.parent.as_deref();
+    for _ in 0..MAX_DERIVATION_DEPTH {
+        let Some(parent) = ancestor else { break };
+        match state.acl_tokens.get(parent) {
+            Some(p) if !p.expired(now) => ancestor = p.parent.as_deref(),
+            _ => {
+                return Err(Denied::unauthenticated(format!(
+                    "API token {accessor} was derived from token {parent}, which is revoked or expired; log in again"
+                )))
+            }
+        }
     }
     let mut capabilities = BTreeSet::new();
     let mut frameworks = Vec::new();

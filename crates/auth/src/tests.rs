@@ -518,6 +518,48 @@ fn a_derived_token_never_exceeds_its_parent() {
     assert_eq!((d.management, d.expires_at), (true, Some(1_000 + 3_600_000)));
 }
 
+/// Revoking a token revokes what was derived from it, and from those: checked at
+/// authentication (also where the revocation is not applied yet) and removed by the revocation.
+#[test]
+fn a_derived_token_ends_with_its_parents_revocation() {
+    let f = fixture();
+    let hour = std::time::Duration::from_secs(3600);
+    let exists = |p: &str| f.state.acl_policies.contains_key(p);
+    let reader = f.state.acl_tokens.values().find(|t| t.name == "ci").unwrap().clone();
+    let (child_secret, child) = api::derived_token(&reader, exists, "ui", hour, 1_000);
+    assert_eq!(child.parent.as_deref(), Some(reader.accessor.as_str()));
+    let (grandchild_secret, grandchild) = api::derived_token(&child, exists, "ui2", hour, 1_000);
+    let mut state = f.state.clone();
+    state.apply(20, &Command::AclCreateToken { token: child.clone() });
+    state.apply(21, &Command::AclCreateToken { token: grandchild.clone() });
+    assert!(authenticate(&state, Some(&grandchild_secret), 2_000).is_ok());
+
+    // The parent gone from a state that still holds its descendants: refused all the same.
+    let mut orphaned = state.clone();
+    orphaned.acl_tokens.remove(&reader.accessor);
+    for secret in [&child_secret, &grandchild_secret] {
+        let denied = authenticate(&orphaned, Some(secret), 2_000).unwrap_err();
+        assert_eq!(denied.status, 401);
+        assert!(denied.message.contains("revoked or expired"), "{}", denied.message);
+    }
+    // An expired parent ends them too.
+    let mut expired = state.clone();
+    expired.acl_tokens.get_mut(&child.accessor).unwrap().expires_at = Some(1_500);
+    assert_eq!(authenticate(&expired, Some(&grandchild_secret), 2_000).unwrap_err().status, 401);
+
+    // The revocation removes the whole line.
+    state.apply(
+        22,
+        &Command::AclRevokeToken {
+            accessor: reader.accessor.clone(),
+        },
+    );
+    for gone in [&reader.accessor, &child.accessor, &grandchild.accessor] {
+        assert!(!state.acl_tokens.contains_key(gone), "{gone}");
+    }
+    assert!(!state.acl_tokens.is_empty(), "the others stay");
+}
+
 /// `POST /v1/acl/token/self/derive` through the gate: 201 with the new secret, which reads as
 /// its parent does and no more, is replicated as a token, and expires.
 #[tokio::test]

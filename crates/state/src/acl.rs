@@ -96,6 +96,10 @@ pub struct AclToken {
     /// None: never expires.
     #[serde(default)]
     pub expires_at: Option<Millis>,
+    /// The token this one was derived from: it is good only while that one is, and is revoked
+    /// with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 impl AclToken {

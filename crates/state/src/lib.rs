@@ -797,6 +797,20 @@ impl State {
                     .ok_or_else(|| ApplyError::UnknownAclToken {
                         accessor: accessor.clone(),
                     })?;
+                // The tokens derived from it, and theirs, go with it.
+                let mut gone = vec![accessor.clone()];
+                while let Some(parent) = gone.pop() {
+                    let children: Vec<String> = self
+                        .acl_tokens
+                        .values()
+                        .filter(|t| t.parent.as_deref() == Some(parent.as_str()))
+                        .map(|t| t.accessor.clone())
+                        .collect();
+                    for child in children {
+                        self.acl_tokens.remove(&child);
+                        gone.push(child);
+                    }
+                }
                 Ok(Response::Ok)
             }
             Command::AclSetAnonymousRead { enabled } => {
@@ -1309,6 +1323,7 @@ mod tests {
             policies: policies.iter().map(|p| p.to_string()).collect(),
             created_at: 1,
             expires_at: None,
+            parent: None,
         }
     }
 

@@ -62,6 +62,7 @@ async fn every_client_route_gets_the_shell() {
         "/ui/",
         "/ui/login",
         "/ui/services",
+        "/ui/services/_new",
         "/ui/services/new",
         "/ui/services/shop/web",
         "/ui/jobs/nightly.backup",

@@ -19,10 +19,11 @@ import * as metrics from './pages/metrics.js';
 route(/^\/login$/, login);
 route(/^\/$/, overview);
 route(/^\/services$/, services);
-route(/^\/services\/new$/, services.create);
+// The editors' paths cannot be ids: Marathon's and Metronome's ids have no '_'.
+route(/^\/services\/_new$/, services.create);
 route(/^\/services\/(.+)$/, app);
 route(/^\/jobs$/, jobs);
-route(/^\/jobs\/new$/, jobs.create);
+route(/^\/jobs\/_new$/, jobs.create);
 route(/^\/jobs\/([^/]+)$/, job);
 route(/^\/tasks$/, tasks);
 route(/^\/tasks\/([^/]+)$/, task);

@@ -22,7 +22,7 @@ export function render(ctx) {
   const graphSection = section('Dependencies', graphSlot);
   graphSection.hidden = true;
   ctx.main.append(
-    h('p', {class: 'actions'}, h('a', {href: '/ui/jobs/new', class: 'button'}, 'New job')),
+    h('p', {class: 'actions'}, h('a', {href: '/ui/jobs/_new', class: 'button'}, 'New job')),
     slot,
     graphSection);
 
@@ -70,7 +70,7 @@ const TEMPLATE = {
   schedules: [],
 };
 
-/** /ui/jobs/new: a Metronome job definition, created with POST /v1/jobs. */
+/** /ui/jobs/_new: a Metronome job definition, created with POST /v1/jobs. */
 export const create = {
   render(ctx) {
     ctx.heading('New job');

@@ -12,7 +12,7 @@ export function render(ctx) {
   ctx.heading('Services');
   const slot = h('div');
   ctx.main.append(
-    h('p', {class: 'actions'}, h('a', {href: '/ui/services/new', class: 'button'}, 'New service')),
+    h('p', {class: 'actions'}, h('a', {href: '/ui/services/_new', class: 'button'}, 'New service')),
     slot);
 
   const refresh = async () => {
@@ -55,7 +55,7 @@ const TEMPLATE = {
   instances: 1,
 };
 
-/** /ui/services/new: an app definition, deployed with POST /v2/apps. */
+/** /ui/services/_new: an app definition, deployed with POST /v2/apps. */
 export const create = {
   render(ctx) {
     ctx.heading('New service');
