@@ -712,24 +712,44 @@ pub async fn enforce(State(gate): State<Gate>, mut req: Request, next: Next) -> 
             .or_else(|| req.uri().authority().map(|a| a.as_str()))
             .map(str::to_string)
     });
-    let checked = browser_check(&method, req.headers()).and_then(|()| {
-        gate.node.read(|s| {
-            let checked = match &host {
-                Some(h) => host_check(h.as_deref(), &gate.hostnames, s.nodes.values().map(|n| n.name.as_str())),
-                None => Ok(()),
-            }
-            .and_then(|()| check(&gate.table, s, &route, &method, req.headers(), now));
-            if let (Err(_), Some(r)) = (&checked, record.as_mut()) {
-                // A refused caller's token, if it is one: its accessor, never its secret.
-                r.accessor = credential(req.headers())
-                    .ok()
-                    .flatten()
-                    .and_then(|t| t.split_once('.').map(|(a, _)| a.to_string()))
-                    .filter(|a| s.acl_tokens.contains_key(a));
-            }
-            checked
+    // The request itself (its body is not Sync) must not be held across the catch-up's await.
+    let headers = req.headers().clone();
+    let headers = &headers;
+    let check_now = |record: &mut Option<AuditRecord>| {
+        browser_check(&method, headers).and_then(|()| {
+            gate.node.read(|s| {
+                let checked = match &host {
+                    Some(h) => host_check(h.as_deref(), &gate.hostnames, s.nodes.values().map(|n| n.name.as_str())),
+                    None => Ok(()),
+                }
+                .and_then(|()| check(&gate.table, s, &route, &method, headers, now));
+                if let (Err(_), Some(r)) = (&checked, record.as_mut()) {
+                    // A refused caller's token, if it is one: its accessor, never its secret.
+                    r.accessor = credential(headers)
+                        .ok()
+                        .flatten()
+                        .and_then(|t| t.split_once('.').map(|(a, _)| a.to_string()))
+                        .filter(|a| s.acl_tokens.contains_key(a));
+                }
+                checked
+            })
         })
-    });
+    };
+    let mut checked = check_now(&mut record);
+    // A token this server has not applied yet (it lags the leader, or was just added): catch up
+    // with the leader once, then decide, instead of refusing a token the cluster knows.
+    if token_unknown_here(&checked, &gate.node, headers) {
+        // A follower cannot ask for the leader's commit index; the leader's next append (a
+        // heartbeat at most away) brings what it missed. Judge again after each apply.
+        let mut applied = gate.node.watch_applied();
+        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        while token_unknown_here(&checked, &gate.node, headers) {
+            match tokio::time::timeout_at(deadline, applied.changed()).await {
+                Ok(Ok(())) => checked = check_now(&mut record),
+                _ => break,
+            }
+        }
+    }
     let response = match checked {
         Ok(identity) => {
             if let (Some(i), Some(r)) = (&identity, record.as_mut()) {
@@ -759,6 +779,22 @@ pub async fn enforce(State(gate): State<Gate>, mut req: Request, next: Next) -> 
         log.record(&r);
     }
     response
+}
+
+/// The longest a follower waits to catch up before it refuses a token it does not know (an
+/// unknown token is refused that much later on a follower; never on the leader).
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether `checked` refused a token whose accessor this node's state lacks, while another
+/// server leads (the leader's state is the newest there is: it refuses at once).
+fn token_unknown_here(checked: &Result<Option<Identity>, Denied>, node: &tepui_node::Node, headers: &HeaderMap) -> bool {
+    let Err(denied) = checked else { return false };
+    if denied.status != 401 || node.is_leader() {
+        return false;
+    }
+    let Ok(Some(token)) = credential(headers) else { return false };
+    let Some((accessor, _)) = token.split_once('.') else { return false };
+    !node.read(|s| s.acl_tokens.contains_key(accessor))
 }
 
 fn sha256_hex(s: &str) -> String {
