@@ -1322,6 +1322,12 @@ fn apps_jobs_tasks_and_agents_are_operated_from_the_browser() {
         let r = api.call(Method::DELETE, "/v2/apps/ui-events", None);
         assert_eq!(r.status, 200, "{}", r.text);
         ui.wait_main_text("a deployment event", SHOWN, |t| t.contains("deployment_"));
+        // And the cluster's stream (/v1/events): a job run, its task, its job's new history.
+        let r = api.call(Method::POST, "/v1/jobs/ui-report/runs", Some(&json!({})));
+        assert_eq!(r.status, 201, "{}", r.text);
+        ui.wait_main_text("the run's and its task's events", SETTLE, |t| {
+            t.contains("job_run_changed") && t.contains("task_changed") && t.contains("job ui-report")
+        });
         ui.screenshot("events-live");
     });
 

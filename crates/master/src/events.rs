@@ -1,6 +1,7 @@
 //! `GET /v1/events`: what changed in the cluster, as server-sent events, for those who would
-//! otherwise poll (the web UI's overview, tasks and jobs pages; scripts): agents and servers,
-//! tasks, frameworks, roles, jobs and job runs, and the leader.
+//! otherwise poll (the web UI's pages; scripts): agents and servers, apps and deployments,
+//! tasks, frameworks, roles, jobs and job runs, and the leader. One stream tells a page all it
+//! needs (a browser has six connections to a server over HTTP/1.1; each stream holds one).
 //!
 //! Every server answers from its own applied state, without the leader. One loop per server
 //! compares a fingerprint of each record after every change (at most every
@@ -42,6 +43,8 @@ pub const MAX_STREAMS: usize = 256;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     Node,
+    App,
+    Deployment,
     Task,
     Framework,
     Role,
@@ -51,8 +54,10 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Node,
+        Kind::App,
+        Kind::Deployment,
         Kind::Task,
         Kind::Framework,
         Kind::Role,
@@ -64,6 +69,8 @@ impl Kind {
     pub fn event_type(self) -> &'static str {
         match self {
             Kind::Node => "node_changed",
+            Kind::App => "app_changed",
+            Kind::Deployment => "deployment_changed",
             Kind::Task => "task_changed",
             Kind::Framework => "framework_changed",
             Kind::Role => "role_changed",
@@ -118,6 +125,24 @@ impl Snapshot {
             let whole = serde_json::to_string(n).unwrap_or_default();
             let data = json!({"id": n.id, "name": n.name, "role": n.role, "status": n.status});
             put(Kind::Node, n.id.to_string(), fingerprint(&whole), data);
+        }
+        for a in s.apps.values() {
+            put(
+                Kind::App,
+                a.id.clone(),
+                fingerprint(&a.version),
+                json!({"id": a.id, "version": a.version}),
+            );
+        }
+        for d in s.deployments.values() {
+            let apps = d.plan.get("affectedApps").cloned().unwrap_or(Value::Null);
+            let print = fingerprint(&d.plan.to_string());
+            put(
+                Kind::Deployment,
+                d.id.clone(),
+                print,
+                json!({"id": d.id, "affectedApps": apps}),
+            );
         }
         for t in s.tasks.values() {
             let print = fingerprint(&(t.updated_at, t.state, t.healthy, t.kill_requested, t.agent_id));

@@ -1,8 +1,8 @@
-// The event streams, read with fetch because EventSource cannot send the Authorization header:
-// Marathon's (GET /v2/events: apps, instances, deployments, health) and the cluster's (GET
-// /v1/events: nodes, tasks, frameworks, roles, jobs, runs, the leader). One connection to each
-// serves every page; they open while someone listens and reconnect with backoff when they
-// break (a leader change ends Marathon's).
+// The cluster's event stream (GET /v1/events: nodes, apps, deployments, tasks, frameworks,
+// roles, jobs, runs, the leader), read with fetch because EventSource cannot send the
+// Authorization header. One connection serves every page (a browser has six per server over
+// HTTP/1.1; a stream holds one for as long as it is open); it opens while someone listens and
+// reconnects with backoff when it breaks. Marathon's /v2/events is for Marathon's clients.
 
 import {api, aborted} from './api.js';
 
@@ -56,7 +56,7 @@ export function stop() {
   setState('closed');
 }
 
-const SOURCES = ['/v2/events', '/v1/events'];
+const SOURCES = ['/v1/events'];
 const connected = new Set();
 
 function start() {

@@ -257,9 +257,9 @@ export function render(ctx) {
 
   // Any event that names this app (its tasks, deployments, health) refreshes the page.
   const refreshNow = live(ctx.signal, {
-    // Its own events, deployments, and what changes why it waits: tasks and agents.
-    match: (type, data) => JSON.stringify(data || {}).includes(`"${id}"`) || type.startsWith('deployment')
-      || type === 'task_changed' || type === 'node_changed',
+    // Its own changes, deployments, and what changes why it waits: tasks and agents.
+    types: ['app_changed', 'deployment_changed', 'task_changed', 'node_changed'],
+    match: (type, data) => type !== 'app_changed' || data.id === id,
   }, refresh);
   return refresh();
 }

@@ -40,7 +40,7 @@ export function render(ctx) {
   const list = h('ol', {class: 'events', reversed: true});
   const log = h('div', {role: 'log', 'aria-label': 'Event stream', tabindex: 0, class: 'event-log'}, list);
   ctx.main.append(
-    h('p', {}, 'The event streams as this page receives them: Marathon\'s (/v2/events) and the cluster\'s (/v1/events).'),
+    h('p', {}, 'The cluster\'s event stream (/v1/events), as this page receives it.'),
     h('div', {class: 'toolbar'}, h('label', {for: filterId}, 'Event type'), filter, pause, state),
     log);
 

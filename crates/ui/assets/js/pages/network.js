@@ -76,6 +76,6 @@ export function render(ctx) {
       ? h('ul', {}, g.problems.map((p) => h('li', {}, `${p.source} ${p.field}: ${p.message}`)))
       : h('p', {class: 'muted'}, 'None: every label and certificate is understood.'));
   };
-  live(ctx.signal, {types: ['status_update_event', 'deployment_success', 'api_post_event', 'health_status_changed_event', 'task_changed']}, refresh);
+  live(ctx.signal, {types: ['app_changed', 'task_changed']}, refresh);
   return refresh();
 }

@@ -46,6 +46,6 @@ export function render(ctx) {
     }
     if (!ctx.signal.aborted) draw();
   };
-  live(ctx.signal, {types: ['status_update_event', 'instance_changed_event', 'task_changed']}, refresh);
+  live(ctx.signal, {types: ['task_changed']}, refresh);
   return refresh();
 }
