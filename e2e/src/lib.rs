@@ -31,14 +31,9 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often [`wait_for`] looks again.
 const POLL: Duration = Duration::from_millis(100);
 
-/// Environment variables the binary reads that must not leak in from a developer's shell.
-const SCRUBBED_ENV: &[&str] = &[
-    "TEPUI_ADDR",
-    "TEPUI_TOKEN",
-    "TEPUI_DATA_DIR",
-    "TEPUI_CA_PIN",
-    "TEPUI_CA_FILE",
-];
+/// The one `TEPUI_*` variable a developer's shell may hand the binary (the log filter): every
+/// other one sets a flag (each daemon flag has one), so it is removed.
+const KEPT_ENV: &[&str] = &["TEPUI_LOG"];
 
 /// The management API token every cluster the tests start begins with (given to the first
 /// server as `TEPUI_BOOTSTRAP_API_TOKEN`), and that the CLI and the tests' HTTP clients send.
@@ -84,11 +79,17 @@ pub fn tepui_bin() -> PathBuf {
 fn command(args: &[OsString]) -> Command {
     let mut cmd = Command::new(tepui_bin());
     cmd.args(args).stdin(Stdio::null());
-    for var in SCRUBBED_ENV {
-        cmd.env_remove(var);
+    for (var, _) in std::env::vars_os() {
+        let name = var.to_string_lossy();
+        if name.starts_with("TEPUI_") && !KEPT_ENV.contains(&name.as_ref()) {
+            cmd.env_remove(&var);
+        }
     }
+    // An empty config file: never the machine's /etc/tepui/config.toml (a test's own
+    // `--config` wins over it).
     cmd.env("TEPUI_API_TOKEN", API_TOKEN)
-        .env("TEPUI_BOOTSTRAP_API_TOKEN", API_TOKEN);
+        .env("TEPUI_BOOTSTRAP_API_TOKEN", API_TOKEN)
+        .env("TEPUI_CONFIG", "/dev/null");
     cmd
 }
 

@@ -2,8 +2,8 @@
 //! dependency graph, `job disable` and `job enable` mark a job (and `job ls` and `job show`
 //! say so), `job run --wait` follows a run on the cluster's task events to its end, `job logs`
 //! prints a run's output, `job stop` stops a run that waits for nothing and a `--wait` that
-//! follows one ends with it, and a job that is unknown or has nothing to stop is one line
-//! and exit 1.
+//! follows one ends with it, `job run --arg` gives a run arguments of its own that reach its
+//! task one by one, and a job that is unknown or has nothing to stop is one line and exit 1.
 //!
 //! Runs `tepui dev` on 127.0.49.1 with ports 34900-34919 and the bridge `tpe2e-jobcli`; needs
 //! root.
@@ -226,7 +226,30 @@ fn jobs_are_drawn_disabled_run_followed_and_stopped_with_the_cli() {
     );
     assert_eq!(wait_ended(&addr, &second), "TASK_KILLED");
 
-    for id in ["b", "a", "long"] {
+    // A run with arguments of its own: each reaches the task as one argument (at the end of
+    // its shell command, quoted: nothing in them is read as shell syntax), and the next run
+    // has none.
+    add(r#"{"id": "say", "run": {"cmd": "printf '[%s]' job", "cpus": 0.1, "mem": 32}}"#).ok();
+    let ran = tepui(&[
+        "job", "run", "say", "--arg", "a", "--arg", "b c", "--arg", "-x", "--arg", "it's", "--arg", "$HOME", "--wait",
+        "--addr", &addr,
+    ])
+    .ok();
+    assert!(ran.stdout.contains(": SUCCESS"), "{ran}");
+    let logs = tepui(&["job", "logs", "say", "--addr", &addr]).ok().stdout;
+    assert_eq!(logs.trim(), "[job][a][b c][-x][it's][$HOME]", "{logs}");
+    let plain: Value = tepui(&["job", "run", "say", "--wait", "-o", "json", "--addr", &addr])
+        .ok()
+        .json();
+    assert_eq!(plain["status"], "SUCCESS", "{plain}");
+    let logs = tepui(&["job", "logs", "say", "--addr", &addr]).ok().stdout;
+    assert_eq!(logs.trim(), "[job]", "{logs}");
+    assert_refused(
+        &tepui(&["job", "run", "nope", "--arg", "a", "--addr", &addr]),
+        "Job 'nope' not found",
+    );
+
+    for id in ["b", "a", "long", "say"] {
         let said = tepui(&["job", "rm", id, "--addr", &addr]).ok().stdout;
         assert!(said.contains(&format!("job {id} removed")), "{said}");
     }

@@ -3,8 +3,14 @@
 //! first run to the last gets exactly one run, none skipped and none doubled, as the run
 //! history says and as the runs' tasks wrote into a file of the test's.
 //!
+//! And the dependency graph across failover (Chronos kept it in memory: a leader change
+//! between two parents' runs stranded their child): two scheduled parents and a child of
+//! both; the leader is killed after one parent succeeded and before the other ran. The
+//! child runs exactly once, after both, and not again.
+//!
 //! Runs three servers on 127.0.51.1-3 and an agent on 127.0.51.4 (ports 35100-35119, bridge
-//! `tpe2e-jobfo`); needs root.
+//! `tpe2e-jobfo`), and for the graph three servers on 127.0.55.1-3 and an agent on 127.0.55.4
+//! (ports 35500-35519, bridge `tpe2e-jobdag`); needs root.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -185,6 +191,183 @@ fn every_due_run_happens_exactly_once_while_leaders_are_killed() {
 
 /// The number of active runs of `tick`, through the Metronome API.
 fn reqwest_runs(addr: &str) -> Result<usize, String> {
+    active_runs(addr, "tick")
+}
+
+const DAG_SERVERS: [&str; 3] = ["127.0.55.1", "127.0.55.2", "127.0.55.3"];
+const DAG_AGENT_IP: &str = "127.0.55.4";
+
+/// A job's (successes, failures), from its history.
+fn counts(addrs: &[String], job: &str) -> Result<(u64, u64), String> {
+    let h = api(addrs, &["job", "history", job, "-o", "json"])?;
+    Ok((
+        h["successCount"].as_u64().unwrap_or(0),
+        h["failureCount"].as_u64().unwrap_or(0),
+    ))
+}
+
+/// Waits until the leader's `jobs` driver has started a pass after `after_ms` (and finished
+/// it: a driver's status is written when its pass ends): whatever that state called for was
+/// decided.
+fn wait_jobs_pass_after(addrs: &[String], after_ms: i64, what: &str) {
+    wait_for(what, CONVERGE, || {
+        for a in addrs {
+            let Ok(status) = api(&[a.clone()], &["status", "-o", "json"]) else {
+                continue;
+            };
+            let jobs = status["drivers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|d| d["name"] == "jobs" && d["leading"] == true);
+            if let Some(started) = jobs.and_then(|d| d["last_started_at_ms"].as_i64()) {
+                if started > after_ms {
+                    return Ok(());
+                }
+                return Err(format!("its last pass started at {started}"));
+            }
+        }
+        Err("no leading jobs driver answered".to_string())
+    });
+}
+
+#[test]
+fn a_leader_change_between_two_parents_neither_strands_their_child_nor_runs_it_twice() {
+    need_root();
+    let sb = Sandbox::new("job-failover-dag");
+    let mut servers = spawn_servers(&sb, &DAG_SERVERS, &[], START);
+    let out = sb.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out_arg = out.display().to_string();
+    let _agent = spawn_agent(
+        &sb,
+        DAG_SERVERS[0],
+        "a1",
+        DAG_AGENT_IP,
+        &[
+            "--ports",
+            "35500-35519",
+            "--bridge",
+            "tpe2e-jobdag",
+            "--bridge-subnet",
+            "10.214.55.0/24",
+            "--allow-host-volume",
+            &out_arg,
+        ],
+        START,
+    );
+    let addrs: Vec<String> = DAG_SERVERS.iter().map(|ip| http_addr(ip)).collect();
+    let log = out.join("runs");
+    let add = |id: &str, more: Value| {
+        let mut job = json!({"id": id, "run": {
+            "cmd": format!("echo {id} $TEPUI_TASK_ID >> {}", log.display()),
+            "cpus": 0.1, "mem": 32,
+            "volumes": [{"containerPath": out_arg, "hostPath": out_arg, "mode": "RW"}]}});
+        for (k, v) in more.as_object().unwrap() {
+            job[k] = v.clone();
+        }
+        let file = sb.join(format!("{id}.json"));
+        std::fs::write(&file, job.to_string()).unwrap();
+        api(&addrs, &["job", "add", &file.display().to_string(), "-o", "json"]).unwrap();
+    };
+    // Each parent runs once: the left one 2 s after it is defined, the right one 30 s after.
+    let once_after = |secs: u32| json!({"schedules": [{"id": "once", "cron": format!("R1//PT{secs}S"), "startingDeadlineSeconds": 600}]});
+    add("dag-left", once_after(2));
+    add("dag-right", once_after(30));
+    add(
+        "dag-child",
+        json!({"dependencies": [{"id": "dag-left"}, {"id": "dag-right"}]}),
+    );
+
+    wait_for("the left parent to succeed", CONVERGE, || {
+        match counts(&addrs, "dag-left")? {
+            (1, 0) => Ok(()),
+            c => Err(format!("{c:?}")),
+        }
+    });
+    // Between the parents' runs: the right one has not run, the child waits.
+    assert_eq!(
+        counts(&addrs, "dag-right").unwrap(),
+        (0, 0),
+        "killed too late: the right parent ran"
+    );
+    assert_eq!(active_runs(&addrs[0], "dag-right"), Ok(0));
+    assert_eq!(active_runs(&addrs[0], "dag-child"), Ok(0));
+    let name = wait_for("a leader", CONVERGE, || leader(&addrs));
+    let index = servers
+        .iter()
+        .position(|d| d.name() == name)
+        .expect("the leader's daemon");
+    servers[index].kill();
+    eprintln!("killed the leader {name} between the parents' runs");
+    let survivors: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != index)
+        .map(|(_, a)| a.clone())
+        .collect();
+
+    // The new leader runs the right parent, then the child: once.
+    wait_for("the right parent to succeed", CONVERGE, || {
+        match counts(&survivors, "dag-right")? {
+            (1, 0) => Ok(()),
+            c => Err(format!("{c:?}")),
+        }
+    });
+    let child = wait_for("the child to succeed", CONVERGE, || {
+        let h = api(&survivors, &["job", "history", "dag-child", "-o", "json"])?;
+        match (h["successCount"].as_u64(), h["failureCount"].as_u64()) {
+            (Some(1), Some(0)) => Ok(h),
+            c => Err(format!("{c:?}: {h}")),
+        }
+    });
+    let child_run = &child["successfulFinishedRuns"][0];
+    let right = api(&survivors, &["job", "history", "dag-right", "-o", "json"]).unwrap();
+    let left = api(&survivors, &["job", "history", "dag-left", "-o", "json"]).unwrap();
+    let finished = |h: &Value| millis(&h["successfulFinishedRuns"][0]["finishedAt"]);
+    assert!(
+        millis(&child_run["createdAt"]) >= finished(&right) && finished(&right) > finished(&left),
+        "the child started after both parents: {left} {right} {child}"
+    );
+    // A pass of the leader after the child ended starts no second run.
+    wait_jobs_pass_after(&survivors, finished(&child), "a jobs pass after the child's run");
+    assert_eq!(counts(&survivors, "dag-child").unwrap(), (1, 0));
+    assert_eq!(active_runs(&survivors[0], "dag-child"), Ok(0));
+
+    // The killed server comes back; every server tells the same history.
+    let dir = sb.join(&name).display().to_string();
+    servers[index].restart(&[
+        "server",
+        "--data-dir",
+        &dir,
+        "--bind",
+        DAG_SERVERS[index],
+        "--name",
+        &name,
+    ]);
+    servers[index].wait_ready(START);
+    wait_for("the restarted server to follow", CONVERGE, || {
+        leader(&[addrs[index].clone()])
+    });
+    for a in &addrs {
+        assert_eq!(counts(&[a.clone()], "dag-child").unwrap(), (1, 0), "via {a}");
+    }
+    // What the tasks wrote: each parent once, then the child once.
+    let written = std::fs::read_to_string(&log).unwrap();
+    let jobs: Vec<&str> = written.lines().filter_map(|l| l.split(' ').next()).collect();
+    assert_eq!(jobs, vec!["dag-left", "dag-right", "dag-child"], "{written}");
+    let child_task = written.lines().last().and_then(|l| l.split(' ').nth(1)).unwrap();
+    assert_eq!(
+        child_task,
+        format!("dag-child.{}.1", child_run["id"].as_str().unwrap()),
+        "{written}"
+    );
+}
+
+/// The number of active runs of `job`, through the Metronome API.
+fn active_runs(addr: &str, job: &str) -> Result<usize, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -194,7 +377,7 @@ fn reqwest_runs(addr: &str) -> Result<usize, String> {
         let resp = tepui_e2e::http_client()
             .build()
             .map_err(|e| e.to_string())?
-            .get(format!("http://{addr}/v1/jobs/tick/runs"))
+            .get(format!("http://{addr}/v1/jobs/{job}/runs"))
             .timeout(Duration::from_secs(10))
             .send()
             .await

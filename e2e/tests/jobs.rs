@@ -15,6 +15,23 @@ use tepui_e2e::{http_addr, need_root, spawn_dev, tepui, Sandbox};
 const IP: &str = "127.0.48.1";
 const START: Duration = Duration::from_secs(30);
 
+/// Milliseconds of a Metronome timestamp (`2026-12-07T01:02:03.000+0000`, always UTC here).
+fn millis(t: &serde_json::Value) -> i64 {
+    let text = t.as_str().unwrap_or_else(|| panic!("a time: {t}"));
+    let n = |a: usize, b: usize| text[a..b].parse::<i64>().unwrap();
+    let (y, mo, d) = (n(0, 4), n(5, 7), n(8, 10));
+    let (h, mi, s, ms) = (n(11, 13), n(14, 16), n(17, 19), n(20, 23));
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + ms
+}
+
 #[test]
 fn jobs_are_defined_listed_and_removed_with_the_cli() {
     need_root();
@@ -150,12 +167,42 @@ fn jobs_are_defined_listed_and_removed_with_the_cli() {
     add(
         r#"{"id": "after-broken", "dependencies": [{"id": "broken"}], "run": {"cmd": "true", "cpus": 0.1, "mem": 32}}"#,
     );
-    assert!(!tepui(&["job", "run", "broken", "--wait", "--addr", &addr]).success());
-    let child: serde_json::Value = tepui(&["job", "show", "after-broken", "-o", "json", "--addr", &addr])
+    let broken = tepui(&["job", "run", "broken", "--wait", "-o", "json", "--addr", &addr]);
+    assert!(!broken.success(), "{broken}");
+    let broken: serde_json::Value = broken.json();
+    assert_eq!(broken["status"], "FAILED", "{broken}");
+    // The failure is recorded; a pass of the jobs driver that began after it has decided
+    // what it calls for: the child still waits.
+    let failed_at = millis(&broken["completedAt"]);
+    tepui_e2e::wait_for("a jobs pass after the parent failed", START, || {
+        let status: serde_json::Value = tepui(&["status", "-o", "json", "--addr", &addr]).try_json()?;
+        let jobs = status["drivers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["name"] == "jobs")
+            .cloned()
+            .ok_or_else(|| format!("no jobs driver: {status}"))?;
+        match jobs["last_started_at_ms"].as_i64() {
+            Some(t) if t > failed_at => Ok(()),
+            t => Err(format!(
+                "its last pass started at {t:?}, the parent failed at {failed_at}"
+            )),
+        }
+    });
+    let child: serde_json::Value = tepui(&["job", "history", "after-broken", "-o", "json", "--addr", &addr])
         .ok()
         .json();
-    assert_eq!(child["id"], "after-broken");
-    assert_eq!(succeeded("after-broken").unwrap(), 0);
+    assert_eq!(
+        (child["successCount"].as_u64(), child["failureCount"].as_u64()),
+        (Some(0), Some(0)),
+        "{child}"
+    );
+    let nothing = tepui(&["job", "stop", "after-broken", "--addr", &addr]);
+    assert!(
+        !nothing.success() && nothing.stderr.contains("has no active run"),
+        "the child never started: {nothing}"
+    );
 
     for id in [
         "load",

@@ -340,10 +340,11 @@ fn import_archive(addr: &str, archive: &Path) -> String {
     let imported: Value = tepui(&["image", "import", &path, "--agent", "a1", "-o", "json", "--addr", addr])
         .ok()
         .json();
+    // One entry per agent, with the images it imported.
     let reference = imported
         .as_array()
         .and_then(|a| a.first())
-        .and_then(|i| i["reference"].as_str())
+        .and_then(|i| i["images"][0]["reference"].as_str())
         .unwrap_or_else(|| panic!("`image import` names no image: {imported}"))
         .to_string();
     assert!(reference.ends_with(IMPORTED), "{reference}");

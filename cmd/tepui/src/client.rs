@@ -38,7 +38,8 @@ pub enum Verb {
     Jobs,
     JobShow(String),
     JobRm(String),
-    JobRun(String, bool),
+    /// A job's id, `--wait`, and the run's own arguments.
+    JobRun(String, bool, Vec<String>),
     JobHistory(String),
     /// A run, or every active run of the job.
     JobStop(String, Option<String>),
@@ -75,7 +76,12 @@ pub enum Verb {
     ImagePull(String, Option<String>),
     Images(Option<String>),
     ImageRm(String, Option<String>),
-    ImageImport(PathBuf, String),
+    /// An archive, onto one agent or every ready one, under a reference or its own names.
+    ImageImport {
+        file: PathBuf,
+        agent: Option<String>,
+        reference: Option<String>,
+    },
     Frameworks,
     FrameworkTeardown(String),
     Roles,
@@ -606,8 +612,8 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
                 .await?;
             emit(format, &v, |_| format!("job {id} removed"))
         }
-        Verb::JobRun(id, wait) => {
-            let run: serde_json::Value = c.post(&format!("/v1/jobs/{id}/runs"), &serde_json::json!({})).await?;
+        Verb::JobRun(id, wait, args) => {
+            let run: serde_json::Value = crate::jobs::start_run(&c, &id, &args).await?;
             let run_id = run["id"].as_str().unwrap_or_default().to_string();
             if !wait {
                 return emit(format, &run, |_| format!("run {run_id} of {id} started"));
@@ -749,21 +755,27 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
             let r: serde_json::Value = c.delete(&path).await?;
             emit(format, &r, |_| format!("removed {reference}"))
         }
-        Verb::ImageImport(file, agent) => {
+        Verb::ImageImport { file, agent, reference } => {
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let resp = c.upload(&format!("/v1/images/import?agent={agent}"), bytes).await?;
-            let r: serde_json::Value = resp.json().await.context("the server's answer is not JSON")?;
-            emit(format, &r, |r| {
-                let refs: Vec<String> = r
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|i| i.get("reference").and_then(|v| v.as_str()).map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                format!("imported {} on {agent}", refs.join(", "))
-            })
+            let params: Vec<(&str, &str)> = [("agent", agent.as_deref()), ("reference", reference.as_deref())]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect();
+            let url = reqwest::Url::parse_with_params("http://tepui/v1/images/import", &params)?;
+            let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+            let resp = c.upload(&path, bytes).await?;
+            let results: Vec<tepui_api::ImageImportResult> =
+                resp.json().await.context("the server's answer is not the import's")?;
+            emit(format, &results, |r| import_lines(r))?;
+            let failed: Vec<&str> = results
+                .iter()
+                .filter(|r| r.error.is_some())
+                .map(|r| r.agent.as_str())
+                .collect();
+            if !failed.is_empty() {
+                anyhow::bail!("the import failed on {}", failed.join(", "));
+            }
+            Ok(())
         }
         Verb::Frameworks => emit(format, &c.frameworks().await?, |f| frameworks_table(f)),
         Verb::FrameworkTeardown(id) => {
@@ -1237,9 +1249,41 @@ async fn pull(c: &Client, reference: String, agent: Option<String>, format: Form
     Ok(())
 }
 
+/// A line per agent: the references it imported, or why it did not.
+fn import_lines(results: &[tepui_api::ImageImportResult]) -> String {
+    results
+        .iter()
+        .map(|r| match &r.error {
+            Some(e) => format!("{}: failed: {}", r.agent, e.message),
+            None => {
+                let refs: Vec<&str> = r
+                    .images
+                    .iter()
+                    .filter_map(|i| i.get("reference").and_then(|v| v.as_str()))
+                    .collect();
+                format!("{}: imported {}", r.agent, refs.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Puts the terminal in raw mode while alive, so keys reach the remote shell as typed.
+#[cfg(unix)]
 struct RawTerminal(Option<nix::sys::termios::Termios>);
 
+/// Elsewhere the console stays as it is: lines reach the remote shell when Enter is pressed.
+#[cfg(not(unix))]
+struct RawTerminal;
+
+#[cfg(not(unix))]
+impl RawTerminal {
+    fn enter(_want: bool) -> RawTerminal {
+        RawTerminal
+    }
+}
+
+#[cfg(unix)]
 impl RawTerminal {
     fn enter(want: bool) -> RawTerminal {
         use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
@@ -1257,6 +1301,7 @@ impl RawTerminal {
     }
 }
 
+#[cfg(unix)]
 impl Drop for RawTerminal {
     fn drop(&mut self) {
         if let Some(saved) = &self.0 {
@@ -1399,6 +1444,7 @@ pub async fn exec_interactive(
 }
 
 /// Writes `bytes` to a new file only its owner can read (0600, whatever the umask).
+#[cfg(unix)]
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -1412,6 +1458,12 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+/// Elsewhere a new file in the user's own directories is theirs already.
+#[cfg(not(unix))]
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
 }
 
 #[cfg(test)]

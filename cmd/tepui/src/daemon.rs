@@ -165,6 +165,17 @@ async fn run_async(mode: Mode, args: DaemonArgs) -> anyhow::Result<()> {
             cfg.cert_lifetime = lifetime;
         }
         cfg.bootstrap_api_token = args.bootstrap_api_token.clone();
+        if let Some(dir) = &args.snapshot_dir {
+            anyhow::ensure!(
+                args.snapshot_interval >= Duration::from_secs(1),
+                "--snapshot-interval must be at least 1s"
+            );
+            cfg.backups = Some(tepui_server::BackupSettings {
+                dir: dir.clone(),
+                interval: args.snapshot_interval,
+                retain: args.snapshot_retain as usize,
+            });
+        }
         if args.dns_port != 0 {
             cfg.dns = Some(tepui_server::DnsSettings {
                 listen: SocketAddr::new(args.dns_bind.unwrap_or(args.bind), args.dns_port),

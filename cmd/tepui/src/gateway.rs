@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::Value;
 use tepui_api::Client;
-use tepui_gateway::control::{AgentRoutes, CertPut, CertView, TableView};
+use tepui_proto::gateway::{AgentRoutes, CertPut, CertView, TableView};
 
 use crate::output::{emit, table};
 use crate::ClientArgs;

@@ -345,6 +345,49 @@ async fn fetch_run(c: &Client, job: &str, run: &str) -> anyhow::Result<Value> {
     Ok(c.get(&format!("/v1/jobs/{job}/runs/{run}")).await?)
 }
 
+/// Starts a run of `job` now; the run as Metronome shows it. With `args`, through Chronos'
+/// run now (Metronome's has no arguments): `?arguments=` holds them as shell words, each
+/// quoted, so an argument with blanks stays one; the answer says where the run is.
+pub async fn start_run(c: &Client, job: &str, args: &[String]) -> anyhow::Result<Value> {
+    if args.is_empty() {
+        return Ok(c.post(&format!("/v1/jobs/{job}/runs"), &json!({})).await?);
+    }
+    let words: Vec<String> = args.iter().map(|a| shell_word(a)).collect();
+    let path = format!("/v1/scheduler/job/{job}?arguments={}", query_escape(&words.join(" ")));
+    let location = c
+        .put_located(&path)
+        .await?
+        .context("the server did not say where the run is (is it older than this client?)")?;
+    Ok(c.get(&location).await?)
+}
+
+/// `arg` as one word of a POSIX shell: as it is when nothing in it is special, else in
+/// single quotes (the server reads the words back as a shell does).
+pub fn shell_word(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// `text` for a URL's query: every byte but the unreserved ones percent-encoded.
+pub fn query_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Follows a run to its end on the server's stream of its changes, printing each change of
 /// its status on stderr; the finished run.
 pub async fn follow_run(c: &Client, job: &str, run: &str) -> anyhow::Result<Value> {
@@ -681,5 +724,12 @@ mod tests {
         let r = json!({"status": "ACTIVE", "tasks": [{"id": "j.r.1", "status": "TASK_FINISHED"}]});
         assert!(!run_finished(&r));
         assert!(run_finished(&json!({"status": "FAILED"})));
+    }
+
+    #[test]
+    fn run_arguments_travel_as_quoted_words_in_the_query() {
+        let words: Vec<String> = ["-v", "b c", "it's", ""].iter().map(|a| shell_word(a)).collect();
+        assert_eq!(words, vec!["-v", "'b c'", r"'it'\''s'", "''"]);
+        assert_eq!(query_escape("-v 'b c' ü&x=1"), "-v%20%27b%20c%27%20%C3%BC%26x%3D1");
     }
 }

@@ -3,22 +3,33 @@
 
 mod apps;
 mod client;
+mod config;
+#[cfg(feature = "daemon")]
 mod daemon;
 mod gateway;
 mod jobs;
 mod output;
+mod packages;
+#[cfg(feature = "daemon")]
+mod recover;
+mod tools;
 mod ui;
 
+#[cfg(feature = "daemon")]
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "tepui", version, about = "A data-center operating system in one binary")]
+#[command(name = "tepui", version = tools::LONG_VERSION, about = "A data-center operating system in one binary")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// A config file (TOML: the long flags as keys; see deploy/config.example.toml) [default
+    /// for the daemons: /etc/tepui/config.toml when it exists]
+    #[arg(long, global = true, env = "TEPUI_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// The API token to send [default: TEPUI_API_TOKEN, else the api-token file in the data dir]
     #[arg(long, global = true, env = "TEPUI_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
@@ -35,12 +46,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Server and agent in one process, on one node: a cluster on a laptop.
+    #[cfg(feature = "daemon")]
     Dev(DaemonArgs),
     /// A control-plane node: a Raft voter, the API and the schedulers.
     Server(ServerCmd),
     /// A worker node that runs tasks.
+    #[cfg(feature = "daemon")]
     Agent(AgentArgs),
     /// Join a cluster as a server or an agent, by the token's kind.
+    #[cfg(feature = "daemon")]
     Join(JoinArgs),
     /// The cluster at a glance.
     Status(ClientArgs),
@@ -78,6 +92,7 @@ enum Command {
     #[command(subcommand)]
     Quota(QuotaCmd),
     /// The per-task supervisor an agent starts; not for people.
+    #[cfg(feature = "daemon")]
     #[command(hide = true)]
     Shim {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -101,9 +116,29 @@ enum Command {
     /// The gateway's TLS certificates, kept as cluster secrets and chosen by SNI.
     #[command(subcommand)]
     Cert(gateway::CertCmd),
+    /// Packages from Universe repositories (DC/OS's catalog): search, describe, install,
+    /// list, upgrade, uninstall; their repositories.
+    #[command(subcommand)]
+    Package(packages::PackageCmd),
     /// A login link to the web UI with a short-lived token of your own token's policies;
     /// opened in a browser where there is one.
     Ui(ui::UiArgs),
+    /// This binary: version, commit, build date, target, compiler and features.
+    Version(tools::VersionArgs),
+    /// A shell's completion script, e.g. `tepui completions bash > /etc/bash_completion.d/tepui`.
+    Completions(tools::CompletionsArgs),
+    /// Man pages, one per command (`tepui man --dir /usr/local/share/man/man1`).
+    Man(tools::ManArgs),
+    /// The config file: check it.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Check the config file (--config FILE, else /etc/tepui/config.toml): every key a flag,
+    /// every value one it takes; prints "ok", or each problem with its line and exits 1.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -121,6 +156,7 @@ enum DnsCmd {
     Records(ClientArgs),
 }
 
+#[cfg(feature = "daemon")]
 #[derive(Args, Clone)]
 struct DaemonArgs {
     /// Where this node keeps its state [default: ~/.local/share/tepui]
@@ -192,10 +228,21 @@ struct DaemonArgs {
     /// as Mesos-DNS's, on the DNS's IP; 0 turns it off.
     #[arg(long, default_value_t = 8123)]
     dns_http_port: u16,
+    /// Servers: while this server leads, write a backup (the file `tepui operator snapshot
+    /// save` writes, named by time and index) into this directory every --snapshot-interval.
+    #[arg(long, value_name = "DIR")]
+    snapshot_dir: Option<PathBuf>,
+    /// Servers: how often the leader writes a backup into --snapshot-dir (at least 1s).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    snapshot_interval: std::time::Duration,
+    /// Servers: how many backups --snapshot-dir keeps; older ones are removed.
+    #[arg(long, value_name = "N", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..))]
+    snapshot_retain: u32,
     #[command(flatten)]
     agent: AgentResourceArgs,
 }
 
+#[cfg(feature = "daemon")]
 #[derive(Args, Clone)]
 struct AgentResourceArgs {
     /// CPUs to offer [default: detected]
@@ -279,12 +326,15 @@ struct AgentResourceArgs {
     gateway_pin_workers: bool,
 }
 
-/// `tepui server` runs the daemon; `tepui server members` lists the Raft peers.
+/// `tepui server` runs the daemon; `tepui server members` lists the Raft peers. A client-only
+/// build has only the subcommand.
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
+#[cfg_attr(not(feature = "daemon"), command(subcommand_required = true))]
 struct ServerCmd {
     #[command(subcommand)]
     sub: Option<ServerSub>,
+    #[cfg(feature = "daemon")]
     #[command(flatten)]
     daemon: ServerArgs,
 }
@@ -295,6 +345,7 @@ enum ServerSub {
     Members(ClientArgs),
 }
 
+#[cfg(feature = "daemon")]
 #[derive(Args, Clone)]
 struct ServerArgs {
     #[command(flatten)]
@@ -313,6 +364,7 @@ struct ServerArgs {
     agent_timeout_secs: f64,
 }
 
+#[cfg(feature = "daemon")]
 #[derive(Args, Clone)]
 struct AgentArgs {
     #[command(flatten)]
@@ -325,6 +377,7 @@ struct AgentArgs {
     token: Option<String>,
 }
 
+#[cfg(feature = "daemon")]
 #[derive(Args, Clone)]
 struct JoinArgs {
     /// A server's cluster address, HOST[:PORT] (port 5052 by default).
@@ -647,11 +700,18 @@ enum ImageCmd {
         #[command(flatten)]
         c: ClientArgs,
     },
-    /// Import a `docker save` archive or an OCI layout tar onto an agent.
+    /// Import a `docker save` archive or an OCI layout tar onto the agents (all ready ones, or
+    /// --agent).
     Import {
         file: PathBuf,
+        /// The agent to import onto, by id or name [default: every ready agent]
         #[arg(long)]
-        agent: String,
+        agent: Option<String>,
+        /// The reference to store the image under (`registry.example/app:1.0`): needed when the
+        /// archive names no repository (an OCI layout with only a tag, or none); with several
+        /// images in the archive, the one whose tag it names.
+        #[arg(long = "as", value_name = "REF")]
+        reference: Option<String>,
         #[command(flatten)]
         c: ClientArgs,
     },
@@ -676,6 +736,10 @@ enum JobCmd {
         id: String,
         #[arg(long)]
         wait: bool,
+        /// An argument for this run only, after the job's (repeat it for more): after its
+        /// `args`, or at the end of its `cmd`, quoted, as one word each
+        #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+        args: Vec<String>,
         #[command(flatten)]
         c: ClientArgs,
     },
@@ -830,6 +894,11 @@ enum OperatorCmd {
     /// The cluster CA: status, rotation.
     #[command(subcommand)]
     Ca(CaCmd),
+    /// After losing the quorum for good: make this stopped server the only voter, with
+    /// everything its log holds, and say what may have been lost. Then start it and join new
+    /// servers to it.
+    #[cfg(feature = "daemon")]
+    Recover(recover::RecoverArgs),
 }
 
 #[derive(Subcommand)]
@@ -894,6 +963,7 @@ fn parse_secs(s: &str) -> Result<f64, String> {
     }
 }
 
+#[cfg(feature = "daemon")]
 fn parse_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
     let (ip, prefix) = s
         .split_once('/')
@@ -908,12 +978,14 @@ fn parse_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
 }
 
 /// `IP` (port 53) or `IP:PORT`.
+#[cfg(feature = "daemon")]
 fn parse_dns_upstream(s: &str) -> Result<std::net::SocketAddr, String> {
     s.parse::<std::net::SocketAddr>()
         .or_else(|_| s.parse::<IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
         .map_err(|_| format!("{s:?} is not an IP or IP:PORT"))
 }
 
+#[cfg(feature = "daemon")]
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     let (lo, hi) = s
         .split_once('-')
@@ -958,6 +1030,7 @@ fn parse_amounts(s: &str) -> Result<Amounts, String> {
 }
 
 /// Static reservations: every entry reserved to a role other than `*`.
+#[cfg(feature = "daemon")]
 fn parse_reservations(s: &str) -> Result<String, String> {
     let r: tepui_allocator::Resources = s.parse().map_err(|e: tepui_allocator::Error| e.to_string())?;
     if let Some(e) = r.iter().find(|e| e.reservation.is_none()) {
@@ -977,8 +1050,16 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
+/// The CLI as clap parses it: the derive's definition, with an environment variable for every
+/// daemon flag and client setting.
+fn cli_definition() -> config::Definition {
+    let client = ClientArgs::augment_args(clap::Command::new("client")).args(Cli::command().get_arguments().cloned());
+    config::Definition::new(config::with_env(Cli::command(), &client), &client)
+}
+
 fn main() {
-    let outcome = run(Cli::parse());
+    let def = cli_definition();
+    let outcome = run(config::parse(&def, std::env::args_os().collect()), &def);
     if let Err(e) = outcome {
         let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
         let mut line = String::new();
@@ -1029,7 +1110,7 @@ fn run_client(verb: client::Verb, c: ClientArgs) -> anyhow::Result<()> {
     runtime()?.block_on(client::run(verb, &c.addr, c.output))
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, def: &config::Definition) -> anyhow::Result<()> {
     use client::Verb;
     if let Some(token) = cli.api_token.filter(|t| !t.trim().is_empty()) {
         tepui_api::set_api_token(token.trim().to_string());
@@ -1043,11 +1124,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         tepui_api::set_api_trust(trust).map_err(anyhow::Error::msg)?;
     }
     match cli.command {
+        #[cfg(feature = "daemon")]
         Command::Dev(d) => daemon::run(daemon::Mode::Dev, d),
         Command::Server(ServerCmd {
             sub: Some(ServerSub::Members(c)),
             ..
         }) => run_client(Verb::Members, c),
+        #[cfg(not(feature = "daemon"))]
+        Command::Server(ServerCmd { sub: None }) => {
+            anyhow::bail!("this tepui is a client only (built without the daemon feature)")
+        }
+        #[cfg(feature = "daemon")]
         Command::Server(ServerCmd { daemon: s, .. }) => {
             let mode = daemon::Mode::Server {
                 bootstrap: s.bootstrap,
@@ -1058,12 +1145,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             daemon::run(mode, s.daemon)
         }
+        #[cfg(feature = "daemon")]
         Command::Agent(a) => {
             let join = a
                 .join
                 .map(|addr| (daemon::default_cluster_port(&addr), a.token.unwrap_or_default()));
             daemon::run(daemon::Mode::Agent { join }, a.daemon)
         }
+        #[cfg(feature = "daemon")]
         Command::Join(j) => daemon::run(
             daemon::Mode::Join {
                 addr: daemon::default_cluster_port(&j.addr),
@@ -1126,6 +1215,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Acl(AclCmd::Whoami(c)) => run_client(Verb::AclWhoami, c),
         Command::Acl(AclCmd::Anonymous { state, c }) => run_client(Verb::AclAnonymous(state == "on"), c),
         Command::Token(TokenCmd::Revoke { id, c }) => run_client(Verb::TokenRevoke(id), c),
+        #[cfg(feature = "daemon")]
         Command::Shim { args } => std::process::exit(tepui_runtime::shim_main(args)),
         Command::Task(TaskCmd::Run { run, c }) => run_client(Verb::TaskRun(run), c),
         Command::Task(TaskCmd::Ls(c)) => run_client(Verb::Tasks, c),
@@ -1146,7 +1236,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(ImageCmd::Pull { reference, agent, c }) => run_client(Verb::ImagePull(reference, agent), c),
         Command::Image(ImageCmd::Ls { agent, c }) => run_client(Verb::Images(agent), c),
         Command::Image(ImageCmd::Rm { reference, agent, c }) => run_client(Verb::ImageRm(reference, agent), c),
-        Command::Image(ImageCmd::Import { file, agent, c }) => run_client(Verb::ImageImport(file, agent), c),
+        Command::Image(ImageCmd::Import {
+            file,
+            agent,
+            reference,
+            c,
+        }) => run_client(Verb::ImageImport { file, agent, reference }, c),
         Command::Var(VarCmd::Put { key, value, cas, c }) => run_client(Verb::VarPut(key, value, cas), c),
         Command::Var(VarCmd::Get { key, c }) => run_client(Verb::VarGet(key), c),
         Command::Var(VarCmd::Ls(c)) => run_client(Verb::Vars, c),
@@ -1170,7 +1265,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job(JobCmd::Ls(c)) => run_client(Verb::Jobs, c),
         Command::Job(JobCmd::Show(JobIdArgs { id, c })) => run_client(Verb::JobShow(id), c),
         Command::Job(JobCmd::Rm(JobIdArgs { id, c })) => run_client(Verb::JobRm(id), c),
-        Command::Job(JobCmd::Run { id, wait, c }) => run_client(Verb::JobRun(id, wait), c),
+        Command::Job(JobCmd::Run { id, wait, args, c }) => run_client(Verb::JobRun(id, wait, args), c),
         Command::Job(JobCmd::History(JobIdArgs { id, c })) => run_client(Verb::JobHistory(id), c),
         Command::Job(JobCmd::Stop { id, run, c }) => run_client(Verb::JobStop(id, run), c),
         Command::Job(JobCmd::Logs { id, run, how, c }) => run_client(Verb::JobLogs { id, run, how }, c),
@@ -1211,13 +1306,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Operator(OperatorCmd::Ca(CaCmd::Rotate(c))) => run_client(Verb::CaRotate, c),
         Command::Operator(OperatorCmd::Ca(CaCmd::Finish(c))) => run_client(Verb::CaFinish, c),
         Command::Operator(OperatorCmd::Raft(RaftCmd::RemovePeer { peer, c })) => run_client(Verb::RemovePeer(peer), c),
+        #[cfg(feature = "daemon")]
+        Command::Operator(OperatorCmd::Recover(args)) => recover::run(args),
         Command::App(cmd) => runtime()?.block_on(apps::run_app(cmd)),
         Command::Deployment(cmd) => runtime()?.block_on(apps::run_deployment(cmd)),
         Command::Dns(DnsCmd::Lookup { name, rtype, c }) => run_client(Verb::DnsLookup(name, rtype), c),
         Command::Dns(DnsCmd::Records(c)) => run_client(Verb::DnsRecords, c),
         Command::Gateway(cmd) => runtime()?.block_on(gateway::run_gateway(cmd)),
         Command::Cert(cmd) => runtime()?.block_on(gateway::run_cert(cmd)),
+        Command::Package(cmd) => runtime()?.block_on(packages::run(cmd)),
         Command::Ui(args) => runtime()?.block_on(ui::run(args)),
+        Command::Version(args) => tools::print_version(&args),
+        Command::Completions(args) => {
+            tools::print_completions(&args, def.cli.clone());
+            Ok(())
+        }
+        Command::Man(args) => tools::write_man_pages(&args, def.cli.clone()),
+        Command::Config(ConfigCmd::Check) => config::check(def, cli.config.as_deref()),
     }
 }
 

@@ -43,12 +43,16 @@ pub fn should_open(no_open: bool, display: Option<&str>, wayland: Option<&str>, 
 
 /// Where `program` is on `path` (a `PATH` value), if it is there and executable.
 pub fn on_path(program: &str, path: &str) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::split_paths(path).map(|dir| dir.join(program)).find(|p| {
-        Path::new(p)
-            .metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
+    #[cfg(unix)]
+    let executable = |m: &std::fs::Metadata| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o111 != 0
+    };
+    #[cfg(not(unix))]
+    let executable = |_: &std::fs::Metadata| true;
+    std::env::split_paths(path)
+        .map(|dir| dir.join(program))
+        .find(|p| Path::new(p).metadata().is_ok_and(|m| m.is_file() && executable(&m)))
 }
 
 pub async fn run(args: UiArgs) -> anyhow::Result<()> {

@@ -206,7 +206,7 @@ impl Requests {
             return;
         }
         let (upload_tx, upload_rx) = match request {
-            Request::ImportImage | Request::ExecStream { .. } => {
+            Request::ImportImage { .. } | Request::ExecStream { .. } => {
                 let (t, r) = mpsc::channel(8);
                 (Some(t), Some(r))
             }
@@ -307,9 +307,9 @@ async fn serve(
                 .map_err(|e| image_err(&e))?;
             Ok(Some(json!(ImageSummary::from(&removed))))
         }
-        Request::ImportImage => {
+        Request::ImportImage { reference } => {
             let upload = upload.ok_or_else(|| err("internal", "no upload channel"))?;
-            import(tasks, out.req_id, upload).await.map(Some)
+            import(tasks, out.req_id, upload, reference).await.map(Some)
         }
         Request::GatewayRoutes => Err(err("internal", "gateway routes are answered when asked")),
         Request::BrowseFiles { task_id, path } => browse_files(tasks, &task_id, path).await.map(Some),
@@ -620,7 +620,14 @@ impl Drop for TempFile {
     }
 }
 
-async fn import(tasks: &TaskManager, req_id: u64, mut upload: mpsc::Receiver<Upload>) -> Result<Value, ReqError> {
+/// Stores the uploaded archive's images, under `reference` when given (see
+/// [`tepui_image::ImageStore::import`]).
+async fn import(
+    tasks: &TaskManager,
+    req_id: u64,
+    mut upload: mpsc::Receiver<Upload>,
+    reference: Option<String>,
+) -> Result<Value, ReqError> {
     let path = tasks
         .uploads_dir()
         .join(format!("import-{req_id}-{:016x}.tar", rand::random::<u64>()));
@@ -644,13 +651,26 @@ async fn import(tasks: &TaskManager, req_id: u64, mut upload: mpsc::Receiver<Upl
     drop(file);
     let p = temp.0.clone();
     let images = tasks
-        .blocking(move |images| images.import(&p, None))
+        .blocking(move |images| images.import(&p, reference.as_deref()))
         .await
         .map_err(|e| match &e {
             // The upload's temporary path means nothing to the person who sent the file.
             tepui_image::Error::BadArchive { reason, .. } => err(
                 "bad_archive",
                 format!("not a docker save archive or OCI layout: {reason}"),
+            ),
+            tepui_image::Error::UnnamedImage { what, .. } => err(
+                "bad_archive",
+                format!(
+                    "the archive gives image {what} no repository name: give a reference to import it as \
+                     (tepui image import --as REF)"
+                ),
+            ),
+            tepui_image::Error::AmbiguousArchive { names, .. } => err(
+                "bad_archive",
+                format!(
+                    "the archive holds several images ({names}); name the one to import (tepui image import --as REF)"
+                ),
             ),
             _ => image_err(&e),
         })?;

@@ -298,7 +298,7 @@ async fn images_are_listed_and_imported_from_uploads() {
     tepui_image::testimage::build_docker_archive(&archive, "tepui-test/imported:v1").unwrap();
     let bytes = std::fs::read(&archive).unwrap();
     let b64 = base64::engine::general_purpose::STANDARD;
-    reqs.start(2, Request::ImportImage);
+    reqs.start(2, Request::ImportImage { reference: None });
     let chunks: Vec<&[u8]> = bytes.chunks(100 * 1024).collect();
     for (i, c) in chunks.iter().enumerate() {
         reqs.upload(2, b64.encode(c), i + 1 == chunks.len()).await;
@@ -318,12 +318,26 @@ async fn images_are_listed_and_imported_from_uploads() {
     let end = leader.wait_end(&id).await;
     assert_eq!(end.state, "TASK_FINISHED", "{end:?}");
 
+    // The same archive under a name of the caller's.
+    reqs.start(
+        6,
+        Request::ImportImage {
+            reference: Some("tepui-test/renamed:v2".into()),
+        },
+    );
+    for (i, c) in chunks.iter().enumerate() {
+        reqs.upload(6, b64.encode(c), i + 1 == chunks.len()).await;
+    }
+    let renamed: Vec<ImageSummary> = serde_json::from_value(done(&replies.until_end(6).await).clone()).unwrap();
+    assert_eq!(renamed.len(), 1, "{renamed:?}");
+    assert!(renamed[0].reference.ends_with("tepui-test/renamed:v2"), "{renamed:?}");
+
     // Garbage is refused, and bad base64 too.
-    reqs.start(3, Request::ImportImage);
+    reqs.start(3, Request::ImportImage { reference: None });
     reqs.upload(3, b64.encode(b"this is not a tar archive"), true).await;
     let r = replies.until_end(3).await;
     assert_eq!(error(&r).0, "bad_archive", "{r:?}");
-    reqs.start(4, Request::ImportImage);
+    reqs.start(4, Request::ImportImage { reference: None });
     reqs.upload(4, "!!!".into(), false).await;
     assert_eq!(error(&replies.until_end(4).await).0, "bad_request");
     // Uploads for nobody are ignored.
@@ -332,7 +346,8 @@ async fn images_are_listed_and_imported_from_uploads() {
     reqs.start(5, Request::ListImages);
     let r = replies.until_end(5).await;
     let list: Vec<ImageSummary> = serde_json::from_value(done(&r).clone()).unwrap();
-    assert_eq!(list.len(), 2);
+    // busybox, the import and its renamed copy.
+    assert_eq!(list.len(), 3, "{list:?}");
     assert!(
         std::fs::read_dir(fx.cfg.data_dir.join("uploads"))
             .unwrap()

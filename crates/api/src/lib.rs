@@ -653,6 +653,40 @@ impl Client {
         self.send(self.http.delete(self.url(path))).await
     }
 
+    /// A PUT without a body whose answer says where what it made is, in `Location` (Chronos'
+    /// run now answers 204; tepui adds the run's address).
+    pub async fn put_located(&self, path: &str) -> Result<Option<String>, ClientError> {
+        let resp = self
+            .http
+            .put(self.url(path))
+            .send()
+            .await
+            .map_err(|e| self.unanswered(&e))?;
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = resp.bytes().await.unwrap_or_default();
+        if status >= 400 {
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(e) => ClientError::Api {
+                    status,
+                    code: e.code,
+                    message: e.message,
+                },
+                Err(_) => ClientError::Api {
+                    status,
+                    code: "http_error".into(),
+                    message: dialect_message(&bytes)
+                        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string()),
+                },
+            });
+        }
+        Ok(location)
+    }
+
     pub async fn health(&self) -> Result<Health, ClientError> {
         self.get("/v1/health").await
     }
@@ -960,6 +994,18 @@ pub struct PullLine {
     /// The pulled image, on the last line for this agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+/// One agent's part of the answer to `POST /v1/images/import` (the archive as the body;
+/// `?agent=ID` for one agent, else every ready one; `?reference=REF` to name the image).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageImportResult {
+    pub agent: String,
+    /// The images the agent stored, as its image store describes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
 }

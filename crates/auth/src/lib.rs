@@ -787,13 +787,21 @@ const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Whether `checked` refused a token whose accessor this node's state lacks, while another
 /// server leads (the leader's state is the newest there is: it refuses at once).
-fn token_unknown_here(checked: &Result<Option<Identity>, Denied>, node: &tepui_node::Node, headers: &HeaderMap) -> bool {
+fn token_unknown_here(
+    checked: &Result<Option<Identity>, Denied>,
+    node: &tepui_node::Node,
+    headers: &HeaderMap,
+) -> bool {
     let Err(denied) = checked else { return false };
     if denied.status != 401 || node.is_leader() {
         return false;
     }
-    let Ok(Some(token)) = credential(headers) else { return false };
-    let Some((accessor, _)) = token.split_once('.') else { return false };
+    let Ok(Some(token)) = credential(headers) else {
+        return false;
+    };
+    let Some((accessor, _)) = token.split_once('.') else {
+        return false;
+    };
     !node.read(|s| s.acl_tokens.contains_key(accessor))
 }
 

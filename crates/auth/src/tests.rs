@@ -531,7 +531,12 @@ fn a_derived_token_ends_with_its_parents_revocation() {
     let (grandchild_secret, grandchild) = api::derived_token(&child, exists, "ui2", hour, 1_000);
     let mut state = f.state.clone();
     state.apply(20, &Command::AclCreateToken { token: child.clone() });
-    state.apply(21, &Command::AclCreateToken { token: grandchild.clone() });
+    state.apply(
+        21,
+        &Command::AclCreateToken {
+            token: grandchild.clone(),
+        },
+    );
     assert!(authenticate(&state, Some(&grandchild_secret), 2_000).is_ok());
 
     // The parent gone from a state that still holds its descendants: refused all the same.
@@ -545,7 +550,12 @@ fn a_derived_token_ends_with_its_parents_revocation() {
     // An expired parent ends them too.
     let mut expired = state.clone();
     expired.acl_tokens.get_mut(&child.accessor).unwrap().expires_at = Some(1_500);
-    assert_eq!(authenticate(&expired, Some(&grandchild_secret), 2_000).unwrap_err().status, 401);
+    assert_eq!(
+        authenticate(&expired, Some(&grandchild_secret), 2_000)
+            .unwrap_err()
+            .status,
+        401
+    );
 
     // The revocation removes the whole line.
     state.apply(

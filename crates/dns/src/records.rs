@@ -30,6 +30,9 @@ pub const SERVICES_FRAMEWORK_ID: &str = "tepui-services";
 pub const SERVICES_FRAMEWORK_NAME: &str = "marathon";
 /// The name the jobs' tasks are found under, as on DC/OS.
 pub const JOBS_FRAMEWORK_NAME: &str = "metronome";
+/// The built-in jobs framework's id (tepui-jobs' `runs::FRAMEWORK_ID`): it answers as
+/// `metronome`. Runs launched before it existed belong to no framework.
+pub const JOBS_FRAMEWORK_ID: &str = "tepui-jobs";
 /// The label tepui-marathon puts the app id in.
 const LABEL_APP: &str = "tepui.app";
 /// Where a leader's API is when its address does not say (Mesos' master port).
@@ -214,7 +217,7 @@ impl Snapshot {
             })
             .collect();
         for f in state.frameworks.values() {
-            if f.id == SERVICES_FRAMEWORK_ID {
+            if f.id == SERVICES_FRAMEWORK_ID || f.id == JOBS_FRAMEWORK_ID {
                 continue;
             }
             frameworks.push(FrameworkInfo {
@@ -241,7 +244,7 @@ impl Snapshot {
             let (framework, name) = if t.framework_id == SERVICES_FRAMEWORK_ID {
                 let app = t.labels.get(LABEL_APP).unwrap_or(&t.name);
                 (SERVICES_FRAMEWORK_NAME.to_string(), names::marathon_task_name(app))
-            } else if t.framework_id.is_empty() {
+            } else if t.framework_id.is_empty() || t.framework_id == JOBS_FRAMEWORK_ID {
                 // The jobs' tasks; the operator's own (`/v1/tasks`) belong to no framework.
                 let Some((job, run)) = runs.get(t.id.as_str()) else {
                     continue;
@@ -887,7 +890,32 @@ mod tests {
     #[test]
     fn jobs_answer_as_metronome_and_other_frameworks_by_their_name() {
         let mut s = state();
-        running(&mut s, "prod.backup.20240101abc.1", "prod.backup", 1, "", def(&[]));
+        running(
+            &mut s,
+            "prod.backup.20240101abc.1",
+            "prod.backup",
+            1,
+            JOBS_FRAMEWORK_ID,
+            def(&[]),
+        );
+        s.frameworks.insert(
+            JOBS_FRAMEWORK_ID.into(),
+            FrameworkRecord {
+                id: JOBS_FRAMEWORK_ID.into(),
+                name: JOBS_FRAMEWORK_ID.into(),
+                user: "root".into(),
+                principal: None,
+                hostname: None,
+                webui_url: None,
+                roles: vec!["*".into()],
+                capabilities: vec![],
+                failover_timeout_ms: 0,
+                registered_at: 0,
+                reregistered_at: None,
+                connected: true,
+                disconnected_at: None,
+            },
+        );
         s.job_runs.insert(
             "prod.backup.20240101abc".into(),
             JobRunRecord {
@@ -945,6 +973,10 @@ mod tests {
             vec![("marathon.mesos.".into(), 5050)]
         );
         assert_eq!(t.addresses("metronome.mesos"), vec![ip("10.0.0.1")]);
+        assert!(
+            t.addresses("tepui-jobs.mesos").is_empty(),
+            "the jobs framework is metronome"
+        );
     }
 
     #[test]

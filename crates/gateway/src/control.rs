@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::Json;
-use serde::{Deserialize, Serialize};
 use tepui_auth::{Cap, Policy, Routes};
 use tepui_node::http::JsonBody;
 use tepui_node::{now_ms, Error, ErrorKind, Node};
@@ -124,48 +123,8 @@ pub fn routes(node: Node, keyring: Option<Arc<Keyring>>) -> Routes {
         .with_state(Control { node, keyring })
 }
 
-/// The table as the leader builds it, without the certificates' keys.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct TableView {
-    pub routes: Vec<crate::HttpRoute>,
-    pub certificates: Vec<CertView>,
-    pub vips: Vec<crate::Vip>,
-    pub problems: Vec<crate::Problem>,
-}
-
-/// A certificate as the API shows it: never its key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CertView {
-    pub host: String,
-    pub source: String,
-    /// The names it serves (the host and the certificate's DNS names).
-    pub hosts: Vec<String>,
-    /// The leaf's subject names and validity, when it parses.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_after: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub problem: Option<String>,
-}
-
-/// What `PUT /v1/gateway/certs/{host}` takes: PEM texts.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CertPut {
-    /// The certificate chain, leaf first.
-    pub cert: String,
-    pub key: String,
-}
-
-/// One agent's live routes, as `GET /v1/gateway/routes` answers.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AgentRoutes {
-    pub agent_id: u64,
-    pub agent: String,
-    /// What the agent answered (its gateway's addresses and routes), or why it did not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+// The answers' shapes are wire types, in tepui-proto (the CLI reads them without this crate).
+pub use crate::table::{AgentRoutes, CertPut, CertView, TableView};
 
 fn cert_views(table: &GatewayTable) -> Vec<CertView> {
     let mut out: Vec<CertView> = table

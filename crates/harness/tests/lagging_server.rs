@@ -30,7 +30,10 @@ async fn a_lagging_server_catches_up_before_it_refuses_a_token() {
         .json()
         .await
         .unwrap();
-    let secret = created["secret"].as_str().unwrap_or_else(|| panic!("a secret: {created}")).to_string();
+    let secret = created["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a secret: {created}"))
+        .to_string();
     c.heal();
     let resp = http
         .get(format!("{lagging_base}/v1/acl/token/self"))

@@ -447,14 +447,22 @@ pub(crate) async fn stop_runs(master: &Master, job_id: &str) -> Result<usize, Re
     Ok(active.len())
 }
 
-/// `POST .../actions/stop`: the run's task is killed and the run ends failed.
+/// `POST .../actions/stop`: the run's task is killed and the run ends failed; the answer is
+/// the stopped run, as Metronome answers (its `killJobRun` replies with the run once it is
+/// over).
 async fn stop_run(State(master): State<Master>, Path((id, run)): Path<(String, String)>) -> Answer {
     let node = master.node().clone();
     node.linearize().await.map_err(failed)?;
     let active = node.read(|s| s.job_runs.get(&run).filter(|r| r.job_id == id).cloned());
     let active = active.ok_or_else(|| unknown_run(&id, &run))?;
     stop_one(&master, &active).await?;
-    Ok(answer(StatusCode::OK, json!({})))
+    let stopped = node.read(|s| run_view(s, &id, &run)).unwrap_or_else(|| {
+        // Gone from the history already (deleted with its job meanwhile): as it was.
+        let mut gone = active.clone();
+        gone.status = JobRunStatus::Failed;
+        node.read(|s| run_json(s, &gone))
+    });
+    Ok(answer(StatusCode::OK, stopped))
 }
 
 /// Fills an empty ISO 8601 START of the job's schedules with now, so every server reads the

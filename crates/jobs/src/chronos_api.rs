@@ -2,7 +2,7 @@
 //! jobs as Metronome's `/v1/jobs`. Writes answer 204 with no body; an error is a JSON object
 //! `{"status", "message"}`, 400 for what the caller can fix, as Chronos answers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -289,7 +289,9 @@ struct RunQuery {
     arguments: Option<String>,
 }
 
-/// `PUT /job/{name}`: a run now, with `?arguments=` for this run (ignored by shell jobs).
+/// `PUT /job/{name}`: a run now, with `?arguments=` for this run: words as a shell splits them
+/// (quotes keep an argument with blanks whole), after the job's `args` or, quoted, at the end
+/// of its shell command (Chronos appends the text to the command).
 async fn run_now(
     State(master): State<Master>,
     caller: Option<Extension<Identity>>,
@@ -302,18 +304,15 @@ async fn run_now(
     may_run(&caller, &job)?;
     let now = now_ms();
     let mut run = crate::runs::new_run(&name, crate::runs::new_run_id(now), now, None);
-    run.arguments = q
-        .arguments
-        .as_deref()
-        .unwrap_or("")
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    run.arguments = crate::arguments::split(q.arguments.as_deref().unwrap_or(""));
     node.write(Command::StartJobRun { run: run.clone() })
         .await
         .map_err(failed)?;
-    tracing::info!(job = %name, run = %run.id, "job run started through Chronos' API");
-    Ok(no_content())
+    tracing::info!(job = %name, run = %run.id, arguments = run.arguments.len(), "job run started through Chronos' API");
+    // Chronos answers 204 and no more; the run's Metronome address is tepui's addition, for
+    // a client that follows the run (`tepui job run --arg`).
+    let location = format!("/v1/jobs/{name}/runs/{}", run.id);
+    Ok((StatusCode::NO_CONTENT, [(header::LOCATION, location)]).into_response())
 }
 
 /// `DELETE /job/{name}`: as in Chronos, the job's children get its parents, or, when it was
@@ -578,34 +577,19 @@ async fn graph_csv(State(master): State<Master>) -> Answer {
 }
 
 /// `GET /stats/{percentile}`: each job's run time (seconds) at that percentile, longest first.
+/// As in Chronos, `percentile` names a field of a job's run-time histogram (`median`, `mean`,
+/// `75thPercentile`, `95thPercentile`, `98thPercentile`, `99thPercentile`, `count`), every
+/// job is listed (one that never ran at 0), and any other name lists nothing: 200 `[]`.
 async fn stats(State(master): State<Master>, Path(which): Path<String>) -> Answer {
     let node = master.node();
     node.linearize().await.map_err(failed)?;
-    let known: BTreeSet<&str> = [
-        "75thPercentile",
-        "95thPercentile",
-        "98thPercentile",
-        "99thPercentile",
-        "median",
-        "mean",
-    ]
-    .into_iter()
-    .collect();
-    if !known.contains(which.as_str()) {
-        return Err(bad_request(format!(
-            "unknown percentile {which:?}: one of median, mean, 75thPercentile, 95thPercentile, 98thPercentile, 99thPercentile"
-        )));
-    }
     let mut rows: Vec<(String, f64)> = node.read(|s| {
         jobs_of(s)
             .iter()
             .filter_map(|j| {
-                let d = durations(s, &j.id);
-                if d.is_empty() {
-                    return None;
-                }
-                let h = histogram(&d);
-                Some((j.id.clone(), h[which.as_str()].as_f64().unwrap_or(0.0)))
+                let h = histogram(&durations(s, &j.id));
+                let value = h.get(which.as_str())?.as_f64().unwrap_or(0.0);
+                Some((j.id.clone(), value))
             })
             .collect()
     });

@@ -7,9 +7,12 @@
 //! and when a child is ready. `metronome` is Metronome's job definition with its defaults and
 //! rules; `api` serves it under `/v1/jobs`; `chronos` is Chronos' job JSON and how it maps onto
 //! the same jobs, served by `chronos_api` under `/v1/scheduler`; `runs` is the leader's driver
-//! that launches runs' tasks and follows them. Times are Unix milliseconds, UTC.
+//! that launches runs' tasks and follows them, as a framework of its own on the master's
+//! in-process interface; `arguments` reads a run's own arguments. Times are Unix
+//! milliseconds, UTC.
 
 pub mod api;
+pub mod arguments;
 pub mod calendar;
 pub mod chronos;
 pub mod chronos_api;

@@ -5,15 +5,23 @@
 //! with the attempt: a leader that takes over relaunches a task that was recorded but never
 //! committed, and a launch that was committed is refused as a duplicate, so a run never gets
 //! two tasks for one attempt.
+//!
+//! The jobs scheduler is a framework of its own on the master's in-process interface
+//! ([`FRAMEWORK_ID`], in role `*`): it subscribes when its server starts leading, its tasks
+//! are recorded as its own, their resources are held under it (so they count in the role's
+//! share), and it acknowledges their status updates. It takes no offers: see
+//! `JobRunner::launch` for why it places its tasks itself.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tepui_master::Master;
+use tepui_master::{FrameworkSpec, Master, SchedulerEvent};
 use tepui_node::drivers::{Activation, Driver, Outcome, Wakes};
 use tepui_node::now_ms;
-use tepui_state::{ApplyError, Command, JobRunRecord, JobRunStatus, Response, State, TaskDef, TaskState, VolumeDef};
+use tepui_state::{
+    ApplyError, Command, JobRunRecord, JobRunStatus, NodeStatus, Response, State, TaskDef, TaskState, VolumeDef,
+};
 
 use crate::calendar::Schedule;
 use crate::metronome::{EnvValue, JobSpec, Volume};
@@ -222,14 +230,39 @@ fn schedule(s: &State, jobs: &Jobs, now: u64, new_id: &mut dyn FnMut() -> String
 /// How soon a launch that found no room is tried again.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Starts the `jobs` driver on `master`'s node.
+/// The jobs scheduler's framework id (and name), reserved on the master.
+pub const FRAMEWORK_ID: &str = "tepui-jobs";
+
+/// The role the jobs' tasks run in. Metronome's jobs have no role of their own: they run in
+/// the role of the framework (its `--mesos_role`, `*` unless configured); so do tepui's.
+pub const JOBS_ROLE: &str = "*";
+
+fn framework_spec() -> FrameworkSpec {
+    FrameworkSpec {
+        id: Some(FRAMEWORK_ID.to_string()),
+        name: FRAMEWORK_ID.to_string(),
+        user: "root".into(),
+        roles: vec![JOBS_ROLE.into()],
+        // It places its own tasks: no offers, ever.
+        suppressed_roles: vec![JOBS_ROLE.into()],
+        capabilities: vec!["PARTITION_AWARE".into()],
+        // Its own: it comes back with every leader.
+        failover_timeout_ms: 7 * 24 * 3600 * 1000,
+        builtin: true,
+        ..FrameworkSpec::default()
+    }
+}
+
+/// Starts the `jobs` driver on `master`'s node, its framework id reserved.
 pub fn start(master: Master) {
+    master.register_builtin(FRAMEWORK_ID, "remove its jobs with `tepui job rm`");
     let node = master.node().clone();
     node.spawn_driver(
         "jobs",
         JobRunner {
             master,
             jobs: Jobs::default(),
+            events: None,
         },
         Wakes {
             waker: Default::default(),
@@ -241,6 +274,9 @@ pub fn start(master: Master) {
 struct JobRunner {
     master: Master,
     jobs: Jobs,
+    /// The task that acknowledges the framework's status updates; it ends with the
+    /// subscription.
+    events: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A run id as Metronome makes them: the time, then random letters and digits.
@@ -283,6 +319,17 @@ enum Step {
         run_id: String,
         status: JobRunStatus,
     },
+    /// The latest attempt's agent was lost: the attempt failed. Its task's kill is asked for
+    /// (carried out if the agent comes back) in the same write that records attempt `next`
+    /// (launched after the backoff) or, without one, ends the run failed; so a new leader
+    /// never finds the kill without the decision, and a run never has two attempts going.
+    Lost {
+        run_id: String,
+        task_id: String,
+        next: Option<String>,
+        /// Why the attempt failed, for the run's history if it ends there.
+        why: String,
+    },
     /// Past its active deadline: its task is killed and the run fails.
     Expire {
         run: JobRunRecord,
@@ -320,13 +367,49 @@ fn plan(s: &State, jobs: &Jobs, now: u64) -> (Vec<Step>, Option<u64>) {
             });
             continue;
         };
+        // `retries` (Chronos') caps the attempts after the first; none is no cap.
+        let attempts_left = job.run.restart.retries.is_none_or(|n| run.tasks.len() <= n as usize);
+        let retries = job.run.restart.policy == "ON_FAILURE" && attempts_left;
         let Some(task) = s.tasks.get(latest) else {
+            // Recorded, never committed: a leader died between, or a retry waits its backoff
+            // after the attempt before it ended.
+            let previous = run.tasks.len().checked_sub(2).and_then(|i| s.tasks.get(&run.tasks[i]));
+            if let Some(prev) = previous {
+                let again_at = prev
+                    .finished_at
+                    .unwrap_or(prev.updated_at)
+                    .saturating_add(retry_backoff(run.tasks.len() - 1).as_millis() as u64);
+                if now < again_at {
+                    next_deadline = Some(next_deadline.map_or(again_at, |d| d.min(again_at)));
+                    continue;
+                }
+            }
             steps.push(Step::Relaunch {
                 task_id: latest.clone(),
                 def: def(),
             });
             continue;
         };
+        let agent_lost = task.state == TaskState::TaskUnreachable
+            || s.nodes.get(&task.agent_id).is_none_or(|n| n.status == NodeStatus::Lost);
+        if agent_lost && !task.state.is_terminal() {
+            steps.push(if task.kill_requested {
+                // Stopped (or drained) while its agent was away: not retried, as any kill.
+                Step::Status {
+                    run_id: run.id.clone(),
+                    status: JobRunStatus::Failed,
+                }
+            } else {
+                let agent = s.nodes.get(&task.agent_id).map_or("?", |n| n.name.as_str());
+                Step::Lost {
+                    run_id: run.id.clone(),
+                    task_id: latest.clone(),
+                    next: retries.then(|| task_id(run, run.tasks.len() + 1)),
+                    why: format!("its agent {agent} was lost (task {latest} unreachable)"),
+                }
+            });
+            continue;
+        }
         match task.state {
             TaskState::TaskRunning if run.status != JobRunStatus::Active => steps.push(Step::Status {
                 run_id: run.id.clone(),
@@ -337,10 +420,7 @@ fn plan(s: &State, jobs: &Jobs, now: u64) -> (Vec<Step>, Option<u64>) {
                 status: JobRunStatus::Success,
             }),
             st if st.is_terminal() => {
-                // `retries` (Chronos') caps the attempts after the first; none is no cap.
-                let attempts_left = job.run.restart.retries.is_none_or(|n| run.tasks.len() <= n as usize);
-                let retry = job.run.restart.policy == "ON_FAILURE" && !task.kill_requested && attempts_left;
-                if retry {
+                if retries && !task.kill_requested {
                     // Backing off: 1 s after the first failure, doubling up to a minute.
                     let again_at = task
                         .finished_at
@@ -368,18 +448,35 @@ fn plan(s: &State, jobs: &Jobs, now: u64) -> (Vec<Step>, Option<u64>) {
     (steps, next_deadline)
 }
 
+/// An attempt whose agent was lost, as [`Step::Lost`] says.
+struct Lost {
+    run_id: String,
+    task_id: String,
+    next: Option<String>,
+    why: String,
+}
+
 /// How long a run waits before its next attempt, after `failed` attempts failed.
 pub fn retry_backoff(failed: usize) -> Duration {
     let exp = failed.saturating_sub(1).min(6) as u32;
     Duration::from_secs(1u64 << exp).min(Duration::from_secs(60))
 }
 
-/// The task of one run: the job's, with the run's own arguments after the job's (for a job
-/// of `args`; a shell command takes none, as in Chronos).
+/// The task of one run: the job's, with the run's own arguments after the job's: after its
+/// `args`, or at the end of its shell command (as Chronos appends them), each quoted there so
+/// that it arrives as one argument.
 fn run_task_def(job: &JobSpec, run: &JobRunRecord) -> TaskDef {
     let mut def = task_def(job);
-    if job.run.cmd.is_none() {
-        def.args.extend(run.arguments.iter().cloned());
+    if run.arguments.is_empty() {
+        return def;
+    }
+    match &job.run.cmd {
+        Some(cmd) => {
+            if let Some(script) = def.args.last_mut() {
+                *script = crate::arguments::append_to_command(cmd, &run.arguments);
+            }
+        }
+        None => def.args.extend(run.arguments.iter().cloned()),
     }
     def
 }
@@ -465,6 +562,9 @@ pub fn task_def(job: &JobSpec) -> TaskDef {
 
 impl Driver for JobRunner {
     async fn activate(&mut self, _why: Activation) -> Outcome {
+        if !self.subscribe().await? {
+            return Ok(None);
+        }
         let node = self.master.node().clone();
         let now = now_ms();
         let jobs = &mut self.jobs;
@@ -522,12 +622,14 @@ impl Driver for JobRunner {
         let mut statuses = Vec::new();
         let mut launches = Vec::new();
         let mut records = Vec::new();
+        let mut lost = Vec::new();
         for step in steps {
             match step {
                 Step::Status { run_id, status } => statuses.push(Command::SetJobRunStatus {
                     run_id,
                     status,
                     now: now_ms(),
+                    message: None,
                 }),
                 Step::Launch { run_id, task_id, def } => {
                     // Recorded first: a new leader relaunches this very task, never another.
@@ -538,6 +640,20 @@ impl Driver for JobRunner {
                     launches.push((task_id, def));
                 }
                 Step::Relaunch { task_id, def } => launches.push((task_id, def)),
+                Step::Lost {
+                    run_id,
+                    task_id,
+                    next,
+                    why,
+                } => {
+                    tracing::info!(run = %run_id, task = %task_id, retry = ?next, %why, "job run's attempt failed");
+                    lost.push(Lost {
+                        run_id,
+                        task_id,
+                        next,
+                        why,
+                    });
+                }
                 Step::Expire { run } => {
                     tracing::info!(run = %run.id, job = %run.job_id, "job run past its active deadline; stopping it");
                     self.stop(&run).await?;
@@ -558,6 +674,7 @@ impl Driver for JobRunner {
                 return Err(format!("{}: {e}", cmd.kind()));
             }
         }
+        self.abandon(lost).await?;
         let waiting = !self.launch(launches).await;
         let soonest = match (next_due, next_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -569,6 +686,12 @@ impl Driver for JobRunner {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         })
+    }
+
+    fn step_down(&mut self) {
+        if let Some(events) = self.events.take() {
+            events.abort();
+        }
     }
 }
 
@@ -588,6 +711,7 @@ pub(crate) async fn stop_run(master: &Master, run: &JobRunRecord) -> Result<(), 
         run_id: run.id.clone(),
         status: JobRunStatus::Failed,
         now: now_ms(),
+        message: None,
     };
     if let Err(e) = node.write(cmd).await {
         // Gone already (it ended, or another pass stopped it) is what was wanted.
@@ -616,8 +740,115 @@ impl JobRunner {
         stop_run(&self.master, run).await
     }
 
+    /// Subscribes the jobs framework unless it is subscribed; `false`: not yet possible (a
+    /// cluster being bootstrapped), and the next change of the state wakes the driver again.
+    /// Its status updates are acknowledged as they come (in one write for all that are
+    /// queued): the runs follow their tasks in the state, not in the updates.
+    async fn subscribe(&mut self) -> Result<bool, String> {
+        if self.events.as_ref().is_some_and(|t| !t.is_finished()) {
+            return Ok(true);
+        }
+        let sub = match self.master.subscribe(framework_spec()).await {
+            Ok(sub) => sub,
+            Err(e) if e.code == "not_initialized" => return Ok(false),
+            Err(e) => return Err(format!("cannot subscribe the jobs framework yet: {e}")),
+        };
+        tracing::info!(framework = FRAMEWORK_ID, "jobs framework subscribed");
+        let master = self.master.clone();
+        let mut events = sub.events;
+        self.events = Some(tokio::spawn(async move {
+            while let Some(first) = events.recv().await {
+                let mut queued = vec![first];
+                while let Some(e) = events.try_recv() {
+                    queued.push(e);
+                }
+                let mut acks = Vec::new();
+                for e in queued {
+                    match e {
+                        SchedulerEvent::Update(status) => {
+                            if let Some(uuid) = status.uuid {
+                                acks.push((status.task_id, uuid));
+                            }
+                        }
+                        SchedulerEvent::Error { message } => tracing::warn!(%message, "jobs framework error"),
+                        _ => {}
+                    }
+                }
+                for (task, e) in master.acknowledge_all(FRAMEWORK_ID, &acks).await {
+                    tracing::debug!(%task, error = %e, "acknowledgement not recorded");
+                }
+            }
+            // The driver subscribes again at its next activation, if it still leads.
+            tracing::info!("jobs framework lost its subscription");
+        }));
+        Ok(true)
+    }
+
+    /// Ends the attempts whose agents were lost. Each task's kill and its run's next step
+    /// (the next attempt recorded, or the run failed) are one pair in one write: a list of at
+    /// most `MAX_BATCH` commands is one log entry, so a pair is never split by a leader's
+    /// death. The kills are then sent to agents that are back already (those still away get
+    /// them when they register: `Master::on_register`).
+    async fn abandon(&self, lost: Vec<Lost>) -> Result<(), String> {
+        if lost.is_empty() {
+            return Ok(());
+        }
+        let node = self.master.node();
+        let now = now_ms();
+        for chunk in lost.chunks(tepui_state::MAX_BATCH / 2) {
+            let cmds = chunk
+                .iter()
+                .flat_map(|l| {
+                    let then = match &l.next {
+                        Some(next) => Command::JobRunTask {
+                            run_id: l.run_id.clone(),
+                            task_id: next.clone(),
+                        },
+                        None => Command::SetJobRunStatus {
+                            run_id: l.run_id.clone(),
+                            status: JobRunStatus::Failed,
+                            now,
+                            message: Some(l.why.clone()),
+                        },
+                    };
+                    [
+                        Command::KillTask {
+                            task_id: l.task_id.clone(),
+                            now,
+                        },
+                        then,
+                    ]
+                })
+                .collect();
+            for (cmd, answer) in batch(node, cmds).await? {
+                // The run ended meanwhile (stopped by hand): nothing more to decide.
+                if let Err(e) = answer {
+                    tracing::debug!(command = cmd.kind(), error = %e, "lost attempt's step refused");
+                }
+            }
+        }
+        let ids: Vec<String> = lost.into_iter().map(|l| l.task_id).collect();
+        for (id, answer) in ids.iter().zip(self.master.kill_all(&ids, None).await) {
+            if let Err(e) = answer {
+                tracing::debug!(task = %id, error = %e, "kill of a lost attempt not sent");
+            }
+        }
+        Ok(())
+    }
+
     /// Launches the runs' tasks (all in one batch), each on an agent that meets its job's
     /// constraints; false when some must be tried again (no room yet).
+    ///
+    /// The jobs framework places its tasks itself ([`Master::launch_direct_many`]: one tally
+    /// of free resources, one write for the whole batch) instead of taking offers. Offers
+    /// would make each pass revive, wait for the allocator's next run, and answer every
+    /// agent's offer with an ACCEPT of its own (a write each), so the thousands of runs due at
+    /// one minute would go out offer by offer; docs/benchmarks.md ("Batch jobs") records the
+    /// launch rate of this path. The resources are still the allocator's to account: they are
+    /// taken from it under this framework and role (an offer holding them is rescinded
+    /// first), as an ACCEPT takes them, and the state's fit check guards each agent. Exactly
+    /// once is not the placement's but the task id's: each attempt's id is recorded before
+    /// its launch, and a second launch of it is refused.
     async fn launch(&self, launches: Vec<(String, Box<TaskDef>)>) -> bool {
         if launches.is_empty() {
             return true;
@@ -638,12 +869,14 @@ impl JobRunner {
                     name,
                     def: *def,
                     agents,
+                    role: JOBS_ROLE.to_string(),
                 }
             })
             .collect();
         let ids: Vec<String> = batch.iter().map(|l| l.id.clone()).collect();
         let mut all_placed = true;
-        for (id, answer) in ids.iter().zip(self.master.launch_direct_many(batch).await) {
+        let answers = self.master.launch_direct_many(FRAMEWORK_ID, batch).await;
+        for (id, answer) in ids.iter().zip(answers) {
             match answer {
                 Ok(()) => tracing::info!(task = %id, "job run's task launched"),
                 // Committed before (by this leader or the one before): nothing to do.
@@ -837,6 +1070,166 @@ mod tests {
         );
     }
 
+    /// A state with run `r1` of `j` (`policy`) on attempt 1, whose task is `state` on agent 1.
+    fn attempt_in(policy: &str, state: TaskState) -> State {
+        let mut s = state_with_run(policy);
+        s.apply(
+            3,
+            &Command::JobRunTask {
+                run_id: "r1".into(),
+                task_id: "j.r1.1".into(),
+            },
+        );
+        with_task(&mut s, "j.r1.1", state);
+        let t = s.tasks.get_mut("j.r1.1").unwrap();
+        t.updated_at = 100;
+        t.message = "agent a1 is unreachable: no heartbeat within the timeout".into();
+        s
+    }
+
+    /// What the driver writes for a `Step::Lost`, as one entry.
+    fn abandon_in(s: &mut State, step: &Step, now: u64) {
+        let Step::Lost {
+            run_id,
+            task_id,
+            next,
+            why,
+        } = step
+        else {
+            panic!("not a lost attempt: {step:?}");
+        };
+        let then = match next {
+            Some(next) => Command::JobRunTask {
+                run_id: run_id.clone(),
+                task_id: next.clone(),
+            },
+            None => Command::SetJobRunStatus {
+                run_id: run_id.clone(),
+                status: JobRunStatus::Failed,
+                now,
+                message: Some(why.clone()),
+            },
+        };
+        let kill = Command::KillTask {
+            task_id: task_id.clone(),
+            now,
+        };
+        let answer = s.apply(4, &Command::Batch { cmds: vec![kill, then] });
+        assert_eq!(answer, Response::Batch(vec![Response::Ok, Response::Ok]));
+    }
+
+    #[test]
+    fn an_attempt_whose_agent_is_lost_fails_and_is_retried_after_its_backoff() {
+        let mut s = attempt_in("ON_FAILURE", TaskState::TaskUnreachable);
+        let steps = plan(&s, &parsed(&s), 200).0;
+        assert_eq!(
+            steps,
+            vec![Step::Lost {
+                run_id: "r1".into(),
+                task_id: "j.r1.1".into(),
+                next: Some("j.r1.2".into()),
+                why: "its agent a1 was lost (task j.r1.1 unreachable)".into(),
+            }]
+        );
+        abandon_in(&mut s, &steps[0], 200);
+        // The lost task is to be killed (by its agent, if it comes back), and the run is on
+        // its second attempt: a leader that takes over now decides the same from the state.
+        assert!(s.tasks["j.r1.1"].kill_requested);
+        assert_eq!(s.job_runs["r1"].tasks, vec!["j.r1.1", "j.r1.2"]);
+        // The retry waits a second after the loss, then launches the recorded attempt.
+        assert_eq!(plan(&s, &parsed(&s), 500), (vec![], Some(1_200)));
+        assert!(matches!(&plan(&s, &parsed(&s), 1_200).0[..], [Step::Relaunch { task_id, .. }] if task_id == "j.r1.2"));
+        // The agent comes back and its task is killed: the run follows attempt 2 only.
+        s.tasks.get_mut("j.r1.1").unwrap().state = TaskState::TaskKilled;
+        with_task(&mut s, "j.r1.2", TaskState::TaskRunning);
+        assert_eq!(
+            plan(&s, &parsed(&s), 1_300).0,
+            vec![Step::Status {
+                run_id: "r1".into(),
+                status: JobRunStatus::Active
+            }]
+        );
+    }
+
+    #[test]
+    fn an_attempt_whose_agent_is_lost_fails_the_run_under_never() {
+        let mut s = attempt_in("NEVER", TaskState::TaskUnreachable);
+        let steps = plan(&s, &parsed(&s), 200).0;
+        assert_eq!(
+            steps,
+            vec![Step::Lost {
+                run_id: "r1".into(),
+                task_id: "j.r1.1".into(),
+                next: None,
+                why: "its agent a1 was lost (task j.r1.1 unreachable)".into(),
+            }]
+        );
+        abandon_in(&mut s, &steps[0], 200);
+        assert!(s.job_runs.is_empty(), "the run ended");
+        assert!(s.tasks["j.r1.1"].kill_requested);
+        let h = &s.job_history["j"];
+        assert_eq!((h.failure_count, h.finished[0].status), (1, JobRunStatus::Failed));
+        assert_eq!(
+            h.finished[0].message.as_deref(),
+            Some("its agent a1 was lost (task j.r1.1 unreachable)"),
+            "the history says why"
+        );
+    }
+
+    #[test]
+    fn a_lost_agent_counts_before_its_tasks_are_marked_and_retries_run_out() {
+        // The agent is marked lost; its task is not marked unreachable yet.
+        let mut s = attempt_in("ON_FAILURE", TaskState::TaskRunning);
+        s.nodes.get_mut(&1).unwrap().status = NodeStatus::Lost;
+        assert!(matches!(
+            &plan(&s, &parsed(&s), 200).0[..],
+            [Step::Lost { next: Some(n), .. }] if n == "j.r1.2"
+        ));
+        // No retry left: the run fails.
+        let spec =
+            serde_json::json!({"id": "j", "run": {"cmd": "true", "restart": {"policy": "ON_FAILURE", "retries": 0}}});
+        let mut none_left = state_of(spec, JobRunStatus::Active, 2, &["j.r1.1"]);
+        with_task(&mut none_left, "j.r1.1", TaskState::TaskUnreachable);
+        assert!(matches!(
+            &plan(&none_left, &parsed(&none_left), 200).0[..],
+            [Step::Lost { next: None, .. }]
+        ));
+        // Stopped while its agent is away (its kill waits for the agent): failed, not retried.
+        let mut stopped = attempt_in("ON_FAILURE", TaskState::TaskUnreachable);
+        stopped.nodes.get_mut(&1).unwrap().status = NodeStatus::Lost;
+        stopped.apply(
+            4,
+            &Command::KillTask {
+                task_id: "j.r1.1".into(),
+                now: 150,
+            },
+        );
+        assert_eq!(stopped.tasks["j.r1.1"].state, TaskState::TaskKilling);
+        assert_eq!(
+            plan(&stopped, &parsed(&stopped), 200).0,
+            vec![Step::Status {
+                run_id: "r1".into(),
+                status: JobRunStatus::Failed
+            }]
+        );
+    }
+
+    #[test]
+    fn a_runs_arguments_follow_the_jobs() {
+        let shell: JobSpec = serde_json::from_value(job("NEVER")).unwrap();
+        let mut run = new_run("j", "r1".into(), 1, None);
+        run.arguments = vec!["a".into(), "b c".into()];
+        assert_eq!(
+            run_task_def(&shell, &run).args,
+            vec!["/bin/sh", "-c", "echo hi a 'b c'"]
+        );
+        let direct: JobSpec =
+            serde_json::from_value(serde_json::json!({"id": "j", "run": {"args": ["echo", "hi"]}})).unwrap();
+        assert_eq!(run_task_def(&direct, &run).args, vec!["echo", "hi", "a", "b c"]);
+        run.arguments.clear();
+        assert_eq!(run_task_def(&shell, &run).args, vec!["/bin/sh", "-c", "echo hi"]);
+    }
+
     const MIN: u64 = 60_000;
     /// 2026-01-01T00:10:30Z
     const NOW: u64 = 1_767_226_230_000;
@@ -1009,6 +1402,7 @@ mod tests {
                     run_id: format!("{job}-run"),
                     status,
                     now: 3,
+                    message: None,
                 },
             );
         };

@@ -14,6 +14,19 @@ fn api_as(caller: Option<tepui_auth::Identity>) -> Router {
 /// are in the state but not connected: tasks are committed and stay staged until a test says
 /// otherwise).
 fn with_master(caller: Option<tepui_auth::Identity>) -> (Router, tepui_node::Node, tepui_node::testing::Local) {
+    let (r, node, local, _) = with_the_master(caller);
+    (r, node, local)
+}
+
+/// [`with_master`], and the master.
+fn with_the_master(
+    caller: Option<tepui_auth::Identity>,
+) -> (
+    Router,
+    tepui_node::Node,
+    tepui_node::testing::Local,
+    tepui_master::Master,
+) {
     let (node, local) = local_node(tepui_state::testing::state_with_agents(1, 4096));
     let master = tepui_master::Master::new(
         node.clone(),
@@ -25,12 +38,12 @@ fn with_master(caller: Option<tepui_auth::Identity>) -> (Router, tepui_node::Nod
     );
     master.start();
     tepui_jobs::runs::start(master.clone());
-    let router = tepui_jobs::api::routes(master).into_parts().0;
+    let router = tepui_jobs::api::routes(master.clone()).into_parts().0;
     let router = match caller {
         Some(me) => router.layer(axum::Extension(me)),
         None => router,
     };
-    (router, node, local)
+    (router, node, local, master)
 }
 
 fn api() -> Router {
@@ -315,17 +328,148 @@ async fn a_stopped_run_kills_its_task_and_fails() {
     let run_id = run["id"].as_str().unwrap().to_string();
     let task = format!("j.{run_id}.1");
     until(&node, "the run's task", |s| s.tasks.contains_key(&task)).await;
-    let (status, _) = call(
+    let (status, stopped) = call(
         &r,
         "POST",
         &format!("/v1/jobs/j/runs/{run_id}/actions/stop"),
         Some(json!({})),
     )
     .await;
+    // Metronome answers with the stopped run.
     assert_eq!(status, 200);
+    assert_eq!(
+        (
+            stopped["id"].as_str(),
+            stopped["jobId"].as_str(),
+            stopped["status"].as_str()
+        ),
+        (Some(run_id.as_str()), Some("j"), Some("FAILED")),
+        "{stopped}"
+    );
+    assert_eq!(stopped["tasks"][0]["id"], task.as_str(), "{stopped}");
+    assert!(stopped["completedAt"].is_string(), "{stopped}");
     assert!(node.read(|s| s.tasks[&task].kill_requested), "the task is being killed");
     let (_, job) = call(&r, "GET", "/v1/jobs/j?embed=history", None).await;
     assert_eq!(job["history"]["failureCount"], 1, "{job}");
+    let (status, e) = call(
+        &r,
+        "POST",
+        &format!("/v1/jobs/j/runs/{run_id}/actions/stop"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 404, "no active run to stop any more: {e}");
+}
+
+#[tokio::test]
+async fn runs_are_tasks_of_the_jobs_framework_which_acknowledges_their_updates() {
+    let (r, node, _local, master) = with_the_master(Some(tepui_auth::Identity::management("tests")));
+    let spec = json!({"id": "j", "run": {"cmd": "true", "cpus": 0.5, "mem": 32}});
+    assert_eq!(call(&r, "POST", "/v1/jobs", Some(spec)).await.0, 201);
+    let (_, run) = call(&r, "POST", "/v1/jobs/j/runs", Some(json!({}))).await;
+    let task = format!("j.{}.1", run["id"].as_str().unwrap());
+    until(&node, "the run's task", |s| s.tasks.contains_key(&task)).await;
+    // Recorded as a framework of its own, and its task as that framework's, in role `*`.
+    let (framework, owner, role) = node.read(|s| {
+        let t = &s.tasks[&task];
+        (
+            s.frameworks.get(tepui_jobs::runs::FRAMEWORK_ID).cloned(),
+            t.framework_id.clone(),
+            t.role.clone(),
+        )
+    });
+    let framework = framework.expect("the jobs framework is in the state");
+    assert_eq!(
+        (framework.name.as_str(), framework.roles.clone()),
+        ("tepui-jobs", vec!["*".to_string()])
+    );
+    assert_eq!((owner.as_str(), role.as_str()), ("tepui-jobs", "*"));
+    // The allocator holds its resources under it: they count in the role's share.
+    let view = master.view().expect("the leader's allocator");
+    let used = view.frameworks["tepui-jobs"].used.to_string();
+    assert!(used.contains("cpus:0.5"), "{used}");
+    assert!(view.roles["*"].frameworks.contains(&"tepui-jobs".to_string()));
+    assert!(view.roles["*"].share > 0.0);
+    // Its id is reserved: nobody else subscribes with it or tears it down.
+    assert!(master.teardown("tepui-jobs").await.is_err());
+
+    // An update from the agent reaches the framework, which acknowledges it (so that the
+    // task can be forgotten once it ended).
+    master
+        .on_status(
+            1,
+            tepui_proto::agent::StatusUpdate {
+                task_id: task.clone(),
+                uuid: "u-running".into(),
+                state: "TASK_RUNNING".into(),
+                reason: None,
+                message: String::new(),
+                exit_code: None,
+                signal: None,
+                timestamp_ms: 1,
+                healthy: None,
+                seq: Some(1),
+                container_ip: None,
+            },
+        )
+        .await;
+    until(&node, "the update acknowledged by the jobs framework", |s| {
+        s.tasks[&task].acknowledged_uuid.as_deref() == Some("u-running")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_chronos_run_now_passes_its_arguments_to_the_task() {
+    let (r, node, _local) = with_master(Some(tepui_auth::Identity::management("tests")));
+    let shell = json!({"id": "shell", "run": {"cmd": "printf '[%s]'", "cpus": 0.1, "mem": 32}});
+    let direct = json!({"id": "direct", "run": {"args": ["printf", "[%s]"], "docker": {"image": "busybox"},
+        "cpus": 0.1, "mem": 32}});
+    for job in [shell, direct] {
+        assert_eq!(call(&r, "POST", "/v1/jobs", Some(job)).await.0, 201);
+    }
+    for name in ["shell", "direct"] {
+        // `a 'b c'`: two arguments, the second with a blank.
+        let (status, body) = call(
+            &r,
+            "PUT",
+            &format!("/v1/scheduler/job/{name}?arguments=a%20%27b%20c%27"),
+            None,
+        )
+        .await;
+        assert_eq!((status, body), (204, Value::Null));
+    }
+    until(&node, "both runs' tasks", |s| {
+        s.job_runs
+            .values()
+            .filter(|r| r.tasks.iter().any(|t| s.tasks.contains_key(t)))
+            .count()
+            == 2
+    })
+    .await;
+    let args = |job: &str| -> Vec<String> {
+        node.read(|s| {
+            let run = s.job_runs.values().find(|r| r.job_id == job).expect("its run");
+            assert_eq!(run.arguments, vec!["a".to_string(), "b c".to_string()]);
+            s.tasks[&run.tasks[0]].def.args.clone()
+        })
+    };
+    assert_eq!(args("shell"), vec!["/bin/sh", "-c", "printf '[%s]' a 'b c'"]);
+    assert_eq!(args("direct"), vec!["printf", "[%s]", "a", "b c"]);
+}
+
+#[tokio::test]
+async fn chronos_stats_list_every_job_and_nothing_for_an_unknown_field() {
+    let r = api();
+    assert_eq!(call(&r, "POST", "/v1/jobs", Some(job("never.ran"))).await.0, 201);
+    let (status, stats) = call(&r, "GET", "/v1/scheduler/stats/99thPercentile", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(stats, json!([{"jobNameLabel": "never.ran", "time": 0.0}]));
+    let (status, count) = call(&r, "GET", "/scheduler/stats/count", None).await;
+    assert_eq!((status, count[0]["jobNameLabel"].as_str()), (200, Some("never.ran")));
+    // Chronos looks the name up in each job's histogram: not there, nothing listed.
+    let (status, none) = call(&r, "GET", "/v1/scheduler/stats/42ndPercentile", None).await;
+    assert_eq!((status, none), (200, json!([])));
 }
 
 #[tokio::test]

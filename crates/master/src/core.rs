@@ -414,17 +414,58 @@ impl Core {
     /// The operator's `/v1/tasks` takes resources directly: they must be unallocated (an
     /// outstanding offer holding them is rescinded first). Returns whether it got them.
     pub(crate) fn take_for_operator(&mut self, task_id: &str, agent: u64, resources: &Resources, now: Millis) -> bool {
-        let role = Role::default_role();
-        if self.alloc.add_used(OPERATOR, AgentId(agent), &role, resources).is_err() {
+        self.take_direct(OPERATOR, Role::default_role(), task_id, agent, resources, now)
+    }
+
+    /// A built-in framework that places its own tasks (the jobs scheduler) takes resources
+    /// directly, as the operator does, but under its own id and in `role` (`*` when empty), so
+    /// that they count in that role's share and consumption. `Ok(false)`: they are not free.
+    pub(crate) fn take_for_framework(
+        &mut self,
+        framework: &str,
+        role: &str,
+        task_id: &str,
+        agent: u64,
+        resources: &Resources,
+        now: Millis,
+    ) -> Result<bool, Error> {
+        let id = *self.ids.get(framework).ok_or_else(|| not_subscribed(framework))?;
+        let role = role_of(role);
+        if !self.roles_of.get(&id).is_some_and(|roles| roles.contains(&role)) {
+            return Err(invalid(format!(
+                "framework {framework} is not subscribed to role {role}"
+            )));
+        }
+        Ok(self.take_direct(id, role, task_id, agent, resources, now))
+    }
+
+    fn take_direct(
+        &mut self,
+        framework: FrameworkId,
+        role: Role,
+        task_id: &str,
+        agent: u64,
+        resources: &Resources,
+        now: Millis,
+    ) -> bool {
+        if self
+            .alloc
+            .add_used(framework, AgentId(agent), &role, resources)
+            .is_err()
+        {
             self.rescind_on(agent);
-            if self.alloc.add_used(OPERATOR, AgentId(agent), &role, resources).is_err() {
+            if self
+                .alloc
+                .add_used(framework, AgentId(agent), &role, resources)
+                .is_err()
+            {
                 return false;
             }
         }
         self.held.insert(
             task_id.to_string(),
             Held {
-                framework: OPERATOR,
+                framework,
                 agent,
                 role,
                 resources: resources.clone(),
@@ -1413,6 +1454,35 @@ mod tests {
         assert!(
             !c.take_for_operator("op2", 1, &"cpus:1.5".parse().unwrap(), 1),
             "only 1 cpu is left"
+        );
+        c.alloc.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_builtin_framework_places_its_own_tasks_under_its_id_and_role() {
+        let mut s = state(1);
+        let mut c = Core::new(0, &s);
+        let r: Resources = "cpus:0.5;mem:64".parse().unwrap();
+        assert!(
+            c.take_for_framework("jobs", "*", "j.r.1", 1, &r, 1).is_err(),
+            "not registered yet"
+        );
+        let _rx = subscribed(&mut c, &mut s, "jobs");
+        assert!(
+            c.take_for_framework("jobs", "dev", "j.r.1", 1, &r, 1).is_err(),
+            "a role it is not subscribed to"
+        );
+        assert_eq!(c.take_for_framework("jobs", "*", "j.r.1", 1, &r, 1).ok(), Some(true));
+        // Held by the framework in its role: its share counts it.
+        let held = c.alloc.allocations_of(c.ids["jobs"]);
+        assert_eq!(held.len(), 1, "{held:?}");
+        assert_eq!((held[0].1.as_str(), &held[0].2), ("*", &r));
+        assert!(c.alloc.role_share(&Role::default_role()) > 0.0);
+        assert_eq!(
+            c.take_for_framework("jobs", "*", "j.r.2", 1, &"cpus:1.8".parse().unwrap(), 1)
+                .ok(),
+            Some(false),
+            "not free"
         );
         c.alloc.check_invariants().unwrap();
     }

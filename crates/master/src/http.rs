@@ -14,7 +14,8 @@ use axum::routing::{get, post};
 use base64::Engine;
 use serde::Deserialize;
 use tepui_api::{
-    AgentImage, ErrorBody, ExecRequest, ExecResult, ImagePullRequest, PortView, PullLine, TaskRunRequest, TaskView,
+    AgentImage, ErrorBody, ExecRequest, ExecResult, ImageImportResult, ImagePullRequest, PortView, PullLine,
+    TaskRunRequest, TaskView,
 };
 use tepui_auth::{Cap, Policy, Routes};
 use tepui_node::agents::{final_reply, not_connected, CancelOnDrop};
@@ -850,25 +851,83 @@ async fn remove_image(
     Ok(axum::Json(out))
 }
 
-async fn import_image(State(m): Shared, Query(q): Query<AgentQuery>, body: Bytes) -> ApiResult<serde_json::Value> {
-    let key = q
-        .agent
-        .as_deref()
-        .ok_or_else(|| invalid("agent", "say which agent imports the archive: ?agent=ID"))?;
-    let agent = agent_arg(&m, Some(key))?.unwrap_or_default();
-    let name = m
-        .node()
-        .read(|s| s.nodes.get(&agent).map(|n| n.name.clone()))
-        .unwrap_or_default();
+#[derive(Deserialize)]
+struct ImportQuery {
+    agent: Option<String>,
+    /// The reference to store the image under, for an archive that names no repository.
+    reference: Option<String>,
+}
+
+/// Imports the archive onto one agent (`?agent=`; its refusal is the answer's) or every ready
+/// one, side by side (each agent's outcome in the answer; an error only when all failed).
+async fn import_image(
+    State(m): Shared,
+    Query(q): Query<ImportQuery>,
+    body: Bytes,
+) -> ApiResult<Vec<ImageImportResult>> {
+    let reference = match q.reference.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(r) if r.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            return Err(invalid("reference", format!("{r:?} is not an image reference")));
+        }
+        Some(r) => Some(r.to_string()),
+    };
+    let agents = target_agents(&m, q.agent.as_deref())?;
     if body.is_empty() {
         return Err(Error::new(ErrorKind::Invalid, "bad_archive", "the archive is empty"));
     }
+    let one = q.agent.is_some();
+    let imports = agents.into_iter().map(|(agent, name)| {
+        let m = m.clone();
+        let body = body.clone();
+        let reference = reference.clone();
+        async move {
+            let outcome = import_on(&m, agent, &name, body, reference).await;
+            (name, outcome)
+        }
+    });
+    let outcomes = futures::future::join_all(imports).await;
+    if one || outcomes.iter().all(|(_, o)| o.is_err()) {
+        if let Some((_, Err(e))) = outcomes.iter().find(|(_, o)| o.is_err()) {
+            return Err(e.clone());
+        }
+    }
+    let results = outcomes
+        .into_iter()
+        .map(|(agent, outcome)| match outcome {
+            Ok(images) => ImageImportResult {
+                agent,
+                images,
+                error: None,
+            },
+            Err(e) => ImageImportResult {
+                agent,
+                images: vec![],
+                error: Some(ErrorBody {
+                    code: e.code,
+                    message: e.message,
+                    field: e.field,
+                }),
+            },
+        })
+        .collect();
+    Ok(axum::Json(results))
+}
+
+/// Sends the archive to one agent in chunks and waits for the images it stored.
+async fn import_on(
+    m: &Master,
+    agent: u64,
+    name: &str,
+    body: Bytes,
+    reference: Option<String>,
+) -> Result<Vec<serde_json::Value>, Error> {
     let (req_id, mut replies) = m
         .node()
         .agents()
-        .request(agent, Request::ImportImage)
+        .request(agent, Request::ImportImage { reference })
         .await
-        .map_err(|_| not_connected(agent, &name))?;
+        .map_err(|_| not_connected(agent, name))?;
     let _guard = CancelOnDrop {
         node: m.node().clone(),
         req_id,
@@ -881,9 +940,10 @@ async fn import_image(State(m): Shared, Query(q): Query<AgentQuery>, body: Bytes
             .agents()
             .upload(agent, req_id, b64, i + 1 == count)
             .await
-            .map_err(|_| not_connected(agent, &name))?;
+            .map_err(|_| not_connected(agent, name))?;
     }
-    final_reply(&mut replies, agent, &name).await.map(axum::Json)
+    let result = final_reply(&mut replies, agent, name).await?;
+    Ok(serde_json::from_value(result).unwrap_or_default())
 }
 
 #[derive(Deserialize)]

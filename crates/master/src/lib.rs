@@ -653,6 +653,28 @@ impl Master {
             .unwrap_or(true)
     }
 
+    /// [`Master::take_for_operator`] for a built-in framework's own placement (`""`: the
+    /// operator's), under its id and `role`.
+    fn take_direct(
+        &self,
+        framework: &str,
+        role: &str,
+        task_id: &str,
+        agent: u64,
+        resources: &Resources,
+    ) -> Result<bool, Error> {
+        if framework.is_empty() {
+            return Ok(self.take_for_operator(task_id, agent, resources));
+        }
+        match self.with_core(|c| c.take_for_framework(framework, role, task_id, agent, resources, now_ms())) {
+            Ok(taken) => taken,
+            // No core yet: as for the operator, the state's fit check guards alone, and the
+            // core accounts the task when it is built.
+            Err(_) if self.node().read(|s| s.frameworks.contains_key(framework)) => Ok(true),
+            Err(_) => Err(not_subscribed(framework)),
+        }
+    }
+
     /// The outcome of committing a task the operator took resources for.
     fn operator_launch(&self, task_id: &str, committed: bool) {
         let _ = self.with_core(|c| {

@@ -18,6 +18,9 @@ pub struct DirectLaunch {
     pub def: TaskDef,
     /// The agents it may go to (constraints decided by the caller); none: any.
     pub agents: Option<Vec<u64>>,
+    /// The role its resources are allocated in (`*` when empty); the operator's tasks are
+    /// always in `*`.
+    pub role: String,
 }
 
 /// What the agent is sent to run a task.
@@ -294,7 +297,12 @@ impl Master {
     /// sent to its agent. One answer per launch, in order; a task id already committed is
     /// refused (`task_exists`) as for one launch. A thousand runs due at one minute cost a
     /// few writes instead of a thousand.
-    pub async fn launch_direct_many(&self, launches: Vec<DirectLaunch>) -> Vec<Result<(), Error>> {
+    ///
+    /// `framework` is the operator's (`""`) or a built-in framework's that places its own
+    /// tasks (it must be subscribed, in each launch's role): its tasks are recorded as its
+    /// own and their resources held under it in the allocator, as if it had taken them from
+    /// an offer.
+    pub async fn launch_direct_many(&self, framework: &str, launches: Vec<DirectLaunch>) -> Vec<Result<(), Error>> {
         let node = self.node();
         if let Err(e) = node.linearize().await {
             let e: Error = e.into();
@@ -325,14 +333,25 @@ impl Master {
                 continue;
             };
             let mut record = TaskRecord::staging(l.id.clone(), &l.name, agent, l.def, now);
+            if !framework.is_empty() {
+                record.framework_id = framework.to_string();
+                record.role = if l.role.is_empty() { "*".into() } else { l.role.clone() };
+            }
             let resources = crate::convert::task_resources(&record);
             record.resources = crate::convert::text(&resources);
-            if !self.take_for_operator(&l.id, agent, &resources) {
-                answers.push(Some(Err(Error::conflict(
-                    "no_room",
-                    format!("the resources on agent {agent} are held by frameworks' tasks"),
-                ))));
-                continue;
+            match self.take_direct(framework, &record.role, &l.id, agent, &resources) {
+                Ok(true) => {}
+                Ok(false) => {
+                    answers.push(Some(Err(Error::conflict(
+                        "no_room",
+                        format!("the resources on agent {agent} are held by frameworks' tasks"),
+                    ))));
+                    continue;
+                }
+                Err(e) => {
+                    answers.push(Some(Err(e)));
+                    continue;
+                }
             }
             room.cpus_milli -= record.def.cpus_milli;
             room.mem_mb -= record.def.mem_mb;

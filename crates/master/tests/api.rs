@@ -341,18 +341,22 @@ async fn many_direct_launches_are_placed_against_one_tally_and_committed_togethe
             ..Default::default()
         },
         agents,
+        role: String::new(),
     };
     let launch = |id: &str, agents: Option<Vec<u64>>| sized(id, 512, agents);
     // Two agents of 1024 MB: four of these fit, two on each; the fifth does not.
     let answers = f
         .master
-        .launch_direct_many(vec![
-            launch("t1", None),
-            launch("t2", None),
-            launch("t3", Some(vec![2])),
-            launch("t4", None),
-            launch("t5", None),
-        ])
+        .launch_direct_many(
+            "",
+            vec![
+                launch("t1", None),
+                launch("t2", None),
+                launch("t3", Some(vec![2])),
+                launch("t4", None),
+                launch("t5", None),
+            ],
+        )
         .await;
     let codes: Vec<&str> = answers
         .iter()
@@ -369,6 +373,13 @@ async fn many_direct_launches_are_placed_against_one_tally_and_committed_togethe
     assert_eq!(agents.iter().filter(|a| **a == 1).count(), 2, "{agents:?}");
     assert_eq!(agents[2], 2, "t3 may only go to agent 2");
     // The same id again (small enough to be placed) is refused, as for one launch.
-    let again = f.master.launch_direct_many(vec![sized("t1", 0, None)]).await;
+    let again = f.master.launch_direct_many("", vec![sized("t1", 0, None)]).await;
     assert!(matches!(&again[..], [Err(e)] if e.code == "task_exists"), "{again:?}");
+    // A framework places its own only once it is subscribed; nothing is committed before.
+    let unknown = f.master.launch_direct_many("nobody", vec![sized("t6", 0, None)]).await;
+    assert!(
+        matches!(&unknown[..], [Err(e)] if e.code == "not_subscribed"),
+        "{unknown:?}"
+    );
+    assert!(f.node.read(|s| !s.tasks.contains_key("t6")));
 }

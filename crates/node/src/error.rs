@@ -175,6 +175,10 @@ impl From<ApplyError> for Error {
             ApplyError::UnknownPolicy { .. } => (NotFound, "unknown_policy"),
             ApplyError::BadPolicyName { .. } => (Invalid, "bad_policy_name"),
             ApplyError::PolicyInUse { .. } => (Conflict, "policy_in_use"),
+            ApplyError::PackageRepoExists { .. } => (Conflict, "package_repo_exists"),
+            ApplyError::UnknownPackageRepo { .. } => (NotFound, "unknown_package_repo"),
+            ApplyError::PackageInstalled { .. } => (Conflict, "package_installed"),
+            ApplyError::UnknownPackageInstall { .. } => (NotFound, "unknown_package_install"),
         };
         Error::new(kind, code, e.to_string())
     }

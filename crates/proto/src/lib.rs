@@ -195,7 +195,11 @@ pub mod agent {
             reference: String,
         },
         /// The archive follows as [`ServerToAgent::Upload`] chunks, ending with `last`.
-        ImportImage,
+        /// `reference` names the image when the archive does not (or picks one of several).
+        ImportImage {
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            reference: Option<String>,
+        },
         /// What the agent's gateway serves now (its addresses and live routes).
         GatewayRoutes,
         /// The entries of the directory at `path` in the task's sandbox (or the one file
@@ -435,5 +439,51 @@ pub mod gateway {
         /// The label or field (`labels.HAPROXY_0_BALANCE`).
         pub field: String,
         pub message: String,
+    }
+
+    // The `/v1/gateway` API's answers, here rather than in tepui-gateway so that the CLI reads
+    // them without the gateway's data plane (which is Linux-only).
+
+    /// The table as the leader builds it, without the certificates' keys.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct TableView {
+        pub routes: Vec<HttpRoute>,
+        pub certificates: Vec<CertView>,
+        pub vips: Vec<Vip>,
+        pub problems: Vec<Problem>,
+    }
+
+    /// A certificate as the API shows it: never its key.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct CertView {
+        pub host: String,
+        pub source: String,
+        /// The names it serves (the host and the certificate's DNS names).
+        pub hosts: Vec<String>,
+        /// The leaf's subject names and validity, when it parses.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub not_after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub problem: Option<String>,
+    }
+
+    /// What `PUT /v1/gateway/certs/{host}` takes: PEM texts.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct CertPut {
+        /// The certificate chain, leaf first.
+        pub cert: String,
+        pub key: String,
+    }
+
+    /// One agent's live routes, as `GET /v1/gateway/routes` answers.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct AgentRoutes {
+        pub agent_id: u64,
+        pub agent: String,
+        /// What the agent answered (its gateway's addresses and routes), or why it did not.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub gateway: Option<serde_json::Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub error: Option<String>,
     }
 }

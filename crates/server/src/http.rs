@@ -768,24 +768,32 @@ const SNAPSHOT_FORMAT: &str = "tepui-snapshot/1";
 
 async fn snapshot_save(State(inner): Shared) -> Result<Response, Error> {
     inner.linearize().await?;
-    let (state_json, cluster_id) = inner.state.read(|s| {
+    let (body, _) = snapshot_file(&inner.state, now_ms())?;
+    Ok(([(http::header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
+}
+
+/// The applied state as a backup file (what `snapshot save` writes and `restore` reads), and
+/// the index it was taken at. Scheduled backups (`crate::backups`) write the same files.
+pub(crate) fn snapshot_file(state: &tepui_store::StateReader, now: u64) -> Result<(Vec<u8>, u64), Error> {
+    let (state_json, cluster_id, index) = state.read(|s| {
         (
             serde_json::to_string(s),
             s.cluster.as_ref().map(|c| c.cluster_id.clone()).unwrap_or_default(),
+            state.applied_index(),
         )
     });
     let state_json = state_json.map_err(|e| Error::new(ErrorKind::Internal, "internal", e.to_string()))?;
     let file = SnapshotFile {
         format: SNAPSHOT_FORMAT.into(),
         cluster_id,
-        index: inner.state.applied_index(),
-        created_at_ms: now_ms(),
+        index,
+        created_at_ms: now,
         sha256: tepui_pki::sha256_hex(state_json.as_bytes()),
         state: serde_json::value::RawValue::from_string(state_json)
             .map_err(|e| Error::new(ErrorKind::Internal, "internal", e.to_string()))?,
     };
     let body = serde_json::to_vec(&file).map_err(|e| Error::new(ErrorKind::Internal, "internal", e.to_string()))?;
-    Ok(([(http::header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
+    Ok((body, index))
 }
 
 async fn snapshot_restore(State(inner): Shared, body: Bytes) -> ApiResult<RestoreResult> {

@@ -9,6 +9,7 @@
 //! the cluster's (`/v1/status`, nodes, members, tokens, variables, snapshots, Raft peers) and
 //! `/metrics`.
 
+mod backups;
 mod certs;
 mod cluster;
 mod failover;
@@ -19,13 +20,16 @@ mod metrics;
 mod node;
 mod peers;
 mod raft_net;
+mod recover;
 mod tunnel;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use backups::BackupSettings;
 pub use node::{Server, StartedAs, AUDIT_LOG};
+pub use recover::{recover, Recovery, RemovedServer};
 pub use tepui_transport::NetFilter;
 
 /// How a server comes up when its data dir holds no identity yet.
@@ -110,6 +114,8 @@ pub struct ServerConfig {
     pub api_cert: Option<ApiCert>,
     /// The cluster's DNS server (tepui-dns), on every server when set.
     pub dns: Option<DnsSettings>,
+    /// Scheduled backups, written by this server while it leads.
+    pub backups: Option<BackupSettings>,
 }
 
 /// Where and how a server answers DNS for the cluster.
@@ -178,6 +184,7 @@ impl ServerConfig {
             api_hostnames: Vec::new(),
             api_cert: None,
             dns: None,
+            backups: None,
         }
     }
 }

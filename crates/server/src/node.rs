@@ -324,6 +324,8 @@ pub struct Server {
     dns: Option<tepui_dns::Dns>,
     /// Where Mesos-DNS's HTTP API listens, when it does.
     dns_http: Option<SocketAddr>,
+    /// The Raft log's store, to write the committed id durably when the server stops.
+    raft_log: tepui_store::LogStore,
 }
 
 impl Server {
@@ -460,6 +462,7 @@ impl Server {
         let peer_seen = Arc::new(Mutex::new(HashMap::new()));
         let peers = Peers::new(identity.node_id, tls.client_config()?, cfg.filter.clone());
         let network = crate::raft_net::Network::new(peers.clone(), peer_seen.clone());
+        let raft_log = log_store.clone();
         let raft = Raft::new(identity.node_id, Arc::new(raft_config), network, log_store, sm_store)
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
@@ -550,6 +553,11 @@ impl Server {
                 .merge(tepui_auth::api::routes(inner.node.clone()))
                 .merge(tepui_secrets::api::routes(inner.node.clone(), secrets.clone()))
                 .merge(tepui_jobs::api::routes(master.clone()))
+                // Packages deploy through this server's own router, as their caller.
+                .merge(tepui_packages::api::routes(inner.node.clone(), {
+                    let weak = Arc::downgrade(&inner);
+                    tepui_packages::Backend::new(move || weak.upgrade()?.router.get().cloned())
+                }))
                 .merge(tepui_gateway::control::routes(inner.node.clone(), secrets.clone())),
             // The web UI is static files: every server answers it itself, never forwarding.
             local: tepui_mesos_api::local_routes(master.clone())
@@ -608,6 +616,11 @@ impl Server {
             .await;
         });
         tasks.spawn(crate::failover::run(inner.clone()));
+        if let Some(backups) = &cfg.backups {
+            crate::backups::prepare(&backups.dir)
+                .map_err(|e| ServerError::Config(format!("the backup directory {}: {e}", backups.dir.display())))?;
+            crate::backups::start(inner.clone(), backups.clone());
+        }
         let dns_http_addr = dns_http.as_ref().and_then(|(l, _)| l.local_addr().ok());
         if let Some((listener, router)) = dns_http {
             // Plain HTTP from anywhere, as Mesos-DNS (see tepui_dns::http on why it is public).
@@ -671,6 +684,7 @@ impl Server {
             identity,
             dns,
             dns_http: dns_http_addr,
+            raft_log,
         })
     }
 
@@ -719,6 +733,9 @@ impl Server {
         self.inner.node.shut_down();
         self.inner.peers.close();
         let _ = self.inner.raft.shutdown().await;
+        if let Err(e) = self.raft_log.flush_committed().await {
+            tracing::warn!(error = %e, "cannot record the committed log id");
+        }
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
         if let Some(dns) = self.dns.take() {

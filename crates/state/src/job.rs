@@ -94,3 +94,46 @@ pub fn job_dependencies(spec: &serde_json::Value) -> Vec<String> {
         .filter_map(|d| d.get("id").and_then(|i| i.as_str()).map(str::to_string))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(n: u64, status: JobRunStatus) -> JobRunRecord {
+        JobRunRecord {
+            job_id: "j".into(),
+            id: format!("r{n}"),
+            status,
+            created_at: n,
+            completed_at: Some(n + 1),
+            due_at: None,
+            tasks: vec![],
+            arguments: vec![],
+            exit_code: None,
+            message: None,
+        }
+    }
+
+    #[test]
+    fn the_history_keeps_the_newest_runs_up_to_its_limit_and_counts_them_all() {
+        let mut h = JobHistory::default();
+        let total = JOB_HISTORY_LIMIT as u64 + 5;
+        for n in 1..=total {
+            // Every third run fails.
+            let status = if n % 3 == 0 {
+                JobRunStatus::Failed
+            } else {
+                JobRunStatus::Success
+            };
+            h.record(finished(n, status));
+            assert!(h.finished.len() <= JOB_HISTORY_LIMIT);
+        }
+        assert_eq!(h.finished.len(), JOB_HISTORY_LIMIT);
+        // Newest first; the five oldest are gone, their counts are not.
+        assert_eq!(h.finished.front().map(|r| r.id.as_str()), Some("r105"));
+        assert_eq!(h.finished.back().map(|r| r.id.as_str()), Some("r6"));
+        assert_eq!(h.success_count + h.failure_count, total);
+        assert_eq!(h.failure_count, total / 3);
+        assert_eq!((h.last_success_at, h.last_failure_at), (Some(105), Some(106)));
+    }
+}

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub mod acl;
 mod framework;
 mod job;
+mod package;
 mod service;
 mod task;
 #[cfg(any(test, feature = "test-support"))]
@@ -23,6 +24,7 @@ pub mod testing;
 pub use acl::{AclPolicy, AclToken, Capability, FrameworkGrant};
 pub use framework::{FrameworkRecord, RoleConfig};
 pub use job::{job_dependencies, JobHistory, JobRunRecord, JobRunStatus, JOB_HISTORY_LIMIT};
+pub use package::{PackageInstall, PackageRepo};
 pub use service::{AppRecord, DeploymentRecord, ServiceChange, MAX_APP_VERSIONS};
 pub use task::{
     Free, HealthCheckDef, PlacementError, PortDef, SecretRef, TaskDef, TaskRecord, TaskState, TaskUpdate, VolumeDef,
@@ -291,6 +293,12 @@ pub struct State {
     /// Per job with dependencies, the parents that succeeded since it last ran.
     #[serde(default)]
     pub job_parents_succeeded: BTreeMap<String, BTreeSet<String>>,
+    /// Package repositories, in the order they are searched.
+    #[serde(default)]
+    pub package_repos: Vec<PackageRepo>,
+    /// Installed packages by app id.
+    #[serde(default)]
+    pub package_installs: BTreeMap<String, PackageInstall>,
     /// Which jobs depend on each job: derived from `jobs`, never stored.
     #[serde(skip)]
     pub job_dependents: DependentsIndex,
@@ -445,6 +453,10 @@ pub enum Command {
         run_id: String,
         status: JobRunStatus,
         now: Millis,
+        /// Why a finished run ended when its task cannot say (its agent was lost); none: its
+        /// last task's message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
     },
     /// A secret sealed by the leader (the path normalized, see [`normalize_secret_path`]).
     PutSecret {
@@ -544,6 +556,27 @@ pub enum Command {
     },
     /// Stops trusting the CAs a rotation retires, whether or not every node renewed.
     FinishCaRotation,
+    /// Adds a package repository at `index` (the end when none); refused when its name or URI
+    /// is listed.
+    AddPackageRepo {
+        repo: PackageRepo,
+        index: Option<u32>,
+    },
+    /// Removes the package repository with this name and/or URI.
+    RemovePackageRepo {
+        name: Option<String>,
+        uri: Option<String>,
+    },
+    /// Records an installed package (`create`: refused when its app id is taken) or replaces
+    /// the record after an upgrade (refused when there is none).
+    PutPackageInstall {
+        install: PackageInstall,
+        create: bool,
+    },
+    /// Forgets an installed package once what it deployed is removed.
+    RemovePackageInstall {
+        app_id: String,
+    },
     /// Several commands committed as one log entry (the leader groups concurrent writes);
     /// each is applied in order and answered on its own.
     Batch {
@@ -603,6 +636,10 @@ impl Command {
             Command::RotateCa { .. } => "rotate_ca",
             Command::RecordCertificate { .. } => "record_certificate",
             Command::FinishCaRotation => "finish_ca_rotation",
+            Command::AddPackageRepo { .. } => "add_package_repo",
+            Command::RemovePackageRepo { .. } => "remove_package_repo",
+            Command::PutPackageInstall { .. } => "put_package_install",
+            Command::RemovePackageInstall { .. } => "remove_package_install",
             Command::Batch { .. } => "batch",
             Command::Noop => "noop",
         }
@@ -692,15 +729,37 @@ pub enum ApplyError {
     RotationInProgress,
     #[error("no CA rotation is under way")]
     NoRotation,
+    #[error("{}", package_repo_words("is already present in the list", name, uri))]
+    PackageRepoExists { name: Option<String>, uri: Option<String> },
+    #[error("{}", package_repo_words("is not present in the list", name, uri))]
+    UnknownPackageRepo { name: Option<String>, uri: Option<String> },
+    #[error("a package is already installed with app id {app_id}")]
+    PackageInstalled { app_id: String },
+    #[error("no package is installed with app id {app_id}")]
+    UnknownPackageInstall { app_id: String },
+}
+
+/// Cosmos's words for a repository refused by name, URI or both.
+fn package_repo_words(what: &str, name: &Option<String>, uri: &Option<String>) -> String {
+    match (name, uri) {
+        (Some(n), Some(u)) => format!("repository name [{n}] and URI [{u}]: {what}"),
+        (Some(n), None) => format!("repository name [{n}] {what}"),
+        (None, Some(u)) => format!("repository URI [{u}] {what}"),
+        (None, None) => format!("no repository named: {what}"),
+    }
 }
 
 impl State {
     /// A run that ended: into its job's history, and, if it succeeded, one parent nearer to
-    /// running for each of the job's dependents.
-    fn finish_job_run(&mut self, mut run: JobRunRecord) {
+    /// running for each of the job's dependents. Its last task says how it ended, unless
+    /// `why` does.
+    fn finish_job_run(&mut self, mut run: JobRunRecord, why: Option<&str>) {
         if let Some(task) = run.tasks.last().and_then(|t| self.tasks.get(t)) {
             run.exit_code = task.exit_code;
             run.message = Some(task.message.clone()).filter(|m| !m.is_empty());
+        }
+        if let Some(why) = why {
+            run.message = Some(why.to_string());
         }
         if run.status == JobRunStatus::Success {
             let children = self.job_dependents.children(&self.jobs, &run.job_id).to_vec();
@@ -1109,6 +1168,10 @@ impl State {
                 Ok(Response::Ok)
             }
             Command::ChangeServices { change } => self.change_services(change),
+            Command::AddPackageRepo { repo, index } => self.add_package_repo(repo, *index),
+            Command::RemovePackageRepo { name, uri } => self.remove_package_repo(name.as_deref(), uri.as_deref()),
+            Command::PutPackageInstall { install, create } => self.put_package_install(install, *create),
+            Command::RemovePackageInstall { app_id } => self.remove_package_install(app_id),
             Command::UpdateDeployment { id, plan } => self.update_deployment(id, plan.as_ref()),
             Command::PutJob { id, spec, create, now } => {
                 let created_at = match (self.jobs.get(id), create) {
@@ -1149,7 +1212,7 @@ impl State {
                 }
                 if run.status.is_finished() {
                     // Recorded as ended (Chronos' "mark job successful"): straight to history.
-                    self.finish_job_run(run.clone());
+                    self.finish_job_run(run.clone(), None);
                 } else {
                     self.job_runs.insert(run.id.clone(), run.clone());
                 }
@@ -1204,7 +1267,12 @@ impl State {
                 run.status = JobRunStatus::Starting;
                 Ok(Response::Ok)
             }
-            Command::SetJobRunStatus { run_id, status, now } => {
+            Command::SetJobRunStatus {
+                run_id,
+                status,
+                now,
+                message,
+            } => {
                 let run = self
                     .job_runs
                     .get_mut(run_id)
@@ -1213,7 +1281,7 @@ impl State {
                 if status.is_finished() {
                     run.completed_at = Some(*now);
                     let run = self.job_runs.remove(run_id).expect("just found");
-                    self.finish_job_run(run);
+                    self.finish_job_run(run, message.as_deref());
                 }
                 Ok(Response::Ok)
             }

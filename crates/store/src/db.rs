@@ -49,6 +49,8 @@ pub enum StoreError {
     Task(String),
     #[error("raft log file")]
     Wal(#[source] std::io::Error),
+    #[error("{0}")]
+    Recover(String),
 }
 
 impl StoreError {

@@ -11,11 +11,15 @@
 //! after it (the committed log id is persisted for that). [`StateReader`] gives the API layer
 //! read access and a watch of the applied index.
 //!
+//! [`OfflineStore`] is for a stopped server only: it reads what the store holds and makes the
+//! server the only voter of its cluster (recovery from a lost quorum).
+//!
 //! This crate does not know about the network, cluster membership policy or the meaning of
 //! commands: it stores entries, applies them with `State::apply`, and snapshots the result.
 
 mod db;
 mod log_store;
+mod recover;
 mod state_machine;
 #[cfg(test)]
 mod tests;
@@ -27,6 +31,7 @@ use std::sync::Arc;
 pub use db::StoreError;
 pub use log_store::LogStore;
 pub use openraft::BasicNode;
+pub use recover::{Forced, Inspection, OfflineStore};
 pub use state_machine::{DetachedState, StateMachineStore, StateReader};
 
 openraft::declare_raft_types!(
@@ -43,7 +48,7 @@ openraft::declare_raft_types!(
 
 pub type Raft = openraft::Raft<TypeConfig>;
 pub type NodeId = u64;
-pub(crate) type LogId = openraft::LogId<NodeId>;
+pub type LogId = openraft::LogId<NodeId>;
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "raft.redb";

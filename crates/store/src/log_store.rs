@@ -25,8 +25,8 @@ const RECENT: usize = 256;
 /// The log half of the store, handed to `Raft::new`. Clones share one database.
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<Database>,
-    wal: Arc<Wal>,
+    pub(crate) db: Arc<Database>,
+    pub(crate) wal: Arc<Wal>,
     committed: Arc<Mutex<Committed>>,
     recent: Arc<Mutex<Recent>>,
 }
@@ -141,6 +141,18 @@ impl LogStore {
         .await
     }
 
+    /// Writes the latest committed log id openraft reported durably, for a server that stops:
+    /// the hint is written at most once a second and without a sync of its own, and on the next
+    /// start it says how much of the log to apply again (and `tepui operator recover` reports
+    /// it).
+    pub async fn flush_committed(&self) -> Result<(), StoreError> {
+        let latest = self.committed.lock().unwrap_or_else(|e| e.into_inner()).latest;
+        if latest.is_none() {
+            return Ok(());
+        }
+        self.write_meta(KEY_COMMITTED, &latest).await
+    }
+
     fn read_range<RB: RangeBounds<u64>>(&self, range: RB) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
         let from = match range.start_bound() {
             Bound::Included(&s) => s,
@@ -158,7 +170,7 @@ impl LogStore {
         self.wal.read(from, to)
     }
 
-    fn log_state(&self) -> Result<LogState<TypeConfig>, StoreError> {
+    pub(crate) fn log_state(&self) -> Result<LogState<TypeConfig>, StoreError> {
         let txn = self.db.begin_read()?;
         let last_purged_log_id: Option<LogId> = get_json(&txn.open_table(META)?, KEY_PURGED, "last purged log id")?;
         // With every log purged, the last log id is the last purged one.

@@ -151,6 +151,12 @@ impl StateMachineStore {
         })
     }
 
+    /// A copy of what the state machine holds: right after [`crate::open`], the stored
+    /// snapshot's.
+    pub(crate) fn applied_copy(&self) -> Applied {
+        self.shared.read().clone()
+    }
+
     /// A reader of the applied state for the API layer.
     pub fn reader(&self) -> StateReader {
         StateReader {

@@ -34,7 +34,7 @@ fn openraft_suite() {
     Suite::test_all(TempStoreBuilder).expect("openraft storage suite");
 }
 
-fn put(key: &str, value: &str) -> Command {
+pub(crate) fn put(key: &str, value: &str) -> Command {
     Command::PutVar {
         key: key.into(),
         value: value.into(),
@@ -69,7 +69,7 @@ fn as_json(entries: &[Entry<TypeConfig>]) -> serde_json::Value {
     serde_json::to_value(entries).unwrap()
 }
 
-fn var(reader: &StateReader, key: &str) -> Option<String> {
+pub(crate) fn var(reader: &StateReader, key: &str) -> Option<String> {
     reader.read(|s| s.vars.get(key).map(|v| v.value.clone()))
 }
 
@@ -372,7 +372,7 @@ impl RaftNetwork<TypeConfig> for NoNetwork {
     }
 }
 
-async fn start(dir: &std::path::Path) -> (Raft, StateReader) {
+pub(crate) async fn start(dir: &std::path::Path) -> (Raft, StateReader) {
     let t0 = std::time::Instant::now();
     let (log, sm) = loop {
         match open(dir) {
@@ -640,4 +640,19 @@ async fn a_log_kept_in_redb_by_an_earlier_version_moves_to_the_file() {
     let mut expected = entries.clone();
     expected.push(entry(1, 4, "4"));
     assert_eq!(all_entries(dir.path()).await, as_json(&expected));
+}
+
+#[tokio::test]
+async fn a_stopping_server_records_the_latest_committed_id() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _sm) = open(dir.path()).unwrap();
+        log.blocking_append([blank(0), blank(1), blank(2)]).await.unwrap();
+        log.save_committed(Some(log_id(1, 1, 1))).await.unwrap();
+        // Within the second: only in memory, until the flush.
+        log.save_committed(Some(log_id(1, 1, 2))).await.unwrap();
+        log.flush_committed().await.unwrap();
+    }
+    let (mut log, _sm) = open(dir.path()).unwrap();
+    assert_eq!(log.read_committed().await.unwrap(), Some(log_id(1, 1, 2)));
 }
