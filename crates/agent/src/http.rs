@@ -1,4 +1,5 @@
-//! The agent's HTTP port: health, resources, and the gateway's counters (`/metrics`).
+//! The agent's HTTP port: health, resources, the gateway's counters (`/metrics`), and Mesos'
+//! executor API for frameworks' executors (`/api/v1/executor`, see `executor_api`).
 
 use std::sync::Arc;
 
@@ -6,11 +7,12 @@ pub(crate) struct HttpState {
     pub name: String,
     pub resources: tepui_proto::agent::Resources,
     pub gateway: Arc<crate::gateway::AgentGateway>,
+    pub tasks: crate::TaskManager,
 }
 
 pub(crate) fn router(state: Arc<HttpState>) -> axum::Router {
     use axum::extract::State;
-    use axum::routing::get;
+    use axum::routing::{get, post};
     axum::Router::new()
         .route(
             "/v1/health",
@@ -35,6 +37,14 @@ pub(crate) fn router(state: Arc<HttpState>) -> axum::Router {
                     s.gateway.metrics(),
                 )
             }),
+        )
+        .route(
+            "/api/v1/executor",
+            post(
+                |State(s): State<Arc<HttpState>>, headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
+                    crate::executor_api::executor(s.tasks.clone(), headers, body).await
+                },
+            ),
         )
         .with_state(state)
 }

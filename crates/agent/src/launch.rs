@@ -20,6 +20,9 @@ pub const TASK_FINISHED: &str = "TASK_FINISHED";
 pub const TASK_FAILED: &str = "TASK_FAILED";
 pub const TASK_KILLED: &str = "TASK_KILLED";
 pub const TASK_ERROR: &str = "TASK_ERROR";
+pub const TASK_LOST: &str = "TASK_LOST";
+pub const TASK_DROPPED: &str = "TASK_DROPPED";
+pub const TASK_GONE: &str = "TASK_GONE";
 
 /// The command exited non-zero or died by a signal nobody sent.
 pub const REASON_COMMAND_EXECUTOR_FAILED: &str = "REASON_COMMAND_EXECUTOR_FAILED";
@@ -39,6 +42,12 @@ pub const REASON_TASK_KILLED_DURING_LAUNCH: &str = "REASON_TASK_KILLED_DURING_LA
 pub const REASON_EXECUTOR_TERMINATED: &str = "REASON_EXECUTOR_TERMINATED";
 /// The agent restarted while the task was being prepared, before its container existed.
 pub const REASON_AGENT_RESTARTED: &str = "REASON_AGENT_RESTARTED";
+/// An executor's task it never saw, after an agent restart (Mesos' words).
+pub const REASON_SLAVE_RESTARTED: &str = "REASON_SLAVE_RESTARTED";
+/// A framework's executor did not subscribe in time after it started.
+pub const REASON_EXECUTOR_REGISTRATION_TIMEOUT: &str = "REASON_EXECUTOR_REGISTRATION_TIMEOUT";
+/// A framework's executor did not subscribe again in time after the agent restarted.
+pub const REASON_EXECUTOR_REREGISTRATION_TIMEOUT: &str = "REASON_EXECUTOR_REREGISTRATION_TIMEOUT";
 /// A health check changed the task's health.
 pub const REASON_TASK_HEALTH_CHECK_STATUS_UPDATED: &str = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED";
 
@@ -373,6 +382,7 @@ mod tests {
             },
             secret_values: vec![],
             secret_error: None,
+            executor: None,
         }
     }
 

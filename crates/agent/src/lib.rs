@@ -12,6 +12,7 @@
 //! It knows nothing of Raft, the allocator or frameworks: the leader decides what runs where,
 //! the agent runs it and says how it went.
 
+mod executor_api;
 pub mod files;
 pub mod gateway;
 mod health;
@@ -32,7 +33,7 @@ use std::time::Duration;
 
 pub use requests::{progress_json, ImageSummary, Requests};
 pub use resources::{detect, ResourceOverrides};
-pub use tasks::{CleanupReport, Phase, TaskConfig, TaskError, TaskManager, MAX_LOG_FOLLOWERS};
+pub use tasks::{AgentSelf, CleanupReport, Phase, TaskConfig, TaskError, TaskManager, MAX_LOG_FOLLOWERS};
 use tepui_pki::token::JoinToken;
 use tepui_pki::Role;
 pub use tepui_runtime::{BridgeConfig, RuntimeConfig};
@@ -247,6 +248,11 @@ impl Agent {
         })
         .await?;
 
+        task_manager.set_agent_self(tasks::AgentSelf {
+            id: identity.node_id,
+            hostname: identity.name.clone(),
+            endpoint: http_addr,
+        });
         let resources = resources::detect(&cfg.data_dir, &cfg.resources);
         let (conn_tx, conn_rx) = watch::channel(Connection::default());
         let mut loops = JoinSet::new();
@@ -326,6 +332,7 @@ impl Agent {
             name: identity.name.clone(),
             resources,
             gateway: gateway.clone(),
+            tasks: task_manager.clone(),
         }));
         let shutdown_http = shutdown.clone();
         loops.spawn(async move {

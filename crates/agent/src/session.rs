@@ -197,6 +197,19 @@ impl Session {
                     self.tasks.ack(&task_id, &uuid);
                 }
                 ServerToAgent::Forget { task_id } => self.tasks.forget(&task_id),
+                ServerToAgent::ShutdownExecutor {
+                    framework_id,
+                    executor_id,
+                } => self.tasks.shutdown_executor(&framework_id, &executor_id),
+                ServerToAgent::FrameworkMessage {
+                    framework_id,
+                    executor_id,
+                    b64,
+                } => self.tasks.framework_message(&framework_id, &executor_id, &b64),
+                ServerToAgent::ExecutorExitAck {
+                    framework_id,
+                    executor_id,
+                } => self.tasks.executor_exit_acked(&framework_id, &executor_id),
                 ServerToAgent::Request { req_id, request } => requests.start(req_id, request),
                 ServerToAgent::Upload { req_id, b64, last } => requests.upload(req_id, b64, last).await,
                 ServerToAgent::Cancel { req_id } => requests.cancel(req_id),
@@ -240,9 +253,17 @@ async fn write_loop(
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
+    let mut executors_told = false;
     loop {
         let is_registered = registered.load(Ordering::SeqCst);
         if is_registered {
+            // Executors' ends not acknowledged go again on a new stream, and their messages.
+            for event in tasks.executor_events(std::time::Instant::now(), !executors_told) {
+                if tx.send(envelope(&AgentToServer::Executor { event })).await.is_err() {
+                    return Ended::Failed("the stream closed".into());
+                }
+            }
+            executors_told = true;
             for update in tasks.due_updates(std::time::Instant::now()) {
                 if filter.is_isolated(me) {
                     return Ended::Failed("isolated by the network filter".into());

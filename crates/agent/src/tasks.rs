@@ -33,6 +33,10 @@ use crate::launch::{self, Change};
 use crate::resolver::ClusterResolver;
 use crate::updates::{self, task_dir_name, valid_task_id, UpdateQueue};
 
+mod executors;
+pub use executors::AgentSelf;
+pub(crate) use executors::{next_event, Refusal, Subscription};
+
 const LAUNCH_FILE: &str = "launch.json";
 const FORGOTTEN_FILE: &str = "forgotten";
 const CONTAINER_DIR: &str = "container";
@@ -168,6 +172,10 @@ struct Inner {
     followers: Arc<tokio::sync::Semaphore>,
     /// The cluster's resolver for the tasks' resolv.conf.
     resolver: ClusterResolver,
+    /// Frameworks' executors (see `executors`).
+    executors: Mutex<executors::Executors>,
+    /// Taken while an executor's update is recorded, so one sent twice at once goes once.
+    executor_updates: Mutex<()>,
 }
 
 /// Launches recorded at once.
@@ -231,6 +239,8 @@ impl TaskManager {
                 starting: Arc::new(tokio::sync::Semaphore::new(STARTING)),
                 followers: Arc::new(tokio::sync::Semaphore::new(MAX_LOG_FOLLOWERS)),
                 resolver: ClusterResolver::new(cfg.cluster_dns.clone()),
+                executors: Mutex::new(executors::Executors::new(data.join("executors"))),
+                executor_updates: Mutex::new(()),
             }),
         };
         if cfg.cluster_dns.is_some() {
@@ -333,6 +343,7 @@ impl TaskManager {
             );
         }
         tracing::info!(task = %id, "launching");
+        let on_executor = task.executor.is_some();
         let me = self.clone();
         self.spawn(async move {
             let Ok(permit) = me.inner.recording.clone().acquire_owned().await else {
@@ -348,13 +359,19 @@ impl TaskManager {
                             serde_json::to_vec_pretty(&task.without_secret_values()).map_err(io::Error::other)?;
                         updates::write_atomic(&dir.join(LAUNCH_FILE), &bytes)
                     })
-                    .map(|()| recorder.push(&task_id, Change::starting()))
+                    .map(|()| {
+                        // An executor reports its own tasks' states.
+                        if task.executor.is_none() {
+                            recorder.push(&task_id, Change::starting())
+                        }
+                    })
                     .map_err(|e| e.to_string())
             })
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
             drop(permit);
             match recorded {
+                Ok(()) if on_executor => me.run_on_executor(id).await,
                 Ok(()) => me.run(id).await,
                 Err(e) => {
                     tracing::error!(task = %id, error = %e, "cannot record the launch; refusing it");
@@ -370,6 +387,18 @@ impl TaskManager {
     /// task the agent does not have is answered `TASK_KILLED` with reason
     /// `REASON_TASK_UNKNOWN` (it is not running here, which is what the kill wants).
     pub fn kill(&self, task_id: &str, grace: Option<Duration>) {
+        let executor = {
+            let table = lock(&self.inner.table);
+            table.get(task_id).filter(|e| e.phase() != Phase::Ended).and_then(|e| {
+                e.kill.cancel();
+                e.launch.as_ref()?.executor.as_deref().map(executors::Key::of_launch)
+            })
+        };
+        if let Some(key) = executor {
+            tracing::info!(task = %task_id, "killing, through its executor");
+            self.kill_executor_task(task_id, key, grace);
+            return;
+        }
         let kill_now = {
             let mut table = lock(&self.inner.table);
             match table.get_mut(task_id) {
@@ -419,6 +448,7 @@ impl TaskManager {
         let acked = lock(&self.inner.updates).ack(task_id, uuid);
         if acked {
             tracing::debug!(task = %task_id, %uuid, "update acknowledged");
+            self.executor_acknowledged(task_id, uuid);
             self.inner.changed.notify_one();
         } else {
             tracing::debug!(task = %task_id, %uuid, "acknowledgement of no pending update: ignored");
@@ -429,7 +459,7 @@ impl TaskManager {
     /// The cluster does not know the task (or is done with it): kill it if it runs, then drop
     /// it and its pending updates. Nothing more is reported about it.
     pub fn forget(&self, task_id: &str) {
-        let (kill_now, remove) = {
+        let (kill_now, remove, on_executor) = {
             let mut table = lock(&self.inner.table);
             let Some(e) = table.get_mut(task_id) else {
                 tracing::debug!(task = %task_id, "forget of a task this agent does not have");
@@ -443,12 +473,25 @@ impl TaskManager {
                 tracing::warn!(task = %task_id, error = %err, "cannot delete the task's updates");
             }
             e.kill.cancel();
-            match e.phase() {
-                Phase::Ended => (false, Some(e.dir.clone())),
-                Phase::Running => (true, None),
-                Phase::Starting => (false, None),
+            let executor = e
+                .launch
+                .as_ref()
+                .and_then(|l| l.executor.as_deref())
+                .map(executors::Key::of_launch);
+            match (executor, e.phase()) {
+                (_, Phase::Ended) => (false, Some(e.dir.clone()), None),
+                // Its executor is told to kill it; nothing more of it is kept.
+                (Some(key), _) => {
+                    e.phase.send_replace(Phase::Ended);
+                    (false, Some(e.dir.clone()), Some(key))
+                }
+                (None, Phase::Running) => (true, None, None),
+                (None, Phase::Starting) => (false, None, None),
             }
         };
+        if let Some(key) = on_executor {
+            self.forget_executor_task(task_id, key);
+        }
         tracing::info!(task = %task_id, "forgetting");
         if kill_now {
             self.kill_container(task_id, None);
@@ -541,11 +584,13 @@ impl TaskManager {
 
     /// Images that tasks not yet ended use.
     pub fn images_in_use(&self) -> HashSet<String> {
-        lock(&self.inner.table)
+        let mut images: HashSet<String> = lock(&self.inner.table)
             .values()
             .filter(|e| e.phase() != Phase::Ended)
             .filter_map(|e| e.image.clone())
-            .collect()
+            .collect();
+        images.extend(self.executor_images());
+        images
     }
 
     // ---- internals ----
@@ -553,12 +598,17 @@ impl TaskManager {
     /// Queues an update (on disk before it can be sent). Nothing is queued for a forgotten
     /// task: the check and the push happen under the table lock, as `forget` drops updates.
     fn push(&self, task_id: &str, change: Change) {
+        self.push_update(change.into_update(task_id, new_uuid()));
+    }
+
+    /// [`TaskManager::push`] of an update made already (an executor's).
+    fn push_update(&self, update: StatusUpdate) {
+        let task_id = update.task_id.as_str();
         let table = lock(&self.inner.table);
         if table.get(task_id).is_some_and(|e| e.forgotten) {
-            tracing::debug!(task = %task_id, state = change.state, "forgotten task: update dropped");
+            tracing::debug!(task = %task_id, state = %update.state, "forgotten task: update dropped");
             return;
         }
-        let update = change.into_update(task_id, new_uuid());
         tracing::info!(
             task = %task_id,
             state = %update.state,
@@ -941,6 +991,7 @@ impl TaskManager {
     // ---- adoption ----
 
     async fn adopt(&self) -> Result<(), TaskError> {
+        let executor_containers = self.load_runs()?;
         let adopted: HashMap<String, TaskStatus> = self.inner.runtime.adopt().await?.into_iter().collect();
         let by_dir: HashMap<String, String> = lock(&self.inner.updates)
             .task_ids()
@@ -971,14 +1022,15 @@ impl TaskManager {
             let container = adopted.get(&id).cloned();
             self.adopt_one(id, dir, launch, container).await;
         }
-        for (id, st) in adopted {
-            if !known.contains(&id) && !st.state.is_terminal() {
+        for (id, st) in &adopted {
+            if !known.contains(id) && !executor_containers.contains(id) && !st.state.is_terminal() {
                 tracing::warn!(task = %id, "a container this agent has no record of: killed");
-                if let Err(e) = self.inner.runtime.kill(&id).await {
+                if let Err(e) = self.inner.runtime.kill(id).await {
                     tracing::warn!(task = %id, error = %error_chain(&e), "kill failed");
                 }
             }
         }
+        self.adopt_runs(&adopted).await;
         Ok(())
     }
 
@@ -1009,6 +1061,23 @@ impl TaskManager {
         if ended {
             lock(&self.inner.table).insert(id.clone(), Entry::new(dir, launch, Phase::Ended));
             self.release(&id, &container_dir, has_image).await;
+            return;
+        }
+        if let Some(l) = launch.clone().filter(|l| l.executor.is_some()) {
+            // Run by its executor: back in the executor's run, which settles it.
+            let phase = match latest.as_deref() {
+                Some(launch::TASK_RUNNING | "TASK_KILLING") => Phase::Running,
+                _ => Phase::Starting,
+            };
+            lock(&self.inner.table).insert(id.clone(), Entry::new(dir.clone(), launch, phase));
+            if !self.adopt_executor_task(&id, &l, &dir) {
+                let change = Change::new(
+                    launch::TASK_FAILED,
+                    Some(launch::REASON_EXECUTOR_TERMINATED),
+                    "Executor terminated",
+                );
+                self.finish(&id, change).await;
+            }
             return;
         }
         match (&container, live) {
@@ -1123,6 +1192,14 @@ impl TaskManager {
             report.tasks.push(id);
         }
         report.tasks.sort();
+        for dir in self.cleanup_runs() {
+            let d = dir.clone();
+            if let Err(e) = self.blocking(move |_| fs::remove_dir_all(&d)).await {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove an executor's record");
+                }
+            }
+        }
         match self.inner.runtime.cleanup(self.inner.retention).await {
             Ok(removed) => report.sandboxes = removed,
             Err(e) => tracing::warn!(error = %error_chain(&e), "sandbox cleanup failed"),

@@ -82,6 +82,10 @@ pub fn valid_task_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'+' | b'-' | b'.'))
 }
 
+/// The largest framework message (its data, before base64), either way between a scheduler
+/// and its executor: the leader and the agents refuse larger ones alike.
+pub const MAX_FRAMEWORK_MESSAGE: usize = 256 * 1024;
+
 /// The longest HTTP health check path (with its query).
 pub const MAX_HEALTH_PATH: usize = 2048;
 

@@ -523,6 +523,7 @@ fn launch_spec(spec: &AppSpec, agent: u64, host_ports: &[u16]) -> LaunchSpec {
             (LABEL_APP.to_string(), spec.id.to_string()),
             (LABEL_VERSION.to_string(), spec.config_version().to_string()),
         ]),
+        executor: None,
     }
 }
 

@@ -17,6 +17,8 @@ use super::{
     invalid, not_subscribed, refused, status_of, LaunchSpec, OfferView, Operation, SchedulerEvent, StatusView,
 };
 
+mod executors;
+
 /// Tasks run through `/v1/tasks` belong to this framework (id `""`), in role `*`; it never
 /// takes offers.
 const OPERATOR: FrameworkId = FrameworkId(0);
@@ -50,6 +52,8 @@ struct AgentSeen {
 #[derive(Default)]
 pub(crate) struct AcceptPlan {
     pub launches: Vec<TaskRecord>,
+    /// The launches an executor runs, by task id: the executor and the task's `TaskInfo`.
+    pub executors: HashMap<String, (tepui_state::ExecutorRecord, serde_json::Value)>,
     pub reservations: Vec<(u64, String)>,
 }
 
@@ -355,7 +359,7 @@ impl Core {
         // Live tasks whose holding is settled: when every settled holding is one of them,
         // none ended, and the search for ended ones (a lookup in the state per holding, on
         // every tick) is skipped.
-        let mut live_settled = 0;
+        let mut live_settled = self.sync_executors(s);
         for t in s.tasks.values() {
             if t.state.is_terminal() {
                 continue;
@@ -400,7 +404,11 @@ impl Core {
         let ended: Vec<String> = self
             .held
             .iter()
-            .filter(|(id, h)| h.pending.is_none() && s.tasks.get(*id).is_none_or(|t| t.state.is_terminal()))
+            .filter(|(id, h)| {
+                h.pending.is_none()
+                    && !executors::is_executor_key(id)
+                    && s.tasks.get(*id).is_none_or(|t| t.state.is_terminal())
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in ended {
@@ -481,7 +489,7 @@ impl Core {
         let mut lost = vec![];
         for (id, h) in self.held.iter_mut() {
             let Some(since) = h.pending else { continue };
-            if s.tasks.contains_key(id) {
+            if s.tasks.contains_key(id) || s.executors.get(id).is_some_and(|e| e.live()) {
                 h.pending = None;
             } else if now.saturating_sub(since) > PENDING_TIMEOUT {
                 lost.push(id.clone());
@@ -650,6 +658,7 @@ impl Core {
         let mut reserves: Vec<(Role, Resources)> = Vec::new();
         let mut unreserves: Vec<(Role, Resources)> = Vec::new();
         let mut planned: HashSet<String> = HashSet::new();
+        let mut planned_executors: HashMap<String, serde_json::Value> = HashMap::new();
         let task_error = |core: &mut Core, l: &LaunchSpec, message: String| {
             let status = refused(
                 &l.task_id,
@@ -713,17 +722,36 @@ impl Core {
                             task_error(self, &l, format!("task id {:?} is already in use", l.task_id));
                             continue;
                         }
-                        if l.resources.is_empty() {
+                        if l.resources.is_empty() && l.executor.is_none() {
                             task_error(self, &l, "the task uses no resources; it needs cpus or mem".into());
                             continue;
                         }
+                        // A new executor takes its resources from the offer with its first task.
+                        let executor_need = match &l.executor {
+                            None => None,
+                            Some(x) => match self.executor_need(s, &planned_executors, framework, agent.0, x) {
+                                Ok(need) => Some(need),
+                                Err(why) => {
+                                    task_error(self, &l, why);
+                                    continue;
+                                }
+                            },
+                        };
+                        let mut need = l.resources.clone();
+                        if let (Some(executors::ExecutorNeed::New(_)), Some(x)) = (&executor_need, &l.executor) {
+                            need.add(&x.resources);
+                        }
+                        if need.is_empty() {
+                            task_error(self, &l, "the task and its executor use no resources".into());
+                            continue;
+                        }
                         let from = pools.iter_mut().find_map(|p| {
-                            if p.remaining.contains(&l.resources) {
-                                p.remaining.try_sub_assign(&l.resources);
-                                p.taken.add(&l.resources);
+                            if p.remaining.contains(&need) {
+                                p.remaining.try_sub_assign(&need);
+                                p.taken.add(&need);
                                 Some(p.role.clone())
-                            } else if p.converted.contains(&l.resources) {
-                                p.converted.try_sub_assign(&l.resources);
+                            } else if p.converted.contains(&need) {
+                                p.converted.try_sub_assign(&need);
                                 Some(p.role.clone())
                             } else {
                                 None
@@ -735,13 +763,23 @@ impl Core {
                                 left.add(&p.remaining);
                                 left.add(&p.converted);
                             }
-                            task_error(
-                                self,
-                                &l,
-                                format!("the task needs {} but the offers hold only {left}", l.resources),
-                            );
+                            let message = if l.executor.is_some() {
+                                // Mesos' words.
+                                format!("Total resources {need} required by task and its executor is more than available {left}")
+                            } else {
+                                format!("the task needs {need} but the offers hold only {left}")
+                            };
+                            task_error(self, &l, message);
                             continue;
                         };
+                        if let Some(x) = &l.executor {
+                            let record = executors::executor_record(x, agent.0, framework, &role, now);
+                            if let Some(executors::ExecutorNeed::New(key)) = executor_need {
+                                self.hold_executor(key.clone(), fid, agent.0, role.clone(), x.resources.clone(), now);
+                                planned_executors.insert(key, x.info.clone());
+                            }
+                            plan.executors.insert(l.task_id.clone(), (record, x.task_info.clone()));
+                        }
                         planned.insert(l.task_id.clone());
                         self.held.insert(
                             l.task_id.clone(),
@@ -1301,6 +1339,7 @@ mod tests {
             resources,
             invalid: None,
             labels: Default::default(),
+            executor: None,
         }
     }
 

@@ -21,6 +21,8 @@
 pub mod convert;
 mod core;
 pub mod events;
+mod executors;
+pub use executors::{message_too_large, ExecutorSpec, MAX_MESSAGE_BYTES};
 pub mod http;
 mod lifecycle;
 pub use lifecycle::DirectLaunch;
@@ -103,6 +105,19 @@ pub enum SchedulerEvent {
         message: String,
     },
     Heartbeat,
+    /// A framework message from one of its executors.
+    Message {
+        agent_id: u64,
+        executor_id: String,
+        data: Vec<u8>,
+    },
+    /// One of its executors ended (Mesos' FAILURE with an executor id).
+    ExecutorFailure {
+        agent_id: u64,
+        executor_id: String,
+        /// Its exit code, or 128 plus the signal, when known.
+        status: Option<i32>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -145,6 +160,8 @@ pub struct LaunchSpec {
     /// Why the task is refused before it reaches the offer (TASK_ERROR, REASON_TASK_INVALID).
     pub invalid: Option<String>,
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The framework's executor that runs the task (none: it runs in a container of its own).
+    pub executor: Option<ExecutorSpec>,
 }
 
 #[derive(Clone, Debug)]
@@ -454,11 +471,12 @@ impl Master {
                 agent: *agent,
                 resources: resources.clone(),
             })
-            .chain(plan.launches.iter().map(|t| Command::CreateTask {
-                task: Box::new(t.clone()),
-            }))
+            .chain(plan.launches.iter().map(|t| plan.command_for(t)))
             .collect();
-        let answers = match node.write_batch(cmds).await {
+        let answers = node.write_batch(cmds).await;
+        // New executors that no launch recorded give their resources back.
+        let _ = node.read(|s| self.with_core(|c| c.executors_committed(s, &plan)));
+        let answers = match answers {
             Ok(answers) => answers,
             Err(e) => {
                 // Nothing is known to be committed: the launches are dropped, their resources
@@ -782,6 +800,7 @@ impl Master {
             };
             node.agents().send(agent, &kill).await;
         }
+        self.shutdown_executors_of(framework).await;
         self.with_core(|c| c.forget_framework(framework)).ok();
         tracing::info!(framework, why, "framework removed; its tasks are being killed");
         self.kick();

@@ -30,6 +30,7 @@ impl Master {
     /// failure).
     pub fn launch_of(&self, t: &TaskRecord) -> TaskLaunch {
         let mut launch = TaskLaunch::new(t.id.clone(), t.name.clone(), t.def.clone());
+        launch.executor = self.executor_launch(t);
         if !t.def.secrets.is_empty() {
             let keyring = self.config().secrets.as_deref();
             match self.node().read(|s| tepui_secrets::resolve(s, keyring, &t.def.secrets)) {

@@ -28,9 +28,9 @@ mod cli;
 mod events;
 mod legacy;
 mod metrics;
-mod model;
+pub(crate) mod model;
 mod v1;
-mod wire;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -18,7 +18,7 @@ use tepui_mesos::scheduler::{Call, CallType, Event, Failure, STREAM_ID_HEADER};
 use tepui_mesos::v1 as mesos;
 use tepui_state::{HealthCheckDef, PortDef, TaskDef};
 
-use tepui_master::{FrameworkSpec, LaunchSpec, Master, OfferView, Operation, SchedulerEvent, StatusView};
+use tepui_master::{ExecutorSpec, FrameworkSpec, LaunchSpec, Master, OfferView, Operation, SchedulerEvent, StatusView};
 use tepui_node::{Error, ErrorKind};
 
 use crate::operator::{mesos_status, text};
@@ -139,9 +139,10 @@ async fn dispatch(master: &Master, framework: &str, call: Call) -> Result<(), Er
         CallType::Accept => {
             let a = call.accept.unwrap_or_default();
             let offers: Vec<String> = a.offer_ids.iter().map(|o| o.value.clone()).collect();
+            let launcher = Launcher::of(master, framework);
             let mut ops = Vec::new();
             for (i, op) in a.operations.iter().enumerate() {
-                ops.push(operation(op).map_err(|e| invalid(format!("accept.operations[{i}]: {e}")))?);
+                ops.push(operation(op, &launcher).map_err(|e| invalid(format!("accept.operations[{i}]: {e}")))?);
             }
             master
                 .accept(framework, &offers, ops, filters(a.filters.as_ref()))
@@ -175,10 +176,24 @@ async fn dispatch(master: &Master, framework: &str, call: Call) -> Result<(), Er
                 .unwrap_or_default();
             master.reconcile(framework, &tasks)
         }
-        // tepui runs no custom executors: there is nobody to shut down or to message, and
-        // requests are a no-op in Mesos too.
-        CallType::Shutdown | CallType::Message | CallType::Request => {
-            tracing::debug!(framework, call = %call.kind, "call without an effect: tepui runs no custom executors");
+        CallType::Shutdown => {
+            let sd = call.shutdown.expect("validated");
+            let agent = agent_number(&sd.agent_id, "shutdown.agent_id")?;
+            master.shutdown_executor(framework, agent, &sd.executor_id.value).await
+        }
+        CallType::Message => {
+            let m = call.message.expect("validated");
+            let agent = agent_number(&m.agent_id, "message.agent_id")?;
+            if let Some(why) = tepui_master::message_too_large(m.data.as_slice().len()) {
+                return Err(invalid(format!("message.data: {why}")));
+            }
+            master
+                .message_executor(framework, agent, &m.executor_id.value, m.data.as_slice())
+                .await
+        }
+        // Requests are a no-op in Mesos too.
+        CallType::Request => {
+            tracing::debug!(framework, "REQUEST has no effect");
             Ok(())
         }
         CallType::AcceptInverseOffers | CallType::DeclineInverseOffers => Ok(()),
@@ -225,6 +240,13 @@ fn may_subscribe(master: &Master, me: &tepui_auth::Identity, call: &Call) -> Res
     Ok(())
 }
 
+/// An agent id as tepui writes them (its node number).
+fn agent_number(id: &mesos::AgentId, field: &str) -> Result<u64, Error> {
+    id.value
+        .parse()
+        .map_err(|_| invalid(format!("{field}: {:?} is not an agent of this cluster", id.value)))
+}
+
 async fn subscribe(master: Master, call: Call) -> Response {
     let sub = call.subscribe.expect("validated");
     let info = sub.framework_info;
@@ -265,11 +287,19 @@ async fn subscribe(master: Master, call: Call) -> Response {
         Err(e) => return refuse(&master, e),
     };
     let framework = subscription.framework_id.clone();
+    let master = master.clone();
     let events = futures::stream::unfold(subscription.events, |mut events| async move {
         events.recv().await.map(|e| (e, events))
     })
     .map(move |e| {
-        let event = to_mesos(e, &framework, refinement);
+        let mut event = to_mesos(e, &framework, refinement);
+        // A task an executor runs names it in its updates, as in Mesos.
+        if let Some(status) = event.update.as_mut().map(|u| &mut u.status) {
+            status.executor_id = master.node().read(|s| {
+                s.executor_of_task(&status.task_id.value)
+                    .map(|e| mesos::ExecutorId::new(e.executor_id.as_str()))
+            });
+        }
         tepui_mesos::recordio::encode_json(&event).map(Bytes::from)
     });
     let mut resp = Response::new(Body::from_stream(events));
@@ -301,6 +331,24 @@ fn to_mesos(e: SchedulerEvent, framework: &str, refinement: bool) -> Event {
             Event::error(message)
         }
         SchedulerEvent::Heartbeat => Event::heartbeat(),
+        SchedulerEvent::Message {
+            agent_id,
+            executor_id,
+            data,
+        } => Event::message(
+            mesos::AgentId::new(agent_id.to_string()),
+            mesos::ExecutorId::new(executor_id),
+            tepui_mesos::Bytes::new(data),
+        ),
+        SchedulerEvent::ExecutorFailure {
+            agent_id,
+            executor_id,
+            status,
+        } => Event::failure(Failure {
+            agent_id: Some(mesos::AgentId::new(agent_id.to_string())),
+            executor_id: Some(mesos::ExecutorId::new(executor_id)),
+            status,
+        }),
     }
 }
 
@@ -441,17 +489,21 @@ pub(crate) fn from_mesos_resources(list: &[mesos::Resource]) -> Result<Resources
 /// A task's scalars must add up (per name, across reservations) to an amount tepui can count:
 /// a request whose amounts overflow is malformed, refused as a whole with what to fix.
 fn check_amounts(t: &mesos::TaskInfo) -> Result<(), String> {
+    check_resource_amounts(&t.resources).map_err(|e| format!("task {:?}: {e}", t.task_id.value))
+}
+
+fn check_resource_amounts(resources: &[mesos::Resource]) -> Result<(), String> {
     let mut totals: std::collections::BTreeMap<&str, Scalar> = Default::default();
-    for (i, r) in t.resources.iter().enumerate() {
+    for (i, r) in resources.iter().enumerate() {
         let Some(amount) = r.scalar.and_then(|v| Scalar::from_f64(v.value)) else {
             continue;
         };
         let total = totals.entry(r.name.as_str()).or_default();
         *total = total.checked_add(amount).ok_or_else(|| {
             format!(
-                "task {:?}: resources[{i}] ({}): the amounts of {} add up to more than tepui can count; \
+                "resources[{i}] ({}): the amounts of {} add up to more than tepui can count; \
                  give each resource once, with a realistic amount",
-                t.task_id.value, r.name, r.name
+                r.name, r.name
             )
         })?;
     }
@@ -477,18 +529,49 @@ fn status(s: &StatusView) -> mesos::TaskStatus {
     t
 }
 
-fn operation(op: &mesos::OfferOperation) -> Result<Operation, String> {
+/// What a LAUNCH needs of its framework to give a task's executor: the framework's id, which
+/// the executor's `ExecutorInfo` carries, and the `FrameworkInfo` the executor is told.
+struct Launcher {
+    framework_id: String,
+    framework_info: serde_json::Value,
+}
+
+impl Launcher {
+    fn of(master: &Master, framework: &str) -> Launcher {
+        use crate::operator::model;
+        let framework_info = master.node().read(|s| {
+            let record = s.frameworks.get(framework)?;
+            let f = model::Framework {
+                id: framework.to_string(),
+                kind: model::Kind::Record(record),
+                tasks: vec![],
+                used: Resources::new(),
+                offered: Resources::new(),
+                offers: vec![],
+            };
+            serde_json::to_value(crate::operator::wire::framework_info(&f)).ok()
+        });
+        Launcher {
+            framework_id: framework.to_string(),
+            framework_info: framework_info.unwrap_or_default(),
+        }
+    }
+}
+
+fn operation(op: &mesos::OfferOperation, launcher: &Launcher) -> Result<Operation, String> {
     use mesos::OfferOperationType as T;
     match &op.kind {
         T::Launch => {
             let l = op.launch.as_ref().ok_or("LAUNCH needs `launch`")?;
             l.task_infos.iter().try_for_each(check_amounts)?;
-            Ok(Operation::Launch(l.task_infos.iter().map(launch_spec).collect()))
+            Ok(Operation::Launch(
+                l.task_infos.iter().map(|t| launch_spec(t, launcher)).collect(),
+            ))
         }
         T::LaunchGroup => {
             let g = op.launch_group.as_ref().ok_or("LAUNCH_GROUP needs `launch_group`")?;
             g.task_group.tasks.iter().try_for_each(check_amounts)?;
-            let mut specs: Vec<LaunchSpec> = g.task_group.tasks.iter().map(group_member).collect();
+            let mut specs: Vec<LaunchSpec> = g.task_group.tasks.iter().map(|t| group_member(t, launcher)).collect();
             // All or nothing, as a task group is.
             if let Some(why) = specs.iter().find_map(|s| s.invalid.clone()) {
                 for s in &mut specs {
@@ -518,14 +601,14 @@ fn operation(op: &mesos::OfferOperation) -> Result<Operation, String> {
     }
 }
 
-fn group_member(t: &mesos::TaskInfo) -> LaunchSpec {
+fn group_member(t: &mesos::TaskInfo, launcher: &Launcher) -> LaunchSpec {
     // The default executor's tasks are plain tasks to tepui.
     let mut t = t.clone();
     t.executor = None;
-    launch_spec(&t)
+    launch_spec(&t, launcher)
 }
 
-fn launch_spec(t: &mesos::TaskInfo) -> LaunchSpec {
+fn launch_spec(t: &mesos::TaskInfo, launcher: &Launcher) -> LaunchSpec {
     let mut spec = LaunchSpec {
         task_id: t.task_id.value.clone(),
         name: t.name.clone(),
@@ -539,8 +622,16 @@ fn launch_spec(t: &mesos::TaskInfo) -> LaunchSpec {
             .flat_map(|l| &l.labels)
             .map(|l| (l.key.clone(), l.value.clone().unwrap_or_default()))
             .collect(),
+        executor: None,
     };
-    match task_def(t) {
+    let translated = match &t.executor {
+        None => task_def(t),
+        Some(x) => executor_task_def(t).and_then(|(def, resources)| {
+            spec.executor = Some(executor_spec(t, x, launcher)?);
+            Ok((def, resources))
+        }),
+    };
+    match translated {
         Ok((def, resources)) => {
             spec.def = def;
             spec.resources = resources;
@@ -548,6 +639,142 @@ fn launch_spec(t: &mesos::TaskInfo) -> LaunchSpec {
         Err(why) => spec.invalid = Some(why),
     }
     spec
+}
+
+/// The task of a framework's executor: its resources (the executor runs it, inside its own
+/// container) and its kill grace period.
+fn executor_task_def(t: &mesos::TaskInfo) -> Result<(TaskDef, Resources), String> {
+    if !tepui_common::valid_task_id(&t.task_id.value) {
+        return Err(format!(
+            "task_id {:?} is not valid: it must be {}",
+            t.task_id.value,
+            tepui_common::TASK_ID_RULE
+        ));
+    }
+    if t.command.is_some() {
+        return Err("Task should have at least one (but not both) of CommandInfo or ExecutorInfo present".into());
+    }
+    let resources = from_mesos_resources(&t.resources)?;
+    let mut def = tepui_master::empty_def();
+    def.cpus_milli = resources.scalar_sum(&ResourceName::CPUS).milli();
+    def.mem_mb = tepui_master::convert::units(&resources, &ResourceName::MEM);
+    def.disk_mb = tepui_master::convert::units(&resources, &ResourceName::DISK);
+    def.ports = host_ports(&resources)?;
+    if let Some(grace) = t.kill_policy.as_ref().and_then(|k| k.grace_period.as_ref()) {
+        def.kill_grace_ms = (grace.nanoseconds.max(0) / 1_000_000) as u64;
+    }
+    Ok((def, resources))
+}
+
+/// The ports of `resources` as a host-networked task has them.
+fn host_ports(resources: &Resources) -> Result<Vec<PortDef>, String> {
+    let mut ports = Vec::new();
+    let reserved = resources.reserved();
+    let reserved_ranges = reserved
+        .iter()
+        .filter(|e| e.name == ResourceName::PORTS)
+        .flat_map(|e| match &e.value {
+            Value::Ranges(r) => r.pairs().to_vec(),
+            _ => vec![],
+        });
+    let unreserved = resources.unreserved_ranges(&ResourceName::PORTS);
+    for (lo, hi) in unreserved.pairs().iter().copied().chain(reserved_ranges) {
+        if hi - lo > 1024 {
+            return Err(format!("resources: the port range {lo}-{hi} is too large for one task"));
+        }
+        for port in lo..=hi {
+            ports.push(PortDef {
+                name: None,
+                host_port: u16::try_from(port).map_err(|_| format!("port {port} is out of range"))?,
+                container_port: 0,
+                protocol: "tcp".into(),
+            });
+        }
+    }
+    Ok(ports)
+}
+
+/// Mesos' default `--executor_shutdown_grace_period`.
+const EXECUTOR_SHUTDOWN_GRACE_MS: u64 = 5_000;
+
+/// A task's executor (`TaskInfo.executor`), checked as Mesos' master checks it, with its
+/// `framework_id` filled in as the master does.
+fn executor_spec(t: &mesos::TaskInfo, x: &mesos::ExecutorInfo, launcher: &Launcher) -> Result<ExecutorSpec, String> {
+    let id = &x.executor_id.value;
+    if let Some(why) = executor_id_error(id) {
+        return Err(format!("executor.executor_id {id:?} {why}"));
+    }
+    match &x.framework_id {
+        Some(f) if f.value != launcher.framework_id => {
+            return Err(format!(
+                "ExecutorInfo has an invalid FrameworkID (Actual: {} vs Expected: {})",
+                f.value, launcher.framework_id
+            ))
+        }
+        _ => {}
+    }
+    if x.kind.as_ref().is_some_and(|k| *k != mesos::ExecutorType::Custom) {
+        return Err("'ExecutorInfo.type' must be 'CUSTOM'".into());
+    }
+    let command = x.command.as_ref().ok_or("'ExecutorInfo.command' must be set")?;
+    let mut def = tepui_master::empty_def();
+    def.kill_grace_ms = x
+        .shutdown_grace_period
+        .as_ref()
+        .map(|g| (g.nanoseconds.max(0) / 1_000_000) as u64)
+        .unwrap_or(EXECUTOR_SHUTDOWN_GRACE_MS);
+    command_into(command, &mut def, "executor.command")?;
+    if let Some(c) = &x.container {
+        if !c.volumes.is_empty() {
+            return Err("executor.container.volumes are not supported yet".into());
+        }
+        if c.docker
+            .as_ref()
+            .is_some_and(|d| d.network == Some(mesos::DockerNetwork::Bridge))
+        {
+            return Err(
+                "executor.container: an executor runs with host networking (it reaches its agent on the agent's address)"
+                    .into(),
+            );
+        }
+        def.image = c.image_name().map(str::to_string);
+    }
+    check_resource_amounts(&x.resources).map_err(|e| format!("executor.{e}"))?;
+    let resources = from_mesos_resources(&x.resources).map_err(|e| format!("executor.{e}"))?;
+    def.cpus_milli = resources.scalar_sum(&ResourceName::CPUS).milli();
+    def.mem_mb = tepui_master::convert::units(&resources, &ResourceName::MEM);
+    def.disk_mb = tepui_master::convert::units(&resources, &ResourceName::DISK);
+    def.ports = host_ports(&resources).map_err(|e| format!("executor.{e}"))?;
+    let mut info = x.clone();
+    info.framework_id = Some(mesos::FrameworkId::new(launcher.framework_id.as_str()));
+    let mut task_info = t.clone();
+    task_info.executor = Some(info.clone());
+    Ok(ExecutorSpec {
+        executor_id: id.clone(),
+        name: x.name.clone().unwrap_or_else(|| id.clone()),
+        def,
+        resources,
+        info: serde_json::to_value(&info).map_err(|e| e.to_string())?,
+        framework_info: launcher.framework_info.clone(),
+        task_info: serde_json::to_value(&task_info).map_err(|e| e.to_string())?,
+    })
+}
+
+/// What Mesos refuses in an executor id.
+fn executor_id_error(id: &str) -> Option<&'static str> {
+    if id.is_empty() {
+        Some("must not be empty")
+    } else if id == "." || id == ".." {
+        Some("must not be '.' or '..'")
+    } else if id.contains('/') {
+        Some("must not contain '/'")
+    } else if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        Some("must not contain whitespace or control characters")
+    } else if id.len() > 255 {
+        Some("must be at most 255 bytes")
+    } else {
+        None
+    }
 }
 
 fn task_def(t: &mesos::TaskInfo) -> Result<(TaskDef, Resources), String> {
@@ -558,11 +785,6 @@ fn task_def(t: &mesos::TaskInfo) -> Result<(TaskDef, Resources), String> {
             t.task_id.value,
             tepui_common::TASK_ID_RULE
         ));
-    }
-    if t.executor.is_some() {
-        return Err(
-            "custom executors are not supported; give the task a command (and a container if it needs an image)".into(),
-        );
     }
     if t.command.is_none() && t.container.is_none() {
         return Err("the task has neither a command nor a container".into());
@@ -578,30 +800,7 @@ fn task_def(t: &mesos::TaskInfo) -> Result<(TaskDef, Resources), String> {
     def.mem_mb = mem;
     def.disk_mb = tepui_master::convert::units(&resources, &ResourceName::DISK);
     if let Some(c) = &t.command {
-        if c.is_shell() {
-            let value = c.value.as_deref().filter(|v| !v.trim().is_empty());
-            let value = value.ok_or("command.value is required for a shell command")?;
-            def.args = vec!["/bin/sh".into(), "-c".into(), value.to_string()];
-        } else if let Some(v) = &c.value {
-            def.args = std::iter::once(v.clone())
-                .chain(c.arguments.iter().skip(1).cloned())
-                .collect();
-        } else {
-            def.args = c.arguments.clone();
-        }
-        if let Some(env) = &c.environment {
-            for (i, v) in env.variables.iter().enumerate() {
-                let value = v
-                    .value
-                    .clone()
-                    .ok_or_else(|| format!("command.environment.variables[{i}]: secrets are not supported"))?;
-                if v.name.is_empty() || v.name.contains('=') {
-                    return Err(format!("command.environment.variables[{i}]: invalid name {:?}", v.name));
-                }
-                def.env.insert(v.name.clone(), value);
-            }
-        }
-        def.user = c.user.clone();
+        command_into(c, &mut def, "command")?;
     }
     let mut mappings = vec![];
     if let Some(c) = &t.container {
@@ -662,6 +861,36 @@ fn task_def(t: &mesos::TaskInfo) -> Result<(TaskDef, Resources), String> {
         def.health_checks.push(check);
     }
     Ok((def, resources))
+}
+
+/// A command's program, arguments, environment and user into `def`; `field` names the
+/// command in errors.
+fn command_into(c: &mesos::CommandInfo, def: &mut TaskDef, field: &str) -> Result<(), String> {
+    if c.is_shell() {
+        let value = c.value.as_deref().filter(|v| !v.trim().is_empty());
+        let value = value.ok_or_else(|| format!("{field}.value is required for a shell command"))?;
+        def.args = vec!["/bin/sh".into(), "-c".into(), value.to_string()];
+    } else if let Some(v) = &c.value {
+        def.args = std::iter::once(v.clone())
+            .chain(c.arguments.iter().skip(1).cloned())
+            .collect();
+    } else {
+        def.args = c.arguments.clone();
+    }
+    if let Some(env) = &c.environment {
+        for (i, v) in env.variables.iter().enumerate() {
+            let value = v
+                .value
+                .clone()
+                .ok_or_else(|| format!("{field}.environment.variables[{i}]: secrets are not supported"))?;
+            if v.name.is_empty() || v.name.contains('=') {
+                return Err(format!("{field}.environment.variables[{i}]: invalid name {:?}", v.name));
+            }
+            def.env.insert(v.name.clone(), value);
+        }
+    }
+    def.user = c.user.clone();
+    Ok(())
 }
 
 /// A Mesos health check with Mesos' defaults. Its port is the task's port (the container port
@@ -735,6 +964,81 @@ mod tests {
         serde_json::from_value(json).unwrap()
     }
 
+    fn launcher() -> Launcher {
+        Launcher {
+            framework_id: "fw-1".into(),
+            framework_info: serde_json::json!({"id": {"value": "fw-1"}, "user": "root", "name": "f"}),
+        }
+    }
+
+    fn executor_task(executor: serde_json::Value) -> mesos::TaskInfo {
+        task(serde_json::json!({
+            "name": "work", "task_id": {"value": "work.1"}, "agent_id": {"value": "2"},
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.5}}],
+            "data": "aGVsbG8=",
+            "kill_policy": {"grace_period": {"nanoseconds": 1000000000}},
+            "executor": executor
+        }))
+    }
+
+    #[test]
+    fn a_task_with_an_executor_carries_the_executor_and_what_it_is_told() {
+        let t = executor_task(serde_json::json!({
+            "executor_id": {"value": "ex-1"}, "name": "my executor",
+            "command": {"value": "/opt/exec --flag", "environment": {"variables": [{"name": "MODE", "value": "x"}]}},
+            "resources": [
+                {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}
+            ],
+            "shutdown_grace_period": {"nanoseconds": 2000000000}
+        }));
+        let spec = launch_spec(&t, &launcher());
+        assert_eq!(spec.invalid, None);
+        assert_eq!((spec.def.cpus_milli, spec.def.kill_grace_ms), (500, 1000));
+        assert!(spec.def.args.is_empty(), "the executor runs the task");
+        let x = spec.executor.unwrap();
+        assert_eq!((x.executor_id.as_str(), x.name.as_str()), ("ex-1", "my executor"));
+        assert_eq!(x.def.args, ["/bin/sh", "-c", "/opt/exec --flag"]);
+        assert_eq!(x.def.env["MODE"], "x");
+        assert_eq!((x.def.cpus_milli, x.def.mem_mb, x.def.kill_grace_ms), (100, 32, 2000));
+        assert_eq!(x.resources.to_string(), "cpus:0.1;mem:32");
+        // The master fills in the executor's framework id, in what the executor is told too.
+        assert_eq!(x.info["framework_id"]["value"], "fw-1");
+        assert_eq!(x.task_info["executor"]["framework_id"]["value"], "fw-1");
+        assert_eq!(x.task_info["data"], "aGVsbG8=");
+        assert_eq!(x.framework_info["name"], "f");
+    }
+
+    #[test]
+    fn bad_executors_are_refused_in_mesos_words() {
+        let refused = |executor: serde_json::Value| launch_spec(&executor_task(executor), &launcher()).invalid.unwrap();
+        assert_eq!(
+            refused(serde_json::json!({"executor_id": {"value": "e"}})),
+            "'ExecutorInfo.command' must be set"
+        );
+        assert_eq!(
+            refused(
+                serde_json::json!({"executor_id": {"value": "e"}, "framework_id": {"value": "other"}, "command": {"value": "x"}})
+            ),
+            "ExecutorInfo has an invalid FrameworkID (Actual: other vs Expected: fw-1)"
+        );
+        assert_eq!(
+            refused(serde_json::json!({"executor_id": {"value": "e"}, "type": "DEFAULT", "command": {"value": "x"}})),
+            "'ExecutorInfo.type' must be 'CUSTOM'"
+        );
+        assert!(
+            refused(serde_json::json!({"executor_id": {"value": "a/b"}, "command": {"value": "x"}})).contains("'/'")
+        );
+        assert!(
+            refused(serde_json::json!({"executor_id": {"value": ""}, "command": {"value": "x"}})).contains("empty")
+        );
+        assert!(refused(serde_json::json!({
+            "executor_id": {"value": "e"}, "command": {"value": "x"},
+            "container": {"type": "DOCKER", "docker": {"image": "busybox", "network": "BRIDGE"}}
+        }))
+        .contains("host networking"));
+    }
+
     #[test]
     fn a_shell_task_becomes_a_task_definition() {
         let t = task(serde_json::json!({
@@ -747,7 +1051,7 @@ mod tests {
             "command": {"value": "echo hi", "environment": {"variables": [{"name": "A", "value": "1"}]}},
             "kill_policy": {"grace_period": {"nanoseconds": 2000000000}}
         }));
-        let spec = launch_spec(&t);
+        let spec = launch_spec(&t, &launcher());
         assert_eq!(spec.invalid, None);
         assert_eq!(spec.agent_id, Some(3));
         assert_eq!(spec.def.args, vec!["/bin/sh", "-c", "echo hi"]);
@@ -769,18 +1073,24 @@ mod tests {
         });
         let mut no_command = base.clone();
         no_command["task_id"]["value"] = "x".into();
-        assert!(launch_spec(&task(no_command))
+        assert!(launch_spec(&task(no_command), &launcher())
             .invalid
             .unwrap()
             .contains("neither a command"));
         let mut bad_id = base.clone();
         bad_id["task_id"]["value"] = "../etc".into();
         bad_id["command"] = serde_json::json!({"value": "true"});
-        assert!(launch_spec(&task(bad_id)).invalid.unwrap().contains("task_id"));
-        let mut executor = base;
-        executor["command"] = serde_json::json!({"value": "true"});
-        executor["executor"] = serde_json::json!({"executor_id": {"value": "e"}, "command": {"value": "x"}});
-        assert!(launch_spec(&task(executor)).invalid.unwrap().contains("executors"));
+        assert!(launch_spec(&task(bad_id), &launcher())
+            .invalid
+            .unwrap()
+            .contains("task_id"));
+        let mut both = base;
+        both["command"] = serde_json::json!({"value": "true"});
+        both["executor"] = serde_json::json!({"executor_id": {"value": "e"}, "command": {"value": "x"}});
+        assert_eq!(
+            launch_spec(&task(both), &launcher()).invalid.unwrap(),
+            "Task should have at least one (but not both) of CommandInfo or ExecutorInfo present"
+        );
     }
 
     #[test]
@@ -804,7 +1114,7 @@ mod tests {
                 "port_mappings": [{"host_port": 31005, "container_port": 80}]}},
             "health_check": {"type": "HTTP", "http": {"port": 80, "path": "/ping"}, "consecutive_failures": 5}
         }));
-        let spec = launch_spec(&t);
+        let spec = launch_spec(&t, &launcher());
         assert_eq!(spec.invalid, None);
         let h = &spec.def.health_checks[0];
         assert_eq!(
@@ -818,6 +1128,6 @@ mod tests {
         assert_eq!(h.max_consecutive_failures, 5);
         let mut bad = t.clone();
         bad.health_check.as_mut().unwrap().kind = Some(mesos::CheckType::from_name("GRPC"));
-        assert!(launch_spec(&bad).invalid.unwrap().contains("health_check"));
+        assert!(launch_spec(&bad, &launcher()).invalid.unwrap().contains("health_check"));
     }
 }

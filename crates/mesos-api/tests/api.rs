@@ -22,6 +22,7 @@ const WAIT: Duration = Duration::from_secs(10);
 struct Mesos {
     node: Node,
     router: Router,
+    master: Master,
 }
 
 fn mesos() -> Mesos {
@@ -36,6 +37,7 @@ fn mesos() -> Mesos {
     );
     master.start();
     Mesos {
+        master: master.clone(),
         router: tepui_mesos_api::local_routes(master.clone())
             .merge(tepui_mesos_api::leader_routes(master))
             .into_parts()
@@ -365,5 +367,101 @@ async fn operator_event_streams_share_one_diff_and_are_bounded_in_number() {
         operator_subscribe(&m).await.status(),
         200,
         "a closed stream's place is free"
+    );
+}
+
+#[tokio::test]
+async fn tasks_on_a_framework_executor_the_executors_end_and_messages() {
+    let m = mesos();
+    let mut f = m.subscribe("with-executor").await;
+    let offers = f.next().await;
+    let offer = &offers["offers"]["offers"][0];
+    let agent = offer["agent_id"]["value"].as_str().unwrap().to_string();
+    let executor = json!({
+        "executor_id": {"value": "ex"}, "command": {"value": "/usr/bin/my-executor"},
+        "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.5}},
+                      {"name": "mem", "type": "SCALAR", "scalar": {"value": 64}}]});
+    let task = |id: &str| {
+        json!({
+        "name": id, "task_id": {"value": id}, "agent_id": {"value": agent}, "executor": executor,
+        "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.25}}]})
+    };
+    let accept = json!({"type": "ACCEPT", "accept": {
+        "offer_ids": [offer["id"]],
+        "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task("a"), task("b")]}}]}});
+    let (status, body) = m.call(&f, accept).await;
+    assert_eq!(status, 202, "{body}");
+    let e = m
+        .node
+        .read(|s| s.executor(agent.parse().unwrap(), &f.id, "ex").cloned())
+        .expect("the executor is recorded with its tasks");
+    assert_eq!(e.tasks.keys().collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(e.resources, "cpus:0.5;mem:64");
+    assert_eq!(e.info["framework_id"]["value"], f.id.as_str(), "the master fills it in");
+    assert_eq!(e.framework_info["name"], "with-executor");
+
+    let resp = m.post("/api/v1", json!({"type": "GET_EXECUTORS"}), None).await;
+    let body: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        body["get_executors"]["executors"][0]["executor_info"]["executor_id"]["value"], "ex",
+        "{body}"
+    );
+    let (_, state) = m.get("/master/state").await;
+    let fw = state["frameworks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == f.id.as_str())
+        .unwrap();
+    assert_eq!(fw["executors"][0]["executor_id"], "ex", "{fw}");
+    assert_eq!(fw["tasks"][0]["executor_id"], "ex", "{fw}");
+
+    // MESSAGE and SHUTDOWN name a running executor; a message has a size limit.
+    let message = |executor: &str, data: &[u8]| {
+        use base64::Engine;
+        json!({"type": "MESSAGE", "message": {"agent_id": {"value": agent}, "executor_id": {"value": executor},
+            "data": base64::engine::general_purpose::STANDARD.encode(data)}})
+    };
+    let (status, body) = m.call(&f, message("ex", b"hello")).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = m.call(&f, message("nope", b"hello")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("no executor \"nope\""), "{body}");
+    let (status, body) = m.call(&f, message("ex", &vec![0u8; 300 * 1024])).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("at most 262144"), "{body}");
+    let shutdown =
+        json!({"type": "SHUTDOWN", "shutdown": {"executor_id": {"value": "ex"}, "agent_id": {"value": agent}}});
+    let (status, body) = m.call(&f, shutdown).await;
+    assert_eq!(status, 202, "{body}");
+
+    // Its agent reports its end: FAILURE with its status, its resources free.
+    m.master
+        .on_executor_event(
+            agent.parse().unwrap(),
+            tepui_proto::agent::ExecutorEvent::Exited {
+                framework_id: f.id.clone(),
+                executor_id: "ex".into(),
+                exit_status: Some(0),
+                message: "exited".into(),
+            },
+        )
+        .await;
+    let failure = loop {
+        let e = f.next().await;
+        if e["type"] == "FAILURE" {
+            break e;
+        }
+    };
+    assert_eq!(failure["failure"]["executor_id"]["value"], "ex", "{failure}");
+    assert_eq!(failure["failure"]["status"], 0, "{failure}");
+    assert!(m.node.read(|s| s
+        .executor(agent.parse().unwrap(), &f.id, "ex")
+        .is_some_and(|e| !e.live())));
+    let resp = m.post("/api/v1", json!({"type": "GET_EXECUTORS"}), None).await;
+    let body: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert!(
+        body["get_executors"]["executors"].as_array().is_none_or(Vec::is_empty),
+        "{body}"
     );
 }

@@ -6,6 +6,7 @@
 //! - [`v1`]: the common messages of `mesos.v1` (IDs, `Resource`, `FrameworkInfo`, `Offer`,
 //!   `TaskInfo`, `TaskStatus`, `TaskState` and its reasons, ...).
 //! - [`scheduler`]: `/api/v1/scheduler` calls, events and responses.
+//! - [`executor`]: an agent's `/api/v1/executor` calls and events.
 //! - [`master`]: the master's operator API at `/api/v1` (calls, responses, the event stream).
 //! - [`legacy`]: the older JSON endpoints (`/master/state`, `/master/state-summary`,
 //!   `/master/tasks`, `/master/frameworks`, `/master/slaves`, `/master/roles`), which use other
@@ -39,6 +40,7 @@ mod open_enum;
 mod bytes;
 mod lenient;
 
+pub mod executor;
 pub mod legacy;
 pub mod master;
 pub mod metrics;

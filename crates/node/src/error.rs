@@ -179,6 +179,8 @@ impl From<ApplyError> for Error {
             ApplyError::UnknownPackageRepo { .. } => (NotFound, "unknown_package_repo"),
             ApplyError::PackageInstalled { .. } => (Conflict, "package_installed"),
             ApplyError::UnknownPackageInstall { .. } => (NotFound, "unknown_package_install"),
+            ApplyError::ExecutorIncompatible { .. } => (Invalid, "executor_incompatible"),
+            ApplyError::ExecutorMismatch { .. } => (Invalid, "executor_mismatch"),
         };
         Error::new(kind, code, e.to_string())
     }

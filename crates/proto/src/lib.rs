@@ -42,6 +42,27 @@ pub mod agent {
         /// Why the leader could not give the task its secrets: the agent fails the task.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub secret_error: Option<String>,
+        /// The task is run by its framework's executor, not in a container of its own: which
+        /// executor, and what it is told.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub executor: Option<Box<ExecutorLaunch>>,
+    }
+
+    /// A framework's executor, as a launch of one of its tasks carries it: the agent starts
+    /// it (once per framework and executor id) and hands it the task.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct ExecutorLaunch {
+        pub framework_id: String,
+        pub executor_id: String,
+        pub name: String,
+        /// The executor's own container: its command or image, its resources, and its
+        /// shutdown grace period as `kill_grace_ms`.
+        pub def: TaskDef,
+        /// Mesos JSON, passed on to the executor as it is: its `ExecutorInfo`, its
+        /// framework's `FrameworkInfo`, and the task's `TaskInfo`.
+        pub executor_info: serde_json::Value,
+        pub framework_info: serde_json::Value,
+        pub task_info: serde_json::Value,
     }
 
     impl TaskLaunch {
@@ -53,6 +74,7 @@ pub mod agent {
                 def,
                 secret_values: Vec::new(),
                 secret_error: None,
+                executor: None,
             }
         }
 
@@ -163,6 +185,33 @@ pub mod agent {
         Reply {
             req_id: u64,
             reply: Reply,
+        },
+        /// About a framework's executor on the agent.
+        Executor {
+            event: ExecutorEvent,
+        },
+    }
+
+    /// What an agent tells the leader about a framework's executor.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    pub enum ExecutorEvent {
+        /// It ended (its tasks' ends come as their status updates). Sent again on every
+        /// registration until [`ServerToAgent::ExecutorExitAck`].
+        Exited {
+            framework_id: String,
+            executor_id: String,
+            /// The exit code, or 128 plus the signal, when known.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            exit_status: Option<i32>,
+            message: String,
+        },
+        /// A framework message from the executor to its scheduler (no delivery guarantee).
+        Message {
+            framework_id: String,
+            executor_id: String,
+            /// The bytes, base64.
+            b64: String,
         },
     }
 
@@ -287,6 +336,24 @@ pub mod agent {
         /// The caller went away: stop answering `req_id`.
         Cancel {
             req_id: u64,
+        },
+        /// The framework asks its executor to shut down (its tasks with it): SHUTDOWN, then a
+        /// kill after the executor's grace period.
+        ShutdownExecutor {
+            framework_id: String,
+            executor_id: String,
+        },
+        /// A framework message from the scheduler to its executor (no delivery guarantee).
+        FrameworkMessage {
+            framework_id: String,
+            executor_id: String,
+            /// The bytes, base64.
+            b64: String,
+        },
+        /// The leader recorded the executor's end: the agent stops reporting it.
+        ExecutorExitAck {
+            framework_id: String,
+            executor_id: String,
         },
         /// The CAs to trust and the one that signs now; sent after registering and whenever they
         /// change (a CA rotation). An agent whose certificate another CA signed renews at once.

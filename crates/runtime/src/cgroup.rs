@@ -89,6 +89,60 @@ pub fn procs(cgroup_path: &str) -> Vec<i32> {
     pids
 }
 
+/// Changes a running container's CPU limit (`cpus`: shares and a CFS quota per 100 ms
+/// period, as the container was made with) and raises its memory limit to `mem_mb`; memory is
+/// never lowered under a running container (that would reclaim or OOM-kill it).
+pub fn update_limits(cgroup_path: &str, cpus: Option<f64>, mem_mb: Option<u64>) -> std::io::Result<()> {
+    let period: u64 = 100_000;
+    let write = |p: PathBuf, value: String| {
+        fs::write(&p, value).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+    };
+    match setup() {
+        Setup::V2 => {
+            let dir = Path::new(ROOT).join(rel(cgroup_path));
+            if let Some(cpus) = cpus.filter(|c| *c > 0.0 && c.is_finite()) {
+                let quota = ((cpus * period as f64).round() as u64).max(1000);
+                write(dir.join("cpu.max"), format!("{quota} {period}"))?;
+                // libcontainer's conversion of shares to a weight.
+                let shares = ((cpus * 1024.0).round() as u64).max(2);
+                let weight = 1 + ((shares - 2) * 9999) / 262_142;
+                write(dir.join("cpu.weight"), weight.to_string())?;
+            }
+            if let Some(mb) = mem_mb {
+                let file = dir.join("memory.max");
+                let now = fs::read_to_string(&file).unwrap_or_default();
+                let bytes = mb * 1024 * 1024;
+                if now.trim().parse::<u64>().is_ok_and(|n| n < bytes) {
+                    write(file, bytes.to_string())?;
+                }
+            }
+        }
+        Setup::V1 => {
+            if let Some(cpus) = cpus.filter(|c| *c > 0.0 && c.is_finite()) {
+                let dir = Path::new(ROOT).join("cpu").join(rel(cgroup_path));
+                let quota = ((cpus * period as f64).round() as u64).max(1000);
+                write(dir.join("cpu.cfs_quota_us"), quota.to_string())?;
+                write(
+                    dir.join("cpu.shares"),
+                    ((cpus * 1024.0).round() as u64).max(2).to_string(),
+                )?;
+            }
+            if let Some(mb) = mem_mb {
+                let file = Path::new(ROOT)
+                    .join("memory")
+                    .join(rel(cgroup_path))
+                    .join("memory.limit_in_bytes");
+                let now = fs::read_to_string(&file).unwrap_or_default();
+                let bytes = mb * 1024 * 1024;
+                if now.trim().parse::<u64>().is_ok_and(|n| n < bytes) {
+                    write(file, bytes.to_string())?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Kills what is left in the cgroup and removes its directories (leaf first).
 /// Used when a shim died and libcontainer's own delete never ran.
 pub fn kill_and_remove(cgroup_path: &str) -> Vec<String> {

@@ -267,6 +267,15 @@ impl Runtime {
         self.root.join("net").join(&self.config.bridge.name)
     }
 
+    /// Changes a running task's CPU limit and raises its memory limit (never lowers it): a
+    /// framework's executor gets the resources of the tasks it runs in its container.
+    pub fn update_limits(&self, id: &str, cpus: Option<f64>, mem_mb: Option<u64>) -> Result<()> {
+        validate_id(id)?;
+        let cgroup_path = format!("{}/{}", self.config.cgroup_parent.trim_end_matches('/'), id);
+        cgroup::update_limits(&cgroup_path, cpus, mem_mb)
+            .map_err(|e| Error::io("update limits of", Path::new(&cgroup_path), e))
+    }
+
     /// Writes the sandbox, starts the shim, and waits until the container runs. A container
     /// that cannot start (no such command, a bad mount) is [`Error::StartFailed`], and its
     /// status says so too.

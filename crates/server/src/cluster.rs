@@ -541,6 +541,10 @@ impl Cluster for ClusterService {
                                 tokio::spawn(async move { master.on_status(who.id, update).await });
                             }
                             Ok(AgentToServer::Reply { req_id, reply }) => inner.node.agents().deliver(who.id, req_id, reply),
+                            Ok(AgentToServer::Executor { event }) => {
+                                let master = master.clone();
+                                tokio::spawn(async move { master.on_executor_event(who.id, event).await });
+                            }
                             Err(status) => {
                                 let _ = tx.send(Err(status)).await;
                                 break;

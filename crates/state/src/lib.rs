@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 pub mod acl;
+mod executor;
 mod framework;
 mod job;
 mod package;
@@ -22,6 +23,7 @@ mod task;
 pub mod testing;
 
 pub use acl::{AclPolicy, AclToken, Capability, FrameworkGrant};
+pub use executor::ExecutorRecord;
 pub use framework::{FrameworkRecord, RoleConfig};
 pub use job::{job_dependencies, JobHistory, JobRunRecord, JobRunStatus, JOB_HISTORY_LIMIT};
 pub use package::{PackageInstall, PackageRepo};
@@ -299,6 +301,9 @@ pub struct State {
     /// Installed packages by app id.
     #[serde(default)]
     pub package_installs: BTreeMap<String, PackageInstall>,
+    /// Frameworks' executors on agents, by [`ExecutorRecord::key_of`].
+    #[serde(default)]
+    pub executors: BTreeMap<String, ExecutorRecord>,
     /// Which jobs depend on each job: derived from `jobs`, never stored.
     #[serde(skip)]
     pub job_dependents: DependentsIndex,
@@ -476,6 +481,24 @@ pub enum Command {
         id: NodeId,
         maintenance: Maintenance,
     },
+    /// A task run by a framework's executor, recorded with the executor unless it runs on the
+    /// agent already; refused if what is new does not fit there, or the executor running
+    /// under that id is another.
+    LaunchOnExecutor {
+        executor: Box<ExecutorRecord>,
+        task: Box<TaskRecord>,
+        /// The `TaskInfo` the executor is given (Mesos JSON).
+        task_info: serde_json::Value,
+    },
+    /// An executor's agent reports that it ended.
+    EndExecutor {
+        agent_id: NodeId,
+        framework_id: String,
+        executor_id: String,
+        exit_status: Option<i32>,
+        message: String,
+        now: Millis,
+    },
     /// Records a task placed on an agent; refused if it no longer fits there.
     CreateTask {
         task: Box<TaskRecord>,
@@ -640,6 +663,8 @@ impl Command {
             Command::RemovePackageRepo { .. } => "remove_package_repo",
             Command::PutPackageInstall { .. } => "put_package_install",
             Command::RemovePackageInstall { .. } => "remove_package_install",
+            Command::LaunchOnExecutor { .. } => "launch_on_executor",
+            Command::EndExecutor { .. } => "end_executor",
             Command::Batch { .. } => "batch",
             Command::Noop => "noop",
         }
@@ -737,6 +762,10 @@ pub enum ApplyError {
     PackageInstalled { app_id: String },
     #[error("no package is installed with app id {app_id}")]
     UnknownPackageInstall { app_id: String },
+    #[error("ExecutorInfo is not compatible with existing ExecutorInfo with same ExecutorID {executor_id:?}")]
+    ExecutorIncompatible { executor_id: String },
+    #[error("task {task_id} and executor {executor_id} are not of the same framework and agent")]
+    ExecutorMismatch { executor_id: String, task_id: String },
 }
 
 /// Cosmos's words for a repository refused by name, URI or both.
@@ -1114,11 +1143,14 @@ impl State {
                 Ok(Response::Ok)
             }
             Command::ForgetTasks { task_ids } => {
+                let mut forgotten = Vec::new();
                 for id in task_ids {
                     if self.tasks.get(id).is_some_and(|t| t.state.is_terminal()) {
                         self.tasks.remove(id);
+                        forgotten.push(id.clone());
                     }
                 }
+                self.forget_executor_tasks(&forgotten);
                 Ok(Response::Ok)
             }
             Command::KillTask { task_id, now } => {
@@ -1172,6 +1204,19 @@ impl State {
             Command::RemovePackageRepo { name, uri } => self.remove_package_repo(name.as_deref(), uri.as_deref()),
             Command::PutPackageInstall { install, create } => self.put_package_install(install, *create),
             Command::RemovePackageInstall { app_id } => self.remove_package_install(app_id),
+            Command::LaunchOnExecutor {
+                executor,
+                task,
+                task_info,
+            } => self.launch_on_executor(executor, task, task_info),
+            Command::EndExecutor {
+                agent_id,
+                framework_id,
+                executor_id,
+                exit_status,
+                message,
+                now,
+            } => self.end_executor(*agent_id, framework_id, executor_id, *exit_status, message, *now),
             Command::UpdateDeployment { id, plan } => self.update_deployment(id, plan.as_ref()),
             Command::PutJob { id, spec, create, now } => {
                 let created_at = match (self.jobs.get(id), create) {

@@ -350,6 +350,13 @@ impl State {
             free.disk_mb = free.disk_mb.saturating_sub(t.def.disk_mb);
             free.ports_in_use.extend(t.def.ports.iter().map(|p| p.host_port));
         }
+        // Executors hold their own resources besides their tasks'.
+        for e in self.executors.values().filter(|e| e.agent_id == agent && e.live()) {
+            free.cpus_milli = free.cpus_milli.saturating_sub(e.def.cpus_milli);
+            free.mem_mb = free.mem_mb.saturating_sub(e.def.mem_mb);
+            free.disk_mb = free.disk_mb.saturating_sub(e.def.disk_mb);
+            free.ports_in_use.extend(e.def.ports.iter().map(|p| p.host_port));
+        }
         Some(free)
     }
 

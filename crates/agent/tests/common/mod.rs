@@ -140,6 +140,7 @@ pub fn launch(id: &str, image: Option<&str>, args: &[&str]) -> TaskLaunch {
         },
         secret_values: vec![],
         secret_error: None,
+        executor: None,
     }
 }
 

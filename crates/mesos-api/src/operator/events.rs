@@ -92,7 +92,7 @@ pub(super) fn diff(prev: &Seen, next: &Seen, m: &Model) -> Vec<Event> {
     for t in m.tasks() {
         let Some(now) = next.tasks.get(&t.id) else { continue };
         match prev.tasks.get(&t.id) {
-            None => out.push(Event::task_added(wire::task(t))),
+            None => out.push(Event::task_added(wire::task(m, t))),
             Some(before) if before != now => out.push(Event::task_updated(
                 mesos::FrameworkId::new(framework_id_of(t)),
                 wire::task_status(t),

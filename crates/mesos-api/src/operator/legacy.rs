@@ -188,7 +188,10 @@ pub(super) async fn tasks(State(master): State<Master>, Query(q): Params) -> Res
     };
     json(
         with_model(&master, |m| legacy::Tasks {
-            tasks: page(m.tasks(), &q).into_iter().map(wire::legacy_task).collect(),
+            tasks: page(m.tasks(), &q)
+                .into_iter()
+                .map(|t| wire::legacy_task(m, t))
+                .collect(),
         })
         .await,
     )

@@ -2,10 +2,12 @@
 //! with what they hold, frameworks with their tasks, roles with their weight and quota. Built
 //! from the replicated state; the leader's allocator view adds outstanding offers only.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tepui_allocator::{Quantities, Resources};
-use tepui_state::{AgentInfo, FrameworkRecord, Maintenance, NodeRecord, NodeStatus, State, TaskRecord, TaskState};
+use tepui_state::{
+    AgentInfo, ExecutorRecord, FrameworkRecord, Maintenance, NodeRecord, NodeStatus, State, TaskRecord, TaskState,
+};
 
 use tepui_master::convert;
 use tepui_master::{AllocationView, OfferView};
@@ -236,6 +238,8 @@ pub(crate) struct Model<'a> {
     pub view: Option<&'a AllocationView>,
     tasks_by_framework: BTreeMap<&'a str, Vec<&'a TaskRecord>>,
     used_by_agent: BTreeMap<u64, Resources>,
+    /// The executor of each task an executor runs.
+    executor_of_task: HashMap<&'a str, &'a ExecutorRecord>,
 }
 
 impl<'a> Model<'a> {
@@ -251,11 +255,23 @@ impl<'a> Model<'a> {
                     .add(&convert::task_resources(t));
             }
         }
+        let mut executor_of_task = HashMap::new();
+        for e in s.executors.values() {
+            executor_of_task.extend(e.tasks.keys().map(|t| (t.as_str(), e)));
+            // A live executor holds its own resources beside its tasks'.
+            if e.live() {
+                used_by_agent
+                    .entry(e.agent_id)
+                    .or_default()
+                    .add(&convert::parse(&e.resources));
+            }
+        }
         Model {
             s,
             view,
             tasks_by_framework,
             used_by_agent,
+            executor_of_task,
         }
     }
 
@@ -309,6 +325,9 @@ impl<'a> Model<'a> {
         let mut used = Resources::new();
         for t in tasks.iter().filter(|t| holds_resources(t)) {
             used.add(&convert::task_resources(t));
+        }
+        for e in self.executors(None).filter(|e| e.framework_id == id) {
+            used.add(&convert::parse(&e.resources));
         }
         // The allocator knows the built-in framework by the empty id.
         let key = if matches!(kind, Kind::Operator) { "" } else { id };
@@ -365,6 +384,19 @@ impl<'a> Model<'a> {
     /// Every task, of every framework.
     pub fn tasks(&self) -> impl Iterator<Item = &'a TaskRecord> {
         self.s.tasks.values()
+    }
+
+    /// The executor that runs a task, when one does.
+    pub fn executor_of(&self, task_id: &str) -> Option<&'a ExecutorRecord> {
+        self.executor_of_task.get(task_id).copied()
+    }
+
+    /// Every live executor (of `framework` only, when given).
+    pub fn executors(&self, framework: Option<&'a str>) -> impl Iterator<Item = &'a ExecutorRecord> + 'a {
+        self.s
+            .executors
+            .values()
+            .filter(move |e| e.live() && framework.is_none_or(|f| e.framework_id == f))
     }
 
     /// The default role, roles with settings, roles of frameworks and of live tasks.

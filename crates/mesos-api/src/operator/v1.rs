@@ -106,7 +106,9 @@ async fn handle(master: Master, ctx: Arc<Ctx>, headers: &HeaderMap, body: &[u8])
         CallType::GetFrameworks => answer(op::Response::get_frameworks(
             with_model(&master, wire::get_frameworks).await?,
         )),
-        CallType::GetExecutors => answer(op::Response::get_executors(op::GetExecutors::default())),
+        CallType::GetExecutors => answer(op::Response::get_executors(
+            with_model(&master, wire::get_executors).await?,
+        )),
         CallType::GetOperations => answer(op::Response::get_operations(op::GetOperations::default())),
         CallType::GetTasks => answer(op::Response::get_tasks(with_model(&master, wire::get_tasks).await?)),
         CallType::GetRoles => answer(op::Response::get_roles(with_model(&master, wire::get_roles).await?)),

@@ -7,7 +7,7 @@ use tepui_allocator::{AttributeValue, Resources};
 use tepui_mesos::master as op;
 use tepui_mesos::v1 as mesos;
 use tepui_mesos::{legacy, Bytes};
-use tepui_state::{Maintenance, TaskRecord, TaskState};
+use tepui_state::{ExecutorRecord, Maintenance, TaskRecord, TaskState};
 
 use super::model::{bucket, framework_id_of, role_of, secs, Agent, Bucket, Framework, Model, RoleRow};
 use crate::scheduler::to_mesos_resources;
@@ -99,17 +99,25 @@ fn statuses(t: &TaskRecord) -> Vec<mesos::TaskStatus> {
     out
 }
 
-pub(crate) fn task(t: &TaskRecord) -> mesos::Task {
-    let latest = task_status(t);
+/// The task as Mesos' master shows it; a task an executor runs names it.
+pub(crate) fn task(m: &Model, t: &TaskRecord) -> mesos::Task {
+    let executor_id = m
+        .executor_of(&t.id)
+        .map(|e| mesos::ExecutorId::new(e.executor_id.as_str()));
+    let mut statuses = statuses(t);
+    for st in &mut statuses {
+        st.executor_id = executor_id.clone();
+    }
+    let latest = statuses.last().cloned().unwrap_or_else(|| task_status(t));
     mesos::Task {
         name: t.name.clone(),
         task_id: mesos::TaskId::new(t.id.as_str()),
         framework_id: mesos::FrameworkId::new(framework_id_of(t)),
-        executor_id: None,
+        executor_id,
         agent_id: mesos::AgentId::new(t.agent_id.to_string()),
         state: latest.state.clone(),
         resources: v1_resources(&convert::task_resources(t), Some(role_of(t))),
-        statuses: statuses(t),
+        statuses,
         status_update_state: Some(latest.state.clone()),
         status_update_uuid: latest.uuid.clone(),
         labels: None,
@@ -268,6 +276,29 @@ pub(crate) fn offer(o: &OfferView) -> mesos::Offer {
     }
 }
 
+/// The executor's `ExecutorInfo` as its framework gave it, its resources allocated to its role.
+pub(crate) fn executor_info(e: &ExecutorRecord) -> Option<mesos::ExecutorInfo> {
+    let mut info: mesos::ExecutorInfo = serde_json::from_value(e.info.clone()).ok()?;
+    let role = if e.role.is_empty() { "*" } else { e.role.as_str() };
+    info.resources = v1_resources(&convert::parse(&e.resources), Some(role));
+    Some(info)
+}
+
+pub(crate) fn get_executors(m: &Model) -> op::GetExecutors {
+    op::GetExecutors {
+        executors: m
+            .executors(None)
+            .filter_map(|e| {
+                Some(op::Executor {
+                    executor_info: executor_info(e)?,
+                    agent_id: mesos::AgentId::new(e.agent_id.to_string()),
+                })
+            })
+            .collect(),
+        orphan_executors: vec![],
+    }
+}
+
 pub(crate) fn framework(m: &Model, f: &Framework) -> op::Framework {
     let registered = f.registered_at(m.cluster_created_at());
     op::Framework {
@@ -288,6 +319,11 @@ pub(crate) fn framework(m: &Model, f: &Framework) -> op::Framework {
             .iter()
             .filter(|t| super::model::holds_resources(t))
             .flat_map(|t| v1_resources(&convert::task_resources(t), Some(role_of(t))))
+            .chain(
+                m.executors(Some(f.id.as_str()))
+                    .filter_map(executor_info)
+                    .flat_map(|i| i.resources),
+            )
             .collect(),
         offered_resources: offered(&f.offers),
     }
@@ -326,11 +362,11 @@ pub(crate) fn get_tasks(m: &Model) -> op::GetTasks {
     for t in m.tasks() {
         let unacknowledged = t.last_update_uuid.is_some() && t.acknowledged_uuid != t.last_update_uuid;
         match bucket(t) {
-            Bucket::Active => out.tasks.push(task(t)),
-            Bucket::Unreachable => out.unreachable_tasks.push(task(t)),
+            Bucket::Active => out.tasks.push(task(m, t)),
+            Bucket::Unreachable => out.unreachable_tasks.push(task(m, t)),
             // A terminal task whose update its framework has not acknowledged yet still counts.
-            Bucket::Completed if unacknowledged && !t.framework_id.is_empty() => out.tasks.push(task(t)),
-            Bucket::Completed => out.completed_tasks.push(task(t)),
+            Bucket::Completed if unacknowledged && !t.framework_id.is_empty() => out.tasks.push(task(m, t)),
+            Bucket::Completed => out.completed_tasks.push(task(m, t)),
         }
     }
     out
@@ -339,7 +375,7 @@ pub(crate) fn get_tasks(m: &Model) -> op::GetTasks {
 pub(crate) fn get_state(m: &Model) -> op::GetState {
     op::GetState {
         get_tasks: Some(get_tasks(m)),
-        get_executors: Some(op::GetExecutors::default()),
+        get_executors: Some(get_executors(m)),
         get_frameworks: Some(get_frameworks(m)),
         get_agents: Some(get_agents(m)),
     }
@@ -377,8 +413,8 @@ pub(crate) fn quota_configs(m: &Model) -> Vec<op::QuotaConfig> {
 // Legacy
 // ---------------------------------------------------------------------------------------------
 
-pub(crate) fn legacy_task(t: &TaskRecord) -> legacy::Task {
-    legacy::Task::from_v1(&task(t))
+pub(crate) fn legacy_task(m: &Model, t: &TaskRecord) -> legacy::Task {
+    legacy::Task::from_v1(&task(m, t))
 }
 
 /// `full`: `/master/slaves` also carries the v1-style `*_full` fields.
@@ -449,9 +485,9 @@ pub(crate) fn legacy_framework(m: &Model, f: &Framework) -> legacy::Framework {
     let mut completed = Vec::new();
     for t in &f.tasks {
         match bucket(t) {
-            Bucket::Active => tasks.push(legacy_task(t)),
-            Bucket::Unreachable => unreachable.push(legacy_task(t)),
-            Bucket::Completed => completed.push(legacy_task(t)),
+            Bucket::Active => tasks.push(legacy_task(m, t)),
+            Bucket::Unreachable => unreachable.push(legacy_task(m, t)),
+            Bucket::Completed => completed.push(legacy_task(m, t)),
         }
     }
     legacy::Framework {
@@ -470,7 +506,16 @@ pub(crate) fn legacy_framework(m: &Model, f: &Framework) -> legacy::Framework {
         unreachable_tasks: unreachable,
         completed_tasks: completed,
         offers: f.offers.iter().map(|o| legacy::Offer::from_v1(&offer(o))).collect(),
-        executors: vec![],
+        executors: m
+            .executors(Some(f.id.as_str()))
+            .filter_map(|e| {
+                let info = executor_info(e)?;
+                Some(legacy::Executor::from_v1(
+                    &info,
+                    &mesos::AgentId::new(e.agent_id.to_string()),
+                ))
+            })
+            .collect(),
         labels: None,
     }
 }
@@ -502,8 +547,63 @@ mod tests {
         assert!(task_status(&t).container_status.is_none());
         t.container_ip = Some("10.213.0.5".parse().unwrap());
         // Where Mesos-DNS (`netinfo`) and Marathon read it in /master/state.
-        let json = serde_json::to_value(legacy::Task::from_v1(&task(&t))).unwrap();
+        let s = tepui_state::State::default();
+        let json = serde_json::to_value(legacy::Task::from_v1(&task(&Model::new(&s, None), &t))).unwrap();
         let infos = &json["statuses"][0]["container_status"]["network_infos"];
         assert_eq!(infos[0]["ip_addresses"][0]["ip_address"], "10.213.0.5", "{json}");
+    }
+
+    #[test]
+    fn executors_show_as_mesos_shows_them() {
+        let mut s = super::super::model::tests_support::state();
+        s.frameworks
+            .insert("f1".into(), super::super::model::tests_support::framework("f1", true));
+        let t = record("work.1", 1, "f1", TaskState::TaskRunning, 10);
+        s.tasks.insert(t.id.clone(), t);
+        let mut e = ExecutorRecord {
+            framework_id: "f1".into(),
+            executor_id: "ex".into(),
+            agent_id: 1,
+            name: "ex".into(),
+            def: Default::default(),
+            role: String::new(),
+            resources: "cpus:0.1;mem:32".into(),
+            info: serde_json::json!({
+                "executor_id": {"value": "ex"}, "framework_id": {"value": "f1"},
+                "command": {"value": "/bin/exec"}, "name": "my executor"
+            }),
+            framework_info: serde_json::Value::Null,
+            tasks: Default::default(),
+            launched_at: 1,
+            ended_at: None,
+            message: String::new(),
+            exit_status: None,
+        };
+        e.tasks.insert("work.1".into(), serde_json::Value::Null);
+        s.executors.insert(e.key(), e);
+        let m = Model::new(&s, None);
+        let v1 = serde_json::to_value(task(&m, &s.tasks["work.1"])).unwrap();
+        assert_eq!(v1["executor_id"]["value"], "ex", "{v1}");
+        assert_eq!(v1["statuses"][0]["executor_id"]["value"], "ex", "{v1}");
+        let all = serde_json::to_value(get_executors(&m)).unwrap();
+        assert_eq!(all["executors"][0]["agent_id"]["value"], "1", "{all}");
+        assert_eq!(
+            all["executors"][0]["executor_info"]["executor_id"]["value"], "ex",
+            "{all}"
+        );
+        let f = m.framework("f1").unwrap();
+        let legacy = serde_json::to_value(legacy_framework(&m, &f)).unwrap();
+        let ex = &legacy["executors"][0];
+        assert_eq!(
+            (ex["executor_id"].as_str(), ex["slave_id"].as_str()),
+            (Some("ex"), Some("1")),
+            "{legacy}"
+        );
+        assert_eq!(ex["resources"]["cpus"], 0.1, "{legacy}");
+        // The task's (cpus:0.5;mem:128) and the executor's.
+        assert_eq!(f.used.to_string(), "cpus:0.6;mem:160");
+        // Ended executors are no longer listed.
+        s.executors.values_mut().for_each(|e| e.ended_at = Some(2));
+        assert!(get_executors(&Model::new(&s, None)).executors.is_empty());
     }
 }
