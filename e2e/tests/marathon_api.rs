@@ -671,6 +671,39 @@ fn marathon_clients_run_apps_through_the_v2_api() {
         .expect(404, "an unknown deployment");
     assert_nothing_deployed(&m, "bad input");
 
+    // A group: created with its apps (ids relative to it, the group's dependency on each app),
+    // scaled as a whole, deleted as a whole.
+    let sleeper =
+        |id: &str| json!({"id": id, "cmd": "exec sleep 1000", "cpus": 0.05, "mem": 16, "env": {MARKER_VAR: marker}});
+    let group = json!({"id": "/grp", "apps": [sleeper("db")], "groups": [
+        {"id": "front", "dependencies": ["/grp/db"], "apps": [sleeper("web")]}]});
+    let created = m
+        .call(Method::POST, "/v2/groups", Some(&group))
+        .expect(201, "POST /v2/groups");
+    m.wait_deployment_gone(created.body["deploymentId"].as_str().unwrap());
+    m.settled("/grp/db", 1, None);
+    let web = m.settled("/grp/front/web", 1, None);
+    assert_eq!(web["dependencies"], json!(["/grp/db"]), "{web}");
+    m.call(Method::POST, "/v2/groups", Some(&group))
+        .expect(409, "a group that exists");
+    let scaled = m
+        .call(Method::PUT, "/v2/groups/grp", Some(&json!({"scaleBy": 2})))
+        .expect(200, "PUT /v2/groups/grp scaleBy");
+    m.wait_deployment_gone(scaled.body["deploymentId"].as_str().unwrap());
+    m.settled("/grp/db", 2, None);
+    m.settled("/grp/front/web", 2, None);
+    let deleted = m
+        .call(Method::DELETE, "/v2/groups/grp", None)
+        .expect(200, "DELETE /v2/groups/grp");
+    m.wait_deployment_gone(deleted.body["deploymentId"].as_str().unwrap());
+    wait_for("the group's tasks to end", SETTLE, || {
+        match m.get("/v2/tasks")?["tasks"].as_array() {
+            Some(t) if t.is_empty() => Ok(()),
+            t => Err(format!("{t:?}")),
+        }
+    });
+    assert_nothing_deployed(&m, "the group's delete");
+
     // The CLI: apps as JSON, and why an app that asks for 100 cpus waits.
     let run = tepui(&[
         "app",

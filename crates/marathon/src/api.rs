@@ -12,7 +12,7 @@
 //! and its sub-resource (`/restart`, `/tasks`, `/tasks/{taskId}`, `/versions`,
 //! `/versions/{version}`); ids may not end with those names.
 //!
-//! Not here: pods, `/v2/groups` changes, `/v2/artifacts`, `/v2/plugins`, `/v2/eventSubscriptions`
+//! Not here: pods, group versions, `/v2/artifacts`, `/v2/plugins`, `/v2/eventSubscriptions`
 //! (HTTP callbacks), `/v2/schema`, `/metrics` in Marathon's shape, and `DELETE /v2/leader`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,6 +39,8 @@ use tokio::sync::{broadcast, mpsc};
 use tepui_node::{now_ms, Error, ErrorKind};
 
 use crate::{Services, Started, FRAMEWORK_ID, LABEL_APP, LABEL_VERSION};
+
+mod groups;
 
 /// tepui's version, as `/v2/info` reports it.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -67,8 +69,30 @@ pub(crate) fn routes(svc: Services) -> Routes {
                 .delete(delete_app_path)
                 .post(post_app_path),
         )
-        .route("/v2/groups", Policy::new().get(Cap::Read), get(root_group))
-        .route("/v2/groups/{*id}", Policy::new().get(Cap::Read), get(group))
+        .route(
+            "/v2/groups",
+            Policy::new()
+                .get(Cap::Read)
+                .post(Cap::Write)
+                .put(Cap::Write)
+                .delete(Cap::Write),
+            get(root_group)
+                .post(groups::create)
+                .put(groups::update)
+                .delete(groups::delete),
+        )
+        .route(
+            "/v2/groups/{*id}",
+            Policy::new()
+                .get(Cap::Read)
+                .post(Cap::Write)
+                .put(Cap::Write)
+                .delete(Cap::Write),
+            get(group)
+                .post(groups::create)
+                .put(groups::update)
+                .delete(groups::delete),
+        )
         .route("/v2/deployments", Policy::new().get(Cap::Read), get(list_deployments))
         .route(
             "/v2/deployments/{id}",

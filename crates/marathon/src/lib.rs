@@ -322,10 +322,19 @@ impl Services {
         force: bool,
         compute: impl FnOnce(&State) -> Result<Vec<AppSpec>, E>,
     ) -> Result<Started, E> {
+        self.change_from(force, |s| Ok((compute(s)?, vec![]))).await
+    }
+
+    /// Like [`Services::deploy_from`], with apps to remove too (a group's update or delete).
+    pub(crate) async fn change_from<E: From<Error>>(
+        &self,
+        force: bool,
+        compute: impl FnOnce(&State) -> Result<(Vec<AppSpec>, Vec<PathId>), E>,
+    ) -> Result<Started, E> {
         let _one_at_a_time = self.shared.changes.lock().await;
         self.node().linearize().await.map_err(Error::from)?;
-        let put = self.node().read(compute)?;
-        Ok(self.change_now(put, vec![], force, false).await?)
+        let (put, remove) = self.node().read(compute)?;
+        Ok(self.change_now(put, remove, force, false).await?)
     }
 
     async fn change(

@@ -298,3 +298,129 @@ async fn a_call_that_did_not_pass_the_gate_is_refused_not_assumed_allowed() {
         "nothing was created"
     );
 }
+
+/// The ids of the apps in a group's JSON, every level down.
+fn group_apps(g: &Value) -> Vec<String> {
+    let mut out: Vec<String> = g["apps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    for child in g["groups"].as_array().into_iter().flatten() {
+        out.extend(group_apps(child));
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn groups_are_created_changed_scaled_and_deleted_as_deployments_of_their_apps() {
+    let api = api();
+    let prod = json!({
+        "id": "/prod",
+        "dependencies": ["/db"],
+        "apps": [{"id": "web", "cmd": "sleep 100", "cpus": 0.1, "mem": 16, "instances": 2}],
+        "groups": [{"id": "back", "apps": [{"id": "api", "cmd": "sleep 100", "cpus": 0.1, "mem": 16}]}],
+    });
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v2/apps",
+            Some(json!({"id": "/db", "cmd": "sleep 100", "cpus": 0.1, "mem": 16})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = api.call("POST", "/v2/groups?force=true", Some(prod.clone())).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        body["deploymentId"].is_string() && body["version"].is_string(),
+        "{body}"
+    );
+    let (_, g) = api.call("GET", "/v2/groups/prod", None).await;
+    assert_eq!(group_apps(&g), ["/prod/back/api", "/prod/web"], "{g}");
+    let (_, web) = api.call("GET", "/v2/apps/prod/web", None).await;
+    assert_eq!(
+        web["app"]["dependencies"],
+        json!(["/db"]),
+        "the group's dependency is the app's: {web}"
+    );
+    api.wait_tasks("/prod/web", 2).await;
+
+    // Created once; PUT changes it.
+    let (status, body) = api.call("POST", "/v2/groups?force=true", Some(prod)).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("Use PUT"), "{body}");
+
+    // A PUT with apps and no groups: web is replaced by www, the subgroup stays.
+    let update = json!({"apps": [{"id": "www", "cmd": "sleep 100", "cpus": 0.1, "mem": 16}]});
+    let (status, body) = api.call("PUT", "/v2/groups/prod?force=true", Some(update)).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, g) = api.call("GET", "/v2/groups/prod", None).await;
+    assert_eq!(group_apps(&g), ["/prod/back/api", "/prod/www"], "{g}");
+    let (status, _) = api.call("GET", "/v2/apps/prod/web", None).await;
+    assert_eq!(status, 404, "an app the new group no longer holds is removed");
+
+    // scaleBy reaches every app below the group.
+    let (status, body) = api
+        .call("PUT", "/v2/groups/prod?force=true", Some(json!({"scaleBy": 3})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for app in ["prod/www", "prod/back/api"] {
+        let (_, a) = api.call("GET", &format!("/v2/apps/{app}"), None).await;
+        assert_eq!(a["app"]["instances"], 3, "{a}");
+    }
+
+    // Refusals: the field path of a bad app, an empty group, a rollback of a group, unknown groups.
+    let bad = json!({"id": "/bad", "apps": [{"id": "x", "cmd": "x", "cpus": -1}]});
+    let (status, body) = api.call("POST", "/v2/groups", Some(bad)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["details"][0]["path"], "/apps(0)/cpus", "{body}");
+    let (status, body) = api.call("POST", "/v2/groups", Some(json!({"id": "/empty"}))).await;
+    assert_eq!(
+        (status, body["details"][0]["path"].as_str()),
+        (422, Some("/apps")),
+        "{body}"
+    );
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/v2/groups/prod",
+            Some(json!({"version": "2026-01-01T00:00:00.000Z"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["details"][0]["path"].as_str()),
+        (422, Some("/version")),
+        "{body}"
+    );
+    let (status, body) = api.call("PUT", "/v2/groups/prod", Some(json!({"scaleBy": -1}))).await;
+    assert_eq!(
+        (status, body["details"][0]["path"].as_str()),
+        (422, Some("/scaleBy")),
+        "{body}"
+    );
+    let cycle = json!({"id": "/loop", "apps": [
+        {"id": "a", "cmd": "x", "dependencies": ["b"]}, {"id": "b", "cmd": "x", "dependencies": ["a"]}]});
+    let (status, body) = api.call("POST", "/v2/groups", Some(cycle)).await;
+    assert_eq!(status, 422, "a dependency cycle: {body}");
+    let (status, _) = api.call("DELETE", "/v2/groups/nothing", None).await;
+    assert_eq!(status, 404);
+    let (status, _) = api.call("POST", "/v2/groups", Some(json!("not a group"))).await;
+    assert_eq!(status, 422);
+    let (_, g) = api.call("GET", "/v2/groups", None).await;
+    assert_eq!(
+        group_apps(&g),
+        ["/db", "/prod/back/api", "/prod/www"],
+        "nothing refused was deployed: {g}"
+    );
+
+    // DELETE takes every app below the group, as one deployment.
+    let (status, body) = api.call("DELETE", "/v2/groups/prod?force=true", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["deploymentId"].is_string(), "{body}");
+    let (status, _) = api.call("GET", "/v2/groups/prod", None).await;
+    assert_eq!(status, 404);
+    let (_, g) = api.call("GET", "/v2/groups", None).await;
+    assert_eq!(group_apps(&g), ["/db"], "{g}");
+}

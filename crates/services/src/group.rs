@@ -250,6 +250,104 @@ fn describe_cycle(pending: &BTreeMap<PathId, BTreeSet<PathId>>) -> String {
     }
 }
 
+/// What a change of a group deploys: apps put whole and apps removed, as one deployment.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GroupChange {
+    pub put: Vec<AppSpec>,
+    pub remove: Vec<PathId>,
+}
+
+/// The apps of `group` and below with the dependencies of the groups they sit in (from `group`
+/// down) added to their own: tepui keeps a group as the apps inside it, so a group's
+/// dependencies live on on its apps.
+pub fn apps_with_group_dependencies(group: &Group) -> Vec<AppSpec> {
+    fn walk(g: &Group, inherited: &[PathId], out: &mut Vec<AppSpec>) {
+        let mut deps: Vec<PathId> = inherited.to_vec();
+        deps.extend(g.dependencies.iter().cloned());
+        for app in &g.apps {
+            let mut app = app.clone();
+            for d in &deps {
+                if !app.dependencies.contains(d) && !d.contains(&app.id) {
+                    app.dependencies.push(d.clone());
+                }
+            }
+            out.push(app);
+        }
+        for child in &g.groups {
+            walk(child, &deps, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(group, &[], &mut out);
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+/// Marathon's group update onto the tree `current`: `update` replaces the group of its id (or
+/// creates it). Apps or subgroups the client left out (`None` in the definition, told by
+/// `apps_given`/`groups_given`) stay as they are; apps of the old group that the new one no
+/// longer holds are removed.
+pub fn replace_group(current: &Group, mut update: Group, apps_given: bool, groups_given: bool) -> GroupChange {
+    let old = current.group(&update.id);
+    if let Some(old) = old {
+        if !apps_given {
+            update.apps = old.apps.clone();
+        }
+        if !groups_given {
+            update.groups = old.groups.clone();
+        }
+    }
+    let put = apps_with_group_dependencies(&update);
+    let remove = old
+        .map(|old| {
+            old.transitive_apps()
+                .into_iter()
+                .filter(|a| !put.iter().any(|p| p.id == a.id))
+                .map(|a| a.id.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    GroupChange { put, remove }
+}
+
+/// Every app of the group `id` scaled by `factor` (Marathon's `scaleBy`), rounded up.
+pub fn scale_group(current: &Group, id: &PathId, factor: f64) -> Option<GroupChange> {
+    let group = current.group(id)?;
+    let put = group
+        .transitive_apps()
+        .into_iter()
+        .map(|a| {
+            let mut a = a.clone();
+            a.instances = (f64::from(a.instances) * factor).ceil().clamp(0.0, f64::from(u32::MAX)) as u32;
+            a
+        })
+        .collect();
+    Some(GroupChange { put, remove: vec![] })
+}
+
+/// Every app of the group `id` and below removed; `None` when there is no such group.
+pub fn remove_group(current: &Group, id: &PathId) -> Option<GroupChange> {
+    let group = current.group(id)?;
+    let remove = group.transitive_apps().into_iter().map(|a| a.id.clone()).collect();
+    Some(GroupChange { put: vec![], remove })
+}
+
+/// The tree `current` after `change`, for the whole-tree rules ([`Group::validate`]).
+pub fn tree_after(current: &Group, change: &GroupChange) -> Group {
+    let mut tree = Group::from_apps(
+        current
+            .transitive_apps()
+            .into_iter()
+            .filter(|a| !change.remove.contains(&a.id) && !change.put.iter().any(|p| p.id == a.id))
+            .cloned(),
+    );
+    for app in &change.put {
+        // Every id is below the root.
+        let _ = tree.put_app(app.clone());
+    }
+    tree
+}
+
 /// A group as a client sends it to `/v2/groups`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -258,8 +356,10 @@ pub struct GroupDefinition {
     pub apps: Option<Vec<AppDefinition>>,
     pub groups: Option<Vec<GroupDefinition>>,
     pub dependencies: Option<Vec<String>>,
-    /// Ignored.
+    /// A version of the group to go back to (`PUT`); tepui keeps versions per app only.
     pub version: Option<String>,
+    /// `PUT`: every app below the group scaled by this factor, nothing else changed.
+    pub scale_by: Option<f64>,
 }
 
 /// Validates a group definition: its id resolved against `base` (no id means `base` itself),
@@ -332,6 +432,80 @@ mod tests {
             .iter()
             .map(|l| l.iter().map(ToString::to_string).collect())
             .collect()
+    }
+
+    #[test]
+    fn a_groups_dependencies_live_on_on_its_apps() {
+        let mut g = Group::new(p("/prod"));
+        g.dependencies = vec![p("/db")];
+        let mut web = Group::new(p("/prod/web"));
+        web.dependencies = vec![p("/cache")];
+        web.apps.push(app("/prod/web/front", &[]));
+        g.groups.push(web);
+        g.apps.push(app("/prod/api", &["/auth"]));
+        let apps = apps_with_group_dependencies(&g);
+        let deps: Vec<(String, Vec<String>)> = apps
+            .iter()
+            .map(|a| {
+                (
+                    a.id.to_string(),
+                    a.dependencies.iter().map(ToString::to_string).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            deps,
+            vec![
+                ("/prod/api".to_string(), vec!["/auth".to_string(), "/db".to_string()]),
+                (
+                    "/prod/web/front".to_string(),
+                    vec!["/db".to_string(), "/cache".to_string()]
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_group_update_replaces_what_it_gives_and_keeps_what_it_leaves_out() {
+        let current = Group::from_apps([
+            app("/prod/a", &[]),
+            app("/prod/b", &[]),
+            app("/prod/sub/c", &[]),
+            app("/other", &[]),
+        ]);
+        let mut update = Group::new(p("/prod"));
+        update.apps.push(app("/prod/a", &[]));
+        update.apps.push(app("/prod/new", &[]));
+        // Apps given, groups left out: /prod/b goes, /prod/sub/c stays, /other is not touched.
+        let change = replace_group(&current, update.clone(), true, false);
+        let put: Vec<String> = change.put.iter().map(|a| a.id.to_string()).collect();
+        assert_eq!(put, ["/prod/a", "/prod/new", "/prod/sub/c"]);
+        assert_eq!(change.remove, vec![p("/prod/b")]);
+        // Groups given as none: the subgroup goes too.
+        let change = replace_group(&current, update, true, true);
+        let mut removed: Vec<String> = change.remove.iter().map(ToString::to_string).collect();
+        removed.sort();
+        assert_eq!(removed, ["/prod/b", "/prod/sub/c"]);
+        let after = tree_after(&current, &change);
+        assert!(after.app(&p("/other")).is_some());
+        assert!(after.app(&p("/prod/new")).is_some());
+        assert!(after.app(&p("/prod/b")).is_none());
+    }
+
+    #[test]
+    fn scaling_and_removing_a_group_reach_every_app_below_it() {
+        let mut three = app("/prod/sub/c", &[]);
+        three.instances = 3;
+        let current = Group::from_apps([app("/prod/a", &[]), three, app("/other", &[])]);
+        let scaled = scale_group(&current, &p("/prod"), 1.5).unwrap();
+        let counts: Vec<(String, u32)> = scaled.put.iter().map(|a| (a.id.to_string(), a.instances)).collect();
+        assert_eq!(counts, [("/prod/a".to_string(), 2), ("/prod/sub/c".to_string(), 5)]);
+        assert_eq!(
+            remove_group(&current, &p("/prod")).unwrap().remove,
+            vec![p("/prod/a"), p("/prod/sub/c")]
+        );
+        assert!(remove_group(&current, &p("/nothing")).is_none());
+        assert!(scale_group(&current, &p("/nothing"), 2.0).is_none());
     }
 
     #[test]
