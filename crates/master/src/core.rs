@@ -115,8 +115,10 @@ pub(crate) struct Core {
     held: HashMap<String, Held>,
     agents: HashMap<u64, AgentSeen>,
     role_configs: BTreeMap<String, RoleConfig>,
-    /// When an update needing an acknowledgement was last sent, by task.
-    sent_at: HashMap<String, Millis>,
+    /// The last update needing an acknowledgement that was sent, by task: its uuid and when.
+    /// The uuid makes a send idempotent: the tick may send an update that was just committed
+    /// before the committer's own send reaches the core, and the framework hears it once.
+    sent_at: HashMap<String, (String, Millis)>,
     last_heartbeat: Millis,
     removing: HashSet<String>,
     /// When a framework's subscription to this leader ended; its failover timeout runs from
@@ -179,8 +181,12 @@ impl Core {
 
     pub(crate) fn send_status(&mut self, framework: &str, status: StatusView) {
         if let Some(sub) = self.subscribers.get(framework) {
-            if status.uuid.is_some() {
-                self.sent_at.insert(status.task_id.clone(), crate::now_ms());
+            if let Some(uuid) = &status.uuid {
+                if self.sent_at.get(&status.task_id).is_some_and(|(sent, _)| sent == uuid) {
+                    return;
+                }
+                self.sent_at
+                    .insert(status.task_id.clone(), (uuid.clone(), crate::now_ms()));
             }
             let _ = sub.tx.try_send(SchedulerEvent::Update(status));
         }
@@ -997,12 +1003,18 @@ impl Core {
             let Some(f) = s.frameworks.get(&name) else { continue };
             let due: Vec<StatusView> = s
                 .unacknowledged(&name)
-                .filter(|t| now.saturating_sub(self.sent_at.get(&t.id).copied().unwrap_or(0)) >= retry_ms)
+                .filter(|t| match self.sent_at.get(&t.id) {
+                    Some((uuid, at)) if t.last_update_uuid.as_ref() == Some(uuid) => {
+                        now.saturating_sub(*at) >= retry_ms
+                    }
+                    _ => true,
+                })
                 .map(|t| status_of(t, f))
                 .collect();
             for mut status in due {
                 status.timestamp_ms = status.timestamp_ms.max(1);
-                self.sent_at.insert(status.task_id.clone(), now);
+                let uuid = status.uuid.clone().unwrap_or_default();
+                self.sent_at.insert(status.task_id.clone(), (uuid, now));
                 if let Some(sub) = self.subscribers.get(&name) {
                     let _ = sub.tx.try_send(SchedulerEvent::Update(status));
                 }
@@ -1054,7 +1066,11 @@ impl Core {
         let retry_ms = retry.as_millis() as u64;
         for name in self.subscribers.keys() {
             for t in s.unacknowledged(name) {
-                at(self.sent_at.get(&t.id).copied().unwrap_or(now).saturating_add(retry_ms));
+                let sent = match self.sent_at.get(&t.id) {
+                    Some((uuid, at)) if t.last_update_uuid.as_ref() == Some(uuid) => *at,
+                    _ => now.saturating_sub(retry_ms),
+                };
+                at(sent.saturating_add(retry_ms));
             }
         }
         for h in self.held.values() {
@@ -1566,6 +1582,31 @@ mod tests {
         s.tasks.get_mut("t1").unwrap().acknowledged_uuid = Some("u1".into());
         tick(&mut c, &s, sent + 30_000);
         assert!(updates(&mut rx).is_empty(), "acknowledged: never again");
+    }
+
+    #[test]
+    fn an_update_the_tick_sent_first_is_not_sent_again_by_its_committer() {
+        let mut s = state(1);
+        let mut c = Core::new(0, &s);
+        let mut rx = subscribed(&mut c, &mut s, "f1");
+        let mut t = plan_record(&s, "t1");
+        t.state = TaskState::TaskRunning;
+        t.last_update_uuid = Some("u1".into());
+        s.tasks.insert("t1".into(), t.clone());
+        // The tick sees the committed update before the committer hands it over.
+        let now = crate::now_ms();
+        tick(&mut c, &s, now);
+        c.send_status("f1", status_of(&t, &s.frameworks["f1"]));
+        assert_eq!(updates(&mut rx).len(), 1, "the framework hears it once");
+        // A newer update of the same task is new: it goes out, once.
+        t.state = TaskState::TaskFinished;
+        t.last_update_uuid = Some("u2".into());
+        s.tasks.insert("t1".into(), t.clone());
+        c.send_status("f1", status_of(&t, &s.frameworks["f1"]));
+        tick(&mut c, &s, now + 1);
+        let got = updates(&mut rx);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].uuid.as_deref(), Some("u2"));
     }
 
     #[test]
