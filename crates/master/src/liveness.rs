@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tepui_node::drivers::{Activation, Driver, Outcome};
 use tepui_node::now_ms;
-use tepui_state::{Command, NodeStatus};
+use tepui_state::{Command, NodeStatus, TaskState};
 
 use crate::Master;
 
@@ -55,6 +55,27 @@ impl Driver for Liveness {
         let timeout = self.master.config().agent_timeout;
         let since = *self.leading_since.get_or_insert_with(Instant::now);
         let now = Instant::now();
+        // An earlier leader may have marked an agent lost and gone before it marked the agent's
+        // tasks: they are marked here (nothing else would, the agent being lost already).
+        let lost_with_live_tasks: Vec<u64> = node.read(|s| {
+            s.nodes
+                .values()
+                .filter(|n| n.agent.is_some() && n.status == NodeStatus::Lost)
+                .filter(|n| {
+                    s.tasks
+                        .values()
+                        .any(|t| t.agent_id == n.id && !t.state.is_terminal() && t.state != TaskState::TaskUnreachable)
+                })
+                .map(|n| n.id)
+                .collect()
+        });
+        for id in lost_with_live_tasks {
+            tracing::info!(
+                node = id,
+                "agent lost under an earlier leader; marking its tasks unreachable"
+            );
+            self.master.mark_unreachable(id).await;
+        }
         let candidates: Vec<u64> = node.read(|s| {
             s.nodes
                 .values()

@@ -27,7 +27,12 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let (node, _local) = local_node(tepui_state::testing::state_with_agents(2, 1024));
+    fixture_with_local().0
+}
+
+/// The fixture and the test's hand on the node's state and leadership.
+fn fixture_with_local() -> (Fixture, tepui_node::testing::Local) {
+    let (node, local) = local_node(tepui_state::testing::state_with_agents(2, 1024));
     let master = Master::new(
         node.clone(),
         MasterConfig {
@@ -37,14 +42,15 @@ fn fixture() -> Fixture {
         },
     );
     master.start();
-    Fixture {
+    let f = Fixture {
         router: tepui_master::http::routes(master.clone())
             .into_parts()
             .0
             .layer(axum::Extension(tepui_auth::Identity::management("tests"))),
         node,
         master,
-    }
+    };
+    (f, local)
 }
 
 /// An agent's end of its stream: what the leader sends it.
@@ -151,6 +157,32 @@ async fn a_task_is_placed_launched_updated_and_killed() {
     assert!(f.node.read(|s| s.tasks[&id].kill_requested));
     let (status, body) = f.call("DELETE", "/v1/tasks/nope", None).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("unknown_task")));
+}
+
+#[tokio::test]
+async fn a_new_leader_marks_unreachable_the_tasks_of_an_agent_lost_under_the_old_one() {
+    let (f, local) = fixture_with_local();
+    let mut a1 = Agent::attach(&f.node, 1);
+    let run = json!({"name": "web", "cmd": ["sleep", "9"], "cpus": 0.5, "mem": 64, "agent": "a1"});
+    let (status, task) = f.call("POST", "/v1/tasks", Some(run)).await;
+    assert_eq!(status, 201, "{task}");
+    let id = task["id"].as_str().unwrap().to_string();
+    assert!(matches!(a1.next().await, ServerToAgent::Launch { .. }));
+    f.master.on_status(1, update(&id, "TASK_RUNNING", "u1")).await;
+    assert_eq!(f.task_state(&id), Some(TaskState::TaskRunning));
+
+    // The old leader marked the agent lost, and went before it marked the agent's tasks.
+    local.set_leader(None, 2);
+    local.apply(&tepui_state::Command::SetNodeStatus {
+        id: 1,
+        status: tepui_state::NodeStatus::Lost,
+        now: tepui_node::now_ms(),
+    });
+    local.set_leader(Some(1), 3);
+    f.wait("the lost agent's task to be unreachable", |f| {
+        f.task_state(&id) == Some(TaskState::TaskUnreachable)
+    })
+    .await;
 }
 
 #[tokio::test]
