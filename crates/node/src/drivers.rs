@@ -134,6 +134,8 @@ async fn run<D: Driver>(node: Node, name: &'static str, mut driver: D, wakes: Wa
     // The term this driver leads in, once its first activation ran.
     let mut leading_term: Option<u64> = None;
     let mut deadline: Option<Instant> = None;
+    // Activations that failed in a row: the retry waits longer each time.
+    let mut failures: u32 = 0;
     loop {
         let now_leading = *leadership.borrow_and_update();
         let leads = now_leading.leader == Some(node.id());
@@ -215,9 +217,19 @@ async fn run<D: Driver>(node: Node, name: &'static str, mut driver: D, wakes: Wa
         });
         // A driver that failed tries again, but not in a tight loop.
         if outcome.is_err() {
-            deadline = Some(Instant::now() + Duration::from_millis(500));
+            failures = failures.saturating_add(1);
+            deadline = Some(Instant::now() + retry_after(failures));
+        } else {
+            failures = 0;
         }
     }
+}
+
+/// How long a driver waits before it tries again after `failures` failed activations in a
+/// row: half a second, doubling, at most 30 s (wakes and state changes still run it sooner).
+fn retry_after(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(6);
+    Duration::from_millis(500 << doublings).min(Duration::from_secs(30))
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -230,6 +242,13 @@ async fn sleep_until(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_failing_driver_backs_off_up_to_half_a_minute() {
+        let waits: Vec<u64> = (1..=9).map(|n| super::retry_after(n).as_millis() as u64).collect();
+        assert_eq!(waits, [500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
+        assert_eq!(super::retry_after(u32::MAX), Duration::from_secs(30));
+    }
 
     use tepui_state::{Command, State};
 
