@@ -35,6 +35,10 @@ pub struct ExecutorSpec {
     pub info: serde_json::Value,
     pub framework_info: serde_json::Value,
     pub task_info: serde_json::Value,
+    /// Mesos' default executor: no program of the framework's; the agent runs the group's
+    /// tasks itself (`def` gives the executor's resources, network and ports; its command is
+    /// not used).
+    pub default_executor: bool,
 }
 
 /// Why a framework message is refused.
@@ -64,6 +68,7 @@ impl Master {
                 executor_info: e.info.clone(),
                 framework_info: e.framework_info.clone(),
                 task_info: e.tasks.get(&t.id).cloned().unwrap_or_default(),
+                default_executor: e.default_executor,
             }))
         })
     }
