@@ -133,7 +133,10 @@ impl State {
         let mut ports: Vec<u16> = need.ports.iter().map(|p| p.host_port).collect();
         ports.sort_unstable();
         if let Some(w) = ports.windows(2).find(|w| w[0] == w[1]) {
-            return Err(ApplyError::Placement(crate::PlacementError::PortTaken(w[0], first.agent_id)));
+            return Err(ApplyError::Placement(crate::PlacementError::PortTaken(
+                w[0],
+                first.agent_id,
+            )));
         }
         self.check_fits(first.agent_id, &need).map_err(ApplyError::Placement)?;
         let entry = self.executors.entry(key).or_insert_with(|| executor.clone());
@@ -373,9 +376,15 @@ mod tests {
             s.apply(1, &too_big),
             Response::Rejected(ApplyError::Placement(PlacementError::NotEnough { .. }))
         ));
-        assert!(s.tasks.is_empty() && s.executors.is_empty(), "nothing of it is recorded");
+        assert!(
+            s.tasks.is_empty() && s.executors.is_empty(),
+            "nothing of it is recorded"
+        );
         assert_eq!(
-            s.apply(2, &group(default_executor("g", 100), vec![task("a", 900), task("b", 900)])),
+            s.apply(
+                2,
+                &group(default_executor("g", 100), vec![task("a", 900), task("b", 900)])
+            ),
             Response::Ok
         );
         assert_eq!(s.free_on(1).unwrap().cpus_milli, 100);
@@ -401,7 +410,10 @@ mod tests {
     fn a_task_group_with_a_repeated_id_or_port_is_refused() {
         let mut s = state_with_agents(1);
         assert_eq!(
-            s.apply(1, &group(default_executor("g", 100), vec![task("a", 100), task("a", 100)])),
+            s.apply(
+                1,
+                &group(default_executor("g", 100), vec![task("a", 100), task("a", 100)])
+            ),
             Response::Rejected(ApplyError::TaskExists { id: "a".into() })
         );
         let with_port = |id: &str| {
@@ -415,14 +427,20 @@ mod tests {
             t
         };
         assert!(matches!(
-            s.apply(2, &group(default_executor("g", 100), vec![with_port("a"), with_port("b")])),
+            s.apply(
+                2,
+                &group(default_executor("g", 100), vec![with_port("a"), with_port("b")])
+            ),
             Response::Rejected(ApplyError::Placement(PlacementError::PortTaken(31000, 1)))
         ));
         assert_eq!(
-            s.apply(3, &Command::LaunchGroup {
-                executor: Box::new(default_executor("g", 100)),
-                tasks: vec![],
-            }),
+            s.apply(
+                3,
+                &Command::LaunchGroup {
+                    executor: Box::new(default_executor("g", 100)),
+                    tasks: vec![],
+                }
+            ),
             Response::Rejected(ApplyError::EmptyTaskGroup)
         );
         assert!(s.tasks.is_empty() && s.executors.is_empty());

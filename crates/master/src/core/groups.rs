@@ -68,7 +68,11 @@ impl AcceptPlan {
                             (l.clone(), info)
                         })
                         .collect();
-                    let executor = self.executors.get(&t.id).map(|(e, _)| e.clone()).expect("a group's tasks have their executor");
+                    let executor = self
+                        .executors
+                        .get(&t.id)
+                        .map(|(e, _)| e.clone())
+                        .expect("a group's tasks have their executor");
                     group_command.insert(g, commands.len());
                     index.push(commands.len());
                     commands.push(Command::LaunchGroup {
@@ -85,7 +89,13 @@ impl AcceptPlan {
 impl Core {
     /// Plans a task group: every task is launched, or every one gets TASK_ERROR
     /// (REASON_TASK_GROUP_INVALID) and nothing is taken from the offers.
-    pub(super) fn plan_group(&mut self, at: &Placing<'_>, x: &ExecutorSpec, tasks: Vec<LaunchSpec>, p: &mut Planning<'_>) {
+    pub(super) fn plan_group(
+        &mut self,
+        at: &Placing<'_>,
+        x: &ExecutorSpec,
+        tasks: Vec<LaunchSpec>,
+        p: &mut Planning<'_>,
+    ) {
         let checked = self.check_group(at, x, &tasks, p);
         let (role, new_executor) = match checked {
             Ok(ok) => ok,
@@ -128,7 +138,9 @@ impl Core {
                     pending: Some(at.now),
                 },
             );
-            p.plan.launches.push(task_record(l, at.agent, at.framework, &role, at.now));
+            p.plan
+                .launches
+                .push(task_record(l, at.agent, at.framework, &role, at.now));
             ids.push(l.task_id.clone());
         }
         p.plan.groups.push(ids);
@@ -151,6 +163,14 @@ impl Core {
                 None,
                 "a task group runs on the default executor ('ExecutorInfo.type' must be 'DEFAULT')",
             ));
+        }
+        // Every task refused for one reason: the group's (its executor's).
+        if let Some(why) = tasks[0]
+            .invalid
+            .clone()
+            .filter(|w| tasks.iter().all(|t| t.invalid.as_ref() == Some(w)))
+        {
+            return Err(refusal(None, why));
         }
         let mut ids: HashSet<&str> = HashSet::new();
         let mut need = Resources::new();
@@ -189,7 +209,9 @@ impl Core {
             // Mesos' words.
             return Err(refusal(
                 None,
-                format!("Total resources {need} required by task group and its executor are more than available {left}"),
+                format!(
+                    "Total resources {need} required by task group and its executor are more than available {left}"
+                ),
             ));
         };
         Ok((role, new_executor))
@@ -317,7 +339,10 @@ mod tests {
         assert_eq!(refused.len(), 2);
         for (_, reason, message) in &refused {
             assert_eq!(reason, "REASON_TASK_GROUP_INVALID");
-            assert!(message.contains("required by task group and its executor are more than available"), "{message}");
+            assert!(
+                message.contains("required by task group and its executor are more than available"),
+                "{message}"
+            );
         }
         // Nothing of the offer stays allocated.
         assert!(c.alloc.allocations_of(c.ids["f1"]).is_empty());
@@ -330,12 +355,20 @@ mod tests {
         let o = offer(&mut c, &s, &mut rx);
         let ops = vec![Operation::LaunchGroup {
             executor: executor("g"),
-            tasks: vec![task("a", "cpus:0.1;mem:32"), task("a", "cpus:0.1;mem:32"), task("c", "cpus:0.1;mem:32")],
+            tasks: vec![
+                task("a", "cpus:0.1;mem:32"),
+                task("a", "cpus:0.1;mem:32"),
+                task("c", "cpus:0.1;mem:32"),
+            ],
         }];
         let plan = c.accept(&s, "f1", &[o], ops, Filters::default(), 1_000).unwrap();
         assert!(plan.launches.is_empty());
         let refused = statuses(&mut rx);
         assert_eq!(refused.len(), 3);
-        assert!(refused[2].2.starts_with("Task group is invalid: task a: task id"), "{:?}", refused[2]);
+        assert!(
+            refused[2].2.starts_with("Task group is invalid: task a: task id"),
+            "{:?}",
+            refused[2]
+        );
     }
 }
