@@ -600,6 +600,11 @@ fn a_task_group_shares_localhost_and_a_volume_and_fails_as_one() {
     let running = fw.update_until("g1-srv", "TASK_RUNNING");
     assert_eq!(running["executor_id"]["value"], "g1", "{running}");
     fw.update_until("g1-cli", "TASK_RUNNING");
+    // One network namespace on the bridge: both tasks have the group's address.
+    let ip_of = |fw: &Scheduler, id: &str| fw.get(&format!("/v1/tasks/{id}"))["container_ip"].clone();
+    let ip = ip_of(&fw, "g1-srv");
+    assert!(ip.as_str().is_some_and(|ip| ip.starts_with("10.214.105.")), "{ip}");
+    assert_eq!(ip_of(&fw, "g1-cli"), ip);
     let finished = fw.update_until("g1-srv", "TASK_FINISHED");
     assert_eq!(finished["executor_id"]["value"], "g1", "{finished}");
     let out = fw.stdout("g1-srv");
