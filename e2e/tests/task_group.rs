@@ -11,7 +11,8 @@
 //!   and the tasks with their `executor_id` in `/master/state`, `/master/tasks` and the
 //!   operator API; a KILL of the last task ends the executor. Then a group (host network)
 //!   where one task exits 3: TASK_FAILED for it, TASK_KILLED for the other, the executor's
-//!   end, and every resource back.
+//!   end, and every resource back. Last, a group on the bridge outlives its agent (kill -9,
+//!   restart), and a KILL of one of its tasks then kills both and ends the executor.
 //! - `a_task_group_that_does_not_fit_is_refused_whole` (127.0.106.x): a group bigger than its
 //!   offer, one whose executor is not DEFAULT and one with a volume it cannot have: every task
 //!   TASK_ERROR (REASON_TASK_GROUP_INVALID) with the reason, nothing launched or held, and the
@@ -376,7 +377,9 @@ struct Cluster {
     marked: MarkedProcesses,
     _sb: Sandbox,
     _server: Daemon,
-    _agent: Daemon,
+    agent: Daemon,
+    /// How the agent starts again on its data dir.
+    agent_args: Vec<String>,
     master: String,
 }
 
@@ -406,34 +409,34 @@ impl Cluster {
         let token = read_token(&sb.join("s1"), "agent");
         let agent_dir = sb.join("a1").display().to_string();
         let bridge = format!("tpe2e-{label}");
-        let mut agent = sb.spawn(
+        let common: Vec<String> = [
+            "--data-dir",
+            &agent_dir,
+            "--bind",
+            agent_ip,
+            "--name",
             "a1",
-            &[
-                "join",
-                &cluster_addr(server_ip),
-                "--token",
-                &token,
-                "--data-dir",
-                &agent_dir,
-                "--bind",
-                agent_ip,
-                "--name",
-                "a1",
-                "--cpus",
-                "4",
-                "--mem",
-                "4096",
-                "--ports",
-                ports,
-                "--heartbeat-secs",
-                "0.5",
-                "--bridge",
-                &bridge,
-                "--bridge-subnet",
-                subnet,
-            ],
-        );
+            "--cpus",
+            "4",
+            "--mem",
+            "4096",
+            "--ports",
+            ports,
+            "--heartbeat-secs",
+            "0.5",
+            "--bridge",
+            &bridge,
+            "--bridge-subnet",
+            subnet,
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut join = vec!["join".to_string(), cluster_addr(server_ip), "--token".into(), token];
+        join.extend(common.iter().cloned());
+        let mut agent = sb.spawn("a1", &join);
         agent.wait_ready(START);
+        let mut agent_args = vec!["agent".to_string()];
+        agent_args.extend(common);
         let master = http_addr(server_ip);
         let archive = sb.join("busybox.tar");
         build_docker_archive(&archive, IMAGE).expect("the docker archive builds");
@@ -451,7 +454,8 @@ impl Cluster {
             marked,
             _sb: sb,
             _server: server,
-            _agent: agent,
+            agent,
+            agent_args,
             master,
         }
     }
@@ -573,7 +577,7 @@ fn used_cpus(fw: &Scheduler) -> f64 {
 
 #[test]
 fn a_task_group_shares_localhost_and_a_volume_and_fails_as_one() {
-    let c = Cluster::start("grp105", "127.0.105.1", "127.0.105.2", "10.214.105.0/24", "34300-34309");
+    let mut c = Cluster::start("grp105", "127.0.105.1", "127.0.105.2", "10.214.105.0/24", "34300-34309");
     let marker = c.marked.value().to_string();
     let mut fw = Scheduler::subscribe(&c.master, framework_info());
 
@@ -686,6 +690,29 @@ fn a_task_group_shares_localhost_and_a_volume_and_fails_as_one() {
     let killed = fw.update_until("g2-ok", "TASK_KILLED");
     assert_eq!(killed["executor_id"]["value"], "g2", "{killed}");
     fw.executor_ended("g2");
+
+    // A group outlives its agent (kill -9 and a restart); a KILL of one of its tasks then
+    // takes the whole group down.
+    let offer = fw.offer(1.0);
+    let agent = agent_of(&offer);
+    fw.launch_group(
+        &offer,
+        default_executor("g3", true),
+        vec![
+            member("g3-a", &agent, 0.2, "exec busybox sleep 3600", &marker, false),
+            member("g3-b", &agent, 0.2, "exec busybox sleep 3600", &marker, false),
+        ],
+    );
+    fw.update_until("g3-a", "TASK_RUNNING");
+    fw.update_until("g3-b", "TASK_RUNNING");
+    c.agent.kill();
+    let args = c.agent_args.clone();
+    c.agent.restart(&args);
+    c.agent.wait_ready(START);
+    fw.accepted(json!({"type": "KILL", "kill": {"task_id": {"value": "g3-a"}, "agent_id": {"value": agent}}}));
+    fw.update_until("g3-a", "TASK_KILLED");
+    fw.update_until("g3-b", "TASK_KILLED");
+    fw.executor_ended("g3");
 
     // Everything is given back.
     wait_for("the agent's resources back", SETTLE, || {
