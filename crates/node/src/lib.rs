@@ -84,6 +84,7 @@ struct Parts {
     leadership: watch::Receiver<Leadership>,
     agents: AgentHub,
     drivers: Drivers,
+    metrics: tepui_metrics::Registry,
     shutdown: CancellationToken,
 }
 
@@ -110,6 +111,7 @@ impl Node {
                 leadership,
                 agents: AgentHub::default(),
                 drivers: Drivers::default(),
+                metrics: tepui_metrics::Registry::default(),
                 shutdown: CancellationToken::new(),
             }),
         }
@@ -205,6 +207,11 @@ impl Node {
     }
 
     /// The streams of the agents connected to this server (when it leads).
+    /// The collectors of this server's `/metrics`: each feature registers its own families.
+    pub fn metrics(&self) -> &tepui_metrics::Registry {
+        &self.parts.metrics
+    }
+
     pub fn agents(&self) -> &AgentHub {
         &self.parts.agents
     }
