@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 pub use error::{Error, ErrorKind};
 pub use tepui_common::{now_ms, Millis};
+pub use tepui_store::StateReader;
 use tepui_state::{ApplyError, Command, Response, State};
-use tepui_store::StateReader;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -165,6 +165,12 @@ impl Node {
     }
 
     /// Runs `f` on the applied state; keep it short, applies wait for it.
+    /// A reader of the applied state that does not hold the node (for `/metrics` collectors,
+    /// which the node holds).
+    pub fn reader(&self) -> StateReader {
+        self.parts.state.clone()
+    }
+
     pub fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
         self.parts.state.read(f)
     }
