@@ -484,3 +484,59 @@ fn render_dns(out: &mut String, dns: &tepui_dns::RecordsHandle) {
         records.serial()
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::routing::get;
+    use tepui_auth::{Cap, Policy, Routes};
+    use tepui_metrics::{exposition, Encoder};
+
+    use super::{render_http, Metrics};
+
+    #[test]
+    fn requests_count_under_their_route_template_method_and_class() {
+        let (_, table) = Routes::<()>::new()
+            .route("/v1/nodes", Policy::new().get(Cap::Read), get(|| async {}))
+            .route(
+                "/v2/apps/{*path}",
+                Policy::new().get(Cap::Read).put(Cap::Write),
+                get(|| async {}).put(|| async {}),
+            )
+            .into_parts();
+        let m = Metrics::new(Default::default());
+        let ms = Duration::from_millis;
+        // Before the table is known, everything is unmatched.
+        m.http_request(Some("/v1/nodes"), &http::Method::GET, 200, ms(1));
+        m.routes(&table);
+        m.http_request(Some("/v1/nodes"), &http::Method::GET, 200, ms(2));
+        m.http_request(Some("/v1/nodes"), &http::Method::GET, 503, ms(3));
+        m.http_request(Some("/v2/apps/{*path}"), &http::Method::PUT, 409, ms(40));
+        m.http_request(Some("/v2/apps/{*path}"), &http::Method::PATCH, 405, ms(1));
+        m.http_request(None, &http::Method::GET, 404, ms(1));
+        assert_eq!(m.requests_total(), 6);
+
+        let mut enc = Encoder::new();
+        render_http(&mut enc, &m);
+        let text = enc.finish();
+        let f = exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let count = |labels: &[(&str, &str)]| f["tepui_http_requests_total"].sum("tepui_http_requests_total", labels);
+        assert_eq!(count(&[("route", "/v1/nodes"), ("method", "GET"), ("class", "2xx")]), 1.0);
+        assert_eq!(count(&[("route", "/v1/nodes"), ("class", "5xx")]), 1.0);
+        assert_eq!(count(&[("route", "/v2/apps/{*path}"), ("method", "PUT"), ("class", "4xx")]), 1.0);
+        assert_eq!(count(&[("route", "/v2/apps/{*path}"), ("method", "OTHER")]), 1.0);
+        assert_eq!(count(&[("route", "unmatched")]), 2.0);
+        let hist = &f["tepui_http_request_duration_seconds"];
+        let put = [("route", "/v2/apps/{*path}"), ("method", "PUT"), ("class", "4xx")];
+        assert_eq!(hist.sum("tepui_http_request_duration_seconds_count", &put), 1.0);
+        let le = |b: &str| {
+            let mut l = put.to_vec();
+            l.push(("le", b));
+            hist.sum("tepui_http_request_duration_seconds_bucket", &l)
+        };
+        assert_eq!((le("0.025"), le("0.05")), (0.0, 1.0), "{text}");
+        // Series with no requests are left out.
+        assert!(!text.contains("method=\"GET\",class=\"1xx\""), "{text}");
+    }
+}
