@@ -26,7 +26,10 @@ type Families = BTreeMap<String, Family>;
 
 fn get(url: &str) -> Result<(u16, String), String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let client = http_client().build().map_err(|e| e.to_string())?;
         let resp = client.get(url).send().await.map_err(|e| e.to_string())?;
@@ -162,7 +165,10 @@ fn deploy_exprs(root: &Path) -> Vec<(String, String)> {
         }
         if let Some(expr) = line.strip_prefix("expr:") {
             let expr = expr.trim();
-            assert!(!expr.starts_with('|') && !expr.starts_with('>'), "keep {alert}'s expr on one line");
+            assert!(
+                !expr.starts_with('|') && !expr.starts_with('>'),
+                "keep {alert}'s expr on one line"
+            );
             exprs.push((format!("alert {alert}"), expr.to_string()));
         }
     }
@@ -198,8 +204,19 @@ fn a_busy_node_exposes_its_metrics_and_the_dashboard_and_alerts_name_only_those(
     assert_eq!(status, 404);
     // An app deployed (its instance launched on the agent), and a job run to its end.
     tepui(&[
-        "app", "run", "--name", "/metr/web", "--cmd", "exec sleep 1000", "--cpus", "0.1", "--mem", "16", "--wait",
-        "--addr", &addr,
+        "app",
+        "run",
+        "--name",
+        "/metr/web",
+        "--cmd",
+        "exec sleep 1000",
+        "--cpus",
+        "0.1",
+        "--mem",
+        "16",
+        "--wait",
+        "--addr",
+        &addr,
     ])
     .ok();
     tepui(&["app", "show", "/metr/web", "--addr", &addr]).ok();
@@ -215,7 +232,12 @@ fn a_busy_node_exposes_its_metrics_and_the_dashboard_and_alerts_name_only_those(
     // The agent's load arrives with its next heartbeat.
     let s = wait_for("the leader to show the agent's running instance", SETTLE, || {
         let f = scrape(&server)?;
-        let containers = value(&f, "tepui_agent_reported_containers", "tepui_agent_reported_containers", &[("agent", "metrics1")]);
+        let containers = value(
+            &f,
+            "tepui_agent_reported_containers",
+            "tepui_agent_reported_containers",
+            &[("agent", "metrics1")],
+        );
         if containers >= 1.0 {
             Ok(f)
         } else {
@@ -226,20 +248,54 @@ fn a_busy_node_exposes_its_metrics_and_the_dashboard_and_alerts_name_only_those(
     // Requests, under their route template.
     let nodes = [("route", "/v1/nodes"), ("method", "GET"), ("class", "2xx")];
     assert!(value(&s, "tepui_http_requests_total", "tepui_http_requests_total", &nodes) >= 2.0);
-    assert!(value(&s, "tepui_http_request_duration_seconds", "tepui_http_request_duration_seconds_count", &nodes) >= 2.0);
+    assert!(
+        value(
+            &s,
+            "tepui_http_request_duration_seconds",
+            "tepui_http_request_duration_seconds_count",
+            &nodes
+        ) >= 2.0
+    );
     let unmatched = [("route", "unmatched"), ("class", "4xx")];
     assert!(value(&s, "tepui_http_requests_total", "tepui_http_requests_total", &unmatched) >= 1.0);
     let routes = label_values(&s, "tepui_http_requests_total", "route");
-    assert!(routes.contains("/v2/apps") && routes.contains("/v2/apps/{*path}"), "{routes:?}");
+    assert!(
+        routes.contains("/v2/apps") && routes.contains("/v2/apps/{*path}"),
+        "{routes:?}"
+    );
     for r in &routes {
         assert!(r == "unmatched" || r.starts_with('/'), "{r}");
-        assert!(!r.contains("/metr/") && !r.contains("metr.once"), "a raw path as a route label: {r} ({routes:?})");
+        assert!(
+            !r.contains("/metr/") && !r.contains("metr.once"),
+            "a raw path as a route label: {r} ({routes:?})"
+        );
     }
     // Raft.
     assert_eq!(value(&s, "tepui_raft_has_leader", "tepui_raft_has_leader", &[]), 1.0);
-    assert!(value(&s, "tepui_raft_leader_changes_total", "tepui_raft_leader_changes_total", &[]) >= 1.0);
-    assert!(value(&s, "tepui_raft_commit_duration_seconds", "tepui_raft_commit_duration_seconds_count", &[]) > 0.0);
-    assert!(value(&s, "tepui_raft_log_fsync_duration_seconds", "tepui_raft_log_fsync_duration_seconds_count", &[]) > 0.0);
+    assert!(
+        value(
+            &s,
+            "tepui_raft_leader_changes_total",
+            "tepui_raft_leader_changes_total",
+            &[]
+        ) >= 1.0
+    );
+    assert!(
+        value(
+            &s,
+            "tepui_raft_commit_duration_seconds",
+            "tepui_raft_commit_duration_seconds_count",
+            &[]
+        ) > 0.0
+    );
+    assert!(
+        value(
+            &s,
+            "tepui_raft_log_fsync_duration_seconds",
+            "tepui_raft_log_fsync_duration_seconds_count",
+            &[]
+        ) > 0.0
+    );
     assert!(value(&s, "tepui_raft_log_size_bytes", "tepui_raft_log_size_bytes", &[]) > 0.0);
     assert!(value(&s, "tepui_raft_log_entries", "tepui_raft_log_entries", &[]) > 0.0);
     for name in ["tepui_raft_snapshot_size_bytes", "tepui_raft_snapshot_duration_seconds"] {
@@ -247,32 +303,62 @@ fn a_busy_node_exposes_its_metrics_and_the_dashboard_and_alerts_name_only_those(
     }
     // Allocator, services, jobs.
     assert!(
-        value(&s, "tepui_allocator_cycle_duration_seconds", "tepui_allocator_cycle_duration_seconds_count", &[]) > 0.0
+        value(
+            &s,
+            "tepui_allocator_cycle_duration_seconds",
+            "tepui_allocator_cycle_duration_seconds_count",
+            &[]
+        ) > 0.0
     );
     assert!(value(&s, "tepui_allocator_offers_total", "tepui_allocator_offers_total", &[]) > 0.0);
     assert_eq!(value(&s, "tepui_services_apps", "tepui_services_apps", &[]), 1.0);
     assert!(s.contains_key("tepui_services_deployments_in_progress"));
     assert!(s.contains_key("tepui_services_instances_waiting"));
     assert!(
-        value(&s, "tepui_jobs_runs_finished_total", "tepui_jobs_runs_finished_total", &[("result", "success")]) >= 1.0
+        value(
+            &s,
+            "tepui_jobs_runs_finished_total",
+            "tepui_jobs_runs_finished_total",
+            &[("result", "success")]
+        ) >= 1.0
     );
     // The agent as the leader hears it.
-    let age = value(&s, "tepui_agent_heartbeat_age_seconds", "tepui_agent_heartbeat_age_seconds", &[("agent", "metrics1")]);
+    let age = value(
+        &s,
+        "tepui_agent_heartbeat_age_seconds",
+        "tepui_agent_heartbeat_age_seconds",
+        &[("agent", "metrics1")],
+    );
     assert!((0.0..30.0).contains(&age), "heartbeat age {age}");
     assert!(label_values(&s, "tepui_agent_reported_status_updates_queued", "agent").contains("metrics1"));
     // The process.
-    assert!(value(&s, "process_resident_memory_bytes", "process_resident_memory_bytes", &[]) > 0.0);
+    assert!(
+        value(
+            &s,
+            "process_resident_memory_bytes",
+            "process_resident_memory_bytes",
+            &[]
+        ) > 0.0
+    );
     assert!(value(&s, "process_open_fds", "process_open_fds", &[]) > 0.0);
 
     // The agent's own /metrics.
     let a = scrape(&agent).unwrap();
     assert!(value(&a, "tepui_agent_containers", "tepui_agent_containers", &[]) >= 1.0);
     assert!(
-        value(&a, "tepui_agent_task_launch_duration_seconds", "tepui_agent_task_launch_duration_seconds_count", &[])
-            >= 2.0,
+        value(
+            &a,
+            "tepui_agent_task_launch_duration_seconds",
+            "tepui_agent_task_launch_duration_seconds_count",
+            &[]
+        ) >= 2.0,
         "the app's instance and the job's task"
     );
-    for name in ["tepui_agent_status_updates_queued", "tepui_agent_image_pulls_total", "process_cpu_seconds_total"] {
+    for name in [
+        "tepui_agent_status_updates_queued",
+        "tepui_agent_image_pulls_total",
+        "process_cpu_seconds_total",
+    ] {
         assert!(a.contains_key(name), "{name} missing from the agent");
     }
 
@@ -297,7 +383,9 @@ fn a_busy_node_exposes_its_metrics_and_the_dashboard_and_alerts_name_only_those(
 #[test]
 fn metric_names_are_found_in_promql() {
     assert_eq!(
-        metric_names(r#"histogram_quantile(0.99, sum by (le, route) (rate(tepui_http_request_duration_seconds_bucket{route="tepui_x"}[5m])))"#),
+        metric_names(
+            r#"histogram_quantile(0.99, sum by (le, route) (rate(tepui_http_request_duration_seconds_bucket{route="tepui_x"}[5m])))"#
+        ),
         vec!["tepui_http_request_duration_seconds_bucket"]
     );
     assert_eq!(

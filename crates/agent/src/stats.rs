@@ -73,7 +73,11 @@ pub(crate) fn render(s: &HttpState) -> String {
         "Image pulls, by result.",
         Kind::Counter,
     )
-    .sample("tepui_agent_image_pulls_total", &[("result", "ok")], st.pulls_ok.get() as f64)
+    .sample(
+        "tepui_agent_image_pulls_total",
+        &[("result", "ok")],
+        st.pulls_ok.get() as f64,
+    )
     .sample(
         "tepui_agent_image_pulls_total",
         &[("result", "failed")],

@@ -316,14 +316,27 @@ fn render_jobs(enc: &mut tepui_metrics::Encoder, stats: &RunStats, reader: &tepu
         (s.jobs.len(), s.job_runs.len(), ok, failed)
     });
     enc.single("tepui_jobs", "Jobs defined.", Kind::Gauge, jobs as f64);
-    enc.single("tepui_jobs_runs_active", "Job runs started and not finished.", Kind::Gauge, active as f64);
+    enc.single(
+        "tepui_jobs_runs_active",
+        "Job runs started and not finished.",
+        Kind::Gauge,
+        active as f64,
+    );
     enc.family(
         "tepui_jobs_runs_finished_total",
         "Job runs finished, by result, over the jobs that exist (from the replicated history).",
         Kind::Counter,
     )
-    .sample("tepui_jobs_runs_finished_total", &[("result", "success")], succeeded as f64)
-    .sample("tepui_jobs_runs_finished_total", &[("result", "failure")], failed as f64);
+    .sample(
+        "tepui_jobs_runs_finished_total",
+        &[("result", "success")],
+        succeeded as f64,
+    )
+    .sample(
+        "tepui_jobs_runs_finished_total",
+        &[("result", "failure")],
+        failed as f64,
+    );
     enc.single(
         "tepui_jobs_scheduled_runs_total",
         "Runs started by a schedule, by this server while leading.",

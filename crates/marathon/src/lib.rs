@@ -578,9 +578,7 @@ fn waiting_reason(q: &QueueItem) -> &'static str {
 fn render_services(enc: &mut tepui_metrics::Encoder, svc: &Services) {
     use tepui_metrics::Kind;
     let now = now_ms();
-    let (apps, deployments, queue) = svc
-        .node()
-        .read(|s| (s.apps.len(), deployments(s), svc.queue_items(s)));
+    let (apps, deployments, queue) = svc.node().read(|s| (s.apps.len(), deployments(s), svc.queue_items(s)));
     let oldest = deployments.iter().map(|d| d.started_at).min();
     let overdue = deployments.iter().filter(|d| d.deadline <= now).count();
     enc.single("tepui_services_apps", "Apps defined.", Kind::Gauge, apps as f64);

@@ -29,7 +29,11 @@ impl Family {
         self.samples
             .iter()
             .filter(|s| s.name == name)
-            .filter(|s| matching.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+            .filter(|s| {
+                matching
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
             .map(|s| s.value)
             .sum()
     }
@@ -92,12 +96,21 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, Family>, String> {
         let family = current
             .clone()
             .filter(|c| belongs(&sample.name, c, families.get(c).map_or("", |f| f.kind.as_str())))
-            .ok_or_else(|| at(format!("sample {} outside its family's block (TYPE first)", sample.name)))?;
+            .ok_or_else(|| {
+                at(format!(
+                    "sample {} outside its family's block (TYPE first)",
+                    sample.name
+                ))
+            })?;
         let key = format!("{}{:?}", sample.name, sample.labels);
         if !series.insert(key) {
             return Err(at("a series twice".into()));
         }
-        families.get_mut(&family).expect("current family exists").samples.push(sample);
+        families
+            .get_mut(&family)
+            .expect("current family exists")
+            .samples
+            .push(sample);
     }
     for f in families.values() {
         check_family(f)?;

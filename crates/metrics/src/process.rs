@@ -23,7 +23,12 @@ pub fn sample() -> Sample {
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     let stat = std::fs::read_to_string("/proc/self/stat").ok();
     let fields = stat.as_deref().and_then(stat_fields);
-    let field = |i: usize| fields.as_ref().and_then(|f| f.get(i)).and_then(|v| v.parse::<u64>().ok());
+    let field = |i: usize| {
+        fields
+            .as_ref()
+            .and_then(|f| f.get(i))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
     let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
         s.lines()
             .find_map(|l| l.strip_prefix("btime "))
@@ -37,7 +42,9 @@ pub fn sample() -> Sample {
         resident_bytes: at(24).filter(|_| page > 0).map(|p| p * page as u64),
         virtual_bytes: at(23),
         open_fds: std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count() as u64),
-        max_fds: std::fs::read_to_string("/proc/self/limits").ok().and_then(|l| max_open_files(&l)),
+        max_fds: std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|l| max_open_files(&l)),
         threads: at(20),
         start_time_seconds: boot
             .zip(at(22))
@@ -144,7 +151,10 @@ mod tests {
             .unwrap()
             .as_secs_f64();
         let started = s.start_time_seconds.unwrap();
-        assert!(started <= now + 1.0 && started > now - 86_400.0 * 365.0, "{started} vs {now}");
+        assert!(
+            started <= now + 1.0 && started > now - 86_400.0 * 365.0,
+            "{started} vs {now}"
+        );
         assert!(s.cpu_seconds.unwrap() >= 0.0);
     }
 }

@@ -13,10 +13,22 @@ fn histogram_is_cumulative_with_sum_and_count() {
     enc.family("t_seconds", "A test.", Kind::Histogram)
         .histogram("t_seconds", &[("route", "/v1/x")], &h);
     let text = enc.finish();
-    assert!(text.contains("t_seconds_bucket{route=\"/v1/x\",le=\"0.01\"} 1\n"), "{text}");
-    assert!(text.contains("t_seconds_bucket{route=\"/v1/x\",le=\"0.1\"} 3\n"), "{text}");
-    assert!(text.contains("t_seconds_bucket{route=\"/v1/x\",le=\"1\"} 3\n"), "{text}");
-    assert!(text.contains("t_seconds_bucket{route=\"/v1/x\",le=\"+Inf\"} 4\n"), "{text}");
+    assert!(
+        text.contains("t_seconds_bucket{route=\"/v1/x\",le=\"0.01\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("t_seconds_bucket{route=\"/v1/x\",le=\"0.1\"} 3\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("t_seconds_bucket{route=\"/v1/x\",le=\"1\"} 3\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("t_seconds_bucket{route=\"/v1/x\",le=\"+Inf\"} 4\n"),
+        "{text}"
+    );
     assert!(text.contains("t_seconds_sum{route=\"/v1/x\"} 3.105\n"), "{text}");
     assert!(text.contains("t_seconds_count{route=\"/v1/x\"} 4\n"), "{text}");
     let parsed = exposition::parse(&text).unwrap();

@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 pub use error::{Error, ErrorKind};
 pub use tepui_common::{now_ms, Millis};
-pub use tepui_store::StateReader;
 use tepui_state::{ApplyError, Command, Response, State};
+pub use tepui_store::StateReader;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 

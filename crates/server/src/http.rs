@@ -156,9 +156,12 @@ async fn observe(State(inner): Shared, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
-    inner
-        .metrics
-        .http_request(route.as_ref().map(MatchedPath::as_str), &method, status, started.elapsed());
+    inner.metrics.http_request(
+        route.as_ref().map(MatchedPath::as_str),
+        &method,
+        status,
+        started.elapsed(),
+    );
     tracing::debug!(%method, %path, status, elapsed_ms = started.elapsed().as_millis() as u64, "http request");
     resp
 }

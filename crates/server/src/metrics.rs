@@ -89,10 +89,7 @@ impl Metrics {
         let series = route
             .and_then(|r| self.http.get()?.routes.get(r))
             .map_or(&self.unmatched, |r| {
-                r.methods
-                    .iter()
-                    .find(|(m, _)| m == method)
-                    .map_or(&r.other, |(_, s)| s)
+                r.methods.iter().find(|(m, _)| m == method).map_or(&r.other, |(_, s)| s)
             });
         series.classes[class].observe(elapsed);
     }
@@ -345,7 +342,11 @@ fn render_raft(enc: &mut Encoder, inner: &Inner, m: &openraft::RaftMetrics<u64, 
                 continue;
             }
             let lag = last.saturating_sub(matched.map_or(0, |l| l.index));
-            enc.sample("tepui_raft_follower_lag_entries", &[("peer", &peer.to_string())], lag as f64);
+            enc.sample(
+                "tepui_raft_follower_lag_entries",
+                &[("peer", &peer.to_string())],
+                lag as f64,
+            );
         }
     }
 }
@@ -396,7 +397,11 @@ fn render_agents(enc: &mut Encoder, inner: &Inner) {
     );
     for (name, _, load) in &rows {
         if let Some(l) = load {
-            enc.sample("tepui_agent_reported_containers", &[("agent", name)], l.containers as f64);
+            enc.sample(
+                "tepui_agent_reported_containers",
+                &[("agent", name)],
+                l.containers as f64,
+            );
         }
     }
 }
@@ -522,9 +527,15 @@ mod tests {
         let text = enc.finish();
         let f = exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let count = |labels: &[(&str, &str)]| f["tepui_http_requests_total"].sum("tepui_http_requests_total", labels);
-        assert_eq!(count(&[("route", "/v1/nodes"), ("method", "GET"), ("class", "2xx")]), 1.0);
+        assert_eq!(
+            count(&[("route", "/v1/nodes"), ("method", "GET"), ("class", "2xx")]),
+            1.0
+        );
         assert_eq!(count(&[("route", "/v1/nodes"), ("class", "5xx")]), 1.0);
-        assert_eq!(count(&[("route", "/v2/apps/{*path}"), ("method", "PUT"), ("class", "4xx")]), 1.0);
+        assert_eq!(
+            count(&[("route", "/v2/apps/{*path}"), ("method", "PUT"), ("class", "4xx")]),
+            1.0
+        );
         assert_eq!(count(&[("route", "/v2/apps/{*path}"), ("method", "OTHER")]), 1.0);
         assert_eq!(count(&[("route", "unmatched")]), 2.0);
         let hist = &f["tepui_http_request_duration_seconds"];

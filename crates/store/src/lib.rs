@@ -30,11 +30,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use db::StoreError;
-pub use stats::Stats;
 pub use log_store::LogStore;
 pub use openraft::BasicNode;
 pub use recover::{Forced, Inspection, OfflineStore};
 pub use state_machine::{DetachedState, StateMachineStore, StateReader};
+pub use stats::Stats;
 
 openraft::declare_raft_types!(
     /// openraft's type configuration for tepui.
