@@ -9,8 +9,9 @@ need=()
 # chromium and chromium-driver: the web UI's browser tests (e2e/tests/ui.rs); npm installs
 # their accessibility engine below. groff-base: the man pages render (e2e/tests/cli_tools.rs).
 # systemd (systemd-analyze) and vagrant: the install script's and the Vagrantfile's checks
-# (e2e/tests/install.rs, vagrant.rs).
-for pkg in ca-certificates curl busybox-static docker-registry skopeo iproute2 iptables dnsutils chromium chromium-driver groff-base systemd vagrant; do
+# (e2e/tests/install.rs, vagrant.rs). prometheus: promtool checks /metrics and the alert rules
+# (e2e/tests/metrics.rs).
+for pkg in ca-certificates curl busybox-static docker-registry skopeo iproute2 iptables dnsutils chromium chromium-driver groff-base systemd vagrant prometheus; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 # npm may come with another build of node (nodesource's provides it): only the command matters.

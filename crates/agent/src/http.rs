@@ -1,4 +1,5 @@
-//! The agent's HTTP port: health, resources, the gateway's counters (`/metrics`), and Mesos'
+//! The agent's HTTP port: health, resources, `/metrics` (the agent's tasks, images and status
+//! updates, its gateway's counters, the process), and Mesos'
 //! executor API for frameworks' executors (`/api/v1/executor`, see `executor_api`).
 
 use std::sync::Arc;
@@ -33,8 +34,8 @@ pub(crate) fn router(state: Arc<HttpState>) -> axum::Router {
             "/metrics",
             get(|State(s): State<Arc<HttpState>>| async move {
                 (
-                    [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    s.gateway.metrics(),
+                    [(axum::http::header::CONTENT_TYPE, tepui_metrics::CONTENT_TYPE)],
+                    crate::stats::render(&s),
                 )
             }),
         )

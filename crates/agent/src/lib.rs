@@ -22,6 +22,7 @@ mod requests;
 pub mod resolver;
 mod resources;
 mod session;
+mod stats;
 mod tasks;
 mod updates;
 

@@ -291,7 +291,11 @@ async fn write_loop(
                     return Ended::Failed("isolated by the network filter".into());
                 }
                 seq += 1;
-                if tx.send(envelope(&AgentToServer::Heartbeat { seq })).await.is_err() {
+                let load = tepui_proto::agent::AgentLoad {
+                    updates_queued: tasks.updates_queued() as u64,
+                    containers: tasks.running_count() as u64,
+                };
+                if tx.send(envelope(&AgentToServer::Heartbeat { seq, load: Some(load) })).await.is_err() {
                     return Ended::Failed("the stream closed".into());
                 }
             }

@@ -113,6 +113,8 @@ struct Entry {
     forgotten: bool,
     /// The image the task uses until it ends (image removal refuses it).
     image: Option<String>,
+    /// When this agent got the task (for the launch latency).
+    received: Instant,
 }
 
 impl Entry {
@@ -124,6 +126,7 @@ impl Entry {
             phase: watch::Sender::new(phase),
             kill: CancellationToken::new(),
             forgotten: false,
+            received: Instant::now(),
         }
     }
     fn phase(&self) -> Phase {
@@ -176,6 +179,7 @@ struct Inner {
     executors: Mutex<executors::Executors>,
     /// Taken while an executor's update is recorded, so one sent twice at once goes once.
     executor_updates: Mutex<()>,
+    stats: crate::stats::TaskStats,
 }
 
 /// Launches recorded at once.
@@ -241,6 +245,7 @@ impl TaskManager {
                 resolver: ClusterResolver::new(cfg.cluster_dns.clone()),
                 executors: Mutex::new(executors::Executors::new(data.join("executors"))),
                 executor_updates: Mutex::new(()),
+                stats: crate::stats::TaskStats::default(),
             }),
         };
         if cfg.cluster_dns.is_some() {
@@ -591,6 +596,24 @@ impl TaskManager {
         v
     }
 
+    /// What the task manager measured.
+    pub(crate) fn stats(&self) -> &crate::stats::TaskStats {
+        &self.inner.stats
+    }
+
+    /// Tasks whose container (or host process) runs now.
+    pub fn running_count(&self) -> usize {
+        lock(&self.inner.table)
+            .values()
+            .filter(|e| e.phase() == Phase::Running)
+            .count()
+    }
+
+    /// Status updates written and not yet acknowledged by the leader.
+    pub fn updates_queued(&self) -> usize {
+        lock(&self.inner.updates).pending_count()
+    }
+
     /// Images that tasks not yet ended use.
     pub fn images_in_use(&self) -> HashSet<String> {
         let mut images: HashSet<String> = lock(&self.inner.table)
@@ -692,6 +715,7 @@ impl TaskManager {
                 let image = match image {
                     Ok(i) => i,
                     Err(e) => {
+                        self.inner.stats.launch_failures.inc();
                         let message = format!("cannot get image {reference}: {}", error_chain(&e));
                         self.finish(&id, Change::launch_failed(message)).await;
                         return;
@@ -785,6 +809,7 @@ impl TaskManager {
                     match table.get(&id) {
                         Some(e) => {
                             e.phase.send_replace(Phase::Running);
+                            self.inner.stats.launch.observe(e.received.elapsed());
                             e.kill.is_cancelled()
                         }
                         None => true,
@@ -802,6 +827,7 @@ impl TaskManager {
                 }
             }
             Err(e) => {
+                self.inner.stats.launch_failures.inc();
                 let change = match &e {
                     tepui_runtime::Error::InvalidSpec(m) => Change::invalid(m.clone()),
                     tepui_runtime::Error::StartFailed { message, .. } => Change::launch_failed(message.clone()),
@@ -1001,10 +1027,14 @@ impl TaskManager {
             Ok(i) => Ok(i),
             Err(tepui_image::Error::NotInStore { .. }) => {
                 tracing::info!(%reference, "pulling the image of a task");
-                self.inner
+                let started = Instant::now();
+                let pulled = self
+                    .inner
                     .images
                     .pull(reference, &self.pull_options(reference), &|_| {})
-                    .await
+                    .await;
+                self.inner.stats.pulled(started.elapsed(), pulled.is_ok());
+                pulled
             }
             Err(e) => Err(e),
         }
@@ -1018,10 +1048,14 @@ impl TaskManager {
     ) -> Result<Image, tepui_image::Error> {
         let m = self.pull_lock(reference);
         let _one = m.lock().await;
-        self.inner
+        let started = Instant::now();
+        let pulled = self
+            .inner
             .images
             .pull(reference, &self.pull_options(reference), progress)
-            .await
+            .await;
+        self.inner.stats.pulled(started.elapsed(), pulled.is_ok());
+        pulled
     }
 
     // ---- adoption ----

@@ -301,6 +301,11 @@ impl UpdateQueue {
     }
 
     /// Every task the queue has updates for (pending or latest).
+    /// Updates written and not yet acknowledged, over every task.
+    pub fn pending_count(&self) -> usize {
+        self.tasks.values().map(|t| t.pending.len()).sum()
+    }
+
     pub fn task_ids(&self) -> impl Iterator<Item = &str> {
         self.tasks.keys().map(String::as_str)
     }

@@ -205,7 +205,7 @@ async fn start_agent(addr: &str, token: &str, name: &str, shared: Arc<Agents>) -
                 },
                 _ = heartbeat.tick() => {
                     seq += 1;
-                    let _ = tx.send(envelope(&AgentToServer::Heartbeat { seq }));
+                    let _ = tx.send(envelope(&AgentToServer::Heartbeat { seq, load: None }));
                     continue;
                 }
             };

@@ -257,12 +257,17 @@ fn framework_spec() -> FrameworkSpec {
 pub fn start(master: Master) {
     master.register_builtin(FRAMEWORK_ID, "remove its jobs with `tepui job rm`");
     let node = master.node().clone();
+    let stats = Arc::new(RunStats::default());
+    let (collected, reader) = (stats.clone(), node.reader());
+    node.metrics()
+        .register("jobs", move |enc| render_jobs(enc, &collected, &reader));
     node.spawn_driver(
         "jobs",
         JobRunner {
             master,
             jobs: Jobs::default(),
             events: None,
+            stats,
         },
         Wakes {
             waker: Default::default(),
@@ -277,6 +282,78 @@ struct JobRunner {
     /// The task that acknowledges the framework's status updates; it ends with the
     /// subscription.
     events: Option<tokio::task::JoinHandle<()>>,
+    stats: Arc<RunStats>,
+}
+
+/// A scheduled run that starts later than this after its due time is late.
+const LATE_AFTER_MS: u64 = 60_000;
+
+/// What the jobs driver measures while leading, for `/metrics`.
+struct RunStats {
+    /// From a scheduled run's due time until its run is recorded.
+    start_delay: tepui_metrics::Histogram,
+    scheduled: tepui_metrics::Counter,
+    late: tepui_metrics::Counter,
+}
+
+impl Default for RunStats {
+    fn default() -> RunStats {
+        RunStats {
+            start_delay: tepui_metrics::Histogram::new(tepui_metrics::SLOW_BUCKETS),
+            scheduled: tepui_metrics::Counter::default(),
+            late: tepui_metrics::Counter::default(),
+        }
+    }
+}
+
+fn render_jobs(enc: &mut tepui_metrics::Encoder, stats: &RunStats, reader: &tepui_node::StateReader) {
+    use tepui_metrics::Kind;
+    let (jobs, active, succeeded, failed) = reader.read(|s| {
+        let (ok, failed) = s
+            .job_history
+            .values()
+            .fold((0, 0), |(o, f), h| (o + h.success_count, f + h.failure_count));
+        (s.jobs.len(), s.job_runs.len(), ok, failed)
+    });
+    enc.single("tepui_jobs", "Jobs defined.", Kind::Gauge, jobs as f64);
+    enc.single(
+        "tepui_jobs_runs_active",
+        "Job runs started and not finished.",
+        Kind::Gauge,
+        active as f64,
+    );
+    enc.family(
+        "tepui_jobs_runs_finished_total",
+        "Job runs finished, by result, over the jobs that exist (from the replicated history).",
+        Kind::Counter,
+    )
+    .sample(
+        "tepui_jobs_runs_finished_total",
+        &[("result", "success")],
+        succeeded as f64,
+    )
+    .sample(
+        "tepui_jobs_runs_finished_total",
+        &[("result", "failure")],
+        failed as f64,
+    );
+    enc.single(
+        "tepui_jobs_scheduled_runs_total",
+        "Runs started by a schedule, by this server while leading.",
+        Kind::Counter,
+        stats.scheduled.get() as f64,
+    );
+    enc.single(
+        "tepui_jobs_runs_late_total",
+        "Scheduled runs started more than a minute after their due time.",
+        Kind::Counter,
+        stats.late.get() as f64,
+    );
+    enc.single_histogram(
+        "tepui_jobs_run_start_delay_seconds",
+        "From a scheduled run's due time until the leader recorded it.",
+        &stats.start_delay,
+    );
 }
 
 /// A run id as Metronome makes them: the time, then random letters and digits.
@@ -592,6 +669,14 @@ impl Driver for JobRunner {
                 Ok(_) => {
                     more_due = true;
                     if let Some(run) = run {
+                        if let Some(due) = run.due_at {
+                            let delay = now.saturating_sub(due);
+                            self.stats.start_delay.observe(Duration::from_millis(delay));
+                            self.stats.scheduled.inc();
+                            if delay > LATE_AFTER_MS {
+                                self.stats.late.inc();
+                            }
+                        }
                         tracing::info!(%schedule, run = %run.id, due_at = ?run.due_at, "scheduled job run started");
                     }
                 }

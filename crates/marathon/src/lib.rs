@@ -118,6 +118,13 @@ impl Services {
     pub fn start(&self) {
         self.master()
             .register_builtin(FRAMEWORK_ID, "remove its apps with `tepui app rm`");
+        // Weak: the node holds the collector, and the services hold the node.
+        let weak = Arc::downgrade(&self.shared);
+        self.node().metrics().register("services", move |enc| {
+            if let Some(shared) = weak.upgrade() {
+                render_services(enc, &Services { shared });
+            }
+        });
         self.node().spawn_driver(
             "services",
             runtime::ServicesDriver::new(self.clone()),
@@ -550,4 +557,68 @@ pub(crate) fn uuid_like() -> String {
         &h[16..20],
         &h[20..32]
     )
+}
+
+/// Why a queued app's instances wait, as one label value: its launch delay, the filter step
+/// that declined most of the recent offers (Marathon's reason names), no offers at all, or
+/// none of these (an offer is being used).
+fn waiting_reason(q: &QueueItem) -> &'static str {
+    if q.delay.as_ref().is_some_and(|d| !d.overdue) {
+        return "backoff";
+    }
+    let worst = q
+        .summary
+        .reject_summary_last_offers
+        .iter()
+        .filter(|s| s.declined > 0)
+        .max_by_key(|s| s.declined);
+    match worst {
+        Some(step) => tepui_services::fit::REASONS
+            .iter()
+            .find(|r| **r == step.reason)
+            .copied()
+            .unwrap_or("other"),
+        None if q.summary.processed_offers_count == 0 => "no_offers",
+        None => "launching",
+    }
+}
+
+/// Deployments and the launch queue, for `/metrics` (the queue is the leader's).
+fn render_services(enc: &mut tepui_metrics::Encoder, svc: &Services) {
+    use tepui_metrics::Kind;
+    let now = now_ms();
+    let (apps, deployments, queue) = svc.node().read(|s| (s.apps.len(), deployments(s), svc.queue_items(s)));
+    let oldest = deployments.iter().map(|d| d.started_at).min();
+    let overdue = deployments.iter().filter(|d| d.deadline <= now).count();
+    enc.single("tepui_services_apps", "Apps defined.", Kind::Gauge, apps as f64);
+    enc.single(
+        "tepui_services_deployments_in_progress",
+        "Deployments under way.",
+        Kind::Gauge,
+        deployments.len() as f64,
+    );
+    enc.single(
+        "tepui_services_deployment_oldest_age_seconds",
+        "How long the oldest deployment under way has run (0 with none).",
+        Kind::Gauge,
+        oldest.map_or(0.0, |at| now.saturating_sub(at) as f64 / 1000.0),
+    );
+    enc.single(
+        "tepui_services_deployments_overdue",
+        "Deployments past their deadline (about to roll back).",
+        Kind::Gauge,
+        overdue as f64,
+    );
+    let mut waiting: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for q in &queue {
+        *waiting.entry(waiting_reason(q)).or_default() += u64::from(q.count);
+    }
+    enc.family(
+        "tepui_services_instances_waiting",
+        "Instances in the launch queue, by why they wait (backoff, no_offers, launching, or the offer filter that declined most).",
+        Kind::Gauge,
+    );
+    for (reason, n) in waiting {
+        enc.sample("tepui_services_instances_waiting", &[("reason", reason)], n as f64);
+    }
 }

@@ -104,6 +104,8 @@ impl Pool {
 pub(crate) struct TickOut {
     pub disconnected: Vec<(String, Millis)>,
     pub timed_out: Vec<String>,
+    /// Offers sent to frameworks in this tick.
+    pub offered: usize,
 }
 
 /// A read-only picture of the allocator for operator endpoints.
@@ -235,6 +237,11 @@ impl Core {
     }
 
     /// Ends the outstanding offers on an agent (their frameworks hear RESCIND).
+    /// Offers made and neither accepted, declined nor rescinded yet.
+    pub(crate) fn outstanding_offers(&self) -> usize {
+        self.alloc.outstanding_offers().count()
+    }
+
     fn rescind_on(&mut self, agent: u64) {
         let ids: Vec<OfferId> = self
             .alloc
@@ -1022,6 +1029,7 @@ impl Core {
             }
             for (fw, views) in by_framework {
                 tracing::debug!(framework = fw.0, offers = views.len(), "offers made");
+                out.offered += views.len();
                 self.send(fw, SchedulerEvent::Offers(views));
             }
         }

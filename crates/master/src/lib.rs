@@ -247,6 +247,7 @@ struct Shared {
     core_built: Notify,
     /// Wakes the allocator driver.
     allocate: Waker,
+    stats: AllocatorStats,
     /// Frameworks built into tepui, by id, with how their work is removed instead.
     builtin: Mutex<BTreeMap<String, String>>,
 }
@@ -267,6 +268,7 @@ impl Master {
                 core: Mutex::new(None),
                 core_built: Notify::new(),
                 allocate: Waker::default(),
+                stats: AllocatorStats::default(),
                 builtin: Mutex::new(BTreeMap::new()),
             }),
         }
@@ -275,6 +277,13 @@ impl Master {
     /// Starts the master's drivers on its node.
     pub fn start(&self) {
         let node = self.node();
+        // Weak: the node holds the collector, and the master holds the node.
+        let weak = Arc::downgrade(&self.shared);
+        node.metrics().register("allocator", move |enc| {
+            if let Some(shared) = weak.upgrade() {
+                render_allocator(enc, &Master { shared });
+            }
+        });
         node.spawn_driver(
             "allocator",
             AllocatorDriver { master: self.clone() },
@@ -567,7 +576,9 @@ impl Master {
     }
 
     pub fn decline(&self, framework: &str, offer_ids: &[String], filters: Filters) -> Result<(), Error> {
-        self.with_core(|c| c.decline(framework, offer_ids, filters, now_ms()))?
+        self.with_core(|c| c.decline(framework, offer_ids, filters, now_ms()))??;
+        self.shared.stats.declined.add(offer_ids.len() as u64);
+        Ok(())
     }
 
     pub fn revive(&self, framework: &str, roles: &[String]) -> Result<(), Error> {
@@ -904,6 +915,7 @@ impl Driver for AllocatorDriver {
             tracing::info!(term, "leading: allocator rebuilt from the replicated state");
         }
         let now = now_ms();
+        let started = std::time::Instant::now();
         let out = node
             .read(|s| {
                 master.with_core(|c| {
@@ -914,6 +926,9 @@ impl Driver for AllocatorDriver {
             })
             .map_err(|e| e.to_string())?;
         let (out, next) = out;
+        let stats = &master.shared.stats;
+        stats.cycle.observe(started.elapsed());
+        stats.offered.add(out.offered as u64);
         for (framework, at) in out.disconnected {
             tracing::info!(framework = %framework, "framework disconnected; its failover timeout runs");
             let _ = node
@@ -937,4 +952,51 @@ impl Driver for AllocatorDriver {
             tracing::info!("no longer leading: offers and subscriptions end");
         }
     }
+}
+
+/// The allocator's numbers for `/metrics` (the leader's; a follower's stay at zero).
+struct AllocatorStats {
+    /// One pass of the allocator driver: timeouts, an allocation, heartbeats, resends.
+    cycle: tepui_metrics::Histogram,
+    offered: tepui_metrics::Counter,
+    declined: tepui_metrics::Counter,
+}
+
+impl Default for AllocatorStats {
+    fn default() -> AllocatorStats {
+        AllocatorStats {
+            cycle: tepui_metrics::Histogram::new(tepui_metrics::LATENCY_BUCKETS),
+            offered: tepui_metrics::Counter::default(),
+            declined: tepui_metrics::Counter::default(),
+        }
+    }
+}
+
+fn render_allocator(enc: &mut tepui_metrics::Encoder, master: &Master) {
+    use tepui_metrics::Kind;
+    let stats = &master.shared.stats;
+    let outstanding = master.with_core(|c| c.outstanding_offers()).unwrap_or(0);
+    enc.single_histogram(
+        "tepui_allocator_cycle_duration_seconds",
+        "One pass of the allocator on the leader: offer timeouts, an allocation, heartbeats and resends.",
+        &stats.cycle,
+    );
+    enc.single(
+        "tepui_allocator_offers_outstanding",
+        "Offers made and not yet accepted, declined or rescinded.",
+        Kind::Gauge,
+        outstanding as f64,
+    );
+    enc.single(
+        "tepui_allocator_offers_total",
+        "Offers sent to frameworks by this server while leading.",
+        Kind::Counter,
+        stats.offered.get() as f64,
+    );
+    enc.single(
+        "tepui_allocator_offers_declined_total",
+        "Offers frameworks declined.",
+        Kind::Counter,
+        stats.declined.get() as f64,
+    );
 }

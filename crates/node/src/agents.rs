@@ -36,6 +36,8 @@ pub struct AgentHub {
     /// When each agent was last heard from. Leader memory only: after a failover agents
     /// register again.
     heard: Mutex<HashMap<u64, Instant>>,
+    /// What each agent's last heartbeat reported (for `/metrics`).
+    loads: Mutex<HashMap<u64, tepui_proto::agent::AgentLoad>>,
     pending: Mutex<HashMap<u64, Pending>>,
     next_conn: AtomicU64,
     next_req: AtomicU64,
@@ -64,6 +66,23 @@ impl AgentHub {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(agent, Instant::now());
+    }
+
+    /// Keeps what `agent`'s heartbeat reported.
+    pub fn report_load(&self, agent: u64, load: tepui_proto::agent::AgentLoad) {
+        self.loads.lock().unwrap_or_else(|e| e.into_inner()).insert(agent, load);
+    }
+
+    /// Every agent heard from by this server: when, and what it last reported.
+    pub fn liveness(&self) -> Vec<(u64, Instant, Option<tepui_proto::agent::AgentLoad>)> {
+        let heard = self.heard.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let loads = self.loads.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = heard
+            .into_iter()
+            .map(|(id, at)| (id, at, loads.get(&id).copied()))
+            .collect();
+        all.sort_by_key(|(id, _, _)| *id);
+        all
     }
 
     /// When `agent` was last heard from by this server.

@@ -25,7 +25,7 @@ use std::sync::Arc;
 pub use error::{Error, ErrorKind};
 pub use tepui_common::{now_ms, Millis};
 use tepui_state::{ApplyError, Command, Response, State};
-use tepui_store::StateReader;
+pub use tepui_store::StateReader;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -84,6 +84,7 @@ struct Parts {
     leadership: watch::Receiver<Leadership>,
     agents: AgentHub,
     drivers: Drivers,
+    metrics: tepui_metrics::Registry,
     shutdown: CancellationToken,
 }
 
@@ -110,6 +111,7 @@ impl Node {
                 leadership,
                 agents: AgentHub::default(),
                 drivers: Drivers::default(),
+                metrics: tepui_metrics::Registry::default(),
                 shutdown: CancellationToken::new(),
             }),
         }
@@ -163,6 +165,12 @@ impl Node {
     }
 
     /// Runs `f` on the applied state; keep it short, applies wait for it.
+    /// A reader of the applied state that does not hold the node (for `/metrics` collectors,
+    /// which the node holds).
+    pub fn reader(&self) -> StateReader {
+        self.parts.state.clone()
+    }
+
     pub fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
         self.parts.state.read(f)
     }
@@ -205,6 +213,11 @@ impl Node {
     }
 
     /// The streams of the agents connected to this server (when it leads).
+    /// The collectors of this server's `/metrics`: each feature registers its own families.
+    pub fn metrics(&self) -> &tepui_metrics::Registry {
+        &self.parts.metrics
+    }
+
     pub fn agents(&self) -> &AgentHub {
         &self.parts.agents
     }

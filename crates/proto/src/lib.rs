@@ -166,6 +166,16 @@ pub mod agent {
         pub state: String,
     }
 
+    /// An agent's own numbers, carried in its heartbeats so that the leader can show (and an
+    /// operator alert on) every agent from one scrape.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct AgentLoad {
+        /// Status updates written to its queue and not yet acknowledged by the leader.
+        pub updates_queued: u64,
+        /// Tasks (containers and host tasks) it is running.
+        pub containers: u64,
+    }
+
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     #[serde(tag = "type", rename_all = "snake_case")]
     pub enum AgentToServer {
@@ -181,6 +191,9 @@ pub mod agent {
         },
         Heartbeat {
             seq: u64,
+            /// What the agent measured, for the leader's `/metrics` (absent from older agents).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            load: Option<AgentLoad>,
         },
         Status {
             update: StatusUpdate,

@@ -522,7 +522,10 @@ impl Cluster for ClusterService {
                             break;
                         }
                         match parse_envelope(&msg) {
-                            Ok(AgentToServer::Heartbeat { seq }) => {
+                            Ok(AgentToServer::Heartbeat { seq, load }) => {
+                                if let Some(load) = load {
+                                    inner.node.agents().report_load(who.id, load);
+                                }
                                 master.on_heartbeat(who.id).await;
                                 if tx.send(Ok(envelope(&ServerToAgent::HeartbeatAck { seq }))).await.is_err() {
                                     break;

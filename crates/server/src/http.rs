@@ -115,6 +115,7 @@ pub(crate) fn router(inner: Arc<Inner>, features: Features) -> (Router, Arc<Rout
         .merge(api)
         .into_parts();
     let table = Arc::new(table);
+    inner.metrics.routes(&table);
     // Every matched route passes the gate first, on a follower before it forwards, and again
     // on the leader (the caller's Authorization header goes along).
     let gate = tepui_auth::Gate {
@@ -151,10 +152,16 @@ async fn method_not_allowed(req: Request) -> Error {
 async fn observe(State(inner): Shared, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
-    inner.metrics.http_request(status);
+    inner.metrics.http_request(
+        route.as_ref().map(MatchedPath::as_str),
+        &method,
+        status,
+        started.elapsed(),
+    );
     tracing::debug!(%method, %path, status, elapsed_ms = started.elapsed().as_millis() as u64, "http request");
     resp
 }

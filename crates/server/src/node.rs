@@ -68,8 +68,13 @@ impl Consensus for RaftConsensus {
     }
 }
 
-async fn client_write(raft: &Raft, cmd: Command) -> Result<Response, WriteError> {
-    match raft.client_write(cmd).await {
+async fn client_write(raft: &Raft, metrics: &Metrics, cmd: Command) -> Result<Response, WriteError> {
+    let started = Instant::now();
+    let res = raft.client_write(cmd).await;
+    if res.is_ok() {
+        metrics.raft_commit.observe(started.elapsed());
+    }
+    match res {
         Ok(r) => Ok(r.data),
         Err(openraft::error::RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(f))) => {
             Err(WriteError::NotLeader { leader: f.leader_id })
@@ -81,7 +86,7 @@ async fn client_write(raft: &Raft, cmd: Command) -> Result<Response, WriteError>
 /// Takes every write that queued while the previous group was committing and commits them as
 /// one entry. One group is in flight at a time, so groups grow with the load. A write is
 /// never split across groups.
-async fn group_commit(raft: Raft, mut queue: mpsc::Receiver<PendingWrite>) {
+async fn group_commit(raft: Raft, metrics: Arc<Metrics>, mut queue: mpsc::Receiver<PendingWrite>) {
     let mut carried: Option<PendingWrite> = None;
     loop {
         let first = match carried.take() {
@@ -109,13 +114,13 @@ async fn group_commit(raft: Raft, mut queue: mpsc::Receiver<PendingWrite>) {
         if size == 1 {
             let (mut cmds, done) = group.pop().expect("one write");
             let cmd = cmds.pop().expect("one command");
-            let _ = done.send(client_write(&raft, cmd).await.map(|r| vec![r]));
+            let _ = done.send(client_write(&raft, &metrics, cmd).await.map(|r| vec![r]));
             continue;
         }
         let counts: Vec<usize> = group.iter().map(|(cmds, _)| cmds.len()).collect();
         let (cmds, waiters): (Vec<Vec<Command>>, Vec<_>) = group.into_iter().unzip();
         let cmds: Vec<Command> = cmds.into_iter().flatten().collect();
-        match client_write(&raft, Command::Batch { cmds }).await {
+        match client_write(&raft, &metrics, Command::Batch { cmds }).await {
             Ok(Response::Batch(answers)) if answers.len() == size => {
                 let mut answers = answers.into_iter();
                 for (done, n) in waiters.into_iter().zip(counts) {
@@ -140,8 +145,9 @@ async fn group_commit(raft: Raft, mut queue: mpsc::Receiver<PendingWrite>) {
 
 /// Follows Raft's metrics into the node's leadership watch, which changes only when the leader
 /// or the term does.
-async fn follow_leadership(raft: Raft, tx: watch::Sender<Leadership>) {
+async fn follow_leadership(raft: Raft, counters: Arc<Metrics>, tx: watch::Sender<Leadership>) {
     let mut metrics = raft.metrics();
+    let mut seen: Option<(u64, u64)> = None;
     loop {
         let now = {
             let m = metrics.borrow_and_update();
@@ -150,6 +156,12 @@ async fn follow_leadership(raft: Raft, tx: watch::Sender<Leadership>) {
                 term: m.current_term,
             }
         };
+        if let Some(leader) = now.leader {
+            if seen != Some((leader, now.term)) {
+                seen = Some((leader, now.term));
+                counters.leader_changes.inc();
+            }
+        }
         tx.send_if_modified(|l| {
             let changed = *l != now;
             *l = now;
@@ -179,7 +191,7 @@ pub(crate) struct Inner {
     pub peer_seen: Arc<Mutex<HashMap<u64, Instant>>>,
     /// Membership changes go one at a time.
     pub membership_lock: tokio::sync::Mutex<()>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// The records this server's DNS answers from, when it serves DNS (for `/metrics`).
     pub dns: Option<tepui_dns::RecordsHandle>,
     /// The handle the features run on.
@@ -444,6 +456,7 @@ impl Server {
             );
         }
         let (log_store, sm_store) = open_store(&raft_dir).await?;
+        let metrics = Arc::new(Metrics::new(log_store.stats()));
         let reader = sm_store.reader();
         let raft_config = openraft::Config {
             cluster_name: identity.cluster_id.clone(),
@@ -469,9 +482,9 @@ impl Server {
 
         let mut tasks = JoinSet::new();
         let (writes, write_queue) = mpsc::channel(4096);
-        tasks.spawn(group_commit(raft.clone(), write_queue));
+        tasks.spawn(group_commit(raft.clone(), metrics.clone(), write_queue));
         let (leadership_tx, leadership) = watch::channel(Leadership::default());
-        tasks.spawn(follow_leadership(raft.clone(), leadership_tx));
+        tasks.spawn(follow_leadership(raft.clone(), metrics.clone(), leadership_tx));
         let node = Node::new(
             NodeInfo {
                 id: identity.node_id,
@@ -517,7 +530,7 @@ impl Server {
             agent_timeout: cfg.agent_timeout,
             peer_seen,
             membership_lock: tokio::sync::Mutex::new(()),
-            metrics: Metrics::default(),
+            metrics,
             dns: dns.as_ref().map(|d| d.records.clone()),
             node: node.clone(),
             router: std::sync::OnceLock::new(),

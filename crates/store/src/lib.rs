@@ -21,6 +21,7 @@ mod db;
 mod log_store;
 mod recover;
 mod state_machine;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod wal;
@@ -33,6 +34,7 @@ pub use log_store::LogStore;
 pub use openraft::BasicNode;
 pub use recover::{Forced, Inspection, OfflineStore};
 pub use state_machine::{DetachedState, StateMachineStore, StateReader};
+pub use stats::Stats;
 
 openraft::declare_raft_types!(
     /// openraft's type configuration for tepui.
@@ -94,10 +96,11 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
         let txn = redb::ReadableDatabase::begin_read(&db)?;
         db::get_json(&txn.open_table(db::META)?, db::KEY_PURGED, "last purged log id")?
     };
-    let wal = wal::Wal::open(dir, purged.map(|p| p.index))?;
+    let stats = Arc::new(Stats::default());
+    let wal = wal::Wal::open(dir, purged.map(|p| p.index), stats.clone())?;
 
     let db = Arc::new(db);
-    let sm = StateMachineStore::load(db.clone())?;
+    let sm = StateMachineStore::load(db.clone(), stats)?;
     tracing::info!(path = %path.display(), "opened raft store");
     Ok((LogStore::new(db, wal), sm))
 }

@@ -113,6 +113,11 @@ impl LogStore {
         }
     }
 
+    /// What the store measures (shared with its state machine half).
+    pub fn stats(&self) -> Arc<crate::Stats> {
+        self.wal.stats()
+    }
+
     fn read_meta<T: DeserializeOwned>(&self, key: &'static str) -> Result<Option<T>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(META)?;

@@ -56,6 +56,7 @@ pub struct StateMachineStore {
     /// The last number used in a snapshot id; persisted with each snapshot so ids stay unique
     /// across restarts.
     snapshot_seq: Arc<AtomicU64>,
+    stats: Arc<crate::Stats>,
 }
 
 /// Read access to the applied state for the API layer; cheap to clone.
@@ -124,12 +125,15 @@ impl DetachedState {
 
 impl StateMachineStore {
     /// Builds the state machine from the latest stored snapshot, or empty when there is none.
-    pub(crate) fn load(db: Arc<Database>) -> Result<Self, StoreError> {
+    pub(crate) fn load(db: Arc<Database>, stats: Arc<crate::Stats>) -> Result<Self, StoreError> {
         let txn = db.begin_read()?;
         let table = txn.open_table(SNAPSHOT)?;
         let seq: u64 = get_json(&table, KEY_SNAP_SEQ, "snapshot counter")?.unwrap_or(0);
         let applied = match table.get(KEY_SNAP_DATA)? {
-            Some(data) => decode::<Applied>("snapshot", data.value())?,
+            Some(data) => {
+                stats.snapshot_bytes.set(data.value().len() as i64);
+                decode::<Applied>("snapshot", data.value())?
+            }
             None => Applied::default(),
         };
         drop(table);
@@ -148,6 +152,7 @@ impl StateMachineStore {
             db,
             shared: Arc::new(shared),
             snapshot_seq: Arc::new(AtomicU64::new(seq)),
+            stats,
         })
     }
 
@@ -214,6 +219,7 @@ impl StateMachineStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let started = std::time::Instant::now();
         // Clone under the lock and encode outside it, so applies are held up only by the copy.
         let applied = self.shared.read().clone();
         let data = encode("snapshot", &applied).map_err(sto_err(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
@@ -228,6 +234,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             ErrorSubject::Snapshot(Some(meta.signature())),
             ErrorVerb::Write,
         ))?;
+        self.stats.snapshot_build.observe(started.elapsed());
+        self.stats.snapshot_bytes.set(data.len() as i64);
         tracing::info!(snapshot_id = %meta.snapshot_id, bytes = data.len(), stored, "built snapshot");
         Ok(Snapshot {
             meta,
@@ -310,6 +318,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             applied.state = body.state;
         }
         self.publish_applied(meta.last_log_id);
+        self.stats.snapshot_bytes.set(bytes as i64);
+        self.stats.snapshots_installed.inc();
         tracing::info!(snapshot_id = %meta.snapshot_id, last_log_id = ?meta.last_log_id, bytes, "installed snapshot");
         Ok(())
     }

@@ -64,6 +64,7 @@ pub(crate) struct Wal {
     /// The thread writing the next zeros past `Tail::len`, if one runs; it returns the new
     /// length. Nothing else writes past `Tail::len` before it has been joined.
     extender: Mutex<Option<std::thread::JoinHandle<Result<u64, StoreError>>>>,
+    stats: Arc<crate::Stats>,
 }
 
 /// Writes `EXTEND_BY` zeros at `from` and syncs them; returns the new length.
@@ -147,7 +148,7 @@ fn create_private(path: &Path) -> Result<File, StoreError> {
 
 impl Wal {
     /// Opens `dir/raft.wal`, creating it when absent. Entries up to `purged` are forgotten.
-    pub(crate) fn open(dir: &Path, purged: Option<u64>) -> Result<Wal, StoreError> {
+    pub(crate) fn open(dir: &Path, purged: Option<u64>, stats: Arc<crate::Stats>) -> Result<Wal, StoreError> {
         let path = dir.join(WAL_FILE);
         let existed = path.exists();
         let mut file = OpenOptions::new()
@@ -188,6 +189,10 @@ impl Wal {
             }),
             tail: Mutex::new(Tail { end, len: end }),
             extender: Mutex::new(None),
+            stats: {
+                stats.log_bytes.set(end as i64);
+                stats
+            },
         })
     }
 
@@ -232,6 +237,10 @@ impl Wal {
 
     fn write_index(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
         self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn stats(&self) -> Arc<crate::Stats> {
+        self.stats.clone()
     }
 
     fn lock_tail(&self) -> std::sync::MutexGuard<'_, Tail> {
@@ -286,8 +295,11 @@ impl Wal {
             tail.len = len;
         }
         file.write_all_at(&buf, tail.end).map_err(io)?;
+        let syncing = std::time::Instant::now();
         file.sync_data().map_err(io)?;
+        self.stats.log_fsync.observe(syncing.elapsed());
         tail.end = new_end;
+        self.stats.log_bytes.set(new_end as i64);
         {
             let mut index = self.write_index();
             for s in slots {
@@ -311,6 +323,7 @@ impl Wal {
         index.file.sync_data().map_err(io)?;
         index.slots.split_off(&since);
         tail.end = cut;
+        self.stats.log_bytes.set(cut as i64);
         tail.len = cut;
         Ok(())
     }
@@ -345,6 +358,7 @@ impl Wal {
             s.offset -= head;
         }
         tail.end = live;
+        self.stats.log_bytes.set(live as i64);
         tail.len = live;
         tracing::debug!(dropped_bytes = head, live_bytes = live, "compacted the raft log");
         Ok(())
