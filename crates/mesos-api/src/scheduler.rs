@@ -1181,6 +1181,97 @@ mod tests {
         .contains("host networking"));
     }
 
+    fn group_op(executor: serde_json::Value, tasks: serde_json::Value) -> Operation {
+        let op: mesos::OfferOperation = serde_json::from_value(serde_json::json!({
+            "type": "LAUNCH_GROUP",
+            "launch_group": {"executor": executor, "task_group": {"tasks": tasks}},
+        }))
+        .unwrap();
+        operation(&op, &launcher()).unwrap()
+    }
+
+    fn member(volume_type: &str, path: &str) -> serde_json::Value {
+        serde_json::json!({
+            "name": "m", "task_id": {"value": "m.1"}, "agent_id": {"value": "2"},
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.5}}],
+            "command": {"value": "echo hi"},
+            "container": {"type": "MESOS", "volumes": [{
+                "container_path": "/shared", "mode": "RO",
+                "source": {"type": "SANDBOX_PATH", "sandbox_path": {"type": volume_type, "path": path}},
+            }]},
+        })
+    }
+
+    #[test]
+    fn a_launch_group_runs_on_the_default_executor_with_the_groups_volumes() {
+        let executor = serde_json::json!({
+            "type": "DEFAULT", "executor_id": {"value": "g"},
+            "resources": [
+                {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                {"name": "ports", "type": "RANGES", "ranges": {"range": [{"begin": 31000, "end": 31000}]}},
+            ],
+            "container": {"type": "MESOS", "network_infos": [{"name": "n", "port_mappings": [{"host_port": 31000, "container_port": 80}]}]},
+        });
+        let Operation::LaunchGroup { executor, tasks } =
+            group_op(executor, serde_json::json!([member("PARENT", "shared/data")]))
+        else {
+            panic!("not a group");
+        };
+        assert!(executor.default_executor);
+        assert_eq!(
+            (executor.def.cpus_milli, executor.def.network.as_str()),
+            (100, "bridge")
+        );
+        assert_eq!(
+            (executor.def.ports[0].host_port, executor.def.ports[0].container_port),
+            (31000, 80)
+        );
+        assert_eq!(executor.info["framework_id"]["value"], "fw-1");
+        assert_eq!(tasks[0].invalid, None);
+        assert_eq!(
+            tasks[0].def.volumes,
+            [VolumeDef {
+                source: "shared/data".into(),
+                target: "/shared".into(),
+                read_only: true
+            }]
+        );
+    }
+
+    #[test]
+    fn a_bad_launch_group_says_why_in_every_task() {
+        let default = serde_json::json!({"type": "DEFAULT", "executor_id": {"value": "g"}});
+        let why = |executor: serde_json::Value, task: serde_json::Value| match group_op(
+            executor,
+            serde_json::json!([task]),
+        ) {
+            Operation::LaunchGroup { tasks, .. } => tasks[0].invalid.clone().unwrap_or_default(),
+            _ => panic!("not a group"),
+        };
+        let ok = member("PARENT", "v");
+        assert_eq!(
+            why(
+                serde_json::json!({"type": "CUSTOM", "executor_id": {"value": "g"}, "command": {"value": "x"}}),
+                ok.clone()
+            ),
+            "'ExecutorInfo.type' must be 'DEFAULT' for a task group"
+        );
+        assert_eq!(
+            why(
+                serde_json::json!({"type": "DEFAULT", "executor_id": {"value": "g"}, "command": {"value": "x"}}),
+                ok.clone()
+            ),
+            "'ExecutorInfo.command' must not be set for 'DEFAULT' executor"
+        );
+        assert!(
+            why(default.clone(), member("SELF", "v")).contains("container.volumes[0]: a task of a group mounts only")
+        );
+        assert!(why(default.clone(), member("PARENT", "../etc")).contains("without '..'"));
+        let mut with_executor = ok;
+        with_executor["executor"] = default.clone();
+        assert_eq!(why(default, with_executor), "'TaskInfo.executor' must not be set");
+    }
+
     #[test]
     fn a_shell_task_becomes_a_task_definition() {
         let t = task(serde_json::json!({
