@@ -128,6 +128,10 @@ fn belongs(sample: &str, family: &str, kind: &str) -> bool {
             .is_some_and(|s| matches!(s, "_bucket" | "_sum" | "_count"))
 }
 
+/// One histogram series as read: its buckets (bound, count), its `_count`, whether it has a
+/// `_sum`.
+type HistogramSeries = (Vec<(f64, f64)>, Option<f64>, bool);
+
 fn check_family(f: &Family) -> Result<(), String> {
     if f.kind.is_empty() {
         return Err(format!("{}: no TYPE", f.name));
@@ -146,7 +150,7 @@ fn check_family(f: &Family) -> Result<(), String> {
     }
     if f.kind == "histogram" {
         // Per label set (without `le`): buckets rising, ending in +Inf equal to _count.
-        let mut groups: BTreeMap<String, (Vec<(f64, f64)>, Option<f64>, bool)> = BTreeMap::new();
+        let mut groups: BTreeMap<String, HistogramSeries> = BTreeMap::new();
         for s in &f.samples {
             let mut labels = s.labels.clone();
             let le = labels.remove("le");
@@ -246,7 +250,7 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
             if labels.insert(key.to_owned(), value).is_some() {
                 return Err(format!("label {key} twice"));
             }
-            match chars.next().map(|(i, c)| (i, c)) {
+            match chars.next() {
                 Some((_, ',')) => {}
                 Some((i, '}')) => {
                     end = i + 1;
