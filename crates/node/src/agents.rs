@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use tepui_proto::agent::{Reply, Request, ServerToAgent};
 use tepui_proto::Envelope;
+use tepui_common::version::{Speaks, LEGACY_PROTOCOL};
 use tokio::sync::mpsc;
 use tonic::Status;
 
@@ -37,6 +38,8 @@ pub struct AgentHub {
     /// register again.
     heard: Mutex<HashMap<u64, Instant>>,
     pending: Mutex<HashMap<u64, Pending>>,
+    /// What each agent said it speaks when it registered (leader memory, like `heard`).
+    speaks: Mutex<HashMap<u64, Speaks>>,
     next_conn: AtomicU64,
     next_req: AtomicU64,
 }
@@ -49,6 +52,8 @@ const REPLY_BUFFER: usize = 1024;
 pub enum HubError {
     #[error("agent {0} is not connected to the leader")]
     NotConnected(u64),
+    #[error("agent {0} runs an older tepui that cannot take this request; upgrade it")]
+    TooOld(u64),
 }
 
 pub fn envelope(m: &ServerToAgent) -> Envelope {
@@ -73,6 +78,34 @@ impl AgentHub {
             .unwrap_or_else(|e| e.into_inner())
             .get(&agent)
             .copied()
+    }
+
+    /// Records what `agent` said it speaks when it registered.
+    pub fn set_speaks(&self, agent: u64, speaks: Speaks) {
+        self.speaks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(agent, speaks);
+    }
+
+    /// What `agent` said it speaks at its last registration with this server.
+    pub fn speaks(&self, agent: u64) -> Option<Speaks> {
+        self.speaks.lock().unwrap_or_else(|e| e.into_inner()).get(&agent).cloned()
+    }
+
+    /// Whether `agent` can decode `msg` (an agent not heard counts as 0.1.0).
+    fn can_take(&self, agent: u64, msg: &ServerToAgent) -> bool {
+        let protocol = self.speaks(agent).map_or(LEGACY_PROTOCOL, |s| s.protocol);
+        let ok = msg.protocol() <= protocol;
+        if !ok {
+            tracing::warn!(
+                agent,
+                protocol,
+                needs = msg.protocol(),
+                "not sending a message the agent cannot decode; upgrade it"
+            );
+        }
+        ok
     }
 
     /// Records the stream of a newly registered agent; returns its connection number.
@@ -141,6 +174,10 @@ impl AgentHub {
     /// Sends one message; false when the agent is not connected (it gets what it missed when
     /// it registers again).
     pub async fn send(&self, agent: u64, msg: &ServerToAgent) -> bool {
+        // The upgrade gate, per agent: an older agent is sent nothing it cannot decode.
+        if !self.can_take(agent, msg) {
+            return false;
+        }
         match self.sender(agent) {
             Some(tx) => tx.send(Ok(envelope(msg))).await.is_ok(),
             None => false,
@@ -152,13 +189,17 @@ impl AgentHub {
     pub async fn request(&self, agent: u64, request: Request) -> Result<(u64, mpsc::Receiver<Reply>), HubError> {
         let tx = self.sender(agent).ok_or(HubError::NotConnected(agent))?;
         let req_id = self.next_req.fetch_add(1, Ordering::Relaxed) + 1;
+        let msg = ServerToAgent::Request { req_id, request };
+        if !self.can_take(agent, &msg) {
+            return Err(HubError::TooOld(agent));
+        }
         let (replies, rx) = mpsc::channel(REPLY_BUFFER);
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(req_id, Pending { agent, replies });
         if tx
-            .send(Ok(envelope(&ServerToAgent::Request { req_id, request })))
+            .send(Ok(envelope(&msg)))
             .await
             .is_err()
         {
