@@ -142,6 +142,8 @@ impl Writer {
                 .build()
                 .unwrap();
             let _ = rustls::crypto::ring::default_provider().install_default();
+            // reqwest's client needs the runtime's reactor when it is built.
+            let _in_runtime = rt.enter();
             let http = tepui_e2e::http_client()
                 .connect_timeout(Duration::from_secs(1))
                 .timeout(Duration::from_secs(5))
@@ -196,6 +198,8 @@ impl Writer {
     }
 
     fn written(&self) -> u64 {
+        let ended = self.thread.as_ref().is_none_or(|t| t.is_finished());
+        assert!(!ended, "the writer ended early (it panicked)");
         self.log.lock().unwrap().written
     }
 
@@ -401,9 +405,15 @@ fn a_rolling_upgrade_from_the_previous_release_keeps_tasks_and_writes() {
         eprintln!("{name} upgraded after {:?}", started.elapsed());
     }
 
+    // Writes go on after the last agent too.
+    let so_far = writer.written();
+    wait_for("writes after the upgrade", SETTLE, || {
+        let w = writer.written();
+        (w >= so_far + 10).then_some(()).ok_or(w)
+    });
     let log = writer.finish();
     eprintln!("writes: {log:?}");
-    assert!(log.written > 50, "{log:?}");
+    assert!(log.written >= 20, "{log:?}");
     assert!(
         log.longest < MAX_REFUSAL,
         "writes were refused for {:?} at a time (more than one election); last: {}",
@@ -411,8 +421,10 @@ fn a_rolling_upgrade_from_the_previous_release_keeps_tasks_and_writes() {
         log.last_refusal
     );
 
-    // No instance restarted, and nothing new was launched.
-    let after = instances(&m).unwrap();
+    // No instance restarted, and nothing new was launched. (A new client: the old one's
+    // connections went with the servers.)
+    let m = Marathon::new(&s1);
+    let after = wait_for("the app's instances", SETTLE, || instances(&m));
     assert_eq!(after, before, "the same instances, running since the same time");
     assert_eq!(all_task_ids(&s1).unwrap(), tasks_before, "no task was launched");
     let pids_after: BTreeSet<i32> = marked.pids().into_iter().collect();
