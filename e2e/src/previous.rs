@@ -55,7 +55,10 @@ pub fn previous_release() -> (String, String) {
     };
     if let Some(c) = git(&["rev-parse", "--verify", "--quiet", &format!("{tag}^{{commit}}")]) {
         if c != commit {
-            eprintln!("previous release: tag {tag} is {c}, not {commit} as {} says; using the tag", file.display());
+            eprintln!(
+                "previous release: tag {tag} is {c}, not {commit} as {} says; using the tag",
+                file.display()
+            );
         }
         return (tag, c);
     }
@@ -84,9 +87,7 @@ impl Lock {
 }
 
 fn run(what: &str, cmd: &mut Command) {
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     assert!(status.success(), "{what} failed ({status})");
 }
 

@@ -80,17 +80,23 @@ fn status(addr: &str) -> Result<StatusView, String> {
 /// What the server on `addr` says it runs (`/v1/health`, answered by itself).
 fn release_of(addr: &str) -> Result<String, String> {
     let h = Marathon::new(addr).get("/v1/health")?;
-    h["version"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| format!("{h}"))
+    h["version"].as_str().map(str::to_string).ok_or_else(|| format!("{h}"))
 }
 
 fn upgrade_check(addr: &str, binary: &Path) -> UpgradeCheckView {
     let bin = binary.display().to_string();
-    tepui(&["operator", "upgrade-check", "--binary", &bin, "-o", "json", "--addr", addr])
-        .ok()
-        .json()
+    tepui(&[
+        "operator",
+        "upgrade-check",
+        "--binary",
+        &bin,
+        "-o",
+        "json",
+        "--addr",
+        addr,
+    ])
+    .ok()
+    .json()
 }
 
 /// The app's instances: task id -> (state, startedAt).
@@ -282,7 +288,15 @@ fn a_rolling_upgrade_from_the_previous_release_keeps_tasks_and_writes() {
     }
 
     // What the old cluster holds before the upgrade.
-    tepui(&["var", "put", "upgrade/before", "written-by-the-old-release", "--addr", &s1]).ok();
+    tepui(&[
+        "var",
+        "put",
+        "upgrade/before",
+        "written-by-the-old-release",
+        "--addr",
+        &s1,
+    ])
+    .ok();
     let m = Marathon::new(&s1);
     m.call(
         Method::POST,
@@ -446,7 +460,14 @@ fn a_rolling_upgrade_from_the_previous_release_keeps_tasks_and_writes() {
         "{check:?}"
     );
     // The previous release cannot join back any more: every server writes protocol 2.
-    let back = tepui(&["operator", "upgrade-check", "--binary", &old.display().to_string(), "--addr", &s1]);
+    let back = tepui(&[
+        "operator",
+        "upgrade-check",
+        "--binary",
+        &old.display().to_string(),
+        "--addr",
+        &s1,
+    ]);
     assert!(!back.success() && back.stdout.contains("writes protocol 2"), "{back}");
     eprintln!("upgrade test took {:?}", started.elapsed());
     drop(agents);

@@ -838,7 +838,10 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
             };
             emit(format, &v, crate::upgrade::table)?;
             if !v.ok {
-                anyhow::bail!("the cluster cannot take {} now: see the nodes marked NO", v.binary.release);
+                anyhow::bail!(
+                    "the cluster cannot take {} now: see the nodes marked NO",
+                    v.binary.release
+                );
             }
             Ok(())
         }

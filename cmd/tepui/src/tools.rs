@@ -69,7 +69,10 @@ pub fn print_version(args: &VersionArgs) -> anyhow::Result<()> {
                 v.features.join(", ")
             };
             println!("tepui {}", v.version);
-            println!("  protocol:  {} (works beside {}..={})", v.protocol, v.min_protocol, v.protocol);
+            println!(
+                "  protocol:  {} (works beside {}..={})",
+                v.protocol, v.min_protocol, v.protocol
+            );
             println!("  commit:    {}", v.commit);
             println!("  built:     {}", v.build_date);
             println!("  target:    {}", v.target);

@@ -87,10 +87,18 @@ pub fn table(v: &tepui_api::UpgradeCheckView) -> String {
         .iter()
         .map(|n| {
             vec![
-                if n.leader { format!("{} (leader)", n.role) } else { n.role.clone() },
+                if n.leader {
+                    format!("{} (leader)", n.role)
+                } else {
+                    n.role.clone()
+                },
                 n.id.to_string(),
                 n.name.clone(),
-                if n.heard { n.release.clone() } else { format!("{}?", n.release) },
+                if n.heard {
+                    n.release.clone()
+                } else {
+                    format!("{}?", n.release)
+                },
                 format!("{}..={}", n.min_protocol, n.protocol),
                 if n.ok { "yes" } else { "NO" }.into(),
                 n.reason.clone(),

@@ -112,11 +112,7 @@ pub struct NodeVerdict {
 /// The lowest protocol among servers: what the leader may write to the log, and what every
 /// server's data dir may hold.
 pub fn cluster_protocol<'a>(servers: impl IntoIterator<Item = &'a Speaks>) -> u32 {
-    servers
-        .into_iter()
-        .map(|s| s.protocol)
-        .min()
-        .unwrap_or(LEGACY_PROTOCOL)
+    servers.into_iter().map(|s| s.protocol).min().unwrap_or(LEGACY_PROTOCOL)
 }
 
 /// Whether `binary` can replace each member, one at a time, the others as they are: it must
@@ -185,7 +181,11 @@ pub fn can_join(joiner: &Speaks, server: bool, servers: &[Speaks]) -> Result<(),
             s.release,
             s.min_protocol,
             s.protocol,
-            if joiner.min_protocol > s.protocol { ": upgrade the servers first" } else { "" }
+            if joiner.min_protocol > s.protocol {
+                ": upgrade the servers first"
+            } else {
+                ""
+            }
         )),
         None => Ok(()),
     }

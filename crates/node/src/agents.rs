@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use tepui_common::version::{Speaks, LEGACY_PROTOCOL};
 use tepui_proto::agent::{Reply, Request, ServerToAgent};
 use tepui_proto::Envelope;
-use tepui_common::version::{Speaks, LEGACY_PROTOCOL};
 use tokio::sync::mpsc;
 use tonic::Status;
 
@@ -90,7 +90,11 @@ impl AgentHub {
 
     /// What `agent` said it speaks at its last registration with this server.
     pub fn speaks(&self, agent: u64) -> Option<Speaks> {
-        self.speaks.lock().unwrap_or_else(|e| e.into_inner()).get(&agent).cloned()
+        self.speaks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&agent)
+            .cloned()
     }
 
     /// Whether `agent` can decode `msg` (an agent not heard counts as 0.1.0).
@@ -198,11 +202,7 @@ impl AgentHub {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(req_id, Pending { agent, replies });
-        if tx
-            .send(Ok(envelope(&msg)))
-            .await
-            .is_err()
-        {
+        if tx.send(Ok(envelope(&msg))).await.is_err() {
             self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req_id);
             return Err(HubError::NotConnected(agent));
         }

@@ -565,7 +565,11 @@ fn binary_of(q: &std::collections::HashMap<String, String>) -> Result<tepui_comm
     // Without protocols, a release this server knows says its own.
     match (protocol, tepui_common::version::known_release(&release)) {
         (None, Some(known)) => Ok(known),
-        _ => Ok(tepui_common::version::Speaks::told(Some(&release), protocol, min_protocol)),
+        _ => Ok(tepui_common::version::Speaks::told(
+            Some(&release),
+            protocol,
+            min_protocol,
+        )),
     }
 }
 
@@ -624,7 +628,9 @@ async fn upgrade_check(
             });
         servers.chain(agents).collect()
     });
-    Ok(axum::Json(tepui_api::UpgradeCheckView::build(&binary, &members, leader)))
+    Ok(axum::Json(tepui_api::UpgradeCheckView::build(
+        &binary, &members, leader,
+    )))
 }
 
 async fn ca_rotate(State(inner): Shared) -> ApiResult<tepui_api::CaStatusView> {

@@ -684,8 +684,14 @@ async fn a_store_of_a_newer_format_is_refused_and_left_alone() {
     set_stored_format(dir.path(), FORMAT + 1);
     let err = open(dir.path()).err().expect("a newer store is refused");
     let msg = err.to_string();
-    assert!(matches!(err, StoreError::TooNew { found, .. } if found == FORMAT + 1), "{msg}");
-    assert!(msg.contains("newer tepui") && msg.contains("run the newer release"), "{msg}");
+    assert!(
+        matches!(err, StoreError::TooNew { found, .. } if found == FORMAT + 1),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("newer tepui") && msg.contains("run the newer release"),
+        "{msg}"
+    );
     assert_eq!(stored_format(dir.path()), Some(FORMAT + 1), "nothing was rewritten");
 }
 
@@ -703,7 +709,9 @@ async fn snapshots_without_a_format_are_read_and_newer_ones_refused() {
     let dir = tempfile::tempdir().unwrap();
     let snap = {
         let (_log, mut sm) = open(dir.path()).unwrap();
-        sm.apply([blank(1), membership(2), normal(3, put("a", "1"))]).await.unwrap();
+        sm.apply([blank(1), membership(2), normal(3, put("a", "1"))])
+            .await
+            .unwrap();
         sm.get_snapshot_builder().await.build_snapshot().await.unwrap()
     };
     let legacy = as_legacy_snapshot(snap.snapshot.get_ref());

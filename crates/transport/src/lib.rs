@@ -19,8 +19,8 @@ pub use identity::{create_private_dir, write_atomic, Identity, IdentityError};
 pub use join::{join, join_with_key, JoinError, JoinParams};
 pub use killable::{Killable, KillableListener};
 pub use renew::{LeaderFn, RenewError, Renewer, Trust};
-pub use versions::{tell_versions, told_versions};
 pub use tls::{channel, channel_until, incoming, incoming_limited, incoming_watched, ConnLimits, PeerInfo, TlsConn};
+pub use versions::{tell_versions, told_versions};
 
 /// Turns a tonic status into one line a person can act on.
 pub fn status_message(status: &tonic::Status) -> String {
