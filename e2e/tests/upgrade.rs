@@ -390,6 +390,10 @@ fn a_rolling_upgrade_from_the_previous_release_keeps_tasks_and_writes() {
         }
     });
     assert!(check.ok, "{check:?}");
+    let n = nodes(&s1).unwrap();
+    for (name, _) in SERVERS {
+        assert_eq!(n[name].version.as_deref(), Some(new_release.as_str()), "{n:?}");
+    }
     assert!(
         check
             .nodes

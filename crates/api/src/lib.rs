@@ -54,6 +54,7 @@ pub struct NodeView {
     pub http_addr: String,
     pub resources: Option<ResourcesView>,
     pub attributes: BTreeMap<String, String>,
+    /// The release it runs: an agent's as it registered, a server's as the leader heard it.
     pub version: Option<String>,
     pub joined_at_ms: u64,
     pub status_changed_at_ms: u64,

@@ -63,6 +63,9 @@ async fn the_leader_hears_every_member_and_refuses_a_server_that_cannot_read_its
     assert!(check.nodes.iter().all(|n| n.reason == "already runs it"), "{check:?}");
     // 0.1.0 can take no node's place any more.
     let leader = c.wait_for_leader().await;
+    // `node ls` tells every node's release, the servers' as the leader heard them.
+    let nodes = c.client(leader).nodes().await.unwrap();
+    assert!(nodes.iter().all(|n| n.version.as_deref() == Some(release)), "{nodes:?}");
     let legacy = c.client(leader).upgrade_check("0.1.0", 1, 1).await.unwrap();
     assert!(!legacy.ok && legacy.nodes.iter().all(|n| !n.ok), "{legacy:?}");
     assert!(legacy.nodes[0].reason.contains("writes protocol 2"), "{legacy:?}");

@@ -451,7 +451,15 @@ fn node_view(inner: &Inner, n: &NodeRecord) -> NodeView {
             ports: a.resources.ports.iter().map(|(lo, hi)| format!("{lo}-{hi}")).collect(),
         }),
         attributes: n.agent.as_ref().map(|a| a.attributes.clone()).unwrap_or_default(),
-        version: n.agent.as_ref().map(|a| a.version.clone()),
+        version: n.agent.as_ref().map(|a| a.version.clone()).or_else(|| {
+            if !is_server {
+                None
+            } else if n.id == inner.id {
+                Some(tepui_common::version::RELEASE.to_string())
+            } else {
+                inner.versions.get(n.id).map(|s| s.release)
+            }
+        }),
         joined_at_ms: n.joined_at,
         status_changed_at_ms: n.status_changed_at,
         last_heartbeat_ms_ago,
