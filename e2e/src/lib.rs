@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 mod bridge;
 pub mod browser;
 pub mod marathon;
+pub mod previous;
 
 pub use bridge::remove_bridge;
 
@@ -77,7 +78,12 @@ pub fn tepui_bin() -> PathBuf {
 }
 
 fn command(args: &[OsString]) -> Command {
-    let mut cmd = Command::new(tepui_bin());
+    command_of(&tepui_bin(), args)
+}
+
+/// [`command`] of another tepui binary (an earlier release's, in the upgrade test).
+fn command_of(bin: &Path, args: &[OsString]) -> Command {
+    let mut cmd = Command::new(bin);
     cmd.args(args).stdin(Stdio::null());
     for (var, _) in std::env::vars_os() {
         let name = var.to_string_lossy();
@@ -304,6 +310,11 @@ impl Sandbox {
     /// Starts `tepui ARGS...` as a long-running process named `name`, logging to
     /// `<sandbox>/<name>.stdout` and `.stderr`. Returns at once; see [`Daemon::wait_ready`].
     pub fn spawn<S: AsRef<std::ffi::OsStr>>(&self, name: &str, args: &[S]) -> Daemon {
+        self.spawn_bin(name, &tepui_bin(), args)
+    }
+
+    /// [`Sandbox::spawn`] of another tepui binary (an earlier release's).
+    pub fn spawn_bin<S: AsRef<std::ffi::OsStr>>(&self, name: &str, bin: &Path, args: &[S]) -> Daemon {
         let named = args.windows(2).find(|w| w[0].as_ref() == "--bridge");
         if let Some(bridge) = named.and_then(|w| w[1].as_ref().to_str()) {
             let mut bridges = self.bridges.lock().unwrap_or_else(|e| e.into_inner());
@@ -312,6 +323,7 @@ impl Sandbox {
             }
         }
         let mut d = Daemon {
+            bin: bin.to_path_buf(),
             name: name.to_string(),
             stdout_path: self.join(format!("{name}.stdout")),
             stderr_path: self.join(format!("{name}.stderr")),
@@ -397,6 +409,8 @@ fn unescape_mount_path(field: &str) -> String {
 
 /// A `tepui` daemon process. Dropping it kills the process (SIGKILL).
 pub struct Daemon {
+    /// The tepui binary it runs.
+    bin: PathBuf,
     name: String,
     stdout_path: PathBuf,
     stderr_path: PathBuf,
@@ -420,7 +434,7 @@ impl Daemon {
         let stdout = open(&self.stdout_path);
         let stderr = open(&self.stderr_path);
         self.stdout_from = stdout.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut cmd = command(&self.args);
+        let mut cmd = command_of(&self.bin, &self.args);
         // Plain logs: they are read in files, not on a terminal.
         cmd.env("NO_COLOR", "1").stdout(stdout).stderr(stderr);
         die_with_parent(&mut cmd);
@@ -487,6 +501,13 @@ impl Daemon {
     /// `--token` or `--bootstrap`).
     pub fn restart<S: AsRef<std::ffi::OsStr>>(&mut self, args: &[S]) {
         self.kill();
+        self.start(args);
+    }
+
+    /// Starts another binary in its place (it must have stopped), on the same logs: an
+    /// upgrade.
+    pub fn start_bin<S: AsRef<std::ffi::OsStr>>(&mut self, bin: &Path, args: &[S]) {
+        self.bin = bin.to_path_buf();
         self.start(args);
     }
 
@@ -716,6 +737,19 @@ pub fn spawn_dev_with(
 }
 
 pub fn spawn_agent(sb: &Sandbox, server_ip: &str, name: &str, ip: &str, extra: &[&str], ready: Duration) -> Daemon {
+    spawn_agent_bin(sb, &tepui_bin(), server_ip, name, ip, extra, ready)
+}
+
+/// [`spawn_agent`] of another tepui binary.
+pub fn spawn_agent_bin(
+    sb: &Sandbox,
+    bin: &Path,
+    server_ip: &str,
+    name: &str,
+    ip: &str,
+    extra: &[&str],
+    ready: Duration,
+) -> Daemon {
     let token = read_token(&sb.join("s1"), "agent");
     let dir = sb.join(name).display().to_string();
     let mut args: Vec<String> = [
@@ -733,7 +767,7 @@ pub fn spawn_agent(sb: &Sandbox, server_ip: &str, name: &str, ip: &str, extra: &
     .map(String::from)
     .to_vec();
     args.extend(extra.iter().map(|s| s.to_string()));
-    let mut agent = sb.spawn(name, &args);
+    let mut agent = sb.spawn_bin(name, bin, &args);
     agent.wait_ready(ready);
     agent
 }
@@ -741,6 +775,11 @@ pub fn spawn_agent(sb: &Sandbox, server_ip: &str, name: &str, ip: &str, extra: &
 /// Servers `s1`, `s2`, ... on `ips`, each with `extra` flags: `s1` bootstraps, the others join
 /// with its server token. Returns them ready, in order.
 pub fn spawn_servers(sb: &Sandbox, ips: &[&str], extra: &[&str], ready: Duration) -> Vec<Daemon> {
+    spawn_servers_bin(sb, &tepui_bin(), ips, extra, ready)
+}
+
+/// [`spawn_servers`] of another tepui binary.
+pub fn spawn_servers_bin(sb: &Sandbox, bin: &Path, ips: &[&str], extra: &[&str], ready: Duration) -> Vec<Daemon> {
     let flags = |name: &str, ip: &str| -> Vec<String> {
         let dir = sb.join(name).display().to_string();
         let mut f: Vec<String> = ["--data-dir", &dir, "--bind", ip, "--name", name]
@@ -751,7 +790,7 @@ pub fn spawn_servers(sb: &Sandbox, ips: &[&str], extra: &[&str], ready: Duration
     };
     let mut args = vec!["server".to_string(), "--bootstrap".into()];
     args.extend(flags("s1", ips[0]));
-    let mut servers = vec![sb.spawn("s1", &args)];
+    let mut servers = vec![sb.spawn_bin("s1", bin, &args)];
     servers[0].wait_ready(ready);
     let token = read_token(&sb.join("s1"), "server");
     for (i, ip) in ips.iter().enumerate().skip(1) {
@@ -763,7 +802,7 @@ pub fn spawn_servers(sb: &Sandbox, ips: &[&str], extra: &[&str], ready: Duration
             token.clone(),
         ];
         args.extend(flags(&name, ip));
-        servers.push(sb.spawn(&name, &args));
+        servers.push(sb.spawn_bin(&name, bin, &args));
     }
     for s in servers.iter_mut() {
         s.wait_ready(ready);

@@ -58,6 +58,8 @@ pub enum Verb {
     RemovePeer(String),
     RemoveNode(String),
     CaStatus,
+    /// Whether the cluster can take a binary that speaks this.
+    UpgradeCheck(tepui_common::version::Speaks),
     CaRotate,
     CaFinish,
     TaskRun(Box<crate::TaskRunArgs>),
@@ -828,6 +830,21 @@ pub async fn run(verb: Verb, addr: &str, format: Format) -> anyhow::Result<()> {
             emit(format, &n, |n| format!("removed agent {} ({})", n.name, n.id))
         }
         Verb::CaStatus => emit(format, &c.ca_status().await?, ca_table),
+        Verb::UpgradeCheck(b) => {
+            let v = match c.upgrade_check(&b.release, b.protocol, b.min_protocol).await {
+                // A leader of 0.1.0 has no such route: the nodes are asked what they run.
+                Err(tepui_api::ClientError::Api { status: 404, .. }) => crate::upgrade::ask_nodes(&c, &b).await?,
+                other => other?,
+            };
+            emit(format, &v, crate::upgrade::table)?;
+            if !v.ok {
+                anyhow::bail!(
+                    "the cluster cannot take {} now: see the nodes marked NO",
+                    v.binary.release
+                );
+            }
+            Ok(())
+        }
         Verb::CaRotate => emit(format, &c.ca_rotate().await?, |v| {
             format!(
                 "rotation started: nodes renew onto the new CA; the old one is dropped once they all did\n{}",

@@ -14,6 +14,7 @@ mod packages;
 mod recover;
 mod tools;
 mod ui;
+mod upgrade;
 
 #[cfg(feature = "daemon")]
 use std::net::IpAddr;
@@ -894,11 +895,27 @@ enum OperatorCmd {
     /// The cluster CA: status, rotation.
     #[command(subcommand)]
     Ca(CaCmd),
+    /// Whether the cluster can take a new binary (this one without --binary or --version):
+    /// each server's and agent's release and protocols and whether the binary can replace it;
+    /// exits 1 if not.
+    UpgradeCheck(UpgradeCheckArgs),
     /// After losing the quorum for good: make this stopped server the only voter, with
     /// everything its log holds, and say what may have been lost. Then start it and join new
     /// servers to it.
     #[cfg(feature = "daemon")]
     Recover(recover::RecoverArgs),
+}
+
+#[derive(Args)]
+struct UpgradeCheckArgs {
+    /// The new binary: it is run as `PATH version -o json`.
+    #[arg(long, conflicts_with = "release")]
+    binary: Option<PathBuf>,
+    /// A release this tepui knows (0.1.0, or its own) instead of a binary.
+    #[arg(long = "version", id = "release")]
+    release: Option<String>,
+    #[command(flatten)]
+    c: ClientArgs,
 }
 
 #[derive(Subcommand)]
@@ -1303,6 +1320,10 @@ fn run(cli: Cli, def: &config::Definition) -> anyhow::Result<()> {
         }
         Command::Operator(OperatorCmd::Raft(RaftCmd::ListPeers(c))) => run_client(Verb::Members, c),
         Command::Operator(OperatorCmd::Ca(CaCmd::Status(c))) => run_client(Verb::CaStatus, c),
+        Command::Operator(OperatorCmd::UpgradeCheck(a)) => {
+            let speaks = upgrade::binary_speaks(a.binary.as_deref(), a.release.as_deref())?;
+            run_client(Verb::UpgradeCheck(speaks), a.c)
+        }
         Command::Operator(OperatorCmd::Ca(CaCmd::Rotate(c))) => run_client(Verb::CaRotate, c),
         Command::Operator(OperatorCmd::Ca(CaCmd::Finish(c))) => run_client(Verb::CaFinish, c),
         Command::Operator(OperatorCmd::Raft(RaftCmd::RemovePeer { peer, c })) => run_client(Verb::RemovePeer(peer), c),

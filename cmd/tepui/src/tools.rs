@@ -13,6 +13,10 @@ use crate::Format;
 #[derive(Debug, Serialize)]
 pub struct VersionInfo {
     pub version: &'static str,
+    /// The cluster protocol it speaks, and the oldest it works beside (upgrade-check reads
+    /// them from `version -o json`).
+    pub protocol: u32,
+    pub min_protocol: u32,
     /// The short commit hash, `-dirty` if the tree had changes, `unknown` without git.
     pub commit: &'static str,
     /// UTC, RFC 3339 (SOURCE_DATE_EPOCH when the build set it).
@@ -25,6 +29,8 @@ pub struct VersionInfo {
 pub fn version_info() -> VersionInfo {
     VersionInfo {
         version: env!("CARGO_PKG_VERSION"),
+        protocol: tepui_common::version::PROTOCOL,
+        min_protocol: tepui_common::version::MIN_PROTOCOL,
         commit: env!("TEPUI_GIT_COMMIT"),
         build_date: env!("TEPUI_BUILD_DATE"),
         target: env!("TEPUI_BUILD_TARGET"),
@@ -63,6 +69,10 @@ pub fn print_version(args: &VersionArgs) -> anyhow::Result<()> {
                 v.features.join(", ")
             };
             println!("tepui {}", v.version);
+            println!(
+                "  protocol:  {} (works beside {}..={})",
+                v.protocol, v.min_protocol, v.protocol
+            );
             println!("  commit:    {}", v.commit);
             println!("  built:     {}", v.build_date);
             println!("  target:    {}", v.target);

@@ -14,6 +14,7 @@
 
 mod executor_api;
 pub mod files;
+pub mod format;
 pub mod gateway;
 mod health;
 mod http;

@@ -121,6 +121,8 @@ impl Session {
             http_addr: self.http_addr.clone(),
             version: crate::VERSION.into(),
             tasks: self.tasks.reports(),
+            protocol: Some(tepui_common::version::PROTOCOL),
+            min_protocol: Some(tepui_common::version::MIN_PROTOCOL),
         };
         let _ = tx.send(envelope(&register)).await;
         let resp = match client

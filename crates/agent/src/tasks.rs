@@ -86,6 +86,8 @@ pub enum TaskError {
         #[source]
         source: io::Error,
     },
+    #[error(transparent)]
+    Format(#[from] crate::format::FormatError),
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> TaskError {
@@ -215,6 +217,8 @@ impl TaskManager {
     /// follows each again), and tasks that ended meanwhile get their final update queued.
     pub async fn open(cfg: TaskConfig) -> Result<TaskManager, TaskError> {
         let data = &cfg.data_dir;
+        // Before anything in the data dir is read or written.
+        crate::format::check(data)?;
         let tasks_dir = data.join("tasks");
         fs::create_dir_all(&tasks_dir).map_err(io_err(format!("cannot create {}", tasks_dir.display())))?;
         let uploads_dir = data.join("uploads");

@@ -54,6 +54,7 @@ pub struct NodeView {
     pub http_addr: String,
     pub resources: Option<ResourcesView>,
     pub attributes: BTreeMap<String, String>,
+    /// The release it runs: an agent's as it registered, a server's as the leader heard it.
     pub version: Option<String>,
     pub joined_at_ms: u64,
     pub status_changed_at_ms: u64,
@@ -73,6 +74,87 @@ pub struct MemberView {
     pub voter: bool,
     /// The last log index the leader knows the member has; absent on non-leaders' view.
     pub matched_index: Option<u64>,
+}
+
+/// `GET /v1/operator/upgrade-check`: whether the cluster can take a binary that speaks the
+/// given protocols, node by node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpgradeCheckView {
+    /// The binary asked about: `release`, `protocol`, `min_protocol`.
+    pub binary: SpeaksView,
+    /// The lowest protocol among the servers: what the leader writes.
+    pub cluster_protocol: u32,
+    /// Whether every node can be replaced by the binary (one at a time).
+    pub ok: bool,
+    /// Servers first, then agents.
+    pub nodes: Vec<UpgradeNodeView>,
+    /// How to upgrade, in order.
+    pub procedure: Vec<String>,
+}
+
+impl UpgradeCheckView {
+    /// The verdict of `tepui_common::version::check` for `binary` over `members` (servers
+    /// first), as the API tells it.
+    pub fn build(
+        binary: &tepui_common::version::Speaks,
+        members: &[tepui_common::version::Member],
+        leader: Option<u64>,
+    ) -> UpgradeCheckView {
+        use tepui_common::version;
+        let verdicts = version::check(binary, members);
+        let nodes: Vec<UpgradeNodeView> = members
+            .iter()
+            .zip(verdicts)
+            .map(|(m, v)| UpgradeNodeView {
+                id: m.id,
+                name: m.name.clone(),
+                role: if m.server { "server" } else { "agent" }.into(),
+                leader: leader == Some(m.id),
+                release: m.speaks.release.clone(),
+                protocol: m.speaks.protocol,
+                min_protocol: m.speaks.min_protocol,
+                heard: m.heard,
+                ok: v.ok,
+                reason: v.reason,
+            })
+            .collect();
+        UpgradeCheckView {
+            ok: nodes.iter().all(|n| n.ok),
+            binary: SpeaksView {
+                release: binary.release.clone(),
+                protocol: binary.protocol,
+                min_protocol: binary.min_protocol,
+            },
+            cluster_protocol: version::cluster_protocol(members.iter().filter(|m| m.server).map(|m| &m.speaks)),
+            nodes,
+            procedure: version::PROCEDURE.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpeaksView {
+    pub release: String,
+    pub protocol: u32,
+    pub min_protocol: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpgradeNodeView {
+    pub id: u64,
+    pub name: String,
+    /// `server` or `agent`.
+    pub role: String,
+    pub leader: bool,
+    /// What the node runs, as the leader heard it (`heard` false: not heard since this leader
+    /// started, counted as 0.1.0 for a server, as its registration said for an agent).
+    pub release: String,
+    pub protocol: u32,
+    pub min_protocol: u32,
+    pub heard: bool,
+    /// Whether the binary can take this node's place, and why (not).
+    pub ok: bool,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -748,6 +830,22 @@ impl Client {
     /// Removes an agent from the cluster: its certificate is refused from then on.
     pub async fn remove_node(&self, id_or_name: &str) -> Result<NodeView, ClientError> {
         self.delete(&format!("/v1/nodes/{id_or_name}")).await
+    }
+
+    /// Whether the cluster can take a binary of `release` speaking `protocol` down to
+    /// `min_protocol`.
+    pub async fn upgrade_check(
+        &self,
+        release: &str,
+        protocol: u32,
+        min_protocol: u32,
+    ) -> Result<UpgradeCheckView, ClientError> {
+        // A release is [A-Za-z0-9.+-]; `+` is the one of those a query must escape.
+        let release = release.replace('+', "%2B");
+        self.get(&format!(
+            "/v1/operator/upgrade-check?release={release}&protocol={protocol}&min_protocol={min_protocol}"
+        ))
+        .await
     }
 
     pub async fn ca_status(&self) -> Result<CaStatusView, ClientError> {

@@ -1,10 +1,13 @@
 //! The few words every tepui crate shares: what a node is (server or agent), the wall clock in
 //! Unix milliseconds, how an error and its causes are printed on one line, and the input rules
 //! that the leader and the agents must agree on (task ids, health check paths, paths into a
-//! task's sandbox).
+//! task's sandbox), and versions (`version`: the release, the cluster protocol, and whether a
+//! cluster can take a binary).
 //!
 //! Deliberately tiny and without I/O beyond reading the clock: the pure decision crates depend
 //! on it too.
+
+pub mod version;
 
 use serde::{Deserialize, Serialize};
 

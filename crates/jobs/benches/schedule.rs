@@ -185,6 +185,8 @@ async fn start_agent(addr: &str, token: &str, name: &str, shared: Arc<Agents>) -
         http_addr: "127.0.0.1:9".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         tasks: vec![],
+        protocol: Some(tepui_common::version::PROTOCOL),
+        min_protocol: Some(tepui_common::version::MIN_PROTOCOL),
     };
     tx.send(envelope(&register)).expect("open");
     let mut inbound = client

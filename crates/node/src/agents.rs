@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use tepui_common::version::{Speaks, LEGACY_PROTOCOL};
 use tepui_proto::agent::{Reply, Request, ServerToAgent};
 use tepui_proto::Envelope;
 use tokio::sync::mpsc;
@@ -39,6 +40,8 @@ pub struct AgentHub {
     /// What each agent's last heartbeat reported (for `/metrics`).
     loads: Mutex<HashMap<u64, tepui_proto::agent::AgentLoad>>,
     pending: Mutex<HashMap<u64, Pending>>,
+    /// What each agent said it speaks when it registered (leader memory, like `heard`).
+    speaks: Mutex<HashMap<u64, Speaks>>,
     next_conn: AtomicU64,
     next_req: AtomicU64,
 }
@@ -51,6 +54,8 @@ const REPLY_BUFFER: usize = 1024;
 pub enum HubError {
     #[error("agent {0} is not connected to the leader")]
     NotConnected(u64),
+    #[error("agent {0} runs an older tepui that cannot take this request; upgrade it")]
+    TooOld(u64),
 }
 
 pub fn envelope(m: &ServerToAgent) -> Envelope {
@@ -92,6 +97,38 @@ impl AgentHub {
             .unwrap_or_else(|e| e.into_inner())
             .get(&agent)
             .copied()
+    }
+
+    /// Records what `agent` said it speaks when it registered.
+    pub fn set_speaks(&self, agent: u64, speaks: Speaks) {
+        self.speaks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(agent, speaks);
+    }
+
+    /// What `agent` said it speaks at its last registration with this server.
+    pub fn speaks(&self, agent: u64) -> Option<Speaks> {
+        self.speaks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&agent)
+            .cloned()
+    }
+
+    /// Whether `agent` can decode `msg` (an agent not heard counts as 0.1.0).
+    fn can_take(&self, agent: u64, msg: &ServerToAgent) -> bool {
+        let protocol = self.speaks(agent).map_or(LEGACY_PROTOCOL, |s| s.protocol);
+        let ok = msg.protocol() <= protocol;
+        if !ok {
+            tracing::warn!(
+                agent,
+                protocol,
+                needs = msg.protocol(),
+                "not sending a message the agent cannot decode; upgrade it"
+            );
+        }
+        ok
     }
 
     /// Records the stream of a newly registered agent; returns its connection number.
@@ -160,6 +197,10 @@ impl AgentHub {
     /// Sends one message; false when the agent is not connected (it gets what it missed when
     /// it registers again).
     pub async fn send(&self, agent: u64, msg: &ServerToAgent) -> bool {
+        // The upgrade gate, per agent: an older agent is sent nothing it cannot decode.
+        if !self.can_take(agent, msg) {
+            return false;
+        }
         match self.sender(agent) {
             Some(tx) => tx.send(Ok(envelope(msg))).await.is_ok(),
             None => false,
@@ -171,16 +212,16 @@ impl AgentHub {
     pub async fn request(&self, agent: u64, request: Request) -> Result<(u64, mpsc::Receiver<Reply>), HubError> {
         let tx = self.sender(agent).ok_or(HubError::NotConnected(agent))?;
         let req_id = self.next_req.fetch_add(1, Ordering::Relaxed) + 1;
+        let msg = ServerToAgent::Request { req_id, request };
+        if !self.can_take(agent, &msg) {
+            return Err(HubError::TooOld(agent));
+        }
         let (replies, rx) = mpsc::channel(REPLY_BUFFER);
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(req_id, Pending { agent, replies });
-        if tx
-            .send(Ok(envelope(&ServerToAgent::Request { req_id, request })))
-            .await
-            .is_err()
-        {
+        if tx.send(Ok(envelope(&msg))).await.is_err() {
             self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req_id);
             return Err(HubError::NotConnected(agent));
         }

@@ -131,6 +131,7 @@ impl From<WriteError> for Error {
         match e {
             WriteError::NotLeader { .. } => Error::not_leader(),
             WriteError::Raft(e) => Error::unavailable("raft_unavailable", e),
+            WriteError::Gated(e) => Error::unavailable("upgrade_in_progress", e.to_string()),
             WriteError::Rejected(e) => e.into(),
         }
     }

@@ -41,6 +41,10 @@ pub enum WriteError {
     Rejected(ApplyError),
     #[error("raft: {0}")]
     Raft(String),
+    /// The command needs a newer cluster protocol than a server speaks (an upgrade is under
+    /// way): it was not written.
+    #[error("{0}")]
+    Gated(tepui_state::Gated),
 }
 
 /// Who leads, in which term, as this server sees it.

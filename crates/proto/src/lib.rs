@@ -188,6 +188,11 @@ pub mod agent {
             /// Every task the agent still has (running, or finished with updates unacknowledged).
             #[serde(default)]
             tasks: Vec<TaskReport>,
+            /// The protocols the agent speaks (`tepui_common::version`); 0.1.0 told none.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            protocol: Option<u32>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            min_protocol: Option<u32>,
         },
         Heartbeat {
             seq: u64,
@@ -383,6 +388,40 @@ pub mod agent {
         Gateway {
             table: crate::gateway::GatewayTable,
         },
+    }
+
+    impl ServerToAgent {
+        /// The protocol an agent needs to decode this message (see
+        /// `tepui_common::version`): the leader sends it only to agents that speak it. A new
+        /// message, or a new enum value inside one, says here what it came with; no
+        /// catch-all, so every new variant must decide.
+        pub fn protocol(&self) -> u32 {
+            match self {
+                ServerToAgent::Registered { .. } => 1,
+                ServerToAgent::HeartbeatAck { .. } => 1,
+                // A task of a group (0.2.0) would be run by an older agent as an executor of
+                // its own; it waits for the agent's upgrade (its launch goes again when the
+                // agent registers).
+                ServerToAgent::Launch { task } => {
+                    if task.executor.as_ref().is_some_and(|e| e.default_executor) {
+                        2
+                    } else {
+                        1
+                    }
+                }
+                ServerToAgent::Kill { .. } => 1,
+                ServerToAgent::Ack { .. } => 1,
+                ServerToAgent::Forget { .. } => 1,
+                ServerToAgent::Request { .. } => 1,
+                ServerToAgent::Upload { .. } => 1,
+                ServerToAgent::Cancel { .. } => 1,
+                ServerToAgent::ShutdownExecutor { .. } => 1,
+                ServerToAgent::FrameworkMessage { .. } => 1,
+                ServerToAgent::ExecutorExitAck { .. } => 1,
+                ServerToAgent::Trust { .. } => 1,
+                ServerToAgent::Gateway { .. } => 1,
+            }
+        }
     }
 }
 

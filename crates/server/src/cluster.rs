@@ -188,10 +188,13 @@ fn decode<T: DeserializeOwned>(p: &RaftPayload) -> Result<T, Status> {
     serde_json::from_slice(&p.json).map_err(|e| Status::invalid_argument(format!("bad raft payload: {e}")))
 }
 
+/// A Raft answer, which tells what this server speaks (the leader's upgrade gate hears it).
 fn encode<T: Serialize>(v: &T) -> Result<tonic::Response<RaftPayload>, Status> {
-    serde_json::to_vec(v)
+    let mut answer = serde_json::to_vec(v)
         .map(|json| tonic::Response::new(RaftPayload { json }))
-        .map_err(|e| Status::internal(e.to_string()))
+        .map_err(|e| Status::internal(e.to_string()))?;
+    crate::versions::tell(answer.metadata_mut());
+    Ok(answer)
 }
 
 fn write_status(e: WriteError) -> Status {
@@ -199,6 +202,7 @@ fn write_status(e: WriteError) -> Status {
         WriteError::NotLeader { .. } => Status::unavailable("not the leader; retry"),
         WriteError::Rejected(e) => Status::permission_denied(e.to_string()),
         WriteError::Raft(e) => Status::unavailable(e),
+        WriteError::Gated(e) => Status::failed_precondition(e.to_string()),
     }
 }
 
@@ -215,10 +219,34 @@ impl ClusterService {
         Ok((leader, addr))
     }
 
-    async fn join_as_leader(&self, req: JoinRequest) -> Result<JoinResponse, Status> {
+    async fn join_as_leader(
+        &self,
+        req: JoinRequest,
+        joiner: &tepui_common::version::Speaks,
+    ) -> Result<JoinResponse, Status> {
         let inner = &self.inner;
         let role =
             Role::parse(&req.role).ok_or_else(|| Status::invalid_argument(format!("unknown role {:?}", req.role)))?;
+        // Before anything is admitted: a release that cannot work beside the servers (or, for
+        // a server, read what the cluster writes) is refused with why.
+        let servers: Vec<tepui_common::version::Speaks> = {
+            let m = inner.raft.metrics().borrow().membership_config.clone();
+            m.membership()
+                .nodes()
+                .map(|(id, _)| {
+                    if *id == inner.id {
+                        tepui_common::version::Speaks::this()
+                    } else {
+                        inner
+                            .versions
+                            .get(*id)
+                            .unwrap_or_else(tepui_common::version::Speaks::legacy)
+                    }
+                })
+                .collect()
+        };
+        tepui_common::version::can_join(joiner, role == Role::Server, &servers)
+            .map_err(|why| Status::failed_precondition(format!("cannot join this cluster: {why}")))?;
         let now = now_ms();
         let secret_sha256 = tepui_pki::sha256_hex(req.secret.as_bytes());
         let (token_role, ca) = inner.state.read(|s| {
@@ -324,15 +352,16 @@ impl Cluster for ClusterService {
     }
 
     async fn join(&self, req: Request<JoinRequest>) -> Result<tonic::Response<JoinResponse>, Status> {
+        let joiner = crate::versions::told(req.metadata());
         let req = req.into_inner();
         if self.inner.is_leader() {
-            return self.join_as_leader(req).await.map(tonic::Response::new);
+            return self.join_as_leader(req, &joiner).await.map(tonic::Response::new);
         }
         // The joining node only knows the address it was given; a follower relays for it.
         let (leader, addr) = self.leader_addr().await?;
         self.inner
             .peers
-            .join(leader, &addr, req)
+            .join(leader, &addr, req, &joiner)
             .await
             .map(tonic::Response::new)
     }
@@ -442,10 +471,20 @@ impl Cluster for ClusterService {
             http_addr,
             version,
             tasks,
+            protocol,
+            min_protocol,
         } = parse_envelope(&first)?
         else {
             return Err(Status::invalid_argument("the first message must be register"));
         };
+        let speaks = tepui_common::version::Speaks::told(Some(&version), protocol, min_protocol);
+        let this = tepui_common::version::Speaks::this();
+        if !this.works_with(&speaks) {
+            return Err(Status::failed_precondition(format!(
+                "this agent ({}, protocols {}..={}) and this server ({}, protocols {}..={}) do not understand each other; upgrade the servers first, then the agents",
+                speaks.release, speaks.min_protocol, speaks.protocol, this.release, this.min_protocol, this.protocol
+            )));
+        }
         let agent = AgentInfo {
             resources: Resources {
                 cpus_milli: resources.cpus_milli,
@@ -477,6 +516,7 @@ impl Cluster for ClusterService {
         }
         let hub = inner.node.agents();
         hub.heard(who.id);
+        hub.set_speaks(who.id, speaks);
         tracing::info!(node = who.id, name = %who.name, "agent registered");
 
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Envelope, Status>>(256);

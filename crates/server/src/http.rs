@@ -96,6 +96,11 @@ pub(crate) fn router(inner: Arc<Inner>, features: Features) -> (Router, Arc<Rout
             axum::routing::delete(remove_peer),
         )
         .route(
+            "/v1/operator/upgrade-check",
+            Policy::new().get(Cap::Operator),
+            get(upgrade_check),
+        )
+        .route(
             "/v1/operator/snapshot",
             Policy::new().get(Cap::Operator).post(Cap::Operator),
             get(snapshot_save)
@@ -453,7 +458,15 @@ fn node_view(inner: &Inner, n: &NodeRecord) -> NodeView {
             ports: a.resources.ports.iter().map(|(lo, hi)| format!("{lo}-{hi}")).collect(),
         }),
         attributes: n.agent.as_ref().map(|a| a.attributes.clone()).unwrap_or_default(),
-        version: n.agent.as_ref().map(|a| a.version.clone()),
+        version: n.agent.as_ref().map(|a| a.version.clone()).or_else(|| {
+            if !is_server {
+                None
+            } else if n.id == inner.id {
+                Some(tepui_common::version::RELEASE.to_string())
+            } else {
+                inner.versions.get(n.id).map(|s| s.release)
+            }
+        }),
         joined_at_ms: n.joined_at,
         status_changed_at_ms: n.status_changed_at,
         last_heartbeat_ms_ago,
@@ -530,6 +543,109 @@ async fn remove_node(State(inner): Shared, Path(key): Path<String>) -> ApiResult
 async fn ca_status(State(inner): Shared) -> ApiResult<tepui_api::CaStatusView> {
     inner.linearize().await?;
     Ok(axum::Json(inner.state.read(crate::certs::status)))
+}
+
+/// The binary `upgrade-check` asks about, from its query.
+fn binary_of(q: &std::collections::HashMap<String, String>) -> Result<tepui_common::version::Speaks, Error> {
+    let release = q
+        .get("release")
+        .map(|r| r.trim().to_string())
+        .ok_or_else(|| Error::invalid("release", "the binary's release is required (release=0.2.0)"))?;
+    let valid = !release.is_empty()
+        && release.len() <= 64
+        && release
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-'));
+    if !valid {
+        return Err(Error::invalid("release", "a release is 1 to 64 of [A-Za-z0-9.+-]"));
+    }
+    let number = |field: &str| -> Result<Option<u32>, Error> {
+        q.get(field)
+            .map(|v| {
+                v.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| Error::invalid(field, format!("{v:?} is not a protocol number (1, 2, ...)")))
+            })
+            .transpose()
+    };
+    let protocol = number("protocol")?;
+    let min_protocol = number("min_protocol")?;
+    if let (Some(p), Some(m)) = (protocol, min_protocol) {
+        if m > p {
+            return Err(Error::invalid("min_protocol", format!("{m} is above protocol {p}")));
+        }
+    }
+    // Without protocols, a release this server knows says its own.
+    match (protocol, tepui_common::version::known_release(&release)) {
+        (None, Some(known)) => Ok(known),
+        _ => Ok(tepui_common::version::Speaks::told(
+            Some(&release),
+            protocol,
+            min_protocol,
+        )),
+    }
+}
+
+/// Whether the cluster can take a binary: what each server and agent speaks, as this leader
+/// heard it, and the verdict for each (`tepui_common::version::check`).
+async fn upgrade_check(
+    State(inner): Shared,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<tepui_api::UpgradeCheckView> {
+    use tepui_common::version::{self, Member, Speaks};
+    let binary = binary_of(&q)?;
+    inner.linearize().await?;
+    let membership = inner.raft.metrics().borrow().membership_config.clone();
+    let leader = inner.leader_id();
+    let hub = inner.node.agents();
+    let members: Vec<Member> = inner.state.read(|s| {
+        let name = |id: u64| s.nodes.get(&id).map(|n| n.name.clone()).unwrap_or_default();
+        let servers = membership.membership().nodes().map(|(id, _)| {
+            let (speaks, heard) = if *id == inner.id {
+                (Speaks::this(), true)
+            } else {
+                match inner.versions.get(*id) {
+                    Some(sp) => (sp, true),
+                    None => (Speaks::legacy(), false),
+                }
+            };
+            Member {
+                id: *id,
+                name: name(*id),
+                server: true,
+                speaks,
+                heard,
+            }
+        });
+        let agents = s
+            .nodes
+            .values()
+            .filter(|n| n.role == Role::Agent)
+            .filter_map(|n| n.agent.as_ref().map(|a| (n, a)))
+            .map(|(n, a)| {
+                let (speaks, heard) = match hub.speaks(n.id) {
+                    Some(sp) => (sp, true),
+                    None => (
+                        version::known_release(&a.version)
+                            .unwrap_or_else(|| Speaks::told(Some(&a.version), None, None)),
+                        false,
+                    ),
+                };
+                Member {
+                    id: n.id,
+                    name: n.name.clone(),
+                    server: false,
+                    speaks,
+                    heard,
+                }
+            });
+        servers.chain(agents).collect()
+    });
+    Ok(axum::Json(tepui_api::UpgradeCheckView::build(
+        &binary, &members, leader,
+    )))
 }
 
 async fn ca_rotate(State(inner): Shared) -> ApiResult<tepui_api::CaStatusView> {

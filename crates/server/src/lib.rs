@@ -22,6 +22,7 @@ mod peers;
 mod raft_net;
 mod recover;
 mod tunnel;
+mod versions;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -30,13 +30,31 @@ type PendingWrite = (Vec<Command>, oneshot::Sender<Result<Vec<Response>, WriteEr
 /// The node's replicated log: this server's Raft, with concurrent writes grouped into one log
 /// entry (group commit), so the log is fsynced once per group, not once per write.
 struct RaftConsensus {
+    id: u64,
     raft: Raft,
     writes: mpsc::Sender<PendingWrite>,
+    versions: crate::versions::PeerVersions,
+}
+
+impl RaftConsensus {
+    /// The upgrade gate: while this server leads, a command newer than the lowest protocol
+    /// among the members is refused before it reaches the log. (A follower's writes go to
+    /// the leader, which checks them.)
+    fn gate(&self, cmds: &[Command]) -> Result<(), WriteError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.id) {
+            return Ok(());
+        }
+        let members = metrics.membership_config.membership().nodes().map(|(id, _)| *id);
+        let cluster = self.versions.cluster_protocol(self.id, members);
+        tepui_state::gate(cmds, cluster).map_err(WriteError::Gated)
+    }
 }
 
 impl Consensus for RaftConsensus {
     fn write(&self, cmds: Vec<Command>) -> BoxFuture<'_, Result<Vec<Response>, WriteError>> {
         Box::pin(async move {
+            self.gate(&cmds)?;
             let mut answers = Vec::with_capacity(cmds.len());
             let mut cmds = cmds.into_iter().peekable();
             // A group holds at most MAX_BATCH commands: a longer list takes several.
@@ -189,6 +207,8 @@ pub(crate) struct Inner {
     pub agent_timeout: Duration,
     /// When this node's Raft client last got an answer from each peer.
     pub peer_seen: Arc<Mutex<HashMap<u64, Instant>>>,
+    /// What each peer server said it speaks in its last answer (the upgrade gate's input).
+    pub versions: crate::versions::PeerVersions,
     /// Membership changes go one at a time.
     pub membership_lock: tokio::sync::Mutex<()>,
     pub metrics: Arc<Metrics>,
@@ -474,7 +494,8 @@ impl Server {
         let tls = identity.live_tls()?;
         let peer_seen = Arc::new(Mutex::new(HashMap::new()));
         let peers = Peers::new(identity.node_id, tls.client_config()?, cfg.filter.clone());
-        let network = crate::raft_net::Network::new(peers.clone(), peer_seen.clone());
+        let versions = crate::versions::PeerVersions::default();
+        let network = crate::raft_net::Network::new(peers.clone(), peer_seen.clone(), versions.clone());
         let raft_log = log_store.clone();
         let raft = Raft::new(identity.node_id, Arc::new(raft_config), network, log_store, sm_store)
             .await
@@ -494,8 +515,10 @@ impl Server {
                 started_at: now_ms(),
             },
             RaftConsensus {
+                id: identity.node_id,
                 raft: raft.clone(),
                 writes,
+                versions: versions.clone(),
             },
             reader.clone(),
             leadership,
@@ -529,6 +552,7 @@ impl Server {
             http_addr: http_addr.clone(),
             agent_timeout: cfg.agent_timeout,
             peer_seen,
+            versions,
             membership_lock: tokio::sync::Mutex::new(()),
             metrics,
             dns: dns.as_ref().map(|d| d.records.clone()),

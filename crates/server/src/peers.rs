@@ -151,10 +151,19 @@ impl Peers {
         }
     }
 
-    pub async fn join(&self, leader: u64, addr: &str, req: JoinRequest) -> Result<JoinResponse, tonic::Status> {
+    /// Relays a join to the leader, with what the joining node said it speaks.
+    pub async fn join(
+        &self,
+        leader: u64,
+        addr: &str,
+        req: JoinRequest,
+        joiner: &tepui_common::version::Speaks,
+    ) -> Result<JoinResponse, tonic::Status> {
         if !self.admit(leader).await {
             return Err(tonic::Status::unavailable("the leader is unreachable"));
         }
+        let mut req = tonic::Request::new(req);
+        tepui_transport::tell_versions(req.metadata_mut(), joiner);
         Ok(self.client(addr).join(req).await?.into_inner())
     }
 }

@@ -17,15 +17,17 @@ use tepui_proto::RaftPayload;
 use tepui_store::TypeConfig;
 
 use crate::peers::Peers;
+use crate::versions::PeerVersions;
 
 pub(crate) struct Network {
     peers: Peers,
     seen: Arc<Mutex<HashMap<u64, Instant>>>,
+    versions: PeerVersions,
 }
 
 impl Network {
-    pub fn new(peers: Peers, seen: Arc<Mutex<HashMap<u64, Instant>>>) -> Network {
-        Network { peers, seen }
+    pub fn new(peers: Peers, seen: Arc<Mutex<HashMap<u64, Instant>>>, versions: PeerVersions) -> Network {
+        Network { peers, seen, versions }
     }
 }
 
@@ -38,6 +40,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             addr: node.addr.clone(),
             peers: self.peers.clone(),
             seen: self.seen.clone(),
+            versions: self.versions.clone(),
         }
     }
 }
@@ -47,6 +50,7 @@ pub(crate) struct PeerConn {
     addr: String,
     peers: Peers,
     seen: Arc<Mutex<HashMap<u64, Instant>>>,
+    versions: PeerVersions,
 }
 
 #[derive(Clone, Copy)]
@@ -75,6 +79,7 @@ impl PeerConn {
         let json = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(RaftPayload { json });
         request.set_timeout(timeout);
+        crate::versions::tell(request.metadata_mut());
         let mut client = self.peers.client(&self.addr);
         let answer = match rpc {
             Rpc::Append => client.append_entries(request).await,
@@ -82,7 +87,11 @@ impl PeerConn {
             Rpc::Vote => client.vote(request).await,
         };
         let payload = match answer {
-            Ok(r) => r.into_inner(),
+            Ok(r) => {
+                // Every answer says what the peer speaks (0.1.0's say nothing).
+                self.versions.heard(self.target, crate::versions::told(r.metadata()));
+                r.into_inner()
+            }
             Err(status) => {
                 let e = std::io::Error::other(tepui_transport::status_message(&status));
                 return Err(match status.code() {

@@ -678,6 +678,95 @@ impl Command {
             Command::Noop => "noop",
         }
     }
+
+    /// The cluster protocol a server needs to decode this command (see
+    /// `tepui_common::version`). The leader writes a command only once every server speaks
+    /// it, so that no follower meets an entry it cannot read. A new variant, or a new enum
+    /// value inside one that an older server would not parse, says the protocol it came with
+    /// here; the match has no catch-all so that every new variant must decide.
+    pub fn protocol(&self) -> u32 {
+        match self {
+            Command::Batch { cmds } => cmds.iter().map(Command::protocol).max().unwrap_or(1),
+            Command::InitCluster { .. } => 1,
+            Command::AclBootstrap { .. } => 1,
+            Command::AclUpsertPolicy { .. } => 1,
+            Command::AclDeletePolicy { .. } => 1,
+            Command::AclCreateToken { .. } => 1,
+            Command::AclRevokeToken { .. } => 1,
+            Command::AclSetAnonymousRead { .. } => 1,
+            Command::CreateToken { .. } => 1,
+            Command::RevokeToken { .. } => 1,
+            Command::AdmitNode { .. } => 1,
+            Command::RegisterAgent { .. } => 1,
+            Command::SetNodeStatus { .. } => 1,
+            Command::UpdateNodeAddrs { .. } => 1,
+            Command::RemoveNode { .. } => 1,
+            Command::PutVar { .. } => 1,
+            Command::DeleteVar { .. } => 1,
+            Command::PutJob { .. } => 1,
+            Command::DeleteJob { .. } => 1,
+            Command::StartJobRun { .. } => 1,
+            Command::ScheduleJobRun { .. } => 1,
+            Command::StartDependentRun { .. } => 1,
+            Command::JobRunTask { .. } => 1,
+            Command::SetJobRunStatus { .. } => 1,
+            Command::PutSecret { .. } => 1,
+            Command::DeleteSecret { .. } => 1,
+            Command::Restore { .. } => 1,
+            Command::SetMaintenance { .. } => 1,
+            Command::CreateTask { .. } => 1,
+            Command::TaskStatus { .. } => 1,
+            Command::KillTask { .. } => 1,
+            Command::ForgetTasks { .. } => 1,
+            Command::SubscribeFramework { .. } => 1,
+            Command::DisconnectFramework { .. } => 1,
+            Command::RemoveFramework { .. } => 1,
+            Command::AcknowledgeTask { .. } => 1,
+            Command::UpdateWeights { .. } => 1,
+            Command::SetQuota { .. } => 1,
+            Command::SetReservations { .. } => 1,
+            Command::ChangeServices { .. } => 1,
+            Command::UpdateDeployment { .. } => 1,
+            Command::RotateCa { .. } => 1,
+            Command::RecordCertificate { .. } => 1,
+            Command::FinishCaRotation => 1,
+            Command::AddPackageRepo { .. } => 1,
+            Command::RemovePackageRepo { .. } => 1,
+            Command::PutPackageInstall { .. } => 1,
+            Command::RemovePackageInstall { .. } => 1,
+            Command::LaunchOnExecutor { .. } => 1,
+            // Task groups came with 0.2.0.
+            Command::LaunchGroup { .. } => 2,
+            Command::EndExecutor { .. } => 1,
+            Command::Noop => 1,
+        }
+    }
+}
+
+/// A command the cluster cannot take yet: some server speaks an older protocol than it needs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} needs cluster protocol {needs} and a server still speaks {cluster}; finish the upgrade first (`tepui operator upgrade-check`)")]
+pub struct Gated {
+    pub kind: &'static str,
+    pub needs: u32,
+    pub cluster: u32,
+}
+
+/// The gate of upgrades: refuses the first command (inside batches too) that needs a newer
+/// protocol than `cluster`, the lowest one its servers speak.
+pub fn gate(cmds: &[Command], cluster: u32) -> Result<(), Gated> {
+    for cmd in cmds {
+        if let Command::Batch { cmds } = cmd {
+            gate(cmds, cluster)?;
+        } else if cmd.protocol() > cluster {
+            return Err(Gated {
+                kind: cmd.kind(),
+                needs: cmd.protocol(),
+                cluster,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -1441,6 +1530,28 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gate_holds_back_commands_newer_than_the_cluster() {
+        let put = Command::PutVar {
+            key: "k".into(),
+            value: "v".into(),
+            cas: None,
+            now: 1,
+        };
+        let batch = Command::Batch {
+            cmds: vec![put.clone(), Command::Noop],
+        };
+        // Every command 0.1.0 knows passes a cluster of 0.1.0 servers.
+        let legacy = tepui_common::version::LEGACY_PROTOCOL;
+        assert_eq!(gate(&[put.clone(), batch.clone()], legacy), Ok(()));
+        assert_eq!(batch.protocol(), legacy);
+        // A command newer than the cluster's lowest protocol is refused, named even inside a
+        // batch, with what it needs.
+        let e = gate(&[batch, Command::Noop], 0).unwrap_err();
+        assert_eq!((e.kind, e.needs, e.cluster), ("put_var", 1, 0));
+        assert!(e.to_string().contains("upgrade-check"), "{e}");
+    }
 
     fn acl_token(accessor: &str, policies: &[&str]) -> AclToken {
         AclToken {

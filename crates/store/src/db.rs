@@ -20,6 +20,8 @@ pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(crate) const KEY_VOTE: &str = "vote";
 pub(crate) const KEY_COMMITTED: &str = "committed";
 pub(crate) const KEY_PURGED: &str = "last_purged";
+/// The format of what the store holds (absent: 0.1.0's, format 1).
+pub(crate) const KEY_FORMAT: &str = "format";
 pub(crate) const KEY_SNAP_META: &str = "meta";
 pub(crate) const KEY_SNAP_DATA: &str = "data";
 pub(crate) const KEY_SNAP_SEQ: &str = "seq";
@@ -51,6 +53,8 @@ pub enum StoreError {
     Wal(#[source] std::io::Error),
     #[error("{0}")]
     Recover(String),
+    #[error("the {what} is in format {found}, written by a newer tepui; this one ({release}) reads formats up to {supported}: run the newer release on this data dir (going back to an older release is not supported)", release = tepui_common::version::RELEASE, supported = crate::FORMAT)]
+    TooNew { what: &'static str, found: u32 },
 }
 
 impl StoreError {

@@ -52,6 +52,16 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub type NodeId = u64;
 pub type LogId = openraft::LogId<NodeId>;
 
+/// The format of the stored records this release writes: the log's entries, the vote and
+/// the other log ids, and snapshots. 0.1.0 wrote format 1 and said nothing (so absent means
+/// 1); format 2 (0.2.0) is 1 with the format said, in the database and in each snapshot, and
+/// a log that may hold commands of cluster protocol 2 once every server speaks it. A store of
+/// a newer format than this is refused at open.
+pub const FORMAT: u32 = 2;
+
+/// The format of a store or snapshot that says none: 0.1.0's.
+pub const LEGACY_FORMAT: u32 = 1;
+
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "raft.redb";
 
@@ -91,6 +101,7 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
     txn.open_table(db::SNAPSHOT)?;
     txn.commit()?;
 
+    check_format(&db)?;
     migrate_log(dir, &db)?;
     let purged: Option<LogId> = {
         let txn = redb::ReadableDatabase::begin_read(&db)?;
@@ -103,6 +114,30 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
     let sm = StateMachineStore::load(db.clone(), stats)?;
     tracing::info!(path = %path.display(), "opened raft store");
     Ok((LogStore::new(db, wal), sm))
+}
+
+/// Refuses a store of a newer format than this release reads, and records this release's
+/// format in an older one (whose records it reads as they are).
+fn check_format(db: &redb::Database) -> Result<(), StoreError> {
+    let found: Option<u32> = {
+        let txn = redb::ReadableDatabase::begin_read(db)?;
+        db::get_json(&txn.open_table(db::META)?, db::KEY_FORMAT, "store format")?
+    };
+    let found = found.unwrap_or(LEGACY_FORMAT);
+    if found > FORMAT {
+        return Err(StoreError::TooNew {
+            what: "raft store",
+            found,
+        });
+    }
+    if found < FORMAT {
+        let txn = db.begin_write()?;
+        txn.open_table(db::META)?
+            .insert(db::KEY_FORMAT, db::encode("store format", &FORMAT)?.as_slice())?;
+        txn.commit()?;
+        tracing::info!(from = found, to = FORMAT, "raft store format recorded");
+    }
+    Ok(())
 }
 
 /// Moves a log kept in redb by an earlier version into `raft.wal`. The file appears whole (a

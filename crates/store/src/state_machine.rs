@@ -25,9 +25,29 @@ pub(crate) type Meta = SnapshotMeta<NodeId, BasicNode>;
 /// What the state machine holds; also exactly what a snapshot's bytes encode.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Applied {
+    /// The snapshot's format ([`crate::FORMAT`] when built; absent in 0.1.0's, which is 1).
+    /// Meaningful in encoded snapshots only.
+    #[serde(default = "legacy_format")]
+    pub(crate) format: u32,
     pub(crate) last_applied: Option<LogId>,
     pub(crate) last_membership: Membership,
     pub(crate) state: State,
+}
+
+fn legacy_format() -> u32 {
+    crate::LEGACY_FORMAT
+}
+
+/// Decodes a snapshot's bytes, refusing one of a newer format than this binary reads.
+pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<Applied, StoreError> {
+    let applied: Applied = decode("snapshot", bytes)?;
+    if applied.format > crate::FORMAT {
+        return Err(StoreError::TooNew {
+            what: "snapshot",
+            found: applied.format,
+        });
+    }
+    Ok(applied)
 }
 
 /// The in-memory state and the watch of its applied index, shared by the store and its readers.
@@ -132,7 +152,7 @@ impl StateMachineStore {
         let applied = match table.get(KEY_SNAP_DATA)? {
             Some(data) => {
                 stats.snapshot_bytes.set(data.value().len() as i64);
-                decode::<Applied>("snapshot", data.value())?
+                decode_snapshot(data.value())?
             }
             None => Applied::default(),
         };
@@ -221,7 +241,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let started = std::time::Instant::now();
         // Clone under the lock and encode outside it, so applies are held up only by the copy.
-        let applied = self.shared.read().clone();
+        let mut applied = self.shared.read().clone();
+        applied.format = crate::FORMAT;
         let data = encode("snapshot", &applied).map_err(sto_err(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
         let seq = self.snapshot_seq.fetch_add(1, Ordering::SeqCst) + 1;
         let (term, index) = applied.last_applied.map_or((0, 0), |l| (l.leader_id.term, l.index));
@@ -304,7 +325,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError<NodeId>> {
         let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
         let data = snapshot.into_inner();
-        let body: Applied = decode("snapshot", &data).map_err(sto_err(subject(), ErrorVerb::Read))?;
+        let body = decode_snapshot(&data).map_err(sto_err(subject(), ErrorVerb::Read))?;
         let bytes = data.len();
         // Durable first: if this fails, the in-memory state is left as it was.
         self.persist_snapshot(meta, data)

@@ -656,3 +656,136 @@ async fn a_stopping_server_records_the_latest_committed_id() {
     let (mut log, _sm) = open(dir.path()).unwrap();
     assert_eq!(log.read_committed().await.unwrap(), Some(log_id(1, 1, 2)));
 }
+
+fn stored_format(dir: &std::path::Path) -> Option<u32> {
+    let db = redb::Database::create(dir.join(DB_FILE)).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    db::get_json(&txn.open_table(db::META).unwrap(), db::KEY_FORMAT, "format").unwrap()
+}
+
+fn set_stored_format(dir: &std::path::Path, format: u32) {
+    let db = redb::Database::create(dir.join(DB_FILE)).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(db::META)
+        .unwrap()
+        .insert(db::KEY_FORMAT, serde_json::to_vec(&format).unwrap().as_slice())
+        .unwrap();
+    txn.commit().unwrap();
+}
+
+#[tokio::test]
+async fn a_store_of_a_newer_format_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _sm) = open(dir.path()).unwrap();
+        log.blocking_append([blank(0), blank(1)]).await.unwrap();
+    }
+    assert_eq!(stored_format(dir.path()), Some(FORMAT));
+    set_stored_format(dir.path(), FORMAT + 1);
+    let err = open(dir.path()).err().expect("a newer store is refused");
+    let msg = err.to_string();
+    assert!(
+        matches!(err, StoreError::TooNew { found, .. } if found == FORMAT + 1),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("newer tepui") && msg.contains("run the newer release"),
+        "{msg}"
+    );
+    assert_eq!(stored_format(dir.path()), Some(FORMAT + 1), "nothing was rewritten");
+}
+
+/// A snapshot as 0.1.0 stored it: this release's encoding without `format`, the only field
+/// it added.
+fn as_legacy_snapshot(bytes: &[u8]) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+    assert_eq!(v["format"], serde_json::json!(FORMAT));
+    v.as_object_mut().unwrap().remove("format");
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[tokio::test]
+async fn snapshots_without_a_format_are_read_and_newer_ones_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = {
+        let (_log, mut sm) = open(dir.path()).unwrap();
+        sm.apply([blank(1), membership(2), normal(3, put("a", "1"))])
+            .await
+            .unwrap();
+        sm.get_snapshot_builder().await.build_snapshot().await.unwrap()
+    };
+    let legacy = as_legacy_snapshot(snap.snapshot.get_ref());
+    // Installed from a 0.1.0 leader, and stored and loaded again.
+    let other = tempfile::tempdir().unwrap();
+    {
+        let (_log, mut sm) = open(other.path()).unwrap();
+        sm.install_snapshot(&snap.meta, Box::new(std::io::Cursor::new(legacy.clone())))
+            .await
+            .unwrap();
+        assert_eq!(var(&sm.reader(), "a").as_deref(), Some("1"));
+    }
+    let (_log, sm) = open(other.path()).unwrap();
+    assert_eq!(var(&sm.reader(), "a").as_deref(), Some("1"));
+    assert_eq!(sm.reader().applied_index(), 3);
+    drop(sm);
+
+    // One of a newer format, from a newer leader, is refused and changes nothing.
+    let mut newer: serde_json::Value = serde_json::from_slice(&legacy).unwrap();
+    newer["format"] = serde_json::json!(FORMAT + 1);
+    let newer = serde_json::to_vec(&newer).unwrap();
+    let third = tempfile::tempdir().unwrap();
+    let (_log, mut sm) = open(third.path()).unwrap();
+    let err = sm
+        .install_snapshot(&snap.meta, Box::new(std::io::Cursor::new(newer)))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("format"), "{err}");
+    assert_eq!(var(&sm.reader(), "a"), None);
+}
+
+/// A copy of the Raft store a 0.1.0 server left (crates/store/tests/fixtures/v0.1.0).
+fn legacy_store() -> TempDir {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v0.1.0");
+    let dir = tempfile::tempdir().unwrap();
+    for f in [DB_FILE, wal::WAL_FILE] {
+        std::fs::copy(fixture.join(f), dir.path().join(f)).unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn a_store_written_by_0_1_0_opens_with_its_log_vote_and_state() {
+    let dir = legacy_store();
+    assert_eq!(stored_format(dir.path()), None, "0.1.0 said no format");
+    {
+        let (mut log, mut sm) = open(dir.path()).unwrap();
+        let state = log.get_log_state().await.unwrap();
+        let last = state.last_log_id.expect("the fixture has a log").index;
+        let entries = log.try_get_log_entries(0..=last).await.unwrap();
+        assert_eq!(entries.len() as u64, last + 1, "every entry decodes");
+        let vote = log.read_vote().await.unwrap().expect("a vote");
+        assert_eq!(vote.leader_id().voted_for(), Some(1));
+        sm.apply(entries).await.unwrap();
+        let reader = sm.reader();
+        for k in ["a", "b", "c"] {
+            assert_eq!(var(&reader, &format!("fixture/{k}")), Some(format!("value-{k}")));
+        }
+        reader.read(|s| {
+            assert!(s.cluster.is_some(), "the cluster's identity");
+            assert_eq!(s.nodes.get(&1).map(|n| n.name.as_str()), Some("fixture"));
+            assert!(!s.tokens.is_empty(), "the join tokens");
+        });
+        // New entries go on after the old ones, and a snapshot of it all is written.
+        log.blocking_append([normal(last + 1, put("fixture/d", "value-d"))])
+            .await
+            .unwrap();
+        sm.apply([normal(last + 1, put("fixture/d", "value-d"))]).await.unwrap();
+        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    }
+    // This release recorded its format; it opens again with the old and the new entries.
+    assert_eq!(stored_format(dir.path()), Some(FORMAT));
+    let (mut log, sm) = open(dir.path()).unwrap();
+    assert_eq!(var(&sm.reader(), "fixture/d").as_deref(), Some("value-d"));
+    let last = log.get_log_state().await.unwrap().last_log_id.unwrap().index;
+    assert_eq!(log.try_get_log_entries(0..=last).await.unwrap().len() as u64, last + 1);
+}

@@ -49,17 +49,20 @@ pub async fn join_with_key(p: &JoinParams) -> Result<(Identity, Vec<u8>), JoinEr
     let (key_pem, csr_pem) = tepui_pki::generate_csr(&p.name)?;
     let config = tepui_pki::tls::client_config(&ca_pem, None)?;
     let mut client = ClusterClient::new(channel(&p.addr, config));
+    let mut request = tonic::Request::new(JoinRequest {
+        token_id: p.token.id.clone(),
+        secret: p.token.secret.clone(),
+        role: p.token.role.as_str().to_string(),
+        name: p.name.clone(),
+        csr_pem,
+        cluster_addr: p.cluster_addr.clone(),
+        http_addr: p.http_addr.clone(),
+        ips: p.ips.iter().map(|ip| ip.to_string()).collect(),
+    });
+    // The leader refuses a release that cannot work beside the cluster's servers.
+    crate::tell_versions(request.metadata_mut(), &tepui_common::version::Speaks::this());
     let resp = client
-        .join(JoinRequest {
-            token_id: p.token.id.clone(),
-            secret: p.token.secret.clone(),
-            role: p.token.role.as_str().to_string(),
-            name: p.name.clone(),
-            csr_pem,
-            cluster_addr: p.cluster_addr.clone(),
-            http_addr: p.http_addr.clone(),
-            ips: p.ips.iter().map(|ip| ip.to_string()).collect(),
-        })
+        .join(request)
         .await
         .map_err(|s| JoinError::Refused(status_message(&s)))?
         .into_inner();

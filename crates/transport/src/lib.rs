@@ -11,6 +11,7 @@ mod join;
 mod killable;
 mod renew;
 mod tls;
+mod versions;
 
 pub use filter::{NetFilter, Verdict};
 pub use http::{plain_http_allowed, serve_http, HttpLimits};
@@ -19,6 +20,7 @@ pub use join::{join, join_with_key, JoinError, JoinParams};
 pub use killable::{Killable, KillableListener};
 pub use renew::{LeaderFn, RenewError, Renewer, Trust};
 pub use tls::{channel, channel_until, incoming, incoming_limited, incoming_watched, ConnLimits, PeerInfo, TlsConn};
+pub use versions::{tell_versions, told_versions};
 
 /// Turns a tonic status into one line a person can act on.
 pub fn status_message(status: &tonic::Status) -> String {
