@@ -20,7 +20,7 @@ use tepui_services::why::OfferStats;
 use tepui_services::{plan, AppSpec, Deployment, PathId};
 use tepui_state::{Command, HealthCheckDef, PortDef, State, TaskDef, TaskState};
 
-use crate::{apps, deployments, QueueItem, Services, TaskIndex, FRAMEWORK_ID, LABEL_APP, LABEL_VERSION};
+use crate::{apps, deployments, pods, QueueItem, Services, TaskIndex, FRAMEWORK_ID, LABEL_APP, LABEL_POD, LABEL_VERSION};
 use tepui_master::{FrameworkSpec, LaunchSpec, OfferView, Operation, SchedulerEvent, StatusView};
 use tepui_node::drivers::{Activation, Driver, Outcome};
 use tepui_node::now_ms;
@@ -38,9 +38,15 @@ pub(crate) struct Queue {
     /// Ended tasks already counted (as failures, or not).
     counted: HashSet<String>,
     revived: Option<bool>,
+    /// Pod instances the planner wants launched, by pod.
+    pods_waiting: BTreeMap<PathId, u32>,
 }
 
 impl Queue {
+    pub(crate) fn pod_waiting(&self, pod: &PathId) -> u32 {
+        self.pods_waiting.get(pod).copied().unwrap_or(0)
+    }
+
     pub(crate) fn reset_delay(&mut self, app: &PathId) -> bool {
         self.launch.reset_delay(app)
     }
@@ -687,12 +693,53 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
             }
         }
     }
-    // Instances of removed apps stop.
+    // Pods: the same step function over their instances (a task group each).
+    let pod_specs = pods(s);
+    let known_pods: HashSet<String> = pod_specs.iter().map(|p| p.id.to_string()).collect();
+    q.pods_waiting.clear();
+    for spec in &pod_specs {
+        let tasks = index.pod_tasks(&spec.id);
+        let current = crate::pods::planner_instances(spec, tasks);
+        let decision = plan::step_with(&spec.policy(), &current, now);
+        if decision.launch > 0 {
+            // Launching needs the task groups of the master (not here yet): the count is shown
+            // in the pod's status; nothing is faked with separate containers.
+            q.pods_waiting.insert(spec.id.clone(), decision.launch);
+        }
+        for i in &current {
+            if let Some(since) = i.unreachable_since {
+                match tepui_services::unreachable::decide(&spec.scheduling.unreachable_strategy, since, now) {
+                    UnreachableAction::Wait { inactive_at } => work.due_at(inactive_at),
+                    UnreachableAction::Inactive { expunge_at } => work.due_at(expunge_at),
+                    UnreachableAction::Expunge => {}
+                }
+            }
+        }
+        let going: HashSet<&str> = decision.kill.iter().chain(&decision.expunge).map(String::as_str).collect();
+        for inst in crate::pods::instances_of(tasks) {
+            if going.contains(inst.id.as_str()) {
+                work.kill
+                    .extend(inst.live_tasks().filter(|t| !t.kill_requested).map(|t| t.id.clone()));
+            } else if inst.is_live() && inst.tasks.iter().any(|t| t.state.is_terminal() || t.kill_requested) {
+                // One container down takes its instance down: the others stop too.
+                work.kill
+                    .extend(inst.live_tasks().filter(|t| !t.kill_requested).map(|t| t.id.clone()));
+            }
+        }
+    }
+    // Instances of removed apps and pods stop.
     for t in s.tasks.values() {
+        let orphan_pod = t
+            .labels
+            .get(LABEL_POD)
+            .map(|p| !known_pods.contains(p));
         let orphan = t.framework_id == FRAMEWORK_ID
             && !t.state.is_terminal()
             && !t.kill_requested
-            && t.labels.get(LABEL_APP).is_none_or(|a| !known.contains(a));
+            && match orphan_pod {
+                Some(gone) => gone && t.labels.get(LABEL_APP).is_none(),
+                None => t.labels.get(LABEL_APP).is_none_or(|a| !known.contains(a)),
+            };
         if orphan {
             work.kill.push(t.id.clone());
         }
@@ -750,6 +797,17 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
 
 /// Whether a deployment action has reached its goal.
 fn action_done(s: &State, index: &TaskIndex, action: ActionKind, app: &PathId, now: u64) -> bool {
+    if action.is_pod() {
+        let pod = app;
+        return match (action, crate::pod(s, pod)) {
+            (ActionKind::StartPod, _) => true,
+            (ActionKind::StopPod, _) | (_, None) => index.pod_tasks(pod).iter().all(|t| t.state.is_terminal()),
+            (_, Some(spec)) => {
+                let current = crate::pods::planner_instances(&spec, index.pod_tasks(pod));
+                plan::step_with(&spec.policy(), &current, now).complete
+            }
+        };
+    }
     match (action, crate::app(s, app)) {
         // Marathon's start step only creates the app; scaling it up is the next step.
         (ActionKind::StartApplication, _) => true,
@@ -806,6 +864,7 @@ mod tests {
                     remove: vec![],
                     deployment: None,
                     cancel: vec![],
+                    ..Default::default()
                 },
             },
         );
@@ -920,6 +979,7 @@ mod tests {
                     remove: vec!["/web".into()],
                     deployment: None,
                     cancel: vec![],
+                    ..Default::default()
                 },
             },
         );

@@ -264,6 +264,9 @@ pub struct State {
     /// Long-running services (Marathon apps) by path id.
     #[serde(default)]
     pub apps: BTreeMap<String, AppRecord>,
+    /// Marathon pods by path id, kept like apps (a definition with its past versions).
+    #[serde(default)]
+    pub pods: BTreeMap<String, AppRecord>,
     #[serde(default)]
     pub deployments: BTreeMap<String, DeploymentRecord>,
     #[serde(default)]
@@ -552,7 +555,7 @@ pub enum Command {
         agent: NodeId,
         resources: String,
     },
-    /// Apps put and removed, with the deployment that carries the change out.
+    /// Apps (and pods) put and removed, with the deployment that carries the change out.
     ChangeServices {
         change: ServiceChange,
     },
