@@ -344,6 +344,8 @@ impl TaskManager {
         }
         tracing::info!(task = %id, "launching");
         let on_executor = task.executor.is_some();
+        // The default executor is the agent: it reports its tasks' states itself.
+        let reports_itself = task.executor.as_ref().is_none_or(|x| x.default_executor);
         let me = self.clone();
         self.spawn(async move {
             let Ok(permit) = me.inner.recording.clone().acquire_owned().await else {
@@ -361,7 +363,7 @@ impl TaskManager {
                     })
                     .map(|()| {
                         // An executor reports its own tasks' states.
-                        if task.executor.is_none() {
+                        if reports_itself {
                             recorder.push(&task_id, Change::starting())
                         }
                     })
@@ -391,7 +393,13 @@ impl TaskManager {
             let table = lock(&self.inner.table);
             table.get(task_id).filter(|e| e.phase() != Phase::Ended).and_then(|e| {
                 e.kill.cancel();
-                e.launch.as_ref()?.executor.as_deref().map(executors::Key::of_launch)
+                // A default executor's tasks are containers of the agent's, killed as any.
+                e.launch
+                    .as_ref()?
+                    .executor
+                    .as_deref()
+                    .filter(|x| !x.default_executor)
+                    .map(executors::Key::of_launch)
             })
         };
         if let Some(key) = executor {
@@ -477,6 +485,7 @@ impl TaskManager {
                 .launch
                 .as_ref()
                 .and_then(|l| l.executor.as_deref())
+                .filter(|x| !x.default_executor)
                 .map(executors::Key::of_launch);
             match (executor, e.phase()) {
                 (_, Phase::Ended) => (false, Some(e.dir.clone()), None),
@@ -714,7 +723,7 @@ impl TaskManager {
             Some(r) => (Some(&r.config), Rootfs::Path(r.path.clone())),
             None => (None, Rootfs::Host),
         };
-        let spec = match launch::task_spec(&launch, image_config, root) {
+        let mut spec = match launch::task_spec(&launch, image_config, root) {
             Ok(s) => tepui_runtime::TaskSpec {
                 resolver: self.inner.resolver.current(),
                 ..s
@@ -725,6 +734,26 @@ impl TaskManager {
                 return;
             }
         };
+        // A task of a group: in the group's network namespace, its relative volumes in the
+        // group's sandbox.
+        let mut group_ip = None;
+        match self.group_place(&id) {
+            None => {}
+            Some(Ok(place)) => {
+                spec.network = tepui_runtime::Network::Join { netns: place.netns };
+                for v in &mut spec.volumes {
+                    if let tepui_runtime::VolumeSource::Sandbox(rel) = &v.source {
+                        v.source = tepui_runtime::VolumeSource::Shared(place.shared.join(rel));
+                    }
+                }
+                group_ip = place.ip;
+            }
+            Some(Err(message)) => {
+                self.release(&id, &container_dir, has_image).await;
+                self.finish(&id, Change::launch_failed(message)).await;
+                return;
+            }
+        }
         // Making a container is mostly blocking file system work (and, on cgroup v1, waits
         // for RCU grace periods): it runs on a blocking thread, so a thousand starts do not
         // hold the async workers that carry status updates and acknowledgements.
@@ -760,6 +789,10 @@ impl TaskManager {
                         }
                         None => true,
                     }
+                };
+                let handle = tepui_runtime::TaskHandle {
+                    ip: handle.ip.or(group_ip),
+                    ..handle
                 };
                 self.push(&id, Change::running(&handle));
                 if kill_now {
@@ -866,7 +899,9 @@ impl TaskManager {
         }
         // The end is reported before the rootfs is unmounted (that takes a millisecond or
         // two); the task stays unended, and its image in use, until it is.
+        let state = change.state;
         self.push(id, change);
+        self.group_task_ended(id, state);
         self.release(id, container_dir, has_image).await;
         let forgotten = self.mark_ended(id).flatten();
         // Forgotten meanwhile (the leader heard of the end): its files go now.
@@ -891,6 +926,7 @@ impl TaskManager {
         let Some(forgotten) = self.mark_ended(id) else {
             return;
         };
+        self.group_task_ended(id, change.state);
         match forgotten {
             None => self.push(id, change),
             Some(dir) => {
@@ -1063,7 +1099,16 @@ impl TaskManager {
             self.release(&id, &container_dir, has_image).await;
             return;
         }
-        if let Some(l) = launch.clone().filter(|l| l.executor.is_some()) {
+        let in_group = launch
+            .as_ref()
+            .and_then(|l| l.executor.as_deref())
+            .is_some_and(|x| x.default_executor);
+        if in_group {
+            // Its container is followed as any task's, back in its group if it was started.
+            if let Some(l) = launch.as_deref().filter(|_| container.is_some()) {
+                self.adopt_executor_task(&id, l, &dir);
+            }
+        } else if let Some(l) = launch.clone().filter(|l| l.executor.is_some()) {
             // Run by its executor: back in the executor's run, which settles it.
             let phase = match latest.as_deref() {
                 Some(launch::TASK_RUNNING | "TASK_KILLING") => Phase::Running,

@@ -18,6 +18,7 @@ use super::{
 };
 
 mod executors;
+mod groups;
 
 /// Tasks run through `/v1/tasks` belong to this framework (id `""`), in role `*`; it never
 /// takes offers.
@@ -55,6 +56,47 @@ pub(crate) struct AcceptPlan {
     /// The launches an executor runs, by task id: the executor and the task's `TaskInfo`.
     pub executors: HashMap<String, (tepui_state::ExecutorRecord, serde_json::Value)>,
     pub reservations: Vec<(u64, String)>,
+    /// Task groups: the ids of each group's tasks (in `launches`), committed in one command.
+    pub groups: Vec<Vec<String>>,
+}
+
+/// What an ACCEPT may still take from one of its offers.
+struct Pool {
+    offer: OfferId,
+    role: Role,
+    remaining: Resources,
+    taken: Resources,
+    /// Resources a RESERVE or UNRESERVE of this ACCEPT turned into another form, for its
+    /// launches only.
+    converted: Resources,
+}
+
+impl Pool {
+    /// Takes `need` from the first pool that holds it; the role it was taken in.
+    fn take(pools: &mut [Pool], need: &Resources) -> Option<Role> {
+        pools.iter_mut().find_map(|p| {
+            if p.remaining.contains(need) {
+                p.remaining.try_sub_assign(need);
+                p.taken.add(need);
+                Some(p.role.clone())
+            } else if p.converted.contains(need) {
+                p.converted.try_sub_assign(need);
+                Some(p.role.clone())
+            } else {
+                None
+            }
+        })
+    }
+
+    /// What the pools still hold.
+    fn left(pools: &[Pool]) -> Resources {
+        let mut left = Resources::new();
+        for p in pools {
+            left.add(&p.remaining);
+            left.add(&p.converted);
+        }
+        left
+    }
 }
 
 /// What a tick leaves for the caller to commit.
@@ -589,6 +631,7 @@ impl Core {
             .iter()
             .flat_map(|op| match op {
                 Operation::Launch(l) => l.iter().collect(),
+                Operation::LaunchGroup { tasks, .. } => tasks.iter().collect(),
                 _ => vec![],
             })
             .collect();
@@ -636,13 +679,6 @@ impl Core {
             return Ok(AcceptPlan::default());
         }
 
-        struct Pool {
-            offer: OfferId,
-            role: Role,
-            remaining: Resources,
-            taken: Resources,
-            converted: Resources,
-        }
         let agent = offers[0].agent;
         let mut pools: Vec<Pool> = offers
             .iter()
@@ -703,6 +739,22 @@ impl Core {
                         tracing::warn!(framework, %res, "UNRESERVE refused: the offers do not hold these reserved resources")
                     }
                 },
+                Operation::LaunchGroup { executor, tasks } => {
+                    let at = groups::Placing {
+                        state: s,
+                        framework,
+                        fid,
+                        agent: agent.0,
+                        now,
+                    };
+                    let mut planning = groups::Planning {
+                        pools: &mut pools,
+                        planned: &mut planned,
+                        planned_executors: &mut planned_executors,
+                        plan: &mut plan,
+                    };
+                    self.plan_group(&at, &executor, tasks, &mut planning);
+                }
                 Operation::Launch(specs) => {
                     for l in specs {
                         if let Some(why) = l.invalid.clone().or_else(|| launch_error(&l)) {
@@ -745,24 +797,8 @@ impl Core {
                             task_error(self, &l, "the task and its executor use no resources".into());
                             continue;
                         }
-                        let from = pools.iter_mut().find_map(|p| {
-                            if p.remaining.contains(&need) {
-                                p.remaining.try_sub_assign(&need);
-                                p.taken.add(&need);
-                                Some(p.role.clone())
-                            } else if p.converted.contains(&need) {
-                                p.converted.try_sub_assign(&need);
-                                Some(p.role.clone())
-                            } else {
-                                None
-                            }
-                        });
-                        let Some(role) = from else {
-                            let mut left = Resources::new();
-                            for p in &pools {
-                                left.add(&p.remaining);
-                                left.add(&p.converted);
-                            }
+                        let Some(role) = Pool::take(&mut pools, &need) else {
+                            let left = Pool::left(&pools);
                             let message = if l.executor.is_some() {
                                 // Mesos' words.
                                 format!("Total resources {need} required by task and its executor is more than available {left}")

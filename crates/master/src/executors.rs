@@ -35,6 +35,48 @@ pub struct ExecutorSpec {
     pub info: serde_json::Value,
     pub framework_info: serde_json::Value,
     pub task_info: serde_json::Value,
+    /// Mesos' default executor: no program of the framework's; the agent runs the group's
+    /// tasks itself (`def` gives the executor's resources, network and ports; its command is
+    /// not used).
+    pub default_executor: bool,
+}
+
+impl ExecutorSpec {
+    /// Mesos' default executor for a task group of `framework_id`, as a built-in framework
+    /// launches one in process (`Operation::LaunchGroup`): `resources` is what it takes from
+    /// the offer besides its tasks (Mesos gives it cpus:0.1;mem:32), `network` (`host` or
+    /// `bridge`) and `ports` (host ports, within `resources`) are the group's: its tasks share
+    /// them.
+    pub fn default_executor(
+        framework_id: &str,
+        executor_id: &str,
+        resources: Resources,
+        network: &str,
+        ports: Vec<tepui_state::PortDef>,
+    ) -> ExecutorSpec {
+        let mut def = crate::empty_def();
+        def.cpus_milli = resources.scalar_sum(&tepui_allocator::ResourceName::CPUS).milli();
+        def.mem_mb = crate::convert::units(&resources, &tepui_allocator::ResourceName::MEM);
+        def.disk_mb = crate::convert::units(&resources, &tepui_allocator::ResourceName::DISK);
+        def.network = network.to_string();
+        def.ports = ports;
+        let info = serde_json::json!({
+            "type": "DEFAULT",
+            "executor_id": {"value": executor_id},
+            "framework_id": {"value": framework_id},
+            "name": executor_id,
+        });
+        ExecutorSpec {
+            executor_id: executor_id.to_string(),
+            name: executor_id.to_string(),
+            def,
+            resources,
+            info,
+            framework_info: serde_json::Value::Null,
+            task_info: serde_json::Value::Null,
+            default_executor: true,
+        }
+    }
 }
 
 /// Why a framework message is refused.
@@ -64,6 +106,7 @@ impl Master {
                 executor_info: e.info.clone(),
                 framework_info: e.framework_info.clone(),
                 task_info: e.tasks.get(&t.id).cloned().unwrap_or_default(),
+                default_executor: e.default_executor,
             }))
         })
     }

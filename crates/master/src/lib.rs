@@ -167,6 +167,15 @@ pub struct LaunchSpec {
 #[derive(Clone, Debug)]
 pub enum Operation {
     Launch(Vec<LaunchSpec>),
+    /// A task group (Mesos' LAUNCH_GROUP): its tasks launch together on one executor, all or
+    /// none. With a default executor (`ExecutorSpec::default_executor`) the agent runs each
+    /// task in a container of its own, all in one network namespace and sandbox, and kills
+    /// the group when one of them fails. The tasks' own `executor` is not used, except for
+    /// the `task_info` a task's executor is given (`Null` when none).
+    LaunchGroup {
+        executor: ExecutorSpec,
+        tasks: Vec<LaunchSpec>,
+    },
     /// Dynamically reserve these (reserved-form) resources from the offer.
     Reserve(Resources),
     /// Give these reserved resources back to the unreserved pool.
@@ -464,6 +473,8 @@ impl Master {
         let now = now_ms();
         let plan = node.read(|s| self.with_core(|c| c.accept(s, framework, offer_ids, operations, filters, now)))??;
         let reservations = plan.reservations.len();
+        // A task group's tasks share one command (and its answer).
+        let (launch_cmds, launch_index) = plan.commands();
         let cmds: Vec<Command> = plan
             .reservations
             .iter()
@@ -471,7 +482,7 @@ impl Master {
                 agent: *agent,
                 resources: resources.clone(),
             })
-            .chain(plan.launches.iter().map(|t| plan.command_for(t)))
+            .chain(launch_cmds)
             .collect();
         let answers = node.write_batch(cmds).await;
         // New executors that no launch recorded give their resources back.
@@ -502,7 +513,8 @@ impl Master {
                 return Ok(());
             }
         };
-        let (reserved, launched) = answers.split_at(reservations);
+        let (reserved, launch_answers) = answers.split_at(reservations);
+        let launched: Vec<&Result<_, ApplyError>> = launch_index.iter().map(|&i| &launch_answers[i]).collect();
         for ((agent, _), answer) in plan.reservations.iter().zip(reserved) {
             if let Err(e) = answer {
                 tracing::warn!(agent, error = %e, "could not record reservations");

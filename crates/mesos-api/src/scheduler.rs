@@ -16,7 +16,7 @@ use tepui_allocator::{
 use tepui_auth::{Policy, Routes};
 use tepui_mesos::scheduler::{Call, CallType, Event, Failure, STREAM_ID_HEADER};
 use tepui_mesos::v1 as mesos;
-use tepui_state::{HealthCheckDef, PortDef, TaskDef};
+use tepui_state::{HealthCheckDef, PortDef, TaskDef, VolumeDef};
 
 use tepui_master::{ExecutorSpec, FrameworkSpec, LaunchSpec, Master, OfferView, Operation, SchedulerEvent, StatusView};
 use tepui_node::{Error, ErrorKind};
@@ -571,15 +571,22 @@ fn operation(op: &mesos::OfferOperation, launcher: &Launcher) -> Result<Operatio
         T::LaunchGroup => {
             let g = op.launch_group.as_ref().ok_or("LAUNCH_GROUP needs `launch_group`")?;
             g.task_group.tasks.iter().try_for_each(check_amounts)?;
-            let mut specs: Vec<LaunchSpec> = g.task_group.tasks.iter().map(|t| group_member(t, launcher)).collect();
-            // All or nothing, as a task group is.
-            if let Some(why) = specs.iter().find_map(|s| s.invalid.clone()) {
-                for s in &mut specs {
-                    s.invalid
-                        .get_or_insert_with(|| format!("another task of its group is invalid: {why}"));
+            let mut tasks: Vec<LaunchSpec> = g.task_group.tasks.iter().map(group_member).collect();
+            // The master refuses the whole group (REASON_TASK_GROUP_INVALID) for a bad
+            // executor: every task carries the reason.
+            let executor = default_executor(&g.executor, launcher).unwrap_or_else(|why| {
+                for t in &mut tasks {
+                    t.invalid = Some(why.clone());
                 }
-            }
-            Ok(Operation::Launch(specs))
+                ExecutorSpec::default_executor(
+                    &launcher.framework_id,
+                    &g.executor.executor_id.value,
+                    Resources::new(),
+                    "host",
+                    vec![],
+                )
+            });
+            Ok(Operation::LaunchGroup { executor, tasks })
         }
         T::Reserve => {
             let r = op.reserve.as_ref().ok_or("RESERVE needs `reserve`")?;
@@ -601,11 +608,138 @@ fn operation(op: &mesos::OfferOperation, launcher: &Launcher) -> Result<Operatio
     }
 }
 
-fn group_member(t: &mesos::TaskInfo, launcher: &Launcher) -> LaunchSpec {
-    // The default executor's tasks are plain tasks to tepui.
-    let mut t = t.clone();
-    t.executor = None;
-    launch_spec(&t, launcher)
+/// A task of a group: a task of its own container, run by the group's default executor.
+fn group_member(t: &mesos::TaskInfo) -> LaunchSpec {
+    let mut spec = LaunchSpec {
+        task_id: t.task_id.value.clone(),
+        name: t.name.clone(),
+        agent_id: t.agent_id.value.parse().ok(),
+        def: tepui_master::empty_def(),
+        resources: Resources::new(),
+        invalid: None,
+        labels: t
+            .labels
+            .iter()
+            .flat_map(|l| &l.labels)
+            .map(|l| (l.key.clone(), l.value.clone().unwrap_or_default()))
+            .collect(),
+        executor: None,
+    };
+    let translated = if t.executor.is_some() {
+        // Mesos' words.
+        Err("'TaskInfo.executor' must not be set".to_string())
+    } else {
+        task_def_of(t, true)
+    };
+    match translated {
+        Ok((def, resources)) => {
+            spec.def = def;
+            spec.resources = resources;
+        }
+        Err(why) => spec.invalid = Some(why),
+    }
+    spec
+}
+
+/// The executor of a LAUNCH_GROUP, checked as Mesos' master checks it: the default executor,
+/// with its resources and network (its `network_infos` put the group on the bridge, with
+/// their port mappings; none, the host's network). Its `framework_id` is filled in.
+fn default_executor(x: &mesos::ExecutorInfo, launcher: &Launcher) -> Result<ExecutorSpec, String> {
+    let id = &x.executor_id.value;
+    if let Some(why) = executor_id_error(id) {
+        return Err(format!("executor.executor_id {id:?} {why}"));
+    }
+    match &x.framework_id {
+        Some(f) if f.value != launcher.framework_id => {
+            return Err(format!(
+                "ExecutorInfo has an invalid FrameworkID (Actual: {} vs Expected: {})",
+                f.value, launcher.framework_id
+            ))
+        }
+        _ => {}
+    }
+    if x.kind != Some(mesos::ExecutorType::Default) {
+        return Err("'ExecutorInfo.type' must be 'DEFAULT' for a task group".into());
+    }
+    if x.command.is_some() {
+        return Err("'ExecutorInfo.command' must not be set for 'DEFAULT' executor".into());
+    }
+    check_resource_amounts(&x.resources).map_err(|e| format!("executor.{e}"))?;
+    let resources = from_mesos_resources(&x.resources).map_err(|e| format!("executor.{e}"))?;
+    let mut ports = host_ports(&resources).map_err(|e| format!("executor.{e}"))?;
+    let mut network = "host";
+    if let Some(c) = &x.container {
+        if !c.volumes.is_empty() {
+            return Err("executor.container.volumes are not supported yet".into());
+        }
+        if c.docker.is_some() || c.mesos.as_ref().is_some_and(|m| m.image.is_some()) {
+            return Err("executor.container: the default executor runs no image".into());
+        }
+        if let Some(n) = c.network_infos.first() {
+            network = "bridge";
+            for p in &mut ports {
+                let m = n.port_mappings.iter().find(|m| m.host_port == u32::from(p.host_port));
+                p.container_port = match m {
+                    Some(m) => u16::try_from(m.container_port).map_err(|_| {
+                        "executor.container.network_infos[0].port_mappings: container_port is out of range"
+                    })?,
+                    None => p.host_port,
+                };
+                p.protocol = m.and_then(|m| m.protocol.clone()).unwrap_or_else(|| "tcp".into());
+            }
+        }
+    }
+    let mut spec = ExecutorSpec::default_executor(&launcher.framework_id, id, resources, network, ports);
+    let mut info = x.clone();
+    info.framework_id = Some(mesos::FrameworkId::new(launcher.framework_id.as_str()));
+    spec.name = x.name.clone().unwrap_or_else(|| id.clone());
+    spec.info = serde_json::to_value(&info).map_err(|e| e.to_string())?;
+    spec.framework_info = launcher.framework_info.clone();
+    if let Some(g) = &x.shutdown_grace_period {
+        spec.def.kill_grace_ms = (g.nanoseconds.max(0) / 1_000_000) as u64;
+    }
+    Ok(spec)
+}
+
+/// A task group's volumes: paths of the group's sandbox (`SANDBOX_PATH` of type `PARENT`,
+/// Mesos' way to share a directory between the tasks of a group), relative, without `..`.
+fn group_volumes(volumes: &[mesos::Volume]) -> Result<Vec<VolumeDef>, String> {
+    volumes
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let field = format!("container.volumes[{i}]");
+            let source = v
+                .source
+                .as_ref()
+                .filter(|s| s.kind == Some(mesos::VolumeSourceType::SandboxPath));
+            let path = source
+                .and_then(|s| s.sandbox_path.as_ref())
+                .filter(|p| p.kind == Some(mesos::SandboxPathType::Parent))
+                .ok_or_else(|| format!("{field}: a task of a group mounts only SANDBOX_PATH volumes of type PARENT"))?;
+            let rel = std::path::Path::new(&path.path);
+            if path.path.is_empty()
+                || rel.is_absolute()
+                || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(format!(
+                    "{field}.source.sandbox_path.path {:?} must be a relative path without '..'",
+                    path.path
+                ));
+            }
+            if !v.container_path.starts_with('/') {
+                return Err(format!(
+                    "{field}.container_path {:?} must be an absolute path",
+                    v.container_path
+                ));
+            }
+            Ok(VolumeDef {
+                source: path.path.clone(),
+                target: v.container_path.clone(),
+                read_only: v.mode == mesos::VolumeMode::Ro,
+            })
+        })
+        .collect()
 }
 
 fn launch_spec(t: &mesos::TaskInfo, launcher: &Launcher) -> LaunchSpec {
@@ -757,6 +891,7 @@ fn executor_spec(t: &mesos::TaskInfo, x: &mesos::ExecutorInfo, launcher: &Launch
         info: serde_json::to_value(&info).map_err(|e| e.to_string())?,
         framework_info: launcher.framework_info.clone(),
         task_info: serde_json::to_value(&task_info).map_err(|e| e.to_string())?,
+        default_executor: false,
     })
 }
 
@@ -778,6 +913,11 @@ fn executor_id_error(id: &str) -> Option<&'static str> {
 }
 
 fn task_def(t: &mesos::TaskInfo) -> Result<(TaskDef, Resources), String> {
+    task_def_of(t, false)
+}
+
+/// A task's definition; `in_group`: a task of a group (it may mount the group's sandbox).
+fn task_def_of(t: &mesos::TaskInfo, in_group: bool) -> Result<(TaskDef, Resources), String> {
     // Task ids name the task's sandbox and container on its agent: the agents' rule.
     if !tepui_common::valid_task_id(&t.task_id.value) {
         return Err(format!(
@@ -804,7 +944,9 @@ fn task_def(t: &mesos::TaskInfo) -> Result<(TaskDef, Resources), String> {
     }
     let mut mappings = vec![];
     if let Some(c) = &t.container {
-        if !c.volumes.is_empty() {
+        if in_group {
+            def.volumes = group_volumes(&c.volumes)?;
+        } else if !c.volumes.is_empty() {
             return Err("container.volumes are not supported yet".into());
         }
         def.image = c.image_name().map(str::to_string);

@@ -181,6 +181,7 @@ impl From<ApplyError> for Error {
             ApplyError::UnknownPackageInstall { .. } => (NotFound, "unknown_package_install"),
             ApplyError::ExecutorIncompatible { .. } => (Invalid, "executor_incompatible"),
             ApplyError::ExecutorMismatch { .. } => (Invalid, "executor_mismatch"),
+            ApplyError::EmptyTaskGroup => (Invalid, "empty_task_group"),
         };
         Error::new(kind, code, e.to_string())
     }

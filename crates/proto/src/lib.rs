@@ -63,6 +63,10 @@ pub mod agent {
         pub executor_info: serde_json::Value,
         pub framework_info: serde_json::Value,
         pub task_info: serde_json::Value,
+        /// Mesos' default executor (task groups): the agent runs the task in a container of
+        /// its own, in the executor's network namespace and sandbox (see tepui-agent).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub default_executor: bool,
     }
 
     impl TaskLaunch {

@@ -407,6 +407,18 @@ impl Runtime {
                     own(&d)?;
                     volumes_ok.push(v.clone());
                 }
+                VolumeSource::Shared(d) => {
+                    if !d.is_absolute() {
+                        return Err(Error::InvalidSpec(format!(
+                            "shared volume {d:?} is not an absolute path"
+                        )));
+                    }
+                    fs::create_dir_all(d).map_err(|e| Error::io("create", d, e))?;
+                    // Every task of the group writes there, whichever user it runs as.
+                    fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+                        .map_err(|e| Error::io("chmod", d, e))?;
+                    volumes_ok.push(v.clone());
+                }
             }
         }
         let mut spec_ok = spec.clone();
@@ -429,6 +441,14 @@ impl Runtime {
         let (net, ip) = match &spec.network {
             Network::Host { .. } => (NetMode::Host, None),
             Network::None => (NetMode::None, None),
+            Network::Join { netns } => {
+                if !netns.is_absolute() {
+                    return Err(Error::InvalidSpec(format!(
+                        "network namespace {netns:?} is not an absolute path"
+                    )));
+                }
+                (NetMode::Joined, None)
+            }
             Network::Bridge { ports } => {
                 self.ensure_bridge().await?;
                 let cfg = self.config.bridge.clone();

@@ -219,7 +219,7 @@ pub fn task_env(spec: &TaskSpec) -> BTreeMap<String, String> {
                 env.insert("PORT".into(), p.container_port.to_string());
             }
         }
-        Network::None => {}
+        Network::None | Network::Join { .. } => {}
     }
     env.insert("TEPUI_TASK_ID".into(), spec.id.clone());
     env.insert("TEPUI_SANDBOX".into(), SANDBOX_MOUNT.into());
@@ -279,7 +279,9 @@ pub fn config(inputs: &OciInputs<'_>) -> Result<Value, Error> {
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                "options": ["nosuid", "noexec", "nodev"]}),
     ];
-    let host_net = matches!(spec.network, Network::Host { .. });
+    // A joined namespace is not the container's own either: its sysfs cannot be mounted
+    // from the task's user namespace.
+    let host_net = matches!(spec.network, Network::Host { .. } | Network::Join { .. });
     if inputs.userns.is_some() && host_net {
         // sysfs can only be mounted by the owner of the network namespace: as runc does, the
         // host's, read-only, in its place.
@@ -319,6 +321,7 @@ pub fn config(inputs: &OciInputs<'_>) -> Result<Value, Error> {
         let source = match &v.source {
             VolumeSource::Host(p) => p.clone(),
             VolumeSource::Sandbox(rel) => inputs.sandbox_data.join(rel),
+            VolumeSource::Shared(p) => p.clone(),
         };
         mounts.push(bind(&source, &v.target, v.read_only));
     }
@@ -329,8 +332,10 @@ pub fn config(inputs: &OciInputs<'_>) -> Result<Value, Error> {
         json!({"type": "uts"}),
         json!({"type": "ipc"}),
     ];
-    if !matches!(spec.network, Network::Host { .. }) {
-        namespaces.push(json!({"type": "network"}));
+    match &spec.network {
+        Network::Host { .. } => {}
+        Network::Join { netns } => namespaces.push(json!({"type": "network", "path": netns})),
+        Network::Bridge { .. } | Network::None => namespaces.push(json!({"type": "network"})),
     }
 
     let mut resources = json!({
@@ -541,5 +546,44 @@ mod tests {
         let env = v["process"]["env"].as_array().unwrap();
         assert!(env.iter().any(|e| e == "PATH=/bin"));
         assert!(parsed.process().as_ref().unwrap().rlimits().is_none());
+    }
+
+    #[test]
+    fn a_task_of_a_group_joins_its_network_namespace_and_mounts_the_shared_volume() {
+        let mut s = spec(Network::Join {
+            netns: "/proc/42/ns/net".into(),
+        });
+        s.volumes.push(crate::spec::Volume {
+            source: VolumeSource::Shared("/g/shared/data".into()),
+            target: "/data".into(),
+            read_only: false,
+        });
+        let user = resolve_user_in("0", PASSWD, GROUP).unwrap();
+        let v = config(&OciInputs {
+            spec: &s,
+            user: &user,
+            rootfs: Path::new("/r"),
+            host_binds: &[],
+            sandbox_data: Path::new("/s/data"),
+            hosts_file: None,
+            resolv_conf: None,
+            cgroup_path: "/tepui/t1",
+            default_pids: 2048,
+            host_masks: &[],
+            userns: None,
+        })
+        .unwrap();
+        serde_json::from_value::<oci_spec::runtime::Spec>(v.clone()).unwrap();
+        let ns = v["linux"]["namespaces"].as_array().unwrap();
+        let net: Vec<_> = ns.iter().filter(|n| n["type"] == "network").collect();
+        assert_eq!(
+            net,
+            [&serde_json::json!({"type": "network", "path": "/proc/42/ns/net"})]
+        );
+        let mounts = v["mounts"].as_array().unwrap();
+        assert!(mounts
+            .iter()
+            .any(|m| m["destination"] == "/data" && m["source"] == "/g/shared/data"));
+        assert!(!task_env(&s).contains_key("PORT0"));
     }
 }

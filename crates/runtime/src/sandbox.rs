@@ -103,6 +103,8 @@ pub enum NetMode {
     /// Its own network namespace with loopback only.
     None,
     Bridge(NetPlan),
+    /// Another container's network namespace, set up by that container's shim.
+    Joined,
 }
 
 /// One task's place on the bridge.

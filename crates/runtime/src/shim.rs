@@ -441,7 +441,7 @@ fn start_container(
         match &plan.net {
             NetMode::Bridge(n) => net::setup_task(n, &plan.id, pid),
             NetMode::None => net::setup_loopback(pid),
-            NetMode::Host => Ok(()),
+            NetMode::Host | NetMode::Joined => Ok(()),
         }
         .map_err(|e| e.to_string())
     });

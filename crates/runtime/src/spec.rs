@@ -138,6 +138,9 @@ pub enum Network {
     Bridge { ports: Vec<PortMapping> },
     /// Its own network namespace with only a loopback interface.
     None,
+    /// The network namespace at `netns` (another container's `/proc/PID/ns/net`: a task
+    /// group's), whose network that container set up: nothing is set up or torn down here.
+    Join { netns: PathBuf },
 }
 
 impl Default for Network {
@@ -197,6 +200,10 @@ pub enum VolumeSource {
     Host(PathBuf),
     /// A relative path under the task's sandbox data directory (created when missing).
     Sandbox(PathBuf),
+    /// An absolute host directory the agent made for a group of tasks (a task group's shared
+    /// sandbox): created when missing, writable by every task of the group. Only the agent
+    /// gives it; it never comes from a task's definition.
+    Shared(PathBuf),
 }
 
 /// Where a task is in its life.

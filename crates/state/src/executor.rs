@@ -38,6 +38,11 @@ pub struct ExecutorRecord {
     #[serde(default)]
     pub tasks: BTreeMap<String, serde_json::Value>,
     pub launched_at: Millis,
+    /// Mesos' default executor (task groups): no program of the framework's; the agent runs
+    /// each task as a container of its own, all in the executor's network namespace and
+    /// sandbox, and kills the group when one fails.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default_executor: bool,
     /// When its agent reported its end; from then on its resources are free.
     #[serde(default)]
     pub ended_at: Option<Millis>,
@@ -85,40 +90,69 @@ impl State {
         task: &TaskRecord,
         task_info: &serde_json::Value,
     ) -> Result<Response, ApplyError> {
-        if self.tasks.contains_key(&task.id) {
-            return Err(ApplyError::TaskExists { id: task.id.clone() });
-        }
-        if executor.agent_id != task.agent_id || executor.framework_id != task.framework_id {
-            return Err(ApplyError::ExecutorMismatch {
-                executor_id: executor.executor_id.clone(),
-                task_id: task.id.clone(),
-            });
+        self.launch_tasks_on_executor(executor, &[(task, task_info)])
+    }
+
+    /// Tasks run together by one executor (a task group, or a single task): all of them and
+    /// the executor (unless it runs there already) must fit on the agent together, or none
+    /// is recorded.
+    pub(crate) fn launch_tasks_on_executor(
+        &mut self,
+        executor: &ExecutorRecord,
+        tasks: &[(&TaskRecord, &serde_json::Value)],
+    ) -> Result<Response, ApplyError> {
+        let Some((first, _)) = tasks.first() else {
+            return Err(ApplyError::EmptyTaskGroup);
+        };
+        for (i, (task, _)) in tasks.iter().enumerate() {
+            if self.tasks.contains_key(&task.id) || tasks[..i].iter().any(|(t, _)| t.id == task.id) {
+                return Err(ApplyError::TaskExists { id: task.id.clone() });
+            }
+            if executor.agent_id != task.agent_id || executor.framework_id != task.framework_id {
+                return Err(ApplyError::ExecutorMismatch {
+                    executor_id: executor.executor_id.clone(),
+                    task_id: task.id.clone(),
+                });
+            }
         }
         let key = executor.key();
         let running = self.executors.get(&key).filter(|e| e.live());
-        match running {
-            Some(e) if e.info != executor.info => {
+        let mut need = match running {
+            Some(e) if e.info != executor.info || e.default_executor != executor.default_executor => {
                 return Err(ApplyError::ExecutorIncompatible {
                     executor_id: executor.executor_id.clone(),
                 })
             }
-            Some(_) => self
-                .check_fits(task.agent_id, &task.def)
-                .map_err(ApplyError::Placement)?,
-            None => self
-                .check_fits(task.agent_id, &together(&task.def, &executor.def))
-                .map_err(ApplyError::Placement)?,
+            Some(_) => first.def.clone(),
+            None => together(&first.def, &executor.def),
+        };
+        for (task, _) in &tasks[1..] {
+            need = together(&need, &task.def);
         }
+        // Two of the group on one host port would not both get it.
+        let mut ports: Vec<u16> = need.ports.iter().map(|p| p.host_port).collect();
+        ports.sort_unstable();
+        if let Some(w) = ports.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ApplyError::Placement(crate::PlacementError::PortTaken(
+                w[0],
+                first.agent_id,
+            )));
+        }
+        self.check_fits(first.agent_id, &need).map_err(ApplyError::Placement)?;
         let entry = self.executors.entry(key).or_insert_with(|| executor.clone());
         if !entry.live() {
             // The same id again after its end: a new run, which keeps the old run's tasks
             // until they are forgotten.
-            let tasks = std::mem::take(&mut entry.tasks);
+            let old = std::mem::take(&mut entry.tasks);
             *entry = executor.clone();
-            entry.tasks = tasks;
+            entry.tasks = old;
         }
-        entry.tasks.insert(task.id.clone(), task_info.clone());
-        self.tasks.insert(task.id.clone(), task.clone());
+        for (task, info) in tasks {
+            entry.tasks.insert(task.id.clone(), (*info).clone());
+        }
+        for (task, _) in tasks {
+            self.tasks.insert(task.id.clone(), (*task).clone());
+        }
         Ok(Response::Ok)
     }
 
@@ -175,7 +209,7 @@ impl State {
 mod tests {
     use super::*;
     use crate::task::tests_support::{def, record, state_with_agents};
-    use crate::{Command, TaskState, TaskUpdate};
+    use crate::{Command, PlacementError, TaskState, TaskUpdate};
 
     fn executor(id: &str, cpus_milli: u64, info: &str) -> ExecutorRecord {
         ExecutorRecord {
@@ -190,6 +224,7 @@ mod tests {
             framework_info: serde_json::json!({"name": "f"}),
             tasks: BTreeMap::new(),
             launched_at: 1,
+            default_executor: false,
             ended_at: None,
             message: String::new(),
             exit_status: None,
@@ -310,6 +345,105 @@ mod tests {
             },
         );
         assert!(s.executors.is_empty());
+    }
+
+    fn group(e: ExecutorRecord, tasks: Vec<Box<TaskRecord>>) -> Command {
+        Command::LaunchGroup {
+            executor: Box::new(e),
+            tasks: tasks
+                .into_iter()
+                .map(|t| {
+                    let info = serde_json::json!({"task_id": {"value": t.id}});
+                    (*t, info)
+                })
+                .collect(),
+        }
+    }
+
+    fn default_executor(id: &str, cpus_milli: u64) -> ExecutorRecord {
+        ExecutorRecord {
+            default_executor: true,
+            ..executor(id, cpus_milli, "")
+        }
+    }
+
+    #[test]
+    fn a_task_group_is_recorded_all_or_nothing() {
+        let mut s = state_with_agents(1);
+        // 2000 millicpus on the agent: 100 for the executor, 1900 asked by the group.
+        let too_big = group(default_executor("g", 100), vec![task("a", 1000), task("b", 1000)]);
+        assert!(matches!(
+            s.apply(1, &too_big),
+            Response::Rejected(ApplyError::Placement(PlacementError::NotEnough { .. }))
+        ));
+        assert!(
+            s.tasks.is_empty() && s.executors.is_empty(),
+            "nothing of it is recorded"
+        );
+        assert_eq!(
+            s.apply(
+                2,
+                &group(default_executor("g", 100), vec![task("a", 900), task("b", 900)])
+            ),
+            Response::Ok
+        );
+        assert_eq!(s.free_on(1).unwrap().cpus_milli, 100);
+        let e = s.executor(1, "f", "g").unwrap();
+        assert!(e.default_executor);
+        assert_eq!(e.tasks.keys().collect::<Vec<_>>(), ["a", "b"]);
+        // Another group on the running executor needs only its tasks' resources.
+        assert_eq!(
+            s.apply(3, &group(default_executor("g", 100), vec![task("c", 100)])),
+            Response::Ok
+        );
+        assert_eq!(s.free_on(1).unwrap().cpus_milli, 0);
+        // A custom executor under the default one's id is another executor.
+        assert_eq!(
+            s.apply(4, &launch(executor("g", 100, ""), task("d", 0))),
+            Response::Rejected(ApplyError::ExecutorIncompatible {
+                executor_id: "g".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_task_group_with_a_repeated_id_or_port_is_refused() {
+        let mut s = state_with_agents(1);
+        assert_eq!(
+            s.apply(
+                1,
+                &group(default_executor("g", 100), vec![task("a", 100), task("a", 100)])
+            ),
+            Response::Rejected(ApplyError::TaskExists { id: "a".into() })
+        );
+        let with_port = |id: &str| {
+            let mut t = task(id, 100);
+            t.def.ports.push(crate::PortDef {
+                name: None,
+                host_port: 31000,
+                container_port: 0,
+                protocol: "tcp".into(),
+            });
+            t
+        };
+        assert!(matches!(
+            s.apply(
+                2,
+                &group(default_executor("g", 100), vec![with_port("a"), with_port("b")])
+            ),
+            Response::Rejected(ApplyError::Placement(PlacementError::PortTaken(31000, 1)))
+        ));
+        assert_eq!(
+            s.apply(
+                3,
+                &Command::LaunchGroup {
+                    executor: Box::new(default_executor("g", 100)),
+                    tasks: vec![],
+                }
+            ),
+            Response::Rejected(ApplyError::EmptyTaskGroup)
+        );
+        assert!(s.tasks.is_empty() && s.executors.is_empty());
     }
 
     #[test]

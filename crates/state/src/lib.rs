@@ -493,6 +493,14 @@ pub enum Command {
         /// The `TaskInfo` the executor is given (Mesos JSON).
         task_info: serde_json::Value,
     },
+    /// A task group (Mesos' LAUNCH_GROUP): its tasks, run together by one executor, are
+    /// recorded with it (unless it runs on the agent already) all or none: refused if they
+    /// do not all fit there together.
+    LaunchGroup {
+        executor: Box<ExecutorRecord>,
+        /// Each task with the `TaskInfo` its executor is given (Mesos JSON).
+        tasks: Vec<(TaskRecord, serde_json::Value)>,
+    },
     /// An executor's agent reports that it ended.
     EndExecutor {
         agent_id: NodeId,
@@ -667,6 +675,7 @@ impl Command {
             Command::PutPackageInstall { .. } => "put_package_install",
             Command::RemovePackageInstall { .. } => "remove_package_install",
             Command::LaunchOnExecutor { .. } => "launch_on_executor",
+            Command::LaunchGroup { .. } => "launch_group",
             Command::EndExecutor { .. } => "end_executor",
             Command::Batch { .. } => "batch",
             Command::Noop => "noop",
@@ -767,6 +776,8 @@ pub enum ApplyError {
     UnknownPackageInstall { app_id: String },
     #[error("ExecutorInfo is not compatible with existing ExecutorInfo with same ExecutorID {executor_id:?}")]
     ExecutorIncompatible { executor_id: String },
+    #[error("a task group needs at least one task")]
+    EmptyTaskGroup,
     #[error("task {task_id} and executor {executor_id} are not of the same framework and agent")]
     ExecutorMismatch { executor_id: String, task_id: String },
 }
@@ -1212,6 +1223,10 @@ impl State {
                 task,
                 task_info,
             } => self.launch_on_executor(executor, task, task_info),
+            Command::LaunchGroup { executor, tasks } => {
+                let tasks: Vec<(&TaskRecord, &serde_json::Value)> = tasks.iter().map(|(t, i)| (t, i)).collect();
+                self.launch_tasks_on_executor(executor, &tasks)
+            }
             Command::EndExecutor {
                 agent_id,
                 framework_id,

@@ -42,6 +42,8 @@ use tokio_util::sync::CancellationToken;
 use super::{io_err, lock, updates, Phase, TaskError, TaskManager, CONTAINER_DIR};
 use crate::launch::{self, Change};
 
+mod groups;
+
 /// How long a new executor has to subscribe (Mesos' `--executor_registration_timeout`).
 pub const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an executor has to subscribe again after the agent restarted.
@@ -153,6 +155,11 @@ struct Termination {
 
 struct Run {
     rec: RunRecord,
+    /// A default executor's container, once it runs: its pid (its network namespace is the
+    /// group's) and its address on the bridge.
+    holder: Option<(i32, Option<std::net::Ipv4Addr>)>,
+    /// A default executor is killing its group (one of its tasks failed).
+    killing_group: bool,
     dir: PathBuf,
     state: RunState,
     /// The current subscription: its number and its events.
@@ -352,6 +359,8 @@ impl TaskManager {
                         hex::encode(rand::random::<[u8; 4]>())
                     );
                     let run = Run {
+                        holder: None,
+                        killing_group: false,
                         rec: RunRecord {
                             container_id,
                             launch: x.clone(),
@@ -380,6 +389,10 @@ impl TaskManager {
 
     /// Sends LAUNCH for each task of the run not delivered yet, and KILL for kills waiting.
     fn deliver(&self, run: &mut Run) {
+        if run.rec.launch.default_executor {
+            self.start_group_tasks(run);
+            return;
+        }
         let ids: Vec<String> = run.tasks.keys().cloned().collect();
         for id in ids {
             let t = run.tasks.get_mut(&id).expect("listed");
@@ -508,8 +521,13 @@ impl TaskManager {
             .await;
             return;
         };
-        tracing::info!(framework = %x.framework_id, executor = %x.executor_id, container = %rec.container_id, "starting an executor");
-        let rootfs = match &x.def.image {
+        tracing::info!(framework = %x.framework_id, executor = %x.executor_id, container = %rec.container_id, default = x.default_executor, "starting an executor");
+        let mut def = if x.default_executor {
+            groups::holder_def(x)
+        } else {
+            x.def.clone()
+        };
+        let rootfs = match &def.image {
             None => None,
             Some(reference) => {
                 let image = match self.ensure_image(reference).await {
@@ -539,9 +557,9 @@ impl TaskManager {
                 }
             }
         };
-        let mut def = x.def.clone();
         let grace = Duration::from_millis(def.kill_grace_ms.max(1));
         let sandbox = self.inner.runtime.sandbox_dir(&rec.container_id).join("data");
+        let custom = !x.default_executor;
         for (k, v) in [
             ("MESOS_FRAMEWORK_ID", x.framework_id.clone()),
             ("MESOS_EXECUTOR_ID", x.executor_id.clone()),
@@ -557,7 +575,10 @@ impl TaskManager {
                 mesos_duration(SUBSCRIPTION_BACKOFF_MAX),
             ),
             ("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", mesos_duration(grace)),
-        ] {
+        ]
+        .into_iter()
+        .filter(|_| custom)
+        {
             def.env.insert(k.to_string(), v);
         }
         // Its tasks run in its container: it gets their resources too.
@@ -565,13 +586,15 @@ impl TaskManager {
         def.cpus_milli = cpus;
         def.mem_mb = mem;
         let mut container = TaskLaunch::new(rec.container_id.clone(), x.name.clone(), def);
-        // The token stays off the disk, as secrets do.
-        container.secret_values.push(SecretValue {
-            source: "executor-token".into(),
-            env: Some(tepui_mesos::executor::TOKEN_ENV.into()),
-            file: None,
-            value: token,
-        });
+        if custom {
+            // The token stays off the disk, as secrets do.
+            container.secret_values.push(SecretValue {
+                source: "executor-token".into(),
+                env: Some(tepui_mesos::executor::TOKEN_ENV.into()),
+                file: None,
+                value: token,
+            });
+        }
         let (image_config, root) = match &rootfs {
             Some(r) => (Some(&r.config), Rootfs::Path(r.path.clone())),
             None => (None, Rootfs::Host),
@@ -610,6 +633,26 @@ impl TaskManager {
                 })
             });
         match launched {
+            Ok(handle) if x.default_executor => {
+                tracing::info!(executor = %x.executor_id, pid = handle.pid, "default executor running; starting its tasks");
+                {
+                    let mut ex = lock(&self.inner.executors);
+                    let Some(run) = ex.runs.get_mut(&key) else { return };
+                    run.holder = Some((handle.pid, handle.ip));
+                    if run.state == RunState::Launching {
+                        run.state = RunState::Running;
+                        self.deliver(run);
+                    }
+                }
+                self.follow_run(
+                    key.clone(),
+                    rec.container_id.clone(),
+                    container_dir.clone(),
+                    rootfs.is_some(),
+                );
+                // Shut down while its container was being made: it ends now.
+                self.end_group_if_done(&key);
+            }
             Ok(handle) => {
                 tracing::info!(executor = %x.executor_id, pid = handle.pid, "executor running; waiting for it to subscribe");
                 let done = {
@@ -646,6 +689,11 @@ impl TaskManager {
             let Some(run) = ex.runs.get(key) else {
                 return (0, 0);
             };
+            if run.rec.launch.default_executor {
+                // Its tasks have containers of their own.
+                let d = &run.rec.launch.def;
+                return (d.cpus_milli, d.mem_mb);
+            }
             (run.rec.launch.def.clone(), run.tasks.keys().cloned().collect())
         };
         let table = lock(&self.inner.table);
@@ -763,7 +811,7 @@ impl TaskManager {
     /// REASON_EXECUTOR_TERMINATED by default), its subscription closes. `container`: only if
     /// the run is still that container's; `termination` overrides the run's own.
     async fn end_run(&self, key: &Key, container: Option<&str>, termination: Option<Termination>) {
-        let (tasks, termination) = {
+        let (tasks, termination, started) = {
             let mut ex = lock(&self.inner.executors);
             let Some(run) = ex.runs.get_mut(key) else { return };
             if container.is_some_and(|c| c != run.rec.container_id) || run.state == RunState::Ended {
@@ -793,10 +841,20 @@ impl TaskManager {
                 ex.outbox.push_back(exit_event(key, exit));
             }
             let run = ex.runs.get_mut(key).expect("found");
-            let tasks: Vec<String> = std::mem::take(&mut run.tasks).into_keys().collect();
-            (tasks, t)
+            let default = run.rec.launch.default_executor;
+            // A default executor's tasks in containers of their own are killed, and report
+            // their own ends; the others end as the termination says.
+            let (started, tasks): (Vec<_>, Vec<_>) = std::mem::take(&mut run.tasks)
+                .into_iter()
+                .partition(|(_, t)| default && t.delivered);
+            let started: Vec<String> = started.into_iter().map(|(id, _)| id).collect();
+            let tasks: Vec<String> = tasks.into_iter().map(|(id, _)| id).collect();
+            (tasks, t, started)
         };
         tracing::info!(framework = %key.framework_id, executor = %key.executor_id, tasks = tasks.len(), reason = termination.reason, "executor ended");
+        for id in started {
+            self.kill_group_task(&id, Some(Duration::ZERO));
+        }
         for id in tasks {
             if self.phase(&id).is_some_and(|p| p != Phase::Ended) {
                 let change = Change::new(termination.state, Some(termination.reason), termination.message.clone());
@@ -1199,6 +1257,8 @@ impl TaskManager {
             ex.runs.insert(
                 key,
                 Run {
+                    holder: None,
+                    killing_group: false,
                     rec,
                     dir,
                     state,
@@ -1256,6 +1316,12 @@ impl TaskManager {
         };
         for (key, container, container_dir, has_image) in runs {
             match containers.get(&container) {
+                Some(st)
+                    if !st.state.is_terminal() && st.state != TaskState::Starting && self.adopt_holder(&key, st) =>
+                {
+                    self.follow_run(key.clone(), container, container_dir, has_image);
+                    self.end_group_if_done(&key);
+                }
                 Some(st) if !st.state.is_terminal() && st.state != TaskState::Starting => {
                     tracing::info!(framework = %key.framework_id, executor = %key.executor_id, "adopted a running executor; waiting for it to subscribe again");
                     let done = lock(&self.inner.executors).runs.get(&key).map(|r| r.done.clone());

@@ -189,6 +189,7 @@ pub(super) fn executor_record(
         framework_info: x.framework_info.clone(),
         tasks: Default::default(),
         launched_at: now,
+        default_executor: x.default_executor,
         ended_at: None,
         message: String::new(),
         exit_status: None,
@@ -278,6 +279,7 @@ mod tests {
                 info: serde_json::json!({"executor_id": {"value": executor}, "command": {"value": command}}),
                 framework_info: serde_json::json!({"name": "f1"}),
                 task_info: serde_json::json!({"task_id": {"value": task}}),
+                default_executor: false,
             }),
         }
     }

@@ -575,6 +575,7 @@ mod tests {
             framework_info: serde_json::Value::Null,
             tasks: Default::default(),
             launched_at: 1,
+            default_executor: false,
             ended_at: None,
             message: String::new(),
             exit_status: None,

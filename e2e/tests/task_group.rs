@@ -1,0 +1,791 @@
+//! Task groups (Mesos' LAUNCH_GROUP on the default executor) against a real server and agent,
+//! from a framework written here from Apache Mesos' v1 scheduler HTTP API documents
+//! (<https://mesos.apache.org/documentation/latest/scheduler-http-api/>, `mesos.proto`'s
+//! `TaskGroupInfo`, `ExecutorInfo.type = DEFAULT`, `Volume.Source.SandboxPath`): plain JSON over
+//! HTTP with reqwest, RecordIO read here, sharing nothing with tepui's crates.
+//!
+//! - `a_task_group_shares_localhost_and_a_volume_and_fails_as_one` (127.0.105.x): a group of two
+//!   busybox containers on the bridge: one listens on port 7000, the other connects to it on
+//!   127.0.0.1 (the group's own loopback) and writes the answer to a volume of the group's
+//!   sandbox (SANDBOX_PATH, PARENT), which the first reads back; the executor (type DEFAULT)
+//!   and the tasks with their `executor_id` in `/master/state`, `/master/tasks` and the
+//!   operator API; a KILL of the last task ends the executor. Then a group (host network)
+//!   where one task exits 3: TASK_FAILED for it, TASK_KILLED for the other, the executor's
+//!   end, and every resource back.
+//! - `a_task_group_that_does_not_fit_is_refused_whole` (127.0.106.x): a group bigger than its
+//!   offer, one whose executor is not DEFAULT and one with a volume it cannot have: every task
+//!   TASK_ERROR (REASON_TASK_GROUP_INVALID) with the reason, nothing launched or held, and the
+//!   agent runs the next good group.
+//!
+//! Needs root, busybox-static and iptables (e2e/setup.sh).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tepui_e2e::{
+    cluster_addr, http_addr, need_root, read_token, tepui, wait_for, Daemon, MarkedProcesses, Sandbox, MARKER_VAR,
+};
+use tepui_image::testimage::{build_docker_archive, require_busybox};
+
+const START: Duration = Duration::from_secs(30);
+const SETTLE: Duration = Duration::from_secs(60);
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+const IMAGE: &str = "tepui-e2e/busybox:groups";
+
+// ------------------------------------------------------------------------------------------
+// RecordIO and a Mesos v1 HTTP scheduler
+// ------------------------------------------------------------------------------------------
+
+/// Takes the first whole record off `buf`; `Ok(None)` until one is there.
+fn take_record(buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+        if buf.len() > 20 || !buf.iter().all(u8::is_ascii_digit) {
+            return Err(format!(
+                "bad RecordIO header {:?}",
+                String::from_utf8_lossy(&buf[..buf.len().min(30)])
+            ));
+        }
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&buf[..nl]).map_err(|e| e.to_string())?;
+    let len: usize = head.parse().map_err(|e| format!("bad RecordIO length {head:?}: {e}"))?;
+    if buf.len() < nl + 1 + len {
+        return Ok(None);
+    }
+    let record = buf[nl + 1..nl + 1 + len].to_vec();
+    buf.drain(..nl + 1 + len);
+    Ok(Some(record))
+}
+
+/// Reads a RecordIO body into a channel of JSON events; the last item says why it ended.
+async fn pump(mut resp: reqwest::Response, tx: impl Fn(Result<Value, String>) -> bool) {
+    let mut buf = Vec::new();
+    loop {
+        loop {
+            match take_record(&mut buf) {
+                Ok(Some(r)) => match serde_json::from_slice(&r) {
+                    Ok(v) => {
+                        if !tx(Ok(v)) {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tx(Err(format!("a record is not JSON: {e}")));
+                        return;
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    tx(Err(e));
+                    return;
+                }
+            }
+        }
+        match resp.chunk().await {
+            Ok(Some(b)) => buf.extend_from_slice(&b),
+            Ok(None) => {
+                tx(Err("the stream ended".into()));
+                return;
+            }
+            Err(e) => {
+                tx(Err(format!("reading the stream failed: {e}")));
+                return;
+            }
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    // reqwest's rustls needs the process's crypto provider, even for plain HTTP.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn event_type(e: &Value) -> &str {
+    e["type"].as_str().unwrap_or("")
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    match s.char_indices().nth(300) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s,
+    }
+}
+
+/// A Mesos v1 HTTP scheduler: its subscription's events read in the background, calls on
+/// other connections with the stream's `Mesos-Stream-Id`.
+struct Scheduler {
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+    master: String,
+    stream_id: String,
+    framework_id: String,
+    events: mpsc::Receiver<Result<Value, String>>,
+    /// Events read that nobody asked for yet.
+    pending: VecDeque<Value>,
+    ended: Option<String>,
+    used_offers: HashSet<String>,
+    log: Vec<String>,
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let tail = &self.log[self.log.len().saturating_sub(40)..];
+            eprintln!(
+                "e2e: framework {} saw last:\n  {}",
+                self.framework_id,
+                tail.join("\n  ")
+            );
+        }
+    }
+}
+
+impl Scheduler {
+    fn subscribe(master: &str, info: Value) -> Scheduler {
+        let rt = runtime();
+        let http = tepui_e2e::http_client()
+            .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let call = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": info}});
+        let resp = rt
+            .block_on(
+                http.post(format!("http://{master}/api/v1/scheduler"))
+                    .header("Content-Type", "application/json")
+                    .header("Accept", "application/json")
+                    .json(&call)
+                    .send(),
+            )
+            .expect("SUBSCRIBE is answered");
+        assert_eq!(resp.status(), 200, "SUBSCRIBE");
+        let stream_id = resp.headers()["mesos-stream-id"].to_str().unwrap().to_string();
+        let (tx, rx) = mpsc::channel();
+        rt.spawn(pump(resp, move |e| tx.send(e).is_ok()));
+        let mut fw = Scheduler {
+            rt,
+            http,
+            master: master.to_string(),
+            stream_id,
+            framework_id: String::new(),
+            events: rx,
+            pending: VecDeque::new(),
+            ended: None,
+            used_offers: HashSet::new(),
+            log: vec![],
+        };
+        let first = fw.next("SUBSCRIBED", START, |e| event_type(e) == "SUBSCRIBED");
+        fw.framework_id = first["subscribed"]["framework_id"]["value"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        fw
+    }
+
+    /// A call with this subscription's stream id: its status and body.
+    fn call(&self, mut call: Value) -> (u16, String) {
+        call["framework_id"] = json!({"value": self.framework_id});
+        self.rt.block_on(async {
+            let resp = self
+                .http
+                .post(format!("http://{}/api/v1/scheduler", self.master))
+                .header("Content-Type", "application/json")
+                .header("Mesos-Stream-Id", &self.stream_id)
+                .timeout(CALL_TIMEOUT)
+                .json(&call)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{} got no answer: {e}", call["type"]));
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap_or_default())
+        })
+    }
+
+    fn accepted(&self, call: Value) {
+        let ty = call["type"].clone();
+        let (status, body) = self.call(call);
+        assert_eq!(status, 202, "{ty}: {body}");
+    }
+
+    /// The first event, held back or new, that `want` takes; HEARTBEATs are dropped, other
+    /// events held back. An ERROR, the end of the stream or the deadline fails the test.
+    fn next(&mut self, what: &str, timeout: Duration, want: impl Fn(&Value) -> bool) -> Value {
+        self.try_next(timeout, &want)
+            .unwrap_or_else(|why| panic!("no {what}: {why}"))
+    }
+
+    fn try_next(&mut self, timeout: Duration, want: &dyn Fn(&Value) -> bool) -> Result<Value, String> {
+        if let Some(i) = self.pending.iter().position(want) {
+            return Ok(self.pending.remove(i).unwrap());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(why) = &self.ended {
+                return Err(why.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("nothing within {timeout:?}"));
+            }
+            match self.events.recv_timeout(left) {
+                Ok(Ok(e)) => {
+                    if std::env::var_os("TEPUI_E2E_TRACE").is_some() {
+                        eprintln!("event: {}", short(&e));
+                    }
+                    self.log.push(short(&e));
+                    match event_type(&e) {
+                        "HEARTBEAT" => {}
+                        "ERROR" => return Err(format!("ERROR: {}", short(&e))),
+                        _ if want(&e) => return Ok(e),
+                        _ => self.pending.push_back(e),
+                    }
+                }
+                Ok(Err(why)) => self.ended = Some(why),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => self.ended = Some("the reader is gone".into()),
+            }
+        }
+    }
+
+    /// An offer not used yet, with at least `cpus` unreserved.
+    fn offer(&mut self, cpus: f64) -> Value {
+        // Offers rescinded already are used up.
+        for e in self.pending.iter().filter(|e| event_type(e) == "RESCIND") {
+            if let Some(id) = e["rescind"]["offer_id"]["value"].as_str() {
+                self.used_offers.insert(id.to_string());
+            }
+        }
+        self.pending.retain(|e| event_type(e) != "RESCIND");
+        let used = self.used_offers.clone();
+        let usable = |o: &Value| {
+            !used.contains(o["id"]["value"].as_str().unwrap_or(""))
+                && o["resources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| r["name"] == "cpus")
+                    .filter_map(|r| r["scalar"]["value"].as_f64())
+                    .sum::<f64>()
+                    >= cpus
+        };
+        let e = self.next("an offer", SETTLE, |e| {
+            event_type(e) == "OFFERS" && e["offers"]["offers"].as_array().is_some_and(|o| o.iter().any(usable))
+        });
+        let offer = e["offers"]["offers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| usable(o))
+            .unwrap()
+            .clone();
+        self.used_offers
+            .insert(offer["id"]["value"].as_str().unwrap().to_string());
+        offer
+    }
+
+    fn acknowledge(&self, status: &Value) {
+        if let Some(uuid) = status["uuid"].as_str() {
+            self.accepted(json!({
+                "type": "ACKNOWLEDGE",
+                "acknowledge": {"agent_id": status["agent_id"], "task_id": status["task_id"], "uuid": uuid}
+            }));
+        }
+    }
+
+    /// Acknowledges `task`'s updates until one is `want`; another end fails the test.
+    fn update_until(&mut self, task: &str, want: &str) -> Value {
+        loop {
+            let e = self.next(&format!("{task} {want}"), SETTLE, |e| {
+                event_type(e) == "UPDATE" && e["update"]["status"]["task_id"]["value"] == task
+            });
+            let status = e["update"]["status"].clone();
+            eprintln!(
+                "update {task}: {} {} (uuid {}, at {})",
+                status["state"], status["reason"], status["uuid"], status["timestamp"]
+            );
+            self.acknowledge(&status);
+            if status["state"] == want {
+                return status;
+            }
+            let ended = [
+                "TASK_FINISHED",
+                "TASK_FAILED",
+                "TASK_KILLED",
+                "TASK_ERROR",
+                "TASK_LOST",
+                "TASK_DROPPED",
+                "TASK_GONE",
+            ];
+            assert!(
+                !ended.contains(&status["state"].as_str().unwrap_or("")),
+                "{task} ended while waiting for {want}: {status}"
+            );
+        }
+    }
+
+    fn get(&self, path: &str) -> Value {
+        self.rt.block_on(async {
+            let resp = self
+                .http
+                .get(format!("http://{}{path}", self.master))
+                .timeout(CALL_TIMEOUT)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "GET {path}");
+            resp.json().await.unwrap()
+        })
+    }
+
+    fn operator(&self, call: Value) -> Value {
+        self.rt.block_on(async {
+            let resp = self
+                .http
+                .post(format!("http://{}/api/v1", self.master))
+                .header("Content-Type", "application/json")
+                .header("Accept", "application/json")
+                .timeout(CALL_TIMEOUT)
+                .json(&call)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "operator {call}");
+            resp.json().await.unwrap()
+        })
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The cluster and what the tests launch
+// ------------------------------------------------------------------------------------------
+
+/// This test binary where the agent's host tasks see it (they see the host's /opt, read-only),
+// ------------------------------------------------------------------------------------------
+// The cluster and what the tests launch
+// ------------------------------------------------------------------------------------------
+
+struct Cluster {
+    marked: MarkedProcesses,
+    _sb: Sandbox,
+    _server: Daemon,
+    _agent: Daemon,
+    master: String,
+}
+
+impl Cluster {
+    /// A server and an agent (4 cpus, 4 GiB, ports `ports`, its own bridge), with the busybox
+    /// image imported on the agent.
+    fn start(label: &str, server_ip: &str, agent_ip: &str, subnet: &str, ports: &str) -> Cluster {
+        need_root();
+        require_busybox().expect("busybox-static is installed (e2e/setup.sh)");
+        let marked = MarkedProcesses::new(label);
+        let sb = Sandbox::new(label);
+        let dir = sb.join("s1").display().to_string();
+        let mut server = sb.spawn(
+            "s1",
+            &[
+                "server",
+                "--bootstrap",
+                "--data-dir",
+                &dir,
+                "--bind",
+                server_ip,
+                "--name",
+                "s1",
+            ],
+        );
+        server.wait_ready(START);
+        let token = read_token(&sb.join("s1"), "agent");
+        let agent_dir = sb.join("a1").display().to_string();
+        let bridge = format!("tpe2e-{label}");
+        let mut agent = sb.spawn(
+            "a1",
+            &[
+                "join",
+                &cluster_addr(server_ip),
+                "--token",
+                &token,
+                "--data-dir",
+                &agent_dir,
+                "--bind",
+                agent_ip,
+                "--name",
+                "a1",
+                "--cpus",
+                "4",
+                "--mem",
+                "4096",
+                "--ports",
+                ports,
+                "--heartbeat-secs",
+                "0.5",
+                "--bridge",
+                &bridge,
+                "--bridge-subnet",
+                subnet,
+            ],
+        );
+        agent.wait_ready(START);
+        let master = http_addr(server_ip);
+        let archive = sb.join("busybox.tar");
+        build_docker_archive(&archive, IMAGE).expect("the docker archive builds");
+        tepui(&[
+            "image",
+            "import",
+            &archive.display().to_string(),
+            "--agent",
+            "a1",
+            "--addr",
+            &master,
+        ])
+        .ok();
+        Cluster {
+            marked,
+            _sb: sb,
+            _server: server,
+            _agent: agent,
+            master,
+        }
+    }
+}
+
+fn framework_info() -> Value {
+    json!({
+        "user": "root",
+        "name": "e2e-task-group-framework",
+        "roles": ["*"],
+        "capabilities": [{"type": "PARTITION_AWARE"}, {"type": "MULTI_ROLE"}],
+        "failover_timeout": 3600,
+        "checkpoint": true,
+    })
+}
+
+fn scalars(cpus: f64, mem: f64) -> Value {
+    json!([
+        {"name": "cpus", "type": "SCALAR", "scalar": {"value": cpus}},
+        {"name": "mem", "type": "SCALAR", "scalar": {"value": mem}},
+    ])
+}
+
+/// The default executor of a group; `bridge`: the group gets its own network namespace on the
+/// agent's bridge (a `network_infos` entry), else the host's network.
+fn default_executor(id: &str, bridge: bool) -> Value {
+    let mut x = json!({
+        "type": "DEFAULT",
+        "executor_id": {"value": id},
+        "name": format!("e2e group {id}"),
+        "resources": scalars(0.1, 32.0),
+    });
+    if bridge {
+        x["container"] = json!({"type": "MESOS", "network_infos": [{"name": "bridge"}]});
+    }
+    x
+}
+
+/// A task of a group: a busybox container running `shell`, with the group's `shared`
+/// directory on `/shared` when asked.
+fn member(id: &str, agent: &str, cpus: f64, shell: &str, marker: &str, shared: bool) -> Value {
+    let mut container = json!({
+        "type": "MESOS",
+        "mesos": {"image": {"type": "DOCKER", "docker": {"name": IMAGE}}},
+    });
+    if shared {
+        container["volumes"] = json!([{
+            "container_path": "/shared",
+            "mode": "RW",
+            "source": {"type": "SANDBOX_PATH", "sandbox_path": {"type": "PARENT", "path": "shared"}},
+        }]);
+    }
+    json!({
+        "name": id,
+        "task_id": {"value": id},
+        "agent_id": {"value": agent},
+        "resources": scalars(cpus, 32.0),
+        "command": {
+            "shell": true,
+            "value": shell,
+            "environment": {"variables": [{"name": MARKER_VAR, "value": marker}]},
+        },
+        "container": container,
+    })
+}
+
+impl Scheduler {
+    /// ACCEPTs `offer` with one LAUNCH_GROUP.
+    fn launch_group(&self, offer: &Value, executor: Value, tasks: Vec<Value>) {
+        self.accepted(json!({
+            "type": "ACCEPT",
+            "accept": {
+                "offer_ids": [offer["id"]],
+                "operations": [{
+                    "type": "LAUNCH_GROUP",
+                    "launch_group": {"executor": executor, "task_group": {"tasks": tasks}},
+                }],
+                "filters": {"refuse_seconds": 1},
+            }
+        }));
+    }
+
+    /// The executor's end (FAILURE with its executor id).
+    fn executor_ended(&mut self, executor: &str) -> Value {
+        self.next(&format!("the end of executor {executor}"), SETTLE, |e| {
+            event_type(e) == "FAILURE" && e["failure"]["executor_id"]["value"] == executor
+        })
+    }
+
+    /// A task's stdout, as `GET /v1/tasks/{id}/logs` gives it.
+    fn stdout(&self, task: &str) -> String {
+        self.rt.block_on(async {
+            let resp = self
+                .http
+                .get(format!("http://{}/v1/tasks/{task}/logs", self.master))
+                .timeout(CALL_TIMEOUT)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "logs of {task}");
+            resp.text().await.unwrap()
+        })
+    }
+}
+
+fn agent_of(offer: &Value) -> String {
+    offer["agent_id"]["value"].as_str().unwrap().to_string()
+}
+
+/// The agent's resources in use, from `/master/state`.
+fn used_cpus(fw: &Scheduler) -> f64 {
+    let state = fw.get("/master/state");
+    state["slaves"][0]["used_resources"]["cpus"].as_f64().unwrap_or(0.0)
+}
+
+// ------------------------------------------------------------------------------------------
+// Tests
+// ------------------------------------------------------------------------------------------
+
+#[test]
+fn a_task_group_shares_localhost_and_a_volume_and_fails_as_one() {
+    let c = Cluster::start("grp105", "127.0.105.1", "127.0.105.2", "10.214.105.0/24", "34300-34309");
+    let marker = c.marked.value().to_string();
+    let mut fw = Scheduler::subscribe(&c.master, framework_info());
+
+    // The server answers one connection, then waits for what the client wrote to the
+    // group's volume and prints it; the client connects over the group's loopback until the
+    // server answers, writes the answer to the volume, and stays.
+    let srv = "echo pong | busybox nc -l -p 7000 >/dev/null; \
+               until [ -s /shared/reply ]; do busybox sleep 0.1; done; \
+               echo \"srv read: $(cat /shared/reply)\"";
+    let cli = "until busybox nc -w 1 127.0.0.1 7000 </dev/null >/shared/reply.tmp 2>/dev/null \
+                 && [ -s /shared/reply.tmp ]; do busybox sleep 0.2; done; \
+               busybox mv /shared/reply.tmp /shared/reply; \
+               echo \"cli got: $(cat /shared/reply)\"; exec busybox sleep 3600";
+    let offer = fw.offer(1.0);
+    let agent = agent_of(&offer);
+    fw.launch_group(
+        &offer,
+        default_executor("g1", true),
+        vec![
+            member("g1-srv", &agent, 0.2, srv, &marker, true),
+            member("g1-cli", &agent, 0.2, cli, &marker, true),
+        ],
+    );
+    let running = fw.update_until("g1-srv", "TASK_RUNNING");
+    assert_eq!(running["executor_id"]["value"], "g1", "{running}");
+    fw.update_until("g1-cli", "TASK_RUNNING");
+    let finished = fw.update_until("g1-srv", "TASK_FINISHED");
+    assert_eq!(finished["executor_id"]["value"], "g1", "{finished}");
+    let out = fw.stdout("g1-srv");
+    assert!(
+        out.contains("srv read: pong"),
+        "the server read the client's write: {out:?}"
+    );
+    let out = wait_for("the client's output", SETTLE, || {
+        let out = fw.stdout("g1-cli");
+        if out.contains("cli got: pong") {
+            Ok(out)
+        } else {
+            Err(format!("{out:?}"))
+        }
+    });
+    assert!(out.contains("cli got: pong"));
+
+    // The executor and its tasks as Mesos shows them. A finished task leaves the rest running.
+    let state = fw.get("/master/state");
+    let f = &state["frameworks"][0];
+    let executors = f["executors"].as_array().unwrap();
+    assert_eq!(executors.len(), 1, "{f}");
+    assert_eq!(executors[0]["executor_id"], "g1", "{f}");
+    assert_eq!(executors[0]["type"], "DEFAULT", "{f}");
+    let cli_task = f["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "g1-cli")
+        .cloned();
+    let cli_task = cli_task.unwrap_or_else(|| panic!("g1-cli in /master/state: {f}"));
+    assert_eq!(cli_task["executor_id"], "g1", "{cli_task}");
+    assert_eq!(cli_task["state"], "TASK_RUNNING", "{cli_task}");
+    let tasks = fw.get("/master/tasks");
+    let listed = tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "g1-cli")
+        .cloned();
+    assert_eq!(listed.unwrap()["executor_id"], "g1", "{tasks}");
+    let got = fw.operator(json!({"type": "GET_EXECUTORS"}));
+    let list = got["get_executors"]["executors"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{got}");
+    assert_eq!(list[0]["executor_info"]["type"], "DEFAULT", "{got}");
+    assert_eq!(list[0]["executor_info"]["executor_id"]["value"], "g1", "{got}");
+    let got = fw.operator(json!({"type": "GET_TASKS"}));
+    let t = got["get_tasks"]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task_id"]["value"] == "g1-cli")
+        .cloned()
+        .unwrap_or_else(|| panic!("g1-cli in GET_TASKS: {got}"));
+    assert_eq!(t["executor_id"]["value"], "g1", "{t}");
+
+    // Killing the last task ends the executor.
+    fw.accepted(json!({"type": "KILL", "kill": {"task_id": {"value": "g1-cli"}, "agent_id": {"value": agent}}}));
+    fw.update_until("g1-cli", "TASK_KILLED");
+    fw.executor_ended("g1");
+
+    // A group where one task fails: the other is killed, the executor ends.
+    let offer = fw.offer(1.0);
+    let agent = agent_of(&offer);
+    fw.launch_group(
+        &offer,
+        default_executor("g2", false),
+        vec![
+            member("g2-ok", &agent, 0.2, "exec busybox sleep 3600", &marker, false),
+            member("g2-bad", &agent, 0.2, "busybox sleep 1; exit 3", &marker, false),
+        ],
+    );
+    fw.update_until("g2-ok", "TASK_RUNNING");
+    let failed = fw.update_until("g2-bad", "TASK_FAILED");
+    assert!(
+        failed["message"].as_str().unwrap_or("").contains('3'),
+        "the exit status is told: {failed}"
+    );
+    let killed = fw.update_until("g2-ok", "TASK_KILLED");
+    assert_eq!(killed["executor_id"]["value"], "g2", "{killed}");
+    fw.executor_ended("g2");
+
+    // Everything is given back.
+    wait_for("the agent's resources back", SETTLE, || {
+        let used = used_cpus(&fw);
+        let live = fw.operator(json!({"type": "GET_EXECUTORS"}))["get_executors"]["executors"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if used < 1e-9 && live == 0 {
+            Ok(())
+        } else {
+            Err(format!("cpus used {used}, {live} executors"))
+        }
+    });
+}
+
+#[test]
+fn a_task_group_that_does_not_fit_is_refused_whole() {
+    let c = Cluster::start("grp106", "127.0.106.1", "127.0.106.2", "10.214.106.0/24", "34310-34319");
+    let marker = c.marked.value().to_string();
+    let mut fw = Scheduler::subscribe(&c.master, framework_info());
+
+    let refused = |fw: &mut Scheduler, ids: &[&str], words: &str| {
+        for id in ids {
+            let st = fw.update_until(id, "TASK_ERROR");
+            assert_eq!(st["reason"], "REASON_TASK_GROUP_INVALID", "{st}");
+            let message = st["message"].as_str().unwrap_or("");
+            assert!(message.contains(words), "{id}: {message:?} should say {words:?}");
+        }
+    };
+
+    // More than the agent has (4 cpus): the two tasks and the executor's 0.1 together.
+    let offer = fw.offer(1.0);
+    let agent = agent_of(&offer);
+    fw.launch_group(
+        &offer,
+        default_executor("big", false),
+        vec![
+            member("big-a", &agent, 2.0, "exec busybox sleep 3600", &marker, false),
+            member("big-b", &agent, 2.0, "exec busybox sleep 3600", &marker, false),
+        ],
+    );
+    refused(
+        &mut fw,
+        &["big-a", "big-b"],
+        "required by task group and its executor are more than available",
+    );
+
+    // A custom executor for a group.
+    let offer = fw.offer(1.0);
+    let mut custom = default_executor("custom", false);
+    custom["type"] = json!("CUSTOM");
+    custom["command"] = json!({"value": "/bin/true"});
+    fw.launch_group(
+        &offer,
+        custom,
+        vec![member(
+            "custom-a",
+            &agent,
+            0.1,
+            "exec busybox sleep 3600",
+            &marker,
+            false,
+        )],
+    );
+    refused(&mut fw, &["custom-a"], "'ExecutorInfo.type' must be 'DEFAULT'");
+
+    // A volume of the task's own sandbox (SELF): only the group's (PARENT) is shared.
+    let offer = fw.offer(1.0);
+    let mut own = member("own-a", &agent, 0.1, "exec busybox sleep 3600", &marker, true);
+    own["container"]["volumes"][0]["source"]["sandbox_path"]["type"] = json!("SELF");
+    fw.launch_group(
+        &offer,
+        default_executor("own", false),
+        vec![
+            own,
+            member("own-b", &agent, 0.1, "exec busybox sleep 3600", &marker, false),
+        ],
+    );
+    refused(&mut fw, &["own-a"], "container.volumes[0]");
+    refused(
+        &mut fw,
+        &["own-b"],
+        "Task group is invalid: task own-a: container.volumes[0]",
+    );
+
+    // Nothing of them was launched or is held.
+    let tasks = fw.get("/master/tasks");
+    assert!(tasks["tasks"].as_array().unwrap().is_empty(), "{tasks}");
+    let got = fw.operator(json!({"type": "GET_EXECUTORS"}));
+    assert!(
+        got["get_executors"]["executors"].as_array().is_none_or(Vec::is_empty),
+        "{got}"
+    );
+    assert!(used_cpus(&fw) < 1e-9);
+
+    // The agent serves the next group.
+    let offer = fw.offer(1.0);
+    let agent = agent_of(&offer);
+    fw.launch_group(
+        &offer,
+        default_executor("good", false),
+        vec![member("good-a", &agent, 0.1, "exec busybox sleep 3600", &marker, false)],
+    );
+    fw.update_until("good-a", "TASK_RUNNING");
+    fw.accepted(json!({"type": "KILL", "kill": {"task_id": {"value": "good-a"}, "agent_id": {"value": agent}}}));
+    fw.update_until("good-a", "TASK_KILLED");
+    fw.executor_ended("good");
+}
