@@ -37,6 +37,8 @@ pub const LABEL_VERSION: &str = "tepui.version";
 pub const LABEL_POD: &str = "tepui.pod";
 pub const LABEL_INSTANCE: &str = "tepui.instance";
 pub const LABEL_CONTAINER: &str = "tepui.container";
+/// The endpoints of a pod task's container, comma-separated (its ports are its executor's).
+pub const LABEL_ENDPOINTS: &str = "tepui.endpoints";
 
 /// How the services scheduler is set up.
 #[derive(Clone, Debug)]
