@@ -183,7 +183,10 @@ fn http_ports(st: &Value) -> Vec<u64> {
 
 /// Every instance answers with what its client fetched from its server over 127.0.0.1.
 fn wait_fetched(m: &Marathon, st: &Value, color: &str) {
-    for port in http_ports(st) {
+    let ports = http_ports(st);
+    let instances = st["instances"].as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(ports.len(), instances, "a host port per instance: {st}");
+    for port in ports {
         wait_for(&format!("the client's copy on port {port}"), SETTLE, || {
             let page = m.fetch(&format!("http://{AGENT_IP}:{port}/fetched.txt"))?;
             if page.trim() == color {

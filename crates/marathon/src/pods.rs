@@ -166,13 +166,18 @@ fn instance_state(i: &Instance) -> &'static str {
 fn container_status(s: &Replicated, spec: &PodSpec, t: &TaskRecord) -> Value {
     let name = t.labels.get(LABEL_CONTAINER).cloned().unwrap_or_default();
     let container = spec.containers.iter().find(|c| c.name == name);
+    // The instance's host ports are its executor's.
+    let ports: Vec<tepui_state::PortDef> = s
+        .executor_of_task(&t.id)
+        .map(|e| e.def.ports.clone())
+        .unwrap_or_default();
     let endpoints: Vec<Value> = container
         .map(|c| {
             c.endpoints
                 .iter()
                 .map(|ep| {
                     let mut v = json!({ "name": ep.name });
-                    if let Some(port) = t.def.ports.iter().find(|p| p.name.as_deref() == Some(ep.name.as_str())) {
+                    if let Some(port) = ports.iter().find(|p| p.name.as_deref() == Some(ep.name.as_str())) {
                         v["allocatedHostPort"] = json!(port.host_port);
                     }
                     let checked = c.health_check.as_ref().is_some_and(|h| {
@@ -189,7 +194,6 @@ fn container_status(s: &Replicated, spec: &PodSpec, t: &TaskRecord) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    let _ = s;
     let mut v = json!({
         "name": name,
         "status": t.state.as_str(),
