@@ -18,7 +18,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tepui_e2e::{cluster_addr, http_addr, need_root, read_token, tepui, wait_for, Daemon, Sandbox};
+use tepui_e2e::{
+    cluster_addr, http_addr, need_root, read_token, tepui, wait_for, Daemon, MarkedProcesses, Sandbox, MARKER_VAR,
+};
 use tepui_image::testimage::{build_docker_archive, require_busybox};
 
 const SERVER_IP: &str = "127.0.107.1";
@@ -94,11 +96,12 @@ impl Marathon {
     }
 }
 
-fn pod(color: &str, instances: u32) -> Value {
+/// The pod; `marker` marks its processes so that the test ends them all, whatever happens.
+fn pod(color: &str, instances: u32, marker: &str) -> Value {
     json!({
         "id": "/shop/web",
         "labels": {"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "web.example.test"},
-        "environment": {"COLOR": color},
+        "environment": {"COLOR": color, MARKER_VAR: marker},
         "volumes": [{"name": "data"}],
         "networks": [{"mode": "host"}],
         "scaling": {"kind": "fixed", "instances": instances},
@@ -283,6 +286,7 @@ fn bad_pod_json_is_refused_with_field_paths() {
 fn a_pod_is_created_scaled_rolled_and_deleted() {
     need_root();
     require_busybox().expect("busybox-static is installed (e2e/setup.sh)");
+    let marked = MarkedProcesses::new("pods");
     let sb = Sandbox::new("pods");
     let archive = sb.join("busybox.tar");
     build_docker_archive(&archive, IMAGE).expect("the docker archive builds");
@@ -292,7 +296,7 @@ fn a_pod_is_created_scaled_rolled_and_deleted() {
     let m = Marathon::new(&addr);
 
     // Create: 201 with the pod, its deployment in Marathon-Deployment-Id.
-    let (status, headers, created) = m.call(reqwest::Method::POST, "/v2/pods", Some(&pod("blue", 1)));
+    let (status, headers, created) = m.call(reqwest::Method::POST, "/v2/pods", Some(&pod("blue", 1, marked.value())));
     assert_eq!(status, 201, "{created}");
     assert!(headers.contains_key("marathon-deployment-id"), "{headers:?}");
     assert_eq!(created["id"], "/shop/web");
@@ -368,7 +372,7 @@ fn a_pod_is_created_scaled_rolled_and_deleted() {
 
     // A rolling update: every instance replaced, at most 2 + floor(0.5 * 2) = 3 instances and
     // at least ceil(0.5 * 2) = 1 stable while it runs.
-    let (status, headers, v) = m.call(reqwest::Method::PUT, "/v2/pods/shop/web", Some(&pod("green", 2)));
+    let (status, headers, v) = m.call(reqwest::Method::PUT, "/v2/pods/shop/web", Some(&pod("green", 2, marked.value())));
     assert_eq!(status, 200, "{v}");
     let deployment = headers["marathon-deployment-id"].to_str().unwrap().to_string();
     let (mut most, mut fewest_stable) = (0, usize::MAX);

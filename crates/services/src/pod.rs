@@ -1185,6 +1185,36 @@ mod tests {
     }
 
     #[test]
+    fn what_get_answers_put_back_is_no_change() {
+        let full = serde_json::json!({
+            "id": "/shop/web", "labels": {"HAPROXY_GROUP": "external"}, "environment": {"COLOR": "blue"},
+            "volumes": [{"name": "data"}], "networks": [{"mode": "host"}],
+            "scaling": {"kind": "fixed", "instances": 1},
+            "scheduling": {"upgrade": {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.5},
+                           "backoff": {"backoff": 1, "backoffFactor": 1.15, "maxLaunchDelay": 30}},
+            "containers": [
+                {"name": "server", "image": {"kind": "DOCKER", "id": "busybox"},
+                 "exec": {"command": {"shell": "x"}}, "resources": {"cpus": 0.1, "mem": 32},
+                 "endpoints": [{"name": "http", "hostPort": 0, "protocol": ["http"]}],
+                 "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                 "healthCheck": {"http": {"endpoint": "http", "path": "/index.html", "scheme": "HTTP"},
+                     "gracePeriodSeconds": 20, "intervalSeconds": 2, "timeoutSeconds": 1,
+                     "maxConsecutiveFailures": 3, "delaySeconds": 0}},
+                {"name": "client", "image": {"kind": "DOCKER", "id": "busybox"},
+                 "exec": {"command": {"shell": "y"}}, "resources": {"cpus": 0.1, "mem": 16},
+                 "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]
+        });
+        let p = parse(full).unwrap();
+        let mut got = serde_json::to_value(&p).unwrap();
+        got["scaling"]["instances"] = serde_json::json!(2);
+        let def: PodDefinition = serde_json::from_value(got).unwrap();
+        let mut scaled = validate_pod(&def, &PathId::root(), 2_000).unwrap();
+        assert!(!scaled.is_config_change(&p), "{scaled:#?}\n{p:#?}");
+        scaled.stamp(Some(&p), 2_000);
+        assert_eq!(scaled.config_version(), p.config_version());
+    }
+
+    #[test]
     fn bad_fields_have_marathons_paths() {
         let mut bad = web();
         bad["containers"][0]["resources"]["cpus"] = serde_json::json!(-1);
