@@ -55,7 +55,12 @@ impl Marathon {
         }
     }
 
-    fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, reqwest::header::HeaderMap, Value) {
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
         self.rt.block_on(async {
             let mut req = self.http.request(method, format!("{}{path}", self.base));
             if let Some(b) = body {
@@ -141,11 +146,11 @@ fn wait_stable(m: &Marathon, n: usize) -> Value {
     wait_for(&format!("/shop/web STABLE with {n} instances"), SETTLE, || {
         let st = m.get("/v2/pods/shop/web::status");
         let deployments = m.get("/v2/deployments");
-        let busy = deployments
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|d| d["affectedPods"].as_array().is_some_and(|p| p.contains(&json!("/shop/web"))));
+        let busy = deployments.as_array().into_iter().flatten().any(|d| {
+            d["affectedPods"]
+                .as_array()
+                .is_some_and(|p| p.contains(&json!("/shop/web")))
+        });
         let instances = st["instances"].as_array().map(Vec::len).unwrap_or(0);
         if st["status"] == "STABLE" && instances == n && !busy {
             Ok(st)
@@ -205,7 +210,16 @@ fn start_cluster(sb: &Sandbox) -> (Daemon, Daemon) {
     let s1 = sb.join("s1").display().to_string();
     let mut server = sb.spawn(
         "s1",
-        &["server", "--bootstrap", "--data-dir", &s1, "--bind", SERVER_IP, "--name", "s1"],
+        &[
+            "server",
+            "--bootstrap",
+            "--data-dir",
+            &s1,
+            "--bind",
+            SERVER_IP,
+            "--name",
+            "s1",
+        ],
     );
     server.wait_ready(START);
     let token = read_token(&sb.join("s1"), "agent");
@@ -266,7 +280,11 @@ fn bad_pod_json_is_refused_with_field_paths() {
         .iter()
         .map(|d| d["path"].as_str().unwrap().to_string())
         .collect();
-    for want in ["/containers(0)/resources/cpus", "/containers", "/containers(1)/endpoints(0)/name"] {
+    for want in [
+        "/containers(0)/resources/cpus",
+        "/containers",
+        "/containers(1)/endpoints(0)/name",
+    ] {
         assert!(paths.contains(want), "{want} in {v}");
     }
     // A field of the wrong type names its path too; nothing was stored.
@@ -292,7 +310,16 @@ fn a_pod_is_created_scaled_rolled_and_deleted() {
     build_docker_archive(&archive, IMAGE).expect("the docker archive builds");
     let (_server, _agent) = start_cluster(&sb);
     let addr = http_addr(SERVER_IP);
-    tepui(&["image", "import", &archive.display().to_string(), "--agent", "a1", "--addr", &addr]).ok();
+    tepui(&[
+        "image",
+        "import",
+        &archive.display().to_string(),
+        "--agent",
+        "a1",
+        "--addr",
+        &addr,
+    ])
+    .ok();
     let m = Marathon::new(&addr);
 
     // Create: 201 with the pod, its deployment in Marathon-Deployment-Id.
@@ -301,7 +328,10 @@ fn a_pod_is_created_scaled_rolled_and_deleted() {
     assert!(headers.contains_key("marathon-deployment-id"), "{headers:?}");
     assert_eq!(created["id"], "/shop/web");
     assert_eq!(created["scaling"]["instances"], 1);
-    assert_eq!(created["containers"][1]["resources"]["disk"], 0.0, "defaults filled in: {created}");
+    assert_eq!(
+        created["containers"][1]["resources"]["disk"], 0.0,
+        "defaults filled in: {created}"
+    );
     let st = wait_stable(&m, 1);
     assert_eq!(st["spec"]["id"], "/shop/web");
     let first = instance_ids(&st);
@@ -372,7 +402,11 @@ fn a_pod_is_created_scaled_rolled_and_deleted() {
 
     // A rolling update: every instance replaced, at most 2 + floor(0.5 * 2) = 3 instances and
     // at least ceil(0.5 * 2) = 1 stable while it runs.
-    let (status, headers, v) = m.call(reqwest::Method::PUT, "/v2/pods/shop/web", Some(&pod("green", 2, marked.value())));
+    let (status, headers, v) = m.call(
+        reqwest::Method::PUT,
+        "/v2/pods/shop/web",
+        Some(&pod("green", 2, marked.value())),
+    );
     assert_eq!(status, 200, "{v}");
     let deployment = headers["marathon-deployment-id"].to_str().unwrap().to_string();
     let (mut most, mut fewest_stable) = (0, usize::MAX);
@@ -384,7 +418,11 @@ fn a_pod_is_created_scaled_rolled_and_deleted() {
         fewest_stable = fewest_stable.min(stable);
         let ids = instance_ids(&st);
         let running = m.get("/v2/deployments");
-        let busy = running.as_array().into_iter().flatten().any(|d| d["id"] == json!(deployment));
+        let busy = running
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| d["id"] == json!(deployment));
         if !busy && st["status"] == "STABLE" && ids.len() == 2 && ids.is_disjoint(&scaled) {
             Ok(st)
         } else {
@@ -399,7 +437,14 @@ fn a_pod_is_created_scaled_rolled_and_deleted() {
         versions.as_array().is_some_and(|v| v.len() >= 3),
         "create, scale, update: {versions}"
     );
-    let oldest = versions.as_array().unwrap().last().unwrap().as_str().unwrap().to_string();
+    let oldest = versions
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
     let v1 = m.get(&format!("/v2/pods/shop/web::versions/{oldest}"));
     assert_eq!(v1["environment"]["COLOR"], "blue");
 

@@ -2,7 +2,6 @@
 //! `agent`, `join`) start crates; every other verb is a client of the HTTP API.
 
 mod apps;
-mod pods;
 mod client;
 mod config;
 #[cfg(feature = "daemon")]
@@ -11,6 +10,7 @@ mod gateway;
 mod jobs;
 mod output;
 mod packages;
+mod pods;
 #[cfg(feature = "daemon")]
 mod recover;
 mod tools;

@@ -183,7 +183,11 @@ fn pod_details(p: &Value) -> String {
                 s(&c["image"]["id"]),
                 s(&c["resources"]["cpus"]),
                 format!("{} MB", s(&c["resources"]["mem"])),
-                if endpoints.is_empty() { "-".into() } else { endpoints.join(",") },
+                if endpoints.is_empty() {
+                    "-".into()
+                } else {
+                    endpoints.join(",")
+                },
                 check,
                 command,
             ]
@@ -215,7 +219,11 @@ fn instances_table(instances: &[Value]) -> String {
                 s(&i["status"]),
                 s(&i["agentHostname"]),
                 containers.join(","),
-                if endpoints.is_empty() { "-".into() } else { endpoints.join(",") },
+                if endpoints.is_empty() {
+                    "-".into()
+                } else {
+                    endpoints.join(",")
+                },
             ]
         })
         .collect();
@@ -321,7 +329,11 @@ async fn changed(
 
 async fn put(m: &Marathon, id: &str, body: &Value, d: &DeployArgs, c: &ClientArgs) -> anyhow::Result<()> {
     let (_, headers, pod) = m
-        .call_with_headers(Method::PUT, &format!("/v2/pods{id}{}", force_query(d.force)), Some(body))
+        .call_with_headers(
+            Method::PUT,
+            &format!("/v2/pods{id}{}", force_query(d.force)),
+            Some(body),
+        )
         .await?;
     changed(m, c, d, &headers, id, pod["version"].as_str().map(str::to_string)).await
 }
@@ -392,7 +404,9 @@ pub async fn run_pod(cmd: PodCmd) -> anyhow::Result<()> {
             let (_, v) = m
                 .call(Method::DELETE, &format!("/v2/pods{id}::instances/{instance}"), None)
                 .await?;
-            emit(c.output, &v, |_| format!("instance {instance} of pod {id} is being killed"))
+            emit(c.output, &v, |_| {
+                format!("instance {instance} of pod {id} is being killed")
+            })
         }
     }
 }
@@ -412,9 +426,15 @@ mod tests {
                                 "endpoints": [{"name": "http", "allocatedHostPort": 31000}]}]}]
         }]);
         let t = pods_table(list(&st));
-        assert!(t.contains("/web") && t.contains("DEGRADED") && t.contains("1/2") && t.contains("server,client"), "{t}");
+        assert!(
+            t.contains("/web") && t.contains("DEGRADED") && t.contains("1/2") && t.contains("server,client"),
+            "{t}"
+        );
         let i = instances_table(list(&st[0]["instances"]));
-        assert!(i.contains("web.instance-1") && i.contains("http:31000") && i.contains("server:TASK_RUNNING"), "{i}");
+        assert!(
+            i.contains("web.instance-1") && i.contains("http:31000") && i.contains("server:TASK_RUNNING"),
+            "{i}"
+        );
         assert!(status_text(&st[0]).starts_with("/web: DEGRADED (1 of 2 instances stable)"));
     }
 }

@@ -222,7 +222,9 @@ fn pods(state: &State, agent_ips: &BTreeMap<u64, IpAddr>, out: &mut BTreeMap<Str
             let ports = endpoints
                 .iter()
                 .map(|(_, e)| {
-                    let p = executor_ports.iter().find(|p| p.name.as_deref() == Some(e.name.as_str()))?;
+                    let p = executor_ports
+                        .iter()
+                        .find(|p| p.name.as_deref() == Some(e.name.as_str()))?;
                     (p.host_port != 0).then(|| SocketAddr::new(*ip, p.host_port))
                 })
                 .collect::<Vec<_>>();

@@ -453,7 +453,11 @@ impl Services {
         }
         self.node().write(Command::ChangeServices { change }).await?;
         for d in &cancelled {
-            self.emit(runtime::deployment_failed_event(d, now, "a forced change of its pod replaced it"));
+            self.emit(runtime::deployment_failed_event(
+                d,
+                now,
+                "a forced change of its pod replaced it",
+            ));
         }
         if let Some(d) = deployment {
             tracing::info!(deployment = %d.id, pods = ?d.affected_pods, "deployment started");
@@ -621,7 +625,13 @@ fn plan_pod_change(
         return Err(locked(holding));
     }
     let deployment_id = uuid_like();
-    let deployment = Deployment::plan_pod(deployment_id.clone(), current.as_ref(), target.as_ref(), now, timeout_ms);
+    let deployment = Deployment::plan_pod(
+        deployment_id.clone(),
+        current.as_ref(),
+        target.as_ref(),
+        now,
+        timeout_ms,
+    );
     let mut change = ServiceChange {
         cancel: if force { holding } else { vec![] },
         ..ServiceChange::default()
@@ -643,7 +653,10 @@ fn plan_pod_change(
     }
     let started = Started {
         deployment_id: has_steps.then_some(deployment_id),
-        version: target.as_ref().map(|t| t.version.clone()).unwrap_or_else(|| deployment.version.clone()),
+        version: target
+            .as_ref()
+            .map(|t| t.version.clone())
+            .unwrap_or_else(|| deployment.version.clone()),
     };
     Ok((change, started, has_steps.then_some(deployment)))
 }

@@ -234,7 +234,13 @@ fn instance_status(s: &Replicated, spec: &PodSpec, inst: &PodInstance) -> Value 
     let role = inst
         .tasks
         .first()
-        .map(|t| if t.role.is_empty() { "*".to_string() } else { t.role.clone() })
+        .map(|t| {
+            if t.role.is_empty() {
+                "*".to_string()
+            } else {
+                t.role.clone()
+            }
+        })
         .unwrap_or_else(|| "*".into());
     let mut networks = vec![];
     if let Some(ip) = inst.tasks.iter().find_map(|t| t.container_ip) {
@@ -502,12 +508,9 @@ pub(crate) async fn get_path(State(svc): Shared, Path(path): Path<String>) -> An
             Ok(json_response(StatusCode::OK, json!(pod)))
         }
         PodPath::AllStatus => {
-            let all: Vec<Value> = svc.node().read(|s| {
-                crate::pods(s)
-                    .iter()
-                    .map(|p| pod_status(s, &svc, p))
-                    .collect()
-            });
+            let all: Vec<Value> = svc
+                .node()
+                .read(|s| crate::pods(s).iter().map(|p| pod_status(s, &svc, p)).collect());
             Ok(json_response(StatusCode::OK, json!(all)))
         }
         PodPath::Status(raw) => {
@@ -605,10 +608,7 @@ pub(crate) async fn delete_path(
             let id = pod_id(&raw)?;
             let started = svc.deploy_pod(None, Some(id.clone()), p.flag("force")).await?;
             tracing::info!(pod = %id, deployment = ?started.deployment_id, "pod removed");
-            Ok(with_deployment(
-                StatusCode::ACCEPTED.into_response(),
-                &started,
-            ))
+            Ok(with_deployment(StatusCode::ACCEPTED.into_response(), &started))
         }
         PodPath::Instance(raw, instance) => {
             let id = pod_id(&raw)?;
@@ -624,13 +624,15 @@ pub(crate) async fn delete_path(
         PodPath::Instances(raw) => {
             let id = pod_id(&raw)?;
             let v = body_json(&body)?;
-            let ids: Vec<String> = serde_json::from_value(v).map_err(|_| {
-                Refusal::invalid(ValidationErrors::single("/", "must be an array of instance ids"))
-            })?;
+            let ids: Vec<String> = serde_json::from_value(v)
+                .map_err(|_| Refusal::invalid(ValidationErrors::single("/", "must be an array of instance ids")))?;
             let killed = kill_instances(&svc, &id, &ids).await?;
             Ok(json_response(StatusCode::OK, json!(killed)))
         }
-        _ => Err(Refusal::new(StatusCode::METHOD_NOT_ALLOWED, "DELETE is for a pod or its instances")),
+        _ => Err(Refusal::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "DELETE is for a pod or its instances",
+        )),
     }
 }
 

@@ -20,7 +20,9 @@ use tepui_services::why::OfferStats;
 use tepui_services::{plan, AppSpec, Deployment, PathId, PodSpec};
 use tepui_state::{Command, HealthCheckDef, PortDef, State, TaskDef, TaskState};
 
-use crate::{apps, deployments, pods, QueueItem, Services, TaskIndex, FRAMEWORK_ID, LABEL_APP, LABEL_POD, LABEL_VERSION};
+use crate::{
+    apps, deployments, pods, QueueItem, Services, TaskIndex, FRAMEWORK_ID, LABEL_APP, LABEL_POD, LABEL_VERSION,
+};
 use tepui_master::{ExecutorSpec, FrameworkSpec, LaunchSpec, OfferView, Operation, SchedulerEvent, StatusView};
 use tepui_node::drivers::{Activation, Driver, Outcome};
 use tepui_node::now_ms;
@@ -400,11 +402,10 @@ fn match_offer_all(q: &mut Queue, s: &State, offer: &OfferView, now: u64) -> (Ve
                 }
                 Err(rejections) => {
                     if launched == 0 {
-                        q.stats.entry(pod.id.clone()).or_default().record(
-                            now,
-                            &offer.agent_id.to_string(),
-                            rejections,
-                        );
+                        q.stats
+                            .entry(pod.id.clone())
+                            .or_default()
+                            .record(now, &offer.agent_id.to_string(), rejections);
                     }
                     break;
                 }
@@ -437,7 +438,13 @@ fn pod_agents(s: &State, index: &TaskIndex, pod: &PathId) -> Vec<AgentInfo> {
 fn endpoint_env(name: &str) -> String {
     let upper: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("ENDPOINT_{upper}")
 }
@@ -468,11 +475,20 @@ fn pod_launch(pod: &PodSpec, agent: u64, host_ports: &[u16]) -> Operation {
                 name: Some(e.name.clone()),
                 host_port: h,
                 container_port: e.container_port.filter(|p| *p != 0).unwrap_or(h),
-                protocol: if e.protocol.iter().any(|p| p == "udp") { "udp" } else { "tcp" }.into(),
+                protocol: if e.protocol.iter().any(|p| p == "udp") {
+                    "udp"
+                } else {
+                    "tcp"
+                }
+                .into(),
             });
         }
         // What the containers listen on: the container port on a bridge, else the host port.
-        let port = if bridge { e.container_port.filter(|p| *p != 0).or(host) } else { host };
+        let port = if bridge {
+            e.container_port.filter(|p| *p != 0).or(host)
+        } else {
+            host
+        };
         if let Some(p) = port {
             env_ports.insert(endpoint_env(&e.name), p.to_string());
         }
@@ -483,9 +499,15 @@ fn pod_launch(pod: &PodSpec, agent: u64, host_ports: &[u16]) -> Operation {
         ResourceName::CPUS,
         Scalar::from_milli((ex.cpus * 1000.0).round() as u64),
     ));
-    executor_resources.push(Resource::scalar(ResourceName::MEM, Scalar::from_units(ex.mem.ceil() as u64)));
+    executor_resources.push(Resource::scalar(
+        ResourceName::MEM,
+        Scalar::from_units(ex.mem.ceil() as u64),
+    ));
     if ex.disk > 0.0 {
-        executor_resources.push(Resource::scalar(ResourceName::DISK, Scalar::from_units(ex.disk.ceil() as u64)));
+        executor_resources.push(Resource::scalar(
+            ResourceName::DISK,
+            Scalar::from_units(ex.disk.ceil() as u64),
+        ));
     }
     if let Ok(r) = Ranges::from_pairs(host_ports.iter().map(|p| (*p as u64, *p as u64))) {
         if !r.is_empty() {
@@ -493,8 +515,7 @@ fn pod_launch(pod: &PodSpec, agent: u64, host_ports: &[u16]) -> Operation {
         }
     }
     let network = if bridge { "bridge" } else { "host" };
-    let executor =
-        ExecutorSpec::default_executor(FRAMEWORK_ID, &instance, executor_resources, network, ports.clone());
+    let executor = ExecutorSpec::default_executor(FRAMEWORK_ID, &instance, executor_resources, network, ports.clone());
     let secret_source = |name: &str| {
         pod.secrets
             .get(name)
@@ -646,7 +667,11 @@ fn pod_launch(pod: &PodSpec, agent: u64, host_ports: &[u16]) -> Operation {
                     (LABEL_VERSION.to_string(), pod.config_version().to_string()),
                     (
                         crate::LABEL_ENDPOINTS.to_string(),
-                        c.endpoints.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(","),
+                        c.endpoints
+                            .iter()
+                            .map(|e| e.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
                     ),
                 ]),
                 executor: None,
@@ -1029,7 +1054,12 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
                 }
             }
         }
-        let going: HashSet<&str> = decision.kill.iter().chain(&decision.expunge).map(String::as_str).collect();
+        let going: HashSet<&str> = decision
+            .kill
+            .iter()
+            .chain(&decision.expunge)
+            .map(String::as_str)
+            .collect();
         for inst in crate::pods::instances_of(tasks) {
             if going.contains(inst.id.as_str()) {
                 work.kill
@@ -1043,10 +1073,7 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
     }
     // Instances of removed apps and pods stop.
     for t in s.tasks.values() {
-        let orphan_pod = t
-            .labels
-            .get(LABEL_POD)
-            .map(|p| !known_pods.contains(p));
+        let orphan_pod = t.labels.get(LABEL_POD).map(|p| !known_pods.contains(p));
         let orphan = t.framework_id == FRAMEWORK_ID
             && !t.state.is_terminal()
             && !t.kill_requested
@@ -1382,15 +1409,15 @@ mod tests {
     fn a_waiting_pod_instance_is_one_task_group_on_the_default_executor() {
         let mut s = state(1);
         let def: tepui_services::PodDefinition = serde_json::from_value(serde_json::json!({
-            "id": "/shop/web", "volumes": [{"name": "data"}],
-            "containers": [
-                {"name": "server", "exec": {"command": {"shell": "httpd -p $ENDPOINT_HTTP"}},
-                 "resources": {"cpus": 0.2, "mem": 32}, "endpoints": [{"name": "http", "hostPort": 0}],
-                 "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                 "healthCheck": {"http": {"endpoint": "http"}, "intervalSeconds": 2, "timeoutSeconds": 1}},
-                {"name": "client", "exec": {"command": {"argv": ["sleep", "100"]}},
-                 "resources": {"cpus": 0.1, "mem": 16}, "volumeMounts": [{"name": "data", "mountPath": "/in"}]}
-            ]}))
+        "id": "/shop/web", "volumes": [{"name": "data"}],
+        "containers": [
+            {"name": "server", "exec": {"command": {"shell": "httpd -p $ENDPOINT_HTTP"}},
+             "resources": {"cpus": 0.2, "mem": 32}, "endpoints": [{"name": "http", "hostPort": 0}],
+             "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+             "healthCheck": {"http": {"endpoint": "http"}, "intervalSeconds": 2, "timeoutSeconds": 1}},
+            {"name": "client", "exec": {"command": {"argv": ["sleep", "100"]}},
+             "resources": {"cpus": 0.1, "mem": 16}, "volumeMounts": [{"name": "data", "mountPath": "/in"}]}
+        ]}))
         .unwrap();
         let mut pod = tepui_services::validate_pod(&def, &PathId::root(), 1_000).unwrap();
         pod.stamp(None, 1_000);
@@ -1413,8 +1440,12 @@ mod tests {
         // The executor takes Marathon's 10 MB of disk besides the containers.
         let small = match_offer_all(&mut q, &s, &offer(1, "cpus:2;mem:1024;ports:[31000-31009]"), 2_000);
         assert!(small.1.is_empty(), "no disk for the executor");
-        let (apps, groups) =
-            match_offer_all(&mut q, &s, &offer(1, "cpus:2;mem:1024;disk:100;ports:[31000-31009]"), 2_000);
+        let (apps, groups) = match_offer_all(
+            &mut q,
+            &s,
+            &offer(1, "cpus:2;mem:1024;disk:100;ports:[31000-31009]"),
+            2_000,
+        );
         assert!(apps.is_empty());
         assert_eq!(groups.len(), 1);
         let Operation::LaunchGroup { executor, tasks } = &groups[0] else {
@@ -1427,7 +1458,10 @@ mod tests {
             (executor.def.ports[0].name.as_deref(), executor.def.ports[0].host_port),
             (Some("http"), 31000)
         );
-        assert_eq!(executor.resources.to_string(), "cpus:0.1;mem:32;disk:10;ports:[31000-31000]");
+        assert_eq!(
+            executor.resources.to_string(),
+            "cpus:0.1;mem:32;disk:10;ports:[31000-31000]"
+        );
         assert_eq!(tasks.len(), 2);
         let instance = &tasks[0].labels[crate::LABEL_INSTANCE];
         assert_eq!(&executor.executor_id, instance);
@@ -1437,8 +1471,14 @@ mod tests {
             assert!(tepui_common::valid_task_id(&t.task_id), "{}", t.task_id);
             assert_eq!(t.labels[LABEL_POD], "/shop/web");
             assert_eq!(t.labels[LABEL_VERSION], pod.config_version());
-            assert_eq!(t.def.env["ENDPOINT_HTTP"], "31000", "every container knows every endpoint");
-            assert_eq!(t.def.volumes[0].source, "volumes/data", "the instance's shared directory");
+            assert_eq!(
+                t.def.env["ENDPOINT_HTTP"], "31000",
+                "every container knows every endpoint"
+            );
+            assert_eq!(
+                t.def.volumes[0].source, "volumes/data",
+                "the instance's shared directory"
+            );
         }
         assert_eq!(tasks[0].def.args, ["/bin/sh", "-c", "httpd -p $ENDPOINT_HTTP"]);
         assert_eq!(tasks[0].def.health_checks[0].port, Some(31000));
@@ -1446,7 +1486,12 @@ mod tests {
         assert_eq!(tasks[1].labels[crate::LABEL_ENDPOINTS], "");
         assert_eq!(tasks[0].resources.to_string(), "cpus:0.2;mem:32");
         // Launched: nothing else waits.
-        let again = match_offer_all(&mut q, &s, &offer(1, "cpus:1;mem:512;disk:90;ports:[31001-31009]"), 2_100);
+        let again = match_offer_all(
+            &mut q,
+            &s,
+            &offer(1, "cpus:1;mem:512;disk:90;ports:[31001-31009]"),
+            2_100,
+        );
         assert!(again.1.is_empty());
     }
 }

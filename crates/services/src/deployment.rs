@@ -73,7 +73,11 @@ struct ActionJson {
 
 impl ActionJson {
     fn new(action: ActionKind, id: PathId) -> ActionJson {
-        let (app, pod) = if action.is_pod() { (None, Some(id)) } else { (Some(id), None) };
+        let (app, pod) = if action.is_pod() {
+            (None, Some(id))
+        } else {
+            (Some(id), None)
+        };
         ActionJson {
             action,
             app,
@@ -83,7 +87,10 @@ impl ActionJson {
     }
 
     fn id(&self) -> PathId {
-        self.app.clone().or_else(|| self.pod.clone()).unwrap_or_else(PathId::root)
+        self.app
+            .clone()
+            .or_else(|| self.pod.clone())
+            .unwrap_or_else(PathId::root)
     }
 }
 
@@ -589,7 +596,10 @@ mod tests {
     fn pods_start_scale_restart_and_stop_like_apps() {
         let v1 = pod("/p", 2, "x", 1.0, 1.0);
         let d = Deployment::plan_pod("d".into(), None, Some(&v1), 0, DEFAULT_TIMEOUT_MS);
-        assert_eq!(steps(&d), vec![vec![(StartPod, "/p".into())], vec![(ScalePod, "/p".into())]]);
+        assert_eq!(
+            steps(&d),
+            vec![vec![(StartPod, "/p".into())], vec![(ScalePod, "/p".into())]]
+        );
         assert_eq!(d.target_pod(&v1.id), Some(&v1));
         assert!(d.affects(&[v1.id.clone()]));
         let mut scaled = v1.clone();

@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::app::{AppSpec, NetworkMode};
-use crate::pod::PodSpec;
 use crate::constraints::{check_all, AgentInfo, ConstraintViolation};
+use crate::pod::PodSpec;
 
 /// Resources of one role in an offer. Port ranges are inclusive.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -515,11 +515,7 @@ impl PodSpec {
 fn valid_name(name: &str) -> bool {
     let b = name.as_bytes();
     let ok = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    !b.is_empty()
-        && b.len() <= 63
-        && ok(&b[0])
-        && ok(&b[b.len() - 1])
-        && b.iter().all(|c| ok(c) || *c == b'-')
+    !b.is_empty() && b.len() <= 63 && ok(&b[0]) && ok(&b[b.len() - 1]) && b.iter().all(|c| ok(c) || *c == b'-')
 }
 
 /// A required name at `at`, checked against Marathon's `Name` pattern.
@@ -641,12 +637,18 @@ fn network(e: &mut ValidationErrors, input: Option<&[NetworkInput]>) -> Network 
             NetworkMode::Host
         }
         _ => {
-            e.add("/networks(0)/mode", "must be one of host, container/bridge or container");
+            e.add(
+                "/networks(0)/mode",
+                "must be one of host, container/bridge or container",
+            );
             NetworkMode::Host
         }
     };
     if net.name.is_some() {
-        e.add("/networks(0)/name", "must not be set for host or container/bridge networking");
+        e.add(
+            "/networks(0)/name",
+            "must not be set for host or container/bridge networking",
+        );
     }
     Network {
         mode,
@@ -656,9 +658,7 @@ fn network(e: &mut ValidationErrors, input: Option<&[NetworkInput]>) -> Network 
 
 fn endpoint(e: &mut ValidationErrors, at: &str, input: &EndpointInput, mode: NetworkMode) -> Endpoint {
     let endpoint_name = name(e, &format!("{at}/name"), input.name.as_deref());
-    let container_port = input
-        .container_port
-        .map(|p| port(e, &format!("{at}/containerPort"), p));
+    let container_port = input.container_port.map(|p| port(e, &format!("{at}/containerPort"), p));
     match mode {
         NetworkMode::Host if container_port.is_some() => e.add(
             &format!("{at}/containerPort"),
@@ -753,7 +753,10 @@ fn health_check(
             e.add(&format!("{at}/http/scheme"), "must be one of HTTP or HTTPS");
         }
         if !h.path.starts_with('/') || h.path.len() > 1024 {
-            e.add(&format!("{at}/http/path"), "must be an absolute path of at most 1024 characters");
+            e.add(
+                &format!("{at}/http/path"),
+                "must be an absolute path of at most 1024 characters",
+            );
         } else if let Some(m) = tepui_common::health_path_error(&h.path) {
             e.add(&format!("{at}/http/path"), m);
         }
@@ -875,7 +878,10 @@ fn container(
         })
         .collect();
     if c.artifacts.as_ref().is_some_and(|a| !a.is_empty()) {
-        e.add(&format!("{at}/artifacts"), "artifacts are not supported; put files in the image");
+        e.add(
+            &format!("{at}/artifacts"),
+            "artifacts are not supported; put files in the image",
+        );
     }
     let lifecycle = c.lifecycle.as_ref().map(|l| Lifecycle {
         kill_grace_period_seconds: float_at_least(
@@ -1085,12 +1091,7 @@ pub fn validate_pod(def: &PodDefinition, base: &PathId, now: u64) -> Result<PodS
             &mut e,
         ),
     };
-    let executor_resources = resources(
-        &mut e,
-        "/executorResources",
-        def.executor_resources.as_ref(),
-        true,
-    );
+    let executor_resources = resources(&mut e, "/executorResources", def.executor_resources.as_ref(), true);
     let version = format_timestamp(now);
     let spec = PodSpec {
         id,
@@ -1157,7 +1158,10 @@ mod tests {
         assert_eq!(server.endpoints[0].protocol, ["tcp"]);
         assert_eq!(server.endpoints[0].host_port, Some(0));
         let hc = server.health_check.as_ref().unwrap();
-        assert_eq!((hc.interval_seconds, hc.timeout_seconds, hc.grace_period_seconds), (60, 20, 300));
+        assert_eq!(
+            (hc.interval_seconds, hc.timeout_seconds, hc.grace_period_seconds),
+            (60, 20, 300)
+        );
         assert_eq!(hc.http.as_ref().unwrap().scheme, "HTTP");
         assert_eq!(p.containers[1].resources.disk, 0.0);
         let r = p.instance_resources();
@@ -1169,7 +1173,10 @@ mod tests {
     fn spec_round_trips_as_marathons_json() {
         let p = parse(web()).unwrap();
         let json = serde_json::to_value(&p).unwrap();
-        assert_eq!(json["containers"][0]["exec"]["command"]["shell"], "httpd -f -p $ENDPOINT_HTTP");
+        assert_eq!(
+            json["containers"][0]["exec"]["command"]["shell"],
+            "httpd -f -p $ENDPOINT_HTTP"
+        );
         assert_eq!(json["containers"][1]["exec"]["command"]["argv"][0], "sleep");
         assert_eq!(json["scheduling"]["upgrade"]["minimumHealthCapacity"], 1.0);
         assert_eq!(json["scheduling"]["killSelection"], "YOUNGEST_FIRST");
@@ -1223,7 +1230,10 @@ mod tests {
         bad["scaling"] = serde_json::json!({"kind": "fixed", "instances": -2});
         bad["scheduling"] = serde_json::json!({"upgrade": {"maximumOverCapacity": 2}});
         let e = parse(bad).unwrap_err();
-        assert!(e.has("/containers(0)/resources/cpus", "got -1, expected 0.001 or more"), "{e}");
+        assert!(
+            e.has("/containers(0)/resources/cpus", "got -1, expected 0.001 or more"),
+            "{e}"
+        );
         assert!(e.has("/containers", CONTAINER_NAMES_UNIQUE), "{e}");
         assert!(e.has("/containers(1)/endpoints(0)/name", REQUIRED), "{e}");
         assert!(e.has("/scaling/instances", "got -2, expected 0 or more"), "{e}");
@@ -1250,15 +1260,26 @@ mod tests {
         assert!(e.has("/", ENDPOINT_NAMES_UNIQUE), "{e}");
         assert!(e.has("/", HOST_PORTS_UNIQUE), "{e}");
         assert!(e.has("/containers(1)/name", NAME_PATTERN), "{e}");
-        assert!(e.has("/containers(1)/exec/command", "specify either shell or argv, never both"), "{e}");
-        assert!(e.has("/containers(1)/volumeMounts(0)/name", VOLUME_MOUNT_REFERENCE), "{e}");
+        assert!(
+            e.has(
+                "/containers(1)/exec/command",
+                "specify either shell or argv, never both"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.has("/containers(1)/volumeMounts(0)/name", VOLUME_MOUNT_REFERENCE),
+            "{e}"
+        );
         assert!(e.has("/volumes(0)", VOLUME_REFERENCED), "{e}");
     }
 
     #[test]
     fn networks_and_endpoints() {
-        let e = parse(serde_json::json!({"id": "/p", "networks": [{"mode": "container/bridge"}], "containers": [
-            {"name": "a", "image": {"kind": "DOCKER", "id": "busybox"}, "endpoints": [{"name": "e", "hostPort": 0}]}]}))
+        let e = parse(
+            serde_json::json!({"id": "/p", "networks": [{"mode": "container/bridge"}], "containers": [
+            {"name": "a", "image": {"kind": "DOCKER", "id": "busybox"}, "endpoints": [{"name": "e", "hostPort": 0}]}]}),
+        )
         .unwrap_err();
         assert!(e.has(
             "/containers(0)/endpoints(0)/containerPort",
@@ -1271,10 +1292,15 @@ mod tests {
             "/containers(0)/endpoints(0)/containerPort",
             "is not allowed when using host-mode networking"
         ));
-        let e = parse(serde_json::json!({"id": "/p", "networks": [{"mode": "container", "name": "dcos"}],
-            "containers": [{"name": "a", "exec": {"command": {"shell": "x"}}}]}))
+        let e = parse(
+            serde_json::json!({"id": "/p", "networks": [{"mode": "container", "name": "dcos"}],
+            "containers": [{"name": "a", "exec": {"command": {"shell": "x"}}}]}),
+        )
         .unwrap_err();
-        assert!(!e.details.is_empty() && e.details[0].path.starts_with("/networks(0)"), "{e}");
+        assert!(
+            !e.details.is_empty() && e.details[0].path.starts_with("/networks(0)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1292,7 +1318,12 @@ mod tests {
             ),
             "{e}"
         );
-        assert!(e.details.iter().any(|d| d.path == "/containers(0)/healthCheck/timeoutSeconds"), "{e}");
+        assert!(
+            e.details
+                .iter()
+                .any(|d| d.path == "/containers(0)/healthCheck/timeoutSeconds"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1314,7 +1345,10 @@ mod tests {
         assert!(e.details.iter().any(|d| d.path == "/environment/PW"), "{e}");
         assert!(e.has("/volumes(0)/secret", SECRET_VOLUME_REFERENCE), "{e}");
         assert!(e.has("/volumes", VOLUME_NAMES_UNIQUE), "{e}");
-        assert!(e.has("/volumes(1)/persistent", "persistent volumes are not supported"), "{e}");
+        assert!(
+            e.has("/volumes(1)/persistent", "persistent volumes are not supported"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1327,7 +1361,9 @@ mod tests {
         assert_ne!(scaled.version, v1.version);
         let mut changed = scaled.clone();
         changed.containers[1].exec = Some(Exec {
-            command: MesosCommand::Shell { shell: "sleep 5".into() },
+            command: MesosCommand::Shell {
+                shell: "sleep 5".into(),
+            },
             override_entrypoint: None,
         });
         changed.stamp(Some(&scaled), 3_000);

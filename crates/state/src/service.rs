@@ -90,9 +90,8 @@ impl State {
             return Err(ApplyError::InvalidApp { id: id.clone() });
         }
         // Apps and pods share one namespace of ids.
-        let app_stays = |id: &String| {
-            (self.apps.contains_key(id) && !c.remove.contains(id)) || c.put.iter().any(|(a, ..)| a == id)
-        };
+        let app_stays =
+            |id: &String| (self.apps.contains_key(id) && !c.remove.contains(id)) || c.put.iter().any(|(a, ..)| a == id);
         let pod_stays = |id: &String| {
             (self.pods.contains_key(id) && !c.remove_pods.contains(id)) || c.put_pods.iter().any(|(p, ..)| p == id)
         };
@@ -227,7 +226,10 @@ mod tests {
                 ..ServiceChange::default()
             },
         };
-        assert!(matches!(s.apply(5, &clash), Response::Rejected(ApplyError::InvalidApp { .. })));
+        assert!(matches!(
+            s.apply(5, &clash),
+            Response::Rejected(ApplyError::InvalidApp { .. })
+        ));
         let remove = Command::ChangeServices {
             change: ServiceChange {
                 remove_pods: vec!["/p".into()],
