@@ -10,6 +10,7 @@ mod gateway;
 mod jobs;
 mod output;
 mod packages;
+mod pods;
 #[cfg(feature = "daemon")]
 mod recover;
 mod tools;
@@ -105,6 +106,9 @@ enum Command {
     /// Long-running services (Marathon apps): run, list, scale, update, roll back, why.
     #[command(subcommand)]
     App(apps::AppCmd),
+    /// Marathon pods (containers run together as one instance): add, list, scale, update, status.
+    #[command(subcommand)]
+    Pod(pods::PodCmd),
     /// Deployments of services: list, watch, cancel.
     #[command(subcommand)]
     Deployment(apps::DeploymentCmd),
@@ -1331,6 +1335,7 @@ fn run(cli: Cli, def: &config::Definition) -> anyhow::Result<()> {
         Command::Operator(OperatorCmd::Recover(args)) => recover::run(args),
         Command::App(cmd) => runtime()?.block_on(apps::run_app(cmd)),
         Command::Deployment(cmd) => runtime()?.block_on(apps::run_deployment(cmd)),
+        Command::Pod(cmd) => runtime()?.block_on(pods::run_pod(cmd)),
         Command::Dns(DnsCmd::Lookup { name, rtype, c }) => run_client(Verb::DnsLookup(name, rtype), c),
         Command::Dns(DnsCmd::Records(c)) => run_client(Verb::DnsRecords, c),
         Command::Gateway(cmd) => runtime()?.block_on(gateway::run_gateway(cmd)),

@@ -90,6 +90,18 @@ impl Marathon {
     /// One call; a 503 while leadership changes is tried again for a while, except for a POST,
     /// which the old leader may have carried out.
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(u16, Value), MarathonError> {
+        let (status, _, v) = self.call_with_headers(method, path, body).await?;
+        Ok((status, v))
+    }
+
+    /// [`Marathon::call`], with the answer's headers (`/v2/pods` tells its deployment in
+    /// `Marathon-Deployment-Id`).
+    pub async fn call_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, reqwest::header::HeaderMap, Value), MarathonError> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
             let mut req = self
@@ -101,6 +113,7 @@ impl Marathon {
             }
             let resp = req.send().await.map_err(|e| self.unanswered(&e))?;
             let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
             let bytes = resp.bytes().await.map_err(|e| MarathonError::Decode {
                 addr: self.base.clone(),
                 detail: format!("the answer broke off: {}", crate::root_cause(&e)),
@@ -123,7 +136,7 @@ impl Marathon {
                     detail: e.to_string(),
                 })?
             };
-            return Ok((status, v));
+            return Ok((status, headers, v));
         }
     }
 

@@ -35,6 +35,10 @@ pub const JOBS_FRAMEWORK_NAME: &str = "metronome";
 pub const JOBS_FRAMEWORK_ID: &str = "tepui-jobs";
 /// The label tepui-marathon puts the app id in.
 const LABEL_APP: &str = "tepui.app";
+/// The labels of a pod instance's tasks: the pod, and the endpoints of the task's container
+/// (the instance's ports are its executor's).
+const LABEL_POD: &str = "tepui.pod";
+const LABEL_ENDPOINTS: &str = "tepui.endpoints";
 /// Where a leader's API is when its address does not say (Mesos' master port).
 pub const DEFAULT_API_PORT: u16 = 5050;
 /// Mesos-DNS's default SRV weight (`SRVRecordDefaultWeight`).
@@ -242,7 +246,12 @@ impl Snapshot {
                 continue;
             };
             let (framework, name) = if t.framework_id == SERVICES_FRAMEWORK_ID {
-                let app = t.labels.get(LABEL_APP).unwrap_or(&t.name);
+                // A pod's containers answer under the pod's name, as an app's instances do.
+                let app = t
+                    .labels
+                    .get(LABEL_APP)
+                    .or_else(|| t.labels.get(LABEL_POD))
+                    .unwrap_or(&t.name);
                 (SERVICES_FRAMEWORK_NAME.to_string(), names::marathon_task_name(app))
             } else if t.framework_id.is_empty() || t.framework_id == JOBS_FRAMEWORK_ID {
                 // The jobs' tasks; the operator's own (`/v1/tasks`) belong to no framework.
@@ -255,6 +264,24 @@ impl Snapshot {
                     continue;
                 };
                 (f.name.clone(), t.name.clone())
+            };
+            // A pod container's ports: its endpoints among its instance's (the executor's).
+            let pod_ports: Vec<tepui_state::PortDef> = match t.labels.get(LABEL_ENDPOINTS) {
+                Some(names) if t.labels.contains_key(LABEL_POD) => {
+                    let names: Vec<&str> = names.split(',').filter(|n| !n.is_empty()).collect();
+                    state
+                        .executor_of_task(&t.id)
+                        .map(|e| {
+                            e.def
+                                .ports
+                                .iter()
+                                .filter(|p| p.name.as_deref().is_some_and(|n| names.contains(&n)))
+                                .cloned()
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                }
+                _ => vec![],
             };
             tasks.push(TaskInfo {
                 id: t.id.clone(),
@@ -271,6 +298,7 @@ impl Snapshot {
                     .def
                     .ports
                     .iter()
+                    .chain(&pod_ports)
                     .filter(|p| p.host_port != 0)
                     .map(|p| PortInfo {
                         number: p.host_port,

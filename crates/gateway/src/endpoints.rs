@@ -163,10 +163,80 @@ pub fn apps(state: &State) -> BTreeMap<String, AppEndpoints> {
             container_ports,
         });
     }
+    pods(state, &agent_ips, &mut out);
     for app in out.values_mut() {
         app.instances.sort_by(|a, b| a.task_id.cmp(&b.task_id));
     }
     out
+}
+
+/// The labels of a pod instance's tasks (tepui-marathon's): the pod and the instance.
+const LABEL_POD: &str = "tepui.pod";
+const LABEL_INSTANCE: &str = "tepui.instance";
+
+/// Pods as the gateway sees them: an app whose ports are the pod's endpoints in order (so
+/// `HAPROXY_{n}_*` count endpoints, container by container, as Marathon-LB's do for pods) and
+/// whose instances are the pod's instances that run with every container (healthy where
+/// checked), each port at its agent and its executor's host port.
+fn pods(state: &State, agent_ips: &BTreeMap<u64, IpAddr>, out: &mut BTreeMap<String, AppEndpoints>) {
+    for p in state.pods.values() {
+        let Ok(pod) = serde_json::from_value::<tepui_services::PodSpec>(p.spec.clone()) else {
+            continue;
+        };
+        let endpoints = pod.endpoints();
+        let def = serde_json::json!({
+            "id": p.id,
+            "cmd": "pod",
+            "labels": pod.labels,
+            "portDefinitions": endpoints.iter().map(|(_, e)| serde_json::json!({
+                "port": 0, "name": e.name, "labels": e.labels,
+            })).collect::<Vec<_>>(),
+        });
+        let Ok(def) = serde_json::from_value::<tepui_services::AppDefinition>(def) else {
+            continue;
+        };
+        let Ok(spec) = tepui_services::validate_app(&def, &tepui_services::PathId::root(), 0) else {
+            continue;
+        };
+        let mut by_instance: BTreeMap<&str, Vec<&tepui_state::TaskRecord>> = BTreeMap::new();
+        for t in state.tasks.values() {
+            if t.labels.get(LABEL_POD) == Some(&p.id) && !t.state.is_terminal() {
+                if let Some(i) = t.labels.get(LABEL_INSTANCE) {
+                    by_instance.entry(i.as_str()).or_default().push(t);
+                }
+            }
+        }
+        let mut instances = vec![];
+        for (id, tasks) in by_instance {
+            if tasks.len() < pod.containers.len() || !tasks.iter().all(|t| t.discoverable()) {
+                continue;
+            }
+            let Some(first) = tasks.first() else { continue };
+            let Some(ip) = agent_ips.get(&first.agent_id) else {
+                continue;
+            };
+            let executor_ports = state
+                .executor_of_task(&first.id)
+                .map(|e| e.def.ports.clone())
+                .unwrap_or_default();
+            let ports = endpoints
+                .iter()
+                .map(|(_, e)| {
+                    let p = executor_ports
+                        .iter()
+                        .find(|p| p.name.as_deref() == Some(e.name.as_str()))?;
+                    (p.host_port != 0).then(|| SocketAddr::new(*ip, p.host_port))
+                })
+                .collect::<Vec<_>>();
+            instances.push(Instance {
+                task_id: id.to_string(),
+                container_ports: vec![None; ports.len()],
+                ports,
+                agent_id: first.agent_id,
+            });
+        }
+        out.insert(p.id.clone(), AppEndpoints { spec, instances });
+    }
 }
 
 #[cfg(test)]

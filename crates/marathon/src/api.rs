@@ -12,7 +12,9 @@
 //! and its sub-resource (`/restart`, `/tasks`, `/tasks/{taskId}`, `/versions`,
 //! `/versions/{version}`); ids may not end with those names.
 //!
-//! Not here: pods, group versions, `/v2/artifacts`, `/v2/plugins`, `/v2/eventSubscriptions`
+//! Pods (`/v2/pods`) are in `crate::pods`, on the same errors and bodies.
+//!
+//! Not here: group versions, `/v2/artifacts`, `/v2/plugins`, `/v2/eventSubscriptions`
 //! (HTTP callbacks), `/v2/schema`, `/metrics` in Marathon's shape, and `DELETE /v2/leader`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,8 +47,8 @@ mod groups;
 /// tepui's version, as `/v2/info` reports it.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-type Shared = State<Services>;
-type Answer = Result<Response, Refusal>;
+pub(crate) type Shared = State<Services>;
+pub(crate) type Answer = Result<Response, Refusal>;
 
 /// Marathon's endpoints; they run on the leader, behind the forwarding middleware.
 pub(crate) fn routes(svc: Services) -> Routes {
@@ -107,6 +109,18 @@ pub(crate) fn routes(svc: Services) -> Routes {
             Policy::new().delete(Cap::Write),
             delete(reset_delay),
         )
+        .route(
+            "/v2/pods",
+            Policy::new().get(Cap::Read).post(Cap::Write),
+            get(crate::pods::list).post(crate::pods::create),
+        )
+        .route(
+            "/v2/pods/{*path}",
+            Policy::new().get(Cap::Read).put(Cap::Write).delete(Cap::Write),
+            get(crate::pods::get_path)
+                .put(crate::pods::put_path)
+                .delete(crate::pods::delete_path),
+        )
         .route("/v2/events", Policy::new().get(Cap::Read), get(events))
         .route("/v2/info", Policy::new().get(Cap::Read), get(info))
         .route("/v2/leader", Policy::new().get(Cap::Read), get(leader))
@@ -122,13 +136,13 @@ pub(crate) fn routes(svc: Services) -> Routes {
 pub(crate) struct Refusal(Box<Response>);
 
 impl Refusal {
-    fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
         Refusal(Box::new(
             (status, Json(json!({ "message": message.into() }))).into_response(),
         ))
     }
 
-    fn invalid(errors: ValidationErrors) -> Refusal {
+    pub(crate) fn invalid(errors: ValidationErrors) -> Refusal {
         Refusal(Box::new(
             (StatusCode::UNPROCESSABLE_ENTITY, Json(errors)).into_response(),
         ))
@@ -185,10 +199,10 @@ impl From<tepui_node::WriteError> for Refusal {
 
 /// A query string's parameters in order; a key may repeat (`embed=a&embed=b`).
 #[derive(Debug, Default, PartialEq)]
-struct Params(Vec<(String, String)>);
+pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn parse(raw: Option<&str>) -> Params {
+    pub(crate) fn parse(raw: Option<&str>) -> Params {
         let pairs = raw
             .unwrap_or_default()
             .split('&')
@@ -201,7 +215,7 @@ impl Params {
         Params(pairs)
     }
 
-    fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
@@ -217,7 +231,7 @@ impl Params {
     }
 
     /// `?force=true` (or a bare `?force`).
-    fn flag(&self, key: &str) -> bool {
+    pub(crate) fn flag(&self, key: &str) -> bool {
         matches!(self.get(key), Some("" | "true" | "1"))
     }
 }
@@ -643,7 +657,7 @@ fn app_json(s: &Replicated, spec: &AppSpec, embed: Embed, running: &[Deployment]
 
 /// `{version, deploymentId}`. A change with nothing to do still gets an id, of a deployment
 /// that finished at once, as Marathon answers.
-fn started_json(started: &Started) -> Value {
+pub(crate) fn started_json(started: &Started) -> Value {
     json!({
         "version": started.version,
         "deploymentId": started.deployment_id.clone().unwrap_or_else(crate::uuid_like),
@@ -655,7 +669,7 @@ fn started_json(started: &Started) -> Value {
 // ---------------------------------------------------------------------------------------------
 
 /// Parses a body as JSON: not JSON at all is Marathon's 400 `Invalid JSON`.
-fn body_json(body: &[u8]) -> Result<Value, Refusal> {
+pub(crate) fn body_json(body: &[u8]) -> Result<Value, Refusal> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Refusal::bad_json("the request body is empty; send a JSON object"));
     }
@@ -663,7 +677,7 @@ fn body_json(body: &[u8]) -> Result<Value, Refusal> {
 }
 
 /// Marathon's path of a field (`/healthChecks(0)/portIndex`) from serde's.
-fn marathon_path(path: &serde_path_to_error::Path) -> String {
+pub(crate) fn marathon_path(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();
     for segment in path.iter() {
@@ -729,7 +743,7 @@ impl From<Bad> for Refusal {
     }
 }
 
-fn client_ip(headers: &HeaderMap) -> String {
+pub(crate) fn client_ip(headers: &HeaderMap) -> String {
     headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
@@ -747,7 +761,7 @@ fn api_post_event(svc: &Services, headers: &HeaderMap, uri: &str, spec: AppSpec)
     })));
 }
 
-fn json_response(status: StatusCode, v: Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, v: Value) -> Response {
     (status, Json(v)).into_response()
 }
 
@@ -787,7 +801,7 @@ async fn list_apps(State(svc): Shared, RawQuery(q): RawQuery) -> Answer {
 }
 
 /// The caller the gate let through. None means no gate stood in front: refused, never assumed.
-type Caller = Option<axum::Extension<tepui_auth::Identity>>;
+pub(crate) type Caller = Option<axum::Extension<tepui_auth::Identity>>;
 
 /// Refuses an app the caller may not run: without an image, or as root, it needs "host".
 fn may_run(caller: &Caller, spec: &AppSpec) -> Result<(), Refusal> {

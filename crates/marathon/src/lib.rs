@@ -12,6 +12,7 @@
 //! or update arrives, and at the next deadline a deployment or a launch delay keeps.
 
 mod api;
+mod pods;
 mod runtime;
 
 use std::collections::BTreeMap;
@@ -22,7 +23,7 @@ use tepui_master::Master;
 use tepui_node::drivers::{Waker, Wakes};
 use tepui_node::{now_ms, Error, ErrorKind, Node};
 use tepui_services::events::Event;
-use tepui_services::{AppSpec, Deployment, Health, Instance, InstanceState, PathId, ValidationErrors};
+use tepui_services::{AppSpec, Deployment, Health, Instance, InstanceState, PathId, PodSpec, ValidationErrors};
 use tepui_state::{Command, DeploymentRecord, ServiceChange, State, TaskRecord, TaskState};
 use tokio::sync::broadcast;
 
@@ -31,6 +32,13 @@ pub const FRAMEWORK_ID: &str = "tepui-services";
 /// Labels on an instance's task.
 pub const LABEL_APP: &str = "tepui.app";
 pub const LABEL_VERSION: &str = "tepui.version";
+/// Labels on a pod instance's tasks (one task per container, all of one instance launched as
+/// one task group): the pod, the instance, the container.
+pub const LABEL_POD: &str = "tepui.pod";
+pub const LABEL_INSTANCE: &str = "tepui.instance";
+pub const LABEL_CONTAINER: &str = "tepui.container";
+/// The endpoints of a pod task's container, comma-separated (its ports are its executor's).
+pub const LABEL_ENDPOINTS: &str = "tepui.endpoints";
 
 /// How the services scheduler is set up.
 #[derive(Clone, Debug)]
@@ -194,6 +202,38 @@ pub(crate) fn versions(s: &State, id: &PathId) -> Vec<(String, AppSpec)> {
         .collect()
 }
 
+/// Every pod of the state, decoded.
+pub(crate) fn pods(s: &State) -> Vec<PodSpec> {
+    s.pods
+        .values()
+        .filter_map(|p| match serde_json::from_value::<PodSpec>(p.spec.clone()) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                tracing::error!(pod = %p.id, error = %e, "stored pod does not decode");
+                None
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn pod(s: &State, id: &PathId) -> Option<PodSpec> {
+    let record = s.pods.get(&id.to_string())?;
+    serde_json::from_value(record.spec.clone()).ok()
+}
+
+/// Earlier versions of a pod, oldest first, then the current one.
+pub(crate) fn pod_versions(s: &State, id: &PathId) -> Vec<(String, PodSpec)> {
+    let Some(record) = s.pods.get(&id.to_string()) else {
+        return vec![];
+    };
+    record
+        .history
+        .iter()
+        .chain(std::iter::once(&(record.version.clone(), record.spec.clone())))
+        .filter_map(|(v, spec)| Some((v.clone(), serde_json::from_value(spec.clone()).ok()?)))
+        .collect()
+}
+
 pub(crate) fn deployments(s: &State) -> Vec<Deployment> {
     s.deployments
         .values()
@@ -204,20 +244,33 @@ pub(crate) fn deployments(s: &State) -> Vec<Deployment> {
 /// Every app's tasks, from one pass over the state's tasks.
 pub(crate) struct TaskIndex<'a> {
     by_app: std::collections::HashMap<&'a str, Vec<&'a TaskRecord>>,
+    /// A pod's tasks (every container of every instance).
+    by_pod: std::collections::HashMap<&'a str, Vec<&'a TaskRecord>>,
 }
 
 impl<'a> TaskIndex<'a> {
     pub(crate) fn new(s: &'a State) -> TaskIndex<'a> {
         let mut by_app: std::collections::HashMap<&str, Vec<&TaskRecord>> = Default::default();
+        let mut by_pod: std::collections::HashMap<&str, Vec<&TaskRecord>> = Default::default();
         for t in s.tasks.values().filter(|t| t.framework_id == FRAMEWORK_ID) {
             if let Some(app) = t.labels.get(LABEL_APP) {
                 by_app.entry(app.as_str()).or_default().push(t);
+            } else if let Some(pod) = t.labels.get(LABEL_POD) {
+                by_pod.entry(pod.as_str()).or_default().push(t);
             }
         }
-        for tasks in by_app.values_mut() {
+        for tasks in by_app.values_mut().chain(by_pod.values_mut()) {
             tasks.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         }
-        TaskIndex { by_app }
+        TaskIndex { by_app, by_pod }
+    }
+
+    /// The tasks of a pod's instances (live and ended), oldest first.
+    pub(crate) fn pod_tasks(&self, pod: &PathId) -> &[&'a TaskRecord] {
+        self.by_pod
+            .get(pod.to_string().as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// The tasks that are instances of `app` (live and ended), oldest first.
@@ -390,6 +443,46 @@ impl Services {
         Ok(started)
     }
 
+    /// Puts a pod (`put`) or removes one (`remove`) as one deployment. A deployment that holds
+    /// the pod refuses the change unless `force`, which cancels it. `put` is stamped here: a
+    /// change of its instance count alone keeps the running instances.
+    pub(crate) async fn deploy_pod(
+        &self,
+        put: Option<PodSpec>,
+        remove: Option<PathId>,
+        force: bool,
+    ) -> Result<Started, Error> {
+        let _one_at_a_time = self.shared.changes.lock().await;
+        self.node().linearize().await?;
+        let now = now_ms();
+        let timeout = self.config().deployment_timeout.as_millis() as u64;
+        let (change, started, deployment, cancelled) = self.node().read(|s| {
+            let (change, started, deployment) = plan_pod_change(s, put, remove, force, now, timeout)?;
+            let cancelled: Vec<Deployment> = deployments(s)
+                .into_iter()
+                .filter(|d| change.cancel.contains(&d.id))
+                .collect();
+            Ok::<_, Error>((change, started, deployment, cancelled))
+        })?;
+        if change.put_pods.is_empty() && change.remove_pods.is_empty() {
+            return Ok(started);
+        }
+        self.node().write(Command::ChangeServices { change }).await?;
+        for d in &cancelled {
+            self.emit(runtime::deployment_failed_event(
+                d,
+                now,
+                "a forced change of its pod replaced it",
+            ));
+        }
+        if let Some(d) = deployment {
+            tracing::info!(deployment = %d.id, pods = ?d.affected_pods, "deployment started");
+            self.emit(runtime::deployment_info_event(&d, now));
+        }
+        self.kick();
+        Ok(started)
+    }
+
     /// Ends a deployment: rolled back (its apps back to what they were), or with `force` just
     /// dropped, leaving the apps as they are now.
     pub(crate) async fn cancel_deployment(&self, id: &str, force: bool) -> Result<Option<Started>, Error> {
@@ -414,6 +507,11 @@ impl Services {
         self.emit(runtime::deployment_failed_event(&d, now, "cancelled; rolling back"));
         self.kick();
         Ok(Some(started))
+    }
+
+    /// How many instances of a pod wait to be launched.
+    pub(crate) fn pod_waiting(&self, pod: &PathId) -> u32 {
+        self.queue().pod_waiting(pod)
     }
 
     /// Resets an app's launch delay (`DELETE /v2/queue/{id}/delay`).
@@ -480,6 +578,7 @@ fn plan_change(
         remove: remove.iter().map(|r| r.to_string().to_string()).collect(),
         deployment: None,
         cancel: if force { holding } else { vec![] },
+        ..ServiceChange::default()
     };
     for id in &touched {
         if let Some(spec) = target.get(id) {
@@ -505,6 +604,79 @@ fn plan_change(
     Ok((change, started, has_steps.then_some(deployment)))
 }
 
+/// The commit and the deployment for a change of one pod, decided on one view of the state.
+fn plan_pod_change(
+    s: &State,
+    put: Option<PodSpec>,
+    remove: Option<PathId>,
+    force: bool,
+    now: u64,
+    timeout_ms: u64,
+) -> Result<(ServiceChange, Started, Option<Deployment>), Error> {
+    let id = match (&put, &remove) {
+        (Some(p), _) => p.id.clone(),
+        (None, Some(id)) => id.clone(),
+        (None, None) => return Err(Error::invalid("no_pod", "no pod to change")),
+    };
+    let current = pod(s, &id);
+    if remove.is_some() && current.is_none() {
+        return Err(Error::not_found("unknown_pod", format!("Pod '{id}' does not exist")));
+    }
+    if put.is_some() && s.apps.contains_key(&id.to_string()) {
+        return Err(Error::conflict(
+            "app_exists",
+            format!("An app with id [{id}] already exists."),
+        ));
+    }
+    let target = put.map(|mut p| {
+        p.stamp(current.as_ref(), now);
+        p
+    });
+    let running = deployments(s);
+    let holding: Vec<String> = tepui_services::deployment::conflicting(&running, std::slice::from_ref(&id))
+        .into_iter()
+        .map(|d| d.id.clone())
+        .collect();
+    if !holding.is_empty() && !force {
+        return Err(locked(holding));
+    }
+    let deployment_id = uuid_like();
+    let deployment = Deployment::plan_pod(
+        deployment_id.clone(),
+        current.as_ref(),
+        target.as_ref(),
+        now,
+        timeout_ms,
+    );
+    let mut change = ServiceChange {
+        cancel: if force { holding } else { vec![] },
+        ..ServiceChange::default()
+    };
+    match &target {
+        Some(t) if current.as_ref() != Some(t) => {
+            let json = serde_json::to_value(t).expect("pod specs serialize");
+            change.put_pods.push((id.to_string(), t.version.clone(), json));
+        }
+        Some(_) => {}
+        None => change.remove_pods.push(id.to_string()),
+    }
+    let has_steps = !deployment.steps.is_empty();
+    if has_steps {
+        change.deployment = Some(DeploymentRecord {
+            id: deployment_id.clone(),
+            plan: serde_json::to_value(&deployment).expect("deployments serialize"),
+        });
+    }
+    let started = Started {
+        deployment_id: has_steps.then_some(deployment_id),
+        version: target
+            .as_ref()
+            .map(|t| t.version.clone())
+            .unwrap_or_else(|| deployment.version.clone()),
+    };
+    Ok((change, started, has_steps.then_some(deployment)))
+}
+
 /// Rolls a deployment back: its apps return to their original definitions, under a new
 /// deployment that replaces it.
 pub(crate) async fn rollback(svc: &Services, d: &Deployment, now: u64) -> Result<Started, Error> {
@@ -517,7 +689,19 @@ pub(crate) async fn rollback(svc: &Services, d: &Deployment, now: u64) -> Result
         remove: vec![],
         deployment: None,
         cancel: vec![d.id.clone()],
+        ..ServiceChange::default()
     };
+    for id in &d.affected_pods {
+        match d.original_pods.iter().find(|p| &p.id == id) {
+            Some(spec) => {
+                let mut spec = spec.clone();
+                spec.version = tepui_services::time::format_timestamp(now);
+                let json = serde_json::to_value(&spec).expect("pod specs serialize");
+                change.put_pods.push((id.to_string(), spec.version.clone(), json));
+            }
+            None => change.remove_pods.push(id.to_string()),
+        }
+    }
     for id in &d.affected_apps {
         match originals.get(id) {
             Some(spec) => {

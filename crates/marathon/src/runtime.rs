@@ -17,11 +17,13 @@ use tepui_services::fit::{self, OfferSummary, RoleResources};
 use tepui_services::time::format_timestamp;
 use tepui_services::unreachable::UnreachableAction;
 use tepui_services::why::OfferStats;
-use tepui_services::{plan, AppSpec, Deployment, PathId};
+use tepui_services::{plan, AppSpec, Deployment, PathId, PodSpec};
 use tepui_state::{Command, HealthCheckDef, PortDef, State, TaskDef, TaskState};
 
-use crate::{apps, deployments, QueueItem, Services, TaskIndex, FRAMEWORK_ID, LABEL_APP, LABEL_VERSION};
-use tepui_master::{FrameworkSpec, LaunchSpec, OfferView, Operation, SchedulerEvent, StatusView};
+use crate::{
+    apps, deployments, pods, QueueItem, Services, TaskIndex, FRAMEWORK_ID, LABEL_APP, LABEL_POD, LABEL_VERSION,
+};
+use tepui_master::{ExecutorSpec, FrameworkSpec, LaunchSpec, OfferView, Operation, SchedulerEvent, StatusView};
 use tepui_node::drivers::{Activation, Driver, Outcome};
 use tepui_node::now_ms;
 
@@ -41,6 +43,10 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
+    pub(crate) fn pod_waiting(&self, pod: &PathId) -> u32 {
+        self.launch.entry(pod).map(|e| e.count).unwrap_or(0)
+    }
+
     pub(crate) fn reset_delay(&mut self, app: &PathId) -> bool {
         self.launch.reset_delay(app)
     }
@@ -246,11 +252,15 @@ fn summary(s: &State, o: &OfferView) -> OfferSummary {
 
 /// Takes what one instance uses out of an offer summary.
 fn deduct(summary: &mut OfferSummary, spec: &AppSpec, host_ports: &[u16]) {
+    deduct_amounts(summary, spec.cpus, spec.mem, spec.disk, spec.gpus, host_ports)
+}
+
+fn deduct_amounts(summary: &mut OfferSummary, cpus: f64, mem: f64, disk: f64, gpus: u32, host_ports: &[u16]) {
     if let Some(r) = summary.resources.first_mut() {
-        r.cpus -= spec.cpus;
-        r.mem -= spec.mem;
-        r.disk -= spec.disk;
-        r.gpus = r.gpus.saturating_sub(spec.gpus);
+        r.cpus -= cpus;
+        r.mem -= mem;
+        r.disk -= disk;
+        r.gpus = r.gpus.saturating_sub(gpus);
         for p in host_ports {
             let mut next = vec![];
             for &(lo, hi) in &r.ports {
@@ -273,23 +283,33 @@ fn deduct(summary: &mut OfferSummary, spec: &AppSpec, host_ports: &[u16]) {
 async fn on_offers(svc: &Services, offers: Vec<OfferView>) {
     let now = now_ms();
     for offer in offers {
-        let launches = svc.node().read(|s| {
+        let (launches, groups) = svc.node().read(|s| {
             let mut q = svc.queue();
-            match_offer(&mut q, s, &offer, now)
+            match_offer_all(&mut q, s, &offer, now)
         });
-        let result = if launches.is_empty() {
+        let result = if launches.is_empty() && groups.is_empty() {
             svc.master().decline(
                 FRAMEWORK_ID,
                 std::slice::from_ref(&offer.id),
                 Filters::refuse_seconds(DECLINE_SECS),
             )
         } else {
-            tracing::info!(agent = offer.agent_id, count = launches.len(), "launching instances");
+            tracing::info!(
+                agent = offer.agent_id,
+                count = launches.len(),
+                pod_instances = groups.len(),
+                "launching instances"
+            );
+            let mut ops = vec![];
+            if !launches.is_empty() {
+                ops.push(Operation::Launch(launches));
+            }
+            ops.extend(groups);
             svc.master()
                 .accept(
                     FRAMEWORK_ID,
                     std::slice::from_ref(&offer.id),
-                    vec![Operation::Launch(launches)],
+                    ops,
                     Filters::refuse_seconds(DECLINE_SECS),
                 )
                 .await
@@ -301,7 +321,13 @@ async fn on_offers(svc: &Services, offers: Vec<OfferView>) {
 }
 
 /// Packs waiting instances into one offer, app by app, recording why it did not fit.
+#[cfg(test)]
 fn match_offer(q: &mut Queue, s: &State, offer: &OfferView, now: u64) -> Vec<LaunchSpec> {
+    match_offer_all(q, s, offer, now).0
+}
+
+/// Packs waiting app instances, then waiting pod instances (a task group each), into one offer.
+fn match_offer_all(q: &mut Queue, s: &State, offer: &OfferView, now: u64) -> (Vec<LaunchSpec>, Vec<Operation>) {
     let index = TaskIndex::new(s);
     let mut summary = summary(s, offer);
     let mut launches = vec![];
@@ -349,7 +375,310 @@ fn match_offer(q: &mut Queue, s: &State, offer: &OfferView, now: u64) -> Vec<Lau
             q.launch.set_waiting(&spec, waiting - launched, now);
         }
     }
-    launches
+    let mut groups = vec![];
+    for pod in pods(s) {
+        let waiting = q.launch.entry(&pod.id).map(|e| e.count).unwrap_or(0);
+        if waiting == 0 || !q.launch.can_launch(&pod.id, now) {
+            continue;
+        }
+        let constrained = !pod.scheduling.placement.constraints.is_empty();
+        let mut placed: Vec<AgentInfo> = if constrained {
+            pod_agents(s, &index, &pod.id)
+        } else {
+            Vec::new()
+        };
+        let mut launched = 0;
+        while launched < waiting {
+            let refs: Vec<&AgentInfo> = placed.iter().collect();
+            match fit::evaluate_pod(&pod, &summary, &refs) {
+                Ok(f) => {
+                    groups.push(pod_launch(&pod, offer.agent_id, &f.host_ports));
+                    let r = pod.instance_resources();
+                    deduct_amounts(&mut summary, r.cpus, r.mem, r.disk, r.gpus, &f.host_ports);
+                    if constrained {
+                        placed.push(summary.agent.clone());
+                    }
+                    launched += 1;
+                }
+                Err(rejections) => {
+                    if launched == 0 {
+                        q.stats
+                            .entry(pod.id.clone())
+                            .or_default()
+                            .record(now, &offer.agent_id.to_string(), rejections);
+                    }
+                    break;
+                }
+            }
+        }
+        if launched > 0 {
+            q.launch.set_waiting_pod(&pod, waiting - launched, now);
+        }
+    }
+    (launches, groups)
+}
+
+/// The agents of a pod's live instances, one entry per instance, for its constraints.
+fn pod_agents(s: &State, index: &TaskIndex, pod: &PathId) -> Vec<AgentInfo> {
+    crate::pods::instances_of(index.pod_tasks(pod))
+        .iter()
+        .filter(|i| i.is_live())
+        .filter_map(|i| {
+            let n = s.nodes.get(&i.tasks.first()?.agent_id)?;
+            Some(AgentInfo {
+                id: n.id.to_string(),
+                hostname: n.name.clone(),
+                attributes: n.agent.as_ref().map(|a| a.attributes.clone()).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// The environment name of an endpoint (`ENDPOINT_HTTP` for `http`), as Marathon sets it.
+fn endpoint_env(name: &str) -> String {
+    let upper: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("ENDPOINT_{upper}")
+}
+
+/// One new instance of `pod` on `agent`: its default executor (the instance's network,
+/// ports and executor resources) and a task per container.
+fn pod_launch(pod: &PodSpec, agent: u64, host_ports: &[u16]) -> Operation {
+    let longest = pod.containers.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let max_base = 128usize.saturating_sub(".instance-".len() + 36 + 1 + longest);
+    let base: String = pod
+        .id
+        .segments()
+        .join("_")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        .collect();
+    let base = &base[base.len().saturating_sub(max_base)..];
+    let instance = format!("{base}.instance-{}", crate::uuid_like());
+    let bridge = pod.network_mode() == NetworkMode::Bridge;
+    // The instance's ports, in endpoint order: those with a host port get the next one.
+    let mut next = host_ports.iter();
+    let mut ports = vec![];
+    let mut env_ports = BTreeMap::new();
+    for (_, e) in pod.endpoints() {
+        let host = e.host_port.and_then(|_| next.next().copied());
+        if let Some(h) = host {
+            ports.push(PortDef {
+                name: Some(e.name.clone()),
+                host_port: h,
+                container_port: e.container_port.filter(|p| *p != 0).unwrap_or(h),
+                protocol: if e.protocol.iter().any(|p| p == "udp") {
+                    "udp"
+                } else {
+                    "tcp"
+                }
+                .into(),
+            });
+        }
+        // What the containers listen on: the container port on a bridge, else the host port.
+        let port = if bridge {
+            e.container_port.filter(|p| *p != 0).or(host)
+        } else {
+            host
+        };
+        if let Some(p) = port {
+            env_ports.insert(endpoint_env(&e.name), p.to_string());
+        }
+    }
+    let mut executor_resources = Resources::new();
+    let ex = pod.executor_resources;
+    executor_resources.push(Resource::scalar(
+        ResourceName::CPUS,
+        Scalar::from_milli((ex.cpus * 1000.0).round() as u64),
+    ));
+    executor_resources.push(Resource::scalar(
+        ResourceName::MEM,
+        Scalar::from_units(ex.mem.ceil() as u64),
+    ));
+    if ex.disk > 0.0 {
+        executor_resources.push(Resource::scalar(
+            ResourceName::DISK,
+            Scalar::from_units(ex.disk.ceil() as u64),
+        ));
+    }
+    if let Ok(r) = Ranges::from_pairs(host_ports.iter().map(|p| (*p as u64, *p as u64))) {
+        if !r.is_empty() {
+            executor_resources.push(Resource::ranges(ResourceName::PORTS, r));
+        }
+    }
+    let network = if bridge { "bridge" } else { "host" };
+    let executor = ExecutorSpec::default_executor(FRAMEWORK_ID, &instance, executor_resources, network, ports.clone());
+    let secret_source = |name: &str| {
+        pod.secrets
+            .get(name)
+            .and_then(|s| tepui_state::normalize_secret_path(&s.source).ok())
+    };
+    let tasks = pod
+        .containers
+        .iter()
+        .map(|c| {
+            let mut env: BTreeMap<String, String> = BTreeMap::new();
+            let mut secrets = vec![];
+            for (k, v) in pod.environment.iter().chain(&c.environment) {
+                match v {
+                    tepui_services::EnvValue::Text(t) => {
+                        env.insert(k.clone(), t.clone());
+                    }
+                    tepui_services::EnvValue::Secret { secret } => {
+                        env.remove(k);
+                        if let Some(source) = secret_source(secret) {
+                            secrets.retain(|r: &tepui_state::SecretRef| r.env.as_deref() != Some(k));
+                            secrets.push(tepui_state::SecretRef {
+                                source,
+                                env: Some(k.clone()),
+                                file: None,
+                            });
+                        }
+                    }
+                }
+            }
+            env.extend(env_ports.clone());
+            env.insert("MARATHON_APP_ID".into(), pod.id.to_string());
+            env.insert("MARATHON_APP_VERSION".into(), pod.version.clone());
+            env.insert("MESOS_TASK_ID".into(), format!("{instance}.{}", c.name));
+            let mut volumes = vec![];
+            for m in &c.volume_mounts {
+                let Some(v) = pod.volumes.iter().find(|v| v.name == m.name) else {
+                    continue;
+                };
+                match (&v.host, &v.secret) {
+                    (Some(host), _) => volumes.push(tepui_state::VolumeDef {
+                        source: host.clone(),
+                        target: m.mount_path.clone(),
+                        read_only: m.read_only,
+                    }),
+                    (None, Some(secret)) => {
+                        if let Some(source) = secret_source(secret) {
+                            secrets.push(tepui_state::SecretRef {
+                                source,
+                                env: None,
+                                file: Some(m.mount_path.clone()),
+                            });
+                        }
+                    }
+                    // Ephemeral: a directory of the instance's shared sandbox.
+                    (None, None) => volumes.push(tepui_state::VolumeDef {
+                        source: format!("volumes/{}", v.name),
+                        target: m.mount_path.clone(),
+                        read_only: m.read_only,
+                    }),
+                }
+            }
+            let health_checks = c
+                .health_check
+                .iter()
+                .map(|h| {
+                    let endpoint = h
+                        .http
+                        .as_ref()
+                        .map(|x| x.endpoint.as_str())
+                        .or(h.tcp.as_ref().map(|x| x.endpoint.as_str()));
+                    let port = endpoint.and_then(|name| {
+                        ports
+                            .iter()
+                            .find(|p| p.name.as_deref() == Some(name))
+                            .map(|p| p.host_port)
+                    });
+                    HealthCheckDef {
+                        protocol: match (&h.http, &h.tcp) {
+                            (Some(x), _) if x.scheme == "HTTPS" => "HTTPS",
+                            (Some(_), _) => "HTTP",
+                            (None, Some(_)) => "TCP",
+                            _ => "COMMAND",
+                        }
+                        .into(),
+                        path: h.http.as_ref().map(|x| x.path.clone()),
+                        port,
+                        command: h.exec.as_ref().map(|x| match &x.command {
+                            tepui_services::pod::MesosCommand::Shell { shell } => shell.clone(),
+                            tepui_services::pod::MesosCommand::Argv { argv } => argv.join(" "),
+                        }),
+                        grace_period_ms: h.grace_period_seconds * 1000,
+                        interval_ms: (h.interval_seconds * 1000).max(100),
+                        timeout_ms: (h.timeout_seconds * 1000).max(100),
+                        max_consecutive_failures: if h.max_consecutive_failures == 0 {
+                            u32::MAX
+                        } else {
+                            h.max_consecutive_failures
+                        },
+                        delay_ms: h.delay_seconds * 1000,
+                    }
+                })
+                .collect();
+            let def = TaskDef {
+                image: c.image.as_ref().map(|i| i.id.clone()),
+                args: c.exec.as_ref().map(|x| x.command.argv()).unwrap_or_default(),
+                env,
+                user: c.user.clone().or_else(|| pod.user.clone()),
+                cwd: None,
+                cpus_milli: (c.resources.cpus * 1000.0).round() as u64,
+                mem_mb: c.resources.mem.ceil() as u64,
+                disk_mb: c.resources.disk.ceil() as u64,
+                pids: None,
+                network: network.into(),
+                // The instance's ports are its executor's; a container holds none of its own.
+                ports: vec![],
+                volumes,
+                read_only_rootfs: false,
+                kill_grace_ms: c
+                    .lifecycle
+                    .as_ref()
+                    .map(|l| (l.kill_grace_period_seconds * 1000.0) as u64)
+                    .unwrap_or(DEFAULT_KILL_GRACE_MS),
+                health_checks,
+                secrets,
+            };
+            let mut resources = Resources::new();
+            resources.push(Resource::scalar(ResourceName::CPUS, Scalar::from_milli(def.cpus_milli)));
+            resources.push(Resource::scalar(ResourceName::MEM, Scalar::from_units(def.mem_mb)));
+            if def.disk_mb > 0 {
+                resources.push(Resource::scalar(ResourceName::DISK, Scalar::from_units(def.disk_mb)));
+            }
+            if c.resources.gpus > 0 {
+                resources.push(Resource::scalar(
+                    ResourceName::GPUS,
+                    Scalar::from_units(c.resources.gpus as u64),
+                ));
+            }
+            LaunchSpec {
+                task_id: format!("{instance}.{}", c.name),
+                name: format!("{}.{}", pod.id, c.name),
+                agent_id: Some(agent),
+                def,
+                resources,
+                invalid: None,
+                labels: BTreeMap::from([
+                    (LABEL_POD.to_string(), pod.id.to_string()),
+                    (crate::LABEL_INSTANCE.to_string(), instance.clone()),
+                    (crate::LABEL_CONTAINER.to_string(), c.name.clone()),
+                    (LABEL_VERSION.to_string(), pod.config_version().to_string()),
+                    (
+                        crate::LABEL_ENDPOINTS.to_string(),
+                        c.endpoints
+                            .iter()
+                            .map(|e| e.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ),
+                ]),
+                executor: None,
+            }
+        })
+        .collect();
+    Operation::LaunchGroup { executor, tasks }
 }
 
 /// What of an app's path goes into its tasks' ids, at most: `.instance-` and a uuid follow.
@@ -687,12 +1016,71 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
             }
         }
     }
-    // Instances of removed apps stop.
+    // Pods: the same step function over their instances (a task group each).
+    let pod_specs = pods(s);
+    let known_pods: HashSet<String> = pod_specs.iter().map(|p| p.id.to_string()).collect();
+    for spec in &pod_specs {
+        let tasks = index.pod_tasks(&spec.id);
+        for inst in crate::pods::instances_of(tasks) {
+            // An instance fails once, whichever of its containers failed first (the others are
+            // killed with it).
+            let failed = inst.tasks.iter().any(|t| {
+                matches!(
+                    t.state,
+                    TaskState::TaskFailed | TaskState::TaskError | TaskState::TaskLost | TaskState::TaskDropped
+                ) && now.saturating_sub(t.updated_at) < 600_000
+            });
+            if let Some(first) = inst.tasks.first() {
+                if !inst.is_live() && q.counted.insert(first.id.clone()) && failed {
+                    q.launch.record_pod_failure(spec, now);
+                }
+            }
+        }
+        let current = crate::pods::planner_instances(spec, tasks);
+        let decision = plan::step_with(&spec.policy(), &current, now);
+        q.launch.set_waiting_pod(spec, decision.launch, now);
+        if let Some(e) = q.launch.entry(&spec.id).filter(|e| e.count > 0 && e.delay_until > now) {
+            work.due_at(e.delay_until);
+        }
+        if decision.launch > 0 {
+            work.waiting = true;
+        }
+        for i in &current {
+            if let Some(since) = i.unreachable_since {
+                match tepui_services::unreachable::decide(&spec.scheduling.unreachable_strategy, since, now) {
+                    UnreachableAction::Wait { inactive_at } => work.due_at(inactive_at),
+                    UnreachableAction::Inactive { expunge_at } => work.due_at(expunge_at),
+                    UnreachableAction::Expunge => {}
+                }
+            }
+        }
+        let going: HashSet<&str> = decision
+            .kill
+            .iter()
+            .chain(&decision.expunge)
+            .map(String::as_str)
+            .collect();
+        for inst in crate::pods::instances_of(tasks) {
+            if going.contains(inst.id.as_str()) {
+                work.kill
+                    .extend(inst.live_tasks().filter(|t| !t.kill_requested).map(|t| t.id.clone()));
+            } else if inst.is_live() && inst.tasks.iter().any(|t| t.state.is_terminal() || t.kill_requested) {
+                // One container down takes its instance down: the others stop too.
+                work.kill
+                    .extend(inst.live_tasks().filter(|t| !t.kill_requested).map(|t| t.id.clone()));
+            }
+        }
+    }
+    // Instances of removed apps and pods stop.
     for t in s.tasks.values() {
+        let orphan_pod = t.labels.get(LABEL_POD).map(|p| !known_pods.contains(p));
         let orphan = t.framework_id == FRAMEWORK_ID
             && !t.state.is_terminal()
             && !t.kill_requested
-            && t.labels.get(LABEL_APP).is_none_or(|a| !known.contains(a));
+            && match orphan_pod {
+                Some(gone) => gone && t.labels.get(LABEL_APP).is_none(),
+                None => t.labels.get(LABEL_APP).is_none_or(|a| !known.contains(a)),
+            };
         if orphan {
             work.kill.push(t.id.clone());
         }
@@ -701,7 +1089,7 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
         .launch
         .waiting()
         .map(|e| e.app.clone())
-        .filter(|a| !known.contains(&a.to_string()))
+        .filter(|a| !known.contains(&a.to_string()) && !known_pods.contains(&a.to_string()))
         .collect();
     for a in stale {
         q.launch.remove(&a);
@@ -750,6 +1138,17 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
 
 /// Whether a deployment action has reached its goal.
 fn action_done(s: &State, index: &TaskIndex, action: ActionKind, app: &PathId, now: u64) -> bool {
+    if action.is_pod() {
+        let pod = app;
+        return match (action, crate::pod(s, pod)) {
+            (ActionKind::StartPod, _) => true,
+            (ActionKind::StopPod, _) | (_, None) => index.pod_tasks(pod).iter().all(|t| t.state.is_terminal()),
+            (_, Some(spec)) => {
+                let current = crate::pods::planner_instances(&spec, index.pod_tasks(pod));
+                plan::step_with(&spec.policy(), &current, now).complete
+            }
+        };
+    }
     match (action, crate::app(s, app)) {
         // Marathon's start step only creates the app; scaling it up is the next step.
         (ActionKind::StartApplication, _) => true,
@@ -806,6 +1205,7 @@ mod tests {
                     remove: vec![],
                     deployment: None,
                     cancel: vec![],
+                    ..Default::default()
                 },
             },
         );
@@ -920,6 +1320,7 @@ mod tests {
                     remove: vec!["/web".into()],
                     deployment: None,
                     cancel: vec![],
+                    ..Default::default()
                 },
             },
         );
@@ -1002,5 +1403,95 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_waiting_pod_instance_is_one_task_group_on_the_default_executor() {
+        let mut s = state(1);
+        let def: tepui_services::PodDefinition = serde_json::from_value(serde_json::json!({
+        "id": "/shop/web", "volumes": [{"name": "data"}],
+        "containers": [
+            {"name": "server", "exec": {"command": {"shell": "httpd -p $ENDPOINT_HTTP"}},
+             "resources": {"cpus": 0.2, "mem": 32}, "endpoints": [{"name": "http", "hostPort": 0}],
+             "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+             "healthCheck": {"http": {"endpoint": "http"}, "intervalSeconds": 2, "timeoutSeconds": 1}},
+            {"name": "client", "exec": {"command": {"argv": ["sleep", "100"]}},
+             "resources": {"cpus": 0.1, "mem": 16}, "volumeMounts": [{"name": "data", "mountPath": "/in"}]}
+        ]}))
+        .unwrap();
+        let mut pod = tepui_services::validate_pod(&def, &PathId::root(), 1_000).unwrap();
+        pod.stamp(None, 1_000);
+        s.apply(
+            1,
+            &Command::ChangeServices {
+                change: tepui_state::ServiceChange {
+                    put_pods: vec![(
+                        pod.id.to_string(),
+                        pod.version.clone(),
+                        serde_json::to_value(&pod).unwrap(),
+                    )],
+                    ..Default::default()
+                },
+            },
+        );
+        let mut q = Queue::default();
+        let work = decide(&mut q, &s, 2_000);
+        assert!(work.waiting, "one instance waits");
+        // The executor takes Marathon's 10 MB of disk besides the containers.
+        let small = match_offer_all(&mut q, &s, &offer(1, "cpus:2;mem:1024;ports:[31000-31009]"), 2_000);
+        assert!(small.1.is_empty(), "no disk for the executor");
+        let (apps, groups) = match_offer_all(
+            &mut q,
+            &s,
+            &offer(1, "cpus:2;mem:1024;disk:100;ports:[31000-31009]"),
+            2_000,
+        );
+        assert!(apps.is_empty());
+        assert_eq!(groups.len(), 1);
+        let Operation::LaunchGroup { executor, tasks } = &groups[0] else {
+            panic!("a task group");
+        };
+        assert!(executor.default_executor);
+        assert_eq!(executor.def.network, "host");
+        assert_eq!(executor.def.ports.len(), 1);
+        assert_eq!(
+            (executor.def.ports[0].name.as_deref(), executor.def.ports[0].host_port),
+            (Some("http"), 31000)
+        );
+        assert_eq!(
+            executor.resources.to_string(),
+            "cpus:0.1;mem:32;disk:10;ports:[31000-31000]"
+        );
+        assert_eq!(tasks.len(), 2);
+        let instance = &tasks[0].labels[crate::LABEL_INSTANCE];
+        assert_eq!(&executor.executor_id, instance);
+        assert!(instance.starts_with("shop_web.instance-"), "{instance}");
+        for (t, name) in tasks.iter().zip(["server", "client"]) {
+            assert_eq!(t.task_id, format!("{instance}.{name}"));
+            assert!(tepui_common::valid_task_id(&t.task_id), "{}", t.task_id);
+            assert_eq!(t.labels[LABEL_POD], "/shop/web");
+            assert_eq!(t.labels[LABEL_VERSION], pod.config_version());
+            assert_eq!(
+                t.def.env["ENDPOINT_HTTP"], "31000",
+                "every container knows every endpoint"
+            );
+            assert_eq!(
+                t.def.volumes[0].source, "volumes/data",
+                "the instance's shared directory"
+            );
+        }
+        assert_eq!(tasks[0].def.args, ["/bin/sh", "-c", "httpd -p $ENDPOINT_HTTP"]);
+        assert_eq!(tasks[0].def.health_checks[0].port, Some(31000));
+        assert_eq!(tasks[1].def.args, ["sleep", "100"]);
+        assert_eq!(tasks[1].labels[crate::LABEL_ENDPOINTS], "");
+        assert_eq!(tasks[0].resources.to_string(), "cpus:0.2;mem:32");
+        // Launched: nothing else waits.
+        let again = match_offer_all(
+            &mut q,
+            &s,
+            &offer(1, "cpus:1;mem:512;disk:90;ports:[31001-31009]"),
+            2_100,
+        );
+        assert!(again.1.is_empty());
     }
 }

@@ -83,26 +83,49 @@ impl LaunchQueue {
     }
 
     fn entry_mut(&mut self, spec: &AppSpec, now: u64) -> &mut QueueEntry {
-        let entry = self.entries.entry(spec.id.clone()).or_insert_with(|| QueueEntry {
-            app: spec.id.clone(),
-            version: spec.config_version().to_string(),
+        self.entry_for(&spec.id, spec.config_version(), spec.backoff(), now)
+    }
+
+    /// Sets how many instances of a pod wait for an offer (pods share the apps' queue: their
+    /// ids never collide).
+    pub fn set_waiting_pod(&mut self, pod: &crate::pod::PodSpec, count: u32, now: u64) {
+        let entry = self.entry_for(&pod.id, pod.config_version(), pod.backoff(), now);
+        if entry.count == 0 && count > 0 {
+            entry.since = now;
+        }
+        entry.count = count;
+    }
+
+    /// An instance of a pod failed: the delay grows, as for an app.
+    pub fn record_pod_failure(&mut self, pod: &crate::pod::PodSpec, now: u64) {
+        let entry = self.entry_for(&pod.id, pod.config_version(), pod.backoff(), now);
+        entry.failures = entry.failures.saturating_add(1);
+        entry.delay_ms = entry.strategy.delay_ms(entry.failures);
+        entry.delay_until = now.saturating_add(entry.delay_ms);
+        entry.last_failure_at = Some(now);
+    }
+
+    fn entry_for(&mut self, id: &PathId, config_version: &str, strategy: BackoffStrategy, now: u64) -> &mut QueueEntry {
+        let entry = self.entries.entry(id.clone()).or_insert_with(|| QueueEntry {
+            app: id.clone(),
+            version: config_version.to_string(),
             count: 0,
             since: now,
             failures: 0,
             delay_ms: 0,
             delay_until: 0,
             last_failure_at: None,
-            strategy: spec.backoff(),
+            strategy,
         });
-        if entry.version != spec.config_version() {
+        if entry.version != config_version {
             // A new version starts without delay.
-            entry.version = spec.config_version().to_string();
+            entry.version = config_version.to_string();
             entry.failures = 0;
             entry.delay_ms = 0;
             entry.delay_until = 0;
             entry.last_failure_at = None;
         }
-        entry.strategy = spec.backoff();
+        entry.strategy = strategy;
         entry
     }
 

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::AppSpec;
 use crate::group::{dependency_levels, Group};
 use crate::path::PathId;
+use crate::pod::PodSpec;
 use crate::time::format_timestamp;
 use crate::validate::ValidationErrors;
 
@@ -34,12 +35,78 @@ pub enum ActionKind {
     ScaleApplication,
     RestartApplication,
     StopApplication,
+    StartPod,
+    ScalePod,
+    RestartPod,
+    StopPod,
 }
 
+impl ActionKind {
+    pub fn is_pod(self) -> bool {
+        matches!(
+            self,
+            ActionKind::StartPod | ActionKind::ScalePod | ActionKind::RestartPod | ActionKind::StopPod
+        )
+    }
+}
+
+/// One action of a step. `app` is the app's or the pod's id; in JSON it is `app` or `pod`, as
+/// Marathon writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "ActionJson", from = "ActionJson")]
 pub struct DeploymentAction {
     pub action: ActionKind,
     pub app: PathId,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ActionJson {
+    action: ActionKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    app: Option<PathId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pod: Option<PathId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    readiness_check_results: Option<Vec<serde_json::Value>>,
+}
+
+impl ActionJson {
+    fn new(action: ActionKind, id: PathId) -> ActionJson {
+        let (app, pod) = if action.is_pod() {
+            (None, Some(id))
+        } else {
+            (Some(id), None)
+        };
+        ActionJson {
+            action,
+            app,
+            pod,
+            readiness_check_results: None,
+        }
+    }
+
+    fn id(&self) -> PathId {
+        self.app
+            .clone()
+            .or_else(|| self.pod.clone())
+            .unwrap_or_else(PathId::root)
+    }
+}
+
+impl From<DeploymentAction> for ActionJson {
+    fn from(a: DeploymentAction) -> ActionJson {
+        ActionJson::new(a.action, a.app)
+    }
+}
+
+impl From<ActionJson> for DeploymentAction {
+    fn from(j: ActionJson) -> DeploymentAction {
+        DeploymentAction {
+            action: j.action,
+            app: j.id(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +133,13 @@ pub struct Deployment {
     pub original: Vec<AppSpec>,
     /// The affected apps after; an affected app missing here is removed.
     pub target: Vec<AppSpec>,
+    /// The pod a `/v2/pods` change affects (a deployment changes apps or one pod).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub affected_pods: Vec<PathId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub original_pods: Vec<PodSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_pods: Vec<PodSpec>,
 }
 
 impl Deployment {
@@ -142,7 +216,59 @@ impl Deployment {
             deadline: now.saturating_add(timeout_ms),
             original: original.iter().filter(|a| affected.contains(&a.id)).cloned().collect(),
             target: target.iter().filter(|a| affected.contains(&a.id)).cloned().collect(),
+            affected_pods: vec![],
+            original_pods: vec![],
+            target_pods: vec![],
         })
+    }
+
+    /// Plans the change of one pod from `original` to `target` (`None`: absent), as Marathon
+    /// does: a removed pod stops; a new one starts, then scales to its instances; a changed
+    /// configuration restarts it (a rolling replacement); a changed count scales it.
+    pub fn plan_pod(
+        id: String,
+        original: Option<&PodSpec>,
+        target: Option<&PodSpec>,
+        now: u64,
+        timeout_ms: u64,
+    ) -> Deployment {
+        let pod = target.or(original).map(|p| p.id.clone()).unwrap_or_else(PathId::root);
+        let action = |kind| DeploymentStep {
+            actions: vec![DeploymentAction {
+                action: kind,
+                app: pod.clone(),
+            }],
+        };
+        let steps = match (original, target) {
+            (None, None) => vec![],
+            (Some(_), None) => vec![action(ActionKind::StopPod)],
+            (None, Some(new)) if new.instances() == 0 => vec![action(ActionKind::StartPod)],
+            (None, Some(_)) => vec![action(ActionKind::StartPod), action(ActionKind::ScalePod)],
+            (Some(old), Some(new)) => {
+                if new.is_config_change(old) || new.config_version() != old.config_version() {
+                    vec![action(ActionKind::RestartPod)]
+                } else if new.instances() != old.instances() {
+                    vec![action(ActionKind::ScalePod)]
+                } else {
+                    vec![]
+                }
+            }
+        };
+        let affected = !steps.is_empty();
+        Deployment {
+            id,
+            version: format_timestamp(now),
+            affected_apps: vec![],
+            steps,
+            current_step: 0,
+            started_at: now,
+            deadline: now.saturating_add(timeout_ms),
+            original: vec![],
+            target: vec![],
+            affected_pods: if affected { vec![pod] } else { vec![] },
+            original_pods: original.filter(|_| affected).cloned().into_iter().collect(),
+            target_pods: target.filter(|_| affected).cloned().into_iter().collect(),
+        }
     }
 
     /// A deployment that changes nothing finishes at once.
@@ -176,14 +302,30 @@ impl Deployment {
         self.target.iter().find(|a| &a.id == app)
     }
 
-    /// Whether this deployment changes any of `apps`.
-    pub fn affects(&self, apps: &[PathId]) -> bool {
-        apps.iter().any(|a| self.affected_apps.contains(a))
+    /// The spec an affected pod is deployed to; `None` when the deployment removes it.
+    pub fn target_pod(&self, pod: &PathId) -> Option<&PodSpec> {
+        self.target_pods.iter().find(|p| &p.id == pod)
     }
 
-    /// The deployment that undoes this one: its original apps become the target again (new apps
-    /// are stopped, removed apps started, changed apps restarted with their old version).
+    /// Whether this deployment changes any of `apps` (apps or pods: they share the ids).
+    pub fn affects(&self, apps: &[PathId]) -> bool {
+        apps.iter()
+            .any(|a| self.affected_apps.contains(a) || self.affected_pods.contains(a))
+    }
+
+    /// The deployment that undoes this one: its original apps (or pod) become the target again
+    /// (new ones are stopped, removed ones started, changed ones restarted with their old
+    /// version).
     pub fn rollback(&self, id: String, now: u64, timeout_ms: u64) -> Result<Deployment, ValidationErrors> {
+        if !self.affected_pods.is_empty() {
+            return Ok(Deployment::plan_pod(
+                id,
+                self.target_pods.first(),
+                self.original_pods.first(),
+                now,
+                timeout_ms,
+            ));
+        }
         Deployment::plan(id, &self.target, &self.original, now, timeout_ms)
     }
 
@@ -193,7 +335,7 @@ impl Deployment {
             id: self.id.clone(),
             version: self.version.clone(),
             affected_apps: self.affected_apps.clone(),
-            affected_pods: Vec::new(),
+            affected_pods: self.affected_pods.iter().map(|p| p.to_string()).collect(),
             steps: self.steps.clone(),
             current_actions: self
                 .current_actions()
@@ -260,12 +402,32 @@ pub struct DeploymentInfo {
     pub deadline: Option<String>,
 }
 
+/// An action under way; like [`DeploymentAction`], `app` is `pod` in JSON for a pod.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(into = "ActionJson", from = "ActionJson")]
 pub struct CurrentAction {
     pub action: ActionKind,
     pub app: PathId,
     pub readiness_check_results: Vec<serde_json::Value>,
+}
+
+impl From<CurrentAction> for ActionJson {
+    fn from(a: CurrentAction) -> ActionJson {
+        ActionJson {
+            readiness_check_results: Some(a.readiness_check_results),
+            ..ActionJson::new(a.action, a.app)
+        }
+    }
+}
+
+impl From<ActionJson> for CurrentAction {
+    fn from(j: ActionJson) -> CurrentAction {
+        CurrentAction {
+            action: j.action,
+            app: j.id(),
+            readiness_check_results: j.readiness_check_results.clone().unwrap_or_default(),
+        }
+    }
 }
 
 /// The `plan` of the `deployment_info`, `deployment_success`, `deployment_failed` and
@@ -420,5 +582,82 @@ mod tests {
         let running = [d];
         assert_eq!(conflicting(&running, &[PathId::parse("/a").unwrap()]).len(), 1);
         assert!(conflicting(&running, &[PathId::parse("/b").unwrap()]).is_empty());
+    }
+
+    fn pod(id: &str, instances: u32, shell: &str, min_health: f64, over: f64) -> PodSpec {
+        let json = serde_json::json!({"id": id, "scaling": {"kind": "fixed", "instances": instances},
+            "scheduling": {"upgrade": {"minimumHealthCapacity": min_health, "maximumOverCapacity": over}},
+            "containers": [{"name": "main", "exec": {"command": {"shell": shell}}}]});
+        let def: crate::pod::PodDefinition = serde_json::from_value(json).unwrap();
+        crate::pod::validate_pod(&def, &PathId::root(), 0).unwrap()
+    }
+
+    #[test]
+    fn pods_start_scale_restart_and_stop_like_apps() {
+        let v1 = pod("/p", 2, "x", 1.0, 1.0);
+        let d = Deployment::plan_pod("d".into(), None, Some(&v1), 0, DEFAULT_TIMEOUT_MS);
+        assert_eq!(
+            steps(&d),
+            vec![vec![(StartPod, "/p".into())], vec![(ScalePod, "/p".into())]]
+        );
+        assert_eq!(d.target_pod(&v1.id), Some(&v1));
+        assert!(d.affects(&[v1.id.clone()]));
+        let mut scaled = v1.clone();
+        scaled.scaling.instances = 3;
+        scaled.stamp(Some(&v1), 1_000);
+        let d = Deployment::plan_pod("d".into(), Some(&v1), Some(&scaled), 1_000, DEFAULT_TIMEOUT_MS);
+        assert_eq!(steps(&d), vec![vec![(ScalePod, "/p".into())]]);
+        let mut changed = scaled.clone();
+        changed.containers[0].exec.as_mut().unwrap().command = crate::pod::MesosCommand::Shell { shell: "y".into() };
+        changed.stamp(Some(&scaled), 2_000);
+        let d = Deployment::plan_pod("d".into(), Some(&scaled), Some(&changed), 2_000, DEFAULT_TIMEOUT_MS);
+        assert_eq!(steps(&d), vec![vec![(RestartPod, "/p".into())]]);
+        // Rolling back restarts the old configuration.
+        let back = d.rollback("r".into(), 3_000, DEFAULT_TIMEOUT_MS).unwrap();
+        assert_eq!(steps(&back), vec![vec![(RestartPod, "/p".into())]]);
+        assert_eq!(back.target_pod(&v1.id), Some(&scaled));
+        let d = Deployment::plan_pod("d".into(), Some(&changed), None, 3_000, DEFAULT_TIMEOUT_MS);
+        assert_eq!(steps(&d), vec![vec![(StopPod, "/p".into())]]);
+        assert!(Deployment::plan_pod("d".into(), Some(&v1), Some(&v1), 0, DEFAULT_TIMEOUT_MS).is_finished());
+        // Marathon names a pod's actions `pod`, not `app`.
+        let info = serde_json::to_value(d.info()).unwrap();
+        assert_eq!(info["affectedPods"][0], "/p");
+        assert_eq!(info["steps"][0]["actions"][0]["action"], "StopPod");
+        assert_eq!(info["steps"][0]["actions"][0]["pod"], "/p");
+        assert!(info["steps"][0]["actions"][0].get("app").is_none());
+        assert_eq!(info["currentActions"][0]["pod"], "/p");
+        let stored: Deployment = serde_json::from_value(serde_json::to_value(&d).unwrap()).unwrap();
+        assert_eq!(stored, d);
+    }
+
+    #[test]
+    fn a_pods_rolling_update_keeps_its_upgrade_strategy() {
+        use crate::instance::{Health, Instance, InstanceState};
+        use crate::plan::step_with;
+        // Two instances, at least one healthy, at most one extra: one new instance at a time.
+        let old = pod("/p", 2, "x", 0.5, 0.5);
+        let mut new = old.clone();
+        new.containers[0].exec.as_mut().unwrap().command = crate::pod::MesosCommand::Shell { shell: "y".into() };
+        new.stamp(Some(&old), 5_000);
+        let running = |id: &str, version: &str| Instance {
+            id: id.into(),
+            version: version.into(),
+            state: InstanceState::Running,
+            health: Health::NoChecks,
+            agent: None,
+            started_at: Some(1),
+            unreachable_since: None,
+        };
+        let a = running("a", old.config_version());
+        let b = running("b", old.config_version());
+        let d = step_with(&new.policy(), &[a.clone(), b.clone()], 6_000);
+        // 2 + floor(0.5 * 2) = 3 at most: one launch; ceil(0.5 * 2) = 1 healthy at least: one kill.
+        assert_eq!(d.launch, 1);
+        assert_eq!(d.kill.len(), 1);
+        assert!(!d.complete);
+        let c = running("c", new.config_version());
+        let d = running("d", new.config_version());
+        let done = step_with(&new.policy(), &[c, d], 7_000);
+        assert!(done.complete);
     }
 }

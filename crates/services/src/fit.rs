@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::{AppSpec, NetworkMode};
 use crate::constraints::{check_all, AgentInfo, ConstraintViolation};
+use crate::pod::PodSpec;
 
 /// Resources of one role in an offer. Port ranges are inclusive.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -111,6 +112,57 @@ pub struct Fit {
 /// Evaluates `offer` for one instance of `spec`, given the agents of the app's other active
 /// instances (for constraints). Every failing check is reported, in [`REASONS`] order.
 pub fn evaluate(spec: &AppSpec, offer: &OfferSummary, placed: &[&AgentInfo]) -> Result<Fit, Vec<Rejection>> {
+    let demand = Demand {
+        cpus: spec.cpus,
+        mem: spec.mem,
+        disk: spec.disk,
+        gpus: spec.gpus,
+        accepted_resource_roles: spec.accepted_resource_roles.as_deref(),
+        constraints: &spec.constraints,
+        ports: requested_ports(spec),
+    };
+    evaluate_demand(&demand, offer, placed)
+}
+
+/// Evaluates `offer` for one instance of a pod: its containers' and executor's resources
+/// together, a host port for each endpoint that asks for one (in the pod's endpoint order).
+pub fn evaluate_pod(pod: &PodSpec, offer: &OfferSummary, placed: &[&AgentInfo]) -> Result<Fit, Vec<Rejection>> {
+    let r = pod.instance_resources();
+    let roles = &pod.scheduling.placement.accepted_resource_roles;
+    let demand = Demand {
+        cpus: r.cpus,
+        mem: r.mem,
+        disk: r.disk,
+        gpus: r.gpus,
+        accepted_resource_roles: (!roles.is_empty()).then_some(roles.as_slice()),
+        constraints: &pod.scheduling.placement.constraints,
+        ports: requested_pod_ports(pod),
+    };
+    evaluate_demand(&demand, offer, placed)
+}
+
+/// The host ports a pod instance needs, by endpoint with a host port: `Some(p)` fixed, `None`
+/// any.
+pub fn requested_pod_ports(pod: &PodSpec) -> Vec<Option<u16>> {
+    pod.endpoints()
+        .iter()
+        .filter_map(|(_, e)| e.host_port)
+        .map(|p| (p != 0).then_some(p))
+        .collect()
+}
+
+/// What one instance asks of an offer.
+struct Demand<'a> {
+    cpus: f64,
+    mem: f64,
+    disk: f64,
+    gpus: u32,
+    accepted_resource_roles: Option<&'a [String]>,
+    constraints: &'a [crate::constraints::Constraint],
+    ports: Vec<Option<u16>>,
+}
+
+fn evaluate_demand(spec: &Demand, offer: &OfferSummary, placed: &[&AgentInfo]) -> Result<Fit, Vec<Rejection>> {
     const EPSILON: f64 = 1e-9;
     let mut rejections = Vec::new();
     let usable: Vec<&RoleResources> = offer
@@ -126,7 +178,7 @@ pub fn evaluate(spec: &AppSpec, offer: &OfferSummary, placed: &[&AgentInfo]) -> 
         if usable.is_empty() {
             let offered: BTreeSet<String> = offer.resources.iter().map(|r| r.role.clone()).collect();
             rejections.push(Rejection::UnfulfilledRole {
-                accepted: accepted.clone(),
+                accepted: accepted.to_vec(),
                 offered: offered.into_iter().collect(),
             });
         }
@@ -166,7 +218,7 @@ pub fn evaluate(spec: &AppSpec, offer: &OfferSummary, placed: &[&AgentInfo]) -> 
         });
     }
     let ranges: Vec<(u16, u16)> = usable.iter().flat_map(|r| r.ports.iter().copied()).collect();
-    let host_ports = match assign_ports(&requested_ports(spec), &ranges) {
+    let host_ports = match assign_ports(&spec.ports, &ranges) {
         Ok(ports) => ports,
         Err(rejection) => {
             rejections.push(rejection);

@@ -10,7 +10,9 @@
 //!   cycles;
 //! - placement: constraints ([`constraints`]) and whether an offer fits an instance, with the
 //!   host ports it gets ([`fit`]);
-//! - the step function of an app ([`plan`]): how many to launch and which to kill now for a
+//! - Marathon's pod definition ([`pod`]): containers with their own resources, endpoints and
+//!   health checks, run together as one instance, validated with Marathon's field paths;
+//! - the step function of an app (or pod) ([`plan`]): how many to launch and which to kill now for a
 //!   start, scale, rolling upgrade, restart or stop, within `minimumHealthCapacity` and
 //!   `maximumOverCapacity`; deployments of several apps in dependency order, with a deadline
 //!   and a rollback ([`deployment`]);
@@ -29,7 +31,7 @@
 //!   per role ([`fit::OfferSummary`]);
 //! - HTTP: routes, status codes and the `/v2` handlers live in the server; this crate provides
 //!   their bodies' types and the decisions behind them;
-//! - what Marathon has and tepui does not run: pods, readiness checks, persistent and external
+//! - what Marathon has and tepui does not run: readiness checks, persistent and external
 //!   volumes, secrets, named container networks, AppC images, fetch URIs, executors, Docker
 //!   parameters, residency, artifact stores and HTTP callback subscriptions.
 
@@ -44,6 +46,7 @@ pub mod health;
 pub mod instance;
 pub mod path;
 pub mod plan;
+pub mod pod;
 pub mod ports;
 pub mod time;
 pub mod unreachable;
@@ -55,4 +58,5 @@ pub use deployment::Deployment;
 pub use instance::{Health, Instance, InstanceId, InstanceState};
 pub use path::PathId;
 pub use plan::Decision;
+pub use pod::{validate_pod, PodDefinition, PodSpec};
 pub use validate::{validate_app, ValidationErrors};

@@ -21,7 +21,7 @@ use std::cmp::Reverse;
 
 use serde::{Deserialize, Serialize};
 
-use crate::app::{AppSpec, KillSelection, UpgradeStrategy};
+use crate::app::{AppSpec, KillSelection, UnreachableStrategy, UpgradeStrategy};
 use crate::instance::{Instance, InstanceId, InstanceState};
 use crate::unreachable::{self, UnreachableAction};
 
@@ -54,8 +54,36 @@ pub fn capacity_bounds(instances: u32, strategy: &UpgradeStrategy) -> (u32, u32)
     (lower, instances.saturating_add(extra))
 }
 
+/// What the step function needs of a definition: an app's or a pod's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy<'a> {
+    pub instances: u32,
+    /// Instances of another version are replaced.
+    pub config_version: &'a str,
+    pub upgrade_strategy: UpgradeStrategy,
+    pub kill_selection: KillSelection,
+    pub unreachable_strategy: UnreachableStrategy,
+}
+
+impl AppSpec {
+    pub fn policy(&self) -> Policy<'_> {
+        Policy {
+            instances: self.instances,
+            config_version: self.config_version(),
+            upgrade_strategy: self.upgrade_strategy,
+            kill_selection: self.kill_selection,
+            unreachable_strategy: self.unreachable_strategy,
+        }
+    }
+}
+
 /// The next step for an app that should run `spec`.
 pub fn step(spec: &AppSpec, instances: &[Instance], now: u64) -> Decision {
+    step_with(&spec.policy(), instances, now)
+}
+
+/// The next step for whatever runs under `spec` (an app, a pod).
+pub fn step_with(spec: &Policy, instances: &[Instance], now: u64) -> Decision {
     let mut decision = Decision::default();
     let view = unreachable_view(spec, instances, now, &mut decision);
 
@@ -63,7 +91,7 @@ pub fn step(spec: &AppSpec, instances: &[Instance], now: u64) -> Decision {
     let active: Vec<&Instance> = view.iter().map(|i| i.as_ref()).filter(|i| i.is_active()).collect();
     let total = active.len() + killing;
     let (current, old): (Vec<&Instance>, Vec<&Instance>) =
-        active.iter().partition(|i| i.version == spec.config_version());
+        active.iter().partition(|i| i.version == spec.config_version);
     let target = spec.instances as usize;
     let (lower, upper) = capacity_bounds(spec.instances, &spec.upgrade_strategy);
 
@@ -147,7 +175,7 @@ fn room(wanted: usize, upper: usize, total: usize) -> u32 {
 /// returns the instances as they are after that (expunged ones removed).
 /// Borrowed where nothing changes: the planner runs on every state change, over every instance.
 fn unreachable_view<'a>(
-    spec: &AppSpec,
+    spec: &Policy,
     instances: &'a [Instance],
     now: u64,
     decision: &mut Decision,

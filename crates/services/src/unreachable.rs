@@ -11,9 +11,9 @@
 //! passed, or at once when keeping it would exceed `instances + floor(maximumOverCapacity *
 //! instances)`.
 
-use crate::app::{AppSpec, UnreachableStrategy};
+use crate::app::UnreachableStrategy;
 use crate::instance::{Instance, InstanceId};
-use crate::plan::{capacity_bounds, order_for_kill};
+use crate::plan::{capacity_bounds, order_for_kill, Policy};
 
 /// What to do with an unreachable instance now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub fn returned_expired(strategy: &UnreachableStrategy, since: u64, now: u64) ->
 /// returned ones) to kill because there are more than `spec.instances`. Returned instances still
 /// within their expunge time are tolerated up to the over-capacity allowance; everything beyond
 /// is killed, returned instances first, then by the usual kill order.
-pub fn excess_kills(spec: &AppSpec, current: &[&Instance], now: u64) -> Vec<InstanceId> {
+pub fn excess_kills(spec: &Policy, current: &[&Instance], now: u64) -> Vec<InstanceId> {
     let target = spec.instances as usize;
     if current.len() <= target {
         return Vec::new();
@@ -86,7 +86,7 @@ pub fn excess_kills(spec: &AppSpec, current: &[&Instance], now: u64) -> Vec<Inst
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::AppDefinition;
+    use crate::app::{AppDefinition, AppSpec};
     use crate::instance::{Health, InstanceState};
     use crate::path::PathId;
     use crate::validate::validate_app;
@@ -163,11 +163,11 @@ mod tests {
         let back = running("back", 1_000, Some(0));
         let both = [&replacement, &back];
         assert!(
-            excess_kills(&s, &both, 90_000).is_empty(),
+            excess_kills(&s.policy(), &both, 90_000).is_empty(),
             "2 of 1 while within the expunge time"
         );
         assert_eq!(
-            excess_kills(&s, &both, 120_000),
+            excess_kills(&s.policy(), &both, 120_000),
             ["back"],
             "killed once its expunge time passed"
         );
@@ -178,7 +178,7 @@ mod tests {
         let s = spec(1, 0.0);
         let replacement = running("new", 70_000, None);
         let back = running("back", 1_000, Some(0));
-        assert_eq!(excess_kills(&s, &[&replacement, &back], 90_000), ["back"]);
+        assert_eq!(excess_kills(&s.policy(), &[&replacement, &back], 90_000), ["back"]);
     }
 
     #[test]
@@ -189,7 +189,7 @@ mod tests {
         all.push(running("back1", 1, Some(0)));
         all.push(running("back2", 2, Some(0)));
         let refs: Vec<&Instance> = all.iter().collect();
-        let kills = excess_kills(&s, &refs, 90_000);
+        let kills = excess_kills(&s.policy(), &refs, 90_000);
         assert_eq!(kills.len(), 1);
         assert!(kills[0].starts_with("back"));
     }
@@ -198,6 +198,6 @@ mod tests {
     fn no_excess_no_kills() {
         let s = spec(2, 1.0);
         let a = running("a", 1, None);
-        assert!(excess_kills(&s, &[&a], 0).is_empty());
+        assert!(excess_kills(&s.policy(), &[&a], 0).is_empty());
     }
 }

@@ -266,7 +266,7 @@ pub fn validate_app(def: &AppDefinition, base: &PathId, now: u64) -> Result<AppS
     e.into_result(spec)
 }
 
-fn app_id(raw: Option<&str>, base: &PathId, e: &mut ValidationErrors) -> PathId {
+pub(crate) fn app_id(raw: Option<&str>, base: &PathId, e: &mut ValidationErrors) -> PathId {
     let Some(raw) = raw.filter(|r| !r.is_empty()) else {
         e.add("/id", "must not be empty");
         return PathId::root();
@@ -609,7 +609,7 @@ fn port_name(e: &mut ValidationErrors, path: &str, value: Option<&str>) -> Optio
     }
 }
 
-fn has_duplicates<T: Ord>(items: impl Iterator<Item = T>) -> bool {
+pub(crate) fn has_duplicates<T: Ord>(items: impl Iterator<Item = T>) -> bool {
     let mut seen = BTreeSet::new();
     items.into_iter().any(|i| !seen.insert(i))
 }
@@ -756,12 +756,21 @@ fn accepted_roles(def: &AppDefinition, e: &mut ValidationErrors) -> Option<Vec<S
 }
 
 fn unreachable_strategy(input: Option<&UnreachableStrategyInput>, e: &mut ValidationErrors) -> UnreachableStrategy {
+    unreachable_strategy_at("/unreachableStrategy", input, e)
+}
+
+/// `unreachableStrategy` at `at` (an app's `/unreachableStrategy`, a pod's under `/scheduling`).
+pub(crate) fn unreachable_strategy_at(
+    at: &str,
+    input: Option<&UnreachableStrategyInput>,
+    e: &mut ValidationErrors,
+) -> UnreachableStrategy {
     match input {
         None => UnreachableStrategy::default(),
         Some(UnreachableStrategyInput::Named(s)) if s == "disabled" => UnreachableStrategy::Disabled,
         Some(UnreachableStrategyInput::Named(_)) => {
             e.add(
-                "/unreachableStrategy",
+                at,
                 "must be \"disabled\" or an object with inactiveAfterSeconds and expungeAfterSeconds",
             );
             UnreachableStrategy::default()
@@ -769,21 +778,21 @@ fn unreachable_strategy(input: Option<&UnreachableStrategyInput>, e: &mut Valida
         Some(UnreachableStrategyInput::Enabled(x)) => {
             let inactive = int_at_least(
                 e,
-                "/unreachableStrategy/inactiveAfterSeconds",
+                &format!("{at}/inactiveAfterSeconds"),
                 x.inactive_after_seconds,
                 defaults::UNREACHABLE_INACTIVE_AFTER_SECONDS as i64,
                 0,
             ) as u64;
             let expunge = int_at_least(
                 e,
-                "/unreachableStrategy/expungeAfterSeconds",
+                &format!("{at}/expungeAfterSeconds"),
                 x.expunge_after_seconds,
                 defaults::UNREACHABLE_EXPUNGE_AFTER_SECONDS as i64,
                 0,
             ) as u64;
             if expunge < inactive {
                 e.add(
-                    "/unreachableStrategy/expungeAfterSeconds",
+                    &format!("{at}/expungeAfterSeconds"),
                     "must be greater than or equal to inactiveAfterSeconds",
                 );
             }
@@ -834,8 +843,13 @@ fn env(def: &AppDefinition, e: &mut ValidationErrors) -> BTreeMap<String, EnvVal
 
 /// `secrets`: `{NAME: {"source": PATH}}`, each path one of tepui's secret store.
 fn secrets(def: &AppDefinition, e: &mut ValidationErrors) -> BTreeMap<String, SecretSource> {
+    secrets_of(def.secrets.as_ref(), e)
+}
+
+/// A definition's `secrets` (an app's, a pod's).
+pub(crate) fn secrets_of(raw: Option<&serde_json::Value>, e: &mut ValidationErrors) -> BTreeMap<String, SecretSource> {
     let mut out = BTreeMap::new();
-    let Some(raw) = def.secrets.as_ref().filter(|v| !v.is_null()) else {
+    let Some(raw) = raw.filter(|v| !v.is_null()) else {
         return out;
     };
     let Some(map) = raw.as_object() else {
@@ -894,7 +908,7 @@ fn secret_references(spec: &AppSpec, e: &mut ValidationErrors) {
     }
 }
 
-fn float_at_least(e: &mut ValidationErrors, path: &str, value: Option<f64>, default: f64, min: f64) -> f64 {
+pub(crate) fn float_at_least(e: &mut ValidationErrors, path: &str, value: Option<f64>, default: f64, min: f64) -> f64 {
     let v = value.unwrap_or(default);
     if !v.is_finite() || v < min {
         e.add(path, format!("got {v}, expected {min} or more"));
@@ -902,7 +916,7 @@ fn float_at_least(e: &mut ValidationErrors, path: &str, value: Option<f64>, defa
     v
 }
 
-fn fraction(e: &mut ValidationErrors, path: &str, value: Option<f64>, default: f64) -> f64 {
+pub(crate) fn fraction(e: &mut ValidationErrors, path: &str, value: Option<f64>, default: f64) -> f64 {
     let v = value.unwrap_or(default);
     if !(0.0..=1.0).contains(&v) {
         e.add(path, format!("got {v}, expected between 0.0 and 1.0"));
@@ -912,7 +926,7 @@ fn fraction(e: &mut ValidationErrors, path: &str, value: Option<f64>, default: f
 }
 
 /// An integer at least `min` (and at most `u32::MAX`, so it fits every field it is used for).
-fn int_at_least(e: &mut ValidationErrors, path: &str, value: Option<i64>, default: i64, min: i64) -> i64 {
+pub(crate) fn int_at_least(e: &mut ValidationErrors, path: &str, value: Option<i64>, default: i64, min: i64) -> i64 {
     let v = value.unwrap_or(default);
     if v < min {
         e.add(path, format!("got {v}, expected {min} or more"));
@@ -926,7 +940,7 @@ fn int_at_least(e: &mut ValidationErrors, path: &str, value: Option<i64>, defaul
 }
 
 /// Parses a Marathon enum spelling through its serde names.
-fn parse_enum<T: DeserializeOwned>(s: &str) -> Option<T> {
+pub(crate) fn parse_enum<T: DeserializeOwned>(s: &str) -> Option<T> {
     T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(s)).ok()
 }
 

@@ -264,6 +264,9 @@ pub struct State {
     /// Long-running services (Marathon apps) by path id.
     #[serde(default)]
     pub apps: BTreeMap<String, AppRecord>,
+    /// Marathon pods by path id, kept like apps (a definition with its past versions).
+    #[serde(default)]
+    pub pods: BTreeMap<String, AppRecord>,
     #[serde(default)]
     pub deployments: BTreeMap<String, DeploymentRecord>,
     #[serde(default)]
@@ -560,7 +563,7 @@ pub enum Command {
         agent: NodeId,
         resources: String,
     },
-    /// Apps put and removed, with the deployment that carries the change out.
+    /// Apps (and pods) put and removed, with the deployment that carries the change out.
     ChangeServices {
         change: ServiceChange,
     },
@@ -725,7 +728,14 @@ impl Command {
             Command::UpdateWeights { .. } => 1,
             Command::SetQuota { .. } => 1,
             Command::SetReservations { .. } => 1,
-            Command::ChangeServices { .. } => 1,
+            // Pods came with 0.2.0; an older server would drop them from the change unseen.
+            Command::ChangeServices { change } => {
+                if change.put_pods.is_empty() && change.remove_pods.is_empty() {
+                    1
+                } else {
+                    2
+                }
+            }
             Command::UpdateDeployment { .. } => 1,
             Command::RotateCa { .. } => 1,
             Command::RecordCertificate { .. } => 1,
@@ -1551,6 +1561,30 @@ mod tests {
         let e = gate(&[batch, Command::Noop], 0).unwrap_err();
         assert_eq!((e.kind, e.needs, e.cluster), ("put_var", 1, 0));
         assert!(e.to_string().contains("upgrade-check"), "{e}");
+    }
+
+    #[test]
+    fn pods_and_task_groups_wait_for_a_cluster_of_0_2_0() {
+        let legacy = tepui_common::version::LEGACY_PROTOCOL;
+        let apps_only = Command::ChangeServices {
+            change: ServiceChange::default(),
+        };
+        assert_eq!(gate(std::slice::from_ref(&apps_only), legacy), Ok(()));
+        let pods = Command::ChangeServices {
+            change: ServiceChange {
+                remove_pods: vec!["/web".into()],
+                ..ServiceChange::default()
+            },
+        };
+        let e = gate(
+            &[Command::Batch {
+                cmds: vec![apps_only, pods.clone()],
+            }],
+            legacy,
+        )
+        .unwrap_err();
+        assert_eq!((e.kind, e.needs), ("change_services", 2));
+        assert_eq!(gate(&[pods], 2), Ok(()));
     }
 
     fn acl_token(accessor: &str, policies: &[&str]) -> AclToken {
