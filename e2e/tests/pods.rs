@@ -25,6 +25,7 @@ use tepui_image::testimage::{build_docker_archive, require_busybox};
 
 const SERVER_IP: &str = "127.0.107.1";
 const AGENT_IP: &str = "127.0.107.2";
+const BAD_INPUT_SERVER_IP: &str = "127.0.107.11";
 const PORTS: &str = "32700-32719";
 const IMAGE: &str = "tepui-e2e/busybox:pods";
 /// The agent's gateway (Marathon-LB's labels on the pod route `web.example.test` here).
@@ -206,22 +207,19 @@ fn wait_fetched(m: &Marathon, st: &Value, color: &str) {
     }
 }
 
-fn start_cluster(sb: &Sandbox) -> (Daemon, Daemon) {
+/// A bootstrapped server on `ip`, ready.
+fn start_server(sb: &Sandbox, ip: &str) -> Daemon {
     let s1 = sb.join("s1").display().to_string();
     let mut server = sb.spawn(
         "s1",
-        &[
-            "server",
-            "--bootstrap",
-            "--data-dir",
-            &s1,
-            "--bind",
-            SERVER_IP,
-            "--name",
-            "s1",
-        ],
+        &["server", "--bootstrap", "--data-dir", &s1, "--bind", ip, "--name", "s1"],
     );
     server.wait_ready(START);
+    server
+}
+
+fn start_cluster(sb: &Sandbox) -> (Daemon, Daemon) {
+    let server = start_server(sb, SERVER_IP);
     let token = read_token(&sb.join("s1"), "agent");
     let dir = sb.join("a1").display().to_string();
     let mut agent = sb.spawn(
@@ -261,8 +259,9 @@ fn start_cluster(sb: &Sandbox) -> (Daemon, Daemon) {
 fn bad_pod_json_is_refused_with_field_paths() {
     need_root();
     let sb = Sandbox::new("pods-bad");
-    let (_server, _agent) = start_cluster(&sb);
-    let m = Marathon::new(&http_addr(SERVER_IP));
+    // Refusals need no agent; an address of its own, as the other test runs alongside.
+    let _server = start_server(&sb, BAD_INPUT_SERVER_IP);
+    let m = Marathon::new(&http_addr(BAD_INPUT_SERVER_IP));
     let bad = json!({
         "id": "/bad",
         "containers": [
