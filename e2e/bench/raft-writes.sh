@@ -86,6 +86,10 @@ trap 'log "interrupted"; exit 130' INT TERM
 ) &
 WATCHDOG=$!
 
+# The clusters start with this management API token; the CLI and writebench send it.
+export TEPUI_BOOTSTRAP_API_TOKEN="bench-accessor.bench-secret-not-for-production"
+export TEPUI_API_TOKEN=$TEPUI_BOOTSTRAP_API_TOKEN
+
 # --- 1. tools -------------------------------------------------------------------------------
 need_pkgs=()
 command -v etcd >/dev/null || need_pkgs+=(etcd-server)

@@ -476,6 +476,7 @@ impl Server {
             );
         }
         let (log_store, sm_store) = open_store(&raft_dir).await?;
+        let log_store = log_store.of_node(identity.node_id);
         let metrics = Arc::new(Metrics::new(log_store.stats()));
         let reader = sm_store.reader();
         let raft_config = openraft::Config {
@@ -495,13 +496,25 @@ impl Server {
         let peer_seen = Arc::new(Mutex::new(HashMap::new()));
         let peers = Peers::new(identity.node_id, tls.client_config()?, cfg.filter.clone());
         let versions = crate::versions::PeerVersions::default();
-        let network = crate::raft_net::Network::new(peers.clone(), peer_seen.clone(), versions.clone());
+        let commit_held = crate::raft_net::CommitHeld::default();
+        let network = crate::raft_net::Network::new(
+            peers.clone(),
+            peer_seen.clone(),
+            versions.clone(),
+            log_store.clone(),
+            commit_held.clone(),
+        );
         let raft_log = log_store.clone();
         let raft = Raft::new(identity.node_id, Arc::new(raft_config), network, log_store, sm_store)
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
 
         let mut tasks = JoinSet::new();
+        tasks.spawn(crate::raft_net::send_held_commits(
+            raft.clone(),
+            raft_log.durable(),
+            commit_held,
+        ));
         let (writes, write_queue) = mpsc::channel(4096);
         tasks.spawn(group_commit(raft.clone(), metrics.clone(), write_queue));
         let (leadership_tx, leadership) = watch::channel(Leadership::default());

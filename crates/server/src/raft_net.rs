@@ -1,6 +1,7 @@
 //! openraft's network: Raft RPCs as JSON payloads over the cluster port.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,8 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tepui_proto::RaftPayload;
-use tepui_store::TypeConfig;
+use tepui_store::{LogStore, TypeConfig};
+use tokio::sync::watch;
 
 use crate::peers::Peers;
 use crate::versions::PeerVersions;
@@ -23,11 +25,60 @@ pub(crate) struct Network {
     peers: Peers,
     seen: Arc<Mutex<HashMap<u64, Instant>>>,
     versions: PeerVersions,
+    log: LogStore,
+    held: CommitHeld,
 }
 
 impl Network {
-    pub fn new(peers: Peers, seen: Arc<Mutex<HashMap<u64, Instant>>>, versions: PeerVersions) -> Network {
-        Network { peers, seen, versions }
+    pub fn new(
+        peers: Peers,
+        seen: Arc<Mutex<HashMap<u64, Instant>>>,
+        versions: PeerVersions,
+        log: LogStore,
+        held: CommitHeld,
+    ) -> Network {
+        Network {
+            peers,
+            seen,
+            versions,
+            log,
+            held,
+        }
+    }
+}
+
+/// A commit index the leader held back from its followers because its own sync of the entry
+/// was still running (see `tepui_store`'s log): once the sync ends, a heartbeat tells it.
+#[derive(Clone, Default)]
+pub(crate) struct CommitHeld {
+    /// One past the held index (0: none).
+    until: Arc<AtomicU64>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl CommitHeld {
+    fn hold(&self, index: u64) {
+        self.until.fetch_max(index + 1, Ordering::AcqRel);
+        self.notify.notify_one();
+    }
+}
+
+/// Sends a heartbeat (which carries the commit index) once the leader's log is on disk past
+/// a commit index it held back.
+pub(crate) async fn send_held_commits(raft: tepui_store::Raft, mut durable: watch::Receiver<u64>, held: CommitHeld) {
+    loop {
+        held.notify.notified().await;
+        let until = held.until.load(Ordering::Acquire);
+        if until == 0 {
+            continue;
+        }
+        if durable.wait_for(|next| *next >= until).await.is_err() {
+            return;
+        }
+        let _ = held.until.compare_exchange(until, 0, Ordering::AcqRel, Ordering::Acquire);
+        if raft.trigger().heartbeat().await.is_err() {
+            return;
+        }
     }
 }
 
@@ -41,6 +92,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             peers: self.peers.clone(),
             seen: self.seen.clone(),
             versions: self.versions.clone(),
+            log: self.log.clone(),
+            held: self.held.clone(),
         }
     }
 }
@@ -51,6 +104,8 @@ pub(crate) struct PeerConn {
     peers: Peers,
     seen: Arc<Mutex<HashMap<u64, Instant>>>,
     versions: PeerVersions,
+    log: LogStore,
+    held: CommitHeld,
 }
 
 #[derive(Clone, Copy)]
@@ -115,9 +170,16 @@ impl PeerConn {
 impl RaftNetwork<TypeConfig> for PeerConn {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        // The leader counts its own entries before their sync ends; no follower may apply one
+        // before it is on the leader's disk too.
+        let committed = rpc.leader_commit;
+        rpc.leader_commit = self.log.on_disk(committed);
+        if let Some(c) = committed.filter(|c| Some(*c) != rpc.leader_commit) {
+            self.held.hold(c.index);
+        }
         self.call(Rpc::Append, &rpc, option.hard_ttl()).await
     }
 

@@ -111,9 +111,10 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
     let wal = wal::Wal::open(dir, purged.map(|p| p.index), stats.clone())?;
 
     let db = Arc::new(db);
-    let sm = StateMachineStore::load(db.clone(), stats)?;
+    let log = LogStore::new(db.clone(), wal);
+    let sm = StateMachineStore::load(db, stats)?.wait_for_log_sync(log.durable());
     tracing::info!(path = %path.display(), "opened raft store");
-    Ok((LogStore::new(db, wal), sm))
+    Ok((log, sm))
 }
 
 /// Refuses a store of a newer format than this release reads, and records this release's

@@ -29,6 +29,10 @@ pub struct LogStore {
     pub(crate) wal: Arc<Wal>,
     committed: Arc<Mutex<Committed>>,
     recent: Arc<Mutex<Recent>>,
+    /// This server's id, once the server tells it ([`LogStore::of_node`]).
+    local: Option<NodeId>,
+    /// The vote last saved (or read at start).
+    vote: Arc<Mutex<Option<Vote<NodeId>>>>,
 }
 
 /// The last entries appended, in order and without gaps, ending with the last log entry.
@@ -110,7 +114,44 @@ impl LogStore {
             wal: Arc::new(wal),
             committed: Arc::default(),
             recent: Arc::default(),
+            local: None,
+            vote: Arc::default(),
         }
+    }
+
+    /// Tells the store which server it belongs to: the appends of that server's own entries
+    /// while it leads are then reported before their sync ends (see [`crate::wal`]).
+    pub fn of_node(mut self, id: NodeId) -> Self {
+        self.local = Some(id);
+        self
+    }
+
+    /// Whether an append now is this server's own as the leader: its saved vote is a
+    /// committed one for itself (a follower's vote names its leader).
+    pub(crate) fn leading(&self) -> bool {
+        let Some(local) = self.local else {
+            return false;
+        };
+        let vote = self.vote.lock().unwrap_or_else(|e| e.into_inner());
+        vote.as_ref()
+            .is_some_and(|v| v.is_committed() && v.leader_id().voted_for() == Some(local))
+    }
+
+    /// One past the index of the last entry known to be on disk; changes as syncs end.
+    pub fn durable(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.wal.durable()
+    }
+
+    /// `committed`, or the id of the last entry on disk if that comes first (`None` when the
+    /// log no longer has it): what may be told as committed while the leader's own sync of
+    /// later entries is still running.
+    pub fn on_disk(&self, committed: Option<LogId>) -> Option<LogId> {
+        let c = committed?;
+        let durable = *self.wal.durable().borrow();
+        if c.index < durable {
+            return Some(c);
+        }
+        durable.checked_sub(1).and_then(|i| self.wal.log_id_at(i))
     }
 
     /// What the store measures (shared with its state machine half).
@@ -155,7 +196,10 @@ impl LogStore {
         if latest.is_none() {
             return Ok(());
         }
-        self.write_meta(KEY_COMMITTED, &latest).await
+        // The last appends may still be syncing: the hint never names an entry not on disk.
+        let wal = self.wal.clone();
+        blocking(move || wal.sync()).await?;
+        self.write_meta(KEY_COMMITTED, &self.on_disk(latest)).await
     }
 
     fn read_range<RB: RangeBounds<u64>>(&self, range: RB) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
@@ -214,12 +258,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.write_meta(KEY_VOTE, vote)
             .await
-            .map_err(sto_err(ErrorSubject::Vote, ErrorVerb::Write))
+            .map_err(sto_err(ErrorSubject::Vote, ErrorVerb::Write))?;
+        *self.vote.lock().unwrap_or_else(|e| e.into_inner()) = Some(*vote);
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        self.read_meta(KEY_VOTE)
-            .map_err(sto_err(ErrorSubject::Vote, ErrorVerb::Read))
+        let vote: Option<Vote<NodeId>> = self
+            .read_meta(KEY_VOTE)
+            .map_err(sto_err(ErrorSubject::Vote, ErrorVerb::Read))?;
+        *self.vote.lock().unwrap_or_else(|e| e.into_inner()) = vote;
+        Ok(vote)
     }
 
     // Persisting the committed log id lets openraft re-apply committed logs on start, so the
@@ -242,6 +291,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if !due {
             return Ok(());
         }
+        let committed = self.on_disk(committed);
         self.write_meta_with(KEY_COMMITTED, &committed, redb::Durability::None)
             .await
             .map_err(sto_err(ErrorSubject::Store, ErrorVerb::Write))
@@ -270,6 +320,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             rows.push((entry.log_id, bytes));
         }
         let (first, last) = (rows.first().map(|r| r.0.index), rows.last().map(|r| r.0.index));
+        if self.leading() {
+            // The leader's own entries: written now, synced while openraft sends them to the
+            // followers. The leader counts itself at once; nothing acts on a commit before the
+            // sync ends (the state machine waits for it, followers hear no later commit).
+            match self.wal.write(&rows) {
+                Ok(()) => {
+                    self.recent.lock().unwrap_or_else(|e| e.into_inner()).appended(entries);
+                    callback.log_io_completed(Ok(()));
+                    self.wal.sync_soon();
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, first = ?first, last = ?last, "cannot append logs");
+                    callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                    return Err(sto_err(ErrorSubject::Logs, ErrorVerb::Write)(e));
+                }
+            }
+        }
         let wal = self.wal.clone();
         // One write and one fdatasync: returns once the entries are on disk.
         let res = blocking(move || wal.append(&rows)).await;

@@ -77,6 +77,9 @@ pub struct StateMachineStore {
     /// across restarts.
     snapshot_seq: Arc<AtomicU64>,
     stats: Arc<crate::Stats>,
+    /// How far the log is on disk (one past the last index); an entry is applied only once
+    /// it is there. `None`: the log's syncs are not to be waited for.
+    durable: Option<watch::Receiver<u64>>,
 }
 
 /// Read access to the applied state for the API layer; cheap to clone.
@@ -173,7 +176,22 @@ impl StateMachineStore {
             shared: Arc::new(shared),
             snapshot_seq: Arc::new(AtomicU64::new(seq)),
             stats,
+            durable: None,
         })
+    }
+
+    /// Applies entries as they come, whatever the log says: for openraft's storage suite,
+    /// which applies entries that were never appended.
+    #[cfg(test)]
+    pub(crate) fn without_log_sync(mut self) -> Self {
+        self.durable = None;
+        self
+    }
+
+    /// Applies entries only once the log says they are on disk (see [`crate::wal`]).
+    pub(crate) fn wait_for_log_sync(mut self, durable: watch::Receiver<u64>) -> Self {
+        self.durable = Some(durable);
+        self
     }
 
     /// A copy of what the state machine holds: right after [`crate::open`], the stored
@@ -278,6 +296,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        if let (Some(durable), Some(last)) = (self.durable.as_mut(), entries.last().map(|e| e.log_id)) {
+            if durable.wait_for(|next| *next > last.index).await.is_err() {
+                return Err(StorageError::from_io_error(
+                    ErrorSubject::Apply(last),
+                    ErrorVerb::Write,
+                    std::io::Error::other("the raft log is closed"),
+                ));
+            }
+        }
         let mut replies = Vec::new();
         let last_applied = {
             let mut applied = self.shared.write();

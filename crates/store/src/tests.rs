@@ -1,4 +1,5 @@
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,13 +26,21 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for TempStor
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
         let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(&e))?;
         let (log, sm) = open(dir.path()).map_err(|e| StorageIOError::write(&e))?;
-        Ok((dir, log, sm))
+        // The suite applies entries it never appended to the log.
+        Ok((dir, log, sm.without_log_sync()))
     }
 }
 
 #[test]
 fn openraft_suite() {
     Suite::test_all(TempStoreBuilder).expect("openraft storage suite");
+}
+
+/// The two halves, with a state machine that applies entries the log never had: for tests of
+/// the state machine alone.
+fn open_apart(dir: &std::path::Path) -> (LogStore, StateMachineStore) {
+    let (log, sm) = open(dir).unwrap();
+    (log, sm.without_log_sync())
 }
 
 pub(crate) fn put(key: &str, value: &str) -> Command {
@@ -220,7 +229,7 @@ async fn all_logs_purged_keeps_last_log_id() {
 async fn snapshot_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let first = {
-        let (_log, mut sm) = open(dir.path()).unwrap();
+        let (_log, mut sm) = open_apart(dir.path());
         sm.apply([
             blank(1),
             membership(2),
@@ -262,8 +271,8 @@ async fn snapshot_survives_reopen() {
 async fn install_snapshot_replaces_state_and_keeps_newest() {
     let leader_dir = tempfile::tempdir().unwrap();
     let follower_dir = tempfile::tempdir().unwrap();
-    let (_l, mut leader) = open(leader_dir.path()).unwrap();
-    let (_f, mut follower) = open(follower_dir.path()).unwrap();
+    let (_l, mut leader) = open_apart(leader_dir.path());
+    let (_f, mut follower) = open_apart(follower_dir.path());
 
     leader.apply([membership(1), normal(2, put("a", "1"))]).await.unwrap();
     let old = leader.get_snapshot_builder().await.build_snapshot().await.unwrap();
@@ -294,7 +303,7 @@ async fn install_snapshot_replaces_state_and_keeps_newest() {
 #[tokio::test]
 async fn reader_waits_for_applied_index() {
     let dir = tempfile::tempdir().unwrap();
-    let (_log, mut sm) = open(dir.path()).unwrap();
+    let (_log, mut sm) = open_apart(dir.path());
     let reader = sm.reader();
     let mut rx = reader.subscribe();
     assert_eq!(*rx.borrow_and_update(), 0);
@@ -384,6 +393,8 @@ pub(crate) async fn start(dir: &std::path::Path) -> (Raft, StateReader) {
             Err(e) => panic!("{e}"),
         }
     };
+    // As a server's store: its own appends as the leader are synced in the background.
+    let log = log.of_node(1);
     let reader = sm.reader();
     let config = openraft::Config {
         heartbeat_interval: 50,
@@ -708,7 +719,7 @@ fn as_legacy_snapshot(bytes: &[u8]) -> Vec<u8> {
 async fn snapshots_without_a_format_are_read_and_newer_ones_refused() {
     let dir = tempfile::tempdir().unwrap();
     let snap = {
-        let (_log, mut sm) = open(dir.path()).unwrap();
+        let (_log, mut sm) = open_apart(dir.path());
         sm.apply([blank(1), membership(2), normal(3, put("a", "1"))])
             .await
             .unwrap();
@@ -718,7 +729,7 @@ async fn snapshots_without_a_format_are_read_and_newer_ones_refused() {
     // Installed from a 0.1.0 leader, and stored and loaded again.
     let other = tempfile::tempdir().unwrap();
     {
-        let (_log, mut sm) = open(other.path()).unwrap();
+        let (_log, mut sm) = open_apart(other.path());
         sm.install_snapshot(&snap.meta, Box::new(std::io::Cursor::new(legacy.clone())))
             .await
             .unwrap();
@@ -734,7 +745,7 @@ async fn snapshots_without_a_format_are_read_and_newer_ones_refused() {
     newer["format"] = serde_json::json!(FORMAT + 1);
     let newer = serde_json::to_vec(&newer).unwrap();
     let third = tempfile::tempdir().unwrap();
-    let (_log, mut sm) = open(third.path()).unwrap();
+    let (_log, mut sm) = open_apart(third.path());
     let err = sm
         .install_snapshot(&snap.meta, Box::new(std::io::Cursor::new(newer)))
         .await
@@ -758,7 +769,7 @@ async fn a_store_written_by_0_1_0_opens_with_its_log_vote_and_state() {
     let dir = legacy_store();
     assert_eq!(stored_format(dir.path()), None, "0.1.0 said no format");
     {
-        let (mut log, mut sm) = open(dir.path()).unwrap();
+        let (mut log, mut sm) = open_apart(dir.path());
         let state = log.get_log_state().await.unwrap();
         let last = state.last_log_id.expect("the fixture has a log").index;
         let entries = log.try_get_log_entries(0..=last).await.unwrap();
@@ -788,4 +799,100 @@ async fn a_store_written_by_0_1_0_opens_with_its_log_vote_and_state() {
     assert_eq!(var(&sm.reader(), "fixture/d").as_deref(), Some("value-d"));
     let last = log.get_log_state().await.unwrap().last_log_id.unwrap().index;
     assert_eq!(log.try_get_log_entries(0..=last).await.unwrap().len() as u64, last + 1);
+}
+
+#[tokio::test]
+async fn only_a_leaders_own_appends_skip_waiting_for_their_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _sm) = open(dir.path()).unwrap();
+    let mut log = log.of_node(1);
+    assert!(!log.leading(), "no vote yet");
+    log.save_vote(&Vote::new(1, 1)).await.unwrap();
+    assert!(!log.leading(), "a candidate's vote for itself is not a leader's");
+    log.save_vote(&Vote::new_committed(2, 3)).await.unwrap();
+    assert!(!log.leading(), "a follower's vote names its leader");
+    log.save_vote(&Vote::new_committed(3, 1)).await.unwrap();
+    assert!(log.leading());
+
+    // The leader's append returns; the sync ends on its own, and the durable mark follows.
+    log.blocking_append([normal(0, put("a", "1")), normal(1, put("b", "2"))])
+        .await
+        .unwrap();
+    let mut durable = log.durable();
+    tokio::time::timeout(Duration::from_secs(10), durable.wait_for(|next| *next == 2))
+        .await
+        .expect("the background sync ends")
+        .unwrap();
+
+    // A store that was not told its node appends as a follower: on disk when it returns.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut other, _sm) = open(dir.path()).unwrap();
+    other.save_vote(&Vote::new_committed(3, 1)).await.unwrap();
+    other.blocking_append([normal(0, put("a", "1"))]).await.unwrap();
+    assert_eq!(*other.durable().borrow(), 1);
+}
+
+#[tokio::test]
+async fn followers_hear_of_no_commit_past_the_leaders_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _sm) = open(dir.path()).unwrap();
+    let rows = |from: u64, to: u64| -> Vec<(LogId, Vec<u8>)> {
+        (from..to)
+            .map(|i| {
+                let e = normal(i, put("k", &i.to_string()));
+                (e.log_id, serde_json::to_vec(&e).unwrap())
+            })
+            .collect()
+    };
+    log.wal.append(&rows(0, 3)).unwrap();
+    log.wal.write(&rows(3, 5)).unwrap();
+    assert_eq!(*log.durable().borrow(), 3);
+    assert_eq!(log.on_disk(Some(log_id(1, 1, 1))), Some(log_id(1, 1, 1)));
+    assert_eq!(log.on_disk(Some(log_id(1, 1, 4))), Some(log_id(1, 1, 2)));
+    assert_eq!(log.on_disk(None), None);
+    log.wal.sync().unwrap();
+    assert_eq!(log.on_disk(Some(log_id(1, 1, 4))), Some(log_id(1, 1, 4)));
+}
+
+#[tokio::test]
+async fn a_sync_begun_before_a_truncation_vouches_for_nothing_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _sm) = open(dir.path()).unwrap();
+    let row = |term: u64, i: u64| {
+        let e = entry(term, i, "v");
+        (e.log_id, serde_json::to_vec(&e).unwrap())
+    };
+    log.wal.write(&[row(1, 0), row(1, 1), row(1, 2), row(1, 3)]).unwrap();
+    let (next, epoch, _file) = log.wal.sync_target();
+    assert_eq!(next, 4);
+    log.wal.truncate(2).unwrap();
+    log.wal.write(&[row(2, 2), row(2, 3)]).unwrap();
+    // The sync that began before the cut ends now: it covered the old entries 2 and 3, not
+    // the new ones.
+    log.wal.synced(next, epoch);
+    assert!(*log.durable().borrow() <= 2);
+    log.wal.sync().unwrap();
+    assert_eq!(*log.durable().borrow(), 4);
+}
+
+#[tokio::test]
+async fn entries_are_applied_only_once_the_log_has_them_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, sm) = open(dir.path()).unwrap();
+    let (durable, on_disk) = tokio::sync::watch::channel(0u64);
+    let mut sm = sm.wait_for_log_sync(on_disk);
+    let reader = sm.reader();
+    let mut apply = Box::pin(async move { sm.apply([normal(0, put("a", "1")), normal(1, put("b", "2"))]).await });
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(apply.as_mut().poll(&mut cx).is_pending(), "nothing is on disk yet");
+    durable.send_replace(1);
+    assert!(apply.as_mut().poll(&mut cx).is_pending(), "the last entry is not on disk yet");
+    assert_eq!(var(&reader, "a"), None);
+    durable.send_replace(2);
+    let replies = tokio::time::timeout(Duration::from_secs(10), apply)
+        .await
+        .expect("applied once on disk")
+        .unwrap();
+    assert_eq!(replies.len(), 2);
+    assert_eq!(var(&reader, "b").as_deref(), Some("2"));
 }

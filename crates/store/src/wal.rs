@@ -11,6 +11,12 @@
 //! is not whole, not intact or not the next index (zeros, a write cut short by a crash); the
 //! file is cut there, so that nothing after it can ever be read as a record.
 //!
+//! A leader's appends are written without waiting for their sync ([`Wal::write`], then
+//! [`Wal::sync_soon`]): the sync runs while the entries travel to the followers, as in etcd
+//! (Raft thesis, 10.2.1). [`Wal::durable`] tells how far the file is known to be on disk; the
+//! state machine applies an entry only once it is, and the leader tells followers no commit
+//! index beyond it, so nothing acts on an entry a crash could still take from the leader.
+//!
 //! A truncation cuts the file at the first removed record. A purge only forgets records in
 //! memory (the store records the purged id durably); once the forgotten head of the file is
 //! large, the live records are copied to a new file that replaces the old one by a rename.
@@ -55,6 +61,18 @@ struct Tail {
     end: u64,
     /// The file's length: zeros from `end` up to it.
     len: u64,
+    /// One past the index of the last entry written.
+    next: u64,
+}
+
+/// How much of the log is on disk, and the sync that is wanted or running.
+struct Durability {
+    /// Changes with every truncation: a sync that began before one vouches for nothing after.
+    epoch: u64,
+    /// A sync should cover the entries below this.
+    wanted: u64,
+    /// A background sync runs.
+    syncing: bool,
 }
 
 pub(crate) struct Wal {
@@ -64,6 +82,9 @@ pub(crate) struct Wal {
     /// The thread writing the next zeros past `Tail::len`, if one runs; it returns the new
     /// length. Nothing else writes past `Tail::len` before it has been joined.
     extender: Mutex<Option<std::thread::JoinHandle<Result<u64, StoreError>>>>,
+    durability: Mutex<Durability>,
+    /// One past the index of the last entry known to be on disk.
+    durable: tokio::sync::watch::Sender<u64>,
     stats: Arc<crate::Stats>,
 }
 
@@ -174,8 +195,11 @@ impl Wal {
             }
             // Nothing past the last good record may be read as one later.
             file.set_len(end).map_err(io)?;
-            file.sync_data().map_err(io)?;
         }
+        // A process killed between a write and its sync left the write in the page cache:
+        // what is read back now is made durable before anything counts on it.
+        file.sync_data().map_err(io)?;
+        let next = found.last().map_or(0, |(s, _)| s.log_id.index + 1);
         let slots = found
             .into_iter()
             .filter(|(s, _)| purged.is_none_or(|p| s.log_id.index > p))
@@ -187,8 +211,14 @@ impl Wal {
                 file: Arc::new(file),
                 slots,
             }),
-            tail: Mutex::new(Tail { end, len: end }),
+            tail: Mutex::new(Tail { end, len: end, next }),
             extender: Mutex::new(None),
+            durability: Mutex::new(Durability {
+                epoch: 0,
+                wanted: next,
+                syncing: false,
+            }),
+            durable: tokio::sync::watch::channel(next).0,
             stats: {
                 stats.log_bytes.set(end as i64);
                 stats
@@ -267,9 +297,16 @@ impl Wal {
 
     /// Writes the entries, with their encodings, after the last one and syncs them.
     pub(crate) fn append(&self, entries: &[(LogId, Vec<u8>)]) -> Result<(), StoreError> {
-        if entries.is_empty() {
+        self.write(entries)?;
+        self.sync()
+    }
+
+    /// Writes the entries after the last one, without waiting for them to reach the disk
+    /// ([`Wal::sync`] or [`Wal::sync_soon`] does); reads find them at once.
+    pub(crate) fn write(&self, entries: &[(LogId, Vec<u8>)]) -> Result<(), StoreError> {
+        let Some((last, _)) = entries.last() else {
             return Ok(());
-        }
+        };
         let mut tail = self.lock_tail();
         let mut buf = Vec::new();
         let mut slots = Vec::with_capacity(entries.len());
@@ -295,10 +332,8 @@ impl Wal {
             tail.len = len;
         }
         file.write_all_at(&buf, tail.end).map_err(io)?;
-        let syncing = std::time::Instant::now();
-        file.sync_data().map_err(io)?;
-        self.stats.log_fsync.observe(syncing.elapsed());
         tail.end = new_end;
+        tail.next = last.index + 1;
         self.stats.log_bytes.set(new_end as i64);
         {
             let mut index = self.write_index();
@@ -310,6 +345,79 @@ impl Wal {
         Ok(())
     }
 
+    /// Syncs everything written so far, and returns once it is on disk.
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        let (next, epoch, file) = self.sync_target();
+        let syncing = std::time::Instant::now();
+        file.sync_data().map_err(io)?;
+        self.stats.log_fsync.observe(syncing.elapsed());
+        self.synced(next, epoch);
+        Ok(())
+    }
+
+    /// Syncs everything written so far on a blocking thread and returns at once; syncs asked
+    /// for while one runs are covered by the next one. [`Wal::durable`] tells when it is done.
+    /// A failed sync ends the process: entries the leader counted as its own could be gone.
+    pub(crate) fn sync_soon(self: &Arc<Self>) {
+        let next = self.lock_tail().next;
+        {
+            let mut d = self.lock_durability();
+            d.wanted = d.wanted.max(next);
+            if d.syncing || *self.durable.borrow() >= d.wanted {
+                return;
+            }
+            d.syncing = true;
+        }
+        let wal = self.clone();
+        tokio::task::spawn_blocking(move || loop {
+            if let Err(e) = wal.sync() {
+                tracing::error!(error = %e, "cannot sync the raft log; stopping: entries acknowledged to the cluster may not be on disk");
+                std::process::abort();
+            }
+            let mut d = wal.lock_durability();
+            if *wal.durable.borrow() >= d.wanted {
+                d.syncing = false;
+                return;
+            }
+        });
+    }
+
+    /// What a sync starting now covers: the entries below `next`, in this file, this epoch.
+    pub(crate) fn sync_target(&self) -> (u64, u64, Arc<File>) {
+        let tail = self.lock_tail();
+        let file = self.read_index().file.clone();
+        let epoch = self.lock_durability().epoch;
+        (tail.next, epoch, file)
+    }
+
+    /// Records that the entries below `next` are on disk, unless a truncation came between.
+    pub(crate) fn synced(&self, next: u64, epoch: u64) {
+        let d = self.lock_durability();
+        if d.epoch == epoch {
+            self.durable.send_if_modified(|n| {
+                let later = next > *n;
+                if later {
+                    *n = next;
+                }
+                later
+            });
+        }
+    }
+
+    /// One past the index of the last entry known to be on disk; changes as syncs complete.
+    pub(crate) fn durable(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.durable.subscribe()
+    }
+
+    /// The id of the entry at `index`, if the log has it.
+    pub(crate) fn log_id_at(&self, index: u64) -> Option<LogId> {
+        self.read_index().slots.get(&index).map(|s| s.log_id)
+    }
+
+    fn lock_durability(&self) -> std::sync::MutexGuard<'_, Durability> {
+        self.durability.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Removes the entries from `since` on, for good.
     pub(crate) fn truncate(&self, since: u64) -> Result<(), StoreError> {
         let mut tail = self.lock_tail();
@@ -319,9 +427,23 @@ impl Wal {
         let Some(cut) = index.slots.range(since..).next().map(|(_, s)| s.offset) else {
             return Ok(());
         };
+        {
+            // A sync running now must not vouch for what is written at these indexes next.
+            let mut d = self.lock_durability();
+            d.epoch += 1;
+            d.wanted = d.wanted.min(since);
+            self.durable.send_if_modified(|n| {
+                let lower = since < *n;
+                if lower {
+                    *n = since;
+                }
+                lower
+            });
+        }
         index.file.set_len(cut).map_err(io)?;
         index.file.sync_data().map_err(io)?;
         index.slots.split_off(&since);
+        tail.next = since;
         tail.end = cut;
         self.stats.log_bytes.set(cut as i64);
         tail.len = cut;

@@ -202,10 +202,19 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+/// An HTTP client for the target; tepui's API wants its management token
+/// (`TEPUI_API_TOKEN`) on every request.
+fn client(target: Target, timeout: Duration) -> anyhow::Result<reqwest::Client> {
     // reqwest's rustls (linked in for registry pulls) needs the process's crypto provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let (Target::Tepui, Ok(token)) = (target, std::env::var("TEPUI_API_TOKEN")) {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     Ok(reqwest::Client::builder()
+        .default_headers(headers)
         .pool_max_idle_per_host(1)
         .pool_idle_timeout(None)
         .tcp_nodelay(true)
@@ -214,7 +223,7 @@ fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
 }
 
 async fn find_leader(target: Target, addrs: &[String], timeout: Duration) -> anyhow::Result<String> {
-    let http = client(Duration::from_secs(2))?;
+    let http = client(target, Duration::from_secs(2))?;
     let deadline = Instant::now() + timeout;
     loop {
         let last = match leader_once(&http, target, addrs).await {
@@ -324,7 +333,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_secs_f64(args.request_timeout);
     let mut workers = Vec::with_capacity(args.concurrency);
     for _ in 0..args.concurrency {
-        let http = client(timeout)?;
+        let http = client(args.target, timeout)?;
         let plan = plan.clone();
         workers.push(tokio::spawn(worker(http, plan)));
     }
@@ -624,7 +633,7 @@ async fn closed_loop(
 }
 
 async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
-    let http = client(Duration::from_secs_f64(args.request_timeout))?;
+    let http = client(args.target, Duration::from_secs_f64(args.request_timeout))?;
     let base = format!("http://{}", args.addr);
     let mut acked: Vec<String> = Vec::new();
 
@@ -646,7 +655,7 @@ async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
     let (fault_tx, fault_rx) = tokio::sync::watch::channel(None);
     let give_up = Instant::now() + Duration::from_secs_f64(args.max_seconds);
     let closed = tokio::spawn(closed_loop(
-        client(Duration::from_secs_f64(args.request_timeout))?,
+        client(args.target, Duration::from_secs_f64(args.request_timeout))?,
         args.target,
         base.clone(),
         fault_rx,
