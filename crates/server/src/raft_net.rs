@@ -75,7 +75,9 @@ pub(crate) async fn send_held_commits(raft: tepui_store::Raft, mut durable: watc
         if durable.wait_for(|next| *next >= until).await.is_err() {
             return;
         }
-        let _ = held.until.compare_exchange(until, 0, Ordering::AcqRel, Ordering::Acquire);
+        let _ = held
+            .until
+            .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Acquire);
         if raft.trigger().heartbeat().await.is_err() {
             return;
         }

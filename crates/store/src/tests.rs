@@ -886,7 +886,10 @@ async fn entries_are_applied_only_once_the_log_has_them_on_disk() {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     assert!(apply.as_mut().poll(&mut cx).is_pending(), "nothing is on disk yet");
     durable.send_replace(1);
-    assert!(apply.as_mut().poll(&mut cx).is_pending(), "the last entry is not on disk yet");
+    assert!(
+        apply.as_mut().poll(&mut cx).is_pending(),
+        "the last entry is not on disk yet"
+    );
     assert_eq!(var(&reader, "a"), None);
     durable.send_replace(2);
     let replies = tokio::time::timeout(Duration::from_secs(10), apply)
