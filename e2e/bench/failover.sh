@@ -36,91 +36,20 @@ SYSTEMS=${SYSTEMS:-tepui etcd}
 FREEZE=${FREEZE:-6}
 INTERVAL_MS=${INTERVAL_MS:-20}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-2400}
-BENCH_TMP=${BENCH_TMP:-/var/tmp}
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target/bench}
 TEPUI_IPS=(127.0.27.1 127.0.27.2 127.0.27.3)
 ETCD_IPS=(127.0.28.1 127.0.28.2 127.0.28.3)
 
-log() { printf '[failover %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# --- cleanup: every process this script started, by pid; the temp dir ---------------------
-PIDS=()
-WORK=""
-WATCHDOG=""
-stop_pids() {
-    local pid
-    # A stopped process handles SIGTERM only once continued.
-    for pid in "${PIDS[@]}"; do kill -CONT "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    PIDS=()
-}
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_pids
-    [[ -n $WATCHDOG ]] && { kill "$WATCHDOG" 2>/dev/null || true; wait "$WATCHDOG" 2>/dev/null || true; }
-    if [[ -n $WORK && -d $WORK ]]; then
-        if [[ $rc -ne 0 ]]; then
-            for f in "$WORK"/*.log; do
-                [[ -f $f ]] || continue
-                log "last lines of $(basename "$f"):"
-                tail -n 15 "$f" >&2 || true
-            done
-        fi
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
-
-# Bounded in time: the whole run, build included, ends after BENCH_TIMEOUT seconds.
-(
-    trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
-    sleep "$BENCH_TIMEOUT" >/dev/null 2>&1 &
-    sleeper=$!
-    wait "$sleeper" || exit 0
-    log "took longer than BENCH_TIMEOUT=${BENCH_TIMEOUT}s; stopping"
-    kill -TERM $$
-) &
-WATCHDOG=$!
-
-# The clusters start with this management API token; the CLI and writebench send it.
-export TEPUI_BOOTSTRAP_API_TOKEN="bench-accessor.bench-secret-not-for-production"
-export TEPUI_API_TOKEN=$TEPUI_BOOTSTRAP_API_TOKEN
+NAME=failover
+# shellcheck source=e2e/bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# The watchdog, the cleanup at exit, the work dir and the clusters' management token.
+bench_start
 
 # --- 1. tools -------------------------------------------------------------------------------
-need_pkgs=()
-command -v etcd >/dev/null || need_pkgs+=(etcd-server)
-command -v etcdctl >/dev/null || need_pkgs+=(etcd-client)
-command -v jq >/dev/null || need_pkgs+=(jq)
-command -v curl >/dev/null || need_pkgs+=(curl)
-if ((${#need_pkgs[@]})); then
-    log "installing ${need_pkgs[*]}"
-    [[ $(id -u) -eq 0 ]] || die "need root to apt-get install ${need_pkgs[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
-fi
-
-# Runs a long command in the background and waits for it, so that a signal is handled at once.
-in_bg() {
-    "$@" &
-    local pid=$!
-    PIDS+=("$pid")
-    local rc=0
-    wait "$pid" || rc=$?
-    local keep=() p
-    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-    return "$rc"
-}
+need_cmd etcd etcd-server
+need_cmd etcdctl etcd-client
+need_cmd jq jq
+need_cmd curl curl
 
 # --- 2. build ---------------------------------------------------------------------------------
 log "building tepui and writebench (release) in $CARGO_TARGET_DIR"
@@ -131,26 +60,14 @@ TEPUI=${TEPUI_BIN:-$CARGO_TARGET_DIR/release/tepui}
 BENCH=$CARGO_TARGET_DIR/release/writebench
 [[ -x $TEPUI && -x $BENCH ]] || die "build did not produce $TEPUI and $BENCH"
 
-WORK=$(mktemp -d "$BENCH_TMP/tepui-failover.XXXXXX")
 log "work dir $WORK ($(df -T "$WORK" | awk 'NR==2 {print $2}') on $(df "$WORK" | awk 'NR==2 {print $1}'))"
 
-port_busy() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 for ip in "${TEPUI_IPS[@]}"; do for p in 5050 5051 5052; do
     ! port_busy "$ip" "$p" || die "$ip:$p is already in use"
 done; done
 for ip in "${ETCD_IPS[@]}"; do for p in 2379 2380; do
     ! port_busy "$ip" "$p" || die "$ip:$p is already in use"
 done; done
-
-wait_for() { # SECONDS DESCRIPTION COMMAND...
-    local secs=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || die "timed out after ${secs}s waiting for $what"
-        sleep 0.2
-    done
-}
 
 # --- 3. the clusters --------------------------------------------------------------------------
 # Each start fills MEMBER_PID[ip] and MEMBER_ADDRS (HTTP addresses).
@@ -169,8 +86,8 @@ start_tepui() {
     "$TEPUI" server --bootstrap --data-dir "$d/s1" --bind "${TEPUI_IPS[0]}" --name s1 >"$WORK/tepui1.log" 2>&1 &
     PIDS+=($!)
     MEMBER_PID[${TEPUI_IPS[0]}]=$!
-    wait_for 60 "the first server's token" test -s "$d/s1/server-token"
-    wait_for 60 "the first server's API" curl -fsS "http://${TEPUI_IPS[0]}:5050/v1/health"
+    wait_until 60 "the first server's token" test -s "$d/s1/server-token"
+    wait_until 60 "the first server's API" curl -fsS "http://${TEPUI_IPS[0]}:5050/v1/health"
     token=$(cat "$d/s1/server-token")
     for i in 1 2; do
         "$TEPUI" join "${TEPUI_IPS[0]}:5052" --token "$token" --data-dir "$d/s$((i + 1))" \
@@ -178,7 +95,7 @@ start_tepui() {
         PIDS+=($!)
         MEMBER_PID[${TEPUI_IPS[$i]}]=$!
     done
-    wait_for 90 "3 tepui voters" voters
+    wait_until 90 "3 tepui voters" voters
     MEMBER_ADDRS=()
     for i in 0 1 2; do MEMBER_ADDRS+=("${TEPUI_IPS[$i]}:5050"); done
 }
@@ -199,7 +116,7 @@ start_etcd() {
         MEMBER_PID[$ip]=$!
     done
     addrs=$(printf '%s:2379,' "${ETCD_IPS[@]}")
-    wait_for 60 "etcd health" etcdctl --endpoints "${addrs%,}" endpoint health
+    wait_until 60 "etcd health" etcdctl --endpoints "${addrs%,}" endpoint health
     MEMBER_ADDRS=()
     for i in 0 1 2; do MEMBER_ADDRS+=("${ETCD_IPS[$i]}:2379"); done
 }
@@ -219,7 +136,7 @@ measure() {
     in_bg "$BENCH" failover --target "$system" --addr "$follower" --leader-pid "${MEMBER_PID[${leader%:*}]}" \
         --fault "$fault" --freeze "$FREEZE" --interval-ms "$INTERVAL_MS" --verify "${verify%,}" >"$out"
     sed -n 2p "$out" >&2
-    stop_pids
+    stop_all
     rm -rf "$WORK/$system"
 }
 

@@ -16,15 +16,24 @@ PIDS=()
 WORK=""
 WATCHDOG=""
 
-bench_cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
+# Stops every process started so far, by pid, and forgets them: TERM, then KILL after 5 s. A
+# stopped process (a benchmark may freeze one) handles SIGTERM only once continued.
+stop_all() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -CONT "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
+    PIDS=()
+}
+
+bench_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_all
     [[ -n $WATCHDOG ]] && { kill "$WATCHDOG" 2>/dev/null || true; wait "$WATCHDOG" 2>/dev/null || true; }
     # Tasks outlive their agent by design (each has a shim): whatever still runs from the
     # work dir is asked to stop (a shim kills its task and removes its cgroups), then killed.

@@ -35,87 +35,19 @@ KEYS=${KEYS:-0}
 PROGRESS=${PROGRESS:-0}
 ROUNDS=${ROUNDS:-1}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-1800}
-BENCH_TMP=${BENCH_TMP:-/var/tmp}
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target/bench}
 TEPUI_IPS=(127.0.20.1 127.0.20.2 127.0.20.3)
 ETCD_IPS=(127.0.21.1 127.0.21.2 127.0.21.3)
 
-log() { printf '[raft-writes %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# --- cleanup: every process this script started, by pid; the temp dir ---------------------
-PIDS=()
-WORK=""
-WATCHDOG=""
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    [[ -n $WATCHDOG ]] && { kill "$WATCHDOG" 2>/dev/null || true; wait "$WATCHDOG" 2>/dev/null || true; }
-    if [[ -n $WORK && -d $WORK ]]; then
-        if [[ $rc -ne 0 ]]; then
-            for f in "$WORK"/*.log; do
-                [[ -f $f ]] || continue
-                log "last lines of $(basename "$f"):"
-                tail -n 15 "$f" >&2 || true
-            done
-        fi
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
-
-# Bounded in time: the whole run, build included, ends after BENCH_TIMEOUT seconds.
-# The sleep does not hold this script's stdout (a pipe reader would wait for it), and it ends
-# with the watchdog.
-(
-    trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
-    sleep "$BENCH_TIMEOUT" >/dev/null 2>&1 &
-    sleeper=$!
-    wait "$sleeper" || exit 0
-    log "took longer than BENCH_TIMEOUT=${BENCH_TIMEOUT}s; stopping"
-    kill -TERM $$
-) &
-WATCHDOG=$!
-
-# The clusters start with this management API token; the CLI and writebench send it.
-export TEPUI_BOOTSTRAP_API_TOKEN="bench-accessor.bench-secret-not-for-production"
-export TEPUI_API_TOKEN=$TEPUI_BOOTSTRAP_API_TOKEN
+NAME=raft-writes
+# shellcheck source=e2e/bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# The watchdog, the cleanup at exit, the work dir and the clusters' management token.
+bench_start
 
 # --- 1. tools -------------------------------------------------------------------------------
-need_pkgs=()
-command -v etcd >/dev/null || need_pkgs+=(etcd-server)
-command -v etcdctl >/dev/null || need_pkgs+=(etcd-client)
-command -v jq >/dev/null || need_pkgs+=(jq)
-if ((${#need_pkgs[@]})); then
-    log "installing ${need_pkgs[*]}"
-    [[ $(id -u) -eq 0 ]] || die "need root to apt-get install ${need_pkgs[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
-fi
-
-# Runs a long command in the background and waits for it, so that a signal (the watchdog's, or
-# ^C) is handled at once instead of after the command ends; cleanup then kills it.
-in_bg() {
-    "$@" &
-    local pid=$!
-    PIDS+=("$pid")
-    local rc=0
-    wait "$pid" || rc=$?
-    # Reaped: forget it, so that cleanup never signals a pid the system may have reused.
-    local keep=() p
-    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-    return "$rc"
-}
+need_cmd etcd etcd-server
+need_cmd etcdctl etcd-client
+need_cmd jq jq
 
 # --- 2. build ---------------------------------------------------------------------------------
 log "building tepui and writebench (release) in $CARGO_TARGET_DIR"
@@ -126,36 +58,14 @@ TEPUI=${TEPUI_BIN:-$CARGO_TARGET_DIR/release/tepui}
 BENCH=$CARGO_TARGET_DIR/release/writebench
 [[ -x $TEPUI && -x $BENCH ]] || die "build did not produce $TEPUI and $BENCH"
 
-WORK=$(mktemp -d "$BENCH_TMP/tepui-raft-writes.XXXXXX")
 log "work dir $WORK ($(df -T "$WORK" | awk 'NR==2 {print $2}') on $(df "$WORK" | awk 'NR==2 {print $1}'))"
 
-port_busy() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 for ip in "${TEPUI_IPS[@]}"; do for p in 5050 5051 5052; do
     ! port_busy "$ip" "$p" || die "$ip:$p is already in use"
 done; done
 for ip in "${ETCD_IPS[@]}"; do for p in 2379 2380; do
     ! port_busy "$ip" "$p" || die "$ip:$p is already in use"
 done; done
-
-stop_all() {
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    PIDS=()
-}
-
-wait_for() { # SECONDS DESCRIPTION COMMAND...
-    local secs=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || die "timed out after ${secs}s waiting for $what"
-        sleep 0.2
-    done
-}
 
 run_load() { # KIND ADDR OUTFILE
     log "loading $1 at $2: ${CONCURRENCY} clients, ${VALUE_SIZE} B values, ${WARMUP} s warm-up + ${DURATION} s"
@@ -178,8 +88,8 @@ bench_tepui() { # OUTFILE; a new cluster on new data dirs
     log "starting 3 tepui servers on ${TEPUI_IPS[*]}"
     "$TEPUI" server --bootstrap --data-dir "$d/s1" --bind "${TEPUI_IPS[0]}" --name s1 >"$WORK/tepui1.log" 2>&1 &
     PIDS+=($!)
-    wait_for 60 "the first server's token" test -s "$d/s1/server-token"
-    wait_for 60 "the first server's API" curl -fsS "http://${TEPUI_IPS[0]}:5050/v1/health"
+    wait_until 60 "the first server's token" test -s "$d/s1/server-token"
+    wait_until 60 "the first server's API" curl -fsS "http://${TEPUI_IPS[0]}:5050/v1/health"
     local token
     token=$(cat "$d/s1/server-token")
     for i in 1 2; do
@@ -187,7 +97,7 @@ bench_tepui() { # OUTFILE; a new cluster on new data dirs
             --bind "${TEPUI_IPS[$i]}" --name "s$((i + 1))" >"$WORK/tepui$((i + 1)).log" 2>&1 &
         PIDS+=($!)
     done
-    wait_for 90 "3 tepui voters" voters
+    wait_until 90 "3 tepui voters" voters
     local addrs leader
     addrs=$(printf '%s:5050,' "${TEPUI_IPS[@]}")
     leader=$("$BENCH" leader --target tepui --addrs "${addrs%,}")
@@ -213,7 +123,7 @@ bench_etcd() { # OUTFILE; a new cluster on new data dirs
         PIDS+=($!)
     done
     addrs=$(printf '%s:2379,' "${ETCD_IPS[@]}")
-    wait_for 60 "etcd health" etcdctl --endpoints "${addrs%,}" endpoint health
+    wait_until 60 "etcd health" etcdctl --endpoints "${addrs%,}" endpoint health
     leader=$("$BENCH" leader --target etcd --addrs "${addrs%,}")
     log "etcd: 3 members, leader at $leader"
     run_load etcd "$leader" "$1"

@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 mod bridge;
 pub mod browser;
 pub mod marathon;
+pub mod mesos;
 pub mod previous;
 
 pub use bridge::remove_bridge;

@@ -30,11 +30,11 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use serde_json::{json, Value};
+use tepui_e2e::mesos::{event_type, pump, runtime, Scheduler};
 use tepui_e2e::{cluster_addr, http_addr, need_root, read_token, Daemon, MarkedProcesses, Sandbox, MARKER_VAR};
 
 const START: Duration = Duration::from_secs(30);
@@ -53,104 +53,6 @@ fn unb64(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .unwrap_or_else(|e| panic!("not base64 ({e}): {text:?}"))
-}
-
-// ------------------------------------------------------------------------------------------
-// RecordIO (Mesos' stream framing: `<decimal length>\n<that many bytes>`)
-// ------------------------------------------------------------------------------------------
-
-/// Takes the first whole record off `buf`; `Ok(None)` until one is there.
-fn take_record(buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, String> {
-    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
-        if buf.len() > 20 || !buf.iter().all(u8::is_ascii_digit) {
-            return Err(format!(
-                "bad RecordIO header {:?}",
-                String::from_utf8_lossy(&buf[..buf.len().min(30)])
-            ));
-        }
-        return Ok(None);
-    };
-    let head = std::str::from_utf8(&buf[..nl]).map_err(|e| e.to_string())?;
-    let len: usize = head.parse().map_err(|e| format!("bad RecordIO length {head:?}: {e}"))?;
-    if buf.len() < nl + 1 + len {
-        return Ok(None);
-    }
-    let record = buf[nl + 1..nl + 1 + len].to_vec();
-    buf.drain(..nl + 1 + len);
-    Ok(Some(record))
-}
-
-#[test]
-fn records_are_put_back_together_from_any_pieces() {
-    let events = [
-        json!({"type": "HEARTBEAT"}),
-        json!({"type": "MESSAGE", "message": {"data": "aGk="}}),
-    ];
-    let mut stream = Vec::new();
-    for e in &events {
-        let body = serde_json::to_vec(e).unwrap();
-        stream.extend(format!("{}\n", body.len()).into_bytes());
-        stream.extend(body);
-    }
-    for piece in [1, 5, stream.len()] {
-        let (mut buf, mut got) = (Vec::new(), Vec::new());
-        for chunk in stream.chunks(piece) {
-            buf.extend_from_slice(chunk);
-            while let Some(r) = take_record(&mut buf).unwrap() {
-                got.push(serde_json::from_slice::<Value>(&r).unwrap());
-            }
-        }
-        assert_eq!(got, events);
-    }
-    assert!(take_record(&mut b"1x\n{}".to_vec()).is_err());
-}
-
-/// Reads a RecordIO body into a channel of JSON events; the last item says why it ended.
-async fn pump(mut resp: reqwest::Response, tx: impl Fn(Result<Value, String>) -> bool) {
-    let mut buf = Vec::new();
-    loop {
-        loop {
-            match take_record(&mut buf) {
-                Ok(Some(r)) => match serde_json::from_slice(&r) {
-                    Ok(v) => {
-                        if !tx(Ok(v)) {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        tx(Err(format!("a record is not JSON: {e}")));
-                        return;
-                    }
-                },
-                Ok(None) => break,
-                Err(e) => {
-                    tx(Err(e));
-                    return;
-                }
-            }
-        }
-        match resp.chunk().await {
-            Ok(Some(b)) => buf.extend_from_slice(&b),
-            Ok(None) => {
-                tx(Err("the stream ended".into()));
-                return;
-            }
-            Err(e) => {
-                tx(Err(format!("reading the stream failed: {e}")));
-                return;
-            }
-        }
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    // reqwest's rustls needs the process's crypto provider, even for plain HTTP.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
 }
 
 // ------------------------------------------------------------------------------------------
@@ -495,190 +397,16 @@ mod executor {
 // The scheduler
 // ------------------------------------------------------------------------------------------
 
-fn event_type(e: &Value) -> &str {
-    e["type"].as_str().unwrap_or("")
+/// What this test's framework asks of the master beyond the shared scheduler's calls.
+trait ExecutorCalls {
+    fn launch(&mut self, offer: &Value, tasks: Vec<Value>);
+    fn launch_one(&mut self, cpus: f64, task: impl Fn(&str) -> Value) -> String;
+    fn message_from_executor(&mut self, prefix: &str) -> (String, Value);
+    fn message_to_executor(&self, agent: &str, executor: &str, data: &[u8]) -> (u16, String);
+    fn shutdown(&self, agent: &str, executor: &str) -> (u16, String);
 }
 
-fn short(v: &Value) -> String {
-    let s = v.to_string();
-    match s.char_indices().nth(300) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s,
-    }
-}
-
-/// A Mesos v1 HTTP scheduler: its subscription's events read in the background, calls on
-/// other connections with the stream's `Mesos-Stream-Id`.
-struct Scheduler {
-    rt: tokio::runtime::Runtime,
-    http: reqwest::Client,
-    master: String,
-    stream_id: String,
-    framework_id: String,
-    events: mpsc::Receiver<Result<Value, String>>,
-    /// Events read that nobody asked for yet.
-    pending: VecDeque<Value>,
-    ended: Option<String>,
-    used_offers: HashSet<String>,
-    log: Vec<String>,
-}
-
-impl Drop for Scheduler {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let tail = &self.log[self.log.len().saturating_sub(40)..];
-            eprintln!(
-                "e2e: framework {} saw last:\n  {}",
-                self.framework_id,
-                tail.join("\n  ")
-            );
-        }
-    }
-}
-
-impl Scheduler {
-    fn subscribe(master: &str, info: Value) -> Scheduler {
-        let rt = runtime();
-        let http = tepui_e2e::http_client()
-            .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let call = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": info}});
-        let resp = rt
-            .block_on(
-                http.post(format!("http://{master}/api/v1/scheduler"))
-                    .header("Content-Type", "application/json")
-                    .header("Accept", "application/json")
-                    .json(&call)
-                    .send(),
-            )
-            .expect("SUBSCRIBE is answered");
-        assert_eq!(resp.status(), 200, "SUBSCRIBE");
-        let stream_id = resp.headers()["mesos-stream-id"].to_str().unwrap().to_string();
-        let (tx, rx) = mpsc::channel();
-        rt.spawn(pump(resp, move |e| tx.send(e).is_ok()));
-        let mut fw = Scheduler {
-            rt,
-            http,
-            master: master.to_string(),
-            stream_id,
-            framework_id: String::new(),
-            events: rx,
-            pending: VecDeque::new(),
-            ended: None,
-            used_offers: HashSet::new(),
-            log: vec![],
-        };
-        let first = fw.next("SUBSCRIBED", START, |e| event_type(e) == "SUBSCRIBED");
-        fw.framework_id = first["subscribed"]["framework_id"]["value"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        fw
-    }
-
-    /// A call with this subscription's stream id: its status and body.
-    fn call(&self, mut call: Value) -> (u16, String) {
-        call["framework_id"] = json!({"value": self.framework_id});
-        self.rt.block_on(async {
-            let resp = self
-                .http
-                .post(format!("http://{}/api/v1/scheduler", self.master))
-                .header("Content-Type", "application/json")
-                .header("Mesos-Stream-Id", &self.stream_id)
-                .timeout(CALL_TIMEOUT)
-                .json(&call)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("{} got no answer: {e}", call["type"]));
-            let status = resp.status().as_u16();
-            (status, resp.text().await.unwrap_or_default())
-        })
-    }
-
-    fn accepted(&self, call: Value) {
-        let ty = call["type"].clone();
-        let (status, body) = self.call(call);
-        assert_eq!(status, 202, "{ty}: {body}");
-    }
-
-    /// The first event, held back or new, that `want` takes; HEARTBEATs are dropped, other
-    /// events held back. An ERROR, the end of the stream or the deadline fails the test.
-    fn next(&mut self, what: &str, timeout: Duration, want: impl Fn(&Value) -> bool) -> Value {
-        self.try_next(timeout, &want)
-            .unwrap_or_else(|why| panic!("no {what}: {why}"))
-    }
-
-    fn try_next(&mut self, timeout: Duration, want: &dyn Fn(&Value) -> bool) -> Result<Value, String> {
-        if let Some(i) = self.pending.iter().position(want) {
-            return Ok(self.pending.remove(i).unwrap());
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(why) = &self.ended {
-                return Err(why.clone());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!("nothing within {timeout:?}"));
-            }
-            match self.events.recv_timeout(left) {
-                Ok(Ok(e)) => {
-                    if std::env::var_os("TEPUI_E2E_TRACE").is_some() {
-                        eprintln!("event: {}", short(&e));
-                    }
-                    self.log.push(short(&e));
-                    match event_type(&e) {
-                        "HEARTBEAT" => {}
-                        "ERROR" => return Err(format!("ERROR: {}", short(&e))),
-                        _ if want(&e) => return Ok(e),
-                        _ => self.pending.push_back(e),
-                    }
-                }
-                Ok(Err(why)) => self.ended = Some(why),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => self.ended = Some("the reader is gone".into()),
-            }
-        }
-    }
-
-    /// An offer not used yet, with at least `cpus` unreserved.
-    fn offer(&mut self, cpus: f64) -> Value {
-        // Offers rescinded already are used up.
-        for e in self.pending.iter().filter(|e| event_type(e) == "RESCIND") {
-            if let Some(id) = e["rescind"]["offer_id"]["value"].as_str() {
-                self.used_offers.insert(id.to_string());
-            }
-        }
-        self.pending.retain(|e| event_type(e) != "RESCIND");
-        let used = self.used_offers.clone();
-        let usable = |o: &Value| {
-            !used.contains(o["id"]["value"].as_str().unwrap_or(""))
-                && o["resources"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|r| r["name"] == "cpus")
-                    .filter_map(|r| r["scalar"]["value"].as_f64())
-                    .sum::<f64>()
-                    >= cpus
-        };
-        let e = self.next("an offer", SETTLE, |e| {
-            event_type(e) == "OFFERS" && e["offers"]["offers"].as_array().is_some_and(|o| o.iter().any(usable))
-        });
-        let offer = e["offers"]["offers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|o| usable(o))
-            .unwrap()
-            .clone();
-        self.used_offers
-            .insert(offer["id"]["value"].as_str().unwrap().to_string());
-        offer
-    }
-
+impl ExecutorCalls for Scheduler {
     fn launch(&mut self, offer: &Value, tasks: Vec<Value>) {
         self.accepted(json!({
             "type": "ACCEPT",
@@ -713,46 +441,6 @@ impl Scheduler {
         }
     }
 
-    fn acknowledge(&self, status: &Value) {
-        if let Some(uuid) = status["uuid"].as_str() {
-            self.accepted(json!({
-                "type": "ACKNOWLEDGE",
-                "acknowledge": {"agent_id": status["agent_id"], "task_id": status["task_id"], "uuid": uuid}
-            }));
-        }
-    }
-
-    /// Acknowledges `task`'s updates until one is `want`; another end fails the test.
-    fn update_until(&mut self, task: &str, want: &str) -> Value {
-        loop {
-            let e = self.next(&format!("{task} {want}"), SETTLE, |e| {
-                event_type(e) == "UPDATE" && e["update"]["status"]["task_id"]["value"] == task
-            });
-            let status = e["update"]["status"].clone();
-            eprintln!(
-                "update {task}: {} {} (uuid {}, at {})",
-                status["state"], status["reason"], status["uuid"], status["timestamp"]
-            );
-            self.acknowledge(&status);
-            if status["state"] == want {
-                return status;
-            }
-            let ended = [
-                "TASK_FINISHED",
-                "TASK_FAILED",
-                "TASK_KILLED",
-                "TASK_ERROR",
-                "TASK_LOST",
-                "TASK_DROPPED",
-                "TASK_GONE",
-            ];
-            assert!(
-                !ended.contains(&status["state"].as_str().unwrap_or("")),
-                "{task} ended while waiting for {want}: {status}"
-            );
-        }
-    }
-
     /// The next framework message whose text starts with `prefix`: its text, and the event.
     fn message_from_executor(&mut self, prefix: &str) -> (String, Value) {
         let e = self.next(&format!("a message {prefix:?}"), SETTLE, |e| {
@@ -777,37 +465,6 @@ impl Scheduler {
             "type": "SHUTDOWN",
             "shutdown": {"executor_id": {"value": executor}, "agent_id": {"value": agent}}
         }))
-    }
-
-    fn get(&self, path: &str) -> Value {
-        self.rt.block_on(async {
-            let resp = self
-                .http
-                .get(format!("http://{}{path}", self.master))
-                .timeout(CALL_TIMEOUT)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200, "GET {path}");
-            resp.json().await.unwrap()
-        })
-    }
-
-    fn operator(&self, call: Value) -> Value {
-        self.rt.block_on(async {
-            let resp = self
-                .http
-                .post(format!("http://{}/api/v1", self.master))
-                .header("Content-Type", "application/json")
-                .header("Accept", "application/json")
-                .timeout(CALL_TIMEOUT)
-                .json(&call)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200, "operator {call}");
-            resp.json().await.unwrap()
-        })
     }
 }
 

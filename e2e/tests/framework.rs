@@ -29,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use tepui_api::StatusView;
+use tepui_e2e::mesos::take_record;
 use tepui_e2e::{cluster_addr, http_addr, read_token, spawn_servers, tepui, wait_for, Daemon, Sandbox};
 
 const START: Duration = Duration::from_secs(30);
@@ -52,71 +53,6 @@ const TERMINAL_STATES: &[&str] = &[
 ];
 
 // ------------------------------------------------------------------------------------------
-// RecordIO
-// ------------------------------------------------------------------------------------------
-
-/// Takes the first whole record off `buf`: `<decimal length>\n<length bytes>`. `Ok(None)` when
-/// the buffer does not hold a whole record yet.
-fn next_record(buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, String> {
-    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
-        if buf.len() > 20 || !buf.iter().all(u8::is_ascii_digit) {
-            return Err(format!(
-                "bad RecordIO length prefix {:?}",
-                String::from_utf8_lossy(&buf[..buf.len().min(40)])
-            ));
-        }
-        return Ok(None);
-    };
-    let head = &buf[..nl];
-    if head.is_empty() || head.len() > 20 || !head.iter().all(u8::is_ascii_digit) {
-        return Err(format!(
-            "bad RecordIO length prefix {:?}",
-            String::from_utf8_lossy(head)
-        ));
-    }
-    let len: usize = std::str::from_utf8(head)
-        .expect("ASCII digits")
-        .parse()
-        .map_err(|e| format!("bad RecordIO length {:?}: {e}", String::from_utf8_lossy(head)))?;
-    if buf.len() < nl + 1 + len {
-        return Ok(None);
-    }
-    let record = buf[nl + 1..nl + 1 + len].to_vec();
-    buf.drain(..nl + 1 + len);
-    Ok(Some(record))
-}
-
-#[test]
-fn recordio_records_split_anywhere_are_put_back_together() {
-    let events = [
-        json!({"type": "SUBSCRIBED", "subscribed": {"framework_id": {"value": "f"}}}),
-        json!({"type": "HEARTBEAT"}),
-        json!({"type": "MESSAGE", "message": {"data": "ünïcödé \n and a newline"}}),
-    ];
-    let mut stream = Vec::new();
-    for e in &events {
-        let body = serde_json::to_vec(e).unwrap();
-        stream.extend_from_slice(format!("{}\n", body.len()).as_bytes());
-        stream.extend_from_slice(&body);
-    }
-    for chunk in [1, 2, 3, 7, 64, stream.len()] {
-        let mut buf = Vec::new();
-        let mut got = Vec::new();
-        for piece in stream.chunks(chunk) {
-            buf.extend_from_slice(piece);
-            while let Some(r) = next_record(&mut buf).unwrap() {
-                got.push(serde_json::from_slice::<Value>(&r).unwrap());
-            }
-        }
-        assert!(buf.is_empty(), "chunks of {chunk}: left {buf:?}");
-        assert_eq!(got, events, "chunks of {chunk}");
-    }
-    assert!(next_record(&mut b"12x\n{}".to_vec()).is_err());
-    assert!(next_record(&mut b"\n{}".to_vec()).is_err());
-    assert!(next_record(&mut b"{\"type\":1}".to_vec()).is_err());
-}
-
-// ------------------------------------------------------------------------------------------
 // The framework client
 // ------------------------------------------------------------------------------------------
 
@@ -132,7 +68,7 @@ async fn read_stream(mut resp: reqwest::Response, tx: mpsc::Sender<Item>) {
     let mut buf = Vec::new();
     loop {
         loop {
-            match next_record(&mut buf) {
+            match take_record(&mut buf) {
                 Ok(Some(record)) => match serde_json::from_slice::<Value>(&record) {
                     Ok(event) => {
                         if tx.send(Item::Event(event)).is_err() {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tepui_api::{FrameworkView, MemberView, NodeView, RoleView, StatusView, TaskView};
+use tepui_e2e::mesos::take_record;
 use tepui_e2e::{cluster_addr, http_addr, read_token, tepui, wait_for, Daemon, MarkedProcesses, Sandbox, MARKER_VAR};
 
 const S1_IP: &str = "127.0.19.1";
@@ -130,7 +131,7 @@ impl Http {
                     }
                 }
                 loop {
-                    match next_record(&mut buf) {
+                    match take_record(&mut buf) {
                         Ok(Some(record)) => {
                             let event =
                                 serde_json::from_slice(&record).map_err(|e| format!("an event is not JSON: {e}"));
@@ -149,21 +150,6 @@ impl Http {
         });
         rx
     }
-}
-
-/// Takes the first whole RecordIO record (`<length>\n<bytes>`) off `buf`.
-fn next_record(buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, String> {
-    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
-        return Ok(None);
-    };
-    let head = std::str::from_utf8(&buf[..nl]).map_err(|_| "a length that is not text".to_string())?;
-    let len: usize = head.parse().map_err(|_| format!("bad RecordIO length {head:?}"))?;
-    if buf.len() < nl + 1 + len {
-        return Ok(None);
-    }
-    let record = buf[nl + 1..nl + 1 + len].to_vec();
-    buf.drain(..nl + 1 + len);
-    Ok(Some(record))
 }
 
 /// The next event of `kind` that `wanted` accepts; other events are skipped.
