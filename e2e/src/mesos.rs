@@ -16,6 +16,18 @@ pub const SETTLE: Duration = Duration::from_secs(60);
 /// How long one call may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The task states after which a task never changes again.
+pub const TERMINAL_STATES: &[&str] = &[
+    "TASK_FINISHED",
+    "TASK_FAILED",
+    "TASK_KILLED",
+    "TASK_ERROR",
+    "TASK_LOST",
+    "TASK_DROPPED",
+    "TASK_GONE",
+    "TASK_GONE_BY_OPERATOR",
+];
+
 // RecordIO: Mesos' stream framing, `<decimal length>\n<that many bytes>`.
 
 /// Takes the first whole record off `buf`: `<decimal length>\n<length bytes>`. `Ok(None)` when
@@ -306,17 +318,8 @@ impl Scheduler {
             if status["state"] == want {
                 return status;
             }
-            let ended = [
-                "TASK_FINISHED",
-                "TASK_FAILED",
-                "TASK_KILLED",
-                "TASK_ERROR",
-                "TASK_LOST",
-                "TASK_DROPPED",
-                "TASK_GONE",
-            ];
             assert!(
-                !ended.contains(&status["state"].as_str().unwrap_or("")),
+                !TERMINAL_STATES.contains(&status["state"].as_str().unwrap_or("")),
                 "{task} ended while waiting for {want}: {status}"
             );
         }

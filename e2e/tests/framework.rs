@@ -29,8 +29,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use tepui_api::StatusView;
-use tepui_e2e::mesos::take_record;
-use tepui_e2e::{cluster_addr, http_addr, read_token, spawn_servers, tepui, wait_for, Daemon, Sandbox};
+use tepui_e2e::mesos::{take_record, TERMINAL_STATES};
+use tepui_e2e::{cluster_addr, http_addr, read_token, spawn_servers, tepui, wait_for, Daemon, Sandbox, MARKER_VAR};
 
 const START: Duration = Duration::from_secs(30);
 const SETTLE: Duration = Duration::from_secs(30);
@@ -38,19 +38,6 @@ const SETTLE: Duration = Duration::from_secs(30);
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// How many 307s one call follows before giving up (a leader change midway may add one).
 const MAX_REDIRECTS: usize = 5;
-/// The environment variable that marks a test's long-running task processes.
-const MARKER_VAR: &str = "TEPUI_E2E_MARKER";
-
-const TERMINAL_STATES: &[&str] = &[
-    "TASK_FINISHED",
-    "TASK_FAILED",
-    "TASK_KILLED",
-    "TASK_ERROR",
-    "TASK_LOST",
-    "TASK_DROPPED",
-    "TASK_GONE",
-    "TASK_GONE_BY_OPERATOR",
-];
 
 // ------------------------------------------------------------------------------------------
 // The framework client
