@@ -2,7 +2,7 @@
 //! instances waiting in the launch queue, and on every tick bring each app to its definition
 //! and each deployment forward.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use tepui_allocator::{Filters, Ranges, Resource, ResourceName, Resources, Scalar};
@@ -970,6 +970,8 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
     let known: HashSet<String> = specs.iter().map(|a| a.id.to_string()).collect();
     q.counted.retain(|id| s.tasks.contains_key(id));
     q.launch.tick(now);
+    // Whether each app reached its definition, for the deployments' steps below.
+    let mut complete: HashMap<&PathId, bool> = HashMap::with_capacity(specs.len());
     for spec in &specs {
         for t in index.tasks(&spec.id) {
             if t.state.is_terminal() && q.counted.insert(t.id.clone()) {
@@ -989,6 +991,7 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
         }
         let current = index.instances(spec);
         let decision = plan::step(spec, &current, now);
+        complete.insert(&spec.id, decision.complete);
         q.launch.set_waiting(spec, decision.launch, now);
         for i in &current {
             if let Some(since) = i.unreachable_since {
@@ -1104,7 +1107,7 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
         let step_done = d
             .current_actions()
             .iter()
-            .all(|a| action_done(s, &index, a.action, &a.app, now));
+            .all(|a| action_done(s, &index, &complete, a.action, &a.app, now));
         if !step_done {
             continue;
         }
@@ -1136,8 +1139,16 @@ fn decide(q: &mut Queue, s: &State, now: u64) -> Work {
     work
 }
 
-/// Whether a deployment action has reached its goal.
-fn action_done(s: &State, index: &TaskIndex, action: ActionKind, app: &PathId, now: u64) -> bool {
+/// Whether a deployment action has reached its goal (`complete`: whether each app that exists
+/// reached its definition).
+fn action_done(
+    s: &State,
+    index: &TaskIndex,
+    complete: &HashMap<&PathId, bool>,
+    action: ActionKind,
+    app: &PathId,
+    now: u64,
+) -> bool {
     if action.is_pod() {
         let pod = app;
         return match (action, crate::pod(s, pod)) {
@@ -1149,11 +1160,11 @@ fn action_done(s: &State, index: &TaskIndex, action: ActionKind, app: &PathId, n
             }
         };
     }
-    match (action, crate::app(s, app)) {
+    match (action, complete.get(app)) {
         // Marathon's start step only creates the app; scaling it up is the next step.
         (ActionKind::StartApplication, _) => true,
         (ActionKind::StopApplication, _) | (_, None) => index.tasks(app).iter().all(|t| t.state.is_terminal()),
-        (_, Some(spec)) => plan::step(&spec, &index.instances(&spec), now).complete,
+        (_, Some(done)) => *done,
     }
 }
 

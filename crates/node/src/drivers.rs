@@ -9,6 +9,12 @@
 //!
 //! Drivers run only on the leader; when leadership moves away (or the term changes), the
 //! driver's [`Driver::step_down`] drops what only a leader keeps.
+//!
+//! A driver's pass usually looks at the whole state, so while changes flood in (a thousand
+//! tasks starting) running it after each one would cost a pass per change. After a pass
+//! that took T, a wake or a state change runs it again no sooner than [`REST`] × T later:
+//! a driver spends at most a tenth of a core on such passes, and a cheap pass (tens of
+//! microseconds) still reacts within a millisecond. Leading and timeouts are not held back.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -20,6 +26,12 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::{now_ms, Node};
+
+/// After a pass that took T, wakes and state changes wait until `REST` × T after its end.
+pub const REST: u32 = 9;
+
+/// The longest such rest, however long the pass took.
+pub(crate) const MAX_REST: Duration = Duration::from_secs(1);
 
 /// Why a driver runs now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +148,8 @@ async fn run<D: Driver>(node: Node, name: &'static str, mut driver: D, wakes: Wa
     let mut deadline: Option<Instant> = None;
     // Activations that failed in a row: the retry waits longer each time.
     let mut failures: u32 = 0;
+    // Wakes and state changes wait until then (see REST).
+    let mut rested_at: Option<Instant> = None;
     loop {
         let now_leading = *leadership.borrow_and_update();
         let leads = now_leading.leader == Some(node.id());
@@ -185,12 +199,21 @@ async fn run<D: Driver>(node: Node, name: &'static str, mut driver: D, wakes: Wa
                 _ = sleep_until(deadline), if deadline.is_some() => Activation::Timeout,
             }
         };
+        let resting = rested_at.filter(|at| *at > Instant::now());
+        if let (Activation::Woken | Activation::StateChanged, Some(at)) = (why, resting) {
+            // The pass after the rest sees every change that arrived during it.
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(at) => {}
+            }
+        }
         // Changes from here on wake it again.
         applied.borrow_and_update();
         let started = Instant::now();
         let started_at = now_ms();
         let outcome = driver.activate(why).await;
         let took = started.elapsed();
+        rested_at = Some(Instant::now() + (took * REST).min(MAX_REST));
         deadline = match &outcome {
             Ok(Some(after)) => Some(Instant::now() + *after),
             _ => None,
@@ -270,6 +293,62 @@ mod tests {
         fn step_down(&mut self) {
             self.step_downs.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    /// Takes 10 ms (of paused time) per activation and records when each began.
+    struct Slow {
+        began: tokio::sync::mpsc::UnboundedSender<(Activation, Instant)>,
+        timeout: Option<Duration>,
+    }
+
+    impl Driver for Slow {
+        async fn activate(&mut self, why: Activation) -> Outcome {
+            let _ = self.began.send((why, Instant::now()));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok(self.timeout.take())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wakes_after_a_long_pass_wait_nine_times_its_length_and_timeouts_do_not() {
+        let (node, _local) = local_node(State::default());
+        let (began, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let wakes = Wakes::default();
+        node.spawn_driver(
+            "slow",
+            Slow {
+                began,
+                timeout: Some(Duration::ZERO),
+            },
+            wakes.clone(),
+        );
+        let recv = |rx: &mut tokio::sync::mpsc::UnboundedReceiver<(Activation, Instant)>| rx.try_recv().ok();
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            seen.extend(recv(&mut rx));
+        }
+        let (leading, at_leading) = seen[0];
+        let (timeout, at_timeout) = seen[1];
+        assert_eq!((leading, timeout), (Activation::Leading, Activation::Timeout));
+        // The timeout ran as soon as the first pass ended.
+        assert!(
+            at_timeout - at_leading < Duration::from_millis(11),
+            "{:?}",
+            at_timeout - at_leading
+        );
+        wakes.waker.wake();
+        let (woken, at_woken) = loop {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            if let Some(x) = recv(&mut rx) {
+                break x;
+            }
+        };
+        assert_eq!(woken, Activation::Woken);
+        let rest = at_woken - (at_timeout + Duration::from_millis(10));
+        assert!(rest >= Duration::from_millis(90), "woken {rest:?} after a 10 ms pass");
+        assert!(rest < Duration::from_millis(100), "woken {rest:?} after a 10 ms pass");
+        node.shut_down();
     }
 
     async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Activation>) -> Activation {

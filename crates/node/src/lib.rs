@@ -268,9 +268,14 @@ impl StateChanges {
     }
 
     /// Waits for the next change of the applied state or the leadership, then until at least
-    /// `min_interval` after `last_build` (a burst of changes costs one build per interval);
-    /// false once the node shuts down.
+    /// `min_interval` after `last_build` began (a burst of changes costs one build per
+    /// interval), and, for a build that took longer than a tenth of that, until
+    /// [`drivers::REST`] times its length after it ended (as for drivers: a tenth of a core at
+    /// most while changes keep coming). Call it right after the build; false once the node
+    /// shuts down.
     pub async fn next(&mut self, last_build: std::time::Instant, min_interval: std::time::Duration) -> bool {
+        let took = last_build.elapsed();
+        let until = (last_build + min_interval).max(last_build + took + (took * drivers::REST).min(drivers::MAX_REST));
         tokio::select! {
             _ = self.shutdown.cancelled() => return false,
             r = self.applied.changed() => if r.is_err() { return false },
@@ -278,7 +283,7 @@ impl StateChanges {
         }
         tokio::select! {
             _ = self.shutdown.cancelled() => false,
-            _ = tokio::time::sleep_until((last_build + min_interval).into()) => true,
+            _ = tokio::time::sleep_until(until.into()) => true,
         }
     }
 }
