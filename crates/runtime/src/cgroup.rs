@@ -143,6 +143,42 @@ pub fn update_limits(cgroup_path: &str, cpus: Option<f64>, mem_mb: Option<u64>) 
     Ok(())
 }
 
+/// Makes the kernel fill each new task's v1 cpuset from its parent when the task's cgroup is
+/// made. A new v1 cpuset starts with no cpus and no memory nodes, and libcontainer copies the
+/// parent's into it before the task can join; each such write checks every sibling cpuset and
+/// rebuilds the scheduler domains, so the thousandth task's start paid for the 999 before it.
+/// With `cgroup.clone_children` on the parent the copy happens at mkdir, and libcontainer finds
+/// nothing to write. Creates the parent's directories in the cpuset hierarchy (filled from
+/// their own parents) on the way; does nothing on v2 or without a cpuset hierarchy.
+pub fn prepare_parent(cgroup_parent: &str) -> std::io::Result<()> {
+    if setup() != Setup::V1 {
+        return Ok(());
+    }
+    let mut dir = Path::new(ROOT).join("cpuset");
+    if !dir.join("cpuset.cpus").is_file() {
+        return Ok(());
+    }
+    let with_path = |p: &Path, e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", p.display()));
+    for part in rel(cgroup_parent).split('/').filter(|p| !p.is_empty()) {
+        let above = dir.clone();
+        dir.push(part);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(with_path(&dir, e)),
+        }
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let own = fs::read_to_string(dir.join(file)).map_err(|e| with_path(&dir.join(file), e))?;
+            if own.trim().is_empty() {
+                let inherited = fs::read_to_string(above.join(file)).map_err(|e| with_path(&above.join(file), e))?;
+                fs::write(dir.join(file), inherited.trim()).map_err(|e| with_path(&dir.join(file), e))?;
+            }
+        }
+    }
+    let flag = dir.join("cgroup.clone_children");
+    fs::write(&flag, "1").map_err(|e| with_path(&flag, e))
+}
+
 /// Kills what is left in the cgroup and removes its directories (leaf first).
 /// Used when a shim died and libcontainer's own delete never ran.
 pub fn kill_and_remove(cgroup_path: &str) -> Vec<String> {

@@ -21,6 +21,7 @@ mod oci;
 mod proto;
 mod sandbox;
 mod seccomp;
+mod shell;
 mod shim;
 mod spawner;
 mod spec;
@@ -225,6 +226,10 @@ impl Runtime {
             )));
         }
         config.bridge.validate()?;
+        if let Err(e) = cgroup::prepare_parent(&config.cgroup_parent) {
+            // Tasks still start without it, each paying for a copy of the parent's cpuset.
+            tracing::warn!(parent = %config.cgroup_parent, "cpuset of the tasks' parent cgroup: {e}");
+        }
         let tasks = root.join("tasks");
         fs::create_dir_all(&tasks).map_err(|e| Error::io("create", &tasks, e))?;
         let root = fs::canonicalize(&root).map_err(|e| Error::io("resolve", &root, e))?;

@@ -255,6 +255,12 @@ pub fn config(inputs: &OciInputs<'_>) -> Result<Value, Error> {
     if let Some(home) = &inputs.user.home {
         env.entry("HOME".into()).or_insert_with(|| home.clone());
     }
+    // A host task sees the host's files, but only under the directories bound into it.
+    let files = if host { Path::new("/") } else { inputs.rootfs };
+    let args = crate::shell::direct(&spec.args, files, &env["PATH"], |p| {
+        !host || inputs.host_binds.iter().any(|b| p.starts_with(b))
+    })
+    .unwrap_or_else(|| spec.args.clone());
     let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
 
     let cwd = match &spec.cwd {
@@ -390,7 +396,7 @@ pub fn config(inputs: &OciInputs<'_>) -> Result<Value, Error> {
                 "gid": inputs.user.gid,
                 "additionalGids": inputs.user.additional_gids,
             },
-            "args": spec.args,
+            "args": args,
             "env": env,
             "cwd": cwd,
             "capabilities": {

@@ -1086,6 +1086,60 @@ async fn a_fork_bomb_stops_at_the_default_pids_limit() {
     assert!(cgroup_dirs(&id).is_empty());
 }
 
+/// A plain shell command runs without the shell: the task's process is the program itself.
+/// What the shell interprets still goes through it.
+#[tokio::test]
+async fn a_plain_shell_command_runs_without_the_shell() {
+    let f = fixture(None);
+    let id = task_id("noshell");
+    let h =
+        f.rt.launch(&spec(&f, &id, &["/bin/sh", "-c", "sleep 1000"]))
+            .await
+            .unwrap();
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", h.pid)).unwrap();
+    assert_eq!(comm.trim(), "sleep");
+    f.rt.kill(&id).await.unwrap();
+    assert_eq!(wait(&f.rt, &id).await.state, TaskState::Killed);
+
+    let id = task_id("withshell");
+    f.rt.launch(&spec(&f, &id, &["/bin/sh", "-c", "exit 3"])).await.unwrap();
+    assert_eq!(wait(&f.rt, &id).await.exit_code, Some(3));
+    let id = task_id("notfound");
+    f.rt.launch(&spec(&f, &id, &["/bin/sh", "-c", "nosuch-program"]))
+        .await
+        .unwrap();
+    assert_eq!(wait(&f.rt, &id).await.exit_code, Some(127), "the shell's own answer");
+}
+
+/// On cgroup v1 the kernel fills a new task's cpuset from the parent's when it makes the
+/// cgroup (`cgroup.clone_children`), so starting a task writes no cpuset: each such write
+/// walked every sibling and rebuilt the scheduler domains.
+#[tokio::test]
+async fn the_kernel_fills_each_task_cpuset_from_the_parent() {
+    let cpuset = Path::new("/sys/fs/cgroup/cpuset");
+    if !cpuset.join("cpuset.cpus").is_file() {
+        eprintln!("no v1 cpuset hierarchy here: nothing to check");
+        return;
+    }
+    // A parent of its own: the flag is set once per parent and would outlive the test.
+    let parent_name = format!("tepui-cpuset-{}", std::process::id());
+    let parent = cpuset.join(&parent_name);
+    let f = fixture_with(None, |_, c| c.cgroup_parent = format!("/{parent_name}"));
+    let read = |p: PathBuf| std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    assert_eq!(read(parent.join("cgroup.clone_children")).trim(), "1");
+    assert_eq!(read(parent.join("cpuset.cpus")), read(cpuset.join("cpuset.cpus")));
+    let id = task_id("cpuset");
+    f.rt.launch(&spec(&f, &id, &["sleep", "1000"])).await.unwrap();
+    let task = parent.join(&id);
+    assert_eq!(read(task.join("cpuset.cpus")), read(parent.join("cpuset.cpus")));
+    assert_eq!(read(task.join("cpuset.mems")), read(parent.join("cpuset.mems")));
+    f.rt.kill(&id).await.unwrap();
+    assert_eq!(wait(&f.rt, &id).await.state, TaskState::Killed);
+    for e in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(e.path().join(&parent_name));
+    }
+}
+
 #[tokio::test]
 async fn host_tasks_do_not_see_password_hashes_keys_or_agent_data() {
     // A host directory tasks see, with the agent's secrets in it; not under /tmp, which host
