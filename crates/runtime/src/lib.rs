@@ -232,6 +232,7 @@ impl Runtime {
         }
         let tasks = root.join("tasks");
         fs::create_dir_all(&tasks).map_err(|e| Error::io("create", &tasks, e))?;
+        sandbox::prepare_run_root().map_err(|e| Error::io("prepare", Path::new(sandbox::RUN_ROOT), e))?;
         let root = fs::canonicalize(&root).map_err(|e| Error::io("resolve", &root, e))?;
         let allowed_host_volumes = config
             .allowed_host_volumes
@@ -268,6 +269,12 @@ impl Runtime {
         self.sandbox(id).dir
     }
 
+    /// The task's run directory: its shim's socket, pid, lock and live state, and its bundle,
+    /// on a tmpfs (see the sandbox module).
+    pub fn run_dir(&self, id: &str) -> PathBuf {
+        self.sandbox(id).run
+    }
+
     fn lease_dir(&self) -> PathBuf {
         self.root.join("net").join(&self.config.bridge.name)
     }
@@ -296,6 +303,12 @@ impl Runtime {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(Error::Exists(spec.id.clone())),
             Err(e) => return Err(Error::io("create", &sb.dir, e)),
         }
+        // Whatever an earlier sandbox of the same path left there is stale.
+        let _ = fs::remove_dir_all(&sb.run);
+        if let Err(e) = fs::create_dir(&sb.run) {
+            let _ = fs::remove_dir(&sb.dir);
+            return Err(Error::io("create", &sb.run, e));
+        }
         let mut lease: Option<PathBuf> = None;
         let prepared = self.prepare(spec, &sb, &mut lease).await;
         let ip = match prepared {
@@ -306,6 +319,7 @@ impl Runtime {
                 }
                 sandbox::unmount_secrets(&sb.bundle());
                 let _ = fs::remove_dir_all(&sb.dir);
+                let _ = fs::remove_dir_all(&sb.run);
                 return Err(e);
             }
         };
@@ -1017,6 +1031,17 @@ impl Runtime {
                 }
             }
             sandbox::unmount_secrets(&sb.bundle());
+            if sb.run != sb.dir {
+                fs::remove_dir_all(&sb.run)
+                    .or_else(|e| {
+                        if e.kind() == io::ErrorKind::NotFound {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .map_err(|e| Error::io("remove", &sb.run, e))?;
+            }
             fs::remove_dir_all(&sb.dir).map_err(|e| Error::io("remove", &sb.dir, e))?;
             tracing::info!(task = %id, "sandbox removed");
             removed.push(id);
@@ -1078,7 +1103,7 @@ impl Conn {
 
     async fn connect(sb: &Sandbox) -> io::Result<Conn> {
         // Through the directory's descriptor: sun_path holds only 108 bytes.
-        let dir = fs::File::open(&sb.dir)?;
+        let dir = fs::File::open(&sb.run)?;
         let path = format!("/proc/self/fd/{}/{}", dir.as_raw_fd(), Sandbox::SOCKET);
         let stream = UnixStream::connect(&path).await?;
         drop(dir);

@@ -1,6 +1,14 @@
 //! A task's sandbox directory: what the agent writes for the shim, and what the shim
 //! records for the agent. Every record is written to a temporary file and renamed, so a
 //! reader sees the old record or the new one, never half of one.
+//!
+//! A sandbox has two directories. The one in the data dir keeps what outlives the task's
+//! processes: its logs, its data, its definition and its final status. Its run directory, on
+//! a tmpfs under [`RUN_ROOT`] (as runc and containerd keep theirs under /run), keeps what
+//! lives only as long as they do: the shim's socket, pid, lock and live state,
+//! libcontainer's state, the OCI bundle and the shim's plan. Those are most of the files a
+//! start makes and rewrites; on disk each one cost an inode, and a machine's restart leaves
+//! none of them behind to be mistaken for a live task.
 
 use std::fs;
 use std::io::{self, Write};
@@ -14,29 +22,42 @@ use serde::{Deserialize, Serialize};
 use crate::oci::User;
 use crate::spec::PortMapping;
 
+/// Where the sandboxes' run directories are: a tmpfs (mounted there when /run is not one).
+pub const RUN_ROOT: &str = "/run/tepui/tasks";
+
 /// Paths inside one sandbox.
 #[derive(Clone, Debug)]
 pub struct Sandbox {
     pub dir: PathBuf,
+    /// The run directory (see the module's comment).
+    pub run: PathBuf,
 }
 
 impl Sandbox {
+    /// The sandbox in `dir` (an absolute path), and its run directory, named by the task and
+    /// a digest of `dir` so that the agent and the shim find it from `dir` alone. A sandbox of
+    /// an earlier release kept everything in `dir`; its shim still runs there, so it stays.
     pub fn new(dir: PathBuf) -> Sandbox {
-        Sandbox { dir }
+        let run = if dir.join("shim.lock").exists() {
+            dir.clone()
+        } else {
+            run_dir_of(&dir)
+        };
+        Sandbox { dir, run }
     }
     pub fn task(&self) -> PathBuf {
         self.dir.join("task.json")
     }
     pub fn plan(&self) -> PathBuf {
-        self.dir.join("plan.json")
+        self.run.join("plan.json")
     }
     /// The task's seccomp filter, compiled (BPF), which the shim installs before the task's
     /// program and every exec runs.
     pub fn seccomp(&self) -> PathBuf {
-        self.dir.join("seccomp.bpf")
+        self.run.join("seccomp.bpf")
     }
     pub fn bundle(&self) -> PathBuf {
-        self.dir.join("bundle")
+        self.run.join("bundle")
     }
     pub fn host_root(&self) -> PathBuf {
         self.dir.join("host-root")
@@ -45,15 +66,15 @@ impl Sandbox {
         self.dir.join("data")
     }
     pub fn hosts(&self) -> PathBuf {
-        self.dir.join("hosts")
+        self.run.join("hosts")
     }
     /// The task's `/etc/resolv.conf`, when the agent gives it the cluster's resolver.
     pub fn resolv_conf(&self) -> PathBuf {
-        self.dir.join("resolv.conf")
+        self.run.join("resolv.conf")
     }
     /// libcontainer's state root (it keeps `<id>/state.json` and its sockets there).
     pub fn lc_root(&self) -> PathBuf {
-        self.dir.join("lc")
+        self.run.join("lc")
     }
     pub fn log(&self, name: &str) -> PathBuf {
         self.dir.join(name)
@@ -62,22 +83,65 @@ impl Sandbox {
         self.dir.join("shim.log")
     }
     pub fn shim_lock(&self) -> PathBuf {
-        self.dir.join("shim.lock")
+        self.run.join("shim.lock")
     }
     pub fn shim_pid(&self) -> PathBuf {
-        self.dir.join("shim.pid")
+        self.run.join("shim.pid")
     }
-    /// Relative to the sandbox, which is the shim's working directory; clients connect
-    /// through `/proc/self/fd/N/` so deep sandboxes do not hit the socket path limit.
+    /// Relative to the run directory, which is the shim's working directory; clients connect
+    /// through `/proc/self/fd/N/` so deep paths do not hit the socket path limit.
     pub const SOCKET: &'static str = "shim.sock";
     /// The live state (starting, running with a pid).
     pub fn state(&self) -> PathBuf {
-        self.dir.join("state.json")
+        self.run.join("state.json")
     }
     /// The final status; present once the task ended and its resources were released.
     pub fn status(&self) -> PathBuf {
         self.dir.join("status.json")
     }
+}
+
+fn run_dir_of(dir: &Path) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::ffi::OsStrExt;
+    let digest = Sha256::digest(dir.as_os_str().as_bytes());
+    let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Path::new(RUN_ROOT).join(format!("{name}.{short}"))
+}
+
+/// Makes [`RUN_ROOT`], on a tmpfs: /run/tepui becomes one (0700, root's) unless it is on one
+/// already. Agents on one machine share it; a lock keeps two from mounting it twice.
+pub fn prepare_run_root() -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let top = Path::new(RUN_ROOT).parent().expect("RUN_ROOT has a parent");
+    fs::create_dir_all(top)?;
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(top.with_extension("lock"))?;
+    // SAFETY: flock on a descriptor we own; released when `lock` drops.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let on_tmpfs = nix::sys::statfs::statfs(top)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+        .map_err(io::Error::from)?;
+    if !on_tmpfs {
+        nix::mount::mount(
+            Some("tmpfs"),
+            top,
+            Some("tmpfs"),
+            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOEXEC,
+            Some("mode=0700"),
+        )
+        .map_err(|e| io::Error::other(format!("mount a tmpfs on {}: {e}", top.display())))?;
+    }
+    fs::create_dir_all(RUN_ROOT)
 }
 
 /// What the shim needs, decided by the agent at launch.

@@ -283,7 +283,7 @@ fn report(ready: &mut Option<File>, r: &Ready) {
 }
 
 fn run(sb: Sandbox, mut ready: Option<File>) -> Result<(), String> {
-    std::env::set_current_dir(&sb.dir).map_err(|e| format!("chdir {}: {e}", sb.dir.display()))?;
+    std::env::set_current_dir(&sb.run).map_err(|e| format!("chdir {}: {e}", sb.run.display()))?;
     redirect_stdio(&sb).map_err(|e| format!("stdio: {e}"))?;
     init_tracing(&sb);
 
@@ -776,10 +776,10 @@ impl Shim {
             env.push("TERM=xterm".into());
         }
         process["env"] = serde_json::json!(env);
-        let process_path = self.sb.dir.join(format!("exec-{seq}.json"));
+        let process_path = self.sb.run.join(format!("exec-{seq}.json"));
         sandbox::write_json(&process_path, &process).map_err(|e| e.to_string())?;
 
-        let console_path = socket_path(&self.sb.dir, &format!("console-{seq}.sock"));
+        let console_path = socket_path(&self.sb.run, &format!("console-{seq}.sock"));
         let console = if spec.tty {
             let _ = fs::remove_file(&console_path);
             Some(UnixListener::bind(&console_path).map_err(|e| format!("console socket: {e}"))?)

@@ -669,6 +669,21 @@ async fn cleanup_leaves_nothing_behind() {
     let h = f.rt.launch(&s).await.unwrap();
     assert_eq!(links_on(&bridge.name).lines().count(), 1);
     assert!(!cgroup_dirs(&id).is_empty());
+    // What lives only as long as the task's processes is on a tmpfs, not in the sandbox.
+    let run = f.rt.run_dir(&id);
+    for name in [
+        "shim.sock",
+        "shim.lock",
+        "state.json",
+        "plan.json",
+        "bundle/config.json",
+        "lc",
+    ] {
+        assert!(run.join(name).exists(), "{name} in {}", run.display());
+        assert!(!h.sandbox.join(name).exists(), "{name} in the sandbox");
+    }
+    let fs = nix::sys::statfs::statfs(&run).unwrap();
+    assert_eq!(fs.filesystem_type(), nix::sys::statfs::TMPFS_MAGIC);
     // Nothing finished yet: nothing to clean.
     assert!(f.rt.cleanup(Duration::ZERO).await.unwrap().is_empty());
     f.rt.kill(&id).await.unwrap();
@@ -679,6 +694,7 @@ async fn cleanup_leaves_nothing_behind() {
     assert_eq!(f.rt.cleanup(Duration::ZERO).await.unwrap(), vec![id.clone()]);
 
     assert!(!h.sandbox.exists());
+    assert!(!run.exists(), "{} left", run.display());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains(h.sandbox.to_str().unwrap()) && !mounts.contains(&id),
@@ -824,7 +840,7 @@ async fn a_dead_shim_is_reported_and_its_task_cleaned_up() {
     let f = fixture(None);
     let id = task_id("orphan");
     let h = f.rt.launch(&spec(&f, &id, &["sleep", "1000"])).await.unwrap();
-    let shim_pid: i32 = std::fs::read_to_string(h.sandbox.join("shim.pid"))
+    let shim_pid: i32 = std::fs::read_to_string(f.rt.run_dir(&id).join("shim.pid"))
         .unwrap()
         .trim()
         .parse()
@@ -853,14 +869,14 @@ async fn one_spawner_forks_the_shims_and_a_new_one_replaces_it_when_killed() {
     let first = task_id("spawned");
     let h = f.rt.launch(&spec(&f, &first, &["sleep", "1000"])).await.unwrap();
     let spawner = f.rt.spawner_pid().expect("the first launch started a spawner") as i32;
-    let shim_pid = |sandbox: &Path| -> i32 {
-        std::fs::read_to_string(sandbox.join("shim.pid"))
+    let shim_pid = |run_dir: &Path| -> i32 {
+        std::fs::read_to_string(run_dir.join("shim.pid"))
             .unwrap()
             .trim()
             .parse()
             .unwrap()
     };
-    let shim = shim_pid(&h.sandbox);
+    let shim = shim_pid(&f.rt.run_dir(&first));
     // The shim detached from the spawner, and shows its sandbox in ps as an executed one would.
     let stat = std::fs::read_to_string(format!("/proc/{shim}/stat")).unwrap();
     let ppid: i32 = stat
@@ -883,16 +899,15 @@ async fn one_spawner_forks_the_shims_and_a_new_one_replaces_it_when_killed() {
     // SAFETY: kill(2) on the spawner this test's runtime started.
     assert_eq!(unsafe { libc::kill(spawner, libc::SIGKILL) }, 0);
     let second = task_id("respawned");
-    let h2 =
-        f.rt.launch(&spec(&f, &second, &["sh", "-c", "echo again"]))
-            .await
-            .unwrap();
+    f.rt.launch(&spec(&f, &second, &["sh", "-c", "echo again"]))
+        .await
+        .unwrap();
     assert_eq!(wait(&f.rt, &second).await.state, TaskState::Finished);
     assert_eq!(log(&f.rt, &second, LogStream::Stdout, None).await, "again\n");
     let respawned = f.rt.spawner_pid().expect("a new spawner") as i32;
     assert_ne!(respawned, spawner);
     assert!(!alive(spawner), "the killed spawner was reaped");
-    assert_ne!(shim_pid(&h2.sandbox), shim);
+    assert_ne!(shim_pid(&f.rt.run_dir(&second)), shim);
 
     // The first task never noticed.
     assert!(alive(h.pid) && alive(shim));
