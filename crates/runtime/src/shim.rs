@@ -675,6 +675,33 @@ impl Shim {
         let sig = if grace.is_zero() { libc::SIGKILL } else { libc::SIGTERM };
         // SAFETY: kill(2) on our own unreaped child.
         unsafe { libc::kill(self.pid, sig) };
+        if sig == libc::SIGTERM && !handles_sigterm(self.pid) {
+            // The kernel drops a signal that a namespace's init neither catches nor ignores,
+            // where any other process would die of it. So SIGTERM goes to the task's other
+            // processes as well (as Mesos signals the task's tree), and an init alone gets what
+            // SIGTERM would have done to it: the end, now rather than after the grace period.
+            let others: Vec<i32> = cgroup::procs(&self.plan.cgroup_path)
+                .into_iter()
+                .filter(|p| *p != self.pid)
+                .collect();
+            let fatal = if others.is_empty() {
+                libc::SIGKILL
+            } else {
+                libc::SIGTERM
+            };
+            tracing::info!(
+                pid = self.pid,
+                others = others.len(),
+                "the task's init leaves SIGTERM to its default"
+            );
+            for p in others
+                .iter()
+                .chain(std::iter::once(&self.pid).filter(|_| others.is_empty()))
+            {
+                // SAFETY: kill(2) on a pid read from the task's own cgroup; at worst ESRCH.
+                unsafe { libc::kill(*p, fatal) };
+            }
+        }
         if sig == libc::SIGTERM {
             let d = Instant::now() + grace;
             self.kill_deadline = Some(self.kill_deadline.map_or(d, |old| old.min(d)));
@@ -890,6 +917,25 @@ impl Shim {
         self.execs.clear();
         let _ = fs::remove_file(Sandbox::SOCKET);
         self.status = st;
+    }
+}
+
+/// Whether `pid` catches or ignores SIGTERM (`SigCgt`, `SigIgn` in its status); when that
+/// cannot be read, it is taken to, which leaves the kill as it was asked.
+fn handles_sigterm(pid: i32) -> bool {
+    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return true;
+    };
+    let mask = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    };
+    let bit = 1u64 << (libc::SIGTERM - 1);
+    match (mask("SigCgt:"), mask("SigIgn:")) {
+        (Some(caught), Some(ignored)) => (caught | ignored) & bit != 0,
+        _ => true,
     }
 }
 

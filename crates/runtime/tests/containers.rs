@@ -225,6 +225,44 @@ async fn ignoring_sigterm_gets_sigkill_after_the_grace_period() {
     f.rt.kill(&id).await.unwrap();
 }
 
+/// A task's init (pid 1 of its namespace) that leaves SIGTERM to its default would never see
+/// it: the kernel drops it. Alone, it is killed at once; with other processes, they get the
+/// SIGTERM (here the shell's child, after which the shell goes on to its end).
+#[tokio::test]
+async fn sigterm_reaches_a_task_whose_init_does_not_handle_it() {
+    let f = fixture(None);
+    let id = task_id("plain-init");
+    let mut s = spec(&f, &id, &["sleep", "1000"]);
+    s.kill_grace_period = Duration::from_secs(60);
+    f.rt.launch(&s).await.unwrap();
+    let asked = Instant::now();
+    f.rt.kill(&id).await.unwrap();
+    assert_eq!(wait(&f.rt, &id).await.state, TaskState::Killed);
+    assert!(asked.elapsed() < Duration::from_secs(30), "{:?}", asked.elapsed());
+
+    let id = task_id("shell-init");
+    let mut s = spec(&f, &id, &["sh", "-c", "echo up; sleep 1000; echo after"]);
+    s.kill_grace_period = Duration::from_secs(60);
+    f.rt.launch(&s).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // The shell's child must exist before the kill, or the shell is alone and killed.
+    let procs = || {
+        pids_file(&id, "cgroup.procs")
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map_or(0, |t| t.lines().count())
+    };
+    while procs() < 2 {
+        assert!(Instant::now() < deadline, "the shell never started its child");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let asked = Instant::now();
+    f.rt.kill(&id).await.unwrap();
+    let st = wait(&f.rt, &id).await;
+    assert_eq!(st.state, TaskState::Killed, "{st:?}");
+    assert!(asked.elapsed() < Duration::from_secs(30), "{:?}", asked.elapsed());
+    assert_eq!(log(&f.rt, &id, LogStream::Stdout, None).await, "up\nafter\n");
+}
+
 #[tokio::test]
 async fn a_task_that_handles_sigterm_ends_before_the_grace_period() {
     let f = fixture(None);
