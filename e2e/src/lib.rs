@@ -620,6 +620,85 @@ pub fn read_token(data_dir: &Path, role: &str) -> String {
         .to_string()
 }
 
+/// How long a daemon the tests start may take to answer.
+pub const DAEMON_READY: Duration = Duration::from_secs(30);
+
+/// A server `s1` that bootstraps a cluster on `ip`, its data dir `s1` in `sb`, with `extra`
+/// arguments; returns once it answers.
+pub fn bootstrap_server(sb: &Sandbox, ip: &str, extra: &[&str]) -> Daemon {
+    let dir = sb.join("s1").display().to_string();
+    let mut args = vec![
+        "server",
+        "--bootstrap",
+        "--data-dir",
+        &dir,
+        "--bind",
+        ip,
+        "--name",
+        "s1",
+    ];
+    args.extend_from_slice(extra);
+    let mut server = sb.spawn("s1", &args);
+    server.wait_ready(DAEMON_READY);
+    server
+}
+
+/// One bootstrapped server `s1` and one agent `a1` joined to it, as separate processes in `sb`:
+/// the agent offers 4 cpus, 4 GiB and the ports `ports`, heartbeats every half second, and has
+/// a bridge of its own (`tpe2e-LABEL` on `subnet`).
+pub struct OneAgentCluster {
+    pub server: Daemon,
+    pub agent: Daemon,
+    /// How the agent starts again on its data dir.
+    pub agent_args: Vec<String>,
+    /// The server's HTTP API, `IP:5050`.
+    pub master: String,
+}
+
+impl OneAgentCluster {
+    pub fn start(sb: &Sandbox, label: &str, ips: (&str, &str), subnet: &str, ports: &str) -> OneAgentCluster {
+        let (server_ip, agent_ip) = ips;
+        let server = bootstrap_server(sb, server_ip, &[]);
+        let token = read_token(&sb.join("s1"), "agent");
+        let agent_dir = sb.join("a1").display().to_string();
+        let bridge = format!("tpe2e-{label}");
+        let common: Vec<String> = [
+            "--data-dir",
+            &agent_dir,
+            "--bind",
+            agent_ip,
+            "--name",
+            "a1",
+            "--cpus",
+            "4",
+            "--mem",
+            "4096",
+            "--ports",
+            ports,
+            "--heartbeat-secs",
+            "0.5",
+            "--bridge",
+            &bridge,
+            "--bridge-subnet",
+            subnet,
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut join = vec!["join".to_string(), cluster_addr(server_ip), "--token".into(), token];
+        join.extend(common.iter().cloned());
+        let mut agent = sb.spawn("a1", &join);
+        agent.wait_ready(DAEMON_READY);
+        let mut agent_args = vec!["agent".to_string()];
+        agent_args.extend(common);
+        OneAgentCluster {
+            server,
+            agent,
+            agent_args,
+            master: http_addr(server_ip),
+        }
+    }
+}
+
 /// The environment variable that marks the processes of one test's tasks.
 pub const MARKER_VAR: &str = "TEPUI_E2E_MARKER";
 

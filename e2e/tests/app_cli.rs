@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tepui_e2e::{
-    http_addr, need_root, process_env, spawn_agent, wait_for, Daemon, MarkedProcesses, Output, Sandbox, MARKER_VAR,
+    bootstrap_server, http_addr, need_root, process_env, spawn_agent, wait_for, Daemon, MarkedProcesses, Output,
+    Sandbox, MARKER_VAR,
 };
 
 const SERVER_IP: &str = "127.0.42.1";
@@ -410,24 +411,8 @@ fn deployment_watch_exits_1_when_the_deadline_rolls_a_deployment_back() {
     need_root();
     let marked = MarkedProcesses::new("app-cli-deadline");
     let sb = Sandbox::new("app-cli-deadline");
-    let dir = sb.join("s1").display().to_string();
     let server_ip = "127.0.42.11";
-    let mut server = sb.spawn(
-        "s1",
-        &[
-            "server",
-            "--bootstrap",
-            "--data-dir",
-            &dir,
-            "--bind",
-            server_ip,
-            "--name",
-            "s1",
-            "--deployment-timeout",
-            "6s",
-        ],
-    );
-    server.wait_ready(START);
+    let _server = bootstrap_server(&sb, server_ip, &["--deployment-timeout", "6s"]);
     let _agent = spawn_agent(
         &sb,
         server_ip,

@@ -18,7 +18,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tepui_e2e::marathon::{task_ids, task_versions, Marathon};
 use tepui_e2e::{
-    http_addr, need_root, process_env, spawn_agent, wait_for, Daemon, MarkedProcesses, Sandbox, MARKER_VAR,
+    bootstrap_server, http_addr, need_root, process_env, spawn_agent, wait_for, Daemon, MarkedProcesses, Sandbox,
+    MARKER_VAR,
 };
 
 const START: Duration = Duration::from_secs(30);
@@ -26,21 +27,7 @@ const SETTLE: Duration = Duration::from_secs(60);
 
 /// A server on `server_ip` and one agent (2 cpus, 1 GB) on `agent_ip`.
 fn cluster(sb: &Sandbox, server_ip: &str, agent_ip: &str, ports: &str) -> (Daemon, Daemon) {
-    let dir = sb.join("s1").display().to_string();
-    let mut server = sb.spawn(
-        "s1",
-        &[
-            "server",
-            "--bootstrap",
-            "--data-dir",
-            &dir,
-            "--bind",
-            server_ip,
-            "--name",
-            "s1",
-        ],
-    );
-    server.wait_ready(START);
+    let server = bootstrap_server(sb, server_ip, &[]);
     let agent = spawn_agent(
         sb,
         server_ip,

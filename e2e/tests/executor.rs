@@ -35,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use serde_json::{json, Value};
 use tepui_e2e::mesos::{event_type, pump, runtime, Scheduler};
-use tepui_e2e::{cluster_addr, http_addr, need_root, read_token, Daemon, MarkedProcesses, Sandbox, MARKER_VAR};
+use tepui_e2e::{need_root, Daemon, MarkedProcesses, OneAgentCluster, Sandbox, MARKER_VAR};
 
 const START: Duration = Duration::from_secs(30);
 const SETTLE: Duration = Duration::from_secs(30);
@@ -520,62 +520,17 @@ impl Cluster {
         let marked = MarkedProcesses::new(label);
         let exe = ExecutorBinary::install(label);
         let sb = Sandbox::new(label);
-        let dir = sb.join("s1").display().to_string();
-        let mut server = sb.spawn(
-            "s1",
-            &[
-                "server",
-                "--bootstrap",
-                "--data-dir",
-                &dir,
-                "--bind",
-                server_ip,
-                "--name",
-                "s1",
-            ],
-        );
-        server.wait_ready(START);
-        let token = read_token(&sb.join("s1"), "agent");
-        let agent_dir = sb.join("a1").display().to_string();
-        let bridge = format!("tpe2e-{label}");
-        let common: Vec<String> = [
-            "--data-dir",
-            &agent_dir,
-            "--bind",
-            agent_ip,
-            "--name",
-            "a1",
-            "--cpus",
-            "4",
-            "--mem",
-            "4096",
-            "--ports",
-            "34100-34109",
-            "--heartbeat-secs",
-            "0.5",
-            "--bridge",
-            &bridge,
-            "--bridge-subnet",
-            subnet,
-        ]
-        .map(String::from)
-        .to_vec();
-        let mut join = vec!["join".to_string(), cluster_addr(server_ip), "--token".into(), token];
-        join.extend(common.iter().cloned());
-        let mut agent = sb.spawn("a1", &join);
-        agent.wait_ready(START);
-        let mut agent_args = vec!["agent".to_string()];
-        agent_args.extend(common);
+        let c = OneAgentCluster::start(&sb, label, (server_ip, agent_ip), subnet, "34100-34109");
         Cluster {
             marker: marked.value().to_string(),
             _marked: marked,
             exe,
             sb,
-            _server: server,
-            agent,
+            _server: c.server,
+            agent: c.agent,
             agent_ip: agent_ip.to_string(),
-            agent_args,
-            master: http_addr(server_ip),
+            agent_args: c.agent_args,
+            master: c.master,
         }
     }
 

@@ -30,7 +30,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use tepui_api::StatusView;
 use tepui_e2e::mesos::{take_record, TERMINAL_STATES};
-use tepui_e2e::{cluster_addr, http_addr, read_token, spawn_servers, tepui, wait_for, Daemon, Sandbox, MARKER_VAR};
+use tepui_e2e::{
+    bootstrap_server, cluster_addr, http_addr, read_token, spawn_servers, tepui, wait_for, Daemon, Sandbox, MARKER_VAR,
+};
 
 const START: Duration = Duration::from_secs(30);
 const SETTLE: Duration = Duration::from_secs(30);
@@ -793,24 +795,7 @@ fn cli_tasks(addr: &str) -> Vec<Value> {
 }
 
 fn start_server(sb: &Sandbox, ip: &str) -> Daemon {
-    let dir = sb.join("s1").display().to_string();
-    let mut server = sb.spawn(
-        "s1",
-        &[
-            "server",
-            "--bootstrap",
-            "--data-dir",
-            &dir,
-            "--bind",
-            ip,
-            "--name",
-            "s1",
-            "--agent-timeout-secs",
-            "2",
-        ],
-    );
-    server.wait_ready(START);
-    server
+    bootstrap_server(sb, ip, &["--agent-timeout-secs", "2"])
 }
 
 /// An agent joined through `server_ip` with 2 cpus and 2048 MB, its own ports and bridge.

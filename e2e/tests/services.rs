@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tepui_e2e::{
-    cluster_addr, http_addr, read_token, spawn_servers, tepui, wait_for, Daemon, MarkedProcesses, Sandbox, MARKER_VAR,
+    bootstrap_server, cluster_addr, http_addr, read_token, spawn_servers, tepui, wait_for, Daemon, MarkedProcesses,
+    Sandbox, MARKER_VAR,
 };
 use tepui_image::testimage::{build_docker_archive, require_busybox};
 
@@ -504,23 +505,7 @@ fn a_deployment_that_never_gets_healthy_rolls_back_at_its_deadline() {
     need_root();
     let marked = MarkedProcesses::new("services-rollback");
     let sb = Sandbox::new("services-rollback");
-    let dir = sb.join("s1").display().to_string();
-    let mut server = sb.spawn(
-        "s1",
-        &[
-            "server",
-            "--bootstrap",
-            "--data-dir",
-            &dir,
-            "--bind",
-            "127.0.24.1",
-            "--name",
-            "s1",
-            "--deployment-timeout",
-            "8s",
-        ],
-    );
-    server.wait_ready(START);
+    let _server = bootstrap_server(&sb, "127.0.24.1", &["--deployment-timeout", "8s"]);
     let token = read_token(&sb.join("s1"), "agent");
     let _agent = spawn_agent(
         &sb,

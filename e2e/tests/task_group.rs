@@ -24,9 +24,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tepui_e2e::mesos::{event_type, Scheduler, CALL_TIMEOUT, SETTLE};
-use tepui_e2e::{
-    cluster_addr, http_addr, need_root, read_token, tepui, wait_for, Daemon, MarkedProcesses, Sandbox, MARKER_VAR,
-};
+use tepui_e2e::{need_root, tepui, wait_for, Daemon, MarkedProcesses, OneAgentCluster, Sandbox, MARKER_VAR};
 use tepui_image::testimage::{build_docker_archive, require_busybox};
 
 const START: Duration = Duration::from_secs(30);
@@ -54,53 +52,8 @@ impl Cluster {
         require_busybox().expect("busybox-static is installed (e2e/setup.sh)");
         let marked = MarkedProcesses::new(label);
         let sb = Sandbox::new(label);
-        let dir = sb.join("s1").display().to_string();
-        let mut server = sb.spawn(
-            "s1",
-            &[
-                "server",
-                "--bootstrap",
-                "--data-dir",
-                &dir,
-                "--bind",
-                server_ip,
-                "--name",
-                "s1",
-            ],
-        );
-        server.wait_ready(START);
-        let token = read_token(&sb.join("s1"), "agent");
-        let agent_dir = sb.join("a1").display().to_string();
-        let bridge = format!("tpe2e-{label}");
-        let common: Vec<String> = [
-            "--data-dir",
-            &agent_dir,
-            "--bind",
-            agent_ip,
-            "--name",
-            "a1",
-            "--cpus",
-            "4",
-            "--mem",
-            "4096",
-            "--ports",
-            ports,
-            "--heartbeat-secs",
-            "0.5",
-            "--bridge",
-            &bridge,
-            "--bridge-subnet",
-            subnet,
-        ]
-        .map(String::from)
-        .to_vec();
-        let mut join = vec!["join".to_string(), cluster_addr(server_ip), "--token".into(), token];
-        join.extend(common.iter().cloned());
-        let mut agent = sb.spawn("a1", &join);
-        agent.wait_ready(START);
-        let mut agent_args = vec!["agent".to_string()];
-        agent_args.extend(common);
-        let master = http_addr(server_ip);
+        let c = OneAgentCluster::start(&sb, label, (server_ip, agent_ip), subnet, ports);
+        let master = c.master;
         let archive = sb.join("busybox.tar");
         build_docker_archive(&archive, IMAGE).expect("the docker archive builds");
         tepui(&[
@@ -116,9 +69,9 @@ impl Cluster {
         Cluster {
             marked,
             _sb: sb,
-            _server: server,
-            agent,
-            agent_args,
+            _server: c.server,
+            agent: c.agent,
+            agent_args: c.agent_args,
             master,
         }
     }

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tepui_api::{AgentImage, NodeView, TaskView};
 use tepui_e2e::{
-    cluster_addr, exec_interactive, http_addr, read_token, tepui, tepui_bin, wait_for, Daemon, Output, Sandbox,
+    bootstrap_server, cluster_addr, exec_interactive, http_addr, read_token, tepui, tepui_bin, wait_for, Daemon,
+    Output, Sandbox,
 };
 use tepui_image::testimage::{build_busybox_layout, build_docker_archive, require_busybox, require_program, Registry};
 
@@ -316,22 +317,7 @@ fn broken_archives(sb: &Sandbox, good: &Path) -> Vec<(String, std::path::PathBuf
 }
 
 fn spawn_server(sb: &Sandbox) -> Daemon {
-    let dir = sb.join("s1").display().to_string();
-    let mut s = sb.spawn(
-        "s1",
-        &[
-            "server",
-            "--bootstrap",
-            "--data-dir",
-            &dir,
-            "--bind",
-            SERVER_IP,
-            "--name",
-            "s1",
-        ],
-    );
-    s.wait_ready(START);
-    s
+    bootstrap_server(sb, SERVER_IP, &[])
 }
 
 /// The import path: a `docker save` archive onto a1, listed by `image ls`, a task run from it.
