@@ -326,6 +326,12 @@ impl Scheduler {
     }
 
     pub fn get(&self, path: &str) -> Value {
+        let body = self.get_text(path);
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    /// The body of a 200 answer to `GET path` on the master.
+    pub fn get_text(&self, path: &str) -> String {
         self.rt.block_on(async {
             let resp = self
                 .http
@@ -335,7 +341,7 @@ impl Scheduler {
                 .await
                 .unwrap();
             assert_eq!(resp.status(), 200, "GET {path}");
-            resp.json().await.unwrap()
+            resp.text().await.unwrap()
         })
     }
 

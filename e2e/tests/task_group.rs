@@ -23,7 +23,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tepui_e2e::mesos::{event_type, Scheduler, CALL_TIMEOUT, SETTLE};
+use tepui_e2e::mesos::{event_type, Scheduler, SETTLE};
 use tepui_e2e::{need_root, tepui, wait_for, Daemon, MarkedProcesses, OneAgentCluster, Sandbox, MARKER_VAR};
 use tepui_image::testimage::{build_docker_archive, require_busybox};
 
@@ -170,17 +170,7 @@ impl GroupCalls for Scheduler {
 
     /// A task's stdout, as `GET /v1/tasks/{id}/logs` gives it.
     fn stdout(&self, task: &str) -> String {
-        self.rt.block_on(async {
-            let resp = self
-                .http
-                .get(format!("http://{}/v1/tasks/{task}/logs", self.master))
-                .timeout(CALL_TIMEOUT)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200, "logs of {task}");
-            resp.text().await.unwrap()
-        })
+        self.get_text(&format!("/v1/tasks/{task}/logs"))
     }
 }
 

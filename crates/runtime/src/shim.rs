@@ -684,22 +684,20 @@ impl Shim {
                 .into_iter()
                 .filter(|p| *p != self.pid)
                 .collect();
-            let fatal = if others.is_empty() {
-                libc::SIGKILL
-            } else {
-                libc::SIGTERM
-            };
             tracing::info!(
                 pid = self.pid,
                 others = others.len(),
                 "the task's init leaves SIGTERM to its default"
             );
-            for p in others
-                .iter()
-                .chain(std::iter::once(&self.pid).filter(|_| others.is_empty()))
-            {
-                // SAFETY: kill(2) on a pid read from the task's own cgroup; at worst ESRCH.
-                unsafe { libc::kill(*p, fatal) };
+            let (targets, signal) = if others.is_empty() {
+                (vec![self.pid], libc::SIGKILL)
+            } else {
+                (others, libc::SIGTERM)
+            };
+            for p in targets {
+                // SAFETY: kill(2) on our child or a pid read from the task's own cgroup; at
+                // worst ESRCH.
+                unsafe { libc::kill(p, signal) };
             }
         }
         if sig == libc::SIGTERM {
