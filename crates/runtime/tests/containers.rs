@@ -215,6 +215,12 @@ async fn ignoring_sigterm_gets_sigkill_after_the_grace_period() {
     );
     s.kill_grace_period = Duration::from_millis(700);
     f.rt.launch(&s).await.unwrap();
+    // Until the shell ignores SIGTERM, a kill ends it at once: wait for it to say so.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log(&f.rt, &id, LogStream::Stdout, None).await != "up\n" {
+        assert!(Instant::now() < deadline, "the shell never set its trap");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let asked = Instant::now();
     f.rt.kill(&id).await.unwrap();
     let st = wait(&f.rt, &id).await;
