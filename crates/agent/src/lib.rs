@@ -279,6 +279,7 @@ impl Agent {
         };
         // The gateway's table outlives streams: what the last leader sent is served meanwhile.
         let (gateway_tx, gateway_rx) = watch::channel(None);
+        task_manager.follow_routes(gateway_rx.clone());
         let proxy = match &cfg.gateway {
             Some(settings) => {
                 let (feed, forward) = gateway::proxy_feed(gateway_rx.clone());

@@ -28,6 +28,7 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::gateway::{self, RoutesFeed};
 use crate::health;
 use crate::launch::{self, Change};
 use crate::resolver::ClusterResolver;
@@ -182,6 +183,8 @@ struct Inner {
     /// Taken while an executor's update is recorded, so one sent twice at once goes once.
     executor_updates: Mutex<()>,
     stats: crate::stats::TaskStats,
+    /// The gateway's newest table: a task it sends traffic to is signalled once it no longer does.
+    routes: Mutex<RoutesFeed>,
 }
 
 /// Launches recorded at once.
@@ -250,6 +253,7 @@ impl TaskManager {
                 executors: Mutex::new(executors::Executors::new(data.join("executors"))),
                 executor_updates: Mutex::new(()),
                 stats: crate::stats::TaskStats::default(),
+                routes: Mutex::new(watch::channel(None).1),
             }),
         };
         if cfg.cluster_dns.is_some() {
@@ -450,10 +454,24 @@ impl TaskManager {
         }
     }
 
+    /// The gateway's tables, from the agent's connection to the leader.
+    pub(crate) fn follow_routes(&self, feed: RoutesFeed) {
+        *lock(&self.inner.routes) = feed;
+    }
+
     fn kill_container(&self, task_id: &str, grace: Option<Duration>) {
         let me = self.clone();
         let id = task_id.to_string();
+        let routes = lock(&self.inner.routes).clone();
         self.spawn(async move {
+            // A task the gateway still sends requests to first leaves its routes (the leader's
+            // next table drops it), within its grace period.
+            let limit = grace.map_or(gateway::LEAVE_ROUTES_MAX, |g| g.min(gateway::LEAVE_ROUTES_MAX));
+            let waited = gateway::leave_routes(routes, &id, limit).await;
+            if !waited.is_zero() {
+                tracing::debug!(task = %id, waited_ms = waited.as_millis() as u64, "left the gateway's routes");
+            }
+            let grace = grace.map(|g| g.saturating_sub(waited));
             if let Err(e) = me.inner.runtime.kill_within(&id, grace).await {
                 tracing::warn!(task = %id, error = %error_chain(&e), "kill failed");
             }
