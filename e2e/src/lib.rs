@@ -343,8 +343,10 @@ impl Drop for Sandbox {
             remove_bridge(&bridge);
         }
         // The daemons were killed with SIGKILL: nothing released the rootfs of their tasks'
-        // containers, and a mount point keeps the dir from being removed.
+        // containers, and a mount point keeps the dir from being removed. Their tasks outlive
+        // them by design (under their shims): nothing would end those either.
         if let Some(dir) = &self.dir {
+            kill_tasks_under(dir.path());
             unmount_under(dir.path());
         }
         if std::thread::panicking() {
@@ -352,6 +354,95 @@ impl Drop for Sandbox {
                 let path = dir.keep();
                 eprintln!("e2e: kept {} for the logs", path.display());
             }
+        }
+    }
+}
+
+/// A process's parent and arguments, from /proc.
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    args: Vec<String>,
+}
+
+fn processes() -> Vec<Proc> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After the command name's closing parenthesis: state, then the parent's pid.
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            // A spawned shim rewrites its arguments as one line, spaces between them.
+            let args = cmdline
+                .split(|&b| b == 0 || b == b' ')
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            Some(Proc { pid, ppid, args })
+        })
+        .collect()
+}
+
+/// Kills the shims whose sandbox is under `dir` and every process below them (the tasks), and
+/// removes the tasks' emptied cgroups (under `tepui/`), so that a test leaves nothing running.
+fn kill_tasks_under(dir: &Path) {
+    let procs = processes();
+    let mut doomed: Vec<i32> = procs
+        .iter()
+        .filter(|p| {
+            p.args.get(1).is_some_and(|a| a == "shim")
+                && p.args.get(2).is_some_and(|a| a == "--sandbox")
+                && p.args.get(3).is_some_and(|s| Path::new(s).starts_with(dir))
+        })
+        .map(|p| p.pid)
+        .collect();
+    if doomed.is_empty() {
+        return;
+    }
+    let mut i = 0;
+    while i < doomed.len() {
+        let parent = doomed[i];
+        doomed.extend(procs.iter().filter(|p| p.ppid == parent).map(|p| p.pid));
+        i += 1;
+    }
+    let mut cgroups: Vec<PathBuf> = doomed
+        .iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter_map(|line| {
+                    let mut fields = line.splitn(3, ':');
+                    let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+                    let hierarchy = if controllers.is_empty() { "unified" } else { controllers };
+                    let hierarchy = hierarchy.strip_prefix("name=").unwrap_or(hierarchy);
+                    path.contains("/tepui/").then(|| {
+                        Path::new("/sys/fs/cgroup")
+                            .join(hierarchy)
+                            .join(path.trim_start_matches('/'))
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    cgroups.sort();
+    cgroups.dedup();
+    eprintln!(
+        "e2e: killing {} processes of tasks left under {}",
+        doomed.len(),
+        dir.display()
+    );
+    for pid in doomed.iter().rev() {
+        // SAFETY: kill(2) of a shim of this sandbox's agents, or of a process below one.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    for cgroup in cgroups {
+        // A cgroup is removable once its last process is reaped.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cgroup.exists() && std::fs::remove_dir(&cgroup).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
