@@ -921,18 +921,23 @@ async fn one_spawner_forks_the_shims_and_a_new_one_replaces_it_when_killed() {
             .unwrap()
     };
     let shim = shim_pid(&f.rt.run_dir(&first));
-    // The shim detached from the spawner, and shows its sandbox in ps as an executed one would.
-    let stat = std::fs::read_to_string(format!("/proc/{shim}/stat")).unwrap();
-    let ppid: i32 = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_ne!(ppid, spawner);
+    // After the command name: state, parent, process group, session.
+    let stat_fields = |pid: i32| -> Vec<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let rest = stat.rsplit_once(')').unwrap().1.to_string();
+        rest.split_whitespace()
+            .skip(1)
+            .take(3)
+            .map(|f| f.parse().unwrap())
+            .collect()
+    };
+    // The spawner's child (one fork), in a session of its own, showing its sandbox in ps as an
+    // executed shim would.
+    let [ppid, _, session] = stat_fields(shim)[..] else {
+        unreachable!()
+    };
+    assert_eq!(ppid, spawner);
+    assert_eq!(session, shim);
     let cmdline = std::fs::read(format!("/proc/{shim}/cmdline")).unwrap();
     let cmdline = String::from_utf8_lossy(&cmdline);
     assert!(
@@ -951,10 +956,18 @@ async fn one_spawner_forks_the_shims_and_a_new_one_replaces_it_when_killed() {
     let respawned = f.rt.spawner_pid().expect("a new spawner") as i32;
     assert_ne!(respawned, spawner);
     assert!(!alive(spawner), "the killed spawner was reaped");
-    assert_ne!(shim_pid(&f.rt.run_dir(&second)), shim);
+    let second_shim = shim_pid(&f.rt.run_dir(&second));
+    assert_ne!(second_shim, shim);
+    // A shim that ended was reaped (the spawner ignores SIGCHLD): no zombie is left.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{second_shim}")).exists() {
+        assert!(Instant::now() < deadline, "shim {second_shim} is still in /proc");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
-    // The first task never noticed.
+    // The first task never noticed: its shim went on, a child of init (or a subreaper) now.
     assert!(alive(h.pid) && alive(shim));
+    assert_ne!(stat_fields(shim)[0], spawner);
     f.rt.kill(&first).await.unwrap();
     assert_eq!(wait(&f.rt, &first).await.state, TaskState::Killed);
 }
