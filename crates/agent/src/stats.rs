@@ -13,6 +13,8 @@ pub(crate) struct TaskStats {
     pub launch: Histogram,
     /// Launches that ended before running: no image, no rootfs, the container did not start.
     pub launch_failures: Counter,
+    /// Kills that did not reach their task's shim (each is tried again).
+    pub kill_failures: Counter,
     pub pull: Histogram,
     pulls_ok: Counter,
     pulls_failed: Counter,
@@ -23,6 +25,7 @@ impl Default for TaskStats {
         TaskStats {
             launch: Histogram::new(SLOW_BUCKETS),
             launch_failures: Counter::default(),
+            kill_failures: Counter::default(),
             pull: Histogram::new(SLOW_BUCKETS),
             pulls_ok: Counter::default(),
             pulls_failed: Counter::default(),
@@ -67,6 +70,12 @@ pub(crate) fn render(s: &HttpState) -> String {
         "Launches that failed before their task ran.",
         Kind::Counter,
         st.launch_failures.get() as f64,
+    );
+    enc.single(
+        "tepui_agent_task_kill_failures_total",
+        "Kills that did not reach their task's shim; each is tried again until the task ends.",
+        Kind::Counter,
+        st.kill_failures.get() as f64,
     );
     enc.family(
         "tepui_agent_image_pulls_total",

@@ -187,6 +187,10 @@ struct Inner {
     routes: Mutex<RoutesFeed>,
 }
 
+/// A kill that failed is tried again after this, doubling up to [`KILL_RETRY_MAX`].
+const KILL_RETRY_FIRST: Duration = Duration::from_millis(500);
+const KILL_RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// Launches recorded at once.
 const RECORDING: usize = 16;
 /// Containers made at once. Enough to keep the disk and the kernel's cgroup work busy (on
@@ -472,8 +476,17 @@ impl TaskManager {
                 tracing::debug!(task = %id, waited_ms = waited.as_millis() as u64, "left the gateway's routes");
             }
             let grace = grace.map(|g| g.saturating_sub(waited));
-            if let Err(e) = me.inner.runtime.kill_within(&id, grace).await {
-                tracing::warn!(task = %id, error = %error_chain(&e), "kill failed");
+            // A kill that did not reach the shim is tried again until the task ends: the
+            // leader sent it once, and a task left running would hold up its deployment.
+            let mut pause = KILL_RETRY_FIRST;
+            while let Err(e) = me.inner.runtime.kill_within(&id, grace).await {
+                if me.phase(&id).is_none_or(|p| p == Phase::Ended) {
+                    return;
+                }
+                me.inner.stats.kill_failures.inc();
+                tracing::warn!(task = %id, error = %error_chain(&e), retry_in_ms = pause.as_millis() as u64, "kill failed");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(KILL_RETRY_MAX);
             }
         });
     }
@@ -619,6 +632,11 @@ impl TaskManager {
     }
 
     /// What the task manager measured.
+    /// Kills that did not reach their task's shim so far (`tepui_agent_task_kill_failures_total`).
+    pub fn kill_failures(&self) -> u64 {
+        self.inner.stats.kill_failures.get()
+    }
+
     pub(crate) fn stats(&self) -> &crate::stats::TaskStats {
         &self.inner.stats
     }

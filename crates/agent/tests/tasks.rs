@@ -189,14 +189,34 @@ async fn kill_ends_a_task_killed_even_before_it_runs() {
 }
 
 #[tokio::test]
+async fn a_kill_that_does_not_reach_the_shim_is_tried_again_until_the_task_ends() {
+    let fx = Fixture::new();
+    let mgr = fx.open_with_busybox().await;
+    let mut leader = Leader::new(&mgr);
+    let (id, pid) = leader.run_sleeper("unreached").await;
+
+    // The shim's socket is moved away: the kill cannot be delivered.
+    let sock = mgr.runtime().run_dir(&id).join("shim.sock");
+    let aside = sock.with_file_name("shim.sock.aside");
+    std::fs::rename(&sock, &aside).unwrap();
+    mgr.kill(&id, None);
+    wait_for("a kill that failed", || mgr.kill_failures() >= 1).await;
+    assert!(alive(pid), "not delivered, so not killed");
+
+    // Back in place: the next attempt ends the task.
+    std::fs::rename(&aside, &sock).unwrap();
+    let end = leader.wait_end(&id).await;
+    assert_eq!(end.state, "TASK_KILLED", "{end:?}");
+    assert!(!alive(pid));
+    mgr.shutdown().await;
+}
+
+#[tokio::test]
 async fn forget_kills_the_task_and_drops_it_with_its_updates() {
     let fx = Fixture::new();
     let mgr = fx.open_with_busybox().await;
     let mut leader = Leader::new(&mgr);
-    let id = task_id("forgotten");
-    mgr.launch(launch(&id, Some(BUSYBOX), &["/bin/busybox", "sleep", "1000"]));
-    leader.wait_state(&id, "TASK_RUNNING").await;
-    let pid = mgr.runtime().status(&id).await.unwrap().pid.unwrap();
+    let (id, pid) = leader.run_sleeper("forgotten").await;
 
     // Updates the leader never acknowledged are dropped with the task.
     leader.ack = false;

@@ -170,6 +170,17 @@ impl Leader {
         }
     }
 
+    /// Launches a busybox `sleep 1000` named after `name` and waits until it runs; its id and
+    /// its init's pid.
+    pub async fn run_sleeper(&mut self, name: &str) -> (String, i32) {
+        let id = task_id(name);
+        self.mgr
+            .launch(launch(&id, Some(BUSYBOX), &["/bin/busybox", "sleep", "1000"]));
+        self.wait_state(&id, "TASK_RUNNING").await;
+        let pid = self.mgr.runtime().status(&id).await.unwrap().pid.unwrap();
+        (id, pid)
+    }
+
     /// The states the task went through, as received, in order.
     pub fn states(&self, task: &str) -> Vec<String> {
         self.seen
