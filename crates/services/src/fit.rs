@@ -183,7 +183,7 @@ fn evaluate_demand(spec: &Demand, offer: &OfferSummary, placed: &[&AgentInfo]) -
             });
         }
     }
-    if let Err(v) = check_all(&spec.constraints, &offer.agent, placed) {
+    if let Err(v) = check_all(spec.constraints, &offer.agent, placed) {
         rejections.push(Rejection::UnfulfilledConstraint(v));
     }
     if offer.maintenance {
