@@ -632,13 +632,13 @@ impl TaskManager {
     }
 
     /// What the task manager measured.
+    pub(crate) fn stats(&self) -> &crate::stats::TaskStats {
+        &self.inner.stats
+    }
+
     /// Kills that did not reach their task's shim so far (`tepui_agent_task_kill_failures_total`).
     pub fn kill_failures(&self) -> u64 {
         self.inner.stats.kill_failures.get()
-    }
-
-    pub(crate) fn stats(&self) -> &crate::stats::TaskStats {
-        &self.inner.stats
     }
 
     /// Tasks whose container (or host process) runs now.
