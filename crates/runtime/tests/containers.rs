@@ -123,6 +123,24 @@ async fn wait(rt: &Runtime, id: &str) -> tepui_runtime::TaskStatus {
         .expect("wait")
 }
 
+/// Waits (10 s at most) until `done` holds; `what` names it in the failure.
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits (10 s at most) until the task's stdout is `want`.
+async fn wait_for_stdout(rt: &Runtime, id: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log(rt, id, LogStream::Stdout, None).await != want {
+        assert!(Instant::now() < deadline, "stdout never became {want:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn log(rt: &Runtime, id: &str, stream: LogStream, tail: Option<usize>) -> String {
     let mut chunks = rt.logs(id, stream, tail, false).await.unwrap();
     let mut out = Vec::new();
@@ -216,11 +234,7 @@ async fn ignoring_sigterm_gets_sigkill_after_the_grace_period() {
     s.kill_grace_period = Duration::from_millis(700);
     f.rt.launch(&s).await.unwrap();
     // Until the shell ignores SIGTERM, a kill ends it at once: wait for it to say so.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while log(&f.rt, &id, LogStream::Stdout, None).await != "up\n" {
-        assert!(Instant::now() < deadline, "the shell never set its trap");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_stdout(&f.rt, &id, "up\n").await;
     let asked = Instant::now();
     f.rt.kill(&id).await.unwrap();
     let st = wait(&f.rt, &id).await;
@@ -250,17 +264,13 @@ async fn sigterm_reaches_a_task_whose_init_does_not_handle_it() {
     let mut s = spec(&f, &id, &["sh", "-c", "echo up; sleep 1000; echo after"]);
     s.kill_grace_period = Duration::from_secs(60);
     f.rt.launch(&s).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
     // The shell's child must exist before the kill, or the shell is alone and killed.
-    let procs = || {
+    wait_until("the shell never started its child", || {
         pids_file(&id, "cgroup.procs")
             .and_then(|p| std::fs::read_to_string(p).ok())
-            .map_or(0, |t| t.lines().count())
-    };
-    while procs() < 2 {
-        assert!(Instant::now() < deadline, "the shell never started its child");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            .is_some_and(|t| t.lines().count() >= 2)
+    })
+    .await;
     let asked = Instant::now();
     f.rt.kill(&id).await.unwrap();
     let st = wait(&f.rt, &id).await;
@@ -285,11 +295,7 @@ async fn a_task_that_handles_sigterm_ends_before_the_grace_period() {
     s.kill_grace_period = Duration::from_secs(30);
     f.rt.launch(&s).await.unwrap();
     // pid 1 ignores SIGTERM until its handler is installed: wait for the shell to say so.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while log(&f.rt, &id, LogStream::Stdout, None).await != "ready\n" {
-        assert!(Instant::now() < deadline, "the shell never installed its trap");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_stdout(&f.rt, &id, "ready\n").await;
     let asked = Instant::now();
     f.rt.kill(&id).await.unwrap();
     let st = wait(&f.rt, &id).await;
@@ -959,11 +965,10 @@ async fn one_spawner_forks_the_shims_and_a_new_one_replaces_it_when_killed() {
     let second_shim = shim_pid(&f.rt.run_dir(&second));
     assert_ne!(second_shim, shim);
     // A shim that ended was reaped (the spawner ignores SIGCHLD): no zombie is left.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Path::new(&format!("/proc/{second_shim}")).exists() {
-        assert!(Instant::now() < deadline, "shim {second_shim} is still in /proc");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(&format!("shim {second_shim} is still in /proc"), || {
+        !Path::new(&format!("/proc/{second_shim}")).exists()
+    })
+    .await;
 
     // The first task never noticed: its shim went on, a child of init (or a subreaper) now.
     assert!(alive(h.pid) && alive(shim));
